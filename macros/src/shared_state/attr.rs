@@ -1,0 +1,301 @@
+//! The attributes `#[derive(SharedState)]` reads.
+//!
+//! ```text
+//! field attribute:      #[reducer(add)] | #[reducer(append)] | #[reducer(with = path)]
+//! container attribute:  #[slateflow(crate = path)]
+//! ```
+//! It also looks at `#[serde(skip)]` (and `skip_serializing`, `skip_deserializing`) on fields, so that
+//! update slots skip the same fields serde skips.
+
+use proc_macro2::{TokenStream, TokenTree};
+use syn::ext::IdentExt;
+use syn::parse::ParseStream;
+use syn::{Attribute, Ident, Meta, Token};
+
+use super::ast::Reducer;
+use crate::errors::Errors;
+
+const REDUCER_FORMS: &str = "`#[reducer(add)]`, `#[reducer(append)]` or `#[reducer(with = path)]`";
+
+/// The field's reducer; `LastWrite` without a `#[reducer]`, and after a mistake (which is recorded).
+pub(crate) fn field_reducer(attrs: &[Attribute], errors: &mut Errors) -> Reducer {
+    let mut reducer_attrs = attrs.iter().filter(|attr| attr.path().is_ident("reducer"));
+    let Some(first) = reducer_attrs.next() else {
+        return Reducer::LastWrite;
+    };
+    let mut duplicated = false;
+    for duplicate in reducer_attrs {
+        errors.at(
+            duplicate,
+            "a field has one reducer: remove this second `#[reducer]` attribute",
+        );
+        errors.at(first, "first `#[reducer]` attribute here");
+        duplicated = true;
+    }
+    if duplicated {
+        // Either choice could cause follow-on bound errors; the user must pick one.
+        return Reducer::LastWrite;
+    }
+    match parse_reducer(first) {
+        Ok(reducer) => reducer,
+        Err(error) => {
+            errors.push(error);
+            Reducer::LastWrite
+        }
+    }
+}
+
+fn parse_reducer(attr: &Attribute) -> syn::Result<Reducer> {
+    let list = match &attr.meta {
+        Meta::List(list) if !list.tokens.is_empty() => list,
+        Meta::List(list) => {
+            return Err(syn::Error::new(
+                list.delimiter.span().join(),
+                format_args!("expected a reducer: {REDUCER_FORMS}"),
+            ));
+        }
+        Meta::Path(_) | Meta::NameValue(_) => {
+            return Err(syn::Error::new_spanned(
+                attr,
+                format_args!("expected a reducer: {REDUCER_FORMS}"),
+            ));
+        }
+    };
+    list.parse_args_with(|input: ParseStream| {
+        let reducer = parse_reducer_word(input)?;
+        if input.peek(Token![,]) {
+            input.parse::<Token![,]>()?;
+        }
+        if !input.is_empty() {
+            let rest: TokenStream = input.parse()?;
+            return Err(syn::Error::new_spanned(
+                rest,
+                "a field has one reducer: remove this second one",
+            ));
+        }
+        Ok(reducer)
+    })
+}
+
+/// `add` | `append` | `with = path`
+fn parse_reducer_word(input: ParseStream) -> syn::Result<Reducer> {
+    if !input.peek(Ident) {
+        if input.peek(syn::LitStr) {
+            return Err(input.error(format_args!(
+                "write the reducer without quotes: {REDUCER_FORMS}"
+            )));
+        }
+        return Err(input.error(format_args!("expected a reducer: {REDUCER_FORMS}")));
+    }
+    let word: Ident = input.parse()?;
+    match word.to_string().as_str() {
+        "add" => Ok(Reducer::Add),
+        "append" => Ok(Reducer::Append),
+        "with" => parse_with(&word, input),
+        other => Err(syn::Error::new(
+            word.span(),
+            format_args!(
+                "unknown reducer `{other}`; expected {REDUCER_FORMS}{}",
+                synonym_hint(other)
+            ),
+        )),
+    }
+}
+
+/// The rest of `with = path`, after `with`.
+fn parse_with(with: &Ident, input: ParseStream) -> syn::Result<Reducer> {
+    const FORM: &str = "`with = path`, where `path` names a `fn(&mut T, T)`";
+    if !input.peek(Token![=]) {
+        return Err(syn::Error::new(
+            with.span(),
+            format_args!("expected `=` after `with`: write {FORM}"),
+        ));
+    }
+    let equals: Token![=] = input.parse()?;
+    if input.is_empty() {
+        return Err(syn::Error::new(
+            equals.span,
+            format_args!("expected a function path after `with =`: write {FORM}"),
+        ));
+    }
+    if input.peek(syn::LitStr) {
+        return Err(input.error(format_args!(
+            "write the function path without quotes: {FORM}"
+        )));
+    }
+    if !(input.peek(Ident::peek_any) || input.peek(Token![::]) || input.peek(Token![<])) {
+        return Err(input.error(format_args!("expected a function path: write {FORM}")));
+    }
+    input.parse().map(Reducer::With)
+}
+
+/// Names other libraries use for our reducers.
+fn synonym_hint(word: &str) -> &'static str {
+    match word {
+        "sum" | "plus" | "increment" | "add_assign" => "; did you mean `add`?",
+        "push" | "extend" | "concat" | "concatenate" | "list" => "; did you mean `append`?",
+        "last" | "last_value" | "replace" | "overwrite" | "lww" => {
+            "; last write wins is the default: remove the attribute"
+        }
+        "custom" | "func" | "function" | "fn" => "; did you mean `with = path`?",
+        _ => "",
+    }
+}
+
+/// `#[slateflow(crate = path)]`, or `::slateflow`.
+pub(crate) fn crate_path(attrs: &[Attribute], errors: &mut Errors) -> syn::Path {
+    let mut path = syn::parse_quote!(::slateflow);
+    for attr in attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident("slateflow"))
+    {
+        let parsed = attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("crate") {
+                path = meta.value()?.parse()?;
+                Ok(())
+            } else {
+                Err(meta.error(
+                    "unknown `slateflow` option; the derive accepts `#[slateflow(crate = path)]`",
+                ))
+            }
+        });
+        if let Err(error) = parsed {
+            errors.push(error);
+        }
+    }
+    path
+}
+
+/// Whether a `#[serde(...)]` attribute skips the field in either direction.
+///
+/// Only reads: serde itself reports mistakes in its attributes.
+pub(crate) fn serde_skips(attrs: &[Attribute]) -> bool {
+    attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident("serde"))
+        .filter_map(|attr| match &attr.meta {
+            Meta::List(list) => Some(list.tokens.clone()),
+            _ => None,
+        })
+        .any(|tokens| {
+            let mut at_key = true;
+            tokens.into_iter().any(|token| {
+                let skips = at_key
+                    && matches!(&token, TokenTree::Ident(ident)
+                        if ident == "skip" || ident == "skip_serializing" || ident == "skip_deserializing");
+                at_key = matches!(&token, TokenTree::Punct(punct) if punct.as_char() == ',');
+                skips
+            })
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use syn::parse_quote;
+
+    use super::*;
+
+    fn reducer_of(field: &syn::Field) -> (Reducer, Vec<String>) {
+        let mut errors = Errors::default();
+        let reducer = field_reducer(&field.attrs, &mut errors);
+        (reducer, errors.messages())
+    }
+
+    #[test]
+    fn reads_each_reducer() {
+        assert_eq!(
+            reducer_of(&parse_quote!(x: u8)),
+            (Reducer::LastWrite, vec![])
+        );
+        assert_eq!(
+            reducer_of(&parse_quote!(#[reducer(add)] x: u8)),
+            (Reducer::Add, vec![])
+        );
+        assert_eq!(
+            reducer_of(&parse_quote!(#[reducer(append,)] x: Vec<u8>)),
+            (Reducer::Append, vec![])
+        );
+        assert_eq!(
+            reducer_of(&parse_quote!(#[reducer(with = crate::max::<u8>)] x: u8)),
+            (Reducer::With(parse_quote!(crate::max::<u8>)), vec![])
+        );
+    }
+
+    #[test]
+    fn mistakes_fall_back_to_last_write_with_one_error_each() {
+        let cases: [(syn::Field, &str); 8] = [
+            (parse_quote!(#[reducer] x: u8), "expected a reducer"),
+            (parse_quote!(#[reducer()] x: u8), "expected a reducer"),
+            (parse_quote!(#[reducer(sum)] x: u8), "did you mean `add`?"),
+            (parse_quote!(#[reducer("add")] x: u8), "without quotes"),
+            (
+                parse_quote!(#[reducer(with)] x: u8),
+                "expected `=` after `with`",
+            ),
+            (
+                parse_quote!(#[reducer(with = )] x: u8),
+                "expected a function path after",
+            ),
+            (
+                parse_quote!(#[reducer(with = "f")] x: u8),
+                "path without quotes",
+            ),
+            (
+                parse_quote!(#[reducer(add, append)] x: u8),
+                "a field has one reducer",
+            ),
+        ];
+        for (field, expected) in cases {
+            let (reducer, messages) = reducer_of(&field);
+            assert_eq!(reducer, Reducer::LastWrite);
+            assert_eq!(messages.len(), 1, "{messages:?}");
+            assert!(
+                messages[0].contains(expected),
+                "{messages:?} lacks {expected:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn two_reducer_attributes_point_at_both() {
+        let (reducer, messages) =
+            reducer_of(&parse_quote!(#[reducer(add)] #[reducer(append)] x: u8));
+        assert_eq!(reducer, Reducer::LastWrite);
+        assert_eq!(
+            messages,
+            [
+                "a field has one reducer: remove this second `#[reducer]` attribute",
+                "first `#[reducer]` attribute here"
+            ]
+        );
+    }
+
+    #[test]
+    fn crate_path_defaults_and_overrides() {
+        let mut errors = Errors::default();
+        let default: syn::Path = parse_quote!(::slateflow);
+        assert_eq!(crate_path(&[], &mut errors), default);
+        let attrs: Vec<Attribute> = vec![parse_quote!(#[slateflow(crate = flowlib)])];
+        let renamed: syn::Path = parse_quote!(flowlib);
+        assert_eq!(crate_path(&attrs, &mut errors), renamed);
+        assert!(errors.is_empty());
+        let attrs: Vec<Attribute> = vec![parse_quote!(#[slateflow(krate = flowlib)])];
+        crate_path(&attrs, &mut errors);
+        assert_eq!(errors.messages().len(), 1);
+    }
+
+    #[test]
+    fn serde_skip_is_read_as_a_key_only() {
+        let skips = |field: syn::Field| serde_skips(&field.attrs);
+        assert!(skips(parse_quote!(#[serde(skip)] x: u8)));
+        assert!(skips(
+            parse_quote!(#[serde(rename = "y", skip_serializing)] x: u8)
+        ));
+        assert!(skips(parse_quote!(#[serde(skip_deserializing)] x: u8)));
+        assert!(!skips(
+            parse_quote!(#[serde(skip_serializing_if = "skip")] x: u8)
+        ));
+        assert!(!skips(parse_quote!(#[serde(default)] x: u8)));
+        assert!(!skips(parse_quote!(x: u8)));
+    }
+}
