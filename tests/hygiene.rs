@@ -1,0 +1,87 @@
+//! The derive's expansion compiles when the user shadows prelude names, under the strictest lints,
+//! and documents every public item it generates.
+#![deny(warnings, missing_docs, clippy::pedantic)]
+
+// Shadow the prelude names generated code must not rely on, in both namespaces.
+#[allow(dead_code)]
+struct Result;
+#[allow(dead_code)]
+struct Option;
+#[allow(dead_code)]
+struct Vec;
+#[allow(dead_code)]
+struct String;
+#[allow(dead_code)]
+struct Default;
+#[allow(dead_code, non_camel_case_types)]
+struct bool;
+#[allow(dead_code, non_snake_case)]
+fn Some() {}
+#[allow(dead_code, non_upper_case_globals)]
+const None: () = ();
+#[allow(dead_code)]
+trait Clone {}
+#[allow(dead_code)]
+trait Debug {}
+
+use serde::{Deserialize, Serialize};
+use slateflow::{SharedState, StateUpdate};
+
+/// Keeps the larger value.
+pub fn keep_max(current: &mut u32, new: u32) {
+    *current = (*current).max(new);
+}
+
+/// A public state whose expansion must satisfy `missing_docs` and pedantic clippy.
+#[derive(
+    SharedState,
+    ::core::clone::Clone,
+    ::core::fmt::Debug,
+    ::core::default::Default,
+    Serialize,
+    Deserialize,
+)]
+pub struct Strict<T: ::core::clone::Clone> {
+    /// Last write wins.
+    pub label: ::std::string::String,
+    /// Last write wins, optional.
+    pub note: ::core::option::Option<::std::string::String>,
+    /// Increments.
+    #[reducer(add)]
+    pub count: u64,
+    /// Appended items.
+    #[reducer(append)]
+    pub items: ::std::vec::Vec<T>,
+    /// Combined by `keep_max`.
+    #[reducer(with = keep_max)]
+    pub best: u32,
+    /// Not serialized.
+    #[serde(skip)]
+    pub scratch: u8,
+}
+
+#[test]
+fn expansion_works_with_shadowed_prelude_names() {
+    let mut state = Strict::<u8>::default();
+    let left = Strict::<u8>::update()
+        .set_label("x".into())
+        .add_count(1)
+        .push_items(1)
+        .reduce_best(4);
+    let right = Strict::<u8>::update()
+        .set_note(::core::option::Option::None)
+        .add_count(2)
+        .extend_items([2, 3])
+        .reduce_best(9)
+        .set_scratch(5);
+    state.apply(left.merge(right).unwrap());
+    assert_eq!(state.label, "x");
+    assert_eq!(state.count, 3);
+    assert_eq!(state.items, [1, 2, 3]);
+    assert_eq!(state.best, 9);
+    assert_eq!(state.scratch, 5);
+    assert_eq!(
+        state.field_text("label").as_deref(),
+        ::core::option::Option::Some("x")
+    );
+}

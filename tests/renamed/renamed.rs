@@ -1,0 +1,32 @@
+//! The derive works when `Cargo.toml` renames slateflow (`flowlib = { package = "slateflow" }`),
+//! given `#[slateflow(crate = flowlib)]`.
+
+use flowlib::{SharedState, StateUpdate};
+use serde::{Deserialize, Serialize};
+
+#[derive(SharedState, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[slateflow(crate = flowlib)]
+struct Counter {
+    label: String,
+    #[reducer(add)]
+    count: u64,
+    #[reducer(append)]
+    log: Vec<String>,
+}
+
+#[test]
+fn derive_apply_merge_and_serde_work_under_another_name() {
+    let mut counter = Counter::default();
+    let left = Counter::update().add_count(1).push_log("left".into());
+    let right = Counter::update()
+        .add_count(2)
+        .push_log("right".into())
+        .set_label("both".into());
+    let merged = left.merge(right).unwrap();
+    let json = serde_json::to_string(&merged).unwrap();
+    counter.apply(serde_json::from_str(&json).unwrap());
+    assert_eq!(counter.count, 3);
+    assert_eq!(counter.log, ["left", "right"]);
+    assert_eq!(counter.label, "both");
+    assert!(flowlib::state::has_field::<Counter>("log"));
+}

@@ -1,0 +1,37 @@
+//! Compile-error tests: one mistake per file, each `.stderr` recorded with `TRYBUILD=overwrite`.
+//!
+//! `ui/*/` holds our own messages and always runs. `ui/*/rustc/` holds errors whose text rustc
+//! renders (trait-bound and type-mismatch errors with our `on_unimplemented` messages); that text
+//! changes between releases, so those run only on the release they were recorded on.
+
+/// The `rustc` release the `ui/*/rustc/` snapshots were recorded with.
+const RECORDED_ON: &str = "1.95.";
+
+#[test]
+fn shared_state_errors() {
+    let cases = trybuild::TestCases::new();
+    cases.compile_fail("ui/shared_state/*.rs");
+    if rustc_is_recorded_release() {
+        cases.compile_fail("ui/shared_state/rustc/*.rs");
+    }
+}
+
+/// Whether the compiler is the release the rustc-text snapshots were recorded on; says so loudly
+/// when not, so that skipped snapshots are never silent.
+fn rustc_is_recorded_release() -> bool {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let version = std::process::Command::new(rustc)
+        .arg("--version")
+        .output()
+        .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+        .unwrap_or_default();
+    let recorded = version.starts_with(&format!("rustc {RECORDED_ON}"));
+    if !recorded {
+        eprintln!(
+            "warning: NOT CHECKED: ui/*/rustc/ snapshots were recorded on rustc {RECORDED_ON}x, \
+             this is `{}`; re-record them with TRYBUILD=overwrite on this release and review the diff",
+            version.trim()
+        );
+    }
+    recorded
+}

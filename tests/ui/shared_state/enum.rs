@@ -1,0 +1,9 @@
+use slateflow::SharedState;
+
+#[derive(SharedState)]
+enum Verdict {
+    Intrusion,
+    Phishing,
+}
+
+fn main() {}

@@ -1,0 +1,11 @@
+use serde::{Deserialize, Serialize};
+use slateflow::SharedState;
+
+#[derive(SharedState, Debug, Default, Serialize, Deserialize)]
+struct Counter {
+    #[reducer(add)]
+    #[reducer(append)]
+    count: Vec<u64>,
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use slateflow::SharedState;
+
+#[derive(SharedState)]
+struct Nothing;
+
+fn main() {}
