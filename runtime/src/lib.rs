@@ -39,7 +39,9 @@ pub use state::{Field, SharedState, StateUpdate, UpdateOf};
 /// - `impl SharedState for Triage` and `impl StateUpdate for TriageUpdate`.
 ///
 /// Every field must be serializable, or marked `#[serde(skip)]`: updates are logged and checkpointed.
-/// A skipped field can still be written by an update; it is just not serialized.
+/// A skipped field can still be written by an update; it is just not serialized. An update's JSON keys
+/// are the Rust field names (the names templates and metadata use), whatever serde renames the state's
+/// own fields to. Each slot has its field's visibility; the setters have the struct's.
 ///
 /// # Container attribute
 /// `#[slateflow(crate = path)]`: where to find this crate, when your `Cargo.toml` renames it

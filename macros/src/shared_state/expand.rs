@@ -32,12 +32,14 @@ pub(crate) fn update_ident(state_ident: &Ident) -> Ident {
     format_ident!("{}Update", state_ident)
 }
 
+/// The path of the runtime's serde re-export, as text: serde's attributes take paths as strings.
+fn serde_path(krate: &syn::Path) -> String {
+    format!("{}::__private::serde", tokens_text(krate))
+}
+
 /// The string serde's `crate = "..."` attribute wants.
 pub(crate) fn serde_crate(krate: &syn::Path) -> LitStr {
-    LitStr::new(
-        &format!("{}::__private::serde", tokens_text(krate)),
-        Span::call_site(),
-    )
+    LitStr::new(&serde_path(krate), Span::call_site())
 }
 
 /// The field's name as users write it in templates and see it in errors: without `r#`.
@@ -67,7 +69,7 @@ fn update_type(state: &State) -> TokenStream {
         .filter(|field| field.serialized)
         .map(|field| tokens_text(field.ty))
         .collect();
-    let serde_path = format!("{}::__private::serde", tokens_text(krate));
+    let serde_path = serde_path(krate);
     let serialize_bounds = LitStr::new(
         &serialized
             .iter()
@@ -125,7 +127,12 @@ fn update_type(state: &State) -> TokenStream {
             #krate::__private::serde::Serialize,
             #krate::__private::serde::Deserialize
         )]
-        #[serde(crate = #serde_crate, default, deny_unknown_fields, bound(serialize = #serialize_bounds, deserialize = #deserialize_bounds))]
+        #[serde(
+            crate = #serde_crate,
+            default,
+            deny_unknown_fields,
+            bound(serialize = #serialize_bounds, deserialize = #deserialize_bounds)
+        )]
         #vis struct #update #generics #where_clause {
             #(#slots,)*
         }
