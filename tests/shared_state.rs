@@ -633,7 +633,13 @@ mod generic_state {
 
     fn exercise<T>(first: T, second: T)
     where
-        T: Clone + PartialEq + std::fmt::Debug + Serialize + serde::de::DeserializeOwned,
+        T: Clone
+            + PartialEq
+            + std::fmt::Debug
+            + Send
+            + Sync
+            + Serialize
+            + serde::de::DeserializeOwned,
     {
         let mut board = Board::<T> {
             items: Vec::new(),

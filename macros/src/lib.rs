@@ -4,6 +4,8 @@
 //! Each entry point calls one module function that returns a `proc_macro2::TokenStream`.
 
 mod errors;
+mod flow;
+mod node_fn;
 mod shared_state;
 
 use proc_macro::TokenStream;
@@ -13,4 +15,17 @@ use proc_macro::TokenStream;
 pub fn derive_shared_state(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);
     shared_state::derive(&input).into()
+}
+
+/// The implementation of `slateflow::flow!`, which passes the runtime's path (`$crate`) first.
+#[doc(hidden)]
+#[proc_macro]
+pub fn flow_impl(input: TokenStream) -> TokenStream {
+    flow::expand(input.into()).into()
+}
+
+/// `#[slateflow::node]`; documented on the re-export in `slateflow`.
+#[proc_macro_attribute]
+pub fn node(attr: TokenStream, item: TokenStream) -> TokenStream {
+    node_fn::expand(attr.into(), item.into()).into()
 }

@@ -1,5 +1,148 @@
 //! The errors slateflow returns. Each says what went wrong, where, and what to do about it.
 
+use std::fmt;
+use std::time::Duration;
+
+use crate::node::NodeError;
+
+/// An error of a run: which node, at which step, and what happened.
+///
+/// When a step fails, nothing of that step is applied to the state; every earlier step stays applied.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A node's step returned an error (for `exec`, after its last attempt and its fallback).
+    #[error("node `{node}` failed in `{phase}` at step {step}{}: {source}", attempts_text(*.attempts))]
+    NodeFailed {
+        /// The node's name in its flow.
+        node: &'static str,
+        /// The step number in the run, from 1.
+        step: u64,
+        /// Which of the node's steps failed.
+        phase: Phase,
+        /// How many attempts ran (1 for `prep` and `post`, which are never retried).
+        attempts: u32,
+        /// The node's error.
+        #[source]
+        source: NodeError,
+    },
+    /// Every attempt of a node's `exec` took longer than its timeout.
+    #[error(
+        "node `{node}` timed out at step {step}: its last attempt of `exec` took longer than \
+         {after:?}{}; raise `Retry::timeout` or allow more attempts",
+        attempts_text(*.attempts)
+    )]
+    Timeout {
+        /// The node's name in its flow.
+        node: &'static str,
+        /// The step number in the run, from 1.
+        step: u64,
+        /// How many attempts ran.
+        attempts: u32,
+        /// The timeout of each attempt.
+        after: Duration,
+    },
+    /// A node panicked; the panic was caught and the step not applied.
+    #[error(
+        "node `{node}` panicked in `{phase}` at step {step}: {message}; nothing of this step was applied"
+    )]
+    Panic {
+        /// The node's name in its flow.
+        node: &'static str,
+        /// The step number in the run, from 1.
+        step: u64,
+        /// Where it panicked.
+        phase: Phase,
+        /// The panic's message.
+        message: String,
+    },
+    /// A node returned an action it does not declare in its `ACTIONS`.
+    #[error(
+        "node `{node}` returned the action \"{action}\" at step {step}, which it does not declare \
+         (it declares {}); add it to the node's `ACTIONS`",
+        quoted_list(.declared)
+    )]
+    UndeclaredAction {
+        /// The node's name in its flow.
+        node: &'static str,
+        /// The step number in the run, from 1.
+        step: u64,
+        /// The action it returned.
+        action: &'static str,
+        /// The actions it declares.
+        declared: &'static [&'static str],
+    },
+    /// The flow ran as many steps as its limit allows and was about to run another.
+    #[error(
+        "step limit of {limit} reached before running node `{node}`, which would have been step \
+         {step} of the run: the flow may be cycling; raise the limit with `Flow::with_max_steps` \
+         if it is not"
+    )]
+    StepLimit {
+        /// The limit of the flow that stopped.
+        limit: u64,
+        /// The node that would have run next.
+        node: &'static str,
+        /// The step number that node would have had in the run.
+        step: u64,
+    },
+    /// `run_blocking` could not start a tokio runtime.
+    #[error("could not start a tokio runtime for `run_blocking`: {0}")]
+    Runtime(#[source] std::io::Error),
+}
+
+impl Error {
+    /// The node the error is about, if any.
+    pub fn node(&self) -> Option<&'static str> {
+        match self {
+            Self::NodeFailed { node, .. }
+            | Self::Timeout { node, .. }
+            | Self::Panic { node, .. }
+            | Self::UndeclaredAction { node, .. }
+            | Self::StepLimit { node, .. } => Some(node),
+            Self::Runtime(_) => None,
+        }
+    }
+}
+
+/// One of a node's steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Phase {
+    /// `prep`: reading the state.
+    Prep,
+    /// `exec`: the work.
+    Exec,
+    /// `exec_fallback`: after the last failed attempt.
+    Fallback,
+    /// `post`: building the command.
+    Post,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(match self {
+            Self::Prep => "prep",
+            Self::Exec => "exec",
+            Self::Fallback => "exec_fallback",
+            Self::Post => "post",
+        })
+    }
+}
+
+fn attempts_text(attempts: u32) -> String {
+    if attempts > 1 {
+        format!(" after {attempts} attempts")
+    } else {
+        String::new()
+    }
+}
+
+fn quoted_list(items: &[&str]) -> String {
+    let quoted: Vec<String> = items.iter().map(|item| format!("\"{item}\"")).collect();
+    quoted.join(", ")
+}
+
 /// Two parallel updates both wrote the same last-write-wins field.
 ///
 /// Returned by [`StateUpdate::merge`](crate::StateUpdate::merge). Which value should win would depend

@@ -1,7 +1,10 @@
 #![doc = include_str!("../../README.md")]
+#![forbid(unsafe_code)]
 //!
 //! # Modules
 //! - [`state`]: the [`SharedState`] and [`StateUpdate`] traits and field metadata;
+//! - [`node`](mod@node): the [`Node`] trait, [`Command`], [`Params`], [`Retry`];
+//! - [`flow`](mod@flow): [`Flow`] and the executor; [`graph`]: a flow's shape, as JSON or Mermaid;
 //! - [`reducer`]: how writes combine, and the [`Addable`] and [`Append`] traits;
 //! - [`error`]: the errors;
 //! - `example_generated` (in the documentation only): what the derive generates for an example state.
@@ -10,6 +13,9 @@
 extern crate self as slateflow;
 
 pub mod error;
+pub mod flow;
+pub mod graph;
+pub mod node;
 pub mod reducer;
 pub mod state;
 
@@ -20,7 +26,10 @@ pub mod example_generated;
 #[path = "private.rs"]
 pub mod __private;
 
-pub use error::MergeConflict;
+pub use error::{Error, MergeConflict, Phase};
+pub use flow::{Flow, run_node, run_node_blocking};
+pub use graph::Graph;
+pub use node::{Command, Context, DEFAULT_ACTION, Node, NodeError, Params, Retry};
 pub use reducer::{Addable, Append, Reducer};
 pub use state::{Field, SharedState, StateUpdate, UpdateOf};
 
@@ -50,5 +59,78 @@ pub use slateflow_macros::SharedState;
 
 /// The traits and the derive, for `use slateflow::prelude::*;`.
 pub mod prelude {
-    pub use crate::{SharedState, StateUpdate};
+    pub use crate::{
+        Command, Context, Flow, Node, NodeError, Params, Retry, SharedState, StateUpdate,
+    };
+    pub use crate::{flow, node};
 }
+
+/// Wires nodes into a [`Flow`], checking the graph at compile time.
+///
+/// ```text
+/// flow! {
+///     #![exhaustive]              // optional: a node with edges must wire every action it declares
+///     start: a;                   // optional; otherwise the first node named starts
+///     a >> b >> c;                // "default" edges; chains continue from the right-hand node
+///     b - "retry" >> a;           // a named action edge; cycles are fine
+///     c - "done" >> d;
+/// }
+/// ```
+///
+/// Node names are local variables holding a [`Node`] (moved into the flow; share one with `Arc`).
+/// A flow is a node too, so flows nest. `flow!{}`, `flow!()` and `flow![]` all work.
+///
+/// Checked while compiling, each error at the offending token: the grammar, the same action of a node
+/// wired twice, a node unreachable from the start, and nodes over different state types (by
+/// `cargo check`); an edge whose action the node does not declare, and with `#![exhaustive]` a
+/// declared action without an edge (by `cargo build`, `cargo test` and `cargo run`: these read the
+/// nodes' `ACTIONS` constants, which Rust evaluates only when it generates code, so `cargo check`
+/// does not report them).
+///
+/// The generated code dispatches with a `match` on the node and the action: no boxing, no maps, no
+/// state clone and no allocation per step.
+///
+/// `#![exhaustive]` turns what PocketFlow warns about at run time ("Flow ends: 'x' not found") into a
+/// compile error: every node that has edges must wire every action it declares. Nodes without edges
+/// are the flow's exits, and end it with whatever they return.
+///
+/// A nested flow declares, as its [`ACTIONS`](Node::ACTIONS), the actions its nodes declare but it
+/// does not wire: the actions it can end with, which the parent can route on.
+#[macro_export]
+macro_rules! flow {
+    ($($tokens:tt)*) => {
+        $crate::__private::flow_impl! { ($crate) $($tokens)* }
+    };
+}
+
+/// Turns a function into a [`Node`]: `#[node]` or `#[node(actions = ["a", "b"])]`.
+///
+/// The function takes `&State` (and optionally `&Context<'_>` second), may be `async`, and returns
+/// `Command<State>`, or `Result<Command<State>, E>` for any `E` that converts into [`NodeError`]. It becomes a unit struct
+/// of the same name whose whole body runs as the node's [`post`](Node::post): it reads the state and
+/// returns the command. Nothing is retried, so keep calls that may fail transiently in a node that
+/// implements [`Node`] and does them in `exec`.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use slateflow::{Command, NodeError, SharedState, node};
+///
+/// #[derive(SharedState, Debug, Default, Serialize, Deserialize)]
+/// struct Ticket {
+///     text: String,
+///     #[reducer(append)]
+///     log: Vec<String>,
+/// }
+///
+/// #[node(actions = ["urgent", "normal"])]
+/// async fn route(ticket: &Ticket) -> Result<Command<Ticket>, NodeError> {
+///     let urgent = ticket.text.contains("down");
+///     let update = Ticket::update().push_log(format!("urgent: {urgent}"));
+///     Ok(Command::new(update).with_action(if urgent { "urgent" } else { "normal" }))
+/// }
+///
+/// let mut ticket = Ticket { text: "site is down".into(), ..Ticket::default() };
+/// assert_eq!(slateflow::run_node_blocking(&route, &mut ticket)?, "urgent");
+/// # Ok::<(), slateflow::Error>(())
+/// ```
+pub use slateflow_macros::node;

@@ -10,6 +10,7 @@ use crate::error::MergeConflict;
 use crate::reducer::{Addable, Append};
 
 pub use serde;
+pub use slateflow_macros::flow_impl;
 
 /// Sequential composition of a last-write-wins slot: the later write wins.
 #[inline]
@@ -97,6 +98,223 @@ where
     T::deserialize(deserializer).map(Some)
 }
 
+// ---- flow! support -------------------------------------------------------------------------------
+
+pub use crate::flow::{FlowGraph, RunContext, StateType};
+
+/// What a `#[node]` function may return: a command, or a result of one.
+#[diagnostic::on_unimplemented(
+    message = "a `#[node]` function returns `Command<{S}>` or `Result<Command<{S}>, E>`, not `{Self}`",
+    label = "this return type is not a node's",
+    note = "`E` can be any error that converts into `slateflow::NodeError`"
+)]
+pub trait NodeOutput<S: crate::SharedState> {
+    /// The command, or the error as a [`NodeError`](crate::NodeError).
+    ///
+    /// # Errors
+    /// The function's error.
+    fn into_result(self) -> Result<crate::Command<S>, crate::NodeError>;
+}
+
+impl<S: crate::SharedState> NodeOutput<S> for crate::Command<S> {
+    #[inline]
+    fn into_result(self) -> Result<crate::Command<S>, crate::NodeError> {
+        Ok(self)
+    }
+}
+
+impl<S: crate::SharedState, E: Into<crate::NodeError>> NodeOutput<S>
+    for Result<crate::Command<S>, E>
+{
+    #[inline]
+    fn into_result(self) -> Result<crate::Command<S>, crate::NodeError> {
+        self.map_err(Into::into)
+    }
+}
+
+/// The error of a flow that reached its step limit before `node`.
+pub fn step_limit(limit: u64, node: &'static str, step: u64) -> crate::Error {
+    crate::Error::StepLimit { limit, node, step }
+}
+
+/// Hands `node` back, requiring it to be a node over the flow's state: a node over another state is
+/// an error at the node's name in `flow!`.
+#[inline]
+pub fn node<S: crate::SharedState, N: crate::Node<S>>(node: N, _state: &StateType<S>) -> N {
+    node
+}
+
+/// `==` on strings, which `const fn` cannot call yet.
+pub const fn str_eq(left: &str, right: &str) -> bool {
+    let (left, right) = (left.as_bytes(), right.as_bytes());
+    if left.len() != right.len() {
+        return false;
+    }
+    let mut index = 0;
+    while index < left.len() {
+        if left[index] != right[index] {
+            return false;
+        }
+        index += 1;
+    }
+    true
+}
+
+/// Whether `actions` holds `action`.
+pub const fn declares(actions: &[&str], action: &str) -> bool {
+    let mut index = 0;
+    while index < actions.len() {
+        if str_eq(actions[index], action) {
+            return true;
+        }
+        index += 1;
+    }
+    false
+}
+
+/// The most actions a flow can end with (its `ACTIONS`).
+pub const MAX_FLOW_ACTIONS: usize = 64;
+
+/// A flow's ending actions, built at compile time.
+pub struct ActionSet {
+    pub list: [&'static str; MAX_FLOW_ACTIONS],
+    pub len: usize,
+}
+
+/// The actions that end a flow: for each node, `(declared, wired)`, the declared actions without an
+/// edge, each once, in node order.
+pub const fn terminal_actions(nodes: &[(&'static [&'static str], &[&str])]) -> ActionSet {
+    let mut set = ActionSet {
+        list: [""; MAX_FLOW_ACTIONS],
+        len: 0,
+    };
+    let mut node = 0;
+    while node < nodes.len() {
+        let (declared, wired) = nodes[node];
+        let mut index = 0;
+        while index < declared.len() {
+            let action = declared[index];
+            if !declares(wired, action) && !declares(set.list.split_at(set.len).0, action) {
+                assert!(
+                    set.len < MAX_FLOW_ACTIONS,
+                    "a flow can end with at most 64 distinct actions"
+                );
+                set.list[set.len] = action;
+                set.len += 1;
+            }
+            index += 1;
+        }
+        node += 1;
+    }
+    set
+}
+
+/// The first of `declared` that `wired` lacks.
+pub const fn first_unwired(
+    declared: &'static [&'static str],
+    wired: &[&str],
+) -> Option<&'static str> {
+    let mut index = 0;
+    while index < declared.len() {
+        if !declares(wired, declared[index]) {
+            return Some(declared[index]);
+        }
+        index += 1;
+    }
+    None
+}
+
+/// A compile-time error message, built in a fixed buffer (`const fn` cannot allocate).
+pub struct Message {
+    bytes: [u8; 1024],
+    len: usize,
+}
+
+impl Message {
+    pub const fn new() -> Self {
+        Self {
+            bytes: [0; 1024],
+            len: 0,
+        }
+    }
+
+    /// Appends `text` whole, or `...` once the buffer is full.
+    #[must_use]
+    pub const fn push(mut self, text: &str) -> Self {
+        let text = text.as_bytes();
+        let (text, fits) = if self.len + text.len() <= self.bytes.len() - 3 {
+            (text, true)
+        } else {
+            ("...".as_bytes(), false)
+        };
+        if !fits && self.len + 3 > self.bytes.len() {
+            return self;
+        }
+        let mut index = 0;
+        while index < text.len() {
+            self.bytes[self.len] = text[index];
+            self.len += 1;
+            index += 1;
+        }
+        self
+    }
+
+    /// Appends the actions as `"a", "b"`.
+    #[must_use]
+    pub const fn push_list(mut self, actions: &[&str]) -> Self {
+        let mut index = 0;
+        while index < actions.len() {
+            if index > 0 {
+                self = self.push(", ");
+            }
+            self = self.push("\"").push(actions[index]).push("\"");
+            index += 1;
+        }
+        self
+    }
+
+    pub const fn as_str(&self) -> &str {
+        match core::str::from_utf8(self.bytes.split_at(self.len).0) {
+            Ok(text) => text,
+            Err(_) => "(message not valid UTF-8)",
+        }
+    }
+}
+
+impl Default for Message {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The message for an edge whose label the node does not declare.
+pub const fn undeclared_action(node: &str, action: &str, declared: &[&str]) -> Message {
+    Message::new()
+        .push("node `")
+        .push(node)
+        .push("` does not declare the action \"")
+        .push(action)
+        .push("\"; it declares ")
+        .push_list(declared)
+        .push(": wire one of those, or add \"")
+        .push(action)
+        .push("\" to the node's `ACTIONS`")
+}
+
+/// The message for an exhaustive flow whose node leaves an action unwired.
+pub const fn unwired_action(node: &str, action: &str) -> Message {
+    Message::new()
+        .push("node `")
+        .push(node)
+        .push("` declares the action \"")
+        .push(action)
+        .push("\" but this `#![exhaustive]` flow has no edge for it: add `")
+        .push(node)
+        .push(" - \"")
+        .push(action)
+        .push("\" >> ...`")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +355,29 @@ mod tests {
         // A map with non-string keys cannot become JSON: no text rather than a wrong one.
         let map = std::collections::BTreeMap::from([(vec![1], 2)]);
         assert_eq!(field_text(&map), None);
+    }
+
+    #[test]
+    fn terminal_actions_are_the_unwired_ones_each_once() {
+        let set = terminal_actions(&[
+            (&["intrusion", "phishing"], &["intrusion"]),
+            (&["done", "phishing"], &[]),
+        ]);
+        assert_eq!(set.list.split_at(set.len).0, ["phishing", "done"]);
+    }
+
+    #[test]
+    fn compile_time_messages_read_well_and_stop_at_the_buffer() {
+        let message = undeclared_action("route", "spam", &["intrusion", "phishing"]);
+        assert_eq!(
+            message.as_str(),
+            "node `route` does not declare the action \"spam\"; it declares \"intrusion\", \
+             \"phishing\": wire one of those, or add \"spam\" to the node's `ACTIONS`"
+        );
+        let long = "x".repeat(2000);
+        let message = Message::new().push("start ").push(&long);
+        assert_eq!(message.as_str(), "start ...");
+        assert_eq!(first_unwired(&["a", "b"], &["a"]), Some("b"));
+        assert_eq!(first_unwired(&["a"], &["a"]), None);
     }
 }

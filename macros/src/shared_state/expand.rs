@@ -368,9 +368,12 @@ fn where_with_reducer_bounds(state: &State) -> TokenStream {
                 .iter()
                 .filter(|field| field.serialized)
                 .map(|field| field.ty);
+            let name = &state.input.ident;
             quote! {
+                #name #type_generics: ::core::marker::Send + ::core::marker::Sync,
                 #update #type_generics: ::core::clone::Clone
                     + ::core::fmt::Debug
+                    + ::core::marker::Send
                     + #krate::__private::serde::Serialize
                     + #krate::__private::serde::de::DeserializeOwned,
                 #(#serialized: #krate::__private::serde::Serialize,)*

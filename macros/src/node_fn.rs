@@ -1,0 +1,291 @@
+//! `#[node]`: a function over the state becomes a node.
+//!
+//! ```text
+//! #[node]  |  #[node(actions = ["a", "b"])]  |  #[node(crate = path, actions = [...])]
+//! [async] fn name(state: &State [, context: &Context<'_>]) -> Command<State> | Result<Command<State>, E>
+//! ```
+//! The function becomes a unit struct of the same name implementing `Node<State>`, whose `post` runs
+//! the body; `prep` and `exec` do nothing.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::parse::Parser;
+use syn::spanned::Spanned;
+use syn::{FnArg, ItemFn, LitStr, Pat, Token, Type};
+
+use crate::errors::Errors;
+
+/// The attribute's arguments.
+struct Options {
+    krate: TokenStream,
+    actions: Vec<LitStr>,
+}
+
+pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let mut errors = Errors::default();
+    let options = parse_options(attr, &mut errors);
+    let function: ItemFn = match syn::parse2(item) {
+        Ok(function) => function,
+        Err(error) => {
+            errors.push(syn::Error::new(
+                error.span(),
+                "`#[node]` goes on a function: `fn name(state: &State) -> Result<Command<State>, E>`",
+            ));
+            return errors.into_compile_errors();
+        }
+    };
+    let generated = generate(&options, &function, &mut errors);
+    let errors = errors.into_compile_errors();
+    quote!(#errors #generated)
+}
+
+/// `actions = ["a", "b"]` and `crate = path`, comma-separated, any order.
+fn parse_options(attr: TokenStream, errors: &mut Errors) -> Options {
+    let mut options = Options {
+        krate: quote!(::slateflow),
+        actions: Vec::new(),
+    };
+    let parser = syn::meta::parser(|meta| {
+        if meta.path.is_ident("actions") {
+            let value = meta.value()?;
+            let content;
+            syn::bracketed!(content in value);
+            let list = content.parse_terminated(<LitStr as syn::parse::Parse>::parse, Token![,])?;
+            for action in list {
+                if options
+                    .actions
+                    .iter()
+                    .any(|seen| seen.value() == action.value())
+                {
+                    errors.at(
+                        &action,
+                        format_args!("the action \"{}\" is listed twice", action.value()),
+                    );
+                } else {
+                    options.actions.push(action);
+                }
+            }
+            Ok(())
+        } else if meta.path.is_ident("crate") {
+            let path: syn::Path = meta.value()?.parse()?;
+            options.krate = quote!(#path);
+            Ok(())
+        } else {
+            Err(meta.error(
+                "unknown `node` option; write `#[node(actions = [\"a\", \"b\"])]` (and \
+                 `crate = path` when slateflow is renamed)",
+            ))
+        }
+    });
+    if let Err(error) = parser.parse2(attr) {
+        errors.push(error);
+    }
+    options
+}
+
+fn generate(options: &Options, function: &ItemFn, errors: &mut Errors) -> TokenStream {
+    let signature = &function.sig;
+    let Some(state_type) = state_type(signature, errors) else {
+        return TokenStream::new();
+    };
+    let takes_context = signature.inputs.len() == 2;
+    let krate = &options.krate;
+    let name = &signature.ident;
+    let vis = &function.vis;
+    let docs = function
+        .attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident("doc"));
+    let actions: Vec<&LitStr> = options.actions.iter().collect();
+    let actions = if actions.is_empty() {
+        quote!(&[#krate::DEFAULT_ACTION])
+    } else {
+        quote!(&[#(#actions),*])
+    };
+    let mut body_fn = function.clone();
+    body_fn.sig.ident = syn::Ident::new("__node_body", Span::call_site());
+    body_fn.attrs.retain(|attr| !attr.path().is_ident("doc"));
+    body_fn.vis = syn::Visibility::Inherited;
+    let context_argument = takes_context.then(|| quote!(, __context));
+    let call = quote!(__node_body(__state #context_argument));
+    let call = if signature.asyncness.is_some() {
+        quote!(#call.await)
+    } else {
+        call
+    };
+    let output_span = match &signature.output {
+        syn::ReturnType::Default => signature.ident.span(),
+        syn::ReturnType::Type(_, ty) => ty.span(),
+    };
+    // The body's command or result, as the node's result; a wrong return type is reported at it.
+    let convert =
+        quote_spanned!(output_span=> #krate::__private::NodeOutput::<#state_type>::into_result);
+    let result = quote!(#convert(#call));
+    quote! {
+        #(#docs)*
+        #[allow(non_camel_case_types)]
+        #[derive(::core::clone::Clone, ::core::marker::Copy, ::core::fmt::Debug, ::core::default::Default)]
+        #vis struct #name;
+
+        #[automatically_derived]
+        impl #krate::Node<#state_type> for #name {
+            type Prep = ();
+            type Exec = ();
+            const ACTIONS: &'static [&'static str] = #actions;
+
+            async fn prep(
+                &self,
+                _: &#state_type,
+                _: &#krate::Context<'_>,
+            ) -> ::core::result::Result<(), #krate::NodeError> {
+                ::core::result::Result::Ok(())
+            }
+
+            async fn exec(&self, (): &()) -> ::core::result::Result<(), #krate::NodeError> {
+                ::core::result::Result::Ok(())
+            }
+
+            async fn post(
+                &self,
+                __state: &#state_type,
+                (): (),
+                (): (),
+                __context: &#krate::Context<'_>,
+            ) -> ::core::result::Result<#krate::Command<#state_type>, #krate::NodeError> {
+                #body_fn
+                let _ = __context;
+                #result
+            }
+        }
+    }
+}
+
+/// The state type, from the first argument `&State`; `None` (with an error) when the signature
+/// cannot be a node's.
+fn state_type<'a>(signature: &'a syn::Signature, errors: &mut Errors) -> Option<&'a Type> {
+    if let Some(receiver) = signature.receiver() {
+        errors.at(
+            receiver,
+            "a node function takes the state, not `self`: `fn name(state: &State)`",
+        );
+        return None;
+    }
+    if !signature.generics.params.is_empty() {
+        errors.at(
+            &signature.generics,
+            "a node function cannot be generic: a node works on one state type",
+        );
+        return None;
+    }
+    let inputs: Vec<&FnArg> = signature.inputs.iter().collect();
+    let Some(FnArg::Typed(first)) = inputs.first() else {
+        errors.push(syn::Error::new(
+            signature.paren_token.span.join(),
+            "a node function takes the state first: `fn name(state: &State) -> Result<Command<State>, E>`",
+        ));
+        return None;
+    };
+    let Type::Reference(reference) = &*first.ty else {
+        errors.at(
+            &first.ty,
+            "a node function reads the state through a shared reference: `state: &State`",
+        );
+        return None;
+    };
+    if reference.mutability.is_some() {
+        errors.at(
+            reference,
+            "a node function reads the state through a shared reference: `state: &State`; it \
+             writes through the update it returns",
+        );
+        return None;
+    }
+    let state_type = &*reference.elem;
+    if inputs.len() > 2 {
+        errors.at(
+            inputs[2],
+            "a node function takes the state and, optionally, `&Context<'_>`; nothing more",
+        );
+        return None;
+    }
+    if let Some(FnArg::Typed(argument)) = inputs.get(1)
+        && !matches!(&*argument.pat, Pat::Ident(_) | Pat::Wild(_))
+    {
+        errors.at(
+            &argument.pat,
+            "name the context argument with a plain name or `_`",
+        );
+    }
+    Some(state_type)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn messages(attr: TokenStream, item: TokenStream) -> Vec<String> {
+        let mut errors = Errors::default();
+        let options = parse_options(attr, &mut errors);
+        let function: ItemFn = syn::parse2(item).unwrap();
+        let _ = generate(&options, &function, &mut errors);
+        errors.messages()
+    }
+
+    #[test]
+    fn reads_actions_and_crate() {
+        let mut errors = Errors::default();
+        let options = parse_options(quote!(crate = flowlib, actions = ["a", "b"]), &mut errors);
+        assert!(errors.is_empty());
+        assert_eq!(options.krate.to_string(), "flowlib");
+        let actions: Vec<String> = options.actions.iter().map(LitStr::value).collect();
+        assert_eq!(actions, ["a", "b"]);
+    }
+
+    #[test]
+    fn signature_mistakes_are_named() {
+        let cases = [
+            (
+                quote!(
+                    fn f(&self) {}
+                ),
+                "not `self`",
+            ),
+            (
+                quote!(
+                    fn f<T>(s: &T) {}
+                ),
+                "cannot be generic",
+            ),
+            (
+                quote!(
+                    fn f(s: State) {}
+                ),
+                "through a shared reference",
+            ),
+            (
+                quote!(
+                    fn f() {}
+                ),
+                "takes the state first",
+            ),
+            (
+                quote!(
+                    fn f(s: &S, c: &C, x: u8) {}
+                ),
+                "nothing more",
+            ),
+        ];
+        for (item, expected) in cases {
+            let errors = messages(quote!(), item);
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert!(errors[0].contains(expected), "{errors:?} lacks {expected}");
+        }
+        let errors = messages(
+            quote!(actions = ["a", "a"], colour = 1),
+            quote!(
+                fn f(s: &S) {}
+            ),
+        );
+        assert_eq!(errors.len(), 2, "{errors:?}");
+    }
+}

@@ -1,0 +1,409 @@
+//! Flows: graphs of nodes wired by [`flow!`](crate::flow!), and the executor that runs them.
+//!
+//! A run walks from the start node. After each node its update is applied through the reducers, and
+//! the action it returned picks the next node; an action with no edge ends the run, which returns
+//! that action (PocketFlow). A flow is itself a [`Node`]: nested in another flow it runs its own
+//! graph in place on the same state, applies each of its nodes' updates once, and returns its last
+//! action for the parent to route on.
+//!
+//! This module owns the run loop's pieces: one node step (prep, exec with retries and timeout, post,
+//! apply), the step limit, params and panics. It does not know about storage or parallelism.
+
+use std::any::Any;
+use std::future::{Future, poll_fn};
+use std::marker::PhantomData;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use crate::error::{Error, Phase};
+use crate::graph::Graph;
+use crate::node::{Command, Context, Node, NodeError, Params};
+use crate::state::SharedState;
+
+/// The default step limit of a flow: it stops runaway cycles.
+pub const DEFAULT_MAX_STEPS: u64 = 10_000;
+
+/// A flow built by [`flow!`](crate::flow!): its nodes, their wiring, a step limit and params.
+///
+/// `G` is the graph type the macro generates; `S` the state every node works on.
+pub struct Flow<S, G> {
+    graph: G,
+    max_steps: u64,
+    params: Params,
+    state: PhantomData<fn(&mut S)>,
+}
+
+impl<S: SharedState, G: FlowGraph<S>> Flow<S, G> {
+    /// Called by `flow!`.
+    #[doc(hidden)]
+    pub fn __new(graph: G, _state: StateType<S>) -> Self {
+        // Forces the compile-time checks of the wiring (declared actions, exhaustiveness).
+        let () = G::CHECKS;
+        Self {
+            graph,
+            max_steps: DEFAULT_MAX_STEPS,
+            params: Params::new(),
+            state: PhantomData,
+        }
+    }
+
+    /// Lets at most `max_steps` node steps run (nodes of nested flows count), then fails with
+    /// [`Error::StepLimit`] naming the node it stopped before. A limit of N lets exactly N steps run.
+    #[must_use]
+    pub fn with_max_steps(mut self, max_steps: u64) -> Self {
+        self.max_steps = max_steps;
+        self
+    }
+
+    /// Sets the params every node of a run reads. They replace those of the flows nested in it.
+    #[must_use]
+    pub fn with_params(mut self, params: Params) -> Self {
+        self.params = params;
+        self
+    }
+
+    /// The flow's step limit.
+    pub fn max_steps(&self) -> u64 {
+        self.max_steps
+    }
+
+    /// The flow's own params.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// Runs the flow on `state` from its start node and returns the last action.
+    ///
+    /// # Errors
+    /// The first [`Error`] of a node step, or [`Error::StepLimit`]. The state keeps every update
+    /// applied before the failing step; nothing of that step is applied.
+    pub async fn run(&self, state: &mut S) -> Result<&'static str, Error> {
+        self.run_with_params(state, self.params.clone()).await
+    }
+
+    /// Runs the flow with `params` instead of its own.
+    ///
+    /// # Errors
+    /// As [`run`](Self::run).
+    pub async fn run_with_params(
+        &self,
+        state: &mut S,
+        params: Params,
+    ) -> Result<&'static str, Error> {
+        let mut run = RunContext::new(params);
+        self.graph.run(state, &mut run, self.max_steps).await
+    }
+
+    /// Runs the flow to the end on a new single-threaded tokio runtime, for synchronous callers.
+    /// Call it outside any tokio runtime (tokio refuses to start one inside another).
+    ///
+    /// # Errors
+    /// As [`run`](Self::run), and [`Error::Runtime`] when the runtime cannot start.
+    pub fn run_blocking(&self, state: &mut S) -> Result<&'static str, Error> {
+        block_on(self.run(state))
+    }
+
+    /// The flow's graph: nodes with their declared actions, edges, start, nested flows. Serializes to
+    /// JSON for UIs.
+    pub fn graph(&self) -> Graph {
+        self.graph.describe()
+    }
+
+    /// The graph as a Mermaid flowchart, nested flows as subgraphs.
+    pub fn mermaid(&self) -> String {
+        self.graph().mermaid()
+    }
+}
+
+impl<S, G> std::fmt::Debug for Flow<S, G> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Flow")
+            .field("max_steps", &self.max_steps)
+            .field("params", &self.params)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A flow is a node: nested in another flow, it runs its graph in place on the parent's state and
+/// returns its last action. Its [`ACTIONS`](Node::ACTIONS) are the actions its nodes declare but do
+/// not wire, i.e. the actions it can end with. Its `prep`, `exec` and `post` are not used: a flow
+/// runs through [`Flow::run`] or as a node of another flow.
+impl<S: SharedState, G: FlowGraph<S>> Node<S> for Flow<S, G> {
+    type Prep = ();
+    type Exec = ();
+    const ACTIONS: &'static [&'static str] = G::ACTIONS;
+
+    async fn prep(&self, _: &S, _: &Context<'_>) -> Result<(), NodeError> {
+        Err("a flow runs its own nodes: call `Flow::run`, or nest it in another flow".into())
+    }
+
+    async fn exec(&self, (): &()) -> Result<(), NodeError> {
+        Ok(())
+    }
+
+    async fn post(&self, _: &S, (): (), (): (), _: &Context<'_>) -> Result<Command<S>, NodeError> {
+        Ok(Command::default())
+    }
+
+    fn __run<'a>(
+        &'a self,
+        state: &'a mut S,
+        run: &'a mut RunContext,
+        _name: &'static str,
+    ) -> impl Future<Output = Result<&'static str, Error>> + Send + 'a {
+        // The run's params, set by the outermost flow, replace this flow's own (PocketFlow).
+        self.graph.run(state, run, self.max_steps)
+    }
+
+    fn __graph(&self) -> Option<Graph> {
+        Some(self.graph())
+    }
+}
+
+/// The graph type `flow!` generates. Not implemented by hand.
+#[doc(hidden)]
+pub trait FlowGraph<S: SharedState>: Send + Sync {
+    /// The actions the flow can end with, computed at compile time.
+    const TERMINAL: crate::__private::ActionSet;
+    /// The actions the flow can end with: declared by its nodes, not wired.
+    const ACTIONS: &'static [&'static str] = Self::TERMINAL.list.split_at(Self::TERMINAL.len).0;
+    /// Compile-time checks of the wiring; evaluating it fails the build when one fails.
+    const CHECKS: ();
+
+    /// Runs from the start node; at most `max_steps` node steps.
+    fn run<'a>(
+        &'a self,
+        state: &'a mut S,
+        run: &'a mut RunContext,
+        max_steps: u64,
+    ) -> impl Future<Output = Result<&'static str, Error>> + Send + 'a;
+
+    /// The graph, for export.
+    fn describe(&self) -> Graph;
+}
+
+/// Names the state type of a flow while `flow!` builds it, so that a node over another state is an
+/// error at that node.
+#[doc(hidden)]
+pub struct StateType<S>(PhantomData<fn(&mut S)>);
+
+impl<S> StateType<S> {
+    #[doc(hidden)]
+    pub const fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<S> Default for StateType<S> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What one run carries from step to step: the step count and the params. Created by
+/// [`Flow::run`]; nodes see it through [`Context`].
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct RunContext {
+    steps: u64,
+    params: Params,
+}
+
+impl RunContext {
+    pub(crate) fn new(params: Params) -> Self {
+        Self { steps: 0, params }
+    }
+
+    /// Node steps started so far in this run.
+    #[doc(hidden)]
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+}
+
+/// Runs `node` alone on `state`, with no params, and returns its action (PocketFlow's `node.run`).
+///
+/// # Errors
+/// As [`Flow::run`].
+pub async fn run_node<S: SharedState, N: Node<S>>(
+    node: &N,
+    state: &mut S,
+) -> Result<&'static str, Error> {
+    let mut run = RunContext::new(Params::new());
+    node.__run(state, &mut run, short_type_name::<N>()).await
+}
+
+/// [`run_node`] on a new single-threaded tokio runtime, for synchronous callers.
+///
+/// # Errors
+/// As [`Flow::run_blocking`].
+pub fn run_node_blocking<S: SharedState, N: Node<S>>(
+    node: &N,
+    state: &mut S,
+) -> Result<&'static str, Error> {
+    block_on(run_node(node, state))
+}
+
+fn block_on<F: Future<Output = Result<&'static str, Error>>>(
+    future: F,
+) -> Result<&'static str, Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(Error::Runtime)?
+        .block_on(future)
+}
+
+/// `Summarise` for `my_crate::nodes::Summarise`.
+fn short_type_name<T>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    let generic_start = full.find('<').unwrap_or(full.len());
+    let start = full[..generic_start].rfind("::").map_or(0, |at| at + 2);
+    &full[start..]
+}
+
+/// One node step: prep, exec (retried, timed out), post, then the update applied.
+pub(crate) async fn run_step<S: SharedState, N: Node<S>>(
+    node: &N,
+    state: &mut S,
+    run: &mut RunContext,
+    name: &'static str,
+) -> Result<&'static str, Error> {
+    run.steps += 1;
+    let step = run.steps;
+    let context = Context {
+        params: &run.params,
+        node: name,
+        step,
+    };
+    let failed = |phase, attempts, source| Error::NodeFailed {
+        node: name,
+        step,
+        phase,
+        attempts,
+        source,
+    };
+    let panicked = |phase, payload| Error::Panic {
+        node: name,
+        step,
+        phase,
+        message: panic_message(payload),
+    };
+
+    let prep = catch_panic(node.prep(state, &context))
+        .await
+        .map_err(|payload| panicked(Phase::Prep, payload))?
+        .map_err(|source| failed(Phase::Prep, 1, source))?;
+    let exec = exec_with_retries(node, &prep, name, step).await?;
+    let command = catch_panic(node.post(state, prep, exec, &context))
+        .await
+        .map_err(|payload| panicked(Phase::Post, payload))?
+        .map_err(|source| failed(Phase::Post, 1, source))?;
+
+    if !crate::__private::declares(N::ACTIONS, command.action) {
+        return Err(Error::UndeclaredAction {
+            node: name,
+            step,
+            action: command.action,
+            declared: N::ACTIONS,
+        });
+    }
+    state.apply(command.update);
+    Ok(command.action)
+}
+
+/// An attempt of `exec` that ran out of time; becomes [`Error::Timeout`] if nothing recovers it.
+#[derive(Debug, thiserror::Error)]
+#[error("`exec` took longer than {0:?}")]
+struct TimedOut(Duration);
+
+async fn exec_with_retries<S: SharedState, N: Node<S>>(
+    node: &N,
+    prep: &N::Prep,
+    name: &'static str,
+    step: u64,
+) -> Result<N::Exec, Error> {
+    let retry = node.retry();
+    let panicked = |phase, payload| Error::Panic {
+        node: name,
+        step,
+        phase,
+        message: panic_message(payload),
+    };
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let outcome = match retry.attempt_timeout() {
+            None => catch_panic(node.exec(prep)).await,
+            Some(limit) => tokio::time::timeout(limit, catch_panic(node.exec(prep)))
+                .await
+                .unwrap_or_else(|_| Ok(Err(Box::new(TimedOut(limit))))),
+        };
+        let error = match outcome.map_err(|payload| panicked(Phase::Exec, payload))? {
+            Ok(exec) => return Ok(exec),
+            Err(error) => error,
+        };
+        if attempt >= retry.max_attempts() {
+            let recovered = catch_panic(node.exec_fallback(prep, error))
+                .await
+                .map_err(|payload| panicked(Phase::Fallback, payload))?;
+            return recovered.map_err(|source| match source.downcast::<TimedOut>() {
+                Ok(timed_out) => Error::Timeout {
+                    node: name,
+                    step,
+                    attempts: attempt,
+                    after: timed_out.0,
+                },
+                Err(source) => Error::NodeFailed {
+                    node: name,
+                    step,
+                    phase: Phase::Exec,
+                    attempts: attempt,
+                    source,
+                },
+            });
+        }
+        let wait = retry.wait_after(attempt);
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// Runs `future`, turning a panic while it is polled into an error value.
+async fn catch_panic<F: Future>(future: F) -> Result<F::Output, Box<dyn Any + Send>> {
+    let mut future = pin!(future);
+    poll_fn(
+        move |context| match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(context))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Err(payload) => Poll::Ready(Err(payload)),
+        },
+    )
+    .await
+}
+
+fn panic_message(payload: Box<dyn Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(message) => *message,
+        Err(payload) => payload.downcast_ref::<&str>().map_or_else(
+            || "a panic with a non-text payload".into(),
+            |text| (*text).into(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_type_names_drop_the_path() {
+        struct Summarise;
+        assert_eq!(short_type_name::<Summarise>(), "Summarise");
+        assert_eq!(short_type_name::<Vec<u8>>(), "Vec<u8>");
+    }
+}

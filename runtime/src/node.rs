@@ -1,0 +1,522 @@
+//! Nodes: the steps of a flow, with PocketFlow's three phases.
+//!
+//! A [`Node`] reads the state in [`prep`](Node::prep), does its work in [`exec`](Node::exec) without
+//! seeing the state (the only phase that is retried), and in [`post`](Node::post) returns a
+//! [`Command`]: the update to apply and the action that picks the next node. Small nodes are plain
+//! functions: [`#[node]`](macro@crate::node) on a `fn` or `async fn`, or [`from_fn`] for a closure.
+//!
+//! This module owns what a node is and what it returns. It does not run anything: see
+//! [`flow`](mod@crate::flow) for that.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::error::Error;
+use crate::flow::RunContext;
+use crate::state::SharedState;
+
+/// The action a node returns when it does not choose one; `a >> b` wires it.
+pub const DEFAULT_ACTION: &str = "default";
+
+/// What a node's steps return as an error: anything that implements [`std::error::Error`].
+pub type NodeError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A step of a flow over the state `S`.
+///
+/// # Example
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use slateflow::{Command, Context, Node, NodeError, SharedState};
+///
+/// #[derive(SharedState, Debug, Default, Serialize, Deserialize)]
+/// struct Doc {
+///     text: String,
+///     summary: Option<String>,
+/// }
+///
+/// /// Summarises the text; routes to `"too_long"` when the summary is no shorter.
+/// struct Summarise;
+///
+/// impl Node<Doc> for Summarise {
+///     type Prep = String;
+///     type Exec = String;
+///     const ACTIONS: &'static [&'static str] = &["default", "too_long"];
+///
+///     async fn prep(&self, state: &Doc, _: &Context<'_>) -> Result<String, NodeError> {
+///         Ok(state.text.clone())
+///     }
+///
+///     async fn exec(&self, text: &String) -> Result<String, NodeError> {
+///         Ok(text.split('.').next().unwrap_or_default().to_string()) // a model call in real life
+///     }
+///
+///     async fn post(
+///         &self,
+///         _: &Doc,
+///         text: String,
+///         summary: String,
+///         _: &Context<'_>,
+///     ) -> Result<Command<Doc>, NodeError> {
+///         let action = if summary.len() < text.len() { "default" } else { "too_long" };
+///         Ok(Command::new(Doc::update().set_summary(Some(summary))).with_action(action))
+///     }
+/// }
+///
+/// let mut doc = Doc { text: "First. Second.".into(), summary: None };
+/// let action = slateflow::run_node_blocking(&Summarise, &mut doc)?;
+/// assert_eq!((action, doc.summary.as_deref()), ("default", Some("First")));
+/// # Ok::<(), slateflow::Error>(())
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a node over the state `{S}`",
+    label = "this is not a `Node<{S}>`",
+    note = "every node of a flow works on the same state type; implement `Node<{S}>`, use \
+            `#[slateflow::node]` on a function, or wrap a closure with `slateflow::node::from_fn`"
+)]
+pub trait Node<S: SharedState>: Send + Sync {
+    /// What [`prep`](Node::prep) hands to [`exec`](Node::exec) and [`post`](Node::post).
+    type Prep: Send + Sync;
+    /// What [`exec`](Node::exec) produces for [`post`](Node::post).
+    type Exec: Send;
+
+    /// Every action [`post`](Node::post) may return. `flow!` checks its edges against this list, and
+    /// returning an action not in it fails the run.
+    const ACTIONS: &'static [&'static str] = &[DEFAULT_ACTION];
+
+    /// How [`exec`](Node::exec) is retried and timed out. One attempt, no timeout by default.
+    fn retry(&self) -> Retry {
+        Retry::default()
+    }
+
+    /// Reads what the work needs from the state and params. Never retried.
+    fn prep(
+        &self,
+        state: &S,
+        context: &Context<'_>,
+    ) -> impl Future<Output = Result<Self::Prep, NodeError>> + Send;
+
+    /// Does the work (the model call) without seeing the state. The only step that is retried, so it
+    /// should be safe to repeat.
+    fn exec(&self, prep: &Self::Prep)
+    -> impl Future<Output = Result<Self::Exec, NodeError>> + Send;
+
+    /// Runs after the last failed attempt of [`exec`](Node::exec); its result goes to
+    /// [`post`](Node::post). By default it returns the error, which fails the run.
+    fn exec_fallback(
+        &self,
+        prep: &Self::Prep,
+        error: NodeError,
+    ) -> impl Future<Output = Result<Self::Exec, NodeError>> + Send {
+        let _ = prep;
+        async move { Err(error) }
+    }
+
+    /// Turns the results into a [`Command`]: the update to apply and the next action. Never retried.
+    fn post(
+        &self,
+        state: &S,
+        prep: Self::Prep,
+        exec: Self::Exec,
+        context: &Context<'_>,
+    ) -> impl Future<Output = Result<Command<S>, NodeError>> + Send;
+
+    /// Runs the node as one step of a run on `state`, returning its action. Flows override it to run
+    /// their own graph in place; nodes keep this default.
+    #[doc(hidden)]
+    fn __run<'a>(
+        &'a self,
+        state: &'a mut S,
+        run: &'a mut RunContext,
+        name: &'static str,
+    ) -> impl Future<Output = Result<&'static str, Error>> + Send + 'a
+    where
+        Self: Sized,
+    {
+        crate::flow::run_step(self, state, run, name)
+    }
+
+    /// The node's own graph, for flows; `None` for plain nodes.
+    #[doc(hidden)]
+    fn __graph(&self) -> Option<crate::graph::Graph> {
+        None
+    }
+}
+
+/// What a node's [`post`](Node::post) returns: the update to apply and the action to follow.
+pub struct Command<S: SharedState> {
+    /// The writes to apply to the state, through its reducers.
+    pub update: S::Update,
+    /// The action that picks the next node; one of the node's [`ACTIONS`](Node::ACTIONS).
+    pub action: &'static str,
+    /// Why this action was chosen, for traces and debugging.
+    pub reason: Option<Cow<'static, str>>,
+}
+
+impl<S: SharedState> Command<S> {
+    /// Applies `update` and follows the `"default"` action.
+    pub fn new(update: S::Update) -> Self {
+        Self {
+            update,
+            action: DEFAULT_ACTION,
+            reason: None,
+        }
+    }
+
+    /// Writes nothing and follows `action`.
+    pub fn goto(action: &'static str) -> Self {
+        Self::new(S::Update::default()).with_action(action)
+    }
+
+    /// Follows `action` instead.
+    #[must_use]
+    pub fn with_action(mut self, action: &'static str) -> Self {
+        self.action = action;
+        self
+    }
+
+    /// Records why the action was chosen.
+    #[must_use]
+    pub fn with_reason(mut self, reason: impl Into<Cow<'static, str>>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+}
+
+impl<S: SharedState> Default for Command<S> {
+    fn default() -> Self {
+        Self::new(S::Update::default())
+    }
+}
+
+impl<S: SharedState> std::fmt::Debug for Command<S> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Command")
+            .field("update", &self.update)
+            .field("action", &self.action)
+            .field("reason", &self.reason)
+            .finish()
+    }
+}
+
+/// What a node's [`prep`](Node::prep) and [`post`](Node::post) know about the run.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    pub(crate) params: &'a Params,
+    pub(crate) node: &'static str,
+    pub(crate) step: u64,
+}
+
+impl<'a> Context<'a> {
+    /// The params the run was given (a flow's params reach every node it runs, nested ones too).
+    pub fn params(&self) -> &'a Params {
+        self.params
+    }
+
+    /// The node's name in its flow (the variable named in `flow!`).
+    pub fn node(&self) -> &'static str {
+        self.node
+    }
+
+    /// The step number in the run, from 1.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+}
+
+/// Immutable params, string to JSON value, set on a flow and read by its nodes. Cheap to clone.
+///
+/// As in PocketFlow, a flow's params replace those of a flow nested in it: a run sees the params
+/// of the outermost flow (or those passed to [`Flow::run_with_params`](crate::Flow::run_with_params)).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Params {
+    values: Option<Arc<Map<String, Value>>>,
+}
+
+impl Params {
+    /// No params.
+    pub const fn new() -> Self {
+        Self { values: None }
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.values.as_ref()?.get(key)
+    }
+
+    /// The value of `key`, if it is a string.
+    pub fn get_str(&self, key: &str) -> Option<&str> {
+        self.get(key)?.as_str()
+    }
+
+    /// Whether there are no params.
+    pub fn is_empty(&self) -> bool {
+        self.values.as_ref().is_none_or(|values| values.is_empty())
+    }
+
+    /// The params with `key` set to `value` (a copy: params are immutable once shared).
+    #[must_use]
+    pub fn with(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        Arc::make_mut(self.values.get_or_insert_with(Arc::default))
+            .insert(key.into(), value.into());
+        self
+    }
+
+    /// Every key and value, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.values
+            .iter()
+            .flat_map(|values| values.iter().map(|(key, value)| (key.as_str(), value)))
+    }
+}
+
+impl<K: Into<String>, V: Into<Value>> FromIterator<(K, V)> for Params {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(pairs: I) -> Self {
+        let values: Map<String, Value> = pairs
+            .into_iter()
+            .map(|(key, value)| (key.into(), value.into()))
+            .collect();
+        Self {
+            values: (!values.is_empty()).then(|| Arc::new(values)),
+        }
+    }
+}
+
+/// How a node's [`exec`](Node::exec) is retried and timed out.
+///
+/// `max_attempts` counts attempts (PocketFlow's `max_retries` does too, under a misleading name): the
+/// default, 1, tries once. The wait happens only between attempts, never after the last; with
+/// [`backoff`](Retry::backoff) it is multiplied by `factor` after each attempt, up to `max_wait`.
+/// A [`timeout`](Retry::timeout) bounds each attempt; a timed-out attempt counts as a failed one.
+/// Waits and timeouts use tokio's timer: run flows inside a tokio runtime with time enabled.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Retry {
+    max_attempts: u32,
+    wait: Duration,
+    backoff_factor: f64,
+    max_wait: Duration,
+    timeout: Option<Duration>,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Self {
+            max_attempts: 1,
+            wait: Duration::ZERO,
+            backoff_factor: 1.0,
+            max_wait: Duration::MAX,
+            timeout: None,
+        }
+    }
+}
+
+impl Retry {
+    /// Up to `max_attempts` attempts (at least one), with no wait between them.
+    pub fn attempts(max_attempts: u32) -> Self {
+        Self {
+            max_attempts: max_attempts.max(1),
+            ..Self::default()
+        }
+    }
+
+    /// Waits `wait` between attempts.
+    #[must_use]
+    pub fn wait(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// Multiplies the wait by `factor` after each attempt, never waiting longer than `max_wait`.
+    #[must_use]
+    pub fn backoff(mut self, factor: f64, max_wait: Duration) -> Self {
+        self.backoff_factor = factor.max(1.0);
+        self.max_wait = max_wait;
+        self
+    }
+
+    /// Fails an attempt of [`exec`](Node::exec) that takes longer than `timeout`.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// How many attempts at most.
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
+    /// The timeout of each attempt, if any.
+    pub fn attempt_timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// The wait after the failed attempt number `attempt` (from 1) and before the next.
+    pub fn wait_after(&self, attempt: u32) -> Duration {
+        let exponent = i32::try_from(attempt.saturating_sub(1)).unwrap_or(i32::MAX);
+        let factor = self.backoff_factor.powi(exponent);
+        let wait = self.wait.as_secs_f64() * factor;
+        if wait >= self.max_wait.as_secs_f64() {
+            self.max_wait
+        } else {
+            Duration::from_secs_f64(wait)
+        }
+    }
+}
+
+/// A node made from a synchronous closure over the state; it follows `"default"` unless the
+/// command names another action, which must then be `"default"` too. For nodes that choose between
+/// actions, or that are `async`, put [`#[node]`](macro@crate::node) on a function.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use slateflow::{Command, SharedState, node::from_fn};
+///
+/// #[derive(SharedState, Debug, Default, Serialize, Deserialize)]
+/// struct Count {
+///     #[reducer(add)]
+///     n: u32,
+/// }
+///
+/// let increment = from_fn(|_: &Count| Ok(Command::new(Count::update().add_n(1))));
+/// let mut count = Count::default();
+/// slateflow::run_node_blocking(&increment, &mut count)?;
+/// assert_eq!(count.n, 1);
+/// # Ok::<(), slateflow::Error>(())
+/// ```
+pub fn from_fn<S, F>(function: F) -> FnNode<F>
+where
+    S: SharedState,
+    F: Fn(&S) -> Result<Command<S>, NodeError> + Send + Sync,
+{
+    FnNode { function }
+}
+
+/// The node [`from_fn`] makes.
+#[derive(Clone, Copy)]
+pub struct FnNode<F> {
+    function: F,
+}
+
+impl<F> std::fmt::Debug for FnNode<F> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("FnNode")
+    }
+}
+
+impl<S, F> Node<S> for FnNode<F>
+where
+    S: SharedState,
+    F: Fn(&S) -> Result<Command<S>, NodeError> + Send + Sync,
+{
+    type Prep = ();
+    type Exec = ();
+
+    async fn prep(&self, _: &S, _: &Context<'_>) -> Result<(), NodeError> {
+        Ok(())
+    }
+
+    async fn exec(&self, (): &()) -> Result<(), NodeError> {
+        Ok(())
+    }
+
+    async fn post(
+        &self,
+        state: &S,
+        (): (),
+        (): (),
+        _: &Context<'_>,
+    ) -> Result<Command<S>, NodeError> {
+        (self.function)(state)
+    }
+}
+
+/// A shared node: one node value used in several flows.
+impl<S: SharedState, N: Node<S>> Node<S> for Arc<N> {
+    type Prep = N::Prep;
+    type Exec = N::Exec;
+    const ACTIONS: &'static [&'static str] = N::ACTIONS;
+
+    fn retry(&self) -> Retry {
+        N::retry(self)
+    }
+
+    fn prep(
+        &self,
+        state: &S,
+        context: &Context<'_>,
+    ) -> impl Future<Output = Result<Self::Prep, NodeError>> + Send {
+        N::prep(self, state, context)
+    }
+
+    fn exec(
+        &self,
+        prep: &Self::Prep,
+    ) -> impl Future<Output = Result<Self::Exec, NodeError>> + Send {
+        N::exec(self, prep)
+    }
+
+    fn exec_fallback(
+        &self,
+        prep: &Self::Prep,
+        error: NodeError,
+    ) -> impl Future<Output = Result<Self::Exec, NodeError>> + Send {
+        N::exec_fallback(self, prep, error)
+    }
+
+    fn post(
+        &self,
+        state: &S,
+        prep: Self::Prep,
+        exec: Self::Exec,
+        context: &Context<'_>,
+    ) -> impl Future<Output = Result<Command<S>, NodeError>> + Send {
+        N::post(self, state, prep, exec, context)
+    }
+
+    fn __run<'a>(
+        &'a self,
+        state: &'a mut S,
+        run: &'a mut RunContext,
+        name: &'static str,
+    ) -> impl Future<Output = Result<&'static str, Error>> + Send + 'a {
+        N::__run(self, state, run, name)
+    }
+
+    fn __graph(&self) -> Option<crate::graph::Graph> {
+        N::__graph(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_waits_grow_by_the_factor_up_to_the_cap() {
+        let retry = Retry::attempts(5)
+            .wait(Duration::from_millis(100))
+            .backoff(2.0, Duration::from_millis(500));
+        let waits: Vec<u128> = (1..=5).map(|n| retry.wait_after(n).as_millis()).collect();
+        assert_eq!(waits, [100, 200, 400, 500, 500]);
+        assert_eq!(Retry::default().wait_after(1), Duration::ZERO);
+        assert_eq!(Retry::attempts(0).max_attempts(), 1, "at least one attempt");
+    }
+
+    #[test]
+    fn params_are_immutable_once_shared() {
+        let base = Params::new().with("model", "small");
+        let shared = base.clone();
+        let changed = base.with("model", "large").with("temperature", 0.5);
+        assert_eq!(shared.get_str("model"), Some("small"));
+        assert_eq!(changed.get_str("model"), Some("large"));
+        assert_eq!(changed.iter().count(), 2);
+        assert!(Params::new().is_empty());
+        let collected: Params = [("k", 1)].into_iter().collect();
+        assert_eq!(collected.get("k"), Some(&Value::from(1)));
+    }
+}

@@ -1,0 +1,124 @@
+//! The runtime makes no heap allocation per step: a 1,000-step cycle of nodes that do not allocate
+//! runs with zero allocations, counted by a global allocator.
+// A counting global allocator is `unsafe impl GlobalAlloc`; it only forwards to `System`.
+#![allow(unsafe_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use serde::{Deserialize, Serialize};
+use slateflow::{Command, SharedState, flow, node};
+
+/// Counts the allocations a thread makes while its `COUNTING` flag is set. Both are per thread, so
+/// tests running in parallel do not count each other's allocations.
+struct Counting;
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+fn count_one() {
+    if COUNTING.try_with(Cell::get).unwrap_or(false) {
+        let _ = ALLOCATIONS.try_with(|count| count.set(count.get() + 1));
+    }
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count_one();
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count_one();
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count_one();
+        // SAFETY: same contract as our caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as our caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Polls `future` to completion on this thread, counting the allocations it makes. The flows here
+/// never wait, so one poll finishes them; a no-op waker keeps any executor's allocations out.
+fn allocations_while<F: Future>(future: F) -> (F::Output, usize) {
+    let mut future = pin!(future);
+    let mut context = Context::from_waker(Waker::noop());
+    ALLOCATIONS.with(|count| count.set(0));
+    COUNTING.with(|counting| counting.set(true));
+    let poll = future.as_mut().poll(&mut context);
+    COUNTING.with(|counting| counting.set(false));
+    match poll {
+        Poll::Ready(output) => (output, ALLOCATIONS.with(Cell::get)),
+        Poll::Pending => panic!("these flows never wait"),
+    }
+}
+
+#[derive(SharedState, Debug, Default, Serialize, Deserialize)]
+struct Counter {
+    #[reducer(add)]
+    steps: u32,
+    #[reducer(append)]
+    log: Vec<u32>,
+}
+
+#[node]
+fn ping(_: &Counter) -> Command<Counter> {
+    Command::new(Counter::update().add_steps(1))
+}
+
+/// Sends the run back to `ping` until 1,000 steps have run.
+#[node(actions = ["again", "done"])]
+fn pong(counter: &Counter) -> Command<Counter> {
+    let action = if counter.steps + 1 < 1_000 {
+        "again"
+    } else {
+        "done"
+    };
+    Command::new(Counter::update().add_steps(1)).with_action(action)
+}
+
+/// Allocates: appends to the log.
+#[node]
+fn grow(counter: &Counter) -> Command<Counter> {
+    Command::new(Counter::update().push_log(counter.steps))
+}
+
+#[test]
+fn a_thousand_step_cycle_allocates_nothing() {
+    let flow = flow! {
+        ping >> pong;
+        pong - "again" >> ping;
+    };
+    let mut counter = Counter::default();
+    let (result, allocations) = allocations_while(flow.run(&mut counter));
+    assert_eq!(result.unwrap(), "done");
+    assert_eq!(counter.steps, 1_000);
+    assert_eq!(allocations, 0, "the runtime allocated during a run");
+}
+
+#[test]
+fn the_counter_sees_allocations_that_happen() {
+    let flow = flow! { grow >> ping; };
+    let mut counter = Counter::default();
+    let (result, allocations) = allocations_while(flow.run(&mut counter));
+    assert_eq!(result.unwrap(), "default");
+    assert!(allocations >= 1, "pushing to the log allocates");
+}
