@@ -1,5 +1,5 @@
-//! The derive's expansion compiles when the user shadows prelude names, under the strictest lints,
-//! and documents every public item it generates.
+//! The macros' expansions compile when the user shadows prelude names, under the strictest lints,
+//! and the derive documents every public item it generates.
 #![deny(warnings, missing_docs, clippy::pedantic)]
 
 // Shadow the prelude names generated code must not rely on, in both namespaces.
@@ -25,7 +25,7 @@ trait Clone {}
 trait Debug {}
 
 use serde::{Deserialize, Serialize};
-use slateflow::{SharedState, StateUpdate};
+use slateflow::{Command, SharedState, StateUpdate, flow, node};
 
 /// Keeps the larger value.
 pub fn keep_max(current: &mut u32, new: u32) {
@@ -84,4 +84,34 @@ fn expansion_works_with_shadowed_prelude_names() {
         state.field_text("label").as_deref(),
         ::core::option::Option::Some("x")
     );
+}
+
+/// Counts up to three, then stops.
+#[node(actions = ["again", "stop"])]
+pub fn count_up(state: &Strict<u8>) -> Command<Strict<u8>> {
+    let action = if state.count + 1 < 3 { "again" } else { "stop" };
+    Command::new(Strict::<u8>::update().add_count(1)).with_action(action)
+}
+
+/// Records the count, asynchronously.
+#[node]
+pub async fn record(
+    state: &Strict<u8>,
+) -> ::core::result::Result<Command<Strict<u8>>, ::std::io::Error> {
+    let count = u8::try_from(state.count).map_err(::std::io::Error::other)?;
+    ::std::future::ready(()).await;
+    ::core::result::Result::Ok(Command::new(Strict::<u8>::update().push_items(count)))
+}
+
+#[test]
+fn flow_and_node_expansions_work_with_shadowed_prelude_names() {
+    let flow = flow! {
+        #![exhaustive]
+        count_up - "again" >> count_up;
+        count_up - "stop" >> record;
+    };
+    let mut state = Strict::<u8>::default();
+    assert_eq!(flow.run_blocking(&mut state).unwrap(), "default");
+    assert_eq!(state.count, 3);
+    assert_eq!(state.items, [3]);
 }

@@ -8,6 +8,18 @@
 const RECORDED_ON: &str = "1.95.";
 
 #[test]
+fn flow_errors() {
+    let cases = trybuild::TestCases::new();
+    // A `pass` case makes trybuild build, not only check, every case: the undeclared-action and
+    // exhaustiveness checks are `const` assertions, which only a build evaluates.
+    cases.pass("ui/flow/pass/*.rs");
+    cases.compile_fail("ui/flow/*.rs");
+    if rustc_is_recorded_release() {
+        cases.compile_fail("ui/flow/rustc/*.rs");
+    }
+}
+
+#[test]
 fn shared_state_errors() {
     let cases = trybuild::TestCases::new();
     cases.compile_fail("ui/shared_state/*.rs");

@@ -7,6 +7,7 @@ mod errors;
 mod flow;
 mod node_fn;
 mod shared_state;
+mod spans;
 
 use proc_macro::TokenStream;
 

@@ -118,9 +118,16 @@ fn generate(options: &Options, function: &ItemFn, errors: &mut Errors) -> TokenS
         syn::ReturnType::Type(_, ty) => ty.span(),
     };
     // The body's command or result, as the node's result; a wrong return type is reported at it.
-    let convert =
-        quote_spanned!(output_span=> #krate::__private::NodeOutput::<#state_type>::into_result);
-    let result = quote!(#convert(#call));
+    let krate_at_output = crate::spans::respan(krate.clone(), output_span);
+    let convert = quote_spanned! {output_span=>
+        #krate_at_output::__private::NodeOutput::<#state_type>::into_result
+    };
+    // rustc points at the argument: name it at the return type.
+    let output = quote_spanned!(output_span=> __node_output);
+    let result = quote! {
+        let #output = #call;
+        #convert(#output)
+    };
     quote! {
         #(#docs)*
         #[allow(non_camel_case_types)]

@@ -138,9 +138,10 @@ pub fn step_limit(limit: u64, node: &'static str, step: u64) -> crate::Error {
 }
 
 /// Hands `node` back, requiring it to be a node over the flow's state: a node over another state is
-/// an error at the node's name in `flow!`.
+/// an error at the node's name in `flow!`. The state comes first, so that it is known (from the
+/// nodes before) when the node is checked.
 #[inline]
-pub fn node<S: crate::SharedState, N: crate::Node<S>>(node: N, _state: &StateType<S>) -> N {
+pub fn node<S: crate::SharedState, N: crate::Node<S>>(_state: &StateType<S>, node: N) -> N {
     node
 }
 

@@ -1,7 +1,7 @@
-//! The derive works when `Cargo.toml` renames slateflow (`flowlib = { package = "slateflow" }`),
-//! given `#[slateflow(crate = flowlib)]`.
+//! The macros work when `Cargo.toml` renames slateflow (`flowlib = { package = "slateflow" }`):
+//! the derive and `#[node]` given `crate = flowlib`, and `flow!` by itself.
 
-use flowlib::{SharedState, StateUpdate};
+use flowlib::{Command, SharedState, StateUpdate, flow, node};
 use serde::{Deserialize, Serialize};
 
 #[derive(SharedState, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -29,4 +29,18 @@ fn derive_apply_merge_and_serde_work_under_another_name() {
     assert_eq!(counter.log, ["left", "right"]);
     assert_eq!(counter.label, "both");
     assert!(flowlib::state::has_field::<Counter>("log"));
+}
+
+#[node(crate = flowlib, actions = ["more", "enough"])]
+fn count(counter: &Counter) -> Command<Counter> {
+    let action = if counter.count < 2 { "more" } else { "enough" };
+    Command::new(Counter::update().add_count(1)).with_action(action)
+}
+
+#[test]
+fn flow_and_node_work_under_another_name() {
+    let flow = flow! { count - "more" >> count; };
+    let mut counter = Counter::default();
+    assert_eq!(flow.run_blocking(&mut counter).unwrap(), "enough");
+    assert_eq!(counter.count, 3);
 }

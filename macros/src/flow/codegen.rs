@@ -66,7 +66,7 @@ pub(crate) fn generate(krate: &TokenStream, graph: &Graph) -> TokenStream {
         // Only the function's path carries the node's span: a node over another state is reported
         // there, while `__state` keeps the macro's hygiene.
         let check = quote_spanned!(node.span()=> #krate::__private::node);
-        quote!(#field: #check(#node, &__state),)
+        quote!(#field: #check(&__state, #node),)
     });
     let start_name = &names[graph.start];
     let run_loop = run_loop(krate, graph, &steps);

@@ -67,6 +67,10 @@ pub(crate) fn build(input: &FlowInput, errors: &mut Errors) -> Option<Graph> {
         }
     }
     if nodes.is_empty() {
+        if input.dropped_statements {
+            // The statements had grammar mistakes, already reported.
+            return None;
+        }
         errors.push(syn::Error::new(
             input.call_site,
             "a flow needs at least one node: write `flow! { first >> second; }`",

@@ -26,6 +26,9 @@ pub(crate) struct FlowInput {
     /// `start: node;`, where written.
     pub(crate) start: Option<Ident>,
     pub(crate) chains: Vec<Chain>,
+    /// Whether a statement was dropped for a grammar mistake: rules about the whole graph would
+    /// then report follow-on errors, so they are skipped.
+    pub(crate) dropped_statements: bool,
     /// Where the macro was called, for errors about the whole input.
     pub(crate) call_site: Span,
 }
@@ -65,6 +68,7 @@ pub(crate) fn parse(input: TokenStream, errors: &mut Errors) -> FlowInput {
         exhaustive: None,
         start: None,
         chains: Vec::new(),
+        dropped_statements: false,
         call_site: Span::call_site(),
     };
     let mut statement = Vec::new();
@@ -84,6 +88,7 @@ pub(crate) fn parse(input: TokenStream, errors: &mut Errors) -> FlowInput {
         }
     }
     if let Some(last) = statement.last() {
+        input.dropped_statements = true;
         errors.push(syn::Error::new(
             last.span(),
             "expected `;` after this statement: every statement of a flow ends with `;`",
@@ -152,12 +157,18 @@ fn parse_statement(tokens: Vec<TokenTree>, end: Span, input: &mut FlowInput, err
                 "the start node is already set above: a flow has one `start:`",
             ),
             Ok(node) => input.start = Some(node),
-            Err(error) => errors.push(error),
+            Err(error) => {
+                input.dropped_statements = true;
+                errors.push(error);
+            }
         }
     } else {
         match (|stream: ParseStream| parse_chain(stream)).parse2(stream) {
             Ok(chain) => input.chains.push(chain),
-            Err(error) => errors.push(error),
+            Err(error) => {
+                input.dropped_statements = true;
+                errors.push(error);
+            }
         }
     }
 }

@@ -4,7 +4,7 @@
 //! the user has in scope. Reducer bounds (`AddAssign`, `Append`) are where-clauses spanned at the
 //! field's type, so rustc's error lands there and carries the runtime trait's own message.
 
-use proc_macro2::{Group, Span, TokenStream, TokenTree};
+use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::{Ident, LitStr};
@@ -314,28 +314,12 @@ fn reducer_bound(krate: &syn::Path, field: &Field) -> TokenStream {
     let ty = field.ty;
     let span = ty_span(field);
     // Every token of the bound carries the type's span: rustc points at the bound's path.
-    let krate = respan(krate.to_token_stream(), span);
+    let krate = crate::spans::respan(krate.to_token_stream(), span);
     match field.reducer {
         Reducer::Add => quote_spanned!(span=> #ty: #krate::reducer::Addable),
         Reducer::Append => quote_spanned!(span=> #ty: #krate::reducer::Append),
         Reducer::LastWrite | Reducer::With(_) => TokenStream::new(),
     }
-}
-
-/// `tokens` with every span, inside groups too, set to `span`.
-fn respan(tokens: TokenStream, span: Span) -> TokenStream {
-    tokens
-        .into_iter()
-        .map(|mut token| {
-            if let TokenTree::Group(group) = &token {
-                let mut respanned = Group::new(group.delimiter(), respan(group.stream(), span));
-                respanned.set_span(span);
-                token = TokenTree::Group(respanned);
-            }
-            token.set_span(span);
-            token
-        })
-        .collect()
 }
 
 /// The where-clause of a trait impl: the struct's own predicates plus every reducer bound.

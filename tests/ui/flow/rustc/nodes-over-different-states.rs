@@ -1,0 +1,23 @@
+#[path = "../support/common.rs"]
+mod common;
+use common::*;
+use slateflow::flow;
+
+use serde::{Deserialize, Serialize};
+use slateflow::{Command, SharedState, node};
+
+#[derive(SharedState, Debug, Default, Serialize, Deserialize)]
+pub struct Billing {
+    pub total: u32,
+}
+
+#[node]
+fn charge(_: &Billing) -> Command<Billing> {
+    Command::default()
+}
+
+fn main() {
+    let _flow = flow! {
+        classify >> charge;
+    };
+}
