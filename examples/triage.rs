@@ -1,12 +1,12 @@
-//! Security-alert triage on a typed shared state.
+//! Security-alert triage: classify an alert, route it to an investigator or a phishing check, write a
+//! report, and send it back for revision once if the reviewer finds it thin.
 //!
-//! Each step is a plain function that reads the state and returns an update; the state applies it
-//! through each field's reducer. Two enrichment steps run "in parallel" on the same snapshot and
-//! their updates merge deterministically. The steps are scripted (no model calls): run it with
+//! The nodes are scripted (no model calls, no API key): each reads the state and returns an update
+//! plus the action that picks the next node. Run it with
 //! `cargo run -p slateflow-examples --example triage`.
 
 use serde::{Deserialize, Serialize};
-use slateflow::{SharedState, StateUpdate};
+use slateflow::{Command, Context, Node, NodeError, Retry, SharedState, flow, node};
 
 /// The workflow's state.
 #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
@@ -15,101 +15,149 @@ struct Triage {
     alert_text: String,
     /// `intrusion` or `phishing`, once classified.
     classification: Option<String>,
-    /// How many steps ran.
-    #[reducer(add)]
-    steps: u64,
-    /// Findings, in the order the steps made them.
+    /// Findings, in the order the nodes made them.
     #[reducer(append)]
     findings: Vec<String>,
-    /// The highest severity any step reported, 0 to 10.
+    /// The highest severity any node reported, 0 to 10.
     #[reducer(with = keep_max)]
     severity: u8,
-    /// The final report.
+    /// How many times the report was revised.
+    #[reducer(add)]
+    revisions: u32,
+    /// The report.
     report: Option<String>,
+    /// One line per step, for the printout.
+    #[reducer(append)]
+    steps: Vec<String>,
 }
 
 fn keep_max(current: &mut u8, new: u8) {
     *current = (*current).max(new);
 }
 
-fn classify(state: &Triage) -> TriageUpdate {
-    let kind = if state.alert_text.contains("login") {
+/// A line for the step log.
+fn log(node: &str, what: impl std::fmt::Display) -> TriageUpdate {
+    Triage::update().push_steps(format!("{node:>12}: {what}"))
+}
+
+/// Classifies the alert. A real node would ask a model; this one looks for keywords.
+struct Classify;
+
+impl Node<Triage> for Classify {
+    type Prep = String;
+    type Exec = &'static str;
+
+    /// Model calls fail now and then: try three times, waiting between attempts.
+    fn retry(&self) -> Retry {
+        Retry::attempts(3).wait(std::time::Duration::from_millis(200))
+    }
+
+    async fn prep(&self, triage: &Triage, _: &Context<'_>) -> Result<String, NodeError> {
+        Ok(triage.alert_text.to_lowercase())
+    }
+
+    async fn exec(&self, alert: &String) -> Result<&'static str, NodeError> {
+        Ok(if alert.contains("login") || alert.contains("ssh") {
+            "intrusion"
+        } else {
+            "phishing"
+        })
+    }
+
+    async fn post(
+        &self,
+        _: &Triage,
+        _: String,
+        kind: &'static str,
+        context: &Context<'_>,
+    ) -> Result<Command<Triage>, NodeError> {
+        let update = log(context.node(), format!("classified as {kind}"))
+            .set_classification(Some(kind.to_string()))
+            .reduce_severity(3);
+        Ok(Command::new(update))
+    }
+}
+
+/// Routes on the classification.
+#[node(actions = ["intrusion", "phishing"])]
+fn route(triage: &Triage) -> Result<Command<Triage>, NodeError> {
+    let kind = triage
+        .classification
+        .as_deref()
+        .ok_or("the alert was not classified")?;
+    let action = if kind == "intrusion" {
         "intrusion"
     } else {
         "phishing"
     };
-    Triage::update()
-        .set_classification(Some(kind.into()))
-        .add_steps(1)
-        .push_findings(format!("classified as {kind}"))
-        .reduce_severity(4)
+    Ok(Command::new(log("route", format!("-> {action}")))
+        .with_action(action)
+        .with_reason(format!("classification is {kind}")))
 }
 
-fn whois(_: &Triage) -> TriageUpdate {
-    Triage::update()
-        .add_steps(1)
-        .push_findings("whois: domain registered 2 days ago".into())
-        .reduce_severity(6)
+/// Looks into an intrusion; finds more on a second pass.
+#[node]
+fn investigate(triage: &Triage) -> Command<Triage> {
+    let finding = if triage.revisions == 0 {
+        "login from a country never seen for this user"
+    } else {
+        "same source address probed ssh on 14 other hosts"
+    };
+    let update = log("investigate", finding)
+        .push_findings(finding.to_string())
+        .reduce_severity(if triage.revisions == 0 { 6 } else { 8 });
+    Command::new(update)
 }
 
-fn geoip(_: &Triage) -> TriageUpdate {
-    Triage::update()
-        .add_steps(1)
-        .push_findings("geoip: login from a country never seen for this user".into())
-        .reduce_severity(8)
+/// Checks a suspected phishing message.
+#[node]
+fn phish_check(_: &Triage) -> Command<Triage> {
+    let finding = "sender domain registered 2 days ago";
+    Command::new(
+        log("phish_check", finding)
+            .push_findings(finding.to_string())
+            .reduce_severity(5),
+    )
 }
 
-fn report(state: &Triage) -> TriageUpdate {
+/// Writes the report; asks for one revision when it rests on a single finding.
+#[node(actions = ["done", "revise"])]
+fn report(triage: &Triage) -> Command<Triage> {
+    let kind = triage.classification.as_deref().unwrap_or("unclassified");
     let text = format!(
-        "{} alert, severity {}/10: {}",
-        state.classification.as_deref().unwrap_or("unclassified"),
-        state.severity,
-        state.findings.join("; ")
+        "{kind} alert, severity {}/10: {}",
+        triage.severity,
+        triage.findings.join("; ")
     );
-    Triage::update().add_steps(1).set_report(Some(text))
-}
-
-/// Runs one step on the state, shows what it wrote and applies it.
-fn step(
-    state: &mut Triage,
-    name: &str,
-    node: impl FnOnce(&Triage) -> Result<TriageUpdate, slateflow::MergeConflict>,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let update = node(state)?;
-    println!("{name:>10}: {}", serde_json::to_string(&update)?);
-    state.apply(update);
-    Ok(())
+    if triage.findings.len() < 2 && kind == "intrusion" {
+        return Command::new(log("report", "one finding only: revise").add_revisions(1))
+            .with_action("revise")
+            .with_reason("a single finding is too thin for an intrusion");
+    }
+    Command::new(log("report", "done").set_report(Some(text))).with_action("done")
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut state = Triage {
-        alert_text: "login for admin from 203.0.113.7 at 03:12".into(),
-        ..Triage::default()
+    let classify = Classify;
+    let triage = flow! {
+        classify >> route;
+        route - "intrusion" >> investigate >> report;
+        route - "phishing" >> phish_check >> report;
+        report - "revise" >> investigate;
     };
 
-    step(&mut state, "classify", |state| Ok(classify(state)))?;
-    // Both enrichments read the same snapshot; their updates merge in the order written here.
-    step(&mut state, "enrich", |state| {
-        whois(state).merge(geoip(state))
-    })?;
-    step(&mut state, "report", |state| Ok(report(state)))?;
+    let mut state = Triage {
+        alert_text: "Login for admin from 203.0.113.7 at 03:12".into(),
+        ..Triage::default()
+    };
+    let last_action = triage.run_blocking(&mut state)?;
 
-    // Two branches that both set a last-write-wins field: refused, whichever finished first.
-    let conflict = Triage::update()
-        .set_classification(Some("phishing".into()))
-        .merge(Triage::update().set_classification(Some("intrusion".into())))
-        .unwrap_err();
-    println!("\nrefused merge: {conflict}");
-
-    println!("\nfinal state:\n{}", serde_json::to_string_pretty(&state)?);
-    println!("\nschema:");
-    for field in Triage::FIELDS {
-        println!(
-            "  {:<15} {:<16} {}",
-            field.name(),
-            field.type_name(),
-            field.reducer()
-        );
+    println!("steps:");
+    for line in &state.steps {
+        println!("{line}");
     }
+    println!("\nthe run ended on the action \"{last_action}\"");
+    println!("\nfinal state:\n{}", serde_json::to_string_pretty(&state)?);
+    println!("\ngraph (Mermaid):\n{}", triage.mermaid());
     Ok(())
 }

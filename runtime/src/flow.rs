@@ -303,7 +303,7 @@ pub(crate) async fn run_step<S: SharedState, N: Node<S>>(
         .map_err(|payload| panicked(Phase::Post, payload))?
         .map_err(|source| failed(Phase::Post, 1, source))?;
 
-    if !crate::__private::declares(N::ACTIONS, command.action) {
+    if !is_declared(N::ACTIONS, command.action) {
         return Err(Error::UndeclaredAction {
             node: name,
             step,
@@ -313,6 +313,15 @@ pub(crate) async fn run_step<S: SharedState, N: Node<S>>(
     }
     state.apply(command.update);
     Ok(command.action)
+}
+
+/// Whether `action` is one of `declared`. Usually the very same `&'static str`, so the addresses
+/// are compared first; the `const fn` version in `__private` is for compile time only.
+#[inline]
+fn is_declared(declared: &[&str], action: &str) -> bool {
+    declared
+        .iter()
+        .any(|candidate| std::ptr::eq(*candidate, action) || *candidate == action)
 }
 
 /// An attempt of `exec` that ran out of time; becomes [`Error::Timeout`] if nothing recovers it.

@@ -212,6 +212,12 @@ pub struct Context<'a> {
 }
 
 impl<'a> Context<'a> {
+    /// A context for calling a node's steps directly, as in a unit test of the node or a benchmark
+    /// baseline; runs make their own.
+    pub fn new(params: &'a Params, node: &'static str, step: u64) -> Self {
+        Self { params, node, step }
+    }
+
     /// The params the run was given (a flow's params reach every node it runs, nested ones too).
     pub fn params(&self) -> &'a Params {
         self.params
