@@ -666,6 +666,80 @@ mod failures {
         );
     }
 
+    /// Panics in `prep`.
+    #[node]
+    fn panics_in_prep(_: &Trace) -> Command<Trace> {
+        panic!("bad input")
+    }
+
+    #[test]
+    fn a_panic_in_a_nested_flow_names_the_inner_node_and_phase() {
+        let inner = flow! { second >> panics_in_prep; };
+        let outer = flow! { first >> inner >> third; };
+        let mut trace = Trace::default();
+        let error = outer.run_blocking(&mut trace).unwrap_err();
+        // `#[node]` functions run in `post`.
+        assert!(
+            matches!(
+                &error,
+                Error::Panic { node: "panics_in_prep", step: 3, phase: Phase::Post, message }
+                    if message == "bad input"
+            ),
+            "{error}"
+        );
+        assert_eq!(trace.visited, ["first", "second"]);
+        let mut trace = Trace::default();
+        let error = slateflow::run_node_blocking(&panics_in_prep, &mut trace).unwrap_err();
+        assert!(matches!(error, Error::Panic { step: 1, .. }), "{error}");
+    }
+
+    /// A `with` reducer that panics on a negative value.
+    fn checked_add(total: &mut i64, value: i64) {
+        assert!(value >= 0, "negative amount");
+        *total += value;
+    }
+
+    #[derive(SharedState, Debug, Default, Serialize, Deserialize)]
+    struct Ledger {
+        #[reducer(append)]
+        entries: Vec<i64>,
+        #[reducer(with = checked_add)]
+        total: i64,
+    }
+
+    #[node]
+    fn refund(_: &Ledger) -> Command<Ledger> {
+        Command::new(Ledger::update().push_entries(-5).reduce_total(-5))
+    }
+
+    #[test]
+    fn a_panic_in_a_reducer_is_reported_in_apply_and_says_the_update_may_be_partial() {
+        let mut ledger = Ledger::default();
+        let error = slateflow::run_node_blocking(&refund, &mut ledger).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                Error::Panic {
+                    phase: Phase::Apply,
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        assert!(
+            error
+                .to_string()
+                .ends_with("negative amount; the step's update may be partly applied"),
+            "{error}"
+        );
+        assert_eq!(
+            ledger.entries,
+            [-5],
+            "fields before the panicking one were applied"
+        );
+        assert_eq!(ledger.total, 0);
+    }
+
     #[test]
     fn an_undeclared_action_is_an_error() {
         let sneaky =

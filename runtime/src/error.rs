@@ -42,10 +42,9 @@ pub enum Error {
         /// The timeout of each attempt.
         after: Duration,
     },
-    /// A node panicked; the panic was caught and the step not applied.
-    #[error(
-        "node `{node}` panicked in `{phase}` at step {step}: {message}; nothing of this step was applied"
-    )]
+    /// A node panicked; the panic was caught and the step not applied (unless it panicked while its
+    /// update was being applied: [`Phase::Apply`]).
+    #[error("node `{node}` panicked in `{phase}` at step {step}: {message}{}", panic_consequence(*.phase))]
     Panic {
         /// The node's name in its flow.
         node: &'static str,
@@ -117,6 +116,9 @@ pub enum Phase {
     Fallback,
     /// `post`: building the command.
     Post,
+    /// Applying the command's update through the reducers. A panic here (in a `with` reducer, or a
+    /// type's `+=`) may leave the update partly applied.
+    Apply,
 }
 
 impl fmt::Display for Phase {
@@ -126,7 +128,16 @@ impl fmt::Display for Phase {
             Self::Exec => "exec",
             Self::Fallback => "exec_fallback",
             Self::Post => "post",
+            Self::Apply => "apply",
         })
+    }
+}
+
+fn panic_consequence(phase: Phase) -> &'static str {
+    if phase == Phase::Apply {
+        "; the step's update may be partly applied"
+    } else {
+        "; nothing of this step was applied"
     }
 }
 

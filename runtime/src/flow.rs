@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Phase};
 use crate::graph::Graph;
-use crate::node::{Command, Context, Node, NodeError, Params};
+use crate::node::{Command, Context, Node, NodeError, Params, Retry};
 use crate::state::SharedState;
 
 /// The default step limit of a flow: it stops runaway cycles.
@@ -78,7 +78,8 @@ impl<S: SharedState, G: FlowGraph<S>> Flow<S, G> {
     ///
     /// # Errors
     /// The first [`Error`] of a node step, or [`Error::StepLimit`]. The state keeps every update
-    /// applied before the failing step; nothing of that step is applied.
+    /// applied before the failing step; nothing of that step is applied. A panic in a node is caught
+    /// and returned as [`Error::Panic`], naming the node, the step and the phase.
     pub async fn run(&self, state: &mut S) -> Result<&'static str, Error> {
         self.run_with_params(state, self.params.clone()).await
     }
@@ -93,7 +94,9 @@ impl<S: SharedState, G: FlowGraph<S>> Flow<S, G> {
         params: Params,
     ) -> Result<&'static str, Error> {
         let mut run = RunContext::new(params);
-        self.graph.run(state, &mut run, self.max_steps).await
+        // Panics are caught once per run; each step records where it is (see `run_step`).
+        let outcome = catch_panic(self.graph.run(state, &mut run, self.max_steps)).await;
+        outcome.unwrap_or_else(|payload| Err(run.panic_error(payload)))
     }
 
     /// Runs the flow to the end on a new single-threaded tokio runtime, for synchronous callers.
@@ -210,11 +213,30 @@ impl<S> Default for StateType<S> {
 pub struct RunContext {
     steps: u64,
     params: Params,
+    /// The node running now and its phase: what a caught panic is attributed to.
+    node: &'static str,
+    phase: Phase,
 }
 
 impl RunContext {
     pub(crate) fn new(params: Params) -> Self {
-        Self { steps: 0, params }
+        Self {
+            steps: 0,
+            params,
+            node: "",
+            phase: Phase::Prep,
+        }
+    }
+
+    /// The error for a panic caught while this run was going: the node, step and phase recorded
+    /// when it panicked.
+    fn panic_error(&self, payload: Box<dyn Any + Send>) -> Error {
+        Error::Panic {
+            node: self.node,
+            step: self.steps,
+            phase: self.phase,
+            message: panic_message(payload),
+        }
     }
 
     /// Node steps started so far in this run.
@@ -233,7 +255,8 @@ pub async fn run_node<S: SharedState, N: Node<S>>(
     state: &mut S,
 ) -> Result<&'static str, Error> {
     let mut run = RunContext::new(Params::new());
-    node.__run(state, &mut run, short_type_name::<N>()).await
+    let outcome = catch_panic(node.__run(state, &mut run, short_type_name::<N>())).await;
+    outcome.unwrap_or_else(|payload| Err(run.panic_error(payload)))
 }
 
 /// [`run_node`] on a new single-threaded tokio runtime, for synchronous callers.
@@ -266,6 +289,10 @@ fn short_type_name<T>() -> &'static str {
 }
 
 /// One node step: prep, exec (retried, timed out), post, then the update applied.
+///
+/// The step records its node and phase in `run` as it goes, so that a panic, caught once around the
+/// whole run, is reported against the right node, step and phase; nothing of the step has been
+/// applied by then unless it panicked in a reducer, in `Phase::Apply`.
 pub(crate) async fn run_step<S: SharedState, N: Node<S>>(
     node: &N,
     state: &mut S,
@@ -273,6 +300,8 @@ pub(crate) async fn run_step<S: SharedState, N: Node<S>>(
     name: &'static str,
 ) -> Result<&'static str, Error> {
     run.steps += 1;
+    run.node = name;
+    run.phase = Phase::Prep;
     let step = run.steps;
     let context = Context {
         params: &run.params,
@@ -286,23 +315,26 @@ pub(crate) async fn run_step<S: SharedState, N: Node<S>>(
         attempts,
         source,
     };
-    let panicked = |phase, payload| Error::Panic {
-        node: name,
-        step,
-        phase,
-        message: panic_message(payload),
-    };
-
-    let prep = catch_panic(node.prep(state, &context))
+    let prep = node
+        .prep(state, &context)
         .await
-        .map_err(|payload| panicked(Phase::Prep, payload))?
         .map_err(|source| failed(Phase::Prep, 1, source))?;
-    let exec = exec_with_retries(node, &prep, name, step).await?;
-    let command = catch_panic(node.post(state, prep, exec, &context))
+    run.phase = Phase::Exec;
+    let retry = node.retry();
+    let exec = if retry == Retry::default() {
+        // The common case, without timers.
+        match node.exec(&prep).await {
+            Ok(exec) => exec,
+            Err(error) => fallback(node, &prep, error, &mut run.phase, name, step, 1).await?,
+        }
+    } else {
+        exec_with_retries(node, &prep, retry, &mut run.phase, name, step).await?
+    };
+    run.phase = Phase::Post;
+    let command = node
+        .post(state, prep, exec, &context)
         .await
-        .map_err(|payload| panicked(Phase::Post, payload))?
         .map_err(|source| failed(Phase::Post, 1, source))?;
-
     if !is_declared(N::ACTIONS, command.action) {
         return Err(Error::UndeclaredAction {
             node: name,
@@ -311,6 +343,7 @@ pub(crate) async fn run_step<S: SharedState, N: Node<S>>(
             declared: N::ACTIONS,
         });
     }
+    run.phase = Phase::Apply;
     state.apply(command.update);
     Ok(command.action)
 }
@@ -329,51 +362,60 @@ fn is_declared(declared: &[&str], action: &str) -> bool {
 #[error("`exec` took longer than {0:?}")]
 struct TimedOut(Duration);
 
+/// Runs `exec_fallback` after the last failed attempt; its error fails the step.
+async fn fallback<S: SharedState, N: Node<S>>(
+    node: &N,
+    prep: &N::Prep,
+    error: NodeError,
+    phase: &mut Phase,
+    name: &'static str,
+    step: u64,
+    attempts: u32,
+) -> Result<N::Exec, Error> {
+    *phase = Phase::Fallback;
+    node.exec_fallback(prep, error)
+        .await
+        .map_err(|source| match source.downcast::<TimedOut>() {
+            Ok(timed_out) => Error::Timeout {
+                node: name,
+                step,
+                attempts,
+                after: timed_out.0,
+            },
+            Err(source) => Error::NodeFailed {
+                node: name,
+                step,
+                phase: Phase::Exec,
+                attempts,
+                source,
+            },
+        })
+}
+
+/// `exec` under a retry policy: attempts, waits between them, a timeout on each.
 async fn exec_with_retries<S: SharedState, N: Node<S>>(
     node: &N,
     prep: &N::Prep,
+    retry: Retry,
+    phase: &mut Phase,
     name: &'static str,
     step: u64,
 ) -> Result<N::Exec, Error> {
-    let retry = node.retry();
-    let panicked = |phase, payload| Error::Panic {
-        node: name,
-        step,
-        phase,
-        message: panic_message(payload),
-    };
     let mut attempt = 0;
     loop {
         attempt += 1;
         let outcome = match retry.attempt_timeout() {
-            None => catch_panic(node.exec(prep)).await,
-            Some(limit) => tokio::time::timeout(limit, catch_panic(node.exec(prep)))
+            None => node.exec(prep).await,
+            Some(limit) => tokio::time::timeout(limit, node.exec(prep))
                 .await
-                .unwrap_or_else(|_| Ok(Err(Box::new(TimedOut(limit))))),
+                .unwrap_or_else(|_| Err(Box::new(TimedOut(limit)))),
         };
-        let error = match outcome.map_err(|payload| panicked(Phase::Exec, payload))? {
+        let error = match outcome {
             Ok(exec) => return Ok(exec),
             Err(error) => error,
         };
         if attempt >= retry.max_attempts() {
-            let recovered = catch_panic(node.exec_fallback(prep, error))
-                .await
-                .map_err(|payload| panicked(Phase::Fallback, payload))?;
-            return recovered.map_err(|source| match source.downcast::<TimedOut>() {
-                Ok(timed_out) => Error::Timeout {
-                    node: name,
-                    step,
-                    attempts: attempt,
-                    after: timed_out.0,
-                },
-                Err(source) => Error::NodeFailed {
-                    node: name,
-                    step,
-                    phase: Phase::Exec,
-                    attempts: attempt,
-                    source,
-                },
-            });
+            return fallback(node, prep, error, phase, name, step, attempt).await;
         }
         let wait = retry.wait_after(attempt);
         if !wait.is_zero() {
