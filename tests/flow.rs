@@ -496,16 +496,17 @@ mod retries {
 
     #[test]
     fn the_fallback_result_reaches_post() {
-        let mut node = Flaky::new(9, Retry::attempts(2));
-        node.fallback = Some("fallback");
-        let mut trace = Trace::default();
-        let (result, _) = run_alone(&node, &mut trace);
-        assert_eq!(result.unwrap(), "default");
-        assert_eq!(
-            trace.note.as_deref(),
-            Some("fallback after: attempt 2 failed")
-        );
-        assert_eq!(node.posts.load(Ordering::SeqCst), 1);
+        // One attempt (the runtime's path without timers) and several (the retry loop).
+        for (retry, last) in [(Retry::default(), 1), (Retry::attempts(2), 2)] {
+            let mut node = Flaky::new(9, retry);
+            node.fallback = Some("fallback");
+            let mut trace = Trace::default();
+            let (result, _) = run_alone(&node, &mut trace);
+            assert_eq!(result.unwrap(), "default");
+            let expected = format!("fallback after: attempt {last} failed");
+            assert_eq!(trace.note.as_deref(), Some(expected.as_str()));
+            assert_eq!(node.posts.load(Ordering::SeqCst), 1);
+        }
     }
 
     #[test]
