@@ -229,6 +229,7 @@ pub const fn first_unwired(
 pub struct Message {
     bytes: [u8; 1024],
     len: usize,
+    truncated: bool,
 }
 
 impl Message {
@@ -236,27 +237,28 @@ impl Message {
         Self {
             bytes: [0; 1024],
             len: 0,
+            truncated: false,
         }
     }
 
-    /// Appends `text` whole, or `...` once the buffer is full.
+    /// Appends `text` whole; once something does not fit, appends `...` and ignores the rest.
     #[must_use]
     pub const fn push(mut self, text: &str) -> Self {
-        let text = text.as_bytes();
-        let (text, fits) = if self.len + text.len() <= self.bytes.len() - 3 {
-            (text, true)
-        } else {
-            ("...".as_bytes(), false)
-        };
-        if !fits && self.len + 3 > self.bytes.len() {
+        if self.truncated {
             return self;
         }
+        let (text, truncated) = if self.len + text.len() + 3 <= self.bytes.len() {
+            (text.as_bytes(), false)
+        } else {
+            ("...".as_bytes(), true)
+        };
         let mut index = 0;
         while index < text.len() {
             self.bytes[self.len] = text[index];
             self.len += 1;
             index += 1;
         }
+        self.truncated = truncated;
         self
     }
 
@@ -376,8 +378,8 @@ mod tests {
              \"phishing\": wire one of those, or add \"spam\" to the node's `ACTIONS`"
         );
         let long = "x".repeat(2000);
-        let message = Message::new().push("start ").push(&long);
-        assert_eq!(message.as_str(), "start ...");
+        let message = Message::new().push("start ").push(&long).push(" end");
+        assert_eq!(message.as_str(), "start ...", "nothing after the cut");
         assert_eq!(first_unwired(&["a", "b"], &["a"]), Some("b"));
         assert_eq!(first_unwired(&["a"], &["a"]), None);
     }
