@@ -71,6 +71,23 @@ pub enum Error {
         /// The actions it declares.
         declared: &'static [&'static str],
     },
+    /// Two branches of a fork wrote the same last-write-wins field. Nothing of the fork was
+    /// applied (see [`MergeConflict`] for why equal values conflict too).
+    #[error(
+        "branches `{first}` and `{second}` of the fork at step {step} both wrote the \
+         last-write-wins field `{field}`, so nothing of the fork was applied: write it from one \
+         branch only, or give it a reducer such as `#[reducer(append)]` or `#[reducer(with = path)]`"
+    )]
+    ParallelConflict {
+        /// The field both branches wrote.
+        field: &'static str,
+        /// The earlier branch, in written order.
+        first: &'static str,
+        /// The later branch.
+        second: &'static str,
+        /// The step number of the fork's first branch.
+        step: u64,
+    },
     /// The flow ran as many steps as its limit allows and was about to run another.
     #[error(
         "step limit of {limit} reached before running node `{node}`, which would have been step \
@@ -99,6 +116,7 @@ impl Error {
             | Self::Panic { node, .. }
             | Self::UndeclaredAction { node, .. }
             | Self::StepLimit { node, .. } => Some(node),
+            Self::ParallelConflict { first, .. } => Some(first),
             Self::Runtime(_) => None,
         }
     }

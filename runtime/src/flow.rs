@@ -20,7 +20,7 @@ use std::time::Duration;
 use crate::error::{Error, Phase};
 use crate::graph::Graph;
 use crate::node::{Command, Context, Node, NodeError, Params, Retry};
-use crate::state::SharedState;
+use crate::state::{SharedState, StateUpdate};
 
 /// The default step limit of a flow: it stops runaway cycles.
 pub const DEFAULT_MAX_STEPS: u64 = 10_000;
@@ -154,11 +154,25 @@ impl<S: SharedState, G: FlowGraph<S>> Node<S> for Flow<S, G> {
     fn __run<'a>(
         &'a self,
         state: &'a mut S,
-        run: &'a mut RunContext,
+        run: &'a mut RunContext<S>,
         _name: &'static str,
     ) -> impl Future<Output = Result<&'static str, Error>> + Send + 'a {
         // The run's params, set by the outermost flow, replace this flow's own (PocketFlow).
         self.graph.run(state, run, self.max_steps)
+    }
+
+    fn __branch<'a>(
+        &'a self,
+        state: &'a S,
+        params: &'a Params,
+        name: &'static str,
+        step: u64,
+    ) -> impl Future<Output = Result<Branch<S>, Error>> + Send + 'a
+    where
+        S: Clone,
+    {
+        // A flow's nodes must see each other's updates: it runs on its own copy of the state.
+        branch_on_copy(self, state, params, name, step)
     }
 
     fn __graph(&self) -> Option<Graph> {
@@ -180,7 +194,7 @@ pub trait FlowGraph<S: SharedState>: Send + Sync {
     fn run<'a>(
         &'a self,
         state: &'a mut S,
-        run: &'a mut RunContext,
+        run: &'a mut RunContext<S>,
         max_steps: u64,
     ) -> impl Future<Output = Result<&'static str, Error>> + Send + 'a;
 
@@ -206,31 +220,45 @@ impl<S> Default for StateType<S> {
     }
 }
 
-/// What one run carries from step to step: the step count and the params. Created by
-/// [`Flow::run`]; nodes see it through [`Context`].
+/// What one run carries from step to step: the step count, the params, where it is (for panics)
+/// and, for a run on a copy of the state, the record of what it applied. Created by [`Flow::run`];
+/// nodes see part of it through [`Context`].
 #[doc(hidden)]
-#[derive(Debug)]
-pub struct RunContext {
+pub struct RunContext<S: SharedState> {
     steps: u64,
     params: Params,
     /// The node running now and its phase: what a caught panic is attributed to.
     node: &'static str,
     phase: Phase,
+    /// When set, every update applied is also composed into it: a nested flow running on a copy of
+    /// the state (in a parallel branch, in a concurrent batch) hands this back to be merged.
+    record: Option<S::Update>,
 }
 
-impl RunContext {
+impl<S: SharedState> RunContext<S> {
     pub(crate) fn new(params: Params) -> Self {
         Self {
             steps: 0,
             params,
             node: "",
             phase: Phase::Prep,
+            record: None,
+        }
+    }
+
+    /// A run on a copy of the state, continuing a parent run after `steps` steps, that records
+    /// the updates it applies.
+    pub(crate) fn recording(params: Params, steps: u64) -> Self {
+        Self {
+            steps,
+            record: Some(S::Update::default()),
+            ..Self::new(params)
         }
     }
 
     /// The error for a panic caught while this run was going: the node, step and phase recorded
     /// when it panicked.
-    fn panic_error(&self, payload: Box<dyn Any + Send>) -> Error {
+    pub(crate) fn panic_error(&self, payload: Box<dyn Any + Send>) -> Error {
         Error::Panic {
             node: self.node,
             step: self.steps,
@@ -243,6 +271,83 @@ impl RunContext {
     #[doc(hidden)]
     pub fn steps(&self) -> u64 {
         self.steps
+    }
+
+    /// The params the run's nodes read.
+    #[doc(hidden)]
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    pub(crate) fn params_mut(&mut self) -> &mut Params {
+        &mut self.params
+    }
+
+    /// Starts a step of `node` that is not a plain node step (a batch flow's own): returns its
+    /// number.
+    pub(crate) fn begin_step(&mut self, node: &'static str) -> u64 {
+        self.steps += 1;
+        self.node = node;
+        self.phase = Phase::Prep;
+        self.steps
+    }
+
+    /// Back in `node`'s own work after its sub-runs, for panic attribution.
+    pub(crate) fn resume_step(&mut self, node: &'static str, phase: Phase) {
+        self.node = node;
+        self.phase = phase;
+    }
+
+    /// Counts steps that ran elsewhere (on copies of the state).
+    pub(crate) fn add_steps(&mut self, steps: u64) {
+        self.steps += steps;
+    }
+
+    /// Applies `update` to `state`, recording it when this run records.
+    #[inline]
+    pub(crate) fn apply(&mut self, state: &mut S, update: S::Update) {
+        self.phase = Phase::Apply;
+        if let Some(record) = &mut self.record {
+            *record = std::mem::take(record).then(update.clone());
+        }
+        state.apply(update);
+    }
+
+    /// Starts a fork called `name` after the steps so far; returns that count. A panic while the
+    /// branches' updates are merged and applied is reported against the fork's first step.
+    #[doc(hidden)]
+    pub fn enter_fork(&mut self, name: &'static str) -> u64 {
+        let before = self.steps;
+        self.node = name;
+        self.phase = Phase::Apply;
+        self.steps += 1;
+        before
+    }
+
+    /// Ends a fork that started after `before` steps: its branches took `steps` steps, and their
+    /// merged `update` is applied once.
+    #[doc(hidden)]
+    pub fn finish_fork(&mut self, state: &mut S, before: u64, merged: crate::parallel::Merged<S>) {
+        self.steps = before + merged.steps;
+        self.apply(state, merged.update);
+    }
+
+    /// The record of a recording run.
+    pub(crate) fn take_record(&mut self) -> S::Update {
+        self.record.take().unwrap_or_default()
+    }
+}
+
+impl<S: SharedState> std::fmt::Debug for RunContext<S> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("RunContext")
+            .field("steps", &self.steps)
+            .field("params", &self.params)
+            .field("node", &self.node)
+            .field("phase", &self.phase)
+            .field("record", &self.record)
+            .finish()
     }
 }
 
@@ -296,15 +401,89 @@ fn short_type_name<T>() -> &'static str {
 pub(crate) async fn run_step<S: SharedState, N: Node<S>>(
     node: &N,
     state: &mut S,
-    run: &mut RunContext,
+    run: &mut RunContext<S>,
     name: &'static str,
 ) -> Result<&'static str, Error> {
     run.steps += 1;
     run.node = name;
-    run.phase = Phase::Prep;
     let step = run.steps;
+    let command = node_command(node, state, &run.params, name, step, &mut run.phase).await?;
+    run.apply(state, command.update);
+    Ok(command.action)
+}
+
+/// One node step as a branch of a fork: the same steps on a shared borrow of the state, whose
+/// update is handed back instead of applied. A panic is caught here, so that it names this branch.
+pub(crate) async fn branch_step<S: SharedState, N: Node<S>>(
+    node: &N,
+    state: &S,
+    params: &Params,
+    name: &'static str,
+    step: u64,
+) -> Result<Branch<S>, Error> {
+    let mut phase = Phase::Prep;
+    let outcome = catch_panic(node_command(node, state, params, name, step, &mut phase)).await;
+    match outcome {
+        Ok(command) => command.map(|command| Branch {
+            action: command.action,
+            update: command.update,
+            steps: 1,
+        }),
+        Err(payload) => Err(Error::Panic {
+            node: name,
+            step,
+            phase,
+            message: panic_message(payload),
+        }),
+    }
+}
+
+/// Runs `node` (a flow, usually) as a branch on its own copy of the state, recording what it
+/// applies: the composition of its updates is the branch's update.
+pub(crate) async fn branch_on_copy<S: SharedState + Clone, N: Node<S>>(
+    node: &N,
+    state: &S,
+    params: &Params,
+    name: &'static str,
+    step: u64,
+) -> Result<Branch<S>, Error> {
+    let mut copy = state.clone();
+    let before = step - 1;
+    let mut run = RunContext::recording(params.clone(), before);
+    let outcome = catch_panic(node.__run(&mut copy, &mut run, name)).await;
+    match outcome {
+        Ok(Ok(action)) => Ok(Branch {
+            action,
+            steps: run.steps - before,
+            update: run.take_record(),
+        }),
+        Ok(Err(error)) => Err(error),
+        Err(payload) => Err(run.panic_error(payload)),
+    }
+}
+
+/// What a branch of a fork (or a run of a concurrent batch) hands back: its action, its update,
+/// not applied yet, and how many node steps it took (one for a node; a nested flow's steps).
+#[doc(hidden)]
+pub struct Branch<S: SharedState> {
+    pub(crate) action: &'static str,
+    pub(crate) update: S::Update,
+    pub(crate) steps: u64,
+}
+
+/// Prep, exec (retried, timed out, with its fallback) and post of one node over a shared borrow of
+/// the state; `phase` follows along. The command's action is checked against the node's.
+async fn node_command<S: SharedState, N: Node<S>>(
+    node: &N,
+    state: &S,
+    params: &Params,
+    name: &'static str,
+    step: u64,
+    phase: &mut Phase,
+) -> Result<Command<S>, Error> {
+    *phase = Phase::Prep;
     let context = Context {
-        params: &run.params,
+        params,
         node: name,
         step,
     };
@@ -319,18 +498,18 @@ pub(crate) async fn run_step<S: SharedState, N: Node<S>>(
         .prep(state, &context)
         .await
         .map_err(|source| failed(Phase::Prep, 1, source))?;
-    run.phase = Phase::Exec;
+    *phase = Phase::Exec;
     let retry = node.retry();
     let exec = if retry == Retry::default() {
         // The common case, without the retry loop's timers: ~5 ns/step faster in the benchmark.
         match node.exec(&prep).await {
             Ok(exec) => exec,
-            Err(error) => fallback(node, &prep, error, &mut run.phase, name, step, 1).await?,
+            Err(error) => fallback(node, &prep, error, phase, name, step, 1).await?,
         }
     } else {
-        exec_with_retries(node, &prep, retry, &mut run.phase, name, step).await?
+        exec_with_retries(node, &prep, retry, phase, name, step).await?
     };
-    run.phase = Phase::Post;
+    *phase = Phase::Post;
     let command = node
         .post(state, prep, exec, &context)
         .await
@@ -343,9 +522,7 @@ pub(crate) async fn run_step<S: SharedState, N: Node<S>>(
             declared: N::ACTIONS,
         });
     }
-    run.phase = Phase::Apply;
-    state.apply(command.update);
-    Ok(command.action)
+    Ok(command)
 }
 
 /// Whether `action` is one of `declared`. Usually the very same `&'static str`, so the addresses
@@ -360,7 +537,7 @@ fn is_declared(declared: &[&str], action: &str) -> bool {
 /// An attempt of `exec` that ran out of time; becomes [`Error::Timeout`] if nothing recovers it.
 #[derive(Debug, thiserror::Error)]
 #[error("`exec` took longer than {0:?}")]
-struct TimedOut(Duration);
+pub(crate) struct TimedOut(Duration);
 
 /// Runs `exec_fallback` after the last failed attempt; its error fails the step.
 async fn fallback<S: SharedState, N: Node<S>>(
@@ -392,7 +569,7 @@ async fn fallback<S: SharedState, N: Node<S>>(
         })
 }
 
-/// `exec` under a retry policy: attempts, waits between them, a timeout on each.
+/// `exec` under a retry policy, then the fallback after the last failed attempt.
 async fn exec_with_retries<S: SharedState, N: Node<S>>(
     node: &N,
     prep: &N::Prep,
@@ -401,12 +578,28 @@ async fn exec_with_retries<S: SharedState, N: Node<S>>(
     name: &'static str,
     step: u64,
 ) -> Result<N::Exec, Error> {
+    match with_retries(retry, || node.exec(prep)).await {
+        Ok(exec) => Ok(exec),
+        Err((error, attempts)) => fallback(node, prep, error, phase, name, step, attempts).await,
+    }
+}
+
+/// Runs `exec` under a retry policy: attempts, waits between them (never after the last), a
+/// timeout on each. Returns the last error and the number of attempts when every attempt failed.
+pub(crate) async fn with_retries<T, F, Fut>(
+    retry: Retry,
+    mut exec: F,
+) -> Result<T, (NodeError, u32)>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, NodeError>>,
+{
     let mut attempt = 0;
     loop {
         attempt += 1;
         let outcome = match retry.attempt_timeout() {
-            None => node.exec(prep).await,
-            Some(limit) => tokio::time::timeout(limit, node.exec(prep))
+            None => exec().await,
+            Some(limit) => tokio::time::timeout(limit, exec())
                 .await
                 .unwrap_or_else(|_| Err(Box::new(TimedOut(limit)))),
         };
@@ -415,7 +608,7 @@ async fn exec_with_retries<S: SharedState, N: Node<S>>(
             Err(error) => error,
         };
         if attempt >= retry.max_attempts() {
-            return fallback(node, prep, error, phase, name, step, attempt).await;
+            return Err((error, attempt));
         }
         let wait = retry.wait_after(attempt);
         if !wait.is_zero() {
@@ -425,7 +618,7 @@ async fn exec_with_retries<S: SharedState, N: Node<S>>(
 }
 
 /// Runs `future`, turning a panic while it is polled into an error value.
-async fn catch_panic<F: Future>(future: F) -> Result<F::Output, Box<dyn Any + Send>> {
+pub(crate) async fn catch_panic<F: Future>(future: F) -> Result<F::Output, Box<dyn Any + Send>> {
     let mut future = pin!(future);
     poll_fn(
         move |context| match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(context))) {
@@ -437,7 +630,7 @@ async fn catch_panic<F: Future>(future: F) -> Result<F::Output, Box<dyn Any + Se
     .await
 }
 
-fn panic_message(payload: Box<dyn Any + Send>) -> String {
+pub(crate) fn panic_message(payload: Box<dyn Any + Send>) -> String {
     match payload.downcast::<String>() {
         Ok(message) => *message,
         Err(payload) => payload.downcast_ref::<&str>().map_or_else(

@@ -12,10 +12,13 @@ use crate::node::DEFAULT_ACTION;
 /// A flow's graph.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Graph {
-    /// The node a run starts from.
+    /// The node a run starts from (or the fork, `[a, b]`).
     pub start: &'static str,
     /// The nodes, in the order the flow first names them.
     pub nodes: Vec<GraphNode>,
+    /// The forks: lists of branches that run in parallel. Edges lead to and from a fork by its
+    /// name, `[b, c]`.
+    pub forks: Vec<Fork>,
     /// The edges, in the order they are written.
     pub edges: Vec<Edge>,
     /// The actions the flow can end with (declared by its nodes, not wired).
@@ -32,6 +35,16 @@ pub struct GraphNode {
     /// Its own graph, when the node is a nested flow.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub flow: Option<Graph>,
+}
+
+/// A fork of a [`Graph`]: branches that run concurrently on the same snapshot of the state, then
+/// merge. The edge leaving it (its `"default"` action) is the join.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Fork {
+    /// `[b, c]`: how edges name the fork.
+    pub name: &'static str,
+    /// The branches, in written order, which is the order their updates merge in.
+    pub branches: &'static [&'static str],
 }
 
 /// An edge of a [`Graph`]: `from - "action" >> to`.
@@ -72,17 +85,35 @@ impl Graph {
                 }
             }
         }
+        // A fork is drawn as a hexagon with thick edges to its branches, which meet again in a
+        // join circle that the fork's own edges leave from.
+        let fork_id = |name: &str| {
+            self.forks
+                .iter()
+                .position(|fork| fork.name == name)
+                .map(|index| format!("{prefix}fork{}__", index + 1))
+        };
+        for (index, fork) in self.forks.iter().enumerate() {
+            let id = format!("{prefix}fork{}__", index + 1);
+            let _ = writeln!(out, "{indent}{id}{{{{\"fork\"}}}}");
+            let _ = writeln!(out, "{indent}{id}join((\"join\"))");
+            for branch in fork.branches {
+                let _ = writeln!(out, "{indent}{id} ==> {prefix}{branch}");
+                let _ = writeln!(out, "{indent}{prefix}{branch} ==> {id}join");
+            }
+        }
         for edge in &self.edges {
             let label = if edge.action == DEFAULT_ACTION {
                 String::new()
             } else {
                 format!("|\"{}\"|", edge.action)
             };
-            let _ = writeln!(
-                out,
-                "{indent}{prefix}{} -->{label} {prefix}{}",
-                edge.from, edge.to
+            let from = fork_id(edge.from).map_or_else(
+                || format!("{prefix}{}", edge.from),
+                |id| format!("{id}join"),
             );
+            let to = fork_id(edge.to).unwrap_or_else(|| format!("{prefix}{}", edge.to));
+            let _ = writeln!(out, "{indent}{from} -->{label} {to}");
         }
     }
 }
@@ -104,6 +135,7 @@ mod tests {
         let inner = Graph {
             start: "a",
             nodes: vec![node("a", &["default"]), node("b", &["done"])],
+            forks: Vec::new(),
             edges: vec![Edge {
                 from: "a",
                 action: "default",
@@ -121,6 +153,7 @@ mod tests {
                     flow: Some(inner),
                 },
             ],
+            forks: Vec::new(),
             edges: vec![Edge {
                 from: "route",
                 action: "x",

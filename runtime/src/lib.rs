@@ -5,6 +5,7 @@
 //! - [`state`]: the [`SharedState`] and [`StateUpdate`] traits and field metadata;
 //! - [`node`](mod@node): the [`Node`] trait, [`Command`], [`Params`], [`Retry`];
 //! - [`flow`](mod@flow): [`Flow`] and the executor; [`graph`]: a flow's shape, as JSON or Mermaid;
+//! - [`parallel`]: how forks run and merge; [`batch`]: batch nodes and batch flows;
 //! - [`reducer`]: how writes combine, and the [`Addable`] and [`Append`] traits;
 //! - [`error`]: the errors;
 //! - `example_generated` (in the documentation only): what the derive generates for an example state.
@@ -12,10 +13,12 @@
 // Lets the crate's own documentation use the derive, whose output names `::slateflow`.
 extern crate self as slateflow;
 
+pub mod batch;
 pub mod error;
 pub mod flow;
 pub mod graph;
 pub mod node;
+pub mod parallel;
 pub mod reducer;
 pub mod state;
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::error::Error;
-use crate::flow::RunContext;
+use crate::flow::{Branch, RunContext};
 use crate::state::SharedState;
 
 /// The action a node returns when it does not choose one; `a >> b` wires it.
@@ -130,13 +130,30 @@ pub trait Node<S: SharedState>: Send + Sync {
     fn __run<'a>(
         &'a self,
         state: &'a mut S,
-        run: &'a mut RunContext,
+        run: &'a mut RunContext<S>,
         name: &'static str,
     ) -> impl Future<Output = Result<&'static str, Error>> + Send + 'a
     where
         Self: Sized,
     {
         crate::flow::run_step(self, state, run, name)
+    }
+
+    /// Runs the node as a branch of a fork: on a shared borrow of `state`, handing its update back
+    /// instead of applying it. Flows override it to run on their own copy of the state.
+    #[doc(hidden)]
+    fn __branch<'a>(
+        &'a self,
+        state: &'a S,
+        params: &'a Params,
+        name: &'static str,
+        step: u64,
+    ) -> impl Future<Output = Result<Branch<S>, Error>> + Send + 'a
+    where
+        Self: Sized,
+        S: Clone,
+    {
+        crate::flow::branch_step(self, state, params, name, step)
     }
 
     /// The node's own graph, for flows; `None` for plain nodes.
@@ -270,6 +287,23 @@ impl Params {
         Arc::make_mut(self.values.get_or_insert_with(Arc::default))
             .insert(key.into(), value.into());
         self
+    }
+
+    /// These params with every key of `other` set to its value there: `other` wins (a batch
+    /// flow's item over the flow's params).
+    #[must_use]
+    pub fn merged(&self, other: &Params) -> Params {
+        match (&self.values, &other.values) {
+            (_, None) => self.clone(),
+            (None, Some(_)) => other.clone(),
+            (Some(base), Some(over)) => {
+                let mut values = Map::clone(base);
+                values.extend(over.iter().map(|(key, value)| (key.clone(), value.clone())));
+                Self {
+                    values: Some(Arc::new(values)),
+                }
+            }
+        }
     }
 
     /// Every key and value, in key order.
@@ -487,10 +521,23 @@ impl<S: SharedState, N: Node<S>> Node<S> for Arc<N> {
     fn __run<'a>(
         &'a self,
         state: &'a mut S,
-        run: &'a mut RunContext,
+        run: &'a mut RunContext<S>,
         name: &'static str,
     ) -> impl Future<Output = Result<&'static str, Error>> + Send + 'a {
         N::__run(self, state, run, name)
+    }
+
+    fn __branch<'a>(
+        &'a self,
+        state: &'a S,
+        params: &'a Params,
+        name: &'static str,
+        step: u64,
+    ) -> impl Future<Output = Result<Branch<S>, Error>> + Send + 'a
+    where
+        S: Clone,
+    {
+        N::__branch(self, state, params, name, step)
     }
 
     fn __graph(&self) -> Option<crate::graph::Graph> {

@@ -100,7 +100,8 @@ where
 
 // ---- flow! support -------------------------------------------------------------------------------
 
-pub use crate::flow::{FlowGraph, RunContext, StateType};
+pub use crate::flow::{Branch, FlowGraph, RunContext, StateType};
+pub use crate::parallel::{BranchFuture, ForkState, Merged, fork};
 
 /// What a `#[node]` function may return: a command, or a result of one.
 #[diagnostic::on_unimplemented(
@@ -135,6 +136,36 @@ impl<S: crate::SharedState, E: Into<crate::NodeError>> NodeOutput<S>
 /// The error of a flow that reached its step limit before `node`.
 pub fn step_limit(limit: u64, node: &'static str, step: u64) -> crate::Error {
     crate::Error::StepLimit { limit, node, step }
+}
+
+/// Checks that the branches of a fork fit in the flow's step limit (one step each), before any
+/// runs: the error names the first branch that does not fit.
+///
+/// # Errors
+/// [`Error::StepLimit`](crate::Error::StepLimit).
+pub fn fork_fits(
+    taken: u64,
+    limit: u64,
+    steps: u64,
+    branches: &[&'static str],
+) -> Result<(), crate::Error> {
+    let left = limit.saturating_sub(taken);
+    match usize::try_from(left)
+        .ok()
+        .and_then(|left| branches.get(left))
+    {
+        Some(node) => Err(step_limit(limit, node, steps + left + 1)),
+        None => Ok(()),
+    }
+}
+
+/// Requires the flow's state to be `Clone`, blaming `branch`: `flow!` passes a fork's first
+/// branch, so that the error points at the fork.
+#[inline]
+pub fn fork_branch<S, N>(_state: &StateType<S>, _branch: &N)
+where
+    N: crate::parallel::BranchOf<S>,
+{
 }
 
 /// Hands `node` back, requiring it to be a node over the flow's state: a node over another state is

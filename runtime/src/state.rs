@@ -107,6 +107,28 @@ pub trait StateUpdate: Default + Clone + Debug + Send + Serialize + DeserializeO
     /// # Errors
     /// [`MergeConflict`] naming the first such field in declaration order.
     fn merge(self, other: Self) -> Result<Self, MergeConflict>;
+
+    /// The conflict [`merge`](StateUpdate::merge) would report, found without consuming either
+    /// update: the first last-write-wins field, in declaration order, that both write.
+    ///
+    /// The derive generates a direct check of the slots. This default, for hand-written updates,
+    /// compares the keys of the two updates' JSON objects (which hold only the written fields)
+    /// against the state's [`FIELDS`](SharedState::FIELDS).
+    fn conflict(&self, other: &Self) -> Option<MergeConflict> {
+        let (Ok(serde_json::Value::Object(left)), Ok(serde_json::Value::Object(right))) =
+            (serde_json::to_value(self), serde_json::to_value(other))
+        else {
+            return None;
+        };
+        Self::State::FIELDS
+            .iter()
+            .find(|field| {
+                field.reducer() == Reducer::LastWrite
+                    && left.contains_key(field.name())
+                    && right.contains_key(field.name())
+            })
+            .map(|field| MergeConflict::new(field.name()))
+    }
 }
 
 /// The update type of the state `S`.

@@ -11,7 +11,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::Ident;
 use syn::ext::IdentExt;
 
-use super::graph::Graph;
+use super::graph::{Fork, Graph, Pos};
 
 /// The statements and final expression of the flow's block.
 pub(crate) fn generate(krate: &TokenStream, graph: &Graph) -> TokenStream {
@@ -31,7 +31,8 @@ pub(crate) fn generate(krate: &TokenStream, graph: &Graph) -> TokenStream {
         quote!(<#ty as #krate::Node<__S>>)
     };
 
-    let steps: Vec<TokenStream> = (0..graph.nodes.len())
+    let mut steps: Vec<TokenStream> = (0..graph.nodes.len())
+        .filter(|&index| graph.steps[index])
         .map(|index| {
             let node = node_trait(index);
             let field = &fields[index];
@@ -41,34 +42,33 @@ pub(crate) fn generate(krate: &TokenStream, graph: &Graph) -> TokenStream {
             }
         })
         .collect();
+    steps.extend(graph.forks.iter().enumerate().map(|(fork, definition)| {
+        let position = graph.index(Pos::Fork(fork));
+        fork_step(krate, definition, position, &fields, &names, &node_trait)
+    }));
     let checks = checks(krate, graph, &names, &node_trait);
-    let terminal = (0..graph.nodes.len()).map(|index| {
-        let node = node_trait(index);
-        let wired = graph.wired_actions(index);
-        quote!((#node::ACTIONS, &[#(#wired),*]))
-    });
-    let described_nodes = (0..graph.nodes.len()).map(|index| {
-        let node = node_trait(index);
-        let (field, name) = (&fields[index], &names[index]);
-        quote! {
-            #krate::graph::GraphNode {
-                name: #name,
-                actions: #node::ACTIONS,
-                flow: #node::__graph(&self.#field),
-            },
-        }
-    });
-    let described_edges = graph.edges.iter().map(|edge| {
-        let (from, action, to) = (&names[edge.from], &edge.action, &names[edge.to]);
-        quote!(#krate::graph::Edge { from: #from, action: #action, to: #to },)
-    });
+    let terminal = terminal(krate, graph, &node_trait);
+    let position_names: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .chain(graph.forks.iter().map(|fork| fork.name.as_str()))
+        .collect();
+    let describe = describe(krate, graph, &fields, &names, &position_names, &node_trait);
     let wrapped_nodes = graph.nodes.iter().zip(&fields).map(|(node, field)| {
         // Only the function's path carries the node's span: a node over another state is reported
         // there, while `__state` keeps the macro's hygiene.
         let check = quote_spanned!(node.span()=> #krate::__private::node);
         quote!(#field: #check(&__state, #node),)
     });
-    let start_name = &names[graph.start];
+    // A fork needs a `Clone` state (a nested flow in a branch runs on a copy): said at the fork.
+    // The first branch, as written in the fork, is the argument rustc blames for the bound. The
+    // check borrows it before the graph takes it.
+    let fork_state_checks = graph.forks.iter().map(|fork| {
+        let branch = &fork.first_branch;
+        let borrowed = quote_spanned!(branch.span()=> &#branch);
+        quote!(#krate::__private::fork_branch(&__state, #borrowed);)
+    });
+    let fork_bound = (!graph.forks.is_empty()).then(|| quote!(__S: #krate::__private::ForkState,));
     let run_loop = run_loop(krate, graph, &steps);
 
     quote! {
@@ -81,6 +81,7 @@ pub(crate) fn generate(krate: &TokenStream, graph: &Graph) -> TokenStream {
         impl<__S, #(#types),*> #krate::__private::FlowGraph<__S> for __SlateflowGraph<#(#types),*>
         where
             __S: #krate::SharedState,
+            #fork_bound
             #(#types: #krate::Node<__S>,)*
         {
             const TERMINAL: #krate::__private::ActionSet =
@@ -93,12 +94,12 @@ pub(crate) fn generate(krate: &TokenStream, graph: &Graph) -> TokenStream {
             fn run<'__a>(
                 &'__a self,
                 __state: &'__a mut __S,
-                __run: &'__a mut #krate::__private::RunContext,
+                __run: &'__a mut #krate::__private::RunContext<__S>,
                 __max_steps: u64,
             ) -> impl ::core::future::Future<
                 Output = ::core::result::Result<&'static str, #krate::Error>,
             > + ::core::marker::Send + '__a {
-                const NAMES: &[&str] = &[#(#names),*];
+                const NAMES: &[&str] = &[#(#position_names),*];
                 async move {
                     let __first_step = __run.steps();
                     #run_loop
@@ -106,16 +107,12 @@ pub(crate) fn generate(krate: &TokenStream, graph: &Graph) -> TokenStream {
             }
 
             fn describe(&self) -> #krate::Graph {
-                #krate::Graph {
-                    start: #start_name,
-                    nodes: ::std::vec![#(#described_nodes)*],
-                    edges: ::std::vec![#(#described_edges)*],
-                    actions: <Self as #krate::__private::FlowGraph<__S>>::ACTIONS,
-                }
+                #describe
             }
         }
 
         let __state = #krate::__private::StateType::new();
+        #(#fork_state_checks)*
         #krate::Flow::__new(
             __SlateflowGraph {
                 #(#wrapped_nodes)*
@@ -125,11 +122,139 @@ pub(crate) fn generate(krate: &TokenStream, graph: &Graph) -> TokenStream {
     }
 }
 
+/// For `terminal_actions`: each step node's declared and wired actions, and `"default"` for each
+/// fork without a join (a fork ends the flow with its action). Nodes that only run as branches do
+/// not end the flow.
+fn terminal(
+    krate: &TokenStream,
+    graph: &Graph,
+    node_trait: &dyn Fn(usize) -> TokenStream,
+) -> Vec<TokenStream> {
+    let mut terminal: Vec<TokenStream> = (0..graph.nodes.len())
+        .filter(|&index| graph.steps[index])
+        .map(|index| {
+            let node = node_trait(index);
+            let wired = graph.wired_actions(Pos::Node(index));
+            quote!((#node::ACTIONS, &[#(#wired),*]))
+        })
+        .collect();
+    terminal.extend(
+        (0..graph.forks.len())
+            .filter(|&fork| graph.wired_actions(Pos::Fork(fork)).is_empty())
+            .map(|_| quote!((&[#krate::DEFAULT_ACTION], &[]))),
+    );
+    terminal
+}
+
+/// The body of `describe`: the graph as the runtime's `Graph`.
+fn describe(
+    krate: &TokenStream,
+    graph: &Graph,
+    fields: &[Ident],
+    names: &[String],
+    position_names: &[&str],
+    node_trait: &dyn Fn(usize) -> TokenStream,
+) -> TokenStream {
+    let described_nodes = (0..graph.nodes.len()).map(|index| {
+        let node = node_trait(index);
+        let (field, name) = (&fields[index], &names[index]);
+        quote! {
+            #krate::graph::GraphNode {
+                name: #name,
+                actions: #node::ACTIONS,
+                flow: #node::__graph(&self.#field),
+            },
+        }
+    });
+    let described_forks = graph.forks.iter().map(|fork| {
+        let (name, branches) = (&fork.name, fork.branches.iter().map(|&index| &names[index]));
+        quote!(#krate::graph::Fork { name: #name, branches: &[#(#branches),*] },)
+    });
+    let described_edges = graph.edges.iter().map(|edge| {
+        let from = position_names[graph.index(edge.from)];
+        let to = position_names[graph.index(edge.to)];
+        let action = &edge.action;
+        quote!(#krate::graph::Edge { from: #from, action: #action, to: #to },)
+    });
+    let start_name = position_names[graph.index(graph.start)];
+    quote! {
+        #krate::Graph {
+            start: #start_name,
+            nodes: ::std::vec![#(#described_nodes)*],
+            forks: ::std::vec![#(#described_forks)*],
+            edges: ::std::vec![#(#described_edges)*],
+            actions: <Self as #krate::__private::FlowGraph<__S>>::ACTIONS,
+        }
+    }
+}
+
+/// The run loop's arm for a fork: its branches run concurrently on a shared borrow of the state,
+/// their updates merge in written order and are applied once; the fork's action is "default".
+fn fork_step(
+    krate: &TokenStream,
+    fork: &Fork,
+    position: usize,
+    fields: &[Ident],
+    names: &[String],
+    node_trait: &dyn Fn(usize) -> TokenStream,
+) -> TokenStream {
+    let fork_name = &fork.name;
+    let count = fork.branches.len();
+    let branch_names: Vec<&String> = fork.branches.iter().map(|&index| &names[index]).collect();
+    let futures: Vec<Ident> = (0..count)
+        .map(|branch| format_ident!("__branch{}", branch))
+        .collect();
+    let starts =
+        fork.branches
+            .iter()
+            .zip(&futures)
+            .enumerate()
+            .map(|(offset, (&index, future))| {
+                let node = node_trait(index);
+                let (field, name) = (&fields[index], &names[index]);
+                let step = offset as u64 + 1;
+                quote! {
+                    let mut #future = ::core::pin::pin!(#node::__branch(
+                        &self.#field,
+                        __shared,
+                        __params,
+                        #name,
+                        __before + #step,
+                    ));
+                }
+            });
+    quote! {
+        #position => {
+            const BRANCHES: [&str; #count] = [#(#branch_names),*];
+            #krate::__private::fork_fits(
+                __run.steps() - __first_step,
+                __max_steps,
+                __run.steps(),
+                &BRANCHES,
+            )?;
+            let __before = __run.enter_fork(#fork_name);
+            let __merged = {
+                let __shared: &__S = &*__state;
+                let __params = __run.params();
+                #(#starts)*
+                #krate::__private::fork::<__S, #count>(
+                    [#(#futures.as_mut()),*],
+                    &BRANCHES,
+                    __before + 1,
+                )
+                .await?
+            };
+            __run.finish_fork(&mut *__state, __before, __merged);
+            #krate::DEFAULT_ACTION
+        }
+    }
+}
+
 /// The body of `run` after `__first_step`: a loop of `match` on the node, then on its action.
 fn run_loop(krate: &TokenStream, graph: &Graph, steps: &[TokenStream]) -> TokenStream {
-    let start = graph.start;
+    let start = graph.index(graph.start);
     let routes = graph.edges.iter().map(|edge| {
-        let (from, action, to) = (edge.from, &edge.action, edge.to);
+        let (from, action, to) = (graph.index(edge.from), &edge.action, graph.index(edge.to));
         quote!((#from, #action) => #to,)
     });
     let step_limit_check = quote! {
@@ -181,9 +306,13 @@ fn checks(
     let mut checks: Vec<TokenStream> = graph
         .edges
         .iter()
-        .map(|edge| {
-            let node = node_trait(edge.from);
-            let (name, action) = (&names[edge.from], &edge.action);
+        .filter_map(|edge| match edge.from {
+            Pos::Node(from) => Some((from, edge)),
+            Pos::Fork(_) => None,
+        })
+        .map(|(from, edge)| {
+            let node = node_trait(from);
+            let (name, action) = (&names[from], &edge.action);
             quote_spanned! {edge.action_span=>
                 if !#krate::__private::declares(#node::ACTIONS, #action) {
                     ::core::panic!(
@@ -201,11 +330,11 @@ fn checks(
             .nodes
             .iter()
             .enumerate()
-            .filter(|(index, _)| !graph.wired_actions(*index).is_empty());
+            .filter(|(index, _)| !graph.wired_actions(Pos::Node(*index)).is_empty());
         checks.extend(routing.map(|(index, ident)| {
             let node = node_trait(index);
             let name = &names[index];
-            let wired = graph.wired_actions(index);
+            let wired = graph.wired_actions(Pos::Node(index));
             quote_spanned! {ident.span()=>
                 if let ::core::option::Option::Some(__action) =
                     #krate::__private::first_unwired(#node::ACTIONS, &[#(#wired),*])

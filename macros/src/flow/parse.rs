@@ -3,17 +3,21 @@
 //! ```text
 //! input      := ( "#![exhaustive]" )* statement*
 //! statement  := ( "start" ":" node | chain ) ";"
-//! chain      := node ( edge node )*
+//! chain      := target ( edge target )*
 //! edge       := ">>" | "-" string-literal ">>"
+//! target     := node | fork
+//! fork       := "[" node ( "," node )+ ","? "]"   // parallel branches; joined by the `>>` after
 //! node       := identifier            // a local variable holding a node
 //! ```
+//! A fork is followed by `>>` (its join) or ends the statement: it has no actions to route on.
 //! The input is split at top-level `;` first and each statement parsed on its own, so a mistake in
 //! one statement does not hide mistakes in the next.
 
 use proc_macro2::{Delimiter, Span, TokenStream, TokenTree};
+use syn::ext::IdentExt;
 use syn::parse::{ParseStream, Parser};
 use syn::spanned::Spanned;
-use syn::{Ident, LitStr, Token};
+use syn::{Ident, LitStr, Token, bracketed};
 
 use crate::errors::Errors;
 
@@ -35,7 +39,7 @@ pub(crate) struct FlowInput {
 
 /// `a >> b - "x" >> c`
 pub(crate) struct Chain {
-    pub(crate) head: Ident,
+    pub(crate) head: Target,
     pub(crate) links: Vec<Link>,
 }
 
@@ -44,7 +48,7 @@ pub(crate) struct Link {
     /// The action's literal; `None` for `>>`, the `"default"` action.
     pub(crate) action: Option<LitStr>,
     pub(crate) arrow: Span,
-    pub(crate) target: Ident,
+    pub(crate) target: Target,
 }
 
 impl Link {
@@ -52,6 +56,36 @@ impl Link {
     pub(crate) fn action_span(&self) -> Span {
         self.action.as_ref().map_or(self.arrow, LitStr::span)
     }
+}
+
+/// What an edge leads to: a node, or a fork of parallel branches.
+pub(crate) enum Target {
+    Node(Ident),
+    Fork(Fork),
+}
+
+/// `[b, c, d]`: two or more branches.
+pub(crate) struct Fork {
+    pub(crate) branches: Vec<Ident>,
+}
+
+impl Target {
+    /// The target as written, for messages: `b` or `[b, c]`.
+    pub(crate) fn text(&self) -> String {
+        match self {
+            Self::Node(node) => node.to_string(),
+            Self::Fork(fork) => fork_name(&fork.branches),
+        }
+    }
+}
+
+/// `[b, c]`: how a fork is named in messages and in the flow's graph.
+pub(crate) fn fork_name(branches: &[Ident]) -> String {
+    let names: Vec<String> = branches
+        .iter()
+        .map(|branch| branch.unraw().to_string())
+        .collect();
+    format!("[{}]", names.join(", "))
 }
 
 /// Reads `($crate) tokens...`; grammar mistakes are recorded and their statements skipped.
@@ -185,23 +219,25 @@ fn parse_start(input: ParseStream) -> syn::Result<Ident> {
 }
 
 fn parse_chain(input: ParseStream) -> syn::Result<Chain> {
-    let head = parse_node(input, "at the start of a statement")?;
+    let head = parse_target(input, "at the start of a statement")?;
     let mut links = Vec::new();
-    let mut last = head.clone();
+    let mut last = head.text();
+    let mut after_fork = matches!(head, Target::Fork(_));
     while !input.is_empty() {
-        let link = parse_link(input, &last)?;
-        last = link.target.clone();
+        let link = parse_link(input, &last, after_fork)?;
+        last = link.target.text();
+        after_fork = matches!(link.target, Target::Fork(_));
         links.push(link);
     }
     Ok(Chain { head, links })
 }
 
-/// `>> node` or `- "action" >> node`, after the node `from`.
-fn parse_link(input: ParseStream, from: &Ident) -> syn::Result<Link> {
+/// `>> target` or `- "action" >> target`, after `from` (a fork when `after_fork`).
+fn parse_link(input: ParseStream, from: &str, after_fork: bool) -> syn::Result<Link> {
     let lookahead = input.lookahead1();
     if lookahead.peek(Token![>>]) {
         let arrow: Token![>>] = input.parse()?;
-        let target = parse_node(input, "after `>>`")?;
+        let target = parse_target(input, "after `>>`")?;
         return Ok(Link {
             action: None,
             arrow: arrow.span(),
@@ -210,6 +246,15 @@ fn parse_link(input: ParseStream, from: &Ident) -> syn::Result<Link> {
     }
     if lookahead.peek(Token![-]) {
         let minus: Token![-] = input.parse()?;
+        if after_fork {
+            return Err(syn::Error::new(
+                minus.span,
+                format_args!(
+                    "a fork has no actions: its branches' updates merge, then `>>` leads to the \
+                     next node; write `{from} >> next` and route on an action from `next`"
+                ),
+            ));
+        }
         if input.is_empty() {
             return Err(syn::Error::new(
                 minus.span,
@@ -243,7 +288,7 @@ fn parse_link(input: ParseStream, from: &Ident) -> syn::Result<Link> {
             ));
         }
         let arrow: Token![>>] = input.parse()?;
-        let target = parse_node(input, "after `>>`")?;
+        let target = parse_target(input, "after `>>`")?;
         return Ok(Link {
             action: Some(action),
             arrow: arrow.span(),
@@ -256,6 +301,44 @@ fn parse_link(input: ParseStream, from: &Ident) -> syn::Result<Link> {
         )));
     }
     Err(lookahead.error())
+}
+
+/// A node name, or a fork `[b, c]`.
+fn parse_target(input: ParseStream, place: &str) -> syn::Result<Target> {
+    if !input.peek(syn::token::Bracket) {
+        return parse_node(input, place).map(Target::Node);
+    }
+    let content;
+    let brackets = bracketed!(content in input);
+    let span = brackets.span.join();
+    let mut branches = Vec::new();
+    while !content.is_empty() {
+        if content.peek(syn::token::Bracket) {
+            return Err(content.error(
+                "a branch is a node or a flow, not a fork: to fork inside a branch, build that \
+                 branch as its own flow",
+            ));
+        }
+        branches.push(parse_node(&content, "in the fork")?);
+        if content.is_empty() {
+            break;
+        }
+        content.parse::<Token![,]>()?;
+    }
+    match branches.as_slice() {
+        [] => Err(syn::Error::new(
+            span,
+            "a fork needs two or more branches: write `a >> [b, c] >> d`",
+        )),
+        [only] => Err(syn::Error::new(
+            span,
+            format_args!(
+                "a fork of one branch is just that node: write `>> {only}`, or list two or more \
+                 branches"
+            ),
+        )),
+        _ => Ok(Target::Fork(Fork { branches })),
+    }
 }
 
 /// A node name: a plain identifier.
@@ -301,7 +384,7 @@ mod tests {
             .map(|link| link.action.as_ref().map(LitStr::value))
             .collect();
         assert_eq!(actions, [None, Some("retry".into())]);
-        assert_eq!(input.chains[0].links[1].target.to_string(), "a");
+        assert_eq!(input.chains[0].links[1].target.text(), "a");
     }
 
     #[test]
@@ -321,6 +404,28 @@ mod tests {
         assert!(errors[2].starts_with("expected `>>` and the node that handles \"x\""));
         assert!(errors[3].starts_with("expected `;` or `>>` after `b`"));
         assert!(errors[4].starts_with("expected `;` after this statement"));
+    }
+
+    #[test]
+    fn reads_forks_and_rejects_bad_ones() {
+        let (input, errors) = parsed(&quote! {
+            a >> [b, c,] >> d;
+            [x, y] >> z;
+            a >> [];
+            a >> [b];
+            a >> [b, [c, d]];
+            a >> [b, c] - "x" >> d;
+            a >> [b, "c"];
+        });
+        assert_eq!(input.chains.len(), 2, "{errors:?}");
+        assert_eq!(input.chains[0].links[0].target.text(), "[b, c]");
+        assert_eq!(input.chains[1].head.text(), "[x, y]");
+        assert_eq!(errors.len(), 5, "{errors:?}");
+        assert!(errors[0].starts_with("a fork needs two or more branches"));
+        assert!(errors[1].starts_with("a fork of one branch is just that node: write `>> b`"));
+        assert!(errors[2].starts_with("a branch is a node or a flow, not a fork"));
+        assert!(errors[3].starts_with("a fork has no actions"));
+        assert!(errors[4].starts_with("expected a node name in the fork"));
     }
 
     #[test]

@@ -479,6 +479,19 @@ fn update_impl(state: &State) -> TokenStream {
         };
         quote!(#ident: #slot,)
     });
+    let conflicts = state
+        .fields
+        .iter()
+        .filter(|field| matches!(field.reducer, Reducer::LastWrite))
+        .map(|field| {
+            let ident = field.ident;
+            let name = field_name(field);
+            quote! {
+                if self.#ident.is_some() && other.#ident.is_some() {
+                    return ::core::option::Option::Some(#krate::MergeConflict::new(#name));
+                }
+            }
+        });
     quote! {
         #[automatically_derived]
         impl #impl_generics #krate::StateUpdate for #update #type_generics #where_clause {
@@ -500,6 +513,16 @@ fn update_impl(state: &State) -> TokenStream {
                 other: Self,
             ) -> ::core::result::Result<Self, #krate::MergeConflict> {
                 ::core::result::Result::Ok(Self { #(#merge)* })
+            }
+
+            #[inline]
+            fn conflict(
+                &self,
+                other: &Self,
+            ) -> ::core::option::Option<#krate::MergeConflict> {
+                let _ = other; // used only by last-write-wins fields
+                #(#conflicts)*
+                ::core::option::Option::None
             }
         }
     }

@@ -13,7 +13,7 @@ fn main() {
     let _outer = flow! {
         #![exhaustive]
         start: inner;
-        inner - "phishing" >> report;
-        inner - "default" >> report;
+        inner - "phishing" >> [report, classify] >> investigate;
+        inner - "default" >> [report, classify];
     };
 }

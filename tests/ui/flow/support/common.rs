@@ -2,7 +2,7 @@
 use serde::{Deserialize, Serialize};
 use slateflow::{Command, SharedState, node};
 
-#[derive(SharedState, Debug, Default, Serialize, Deserialize)]
+#[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Triage {
     #[reducer(add)]
     pub steps: u32,

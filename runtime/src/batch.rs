@@ -1,0 +1,564 @@
+//! Batches: one node's work over many items, and one flow run over many params.
+//!
+//! - A [`BatchNode`] returns items from `prep`; `exec` runs once per item, with the node's
+//!   [`Retry`] and `exec_fallback` applied to each item on its own; `post` receives the outputs in
+//!   input order. Wrap it in [`Batch::sequential`] or [`Batch::concurrent`] (with a limit on the
+//!   items in flight: model endpoints have rate limits) to use it as a [`Node`].
+//! - A [`BatchFlow`] runs a sub-flow once per params item that its [`BatchPlan`] returns, with the
+//!   run's params merged with the item's (the item wins, as in PocketFlow). Its `post` receives
+//!   every run's params and last action ([`BatchRun`]); PocketFlow drops them.
+//!   [`BatchFlow::concurrent`] runs the items concurrently, each on its own copy of the state, and
+//!   composes their updates back in item order.
+//!
+//! The first item that fails fails the batch: the items still in flight are cancelled (dropped)
+//! and nothing of the batch's own step is applied.
+
+use std::future::Future;
+
+use futures_util::{StreamExt, stream};
+
+use crate::error::{Error, Phase};
+use crate::flow::{Branch, RunContext, branch_on_copy, with_retries};
+use crate::graph::Graph;
+use crate::node::{Command, Context, DEFAULT_ACTION, Node, NodeError, Params, Retry};
+use crate::state::{SharedState, StateUpdate};
+
+/// A node whose `exec` runs once per item. Use it in a flow through [`Batch`].
+///
+/// # Example
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use slateflow::batch::{Batch, BatchNode};
+/// use slateflow::{Command, Context, NodeError, SharedState};
+///
+/// #[derive(SharedState, Debug, Default, Serialize, Deserialize)]
+/// struct Files {
+///     names: Vec<String>,
+///     #[reducer(append)]
+///     sizes: Vec<usize>,
+/// }
+///
+/// /// "Summarises" each file; a model call per item in real life.
+/// struct Measure;
+///
+/// impl BatchNode<Files> for Measure {
+///     type Item = String;
+///     type Output = usize;
+///
+///     async fn prep(&self, state: &Files, _: &Context<'_>) -> Result<Vec<String>, NodeError> {
+///         Ok(state.names.clone())
+///     }
+///
+///     async fn exec(&self, name: &String) -> Result<usize, NodeError> {
+///         Ok(name.len())
+///     }
+///
+///     async fn post(
+///         &self,
+///         _: &Files,
+///         _: Vec<String>,
+///         sizes: Vec<usize>,
+///         _: &Context<'_>,
+///     ) -> Result<Command<Files>, NodeError> {
+///         Ok(Command::new(Files::update().extend_sizes(sizes)))
+///     }
+/// }
+///
+/// let mut files = Files { names: vec!["a.txt".into(), "notes.md".into()], ..Files::default() };
+/// slateflow::run_node_blocking(&Batch::concurrent(Measure, 4), &mut files)?;
+/// assert_eq!(files.sizes, [5, 8]); // input order, whatever order the items finished in
+/// # Ok::<(), slateflow::Error>(())
+/// ```
+pub trait BatchNode<S: SharedState>: Send + Sync {
+    /// One unit of work.
+    type Item: Send + Sync;
+    /// What `exec` makes of an item.
+    type Output: Send;
+
+    /// Every action [`post`](BatchNode::post) may return, as for [`Node::ACTIONS`].
+    const ACTIONS: &'static [&'static str] = &[DEFAULT_ACTION];
+
+    /// How `exec` is retried and timed out, for each item on its own.
+    fn retry(&self) -> Retry {
+        Retry::default()
+    }
+
+    /// Reads the items from the state and params. An empty list is fine: `post` gets no outputs.
+    fn prep(
+        &self,
+        state: &S,
+        context: &Context<'_>,
+    ) -> impl Future<Output = Result<Vec<Self::Item>, NodeError>> + Send;
+
+    /// Does the work for one item.
+    fn exec(
+        &self,
+        item: &Self::Item,
+    ) -> impl Future<Output = Result<Self::Output, NodeError>> + Send;
+
+    /// Runs after an item's last failed attempt; its result takes the item's place. By default
+    /// it returns the error, which fails the batch.
+    fn exec_fallback(
+        &self,
+        item: &Self::Item,
+        error: NodeError,
+    ) -> impl Future<Output = Result<Self::Output, NodeError>> + Send {
+        let _ = item;
+        async move { Err(error) }
+    }
+
+    /// Turns the outputs, in input order, into a [`Command`].
+    fn post(
+        &self,
+        state: &S,
+        items: Vec<Self::Item>,
+        outputs: Vec<Self::Output>,
+        context: &Context<'_>,
+    ) -> impl Future<Output = Result<Command<S>, NodeError>> + Send;
+}
+
+/// An item of a batch that failed after its last attempt and its fallback. The source of the
+/// step's [`Error::NodeFailed`].
+#[derive(Debug, thiserror::Error)]
+#[error("item {index} of the batch failed{}: {source}", attempts_text(*.attempts))]
+pub struct ItemFailed {
+    /// The item's position in the list `prep` returned, from 0.
+    pub index: usize,
+    /// How many attempts ran.
+    pub attempts: u32,
+    /// The error of the fallback (by default, of the last attempt).
+    #[source]
+    pub source: NodeError,
+}
+
+fn attempts_text(attempts: u32) -> String {
+    if attempts > 1 {
+        format!(" after {attempts} attempts")
+    } else {
+        String::new()
+    }
+}
+
+/// A [`BatchNode`] as a [`Node`]: its items run one after another, or concurrently up to a limit.
+#[derive(Debug, Clone, Copy)]
+pub struct Batch<B> {
+    node: B,
+    concurrency: usize,
+}
+
+impl<B> Batch<B> {
+    /// Runs the items one after another, in input order.
+    pub fn sequential(node: B) -> Self {
+        Self {
+            node,
+            concurrency: 1,
+        }
+    }
+
+    /// Runs up to `limit` items at a time (at least one); outputs stay in input order.
+    pub fn concurrent(node: B, limit: usize) -> Self {
+        Self {
+            node,
+            concurrency: limit.max(1),
+        }
+    }
+
+    /// How many items run at a time.
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+
+    /// The batch node.
+    pub fn inner(&self) -> &B {
+        &self.node
+    }
+}
+
+/// One item: `exec` under the retry policy, then the fallback.
+async fn run_item<S: SharedState, B: BatchNode<S>>(
+    node: &B,
+    index: usize,
+    item: &B::Item,
+) -> Result<B::Output, NodeError> {
+    match with_retries(node.retry(), || node.exec(item)).await {
+        Ok(output) => Ok(output),
+        Err((error, attempts)) => node.exec_fallback(item, error).await.map_err(|source| {
+            Box::new(ItemFailed {
+                index,
+                attempts,
+                source,
+            }) as NodeError
+        }),
+    }
+}
+
+/// The batch's `exec` runs once (items retry on their own), and its error is the first item's
+/// error, as [`ItemFailed`].
+impl<S: SharedState, B: BatchNode<S>> Node<S> for Batch<B> {
+    type Prep = Vec<B::Item>;
+    type Exec = Vec<B::Output>;
+    const ACTIONS: &'static [&'static str] = B::ACTIONS;
+
+    fn prep(
+        &self,
+        state: &S,
+        context: &Context<'_>,
+    ) -> impl Future<Output = Result<Self::Prep, NodeError>> + Send {
+        self.node.prep(state, context)
+    }
+
+    async fn exec(&self, items: &Vec<B::Item>) -> Result<Vec<B::Output>, NodeError> {
+        if self.concurrency == 1 {
+            let mut outputs = Vec::with_capacity(items.len());
+            for (index, item) in items.iter().enumerate() {
+                outputs.push(run_item(&self.node, index, item).await?);
+            }
+            return Ok(outputs);
+        }
+        run_ordered(items.len(), self.concurrency, |index| {
+            run_item(&self.node, index, &items[index])
+        })
+        .await
+    }
+
+    fn post(
+        &self,
+        state: &S,
+        items: Vec<B::Item>,
+        outputs: Vec<B::Output>,
+        context: &Context<'_>,
+    ) -> impl Future<Output = Result<Command<S>, NodeError>> + Send {
+        self.node.post(state, items, outputs, context)
+    }
+}
+
+/// What a [`BatchFlow`] runs over: `prep` returns one [`Params`] per run of the sub-flow, and
+/// `post` sees every run.
+pub trait BatchPlan<S: SharedState>: Send + Sync {
+    /// Every action [`post`](BatchPlan::post) may return, as for [`Node::ACTIONS`].
+    const ACTIONS: &'static [&'static str] = &[DEFAULT_ACTION];
+
+    /// The params of each run, merged over the run's own (an item's keys win). An empty list runs
+    /// nothing.
+    fn prep(
+        &self,
+        state: &S,
+        context: &Context<'_>,
+    ) -> impl Future<Output = Result<Vec<Params>, NodeError>> + Send;
+
+    /// Receives every run, in item order, once all have finished; returns the batch flow's update
+    /// and action. By default: no update, `"default"`.
+    fn post(
+        &self,
+        state: &S,
+        runs: Vec<BatchRun>,
+        context: &Context<'_>,
+    ) -> impl Future<Output = Result<Command<S>, NodeError>> + Send {
+        let _ = (state, runs, context);
+        async { Ok(Command::default()) }
+    }
+}
+
+/// One run of a batch flow's sub-flow, as its plan's [`post`](BatchPlan::post) sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchRun {
+    /// The params the run had: the batch flow's, merged with the item's.
+    pub params: Params,
+    /// The run's last action.
+    pub action: &'static str,
+}
+
+/// A plan from a closure that maps the state to the list of params; its `post` does nothing.
+/// See [`plan`].
+#[derive(Clone, Copy)]
+pub struct FnPlan<F> {
+    function: F,
+}
+
+impl<F> std::fmt::Debug for FnPlan<F> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("FnPlan")
+    }
+}
+
+/// A [`BatchPlan`] from a closure: `plan(|state: &Docs| state.files.iter().map(...).collect())`.
+pub fn plan<S, F>(function: F) -> FnPlan<F>
+where
+    S: SharedState,
+    F: Fn(&S) -> Vec<Params> + Send + Sync,
+{
+    FnPlan { function }
+}
+
+impl<S, F> BatchPlan<S> for FnPlan<F>
+where
+    S: SharedState,
+    F: Fn(&S) -> Vec<Params> + Send + Sync,
+{
+    async fn prep(&self, state: &S, _: &Context<'_>) -> Result<Vec<Params>, NodeError> {
+        Ok((self.function)(state))
+    }
+}
+
+/// Runs a sub-flow (any [`Node`], usually a [`Flow`](crate::Flow)) once per item of its plan,
+/// one after another, in place on the state: each run sees the updates of the runs before it.
+///
+/// The batch flow takes one step of its own for its plan's `prep`, and its sub-runs' node steps
+/// follow; its plan's `post` and update end that step's work. A batch flow nested in a batch flow
+/// merges its items over params that already hold the outer item's (they accumulate, level by
+/// level).
+#[derive(Debug, Clone, Copy)]
+pub struct BatchFlow<F, P> {
+    flow: F,
+    plan: P,
+}
+
+/// A [`BatchFlow`] whose runs go concurrently, up to a limit, each on its own copy of the state.
+///
+/// The runs cannot see each other's updates. When all have finished, their updates (each the
+/// composition of one run's steps) are composed in item order and applied once, through the
+/// reducers: `add` fields sum, `append` fields concatenate in item order, and a last-write-wins
+/// field keeps the last item's write, as in a sequential batch. The state must be `Clone`.
+#[derive(Debug, Clone, Copy)]
+pub struct ConcurrentBatchFlow<F, P> {
+    flow: F,
+    plan: P,
+    limit: usize,
+}
+
+impl<F, P> BatchFlow<F, P> {
+    /// Runs `flow` once per item of `plan`, one after another.
+    pub fn new(flow: F, plan: P) -> Self {
+        Self { flow, plan }
+    }
+
+    /// Runs up to `limit` items at a time (at least one), each on its own copy of the state.
+    pub fn concurrent(self, limit: usize) -> ConcurrentBatchFlow<F, P> {
+        ConcurrentBatchFlow {
+            flow: self.flow,
+            plan: self.plan,
+            limit: limit.max(1),
+        }
+    }
+}
+
+impl<F, P> ConcurrentBatchFlow<F, P> {
+    /// How many runs go at a time.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+}
+
+/// The batch flow's own step: its plan's `prep`, at a new step. Returns the items and the step.
+async fn plan_prep<S: SharedState, P: BatchPlan<S>>(
+    plan: &P,
+    state: &S,
+    run: &mut RunContext<S>,
+    name: &'static str,
+) -> Result<(Vec<Params>, u64), Error> {
+    let step = run.begin_step(name);
+    let context = Context::new(run.params(), name, step);
+    let items = plan
+        .prep(state, &context)
+        .await
+        .map_err(|source| failed(name, step, Phase::Prep, source))?;
+    Ok((items, step))
+}
+
+/// The plan's `post` with every run, then its update applied; its action is checked.
+async fn plan_post<S: SharedState, P: BatchPlan<S>>(
+    plan: &P,
+    state: &mut S,
+    run: &mut RunContext<S>,
+    name: &'static str,
+    step: u64,
+    runs: Vec<BatchRun>,
+) -> Result<&'static str, Error> {
+    run.resume_step(name, Phase::Post);
+    let context = Context::new(run.params(), name, step);
+    let command = plan
+        .post(state, runs, &context)
+        .await
+        .map_err(|source| failed(name, step, Phase::Post, source))?;
+    if !P::ACTIONS.contains(&command.action) {
+        return Err(Error::UndeclaredAction {
+            node: name,
+            step,
+            action: command.action,
+            declared: P::ACTIONS,
+        });
+    }
+    run.apply(state, command.update);
+    Ok(command.action)
+}
+
+fn failed(node: &'static str, step: u64, phase: Phase, source: NodeError) -> Error {
+    Error::NodeFailed {
+        node,
+        step,
+        phase,
+        attempts: 1,
+        source,
+    }
+}
+
+/// Not a three-step node: a batch flow runs its plan and its sub-flow through [`Flow::run`]
+/// (nested in a flow, or with [`run_node`](crate::run_node)). Its `prep`, `exec` and `post` are
+/// not used.
+///
+/// [`Flow::run`]: crate::Flow::run
+impl<S, F, P> Node<S> for BatchFlow<F, P>
+where
+    S: SharedState,
+    F: Node<S>,
+    P: BatchPlan<S>,
+{
+    type Prep = ();
+    type Exec = ();
+    const ACTIONS: &'static [&'static str] = P::ACTIONS;
+
+    async fn prep(&self, _: &S, _: &Context<'_>) -> Result<(), NodeError> {
+        Err("a batch flow runs its own sub-flow: nest it in a flow, or call `run_node`".into())
+    }
+
+    async fn exec(&self, (): &()) -> Result<(), NodeError> {
+        Ok(())
+    }
+
+    async fn post(&self, _: &S, (): (), (): (), _: &Context<'_>) -> Result<Command<S>, NodeError> {
+        Ok(Command::default())
+    }
+
+    async fn __run(
+        &self,
+        state: &mut S,
+        run: &mut RunContext<S>,
+        name: &'static str,
+    ) -> Result<&'static str, Error> {
+        let (items, step) = plan_prep(&self.plan, state, run, name).await?;
+        let base = run.params().clone();
+        let mut runs = Vec::with_capacity(items.len());
+        for item in items {
+            let params = base.merged(&item);
+            let outer = std::mem::replace(run.params_mut(), params.clone());
+            let outcome = self.flow.__run(state, run, name).await;
+            *run.params_mut() = outer;
+            runs.push(BatchRun {
+                params,
+                action: outcome?,
+            });
+        }
+        plan_post(&self.plan, state, run, name, step, runs).await
+    }
+
+    fn __branch<'a>(
+        &'a self,
+        state: &'a S,
+        params: &'a Params,
+        name: &'static str,
+        step: u64,
+    ) -> impl Future<Output = Result<Branch<S>, Error>> + Send + 'a
+    where
+        S: Clone,
+    {
+        branch_on_copy(self, state, params, name, step)
+    }
+
+    fn __graph(&self) -> Option<Graph> {
+        self.flow.__graph()
+    }
+}
+
+/// As for [`BatchFlow`]: run it nested in a flow, or with [`run_node`](crate::run_node).
+impl<S, F, P> Node<S> for ConcurrentBatchFlow<F, P>
+where
+    S: SharedState + Clone,
+    F: Node<S>,
+    P: BatchPlan<S>,
+{
+    type Prep = ();
+    type Exec = ();
+    const ACTIONS: &'static [&'static str] = P::ACTIONS;
+
+    async fn prep(&self, _: &S, _: &Context<'_>) -> Result<(), NodeError> {
+        Err("a batch flow runs its own sub-flow: nest it in a flow, or call `run_node`".into())
+    }
+
+    async fn exec(&self, (): &()) -> Result<(), NodeError> {
+        Ok(())
+    }
+
+    async fn post(&self, _: &S, (): (), (): (), _: &Context<'_>) -> Result<Command<S>, NodeError> {
+        Ok(Command::default())
+    }
+
+    async fn __run(
+        &self,
+        state: &mut S,
+        run: &mut RunContext<S>,
+        name: &'static str,
+    ) -> Result<&'static str, Error> {
+        let (items, step) = plan_prep(&self.plan, state, run, name).await?;
+        let base = run.params().clone();
+        let params: Vec<Params> = items.iter().map(|item| base.merged(item)).collect();
+        let shared: &S = state;
+        // Each run continues the numbering after the batch's own step, on its own copy.
+        let outcomes: Vec<Branch<S>> = run_ordered(params.len(), self.limit, |index| {
+            branch_on_copy(&self.flow, shared, &params[index], name, step + 1)
+        })
+        .await?;
+        let mut update = S::Update::default();
+        let mut runs = Vec::with_capacity(outcomes.len());
+        let mut steps = 0;
+        for (outcome, params) in outcomes.into_iter().zip(params) {
+            steps += outcome.steps;
+            update = update.then(outcome.update);
+            runs.push(BatchRun {
+                params,
+                action: outcome.action,
+            });
+        }
+        run.add_steps(steps);
+        run.resume_step(name, Phase::Apply);
+        run.apply(state, update);
+        plan_post(&self.plan, state, run, name, step, runs).await
+    }
+
+    fn __branch<'a>(
+        &'a self,
+        state: &'a S,
+        params: &'a Params,
+        name: &'static str,
+        step: u64,
+    ) -> impl Future<Output = Result<Branch<S>, Error>> + Send + 'a
+    where
+        S: Clone,
+    {
+        branch_on_copy(self, state, params, name, step)
+    }
+
+    fn __graph(&self) -> Option<Graph> {
+        self.flow.__graph()
+    }
+}
+
+/// Runs `task(index)` for every index below `count`, at most `limit` at a time, starting them in
+/// index order; the outputs come back in index order whatever order they finish in. The first
+/// error returns at once, dropping (cancelling) the tasks still in flight.
+async fn run_ordered<T, E, F, Fut>(count: usize, limit: usize, mut task: F) -> Result<Vec<T>, E>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let mut outputs: Vec<Option<T>> = std::iter::repeat_with(|| None).take(count).collect();
+    let mut running = stream::iter(0..count)
+        .map(|index| {
+            let output = task(index);
+            async move { (index, output.await) }
+        })
+        .buffer_unordered(limit);
+    while let Some((index, output)) = running.next().await {
+        outputs[index] = Some(output?);
+    }
+    Ok(outputs.into_iter().flatten().collect())
+}

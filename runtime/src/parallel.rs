@@ -1,0 +1,136 @@
+//! Parallel branches: a fork (`a >> [b, c] >> d` in [`flow!`](crate::flow!)) runs its branches
+//! concurrently, then merges their updates through the reducers and applies the result once.
+//!
+//! The rules, after LangGraph's supersteps:
+//! - every branch reads the state as it was before the fork: plain nodes borrow it (no copy); a
+//!   nested flow in a branch runs on its own copy and hands back the composition of its updates;
+//! - the branches' updates merge in the order the branches are written, never in the order they
+//!   finish, so a run's result does not depend on timing;
+//! - a last-write-wins field written by two branches is a conflict ([`Error::ParallelConflict`]),
+//!   even when both write the same value; `add` fields sum and `append` fields concatenate;
+//! - the first branch to fail fails the fork: the other branches are cancelled (dropped) and
+//!   nothing of the fork is applied. Retries apply to each branch on its own;
+//! - the fork's action is `"default"`, which the `>>` after the list follows (the join). A
+//!   branch's own action is checked against the actions it declares and does not route.
+//!
+//! The branches run inside the run's task (no spawn, no `'static` bound): they are concurrent, not
+//! parallel on several threads. Model calls are I/O, so that is where the time goes.
+
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::task::Poll;
+
+use crate::error::Error;
+use crate::flow::Branch;
+use crate::state::{SharedState, StateUpdate};
+
+/// The future of one branch, pinned where the flow keeps it: a borrowed trait object, so a fork
+/// joins branches of different node types without allocating.
+#[doc(hidden)]
+pub type BranchFuture<'a, S> =
+    Pin<&'a mut (dyn Future<Output = Result<Branch<S>, Error>> + Send + 'a)>;
+
+/// The outcome of a fork: the branches' updates merged in written order, and the steps they took.
+#[doc(hidden)]
+pub struct Merged<S: SharedState> {
+    pub(crate) update: S::Update,
+    pub(crate) steps: u64,
+}
+
+/// A state that a flow with parallel branches can run on.
+///
+/// A nested flow in a branch runs on its own copy of the state, so a flow with a fork needs its
+/// state to be `Clone`. Plain nodes in branches only borrow it.
+#[diagnostic::on_unimplemented(
+    message = "a flow with parallel branches needs its state `{Self}` to be `Clone`",
+    label = "this fork needs `{Self}: Clone`",
+    note = "a nested flow in a branch runs on its own copy of the state: add `#[derive(Clone)]` \
+            to `{Self}`"
+)]
+pub trait ForkState: SharedState + Clone {}
+
+#[diagnostic::do_not_recommend]
+impl<S: SharedState + Clone> ForkState for S {}
+
+/// A branch of a fork in a flow over `S`: `flow!` requires it of a fork's first branch, so that a
+/// state that is not `Clone` is reported at the fork.
+#[diagnostic::on_unimplemented(
+    message = "a flow with parallel branches needs its state `{S}` to be `Clone`",
+    label = "this fork needs `{S}: Clone`",
+    note = "a nested flow in a branch runs on its own copy of the state: add `#[derive(Clone)]` \
+            to `{S}`"
+)]
+#[doc(hidden)]
+pub trait BranchOf<S> {}
+
+#[diagnostic::do_not_recommend]
+impl<S: ForkState, N> BranchOf<S> for N {}
+
+/// Runs the branches of a fork concurrently and merges their updates in written order.
+///
+/// `names` are the branches' names and `first_step` the step number of the first branch, for
+/// the conflict error. Returns at the first branch error, dropping (cancelling) the others.
+///
+/// # Errors
+/// The first branch error, or [`Error::ParallelConflict`].
+#[doc(hidden)]
+pub async fn fork<S: SharedState, const N: usize>(
+    mut branches: [BranchFuture<'_, S>; N],
+    names: &[&'static str; N],
+    first_step: u64,
+) -> Result<Merged<S>, Error> {
+    let mut outcomes: [Option<Branch<S>>; N] = std::array::from_fn(|_| None);
+    poll_fn(|context| {
+        let mut pending = false;
+        for (branch, outcome) in branches.iter_mut().zip(outcomes.iter_mut()) {
+            if outcome.is_none() {
+                match branch.as_mut().poll(context) {
+                    Poll::Ready(Ok(done)) => *outcome = Some(done),
+                    Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(Ok(()))
+        }
+    })
+    .await?;
+    merge_in_order(&mut outcomes, names, first_step)
+}
+
+/// Merges branch outcomes in the order given: a conflict names the earlier and the later branch.
+/// Each update is checked against each earlier one by reference before any is consumed, so that
+/// the error can name both; forks are small and a check compares a few `Option`s.
+pub(crate) fn merge_in_order<S: SharedState>(
+    outcomes: &mut [Option<Branch<S>>],
+    names: &[&'static str],
+    first_step: u64,
+) -> Result<Merged<S>, Error> {
+    for later in 1..outcomes.len() {
+        for earlier in 0..later {
+            if let (Some(first), Some(second)) = (&outcomes[earlier], &outcomes[later])
+                && let Some(conflict) = first.update.conflict(&second.update)
+            {
+                return Err(Error::ParallelConflict {
+                    field: conflict.field(),
+                    first: names[earlier],
+                    second: names[later],
+                    step: first_step,
+                });
+            }
+        }
+    }
+    let mut merged: Merged<S> = Merged {
+        update: S::Update::default(),
+        steps: 0,
+    };
+    for outcome in outcomes.iter_mut().filter_map(Option::take) {
+        merged.steps += outcome.steps;
+        // No conflict: `then` applies like `merge` (the `StateUpdate` laws).
+        merged.update = merged.update.then(outcome.update);
+    }
+    Ok(merged)
+}
