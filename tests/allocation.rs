@@ -1,5 +1,5 @@
 //! The runtime makes no heap allocation per step: a 1,000-step cycle of nodes that do not allocate
-//! runs with zero allocations, counted by a global allocator.
+//! runs with zero allocations, counted by a global allocator; so does a cycle through a fork.
 // A counting global allocator is `unsafe impl GlobalAlloc`; it only forwards to `System`.
 #![allow(unsafe_code)]
 
@@ -71,7 +71,7 @@ fn allocations_while<F: Future>(future: F) -> (F::Output, usize) {
     }
 }
 
-#[derive(SharedState, Debug, Default, Serialize, Deserialize)]
+#[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
 struct Counter {
     #[reducer(add)]
     steps: u32,
@@ -112,6 +112,33 @@ fn a_thousand_step_cycle_allocates_nothing() {
     assert_eq!(result.unwrap(), "done");
     assert_eq!(counter.steps, 1_000);
     assert_eq!(allocations, 0, "the runtime allocated during a run");
+}
+
+#[node]
+fn left(_: &Counter) -> Command<Counter> {
+    Command::new(Counter::update().add_steps(1))
+}
+
+#[node]
+fn right(_: &Counter) -> Command<Counter> {
+    Command::new(Counter::update().add_steps(1))
+}
+
+#[test]
+fn a_cycle_through_a_fork_allocates_nothing() {
+    // `ping`, then both branches: three steps a round, until `pong` says done.
+    let flow = flow! {
+        ping >> [left, right] >> pong;
+        pong - "again" >> ping;
+    };
+    let mut counter = Counter::default();
+    let (result, allocations) = allocations_while(flow.run(&mut counter));
+    assert_eq!(result.unwrap(), "done");
+    assert!(counter.steps >= 1_000);
+    assert_eq!(
+        allocations, 0,
+        "the runtime allocated during a run with forks"
+    );
 }
 
 #[test]

@@ -180,7 +180,15 @@ async fn run_item<S: SharedState, B: BatchNode<S>>(
     index: usize,
     item: &B::Item,
 ) -> Result<B::Output, NodeError> {
-    match with_retries(node.retry(), || node.exec(item)).await {
+    let retry = node.retry();
+    let outcome = if retry == Retry::default() {
+        // The common case, without the retry loop's timer (a much smaller future per item).
+        node.exec(item).await.map_err(|error| (error, 1))
+    } else {
+        // Boxed: the timers would make every item's future several times larger.
+        Box::pin(with_retries(retry, || node.exec(item))).await
+    };
+    match outcome {
         Ok(output) => Ok(output),
         Err((error, attempts)) => node.exec_fallback(item, error).await.map_err(|source| {
             Box::new(ItemFailed {

@@ -307,10 +307,18 @@ impl<S: SharedState> RunContext<S> {
     #[inline]
     pub(crate) fn apply(&mut self, state: &mut S, update: S::Update) {
         self.phase = Phase::Apply;
+        if self.record.is_some() {
+            self.record(&update);
+        }
+        state.apply(update);
+    }
+
+    /// Composes `update` into the record: only runs on copies of the state record.
+    #[cold]
+    fn record(&mut self, update: &S::Update) {
         if let Some(record) = &mut self.record {
             *record = std::mem::take(record).then(update.clone());
         }
-        state.apply(update);
     }
 
     /// Starts a fork called `name` after the steps so far; returns that count. A panic while the

@@ -1,0 +1,265 @@
+//! Forks and concurrent batches against hand-written `join_all` code doing the same work.
+//!
+//! Run with `cargo bench -p slateflow`. Nothing here waits, so both sides are polled to completion
+//! with a no-op waker (re-polled when a combinator yields), and the figures compare the runtime
+//! with the hand-written code, not executors. Each figure is the median of several samples and
+//! the ratio is taken within the same run, since the machines are shared and noisy.
+
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context as TaskContext, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use serde::{Deserialize, Serialize};
+use slateflow::batch::{Batch, BatchNode};
+use slateflow::{Command, Context, Node, NodeError, Params, SharedState, StateUpdate, flow};
+
+#[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+struct Counter {
+    #[reducer(add)]
+    steps: u32,
+    #[reducer(add)]
+    items: u64,
+}
+
+/// A branch that does nothing but count its step.
+struct Noop;
+
+impl Node<Counter> for Noop {
+    type Prep = ();
+    type Exec = ();
+
+    async fn prep(&self, _: &Counter, _: &Context<'_>) -> Result<(), NodeError> {
+        Ok(())
+    }
+
+    async fn exec(&self, (): &()) -> Result<(), NodeError> {
+        Ok(())
+    }
+
+    async fn post(
+        &self,
+        _: &Counter,
+        (): (),
+        (): (),
+        _: &Context<'_>,
+    ) -> Result<Command<Counter>, NodeError> {
+        Ok(Command::new(Counter::update().add_steps(1)))
+    }
+}
+
+const ROUNDS: u32 = 1_000;
+const BRANCHES: u32 = 8;
+/// Steps of one round: the node before the fork, and the branches.
+const ROUND_STEPS: u32 = BRANCHES + 1;
+
+/// Sends the run back through the fork until `ROUNDS` rounds have run.
+struct Again;
+
+impl Node<Counter> for Again {
+    type Prep = u32;
+    type Exec = ();
+    const ACTIONS: &'static [&'static str] = &["again", "done"];
+
+    async fn prep(&self, counter: &Counter, _: &Context<'_>) -> Result<u32, NodeError> {
+        Ok(counter.steps)
+    }
+
+    async fn exec(&self, _: &u32) -> Result<(), NodeError> {
+        Ok(())
+    }
+
+    async fn post(
+        &self,
+        _: &Counter,
+        steps: u32,
+        (): (),
+        _: &Context<'_>,
+    ) -> Result<Command<Counter>, NodeError> {
+        let action = if steps < ROUNDS * ROUND_STEPS {
+            "again"
+        } else {
+            "done"
+        };
+        Ok(Command::goto(action))
+    }
+}
+
+/// Does nothing per item.
+struct NoopItems;
+
+impl BatchNode<Counter> for NoopItems {
+    type Item = u64;
+    type Output = u64;
+
+    async fn prep(&self, _: &Counter, _: &Context<'_>) -> Result<Vec<u64>, NodeError> {
+        Ok((0..ITEMS).collect())
+    }
+
+    async fn exec(&self, item: &u64) -> Result<u64, NodeError> {
+        Ok(*item)
+    }
+
+    async fn post(
+        &self,
+        _: &Counter,
+        _: Vec<u64>,
+        outputs: Vec<u64>,
+        _: &Context<'_>,
+    ) -> Result<Command<Counter>, NodeError> {
+        Ok(Command::new(
+            Counter::update().add_items(outputs.len() as u64),
+        ))
+    }
+}
+
+const ITEMS: u64 = 1_000;
+
+/// Polls a future that never waits to its output (again when a combinator yields).
+fn ready<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    let mut context = TaskContext::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+    }
+}
+
+/// One node step on a shared borrow, by hand: its three steps, the update handed back.
+async fn branch_by_hand<N: Node<Counter>>(
+    node: &N,
+    counter: &Counter,
+    context: &Context<'_>,
+) -> CounterUpdate {
+    let prep = node.prep(counter, context).await.unwrap();
+    let exec = node.exec(&prep).await.unwrap();
+    node.post(counter, prep, exec, context)
+        .await
+        .unwrap()
+        .update
+}
+
+/// The median time of one call of `run`, over `samples` samples of `iterations` calls each.
+fn median(samples: usize, iterations: u32, mut run: impl FnMut()) -> Duration {
+    let mut times: Vec<Duration> = (0..samples)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..iterations {
+                run();
+            }
+            start.elapsed() / iterations
+        })
+        .collect();
+    times.sort();
+    times[samples / 2]
+}
+
+fn report(name: &str, unit: &str, count: u32, ours: Duration, by_hand: Duration) {
+    let per = |time: Duration| time.as_secs_f64() * 1e9 / f64::from(count);
+    println!(
+        "{name:<40} slateflow {:>8.2} ns/{unit}   join_all {:>8.2} ns/{unit}   ratio {:>5.2}x",
+        per(ours),
+        per(by_hand),
+        ours.as_secs_f64() / by_hand.as_secs_f64()
+    );
+}
+
+fn fork_of_8() {
+    let (before, again) = (Noop, Again);
+    let (b0, b1, b2, b3, b4, b5, b6, b7) = (Noop, Noop, Noop, Noop, Noop, Noop, Noop, Noop);
+    let forks = flow! {
+        before >> [b0, b1, b2, b3, b4, b5, b6, b7] >> again;
+        again - "again" >> before;
+    }
+    .with_max_steps(u64::MAX);
+    let ours = median(11, 3, || {
+        let mut counter = Counter::default();
+        black_box(ready(forks.run(&mut counter)).unwrap());
+        assert_eq!(counter.steps, ROUNDS * ROUND_STEPS);
+    });
+    let (before, again) = (Noop, Again);
+    let branches: Vec<Noop> = (0..BRANCHES).map(|_| Noop).collect();
+    let params = Params::new();
+    let by_hand = median(11, 3, || {
+        let mut counter = Counter::default();
+        let mut step = 0;
+        loop {
+            step += 1;
+            let context = Context::new(&params, "before", step);
+            let update = ready(branch_by_hand(&before, &counter, &context));
+            counter.apply(update);
+            let contexts: Vec<Context<'_>> = (0..u64::from(BRANCHES))
+                .map(|branch| Context::new(&params, "branch", step + branch + 1))
+                .collect();
+            step += u64::from(BRANCHES);
+            let updates =
+                ready(join_all(branches.iter().zip(&contexts).map(
+                    |(branch, context)| branch_by_hand(branch, &counter, context),
+                )));
+            let merged = updates
+                .into_iter()
+                .try_fold(CounterUpdate::default(), StateUpdate::merge)
+                .unwrap();
+            counter.apply(merged);
+            step += 1;
+            let context = Context::new(&params, "again", step);
+            let prep = ready(again.prep(&counter, &context)).unwrap();
+            ready(again.exec(&prep)).unwrap();
+            let command = ready(again.post(&counter, prep, (), &context)).unwrap();
+            if black_box(command.action) != "again" {
+                break;
+            }
+        }
+        assert_eq!(counter.steps, ROUNDS * ROUND_STEPS);
+    });
+    report(
+        "fork of 8 no-op branches, 1,000 rounds",
+        "branch",
+        ROUNDS * BRANCHES,
+        ours,
+        by_hand,
+    );
+}
+
+fn concurrent_batch_of_1000() {
+    let batch = Batch::concurrent(NoopItems, usize::MAX);
+    let ours = median(21, 20, || {
+        let mut counter = Counter::default();
+        black_box(ready(slateflow::run_node(&batch, &mut counter)).unwrap());
+        assert_eq!(counter.items, ITEMS);
+    });
+    let node = NoopItems;
+    let params = Params::new();
+    let by_hand = median(21, 20, || {
+        let mut counter = Counter::default();
+        let context = Context::new(&params, "batch", 1);
+        let items = ready(node.prep(&counter, &context)).unwrap();
+        let outputs: Vec<u64> = ready(join_all(items.iter().map(|item| node.exec(item))))
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let command = ready(node.post(&counter, items, outputs, &context)).unwrap();
+        counter.apply(command.update);
+        assert_eq!(counter.items, ITEMS);
+    });
+    report(
+        "concurrent batch of 1,000 no-op items",
+        "item",
+        u32::try_from(ITEMS).unwrap(),
+        ours,
+        by_hand,
+    );
+}
+
+fn main() {
+    // `cargo test --benches` runs this once as a smoke test; the figures need `cargo bench`.
+    if std::env::args().any(|argument| argument == "--bench") {
+        fork_of_8();
+        concurrent_batch_of_1000();
+    } else {
+        println!("parallel benchmarks: run `cargo bench -p slateflow` for figures");
+    }
+}
