@@ -103,6 +103,13 @@ pub async fn record(
     ::core::result::Result::Ok(Command::new(Strict::<u8>::update().push_items(count)))
 }
 
+/// Records the count plus one.
+#[node]
+pub fn record_next(state: &Strict<u8>) -> Command<Strict<u8>> {
+    let next = u8::try_from(state.count + 1).unwrap_or(u8::MAX);
+    Command::new(Strict::<u8>::update().push_items(next))
+}
+
 #[test]
 fn flow_and_node_expansions_work_with_shadowed_prelude_names() {
     let flow = flow! {
@@ -114,4 +121,11 @@ fn flow_and_node_expansions_work_with_shadowed_prelude_names() {
     assert_eq!(flow.run_blocking(&mut state).unwrap(), "default");
     assert_eq!(state.count, 3);
     assert_eq!(state.items, [3]);
+    let forked = flow! {
+        count_up - "again" >> count_up;
+        count_up - "stop" >> [record, record_next];
+    };
+    let mut state = Strict::<u8>::default();
+    assert_eq!(forked.run_blocking(&mut state).unwrap(), "default");
+    assert_eq!(state.items, [3, 4]);
 }

@@ -62,6 +62,7 @@ pub use slateflow_macros::SharedState;
 
 /// The traits and the derive, for `use slateflow::prelude::*;`.
 pub mod prelude {
+    pub use crate::batch::{Batch, BatchFlow, BatchNode, BatchPlan, BatchRun};
     pub use crate::{
         Command, Context, Flow, Node, NodeError, Params, Retry, SharedState, StateUpdate,
     };
@@ -77,21 +78,31 @@ pub mod prelude {
 ///     a >> b >> c;                // "default" edges; chains continue from the right-hand node
 ///     b - "retry" >> a;           // a named action edge; cycles are fine
 ///     c - "done" >> d;
+///     d >> [e, f, g] >> h;        // parallel branches, merged in written order, then `h`
 /// }
 /// ```
 ///
 /// Node names are local variables holding a [`Node`] (moved into the flow; share one with `Arc`).
 /// A flow is a node too, so flows nest. `flow!{}`, `flow!()` and `flow![]` all work.
 ///
-/// Checked while compiling, each error at the offending token: the grammar, the same action of a node
-/// wired twice, a node unreachable from the start, and nodes over different state types (by
+/// `[e, f, g]` is a fork: its branches (nodes or nested flows) run concurrently on the state as it
+/// was before the fork, their updates merge through the reducers in the order written, and the
+/// merged update is applied once; `>>` after the list is the join. A fork has no actions of its own
+/// to route on (its action is `"default"`) and without a join it ends the flow. A flow with a fork
+/// needs a `Clone` state, because a nested flow in a branch runs on its own copy. See
+/// [`parallel`] for the rules (conflicts, failures, steps).
+///
+/// Checked while compiling, each error at the offending token: the grammar (including an empty or
+/// one-branch fork, a node twice in a fork, a fork inside a fork, an action after a fork), the same
+/// action of a node (or the join of a fork) wired twice, a node unreachable from the start, nodes
+/// over different state types and a fork over a state that is not `Clone` (by
 /// `cargo check`); an edge whose action the node does not declare, and with `#![exhaustive]` a
 /// declared action without an edge (by `cargo build`, `cargo test` and `cargo run`: these read the
 /// nodes' `ACTIONS` constants, which Rust evaluates only when it generates code, so `cargo check`
 /// does not report them).
 ///
 /// The generated code dispatches with a `match` on the node and the action: no boxing, no maps, no
-/// state clone and no allocation per step.
+/// state clone and no allocation per step (forks included: their branches are joined in place).
 ///
 /// `#![exhaustive]` turns what PocketFlow warns about at run time ("Flow ends: 'x' not found") into a
 /// compile error: every node that has edges must wire every action it declares. Nodes without edges

@@ -11,7 +11,11 @@
 //! - the first branch to fail fails the fork: the other branches are cancelled (dropped) and
 //!   nothing of the fork is applied. Retries apply to each branch on its own;
 //! - the fork's action is `"default"`, which the `>>` after the list follows (the join). A
-//!   branch's own action is checked against the actions it declares and does not route.
+//!   branch's own action is checked against the actions it declares and does not route;
+//! - each branch is a step, numbered in written order after the step before the fork, and a fork
+//!   that does not fit in the flow's step limit fails before any branch starts. A nested flow in
+//!   a branch numbers its steps on from its branch's number, is bounded by its own step limit, and
+//!   its steps count toward the run once the fork is done.
 //!
 //! The branches run inside the run's task (no spawn, no `'static` bound): they are concurrent, not
 //! parallel on several threads. Model calls are I/O, so that is where the time goes.

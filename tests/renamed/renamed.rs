@@ -1,10 +1,10 @@
 //! The macros work when `Cargo.toml` renames slateflow (`flowlib = { package = "slateflow" }`):
-//! the derive and `#[node]` given `crate = flowlib`, and `flow!` by itself.
+//! the derive and `#[node]` given `crate = flowlib`, and `flow!` (forks included) by itself.
 
 use flowlib::{Command, SharedState, StateUpdate, flow, node};
 use serde::{Deserialize, Serialize};
 
-#[derive(SharedState, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(SharedState, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[slateflow(crate = flowlib)]
 struct Counter {
     label: String,
@@ -43,4 +43,20 @@ fn flow_and_node_work_under_another_name() {
     let mut counter = Counter::default();
     assert_eq!(flow.run_blocking(&mut counter).unwrap(), "enough");
     assert_eq!(counter.count, 3);
+}
+
+#[node(crate = flowlib)]
+fn note(_: &Counter) -> Command<Counter> {
+    Command::new(Counter::update().push_log("note".into()))
+}
+
+#[test]
+fn forks_work_under_another_name() {
+    let inner = flow! { count - "more" >> count; };
+    let flow = flow! { note >> [inner, count]; };
+    let mut counter = Counter::default();
+    flow.run_blocking(&mut counter).unwrap();
+    // The inner flow counted 3 on its copy, the branch `count` 1: 4 in all.
+    assert_eq!(counter.count, 4);
+    assert_eq!(counter.log, ["note"]);
 }
