@@ -1,5 +1,6 @@
-//! Security-alert triage: classify an alert, route it to an investigator or a phishing check, write a
-//! report, and send it back for revision once if the reviewer finds it thin.
+//! Security-alert triage: classify an alert, enrich it with two lookups that run in parallel, route
+//! it to an investigator or a phishing check, write a report, and send it back for revision once if
+//! the reviewer finds it thin.
 //!
 //! The nodes are scripted (no model calls, no API key): each reads the state and returns an update
 //! plus the action that picks the next node. Run it with
@@ -15,6 +16,9 @@ struct Triage {
     alert_text: String,
     /// `intrusion` or `phishing`, once classified.
     classification: Option<String>,
+    /// What the enrichment lookups found about the source, in the order they are wired.
+    #[reducer(append)]
+    context: Vec<String>,
     /// Findings, in the order the nodes made them.
     #[reducer(append)]
     findings: Vec<String>,
@@ -95,6 +99,24 @@ fn route(triage: &Triage) -> Result<Command<Triage>, NodeError> {
         .with_reason(format!("classification is {kind}")))
 }
 
+/// Looks the source address up in a WHOIS database (scripted). Runs in parallel with `geoip`.
+#[node]
+fn whois(_: &Triage) -> Command<Triage> {
+    let found = "203.0.113.7 belongs to a hosting provider";
+    Command::new(log("whois", found).push_context(found.to_string()))
+}
+
+/// Locates the source address (scripted). Runs in parallel with `whois`.
+#[node]
+fn geoip(_: &Triage) -> Command<Triage> {
+    let found = "203.0.113.7 is in a country the user never logged in from";
+    Command::new(
+        log("geoip", found)
+            .push_context(found.to_string())
+            .reduce_severity(4),
+    )
+}
+
 /// Looks into an intrusion; finds more on a second pass.
 #[node]
 fn investigate(triage: &Triage) -> Command<Triage> {
@@ -125,9 +147,10 @@ fn phish_check(_: &Triage) -> Command<Triage> {
 fn report(triage: &Triage) -> Command<Triage> {
     let kind = triage.classification.as_deref().unwrap_or("unclassified");
     let text = format!(
-        "{kind} alert, severity {}/10: {}",
+        "{kind} alert, severity {}/10: {} (context: {})",
         triage.severity,
-        triage.findings.join("; ")
+        triage.findings.join("; "),
+        triage.context.join("; ")
     );
     if triage.findings.len() < 2 && kind == "intrusion" {
         return Command::new(log("report", "one finding only: revise").add_revisions(1))
@@ -140,7 +163,7 @@ fn report(triage: &Triage) -> Command<Triage> {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let classify = Classify;
     let triage = flow! {
-        classify >> route;
+        classify >> [whois, geoip] >> route; // both lookups run at once, then merge in this order
         route - "intrusion" >> investigate >> report;
         route - "phishing" >> phish_check >> report;
         report - "revise" >> investigate;
