@@ -7,7 +7,10 @@
 //! action for the parent to route on.
 //!
 //! This module owns the run loop's pieces: one node step (prep, exec with retries and timeout, post,
-//! apply), the step limit, params and panics. It does not know about storage or parallelism.
+//! apply), the same step as a branch (handing its update back instead of applying it), runs on a
+//! copy of the state that record what they apply, the step limit, params and panics. Joining and
+//! merging branches is [`parallel`](crate::parallel)'s; batches are [`batch`](crate::batch)'s. It
+//! knows nothing about storage.
 
 use std::any::Any;
 use std::future::{Future, poll_fn};
