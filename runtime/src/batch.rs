@@ -18,7 +18,7 @@ use std::future::Future;
 use futures_util::{StreamExt, stream};
 
 use crate::error::{Error, Phase};
-use crate::flow::{Branch, RunContext, branch_on_copy, with_retries};
+use crate::flow::{Branch, RunContext, branch_on_copy, self_running_node, with_retries};
 use crate::graph::Graph;
 use crate::node::{Command, Context, DEFAULT_ACTION, Node, NodeError, Params, Retry};
 use crate::state::{SharedState, StateUpdate};
@@ -421,21 +421,9 @@ where
     F: Node<S>,
     P: BatchPlan<S>,
 {
-    type Prep = ();
-    type Exec = ();
     const ACTIONS: &'static [&'static str] = P::ACTIONS;
 
-    async fn prep(&self, _: &S, _: &Context<'_>) -> Result<(), NodeError> {
-        Err("a batch flow runs its own sub-flow: nest it in a flow, or call `run_node`".into())
-    }
-
-    async fn exec(&self, (): &()) -> Result<(), NodeError> {
-        Ok(())
-    }
-
-    async fn post(&self, _: &S, (): (), (): (), _: &Context<'_>) -> Result<Command<S>, NodeError> {
-        Ok(Command::default())
-    }
+    self_running_node!("a batch flow runs its own sub-flow: nest it in a flow, or call `run_node`");
 
     async fn __run(
         &self,
@@ -459,19 +447,6 @@ where
         plan_post(&self.plan, state, run, name, step, runs).await
     }
 
-    fn __branch<'a>(
-        &'a self,
-        state: &'a S,
-        params: &'a Params,
-        name: &'static str,
-        step: u64,
-    ) -> impl Future<Output = Result<Branch<S>, Error>> + Send + 'a
-    where
-        S: Clone,
-    {
-        branch_on_copy(self, state, params, name, step)
-    }
-
     fn __graph(&self) -> Option<Graph> {
         self.flow.__graph()
     }
@@ -484,21 +459,9 @@ where
     F: Node<S>,
     P: BatchPlan<S>,
 {
-    type Prep = ();
-    type Exec = ();
     const ACTIONS: &'static [&'static str] = P::ACTIONS;
 
-    async fn prep(&self, _: &S, _: &Context<'_>) -> Result<(), NodeError> {
-        Err("a batch flow runs its own sub-flow: nest it in a flow, or call `run_node`".into())
-    }
-
-    async fn exec(&self, (): &()) -> Result<(), NodeError> {
-        Ok(())
-    }
-
-    async fn post(&self, _: &S, (): (), (): (), _: &Context<'_>) -> Result<Command<S>, NodeError> {
-        Ok(Command::default())
-    }
+    self_running_node!("a batch flow runs its own sub-flow: nest it in a flow, or call `run_node`");
 
     async fn __run(
         &self,
@@ -530,19 +493,6 @@ where
         run.resume_step(name, Phase::Apply);
         run.apply(state, update);
         plan_post(&self.plan, state, run, name, step, runs).await
-    }
-
-    fn __branch<'a>(
-        &'a self,
-        state: &'a S,
-        params: &'a Params,
-        name: &'static str,
-        step: u64,
-    ) -> impl Future<Output = Result<Branch<S>, Error>> + Send + 'a
-    where
-        S: Clone,
-    {
-        branch_on_copy(self, state, params, name, step)
     }
 
     fn __graph(&self) -> Option<Graph> {

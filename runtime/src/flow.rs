@@ -28,6 +28,49 @@ use crate::state::{SharedState, StateUpdate};
 /// The default step limit of a flow: it stops runaway cycles.
 pub const DEFAULT_MAX_STEPS: u64 = 10_000;
 
+/// The [`Node`] items of a node that runs itself through `__run` (a flow, a batch flow): `prep`,
+/// `exec` and `post`, which no run calls (`prep` fails with `$unused`, should anyone call it), and
+/// `__branch`, which runs it on its own copy of the state, since its steps must see each other's
+/// updates.
+macro_rules! self_running_node {
+    ($unused:literal) => {
+        type Prep = ();
+        type Exec = ();
+
+        async fn prep(&self, _: &S, _: &Context<'_>) -> Result<(), NodeError> {
+            Err($unused.into())
+        }
+
+        async fn exec(&self, (): &()) -> Result<(), NodeError> {
+            Ok(())
+        }
+
+        async fn post(
+            &self,
+            _: &S,
+            (): (),
+            (): (),
+            _: &Context<'_>,
+        ) -> Result<Command<S>, NodeError> {
+            Ok(Command::default())
+        }
+
+        fn __branch<'a>(
+            &'a self,
+            state: &'a S,
+            params: &'a Params,
+            name: &'static str,
+            step: u64,
+        ) -> impl Future<Output = Result<Branch<S>, Error>> + Send + 'a
+        where
+            S: Clone,
+        {
+            $crate::flow::branch_on_copy(self, state, params, name, step)
+        }
+    };
+}
+pub(crate) use self_running_node;
+
 /// A flow built by [`flow!`](crate::flow!): its nodes, their wiring, a step limit and params.
 ///
 /// `G` is the graph type the macro generates; `S` the state every node works on.
@@ -138,21 +181,9 @@ impl<S, G> std::fmt::Debug for Flow<S, G> {
 /// not wire, i.e. the actions it can end with. Its `prep`, `exec` and `post` are not used: a flow
 /// runs through [`Flow::run`] or as a node of another flow.
 impl<S: SharedState, G: FlowGraph<S>> Node<S> for Flow<S, G> {
-    type Prep = ();
-    type Exec = ();
     const ACTIONS: &'static [&'static str] = G::ACTIONS;
 
-    async fn prep(&self, _: &S, _: &Context<'_>) -> Result<(), NodeError> {
-        Err("a flow runs its own nodes: call `Flow::run`, or nest it in another flow".into())
-    }
-
-    async fn exec(&self, (): &()) -> Result<(), NodeError> {
-        Ok(())
-    }
-
-    async fn post(&self, _: &S, (): (), (): (), _: &Context<'_>) -> Result<Command<S>, NodeError> {
-        Ok(Command::default())
-    }
+    self_running_node!("a flow runs its own nodes: call `Flow::run`, or nest it in another flow");
 
     fn __run<'a>(
         &'a self,
@@ -162,20 +193,6 @@ impl<S: SharedState, G: FlowGraph<S>> Node<S> for Flow<S, G> {
     ) -> impl Future<Output = Result<&'static str, Error>> + Send + 'a {
         // The run's params, set by the outermost flow, replace this flow's own (PocketFlow).
         self.graph.run(state, run, self.max_steps)
-    }
-
-    fn __branch<'a>(
-        &'a self,
-        state: &'a S,
-        params: &'a Params,
-        name: &'static str,
-        step: u64,
-    ) -> impl Future<Output = Result<Branch<S>, Error>> + Send + 'a
-    where
-        S: Clone,
-    {
-        // A flow's nodes must see each other's updates: it runs on its own copy of the state.
-        branch_on_copy(self, state, params, name, step)
     }
 
     fn __graph(&self) -> Option<Graph> {
