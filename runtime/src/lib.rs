@@ -7,6 +7,7 @@
 //! - [`flow`](mod@flow): [`Flow`] and the executor; [`graph`]: a flow's shape, as JSON or Mermaid;
 //! - [`parallel`]: how forks run and merge; [`batch`]: batch nodes and batch flows;
 //! - [`reducer`]: how writes combine, and the [`Addable`] and [`Append`] traits;
+//! - [`checkpoint`]: where durable runs save their steps ([`checkpoint::FileStore`], ...);
 //! - [`error`]: the errors;
 //! - `example_generated` (in the documentation only): what the derive generates for an example state.
 
@@ -14,6 +15,7 @@
 extern crate self as slateflow;
 
 pub mod batch;
+pub mod checkpoint;
 pub mod error;
 pub mod flow;
 pub mod graph;
