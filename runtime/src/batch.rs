@@ -431,6 +431,7 @@ where
         run: &mut RunContext<S>,
         name: &'static str,
     ) -> Result<&'static str, Error> {
+        let atomic = run.begin_atomic();
         let (items, step) = plan_prep(&self.plan, state, run, name).await?;
         let base = run.params().clone();
         let mut runs = Vec::with_capacity(items.len());
@@ -444,7 +445,9 @@ where
                 action: outcome?,
             });
         }
-        plan_post(&self.plan, state, run, name, step, runs).await
+        let action = plan_post(&self.plan, state, run, name, step, runs).await?;
+        run.end_atomic(atomic, state, action).await?;
+        Ok(action)
     }
 
     fn __graph(&self) -> Option<Graph> {
@@ -469,6 +472,7 @@ where
         run: &mut RunContext<S>,
         name: &'static str,
     ) -> Result<&'static str, Error> {
+        let atomic = run.begin_atomic();
         let (items, step) = plan_prep(&self.plan, state, run, name).await?;
         let base = run.params().clone();
         let params: Vec<Params> = items.iter().map(|item| base.merged(item)).collect();
@@ -492,7 +496,9 @@ where
         run.add_steps(steps);
         run.resume_step(name, Phase::Apply);
         run.apply(state, update);
-        plan_post(&self.plan, state, run, name, step, runs).await
+        let action = plan_post(&self.plan, state, run, name, step, runs).await?;
+        run.end_atomic(atomic, state, action).await?;
+        Ok(action)
     }
 
     fn __graph(&self) -> Option<Graph> {

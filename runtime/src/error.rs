@@ -102,6 +102,43 @@ pub enum Error {
         /// The step number that node would have had in the run.
         step: u64,
     },
+    /// A durable run stopped at an interrupt. [`Durable`](crate::durable::Durable) returns it as
+    /// [`Outcome::Paused`](crate::durable::Outcome::Paused); a plain run never does.
+    #[error(
+        "the run paused {} node `{node}` (the last saved step is {step}): resume the thread to go on",
+        if *.before { "before" } else { "after" }
+    )]
+    Paused {
+        /// The node it paused at.
+        node: &'static str,
+        /// The last saved step.
+        step: u64,
+        /// Whether it paused before the node ran (or after its step was saved).
+        before: bool,
+    },
+    /// A checkpoint store failed; its error names the thread and the file or record.
+    #[error(transparent)]
+    Store(#[from] crate::checkpoint::StoreError),
+    /// A thread's saved records do not fit this flow or state, so it cannot be resumed or read.
+    #[error("cannot resume thread `{thread}` at step {step}: {reason}")]
+    Resume {
+        /// The thread.
+        thread: String,
+        /// The step whose record does not fit.
+        step: u64,
+        /// What does not fit.
+        reason: String,
+    },
+    /// A step could not be saved (the state or an update does not serialize to JSON).
+    #[error("cannot save step {step} of thread `{thread}`: {reason}")]
+    Save {
+        /// The thread.
+        thread: String,
+        /// The step.
+        step: u64,
+        /// Why.
+        reason: String,
+    },
     /// `run_blocking` could not start a tokio runtime.
     #[error("could not start a tokio runtime for `run_blocking`: {0}")]
     Runtime(#[source] std::io::Error),
@@ -115,9 +152,10 @@ impl Error {
             | Self::Timeout { node, .. }
             | Self::Panic { node, .. }
             | Self::UndeclaredAction { node, .. }
-            | Self::StepLimit { node, .. } => Some(node),
+            | Self::StepLimit { node, .. }
+            | Self::Paused { node, .. } => Some(node),
             Self::ParallelConflict { first, .. } => Some(first),
-            Self::Runtime(_) => None,
+            Self::Store(_) | Self::Resume { .. } | Self::Save { .. } | Self::Runtime(_) => None,
         }
     }
 }

@@ -20,6 +20,7 @@ use std::pin::pin;
 use std::task::Poll;
 use std::time::Duration;
 
+use crate::durable::Journal;
 use crate::error::{Error, Phase};
 use crate::graph::Graph;
 use crate::node::{Command, Context, Node, NodeError, Params, Retry};
@@ -145,6 +146,15 @@ impl<S: SharedState, G: FlowGraph<S>> Flow<S, G> {
         outcome.unwrap_or_else(|payload| Err(run.panic_error(payload)))
     }
 
+    /// Runs the flow's graph with a run context made elsewhere (a durable run's).
+    pub(crate) fn run_in<'a>(
+        &'a self,
+        state: &'a mut S,
+        run: &'a mut RunContext<S>,
+    ) -> impl Future<Output = Result<&'static str, Error>> + Send + 'a {
+        self.graph.run(state, run, self.max_steps)
+    }
+
     /// Runs the flow to the end on a new single-threaded tokio runtime, for synchronous callers.
     /// Call it outside any tokio runtime (tokio refuses to start one inside another).
     ///
@@ -253,6 +263,8 @@ pub struct RunContext<S: SharedState> {
     /// When set, every update applied is also composed into it: a nested flow running on a copy of
     /// the state (in a parallel branch, in a concurrent batch) hands this back to be merged.
     record: Option<S::Update>,
+    /// For a durable run: where it is, what to save, where to resume and pause.
+    journal: Option<Box<Journal<S>>>,
 }
 
 impl<S: SharedState> RunContext<S> {
@@ -263,7 +275,122 @@ impl<S: SharedState> RunContext<S> {
             node: "",
             phase: Phase::Prep,
             record: None,
+            journal: None,
         }
+    }
+
+    /// A durable run, continuing after `steps` saved steps.
+    pub(crate) fn durable(params: Params, steps: u64, journal: Journal<S>) -> Self {
+        Self {
+            steps,
+            journal: Some(Box::new(journal)),
+            ..Self::new(params)
+        }
+    }
+
+    /// The names of the nodes a durable run is at, outermost first.
+    pub(crate) fn journal_names(&self) -> Option<&[&'static str]> {
+        self.journal.as_deref().map(Journal::names)
+    }
+
+    /// Entering a flow's graph (durable runs track the position in each).
+    #[doc(hidden)]
+    #[inline]
+    pub fn enter_flow(&mut self) {
+        if let Some(journal) = &mut self.journal {
+            journal.enter_flow();
+        }
+    }
+
+    /// Leaving a flow's graph normally.
+    #[doc(hidden)]
+    #[inline]
+    pub fn leave_flow(&mut self) {
+        if let Some(journal) = &mut self.journal {
+            journal.leave_flow();
+        }
+    }
+
+    /// The flow is at `position`, the node or fork called `name`.
+    #[doc(hidden)]
+    #[inline]
+    pub fn at(&mut self, position: usize, name: &'static str) {
+        if let Some(journal) = &mut self.journal {
+            journal.at(position, name);
+        }
+    }
+
+    /// On a resumed run, for the flow being entered: where to go and, at the innermost level, the
+    /// saved action to route on instead of running that step again.
+    #[doc(hidden)]
+    #[inline]
+    pub fn resume_entry(&mut self) -> Option<(usize, Option<String>)> {
+        self.journal.as_mut()?.resume_entry()
+    }
+
+    /// Applies and, in a durable run, saves a step's update.
+    async fn apply_and_save(
+        &mut self,
+        state: &mut S,
+        update: S::Update,
+        action: &'static str,
+    ) -> Result<(), Error> {
+        let Some(thread) = self
+            .journal
+            .as_deref()
+            .map(|journal| journal.thread().to_string())
+        else {
+            self.apply(state, update);
+            return Ok(());
+        };
+        let json = serde_json::to_value(&update).map_err(|error| Error::Save {
+            thread,
+            step: self.steps,
+            reason: format!("the update does not serialize: {error}"),
+        })?;
+        self.apply(state, update);
+        if let Some(journal) = self.journal.as_deref_mut()
+            && journal.quiet == 0
+        {
+            journal.save_step(state, self.steps, action, json).await?;
+        }
+        Ok(())
+    }
+
+    /// In a durable run, starts a part that is saved as one step (a batch flow): its updates are
+    /// recorded, not saved one by one. Returns whether it did.
+    pub(crate) fn begin_atomic(&mut self) -> bool {
+        let Some(journal) = self.journal.as_deref_mut() else {
+            return false;
+        };
+        journal.quiet += 1;
+        if journal.quiet == 1 {
+            self.record = Some(S::Update::default());
+        }
+        true
+    }
+
+    /// Ends what [`begin_atomic`](Self::begin_atomic) started, saving the part as one step.
+    pub(crate) async fn end_atomic(
+        &mut self,
+        started: bool,
+        state: &S,
+        action: &'static str,
+    ) -> Result<(), Error> {
+        let Some(journal) = self.journal.as_deref_mut().filter(|_| started) else {
+            return Ok(());
+        };
+        journal.quiet -= 1;
+        if journal.quiet > 0 {
+            return Ok(());
+        }
+        let update = self.record.take().unwrap_or_default();
+        let json = serde_json::to_value(&update).map_err(|error| Error::Save {
+            thread: journal.thread().to_string(),
+            step: self.steps,
+            reason: format!("the update does not serialize: {error}"),
+        })?;
+        journal.save_step(state, self.steps, action, json).await
     }
 
     /// A run on a copy of the state, continuing a parent run after `steps` steps, that records
@@ -355,9 +482,18 @@ impl<S: SharedState> RunContext<S> {
     /// Ends a fork that started after `before` steps: its branches took `steps` steps, and their
     /// merged `update` is applied once.
     #[doc(hidden)]
-    pub fn finish_fork(&mut self, state: &mut S, before: u64, merged: crate::parallel::Merged<S>) {
+    ///
+    /// # Errors
+    /// In a durable run, when the fork's step cannot be saved.
+    pub async fn finish_fork(
+        &mut self,
+        state: &mut S,
+        before: u64,
+        merged: crate::parallel::Merged<S>,
+    ) -> Result<(), Error> {
         self.steps = before + merged.steps;
-        self.apply(state, merged.update);
+        self.apply_and_save(state, merged.update, crate::node::DEFAULT_ACTION)
+            .await
     }
 
     /// The record of a recording run.
@@ -375,6 +511,7 @@ impl<S: SharedState> std::fmt::Debug for RunContext<S> {
             .field("node", &self.node)
             .field("phase", &self.phase)
             .field("record", &self.record)
+            .field("durable", &self.journal.is_some())
             .finish()
     }
 }
@@ -432,11 +569,36 @@ pub(crate) async fn run_step<S: SharedState, N: Node<S>>(
     run: &mut RunContext<S>,
     name: &'static str,
 ) -> Result<&'static str, Error> {
+    if let Some(journal) = run.journal.as_deref_mut()
+        && journal.quiet == 0
+        && journal.pauses_before(name)
+    {
+        return Err(Error::Paused {
+            node: name,
+            step: run.steps,
+            before: true,
+        });
+    }
     run.steps += 1;
     run.node = name;
     let step = run.steps;
     let command = node_command(node, state, &run.params, name, step, &mut run.phase).await?;
-    run.apply(state, command.update);
+    if run.journal.is_none() {
+        run.apply(state, command.update);
+        return Ok(command.action);
+    }
+    run.apply_and_save(state, command.update, command.action)
+        .await?;
+    if let Some(journal) = run.journal.as_deref()
+        && journal.quiet == 0
+        && journal.pauses_after(name)
+    {
+        return Err(Error::Paused {
+            node: name,
+            step,
+            before: false,
+        });
+    }
     Ok(command.action)
 }
 

@@ -8,6 +8,7 @@
 //! - [`parallel`]: how forks run and merge; [`batch`]: batch nodes and batch flows;
 //! - [`reducer`]: how writes combine, and the [`Addable`] and [`Append`] traits;
 //! - [`checkpoint`]: where durable runs save their steps ([`checkpoint::FileStore`], ...);
+//! - [`durable`]: durable runs: save, resume, pause, history;
 //! - [`error`]: the errors;
 //! - `example_generated` (in the documentation only): what the derive generates for an example state.
 
@@ -16,6 +17,7 @@ extern crate self as slateflow;
 
 pub mod batch;
 pub mod checkpoint;
+pub mod durable;
 pub mod error;
 pub mod flow;
 pub mod graph;

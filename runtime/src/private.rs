@@ -159,6 +159,50 @@ pub fn fork_fits(
     }
 }
 
+/// The position a resumed run goes to in a flow with `names`, checked.
+///
+/// # Errors
+/// [`Error::Resume`](crate::Error::Resume) when the flow has no such position.
+pub fn resume_position(index: usize, names: &[&str], step: u64) -> Result<usize, crate::Error> {
+    if index < names.len() {
+        Ok(index)
+    } else {
+        Err(crate::Error::Resume {
+            thread: String::new(),
+            step,
+            reason: format!(
+                "the saved position {index} is not in this flow (it has {}): the thread was saved \
+                 by another flow",
+                names.len()
+            ),
+        })
+    }
+}
+
+/// The saved action of a resumed step, as the node's own `&'static str`.
+///
+/// # Errors
+/// [`Error::Resume`](crate::Error::Resume) when the node does not declare it.
+pub fn saved_action(
+    declared: &'static [&'static str],
+    saved: &str,
+    node: &str,
+    step: u64,
+) -> Result<&'static str, crate::Error> {
+    declared
+        .iter()
+        .find(|action| **action == saved)
+        .copied()
+        .ok_or_else(|| crate::Error::Resume {
+            thread: String::new(),
+            step,
+            reason: format!(
+                "the saved action \"{saved}\" is not one that `{node}` declares: the thread was \
+                 saved by another flow"
+            ),
+        })
+}
+
 /// Requires the flow's state to be `Clone`, blaming `branch`: `flow!` passes a fork's first
 /// branch, so that the error points at the fork.
 #[inline]

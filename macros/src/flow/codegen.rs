@@ -69,7 +69,7 @@ pub(crate) fn generate(krate: &TokenStream, graph: &Graph) -> TokenStream {
         quote!(#krate::__private::fork_branch(&__state, #borrowed);)
     });
     let fork_bound = (!graph.forks.is_empty()).then(|| quote!(__S: #krate::__private::ForkState,));
-    let run_loop = run_loop(krate, graph, &steps);
+    let run_loop = run_loop(krate, graph, &steps, &node_trait);
 
     quote! {
         /// The nodes of a flow built by `flow!`.
@@ -244,14 +244,19 @@ fn fork_step(
                 )
                 .await?
             };
-            __run.finish_fork(&mut *__state, __before, __merged);
+            __run.finish_fork(&mut *__state, __before, __merged).await?;
             #krate::DEFAULT_ACTION
         }
     }
 }
 
 /// The body of `run` after `__first_step`: a loop of `match` on the node, then on its action.
-fn run_loop(krate: &TokenStream, graph: &Graph, steps: &[TokenStream]) -> TokenStream {
+fn run_loop(
+    krate: &TokenStream,
+    graph: &Graph,
+    steps: &[TokenStream],
+    node_trait: &dyn Fn(usize) -> TokenStream,
+) -> TokenStream {
     let start = graph.index(graph.start);
     let routes = graph.edges.iter().map(|edge| {
         let (from, action, to) = (graph.index(edge.from), &edge.action, graph.index(edge.to));
@@ -266,29 +271,64 @@ fn run_loop(krate: &TokenStream, graph: &Graph, steps: &[TokenStream]) -> TokenS
             ));
         }
     };
+    // A resumed durable run enters at the saved position; at the innermost flow it routes on the
+    // saved action instead of running the saved step again.
+    let declared = (0..graph.nodes.len())
+        .map(|index| {
+            let node = node_trait(index);
+            quote!(#index => #node::ACTIONS,)
+        })
+        .chain((0..graph.forks.len()).map(|fork| {
+            let position = graph.index(Pos::Fork(fork));
+            quote!(#position => &[#krate::DEFAULT_ACTION],)
+        }));
+    let entry = quote! {
+        __run.enter_flow();
+        let (mut __current, mut __resumed): (usize, ::core::option::Option<::std::string::String>) =
+            match __run.resume_entry() {
+                ::core::option::Option::Some((__index, __saved)) => (
+                    #krate::__private::resume_position(__index, NAMES, __run.steps())?,
+                    __saved,
+                ),
+                ::core::option::Option::None => (#start, ::core::option::Option::None),
+            };
+    };
+    let action = quote! {
+        __run.at(__current, NAMES[__current]);
+        let __action: &'static str = if let ::core::option::Option::Some(__saved) = __resumed.take() {
+            let __declared: &'static [&'static str] = match __current {
+                #(#declared)*
+                _ => &[],
+            };
+            #krate::__private::saved_action(__declared, &__saved, NAMES[__current], __run.steps())?
+        } else {
+            #step_limit_check
+            match __current {
+                #(#steps)*
+                _ => ::core::unreachable!(),
+            }
+        };
+    };
     if graph.edges.is_empty() {
         // One node and no edge: no loop to write (and no unreachable code to warn about).
         quote! {
-            let __current: usize = #start;
-            #step_limit_check
-            let __action: &'static str = match __current {
-                #(#steps)*
-                _ => ::core::unreachable!(),
-            };
+            #entry
+            let _ = &mut __current;
+            #action
+            __run.leave_flow();
             ::core::result::Result::Ok(__action)
         }
     } else {
         quote! {
-            let mut __current: usize = #start;
+            #entry
             loop {
-                #step_limit_check
-                let __action: &'static str = match __current {
-                    #(#steps)*
-                    _ => ::core::unreachable!(),
-                };
+                #action
                 __current = match (__current, __action) {
                     #(#routes)*
-                    _ => return ::core::result::Result::Ok(__action),
+                    _ => {
+                        __run.leave_flow();
+                        return ::core::result::Result::Ok(__action);
+                    }
                 };
             }
         }

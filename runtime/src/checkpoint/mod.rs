@@ -56,6 +56,8 @@ pub enum RecordKind {
     Step,
     /// An update from outside the run (a human's input at a pause), applied through the reducers.
     Input,
+    /// A snapshot of the state (in `snapshot`) at a pause or at the end; applies nothing.
+    Snapshot,
 }
 
 /// Where a thread stands.

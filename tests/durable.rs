@@ -1,0 +1,364 @@
+//! Durable runs: every step saved before the next begins; resume from the last saved step after a
+//! failure (nothing applied twice, no saved node run again), inside nested flows and after forks;
+//! pauses with a human's input; history, state at a step, branching; bad threads.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use slateflow::checkpoint::{CheckpointStore, FileStore, MemoryStore, RecordKind, RunStatus};
+use slateflow::durable::{Outcome, Pause};
+use slateflow::{Command, Context, Error, NodeError, SharedState, flow, node};
+
+#[derive(SharedState, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct Ledger {
+    /// Summed: a step applied twice would show.
+    #[reducer(add)]
+    count: u64,
+    #[reducer(append)]
+    log: Vec<String>,
+    approved: Option<bool>,
+    verdict: Option<String>,
+}
+
+/// How many times each node ran, per test (tests run in parallel: keyed by thread id).
+static RUNS: Mutex<Option<HashMap<String, u32>>> = Mutex::new(None);
+/// Nodes that fail while their key is set, per test.
+static FAILING: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn ran(key: &str) -> u32 {
+    RUNS.lock()
+        .unwrap()
+        .as_ref()
+        .and_then(|runs| runs.get(key).copied())
+        .unwrap_or(0)
+}
+
+/// Counts the run of `node` for the test named in the params, and fails if told to.
+fn visit(context: &Context<'_>, node: &str) -> Result<LedgerUpdate, NodeError> {
+    let test = context.params().get_str("test").unwrap_or_default();
+    let key = format!("{test}/{node}");
+    *RUNS
+        .lock()
+        .unwrap()
+        .get_or_insert_with(HashMap::new)
+        .entry(key.clone())
+        .or_default() += 1;
+    if FAILING.lock().unwrap().contains(&key) {
+        return Err(format!("{node} is failing").into());
+    }
+    Ok(Ledger::update().add_count(1).push_log(node.to_string()))
+}
+
+fn fail(test: &str, node: &str) {
+    FAILING.lock().unwrap().push(format!("{test}/{node}"));
+}
+
+fn heal(test: &str, node: &str) {
+    FAILING
+        .lock()
+        .unwrap()
+        .retain(|key| key != &format!("{test}/{node}"));
+}
+
+#[node]
+fn a(_: &Ledger, context: &Context<'_>) -> Result<Command<Ledger>, NodeError> {
+    Ok(Command::new(visit(context, "a")?))
+}
+
+#[node]
+fn b(_: &Ledger, context: &Context<'_>) -> Result<Command<Ledger>, NodeError> {
+    Ok(Command::new(visit(context, "b")?))
+}
+
+#[node]
+fn c(_: &Ledger, context: &Context<'_>) -> Result<Command<Ledger>, NodeError> {
+    Ok(Command::new(visit(context, "c")?))
+}
+
+#[node]
+fn d(_: &Ledger, context: &Context<'_>) -> Result<Command<Ledger>, NodeError> {
+    Ok(Command::new(visit(context, "d")?))
+}
+
+/// Publishes only what was approved.
+#[node(actions = ["published", "rejected"])]
+fn publish(ledger: &Ledger, context: &Context<'_>) -> Result<Command<Ledger>, NodeError> {
+    let update = visit(context, "publish")?;
+    let action = if ledger.approved == Some(true) {
+        "published"
+    } else {
+        "rejected"
+    };
+    Ok(Command::new(update).with_action(action))
+}
+
+fn params(test: &str) -> slateflow::Params {
+    slateflow::Params::new().with("test", test)
+}
+
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+#[test]
+fn a_durable_run_saves_every_step_and_its_end() {
+    let flow = flow! { a >> b >> c; }.with_params(params("saves"));
+    let durable = flow.durable(MemoryStore::new());
+    let mut ledger = Ledger::default();
+    let outcome = block_on(durable.start("saves", &mut ledger)).unwrap();
+    assert_eq!(outcome, Outcome::Finished("default".into()));
+    assert_eq!(ledger.log, ["a", "b", "c"]);
+    let history = block_on(durable.history("saves")).unwrap();
+    let summary: Vec<(u64, RecordKind, &str)> = history
+        .iter()
+        .map(|entry| (entry.step, entry.kind, entry.node.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (0, RecordKind::Start, ""),
+            (1, RecordKind::Step, "a"),
+            (2, RecordKind::Step, "b"),
+            (3, RecordKind::Step, "c"),
+            (3, RecordKind::Snapshot, ""),
+        ]
+    );
+    assert_eq!(
+        block_on(durable.status("saves")).unwrap(),
+        RunStatus::Finished {
+            action: "default".into()
+        }
+    );
+    assert_eq!(block_on(durable.state("saves")).unwrap(), ledger);
+    assert_eq!(block_on(durable.state_at("saves", 1)).unwrap().log, ["a"]);
+    // A finished thread resumes to its end without running anything.
+    let (state, outcome) = block_on(durable.resume("saves")).unwrap();
+    assert_eq!(
+        (state, outcome),
+        (ledger, Outcome::Finished("default".into()))
+    );
+    assert_eq!(ran("saves/a"), 1);
+}
+
+#[test]
+fn a_failed_run_resumes_from_its_last_saved_step_and_runs_no_saved_node_again() {
+    let test = "failed";
+    let flow = flow! { a >> b >> c >> d; }.with_params(params(test));
+    let root = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("durable-failed");
+    let _ = std::fs::remove_dir_all(&root);
+    let durable = flow.durable(FileStore::open(&root).unwrap());
+    fail(test, "c");
+    let mut ledger = Ledger::default();
+    let error = block_on(durable.start(test, &mut ledger)).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::NodeFailed {
+                node: "c",
+                step: 3,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let RunStatus::Failed { error } = block_on(durable.status(test)).unwrap() else {
+        panic!("the thread should be failed");
+    };
+    assert!(error.contains("c is failing"), "{error}");
+    heal(test, "c");
+    let (resumed, outcome) = block_on(durable.resume(test)).unwrap();
+    assert_eq!(outcome, Outcome::Finished("default".into()));
+    assert_eq!(resumed.log, ["a", "b", "c", "d"]);
+    assert_eq!(resumed.count, 4, "no step applied twice");
+    assert_eq!(
+        (ran("failed/a"), ran("failed/b")),
+        (1, 1),
+        "saved nodes did not run again"
+    );
+    assert_eq!((ran("failed/c"), ran("failed/d")), (2, 1));
+}
+
+#[test]
+fn a_run_resumes_inside_a_nested_flow() {
+    let test = "nested";
+    let inner = flow! { b >> c >> d; };
+    let outer = flow! { a >> inner >> publish; }.with_params(params(test));
+    let durable = outer.durable(MemoryStore::new());
+    fail(test, "d");
+    let mut ledger = Ledger::default();
+    assert!(block_on(durable.start(test, &mut ledger)).is_err());
+    let history = block_on(durable.history(test)).unwrap();
+    assert_eq!(
+        history[3].node, "inner/c",
+        "nested steps are saved with their path"
+    );
+    heal(test, "d");
+    let (resumed, outcome) = block_on(durable.resume(test)).unwrap();
+    assert_eq!(outcome, Outcome::Finished("rejected".into()));
+    assert_eq!(resumed.log, ["a", "b", "c", "d", "publish"]);
+    assert_eq!((ran("nested/b"), ran("nested/c")), (1, 1));
+}
+
+#[node]
+fn judge_yes(_: &Ledger, context: &Context<'_>) -> Result<Command<Ledger>, NodeError> {
+    let update = visit(context, "judge_yes")?;
+    Ok(Command::new(update.set_verdict(Some("yes".into()))))
+}
+
+#[node]
+fn judge_also(ledger: &Ledger, context: &Context<'_>) -> Result<Command<Ledger>, NodeError> {
+    let update = visit(context, "judge_also")?;
+    // Writes the verdict too until someone approves: a conflict.
+    Ok(Command::new(if ledger.approved == Some(true) {
+        update
+    } else {
+        update.set_verdict(Some("also".into()))
+    }))
+}
+
+#[test]
+fn a_conflicting_fork_fails_the_thread_and_a_fixed_resume_goes_on() {
+    let test = "conflict";
+    let flow = flow! { a >> [judge_yes, judge_also] >> d; }.with_params(params(test));
+    let durable = flow.durable(MemoryStore::new());
+    let mut ledger = Ledger::default();
+    let error = block_on(durable.start(test, &mut ledger)).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::ParallelConflict {
+                field: "verdict",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    // The cause is fixed with an update through the reducers, then the thread resumes.
+    block_on(durable.update(test, Ledger::update().set_approved(Some(true)))).unwrap();
+    let (resumed, outcome) = block_on(durable.resume(test)).unwrap();
+    assert_eq!(outcome, Outcome::Finished("default".into()));
+    assert_eq!(resumed.log, ["a", "judge_yes", "judge_also", "d"]);
+    assert_eq!(resumed.verdict.as_deref(), Some("yes"));
+    assert_eq!(ran("conflict/a"), 1, "the step before the fork was saved");
+    assert_eq!(
+        ran("conflict/judge_yes"),
+        2,
+        "the fork was not saved: it ran again whole"
+    );
+}
+
+#[test]
+fn a_pause_takes_a_humans_input_and_completed_nodes_do_not_run_again() {
+    let test = "pause";
+    let flow = flow! { a >> b >> publish; }.with_params(params(test));
+    let durable = flow
+        .durable(MemoryStore::new())
+        .interrupt_before(&["publish"]);
+    let mut ledger = Ledger::default();
+    let outcome = block_on(durable.start(test, &mut ledger)).unwrap();
+    assert_eq!(
+        outcome,
+        Outcome::Paused(Pause {
+            node: "publish".into(),
+            before: true,
+            step: 2
+        })
+    );
+    assert_eq!(
+        block_on(durable.status(test)).unwrap(),
+        RunStatus::Paused {
+            at: "before publish".into()
+        }
+    );
+    // A running or finished thread refuses input; a paused one takes it.
+    block_on(durable.update(test, Ledger::update().set_approved(Some(true)))).unwrap();
+    let (resumed, outcome) = block_on(durable.resume(test)).unwrap();
+    assert_eq!(outcome, Outcome::Finished("published".into()));
+    assert_eq!(resumed.log, ["a", "b", "publish"]);
+    assert_eq!(
+        (ran("pause/a"), ran("pause/b"), ran("pause/publish")),
+        (1, 1, 1)
+    );
+    let kinds: Vec<RecordKind> = block_on(durable.history(test))
+        .unwrap()
+        .iter()
+        .map(|entry| entry.kind)
+        .collect();
+    assert!(
+        kinds.contains(&RecordKind::Input),
+        "the input is in the history"
+    );
+    assert!(matches!(
+        block_on(durable.update(test, Ledger::update())),
+        Err(Error::Resume { .. })
+    ));
+}
+
+#[test]
+fn a_pause_after_a_node_resumes_after_it() {
+    let test = "after";
+    let flow = flow! { a >> b >> c; }.with_params(params(test));
+    let durable = flow.durable(MemoryStore::new()).interrupt_after(&["a"]);
+    let mut ledger = Ledger::default();
+    let outcome = block_on(durable.start(test, &mut ledger)).unwrap();
+    assert_eq!(
+        outcome,
+        Outcome::Paused(Pause {
+            node: "a".into(),
+            before: false,
+            step: 1
+        })
+    );
+    let (resumed, outcome) = block_on(durable.resume(test)).unwrap();
+    assert_eq!(outcome, Outcome::Finished("default".into()));
+    assert_eq!(resumed.log, ["a", "b", "c"]);
+    assert_eq!(ran("after/a"), 1);
+}
+
+#[test]
+fn a_new_thread_can_start_from_an_earlier_step() {
+    let test = "branch";
+    let flow = flow! { a >> b >> c; }.with_params(params(test));
+    let durable = flow.durable(MemoryStore::new());
+    let mut ledger = Ledger::default();
+    block_on(durable.start(test, &mut ledger)).unwrap();
+    block_on(durable.branch(test, 1, "branch-2")).unwrap();
+    assert_eq!(block_on(durable.state("branch-2")).unwrap().log, ["a"]);
+    let (resumed, _) = block_on(durable.resume("branch-2")).unwrap();
+    assert_eq!(resumed.log, ["a", "b", "c"]);
+    assert_eq!(ran("branch/a"), 1, "the branch resumed after `a`");
+    assert_eq!(ran("branch/b"), 2, "`b` ran again on the branch");
+    // The original is untouched.
+    assert_eq!(block_on(durable.history(test)).unwrap().len(), 5);
+}
+
+#[test]
+fn unknown_threads_and_threads_of_another_state_are_clear_errors() {
+    let flow = flow! { a >> b; }.with_params(params("errors"));
+    let store = MemoryStore::new();
+    block_on(store.create("other", "some::OtherState")).unwrap();
+    let durable = flow.durable(store);
+    let error = block_on(durable.resume("nobody")).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "unknown thread `nobody`: it was never started in this store"
+    );
+    let error = block_on(durable.resume("other")).unwrap_err();
+    let Error::Resume { thread, reason, .. } = &error else {
+        panic!("expected a resume error, got {error:?}");
+    };
+    assert_eq!(thread, "other");
+    assert!(reason.contains("some::OtherState"), "{reason}");
+    let mut ledger = Ledger::default();
+    block_on(durable.start("twice", &mut ledger)).unwrap();
+    assert!(matches!(
+        block_on(durable.start("twice", &mut ledger)),
+        Err(Error::Store(
+            slateflow::checkpoint::StoreError::ThreadExists { .. }
+        ))
+    ));
+}
