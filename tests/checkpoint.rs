@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use slateflow::checkpoint::{
-    CheckpointStore, FileStore, MemoryStore, RecordKind, RunStatus, StepRecord, StoreError,
+    CheckpointStore, FileStore, MemoryStore, RecordKind, RunStatus, SqliteStore, StepRecord,
+    StoreError,
 };
 
 fn record(step: u64, node: &str) -> StepRecord {
@@ -19,6 +20,17 @@ fn record(step: u64, node: &str) -> StepRecord {
             .is_multiple_of(2)
             .then(|| serde_json::json!({ "count": step * 10 })),
         saved_at_ms: 1_700_000_000_000 + step,
+    }
+}
+
+/// A thread's first record: the initial state.
+fn start() -> StepRecord {
+    StepRecord {
+        kind: RecordKind::Start,
+        node: String::new(),
+        action: String::new(),
+        position: Vec::new(),
+        ..record(0, "")
     }
 }
 
@@ -40,8 +52,11 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
 
 /// The behaviour every store shares.
 async fn keeps_threads_records_and_statuses(store: &impl CheckpointStore) {
-    store.create("alpha", "Triage").await.unwrap();
-    store.create("beta-2.x_y", "Triage").await.unwrap();
+    store.create("alpha", "Triage", &start()).await.unwrap();
+    store
+        .create("beta-2.x_y", "Triage", &start())
+        .await
+        .unwrap();
     for step in 1..=3 {
         store
             .append("alpha", &record(step, "classify"))
@@ -68,13 +83,14 @@ async fn keeps_threads_records_and_statuses(store: &impl CheckpointStore) {
     assert_eq!(
         log.records,
         [
+            start(),
             record(1, "classify"),
             record(2, "classify"),
             record(3, "classify")
         ]
     );
     assert!(!log.dropped_torn_record);
-    assert!(store.load("beta-2.x_y").await.unwrap().records.is_empty());
+    assert_eq!(store.load("beta-2.x_y").await.unwrap().records, [start()]);
     assert_eq!(store.threads().await.unwrap(), ["alpha", "beta-2.x_y"]);
 
     let error = store.load("gamma").await.unwrap_err();
@@ -88,20 +104,20 @@ async fn keeps_threads_records_and_statuses(store: &impl CheckpointStore) {
         Err(StoreError::UnknownThread { .. })
     ));
     assert!(matches!(
-        store.create("alpha", "Triage").await,
+        store.create("alpha", "Triage", &start()).await,
         Err(StoreError::ThreadExists { .. })
     ));
     for bad in ["", ".hidden", "a/b", "../up", "sp ace", &"x".repeat(129)] {
         assert!(
             matches!(
-                store.create(bad, "Triage").await,
+                store.create(bad, "Triage", &start()).await,
                 Err(StoreError::InvalidThreadId { .. })
             ),
             "{bad:?} was accepted"
         );
     }
     // Nothing was lost along the way.
-    assert_eq!(store.load("alpha").await.unwrap().records.len(), 3);
+    assert_eq!(store.load("alpha").await.unwrap().records.len(), 4);
 }
 
 #[test]
@@ -118,12 +134,66 @@ fn the_file_store_keeps_threads_across_instances() {
     // A new store on the same directory (a new process) reads the same.
     let reopened = FileStore::open(&root).unwrap();
     let log = block_on(reopened.load("alpha")).unwrap();
-    assert_eq!(log.records.len(), 3);
+    assert_eq!(log.records.len(), 4);
     assert_eq!(
         log.status,
         RunStatus::Paused {
             at: "before report".into()
         }
+    );
+}
+
+#[test]
+fn the_sqlite_store_keeps_threads_across_connections() {
+    let root = scratch("sqlite");
+    std::fs::create_dir_all(&root).unwrap();
+    let path = root.join("runs.db");
+    block_on(keeps_threads_records_and_statuses(
+        &SqliteStore::open(&path).unwrap(),
+    ));
+    let reopened = SqliteStore::open(&path).unwrap();
+    let log = block_on(reopened.load("alpha")).unwrap();
+    assert_eq!(log.records.len(), 4);
+    assert_eq!(
+        log.status,
+        RunStatus::Paused {
+            at: "before report".into()
+        }
+    );
+}
+
+#[test]
+fn a_damaged_sqlite_record_is_refused_naming_it() {
+    let root = scratch("sqlite-damaged");
+    std::fs::create_dir_all(&root).unwrap();
+    let path = root.join("runs.db");
+    let store = SqliteStore::open(&path).unwrap();
+    block_on(async {
+        store.create("t", "S", &start()).await.unwrap();
+        store.append("t", &record(1, "a")).await.unwrap();
+        store.append("t", &record(2, "b")).await.unwrap();
+    });
+    // Another program damages the third record (step 2).
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    connection
+        .execute(
+            "UPDATE records SET body = '{\"step\": \"two\"}' WHERE seq = 3",
+            [],
+        )
+        .unwrap();
+    let error = block_on(store.load("t")).unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Corrupt { thread, what, .. } if thread == "t" && what == "record 3"),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn a_sqlite_path_in_a_missing_directory_is_an_error_naming_the_action() {
+    let error = SqliteStore::open(scratch("missing").join("no").join("runs.db")).unwrap_err();
+    assert!(
+        error.to_string().starts_with("cannot open the database: "),
+        "{error}"
     );
 }
 
@@ -137,7 +207,7 @@ fn a_torn_last_record_is_dropped_and_the_log_goes_on_from_the_last_whole_step() 
         let root = scratch(&format!("torn-{tear}"));
         let store = FileStore::open(&root).unwrap();
         block_on(async {
-            store.create("t", "S").await.unwrap();
+            store.create("t", "S", &start()).await.unwrap();
             store.append("t", &record(1, "a")).await.unwrap();
             store.append("t", &record(2, "b")).await.unwrap();
         });
@@ -156,7 +226,11 @@ fn a_torn_last_record_is_dropped_and_the_log_goes_on_from_the_last_whole_step() 
 
         let log = block_on(store.load("t")).unwrap();
         assert!(log.dropped_torn_record, "{tear}");
-        assert_eq!(log.records, [record(1, "a"), record(2, "b")], "{tear}");
+        assert_eq!(
+            log.records,
+            [start(), record(1, "a"), record(2, "b")],
+            "{tear}"
+        );
         assert_eq!(
             std::fs::read(log_path(&root)).unwrap(),
             whole,
@@ -165,7 +239,7 @@ fn a_torn_last_record_is_dropped_and_the_log_goes_on_from_the_last_whole_step() 
         block_on(store.append("t", &record(3, "c"))).unwrap();
         let log = block_on(store.load("t")).unwrap();
         assert!(!log.dropped_torn_record);
-        assert_eq!(log.records.len(), 3, "{tear}");
+        assert_eq!(log.records.len(), 4, "{tear}");
     }
 }
 
@@ -174,15 +248,15 @@ fn a_damaged_record_before_the_last_is_refused_naming_it() {
     let root = scratch("damaged");
     let store = FileStore::open(&root).unwrap();
     block_on(async {
-        store.create("t", "S").await.unwrap();
+        store.create("t", "S", &start()).await.unwrap();
         for step in 1..=3 {
             store.append("t", &record(step, "a")).await.unwrap();
         }
     });
-    // Change one byte of record 2's JSON.
+    // Change one byte of the third record's JSON (step 2), which is not the last.
     let text = std::fs::read_to_string(log_path(&root)).unwrap();
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
-    lines[1] = lines[1].replace("\"node\":\"a\"", "\"node\":\"b\"");
+    lines[2] = lines[2].replace("\"node\":\"a\"", "\"node\":\"b\"");
     let damaged = lines.join("\n") + "\n";
     std::fs::write(log_path(&root), &damaged).unwrap();
     let error = block_on(store.load("t")).unwrap_err();
@@ -196,13 +270,13 @@ fn a_damaged_record_before_the_last_is_refused_naming_it() {
     };
     assert_eq!(
         (thread.as_str(), what.as_str()),
-        ("t", "record 2 of steps.log")
+        ("t", "record 3 of steps.log")
     );
     assert!(reason.contains("checksum"), "{reason}");
     assert!(
         error
             .to_string()
-            .starts_with("thread `t`: record 2 of steps.log is corrupt"),
+            .starts_with("thread `t`: record 3 of steps.log is corrupt"),
         "{error}"
     );
     // Refusing did not touch the file.
@@ -210,10 +284,25 @@ fn a_damaged_record_before_the_last_is_refused_naming_it() {
 }
 
 #[test]
+fn a_thread_folder_left_by_a_creation_cut_short_is_started_over() {
+    let root = scratch("cut-short");
+    // A crash between making the folder and writing `meta.json`.
+    std::fs::create_dir_all(root.join("t")).unwrap();
+    std::fs::write(root.join("t").join("steps.log"), b"half a rec").unwrap();
+    let store = FileStore::open(&root).unwrap();
+    assert!(
+        block_on(store.threads()).unwrap().is_empty(),
+        "not a thread yet"
+    );
+    block_on(store.create("t", "S", &start())).unwrap();
+    assert_eq!(block_on(store.load("t")).unwrap().records, [start()]);
+}
+
+#[test]
 fn a_damaged_status_file_is_refused_naming_it() {
     let root = scratch("status");
     let store = FileStore::open(&root).unwrap();
-    block_on(store.create("t", "S")).unwrap();
+    block_on(store.create("t", "S", &start())).unwrap();
     std::fs::write(
         root.join("t").join("status.json"),
         b"{\"status\":\"sleeping\"}",

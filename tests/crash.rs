@@ -1,5 +1,5 @@
 //! The crash test: a durable flow (`bin/durable_crash.rs`) is killed with SIGKILL at random
-//! instants and started again until it finishes; each time the final state must be exactly the
+//! instants and started again until it finishes, on the file store and on the SQLite store; each time the final state must be exactly the
 //! state an uninterrupted run gives. Its counter uses the `add` reducer, so a step applied twice
 //! would show, and it logs every step number, so a step lost or repeated would show too.
 
@@ -95,6 +95,11 @@ fn saved_steps(kind: &str, path: &std::path::Path) -> usize {
     match kind {
         "file" => std::fs::read_to_string(path.join("crash").join("steps.log"))
             .map_or(0, |log| log.lines().count()),
+        "sqlite" => rusqlite::Connection::open(path.join("runs.db"))
+            .and_then(|database| {
+                database.query_row("SELECT COUNT(*) FROM records", [], |row| row.get(0))
+            })
+            .unwrap_or(0),
         other => panic!("unknown store kind {other}"),
     }
 }
@@ -102,4 +107,9 @@ fn saved_steps(kind: &str, path: &std::path::Path) -> usize {
 #[test]
 fn a_file_store_thread_survives_sigkill_at_random_instants() {
     survives_kills("file", 30, 0x2545_F491_4F6C_DD1D);
+}
+
+#[test]
+fn a_sqlite_store_thread_survives_sigkill_at_random_instants() {
+    survives_kills("sqlite", 30, 0x9E37_79B9_7F4A_7C15);
 }

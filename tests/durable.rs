@@ -340,7 +340,17 @@ fn a_new_thread_can_start_from_an_earlier_step() {
 fn unknown_threads_and_threads_of_another_state_are_clear_errors() {
     let flow = flow! { a >> b; }.with_params(params("errors"));
     let store = MemoryStore::new();
-    block_on(store.create("other", "some::OtherState")).unwrap();
+    let first = slateflow::checkpoint::StepRecord {
+        step: 0,
+        kind: RecordKind::Start,
+        node: String::new(),
+        action: String::new(),
+        position: Vec::new(),
+        update: serde_json::Value::Null,
+        snapshot: Some(serde_json::json!({})),
+        saved_at_ms: 0,
+    };
+    block_on(store.create("other", "some::OtherState", &first)).unwrap();
     let durable = flow.durable(store);
     let error = block_on(durable.resume("nobody")).unwrap_err();
     assert_eq!(

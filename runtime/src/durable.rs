@@ -165,22 +165,17 @@ where
     /// [`Error::Store`] when the thread exists or cannot be written; the run's errors otherwise,
     /// after the thread is marked failed (it can be resumed from its last saved step).
     pub async fn start(&self, thread: &str, state: &mut S) -> Result<Outcome, Error> {
-        self.store.create(thread, state_type::<S>()).await?;
         let snapshot = snapshot(thread, 0, state)?;
-        self.store
-            .append(
-                thread,
-                &record(
-                    0,
-                    RecordKind::Start,
-                    "",
-                    "",
-                    Vec::new(),
-                    Value::Null,
-                    Some(snapshot),
-                ),
-            )
-            .await?;
+        let first = record(
+            0,
+            RecordKind::Start,
+            "",
+            "",
+            Vec::new(),
+            Value::Null,
+            Some(snapshot),
+        );
+        self.store.create(thread, state_type::<S>(), &first).await?;
         let run = self.run_context(thread, 0, None, None);
         self.drive(thread, state, run).await
     }
@@ -319,8 +314,18 @@ where
     /// As [`resume`](Self::resume); [`Error::Store`] when `new_thread` exists.
     pub async fn branch(&self, thread: &str, step: u64, new_thread: &str) -> Result<(), Error> {
         let log = self.load(thread).await?;
-        self.store.create(new_thread, &log.state_type).await?;
-        for record in log.records.iter().filter(|record| record.step <= step) {
+        let mut records = log.records.iter().filter(|record| record.step <= step);
+        let Some(first) = records.next() else {
+            return Err(Error::Resume {
+                thread: thread.to_string(),
+                step,
+                reason: "the thread has no records to branch from".into(),
+            });
+        };
+        self.store
+            .create(new_thread, &log.state_type, first)
+            .await?;
+        for record in records {
             self.store.append(new_thread, record).await?;
         }
         self.store

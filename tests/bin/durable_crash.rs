@@ -6,7 +6,7 @@
 //! appends its number: a step applied twice or skipped would show.
 
 use serde::{Deserialize, Serialize};
-use slateflow::checkpoint::{CheckpointStore, FileStore};
+use slateflow::checkpoint::{CheckpointStore, FileStore, SqliteStore};
 use slateflow::durable::Outcome;
 use slateflow::{Command, SharedState, flow, node};
 
@@ -62,6 +62,11 @@ fn main() {
     let state = runtime.block_on(async {
         match kind.as_str() {
             "file" => run(FileStore::open(path).unwrap(), thread).await,
+            "sqlite" => {
+                std::fs::create_dir_all(path).unwrap();
+                let database = std::path::Path::new(path).join("runs.db");
+                run(SqliteStore::open(database).unwrap(), thread).await
+            }
             other => panic!("unknown store kind {other}"),
         }
     });

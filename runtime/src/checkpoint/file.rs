@@ -1,7 +1,7 @@
 //! The default checkpoint store: a directory per thread. The format is on [`FileStore`].
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -157,22 +157,27 @@ fn parse_line(line: &[u8]) -> Result<StepRecord, String> {
 }
 
 impl CheckpointStore for FileStore {
-    async fn create(&self, thread: &str, state_type: &str) -> Result<(), StoreError> {
+    async fn create(
+        &self,
+        thread: &str,
+        state_type: &str,
+        first: &StepRecord,
+    ) -> Result<(), StoreError> {
         let dir = self.thread_dir(thread)?;
-        match fs::create_dir(&dir) {
-            Ok(()) => {}
-            Err(error) if error.kind() == ErrorKind::AlreadyExists => {
-                return Err(StoreError::ThreadExists {
-                    thread: thread.to_string(),
-                });
-            }
-            Err(source) => return Err(io(thread, "create", &dir, source)),
+        if dir.join(META).is_file() {
+            return Err(StoreError::ThreadExists {
+                thread: thread.to_string(),
+            });
         }
+        // A folder without `meta.json` is a creation cut short by a crash: start it over.
+        if dir.exists() {
+            fs::remove_dir_all(&dir).map_err(|source| io(thread, "clear", &dir, source))?;
+        }
+        fs::create_dir(&dir).map_err(|source| io(thread, "create", &dir, source))?;
         let status = serde_json::to_vec(&RunStatus::Running).unwrap_or_default();
         replace_file(thread, &dir, STATUS, &status)?;
-        File::create(dir.join(LOG))
-            .map_err(|source| io(thread, "create", &dir.join(LOG), source))?;
-        // The meta file goes last: a thread exists once it is there.
+        replace_file(thread, &dir, LOG, &log_line(first))?;
+        // The meta file goes last: a thread exists once it is there, with its first record.
         let meta = serde_json::to_vec(&Meta {
             state_type: state_type.to_string(),
             format: 1,

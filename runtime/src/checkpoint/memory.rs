@@ -33,7 +33,12 @@ impl MemoryStore {
 }
 
 impl CheckpointStore for MemoryStore {
-    async fn create(&self, thread: &str, state_type: &str) -> Result<(), StoreError> {
+    async fn create(
+        &self,
+        thread: &str,
+        state_type: &str,
+        first: &StepRecord,
+    ) -> Result<(), StoreError> {
         check_thread_id(thread)?;
         let mut threads = self.threads.lock().unwrap_or_else(PoisonError::into_inner);
         if threads.contains_key(thread) {
@@ -46,7 +51,7 @@ impl CheckpointStore for MemoryStore {
             ThreadLog {
                 state_type: state_type.to_string(),
                 status: RunStatus::Running,
-                records: Vec::new(),
+                records: vec![first.clone()],
                 dropped_torn_record: false,
             },
         );

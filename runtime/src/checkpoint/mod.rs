@@ -6,13 +6,16 @@
 //! into records and back. Two stores come with the crate:
 //! - [`MemoryStore`], for tests;
 //! - [`FileStore`], the default: a directory per thread, an append-only log whose records carry a
-//!   checksum, and a status file replaced atomically (written to a temporary file, flushed, renamed).
+//!   checksum, and a status file replaced atomically (written to a temporary file, flushed, renamed);
+//! - `SqliteStore` (feature `sqlite`): one embedded database file, SQLite compiled in, WAL mode.
 //!
 //! Thread ids are 1 to 128 characters from `A-Z a-z 0-9 _ - .`, not starting with `.`, so that
 //! every store can use them as names.
 
 mod file;
 mod memory;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -22,6 +25,8 @@ use serde_json::Value;
 
 pub use file::FileStore;
 pub use memory::MemoryStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
 
 /// One saved step of a thread.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -131,8 +136,19 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The database behind a store failed.
+    #[error("{}cannot {action}: {source}", thread_prefix(thread))]
+    Backend {
+        /// The thread, or empty for the store itself.
+        thread: String,
+        /// What the store was doing.
+        action: &'static str,
+        /// The database's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The file system refused.
-    #[error("thread `{thread}`: cannot {action} `{}`: {source}", path.display())]
+    #[error("{}cannot {action} `{}`: {source}", thread_prefix(thread), path.display())]
     Io {
         /// The thread, or empty for the store's own directory.
         thread: String,
@@ -150,11 +166,13 @@ pub enum StoreError {
 ///
 /// Appends must be durable when they return: a step is saved before the next node starts.
 pub trait CheckpointStore: Send + Sync {
-    /// Starts a new thread for the state type named `state_type`.
+    /// Starts a new thread for the state type named `state_type`, with its first record (the
+    /// initial state). Atomic: after a crash the thread exists with that record, or not at all.
     fn create(
         &self,
         thread: &str,
         state_type: &str,
+        first: &StepRecord,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Appends a record to a thread.
@@ -177,6 +195,15 @@ pub trait CheckpointStore: Send + Sync {
 
     /// The ids of every thread, sorted.
     fn threads(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+}
+
+/// `thread `t`: ` before a message about a thread; nothing for the store itself.
+fn thread_prefix(thread: &str) -> String {
+    if thread.is_empty() {
+        String::new()
+    } else {
+        format!("thread `{thread}`: ")
+    }
 }
 
 /// Checks that `thread` can name a thread in every store.
