@@ -372,3 +372,77 @@ fn unknown_threads_and_threads_of_another_state_are_clear_errors() {
         ))
     ));
 }
+
+#[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+struct Chat {
+    #[reducer(append)]
+    messages: Vec<String>,
+}
+
+/// Appends one message a step until there are as many as the params say.
+#[node(actions = ["again", "done"])]
+fn say(chat: &Chat, context: &Context<'_>) -> Command<Chat> {
+    let total = context
+        .params()
+        .get("total")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap();
+    let next = chat.messages.len() as u64 + 1;
+    let message = format!("message {next}: the quick brown fox jumps over the lazy dog");
+    let action = if next < total { "again" } else { "done" };
+    Command::new(Chat::update().push_messages(message)).with_action(action)
+}
+
+/// The bytes a thread takes in a file store, and its snapshots.
+fn stored(root: &std::path::Path, thread: &str) -> (u64, usize) {
+    let bytes = std::fs::read_dir(root.join(thread))
+        .unwrap()
+        .map(|entry| entry.unwrap().metadata().unwrap().len())
+        .sum();
+    let log = std::fs::read_to_string(root.join(thread).join("steps.log")).unwrap();
+    (bytes, log.matches("\"snapshot\"").count())
+}
+
+#[test]
+fn storage_grows_linearly_with_the_steps_not_with_the_state_times_the_steps() {
+    let root = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("durable-growth");
+    let _ = std::fs::remove_dir_all(&root);
+    let mut sizes = Vec::new();
+    for total in [500_u64, 1_000] {
+        let flow = flow! { say - "again" >> say; }
+            .with_params(slateflow::Params::new().with("total", total));
+        let durable = flow.durable(FileStore::open(&root).unwrap());
+        let thread = format!("chat-{total}");
+        let mut chat = Chat::default();
+        block_on(durable.start(&thread, &mut chat)).unwrap();
+        assert_eq!(chat.messages.len() as u64, total);
+        assert_eq!(
+            block_on(durable.state(&thread)).unwrap().messages,
+            chat.messages
+        );
+        sizes.push(stored(&root, &thread));
+    }
+    let [(half, half_snapshots), (whole, whole_snapshots)] = sizes[..] else {
+        unreachable!()
+    };
+    // Each step's record holds one message (~60 bytes) plus ~150 bytes of bookkeeping; the
+    // snapshots, taken when the updates since the last one outweigh it, and the final one add at
+    // most about as much again: a bound per step that holds at both sizes is linear growth.
+    let (per_step_half, per_step_whole) = (half / 500, whole / 1_000);
+    assert!(
+        per_step_whole <= 520,
+        "{per_step_whole} bytes a step over 1,000 steps"
+    );
+    assert!(
+        per_step_whole * 10 <= per_step_half * 13,
+        "bytes a step grew from {per_step_half} (500 steps) to {per_step_whole} (1,000 steps)"
+    );
+    // Snapshots get rarer as the state grows (a fixed interval would make them quadratic).
+    assert!(
+        whole_snapshots < 2 * half_snapshots,
+        "{half_snapshots} then {whole_snapshots}"
+    );
+    // Storing the whole state at every step (LangGraph's SQLite saver) would take far more.
+    let every_step: u64 = (1..=1_000_u64).map(|n| n * 62).sum();
+    assert!(whole * 20 < every_step, "{whole} vs {every_step}");
+}

@@ -3,9 +3,12 @@
 //!
 //! [`Flow::durable`] pairs a flow with a store. A run has a thread id. Before the next node starts,
 //! the step is saved: the update it applied (the state's update type, as JSON), where it ran (its
-//! position in each nested flow), its number, node and action; every `K` steps (and at a pause and
-//! at the end) a full snapshot of the state too. So storage grows with what changed, not with the
-//! state's size times the steps.
+//! position in each nested flow), its number, node and action. A full snapshot of the state is
+//! saved at the start, at a pause, at the end, and whenever the updates saved since the last
+//! snapshot add up to as many bytes as that snapshot: snapshots never cost more than the updates,
+//! so storage grows linearly with what changed (not with the state's size times the steps), and
+//! resuming replays at most about a snapshot's worth of updates.
+//! [`Durable::snapshot_every`] adds one at least every `K` steps.
 //!
 //! - [`Durable::resume`] rebuilds the state from the last snapshot and the updates after it, then
 //!   continues from the last saved step: the saved step is never applied twice and its node never
@@ -38,9 +41,6 @@ use crate::checkpoint::{
 use crate::error::Error;
 use crate::flow::{Flow, FlowGraph, RunContext, catch_panic};
 use crate::state::SharedState;
-
-/// How often a full snapshot of the state is saved by default: every 50 steps.
-pub const DEFAULT_SNAPSHOT_EVERY: u64 = 50;
 
 /// How a durable run ended for now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,7 +102,7 @@ pub struct HistoryEntry {
 pub struct Durable<'f, S, G, St> {
     flow: &'f Flow<S, G>,
     store: Arc<St>,
-    snapshot_every: u64,
+    snapshot_every: Option<u64>,
     before: Vec<String>,
     after: Vec<String>,
 }
@@ -117,7 +117,7 @@ where
         Durable {
             flow: self,
             store: Arc::new(store),
-            snapshot_every: DEFAULT_SNAPSHOT_EVERY,
+            snapshot_every: None,
             before: Vec::new(),
             after: Vec::new(),
         }
@@ -130,11 +130,12 @@ where
     G: FlowGraph<S>,
     St: CheckpointStore + 'static,
 {
-    /// Saves a full snapshot every `steps` steps (at least 1) besides the start, pauses and the
-    /// end. Fewer snapshots store less; resuming replays at most this many updates.
+    /// Also saves a full snapshot at least every `steps` steps (at least 1): resuming then
+    /// replays at most that many updates, at the cost of storage that grows with the state's size
+    /// times the steps divided by `steps`.
     #[must_use]
     pub fn snapshot_every(mut self, steps: u64) -> Self {
-        self.snapshot_every = steps.max(1);
+        self.snapshot_every = Some(steps.max(1));
         self
     }
 
@@ -166,6 +167,7 @@ where
     /// after the thread is marked failed (it can be resumed from its last saved step).
     pub async fn start(&self, thread: &str, state: &mut S) -> Result<Outcome, Error> {
         let snapshot = snapshot(thread, 0, state)?;
+        let snapshot_bytes = json_len(&snapshot);
         let first = record(
             0,
             RecordKind::Start,
@@ -176,7 +178,7 @@ where
             Some(snapshot),
         );
         self.store.create(thread, state_type::<S>(), &first).await?;
-        let run = self.run_context(thread, 0, None, None);
+        let run = self.run_context(thread, 0, None, None, snapshot_bytes);
         self.drive(thread, state, run).await
     }
 
@@ -228,7 +230,13 @@ where
                 action: record.action.clone(),
             });
         self.store.set_status(thread, &RunStatus::Running).await?;
-        let run = self.run_context(thread, last_step, cursor, pass_before);
+        let snapshot_bytes = log
+            .records
+            .iter()
+            .rev()
+            .find_map(|record| record.snapshot.as_ref())
+            .map_or(0, json_len);
+        let run = self.run_context(thread, last_step, cursor, pass_before, snapshot_bytes);
         let outcome = self.drive(thread, &mut state, run).await?;
         Ok((state, outcome))
     }
@@ -361,6 +369,7 @@ where
         steps: u64,
         resume: Option<Cursor>,
         pass_before: Option<String>,
+        snapshot_bytes: usize,
     ) -> RunContext<S> {
         let journal = Journal {
             saver: Arc::new(StoreSaver {
@@ -373,6 +382,8 @@ where
             quiet: 0,
             snapshot_every: self.snapshot_every,
             since_snapshot: 0,
+            bytes_since_snapshot: 0,
+            snapshot_bytes,
             before: self.before.clone(),
             after: self.after.clone(),
             pass_before,
@@ -458,6 +469,23 @@ fn node_path<S: SharedState>(run: &RunContext<S>, node: &str) -> String {
     run.journal_names()
         .filter(|names| !names.is_empty())
         .map_or_else(|| node.to_string(), |names| names.join("/"))
+}
+
+/// The length of `value` as compact JSON, counted without building the text.
+fn json_len(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 /// The state type's name, saved with a thread and checked when it is loaded.
@@ -590,8 +618,12 @@ pub(crate) struct Journal<S> {
     resume: Option<Cursor>,
     /// Inside a batch flow, steps are saved as one, at its end.
     pub(crate) quiet: u32,
-    snapshot_every: u64,
+    /// A snapshot at least every this many steps, if set.
+    snapshot_every: Option<u64>,
     since_snapshot: u64,
+    /// The JSON bytes of the updates saved since the last snapshot, and that snapshot's.
+    bytes_since_snapshot: usize,
+    snapshot_bytes: usize,
     before: Vec<String>,
     after: Vec<String>,
     /// A run resumed from a pause before this node runs it without pausing again.
@@ -655,9 +687,17 @@ impl<S: SharedState> Journal<S> {
         update: Value,
     ) -> Result<(), Error> {
         self.since_snapshot += 1;
-        let snapshot = if self.since_snapshot >= self.snapshot_every {
+        self.bytes_since_snapshot += json_len(&update);
+        let due = self.bytes_since_snapshot >= self.snapshot_bytes
+            || self
+                .snapshot_every
+                .is_some_and(|every| self.since_snapshot >= every);
+        let snapshot = if due {
+            let snapshot = self.saver.snapshot(state, step)?;
             self.since_snapshot = 0;
-            Some(self.saver.snapshot(state, step)?)
+            self.bytes_since_snapshot = 0;
+            self.snapshot_bytes = json_len(&snapshot);
+            Some(snapshot)
         } else {
             None
         };
