@@ -446,3 +446,32 @@ fn storage_grows_linearly_with_the_steps_not_with_the_state_times_the_steps() {
     let every_step: u64 = (1..=1_000_u64).map(|n| n * 62).sum();
     assert!(whole * 20 < every_step, "{whole} vs {every_step}");
 }
+
+#[test]
+fn an_initial_state_from_json_names_the_field_path_of_a_mistake() {
+    let ledger: Ledger =
+        slateflow::state::state_from_json(r#"{"count": 2, "log": ["x"], "approved": true}"#)
+            .unwrap();
+    assert_eq!(
+        (ledger.count, ledger.log.len(), ledger.approved),
+        (2, 1, Some(true))
+    );
+    let cases = [
+        (r#"{"count": "two"}"#, "count"),
+        (r#"{"log": ["x", 3]}"#, "log[1]"),
+        (r#"{"approved": "yes"}"#, "approved"),
+        (r#"{"count": 1} trailing"#, "."),
+    ];
+    for (document, path) in cases {
+        match slateflow::state::state_from_json::<Ledger>(document) {
+            Err(Error::InvalidState {
+                path: found,
+                message,
+            }) => {
+                assert_eq!(found, path, "{document}: {message}");
+                assert!(message.contains("line 1"), "{message}");
+            }
+            other => panic!("{document}: expected an invalid-state error, got {other:?}"),
+        }
+    }
+}

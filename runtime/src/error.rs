@@ -139,6 +139,15 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A state read from JSON ([`state_from_json`](crate::state::state_from_json)) does not fit
+    /// the state type.
+    #[error("the state is not valid at `{path}`: {message}")]
+    InvalidState {
+        /// Where in the document: `messages[2].role`, or `.` for the document itself.
+        path: String,
+        /// What is wrong there, with the line and column.
+        message: String,
+    },
     /// `run_blocking` could not start a tokio runtime.
     #[error("could not start a tokio runtime for `run_blocking`: {0}")]
     Runtime(#[source] std::io::Error),
@@ -155,7 +164,11 @@ impl Error {
             | Self::StepLimit { node, .. }
             | Self::Paused { node, .. } => Some(node),
             Self::ParallelConflict { first, .. } => Some(first),
-            Self::Store(_) | Self::Resume { .. } | Self::Save { .. } | Self::Runtime(_) => None,
+            Self::Store(_)
+            | Self::Resume { .. }
+            | Self::Save { .. }
+            | Self::InvalidState { .. }
+            | Self::Runtime(_) => None,
         }
     }
 }

@@ -169,6 +169,43 @@ impl Field {
     }
 }
 
+/// Reads a state (an initial state, say) from JSON; an error names the field path.
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use slateflow::SharedState;
+/// #[derive(SharedState, Debug, Default, Serialize, Deserialize)]
+/// struct Doc {
+///     title: String,
+///     #[reducer(append)]
+///     tags: Vec<String>,
+/// }
+///
+/// let doc: Doc = slateflow::state::state_from_json(r#"{"title": "t", "tags": ["a"]}"#)?;
+/// assert_eq!(doc.tags, ["a"]);
+/// let error = slateflow::state::state_from_json::<Doc>(r#"{"title": "t", "tags": ["a", 2]}"#)
+///     .unwrap_err();
+/// assert!(error.to_string().starts_with("the state is not valid at `tags[1]`: invalid type"));
+/// # Ok::<(), slateflow::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::InvalidState`](crate::Error::InvalidState) with the path of the offending value.
+pub fn state_from_json<S: SharedState + DeserializeOwned>(json: &str) -> Result<S, crate::Error> {
+    let mut document = serde_json::Deserializer::from_str(json);
+    let state: S = serde_path_to_error::deserialize(&mut document).map_err(|error| {
+        crate::Error::InvalidState {
+            path: error.path().to_string(),
+            message: error.inner().to_string(),
+        }
+    })?;
+    document.end().map_err(|error| crate::Error::InvalidState {
+        path: ".".into(),
+        message: error.to_string(),
+    })?;
+    Ok(state)
+}
+
 /// Whether the state `S` has a field called `name`; usable in `const` context.
 ///
 /// ```
