@@ -3,10 +3,13 @@
 //! the reviewer finds it thin.
 //!
 //! The nodes are scripted (no model calls, no API key): each reads the state and returns an update
-//! plus the action that picks the next node. Run it with
-//! `cargo run -p slateflow-examples --example triage`.
+//! plus the action that picks the next node. The run is durable: every step is saved to the
+//! `triage-runs` folder before the next begins, and the program ends by saying how to resume it.
+//! Run it with `cargo run -p slateflow-examples --example triage`.
 
 use serde::{Deserialize, Serialize};
+use slateflow::checkpoint::FileStore;
+use slateflow::durable::Outcome;
 use slateflow::{Command, Context, Node, NodeError, Retry, SharedState, flow, node};
 
 /// The workflow's state.
@@ -160,7 +163,18 @@ fn report(triage: &Triage) -> Command<Triage> {
     Command::new(log("report", "done").set_report(Some(text))).with_action("done")
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// Where the example saves its runs: a folder in the current directory.
+const RUNS: &str = "triage-runs";
+
+/// `triage` starts a new run; `triage resume <thread>` resumes (or shows) a saved one.
+fn main() {
+    if let Err(error) = run() {
+        eprintln!("error: {error}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let classify = Classify;
     let triage = flow! {
         classify >> [whois, geoip] >> route; // both lookups run at once, then merge in this order
@@ -168,19 +182,48 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         route - "phishing" >> phish_check >> report;
         report - "revise" >> investigate;
     };
+    // Every step is saved to the folder before the next starts: a killed run resumes there.
+    let durable = triage.durable(FileStore::open(RUNS)?);
+    let runtime = tokio::runtime::Builder::new_current_thread().build()?;
 
-    let mut state = Triage {
-        alert_text: "Login for admin from 203.0.113.7 at 03:12".into(),
-        ..Triage::default()
+    let arguments: Vec<String> = std::env::args().skip(1).collect();
+    let (thread, state, outcome) = match arguments.as_slice() {
+        [command, thread] if command == "resume" => {
+            let (state, outcome) = runtime.block_on(durable.resume(thread))?;
+            (thread.clone(), state, outcome)
+        }
+        [] => {
+            let thread = format!("alert-{}", slateflow::checkpoint::now_ms());
+            let mut state = Triage {
+                alert_text: "Login for admin from 203.0.113.7 at 03:12".into(),
+                ..Triage::default()
+            };
+            let outcome = runtime.block_on(durable.start(&thread, &mut state))?;
+            (thread, state, outcome)
+        }
+        _ => return Err("usage: triage [resume <thread>]".into()),
     };
-    let last_action = triage.run_blocking(&mut state)?;
 
     println!("steps:");
     for line in &state.steps {
         println!("{line}");
     }
-    println!("\nthe run ended on the action \"{last_action}\"");
+    match &outcome {
+        Outcome::Finished(action) => println!("\nthe run ended on the action \"{action}\""),
+        Outcome::Paused(pause) => println!("\nthe run paused at `{}`", pause.node),
+    }
     println!("\nfinal state:\n{}", serde_json::to_string_pretty(&state)?);
     println!("\ngraph (Mermaid):\n{}", triage.mermaid());
+    println!("\nsaved steps:");
+    for entry in runtime.block_on(durable.history(&thread))? {
+        println!(
+            "  {:>3} {:?} {} {}",
+            entry.step, entry.kind, entry.node, entry.action
+        );
+    }
+    println!(
+        "\nthe run is saved in {RUNS}/{thread}/; resume it (after a crash, say) or show it with:\n  \
+         cargo run -p slateflow-examples --example triage -- resume {thread}"
+    );
     Ok(())
 }
