@@ -327,3 +327,24 @@ fn a_store_path_that_is_a_file_is_an_io_error_naming_it() {
     assert_eq!((*action, path), ("create the store directory", &root));
     std::fs::remove_file(&root).unwrap();
 }
+
+#[test]
+fn a_log_the_store_cannot_write_is_an_io_error_naming_the_thread_and_file() {
+    // (The tests may run as root, for whom permissions do not apply: a directory standing where
+    // the log should be is refused by the system for everyone.)
+    let root = scratch("unwritable");
+    let store = FileStore::open(&root).unwrap();
+    block_on(store.create("t", "S", &start())).unwrap();
+    let log = root.join("t").join("steps.log");
+    std::fs::remove_file(&log).unwrap();
+    std::fs::create_dir(&log).unwrap();
+    let error = block_on(store.append("t", &record(1, "a"))).unwrap_err();
+    let StoreError::Io { thread, path, .. } = &error else {
+        panic!("expected an I/O error, got {error:?}");
+    };
+    assert_eq!((thread.as_str(), path), ("t", &log));
+    assert!(
+        error.to_string().starts_with("thread `t`: cannot open `"),
+        "{error}"
+    );
+}

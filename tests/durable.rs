@@ -475,3 +475,57 @@ fn an_initial_state_from_json_names_the_field_path_of_a_mistake() {
         }
     }
 }
+
+/// A state with a field that is not saved: a handle the caller owns.
+#[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+struct WithClient {
+    #[reducer(append)]
+    log: Vec<String>,
+    /// Not saved: restored by the caller on resume.
+    #[serde(skip)]
+    client: Option<std::sync::Arc<String>>,
+}
+
+#[node]
+fn call(state: &WithClient, context: &Context<'_>) -> Result<Command<WithClient>, NodeError> {
+    let test = context.params().get_str("test").unwrap_or_default();
+    if FAILING.lock().unwrap().contains(&format!("{test}/call")) {
+        return Err("the endpoint is down".into());
+    }
+    let client = state
+        .client
+        .as_deref()
+        .ok_or("no client: restore it on resume")?;
+    Ok(Command::new(
+        WithClient::update().push_log(format!("called {client}")),
+    ))
+}
+
+#[node]
+fn prepare(_: &WithClient) -> Command<WithClient> {
+    Command::new(WithClient::update().push_log("prepared".to_string()))
+}
+
+#[test]
+fn fields_that_are_not_saved_are_restored_by_the_caller_on_resume() {
+    let test = "skip";
+    let flow = flow! { prepare >> call; }.with_params(params(test));
+    let durable = flow.durable(MemoryStore::new());
+    fail(test, "call");
+    let mut state = WithClient {
+        client: Some(std::sync::Arc::new("model-endpoint".into())),
+        ..WithClient::default()
+    };
+    assert!(block_on(durable.start(test, &mut state)).is_err());
+    heal(test, "call");
+    // Resumed as saved, the client is gone: the node says so.
+    let error = block_on(durable.resume(test)).unwrap_err();
+    assert!(error.to_string().contains("no client"), "{error}");
+    // The caller puts it back before any node runs.
+    let (state, outcome) = block_on(durable.resume_with(test, |state| {
+        state.client = Some(std::sync::Arc::new("model-endpoint".into()));
+    }))
+    .unwrap();
+    assert_eq!(outcome, Outcome::Finished("default".into()));
+    assert_eq!(state.log, ["prepared", "called model-endpoint"]);
+}
