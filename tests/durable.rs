@@ -529,3 +529,71 @@ fn fields_that_are_not_saved_are_restored_by_the_caller_on_resume() {
     assert_eq!(outcome, Outcome::Finished("default".into()));
     assert_eq!(state.log, ["prepared", "called model-endpoint"]);
 }
+
+#[test]
+fn a_batch_flow_is_saved_as_one_step_and_runs_again_whole_after_a_failure() {
+    use slateflow::batch::{BatchFlow, plan};
+    let test = "batch";
+    let items = plan(|_: &Ledger| {
+        (1..=3)
+            .map(|item| {
+                slateflow::Params::new()
+                    .with("test", "batch")
+                    .with("item", item)
+            })
+            .collect()
+    });
+    let per_item = flow! { b >> c; };
+    let batch = BatchFlow::new(per_item, items);
+    let flow = flow! { a >> batch >> d; }.with_params(params(test));
+    let durable = flow.durable(MemoryStore::new());
+    fail(test, "d");
+    let mut ledger = Ledger::default();
+    assert!(block_on(durable.start(test, &mut ledger)).is_err());
+    let history = block_on(durable.history(test)).unwrap();
+    let nodes: Vec<&str> = history.iter().map(|entry| entry.node.as_str()).collect();
+    assert_eq!(
+        nodes,
+        ["", "a", "batch"],
+        "the batch's six inner steps are one record"
+    );
+    heal(test, "d");
+    let (resumed, _) = block_on(durable.resume(test)).unwrap();
+    assert_eq!(resumed.count, 1 + 6 + 1, "nothing applied twice");
+    assert_eq!(
+        (ran("batch/b"), ran("batch/d")),
+        (3, 2),
+        "the saved batch did not run again"
+    );
+}
+
+#[test]
+fn a_failure_inside_a_batch_flow_resumes_from_before_the_batch() {
+    use slateflow::batch::{BatchFlow, plan};
+    let test = "inside";
+    let items = plan(|_: &Ledger| {
+        (1..=3)
+            .map(|item| {
+                slateflow::Params::new()
+                    .with("test", "inside")
+                    .with("item", item)
+            })
+            .collect()
+    });
+    let per_item = flow! { b >> c; };
+    let batch = BatchFlow::new(per_item, items);
+    let flow = flow! { a >> batch >> d; }.with_params(params(test));
+    let durable = flow.durable(MemoryStore::new());
+    fail(test, "c");
+    let mut ledger = Ledger::default();
+    assert!(block_on(durable.start(test, &mut ledger)).is_err());
+    assert_eq!(ledger.count, 2, "in memory, item 1's `b` had been applied");
+    heal(test, "c");
+    let (resumed, _) = block_on(durable.resume(test)).unwrap();
+    assert_eq!(
+        resumed.count,
+        1 + 6 + 1,
+        "the unsaved partial batch was not kept"
+    );
+    assert_eq!(ran("inside/b"), 1 + 3, "the batch ran again from its start");
+}
