@@ -11,44 +11,12 @@ use std::pin::pin;
 use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::{Duration, Instant};
 
+mod support;
+
 use futures_util::future::join_all;
-use serde::{Deserialize, Serialize};
 use slateflow::batch::{Batch, BatchNode};
 use slateflow::{Command, Context, Node, NodeError, Params, SharedState, StateUpdate, flow};
-
-#[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
-struct Counter {
-    #[reducer(add)]
-    steps: u32,
-    #[reducer(add)]
-    items: u64,
-}
-
-/// A branch that does nothing but count its step.
-struct Noop;
-
-impl Node<Counter> for Noop {
-    type Prep = ();
-    type Exec = ();
-
-    async fn prep(&self, _: &Counter, _: &Context<'_>) -> Result<(), NodeError> {
-        Ok(())
-    }
-
-    async fn exec(&self, (): &()) -> Result<(), NodeError> {
-        Ok(())
-    }
-
-    async fn post(
-        &self,
-        _: &Counter,
-        (): (),
-        (): (),
-        _: &Context<'_>,
-    ) -> Result<Command<Counter>, NodeError> {
-        Ok(Command::new(Counter::update().add_steps(1)))
-    }
-}
+use support::{Counter, CounterUpdate, Noop};
 
 const ROUNDS: u32 = 1_000;
 const BRANCHES: u32 = 8;
@@ -110,7 +78,7 @@ impl BatchNode<Counter> for NoopItems {
         _: &Context<'_>,
     ) -> Result<Command<Counter>, NodeError> {
         Ok(Command::new(
-            Counter::update().add_items(outputs.len() as u64),
+            Counter::update().add_steps(u32::try_from(outputs.len()).unwrap()),
         ))
     }
 }
@@ -229,7 +197,7 @@ fn concurrent_batch_of_1000() {
     let ours = median(21, 20, || {
         let mut counter = Counter::default();
         black_box(ready(slateflow::run_node(&batch, &mut counter)).unwrap());
-        assert_eq!(counter.items, ITEMS);
+        assert_eq!(u64::from(counter.steps), ITEMS);
     });
     let node = NoopItems;
     let params = Params::new();
@@ -243,7 +211,7 @@ fn concurrent_batch_of_1000() {
             .unwrap();
         let command = ready(node.post(&counter, items, outputs, &context)).unwrap();
         counter.apply(command.update);
-        assert_eq!(counter.items, ITEMS);
+        assert_eq!(u64::from(counter.steps), ITEMS);
     });
     report(
         "concurrent batch of 1,000 no-op items",

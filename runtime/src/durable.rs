@@ -714,7 +714,12 @@ impl<S: SharedState> Journal<S> {
         self.saver.save(record).await.map_err(Error::from)
     }
 
-    pub(crate) fn thread(&self) -> &str {
-        self.saver.thread()
+    /// A step's update as JSON, for its record.
+    pub(crate) fn update_json(&self, update: &impl Serialize, step: u64) -> Result<Value, Error> {
+        serde_json::to_value(update).map_err(|error| Error::Save {
+            thread: self.saver.thread().to_string(),
+            step,
+            reason: format!("the update does not serialize: {error}"),
+        })
     }
 }

@@ -335,23 +335,13 @@ impl<S: SharedState> RunContext<S> {
         update: S::Update,
         action: &'static str,
     ) -> Result<(), Error> {
-        let Some(thread) = self
-            .journal
-            .as_deref()
-            .map(|journal| journal.thread().to_string())
-        else {
-            self.apply(state, update);
-            return Ok(());
+        // Inside a batch flow (`quiet`) the update is only recorded: no JSON to make.
+        let json = match self.journal.as_deref() {
+            Some(journal) if journal.quiet == 0 => Some(journal.update_json(&update, self.steps)?),
+            _ => None,
         };
-        let json = serde_json::to_value(&update).map_err(|error| Error::Save {
-            thread,
-            step: self.steps,
-            reason: format!("the update does not serialize: {error}"),
-        })?;
         self.apply(state, update);
-        if let Some(journal) = self.journal.as_deref_mut()
-            && journal.quiet == 0
-        {
+        if let (Some(json), Some(journal)) = (json, self.journal.as_deref_mut()) {
             journal.save_step(state, self.steps, action, json).await?;
         }
         Ok(())
@@ -385,11 +375,7 @@ impl<S: SharedState> RunContext<S> {
             return Ok(());
         }
         let update = self.record.take().unwrap_or_default();
-        let json = serde_json::to_value(&update).map_err(|error| Error::Save {
-            thread: journal.thread().to_string(),
-            step: self.steps,
-            reason: format!("the update does not serialize: {error}"),
-        })?;
+        let json = journal.update_json(&update, self.steps)?;
         journal.save_step(state, self.steps, action, json).await
     }
 

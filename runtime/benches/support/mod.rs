@@ -1,4 +1,6 @@
-//! What the benchmarks share: a counter state, a no-op node and a 100-node chain of them.
+//! What the benchmarks share: a counter state, a no-op node and a 100-node chain of them. Each
+//! bench uses part of it.
+#![allow(dead_code)]
 
 use serde::{Deserialize, Serialize};
 use slateflow::{Command, Context, Flow, Node, NodeError, SharedState, flow};
