@@ -18,10 +18,14 @@ use std::future::Future;
 use futures_util::{StreamExt, stream};
 
 use crate::error::{Error, Phase};
-use crate::flow::{Branch, RunContext, branch_on_copy, self_running_node, with_retries};
 use crate::graph::Graph;
-use crate::node::{Command, Context, DEFAULT_ACTION, Node, NodeError, Params, Retry};
-use crate::state::{SharedState, StateUpdate};
+use crate::node::dispatch::{Branch, BranchRunner, Runner};
+use crate::node::{
+    Command, Context, DEFAULT_ACTION, Emitter, Node, NodeError, Params, Retry, self_running_node,
+};
+use crate::parallel::{Conflicts, merge_in_order};
+use crate::run::with_retries;
+use crate::state::SharedState;
 
 /// A node whose `exec` runs once per item. Use it in a flow through [`Batch`].
 ///
@@ -186,7 +190,9 @@ async fn run_item<S: SharedState, B: BatchNode<S>>(
         node.exec(item).await.map_err(|error| (error, 1))
     } else {
         // Boxed: the timers would make every item's future several times larger.
-        Box::pin(with_retries(retry, || node.exec(item))).await
+        Box::pin(with_retries(retry, || node.exec(item), |_, _, _| {}))
+            .await
+            .map(|(output, _)| output)
     };
     match outcome {
         Ok(output) => Ok(output),
@@ -197,6 +203,43 @@ async fn run_item<S: SharedState, B: BatchNode<S>>(
                 source,
             }) as NodeError
         }),
+    }
+}
+
+impl<B> Batch<B> {
+    /// Every item, in order or at most `concurrency` at a time; each finished item is reported
+    /// to `emitter` (for progress bars).
+    async fn run_items<S: SharedState>(
+        &self,
+        items: &[B::Item],
+        emitter: Option<Emitter<'_>>,
+    ) -> Result<Vec<B::Output>, NodeError>
+    where
+        B: BatchNode<S>,
+    {
+        let total = items.len();
+        let mut finished = 0;
+        let mut done = |index: usize| {
+            finished += 1;
+            if let Some(emitter) = &emitter {
+                emitter.item_finished(index, finished, total);
+            }
+        };
+        if self.concurrency == 1 {
+            let mut outputs = Vec::with_capacity(total);
+            for (index, item) in items.iter().enumerate() {
+                outputs.push(run_item(&self.node, index, item).await?);
+                done(index);
+            }
+            return Ok(outputs);
+        }
+        run_ordered(
+            total,
+            self.concurrency,
+            |index| run_item(&self.node, index, &items[index]),
+            done,
+        )
+        .await
     }
 }
 
@@ -215,18 +258,19 @@ impl<S: SharedState, B: BatchNode<S>> Node<S> for Batch<B> {
         self.node.prep(state, context)
     }
 
-    async fn exec(&self, items: &Vec<B::Item>) -> Result<Vec<B::Output>, NodeError> {
-        if self.concurrency == 1 {
-            let mut outputs = Vec::with_capacity(items.len());
-            for (index, item) in items.iter().enumerate() {
-                outputs.push(run_item(&self.node, index, item).await?);
-            }
-            return Ok(outputs);
-        }
-        run_ordered(items.len(), self.concurrency, |index| {
-            run_item(&self.node, index, &items[index])
-        })
-        .await
+    fn exec(
+        &self,
+        items: &Vec<B::Item>,
+    ) -> impl Future<Output = Result<Vec<B::Output>, NodeError>> + Send {
+        self.run_items(items, None)
+    }
+
+    fn exec_with(
+        &self,
+        items: &Vec<B::Item>,
+        emitter: &Emitter<'_>,
+    ) -> impl Future<Output = Result<Vec<B::Output>, NodeError>> + Send {
+        self.run_items(items, Some(*emitter))
     }
 
     fn post(
@@ -357,47 +401,40 @@ impl<F, P> ConcurrentBatchFlow<F, P> {
     }
 }
 
-/// The batch flow's own step: its plan's `prep`, at a new step. Returns the items and the step.
-async fn plan_prep<S: SharedState, P: BatchPlan<S>>(
+/// The batch flow's own step: its plan's `prep`, at a new composite step. Returns the items and
+/// the step.
+async fn plan_prep<S: SharedState, P: BatchPlan<S>, R: Runner<S>>(
     plan: &P,
     state: &S,
-    run: &mut RunContext<S>,
+    runner: &mut R,
     name: &'static str,
 ) -> Result<(Vec<Params>, u64), Error> {
-    let step = run.begin_step(name);
-    let context = Context::new(run.params(), name, step);
+    let step = runner.composite_start(name);
     let items = plan
-        .prep(state, &context)
+        .prep(state, &runner.context(name, step))
         .await
         .map_err(|source| failed(name, step, Phase::Prep, source))?;
     Ok((items, step))
 }
 
-/// The plan's `post` with every run, then its update applied; its action is checked.
-async fn plan_post<S: SharedState, P: BatchPlan<S>>(
+/// The plan's `post` with every run; its update is applied and the whole batch committed as one
+/// step.
+async fn plan_post<S: SharedState, P: BatchPlan<S>, R: Runner<S>>(
     plan: &P,
     state: &mut S,
-    run: &mut RunContext<S>,
+    runner: &mut R,
     name: &'static str,
     step: u64,
     runs: Vec<BatchRun>,
 ) -> Result<&'static str, Error> {
-    run.resume_step(name, Phase::Post);
-    let context = Context::new(run.params(), name, step);
+    runner.resume_composite(name, Phase::Post);
     let command = plan
-        .post(state, runs, &context)
+        .post(state, runs, &runner.context(name, step))
         .await
         .map_err(|source| failed(name, step, Phase::Post, source))?;
-    if !P::ACTIONS.contains(&command.action) {
-        return Err(Error::UndeclaredAction {
-            node: name,
-            step,
-            action: command.action,
-            declared: P::ACTIONS,
-        });
-    }
-    run.apply(state, command.update);
-    Ok(command.action)
+    runner
+        .composite_finish(state, name, step, command, P::ACTIONS)
+        .await
 }
 
 fn failed(node: &'static str, step: u64, phase: Phase, source: NodeError) -> Error {
@@ -425,29 +462,31 @@ where
 
     self_running_node!("a batch flow runs its own sub-flow: nest it in a flow, or call `run_node`");
 
-    async fn __run(
+    async fn __run<R: Runner<S>>(
         &self,
+        runner: &mut R,
         state: &mut S,
-        run: &mut RunContext<S>,
         name: &'static str,
     ) -> Result<&'static str, Error> {
-        let atomic = run.begin_atomic();
-        let (items, step) = plan_prep(&self.plan, state, run, name).await?;
-        let base = run.params().clone();
-        let mut runs = Vec::with_capacity(items.len());
-        for item in items {
+        let (items, step) = plan_prep(&self.plan, state, runner, name).await?;
+        let base = runner.params().clone();
+        let total = items.len();
+        let mut runs = Vec::with_capacity(total);
+        for (index, item) in items.into_iter().enumerate() {
             let params = base.merged(&item);
-            let outer = std::mem::replace(run.params_mut(), params.clone());
-            let outcome = self.flow.__run(state, run, name).await;
-            *run.params_mut() = outer;
+            let outer = runner.replace_params(params.clone());
+            let outcome = self.flow.__run(runner, state, name).await;
+            runner.replace_params(outer);
             runs.push(BatchRun {
                 params,
                 action: outcome?,
             });
+            runner
+                .context(name, step)
+                .emitter()
+                .item_finished(index, index + 1, total);
         }
-        let action = plan_post(&self.plan, state, run, name, step, runs).await?;
-        run.end_atomic(atomic, state, action).await?;
-        Ok(action)
+        plan_post(&self.plan, state, runner, name, step, runs).await
     }
 
     fn __graph(&self) -> Option<Graph> {
@@ -466,39 +505,48 @@ where
 
     self_running_node!("a batch flow runs its own sub-flow: nest it in a flow, or call `run_node`");
 
-    async fn __run(
+    async fn __run<R: Runner<S>>(
         &self,
+        runner: &mut R,
         state: &mut S,
-        run: &mut RunContext<S>,
         name: &'static str,
     ) -> Result<&'static str, Error> {
-        let atomic = run.begin_atomic();
-        let (items, step) = plan_prep(&self.plan, state, run, name).await?;
-        let base = run.params().clone();
+        let (items, step) = plan_prep(&self.plan, state, runner, name).await?;
+        let base = runner.params().clone();
         let params: Vec<Params> = items.iter().map(|item| base.merged(item)).collect();
-        let shared: &S = state;
-        // Each run continues the numbering after the batch's own step, on its own copy.
-        let outcomes: Vec<Branch<S>> = run_ordered(params.len(), self.limit, |index| {
-            branch_on_copy(&self.flow, shared, &params[index], name, step + 1)
-        })
-        .await?;
-        let mut update = S::Update::default();
-        let mut runs = Vec::with_capacity(outcomes.len());
-        let mut steps = 0;
-        for (outcome, params) in outcomes.into_iter().zip(params) {
-            steps += outcome.steps;
-            update = update.then(outcome.update);
-            runs.push(BatchRun {
+        let total = params.len();
+        let outcomes: Vec<Branch<S>> = {
+            let shared: &S = state;
+            let branches = runner.branches();
+            let context = runner.context(name, step);
+            let emitter = context.emitter();
+            let mut finished = 0;
+            // Each run continues the numbering after the batch's own step, on its own copy.
+            run_ordered(
+                total,
+                self.limit,
+                |index| branches.on_copy(&self.flow, shared, Some(&params[index]), name, step + 1),
+                |index| {
+                    finished += 1;
+                    emitter.item_finished(index, finished, total);
+                },
+            )
+            .await?
+        };
+        let runs: Vec<BatchRun> = outcomes
+            .iter()
+            .zip(params)
+            .map(|(outcome, params)| BatchRun {
                 params,
                 action: outcome.action,
-            });
-        }
-        run.add_steps(steps);
-        run.resume_step(name, Phase::Apply);
-        run.apply(state, update);
-        let action = plan_post(&self.plan, state, run, name, step, runs).await?;
-        run.end_atomic(atomic, state, action).await?;
-        Ok(action)
+            })
+            .collect();
+        let mut outcomes: Vec<Option<Branch<S>>> = outcomes.into_iter().map(Some).collect();
+        // In item order, the later write winning: as a sequential batch would have left it.
+        let merged = merge_in_order(&mut outcomes, Conflicts::LaterWins)?;
+        runner.resume_composite(name, Phase::Apply);
+        runner.apply_from_copies(state, merged.update, merged.steps);
+        plan_post(&self.plan, state, runner, name, step, runs).await
     }
 
     fn __graph(&self) -> Option<Graph> {
@@ -507,9 +555,15 @@ where
 }
 
 /// Runs `task(index)` for every index below `count`, at most `limit` at a time, starting them in
-/// index order; the outputs come back in index order whatever order they finish in. The first
-/// error returns at once, dropping (cancelling) the tasks still in flight.
-async fn run_ordered<T, E, F, Fut>(count: usize, limit: usize, mut task: F) -> Result<Vec<T>, E>
+/// index order; the outputs come back in index order whatever order they finish in, and
+/// `done(index)` is called as each finishes. The first error returns at once, dropping
+/// (cancelling) the tasks still in flight.
+async fn run_ordered<T, E, F, Fut>(
+    count: usize,
+    limit: usize,
+    mut task: F,
+    mut done: impl FnMut(usize),
+) -> Result<Vec<T>, E>
 where
     F: FnMut(usize) -> Fut,
     Fut: Future<Output = Result<T, E>>,
@@ -523,6 +577,7 @@ where
         .buffer_unordered(limit);
     while let Some((index, output)) = running.next().await {
         outputs[index] = Some(output?);
+        done(index);
     }
     Ok(outputs.into_iter().flatten().collect())
 }

@@ -27,19 +27,18 @@
 //! has their `Default` value, and [`Durable::resume_with`] lets the caller put them back before any
 //! node runs.
 
-use std::future::Future;
-use std::pin::Pin;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::checkpoint::{
-    CheckpointStore, RecordKind, RunStatus, StepRecord, StoreError, ThreadLog, now_ms,
-};
+use crate::checkpoint::{CheckpointStore, RecordKind, RunStatus, StepRecord, ThreadLog, now_ms};
 use crate::error::Error;
-use crate::flow::{Flow, FlowGraph, RunContext, catch_panic};
+use crate::event::{Event, Observer};
+use crate::flow::{Flow, FlowGraph};
+use crate::run::{Commit, Hook, NoHook, Observe, Run, Trail, Watch};
 use crate::state::SharedState;
 
 /// How a durable run ended for now.
@@ -105,6 +104,7 @@ pub struct Durable<'f, S, G, St> {
     snapshot_every: Option<u64>,
     before: Vec<String>,
     after: Vec<String>,
+    observer: Option<Arc<dyn Observer>>,
 }
 
 impl<S, G> Flow<S, G>
@@ -120,6 +120,7 @@ where
             snapshot_every: None,
             before: Vec::new(),
             after: Vec::new(),
+            observer: None,
         }
     }
 }
@@ -155,6 +156,14 @@ where
         self
     }
 
+    /// Sends the events of every run (start, resume) to `observer`, with
+    /// [`Event::StepSaved`] after each saved step and [`Event::RunPaused`] at a pause.
+    #[must_use]
+    pub fn observe(mut self, observer: impl Observer + 'static) -> Self {
+        self.observer = Some(Arc::new(observer));
+        self
+    }
+
     /// The store.
     pub fn store(&self) -> &St {
         &self.store
@@ -178,8 +187,13 @@ where
             Some(snapshot),
         );
         self.store.create(thread, state_type::<S>(), &first).await?;
-        let run = self.run_context(thread, 0, None, None, snapshot_bytes);
-        self.drive(thread, state, run).await
+        let resume = Resume {
+            steps: 0,
+            cursor: None,
+            pass_before: None,
+            snapshot_bytes,
+        };
+        self.drive(thread, state, resume).await
     }
 
     /// Resumes a thread from its last saved step and runs it until it ends or pauses; returns the
@@ -236,8 +250,13 @@ where
             .rev()
             .find_map(|record| record.snapshot.as_ref())
             .map_or(0, json_len);
-        let run = self.run_context(thread, last_step, cursor, pass_before, snapshot_bytes);
-        let outcome = self.drive(thread, &mut state, run).await?;
+        let resume = Resume {
+            steps: last_step,
+            cursor,
+            pass_before,
+            snapshot_bytes,
+        };
+        let outcome = self.drive(thread, &mut state, resume).await?;
         Ok((state, outcome))
     }
 
@@ -363,46 +382,46 @@ where
         Ok(log)
     }
 
-    fn run_context(
+    /// Runs to the end or a pause, with or without the observer, then saves a snapshot and the
+    /// status.
+    async fn drive(&self, thread: &str, state: &mut S, resume: Resume) -> Result<Outcome, Error> {
+        match self.observer.as_deref() {
+            Some(observer) => {
+                self.drive_with(Observe(observer), thread, state, resume)
+                    .await
+            }
+            None => self.drive_with(NoHook, thread, state, resume).await,
+        }
+    }
+
+    async fn drive_with<H: Hook<S>>(
         &self,
+        inner: H,
         thread: &str,
-        steps: u64,
-        resume: Option<Cursor>,
-        pass_before: Option<String>,
-        snapshot_bytes: usize,
-    ) -> RunContext<S> {
-        let journal = Journal {
-            saver: Arc::new(StoreSaver {
-                store: Arc::clone(&self.store),
-                thread: thread.to_string(),
-            }),
-            path: Vec::new(),
-            names: Vec::new(),
-            resume,
-            quiet: 0,
+        state: &mut S,
+        resume: Resume,
+    ) -> Result<Outcome, Error> {
+        let recorder = Recorder {
+            store: &*self.store,
+            thread,
+            inner,
+            cursor: resume.cursor,
             snapshot_every: self.snapshot_every,
             since_snapshot: 0,
             bytes_since_snapshot: 0,
-            snapshot_bytes,
-            before: self.before.clone(),
-            after: self.after.clone(),
-            pass_before,
+            snapshot_bytes: resume.snapshot_bytes,
+            before: &self.before,
+            after: &self.after,
+            pass_before: resume.pass_before,
+            pending: None,
+            state: PhantomData,
         };
-        RunContext::durable(self.flow.params().clone(), steps, journal)
-    }
-
-    /// Runs to the end or a pause, then saves a snapshot and the status.
-    async fn drive(
-        &self,
-        thread: &str,
-        state: &mut S,
-        mut run: RunContext<S>,
-    ) -> Result<Outcome, Error> {
-        let outcome = catch_panic(self.flow.run_in(state, &mut run)).await;
-        let result = outcome
-            .unwrap_or_else(|payload| Err(run.panic_error(payload)))
+        let mut run = Run::new(recorder, self.flow.params().clone(), resume.steps);
+        let result = run
+            .run(self.flow, state, "")
+            .await
             .map_err(|error| match error {
-                // The generated code knows the flow, not the thread.
+                // The run knows the flow, not the thread.
                 Error::Resume {
                     thread: unknown,
                     step,
@@ -417,11 +436,19 @@ where
         let steps = run.steps();
         let outcome = match result {
             Ok(action) => Outcome::Finished(action.to_string()),
-            Err(Error::Paused { node, before, .. }) => Outcome::Paused(Pause {
-                node: node_path(&run, node),
-                before,
-                step: steps,
-            }),
+            Err(Error::Paused { node, before, .. }) => {
+                let pause = Pause {
+                    node: node_path(run.trail(), node),
+                    before,
+                    step: steps,
+                };
+                run.hook().event(&Event::RunPaused {
+                    node: &pause.node,
+                    before,
+                    step: steps,
+                });
+                Outcome::Paused(pause)
+            }
             Err(error) => {
                 // The thread stays resumable from its last saved step.
                 self.store
@@ -465,12 +492,24 @@ where
     }
 }
 
-fn node_path<S: SharedState>(run: &RunContext<S>, node: &str) -> String {
-    run.journal_names()
-        .filter(|names| !names.is_empty())
-        .map_or_else(|| node.to_string(), |names| names.join("/"))
+/// Where a run of a thread starts: after `steps` saved steps, at `cursor`.
+struct Resume {
+    steps: u64,
+    cursor: Option<Cursor>,
+    /// A run resumed from a pause before this node runs it without pausing again.
+    pass_before: Option<String>,
+    /// The size of the last snapshot saved, as JSON.
+    snapshot_bytes: usize,
 }
 
+fn node_path(trail: &Trail, node: &str) -> String {
+    let names = trail.names();
+    if names.is_empty() {
+        node.to_string()
+    } else {
+        names.join("/")
+    }
+}
 /// The length of `value` as compact JSON, counted without building the text.
 fn json_len(value: &Value) -> usize {
     struct Count(usize);
@@ -570,122 +609,92 @@ fn rebuild<S: SharedState + DeserializeOwned>(
 
 /// Where a resumed run picks up: the saved step's position and action, one flow level at a time.
 #[derive(Debug)]
-pub(crate) struct Cursor {
+struct Cursor {
     position: Vec<u32>,
     depth: usize,
     action: String,
 }
 
-/// Saves records; hides the store's and the state's types from the run loop.
-pub(crate) trait Saver<S>: Send + Sync {
-    fn save(
-        &self,
-        record: StepRecord,
-    ) -> Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + '_>>;
-    fn snapshot(&self, state: &S, step: u64) -> Result<Value, Error>;
-    fn thread(&self) -> &str;
-}
-
-struct StoreSaver<St> {
-    store: Arc<St>,
-    thread: String,
-}
-
-impl<S: Serialize, St: CheckpointStore> Saver<S> for StoreSaver<St> {
-    fn save(
-        &self,
-        record: StepRecord,
-    ) -> Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + '_>> {
-        Box::pin(async move { self.store.append(&self.thread, &record).await })
-    }
-
-    fn snapshot(&self, state: &S, step: u64) -> Result<Value, Error> {
-        snapshot(&self.thread, step, state)
-    }
-
-    fn thread(&self) -> &str {
-        &self.thread
-    }
-}
-
-/// The durable part of a run: where it is, what to save, where to resume, where to pause.
-pub(crate) struct Journal<S> {
-    saver: Arc<dyn Saver<S>>,
-    /// The current position in each flow, outermost first.
-    path: Vec<u32>,
-    /// The current node's name in each flow.
-    names: Vec<&'static str>,
-    resume: Option<Cursor>,
-    /// Inside a batch flow, steps are saved as one, at its end.
-    pub(crate) quiet: u32,
+/// The hook that makes a run durable: it saves each committed step to the store, enters flows at
+/// the saved position on resume, and pauses at the interrupts. Its events go to `inner` (an
+/// observer, or nothing), with a [`Event::StepSaved`] after each save.
+struct Recorder<'a, S, St, H> {
+    store: &'a St,
+    thread: &'a str,
+    inner: H,
+    cursor: Option<Cursor>,
     /// A snapshot at least every this many steps, if set.
     snapshot_every: Option<u64>,
     since_snapshot: u64,
     /// The JSON bytes of the updates saved since the last snapshot, and that snapshot's.
     bytes_since_snapshot: usize,
     snapshot_bytes: usize,
-    before: Vec<String>,
-    after: Vec<String>,
-    /// A run resumed from a pause before this node runs it without pausing again.
+    before: &'a [String],
+    after: &'a [String],
     pass_before: Option<String>,
+    /// The update of the step being committed, as JSON: made before the update is applied.
+    pending: Option<Value>,
+    state: PhantomData<fn(&S)>,
 }
 
-impl<S: SharedState> Journal<S> {
-    pub(crate) fn enter_flow(&mut self) {
-        self.path.push(0);
-        self.names.push("");
+impl<S, St: CheckpointStore, H: Watch> Watch for Recorder<'_, S, St, H> {
+    const OBSERVES: bool = H::OBSERVES;
+
+    fn event(&self, event: &Event<'_>) {
+        self.inner.event(event);
     }
 
-    pub(crate) fn leave_flow(&mut self) {
-        self.path.pop();
-        self.names.pop();
+    fn thread(&self) -> Option<&str> {
+        Some(self.thread)
     }
+}
 
-    pub(crate) fn at(&mut self, position: usize, name: &'static str) {
-        if let (Some(slot), Some(named)) = (self.path.last_mut(), self.names.last_mut()) {
-            *slot = u32::try_from(position).unwrap_or(u32::MAX);
-            *named = name;
-        }
-    }
-
-    pub(crate) fn names(&self) -> &[&'static str] {
-        &self.names
-    }
+impl<S, St, H> Hook<S> for Recorder<'_, S, St, H>
+where
+    S: SharedState + Serialize,
+    St: CheckpointStore,
+    H: Hook<S>,
+{
+    const COMMITS: bool = true;
 
     /// For a flow being entered on a resumed run: the position to go to and, at the innermost
     /// level, the saved action to route on instead of running the step again.
-    pub(crate) fn resume_entry(&mut self) -> Option<(usize, Option<String>)> {
-        let cursor = self.resume.as_mut()?;
+    fn enter_flow(&mut self) -> Option<(usize, Option<String>)> {
+        let cursor = self.cursor.as_mut()?;
         let index = *cursor.position.get(cursor.depth)? as usize;
         cursor.depth += 1;
         if cursor.depth == cursor.position.len() {
-            let cursor = self.resume.take()?;
+            let cursor = self.cursor.take()?;
             Some((index, Some(cursor.action)))
         } else {
             Some((index, None))
         }
     }
 
-    pub(crate) fn pauses_before(&mut self, node: &str) -> bool {
-        if self.pass_before.as_deref() == Some(node) {
+    fn pause_before(&mut self, _: &Trail, name: &'static str) -> bool {
+        if self.pass_before.as_deref() == Some(name) {
             self.pass_before = None;
             return false;
         }
-        self.before.iter().any(|name| name == node)
+        self.before.iter().any(|node| node == name)
     }
 
-    pub(crate) fn pauses_after(&self, node: &str) -> bool {
-        self.after.iter().any(|name| name == node)
+    fn pause_after(&self, _: &Trail, name: &'static str) -> bool {
+        self.after.iter().any(|node| node == name)
     }
 
-    /// Saves a step that has just been applied to `state`.
-    pub(crate) async fn save_step(
-        &mut self,
-        state: &S,
-        step: u64,
-        action: &str,
-        update: Value,
-    ) -> Result<(), Error> {
+    fn before_apply(&mut self, step: u64, update: &S::Update) -> Result<(), Error> {
+        let json = serde_json::to_value(update).map_err(|error| Error::Save {
+            thread: self.thread.to_string(),
+            step,
+            reason: format!("the update does not serialize: {error}"),
+        })?;
+        self.pending = Some(json);
+        Ok(())
+    }
+
+    async fn committed(&mut self, state: &S, commit: Commit<'_>) -> Result<(), Error> {
+        let update = self.pending.take().unwrap_or_default();
         self.since_snapshot += 1;
         self.bytes_since_snapshot += json_len(&update);
         let due = self.bytes_since_snapshot >= self.snapshot_bytes
@@ -693,7 +702,7 @@ impl<S: SharedState> Journal<S> {
                 .snapshot_every
                 .is_some_and(|every| self.since_snapshot >= every);
         let snapshot = if due {
-            let snapshot = self.saver.snapshot(state, step)?;
+            let snapshot = snapshot(self.thread, commit.step, state)?;
             self.since_snapshot = 0;
             self.bytes_since_snapshot = 0;
             self.snapshot_bytes = json_len(&snapshot);
@@ -702,24 +711,24 @@ impl<S: SharedState> Journal<S> {
             None
         };
         let record = StepRecord {
-            step,
+            step: commit.step,
             kind: RecordKind::Step,
-            node: self.names.join("/"),
-            action: action.to_string(),
-            position: self.path.clone(),
+            node: commit.trail.names().join("/"),
+            action: commit.action.to_string(),
+            position: commit.trail.positions().to_vec(),
             update,
             snapshot,
             saved_at_ms: now_ms(),
         };
-        self.saver.save(record).await.map_err(Error::from)
-    }
-
-    /// A step's update as JSON, for its record.
-    pub(crate) fn update_json(&self, update: &impl Serialize, step: u64) -> Result<Value, Error> {
-        serde_json::to_value(update).map_err(|error| Error::Save {
-            thread: self.saver.thread().to_string(),
-            step,
-            reason: format!("the update does not serialize: {error}"),
-        })
+        self.store.append(self.thread, &record).await?;
+        if H::OBSERVES {
+            self.inner.event(&Event::StepSaved {
+                thread: self.thread,
+                step: commit.step,
+                node: &record.node,
+                action: &record.action,
+            });
+        }
+        Ok(())
     }
 }

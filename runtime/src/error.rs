@@ -3,7 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::node::NodeError;
+/// What a node's steps return as an error: anything that implements [`std::error::Error`].
+pub type NodeError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// An error of a run: which node, at which step, and what happened.
 ///
@@ -148,6 +149,17 @@ pub enum Error {
         /// What is wrong there, with the line and column.
         message: String,
     },
+    /// Flows nested more deeply than the runtime tracks.
+    #[error(
+        "flows are nested more than {limit} deep at node `{node}`: flatten the nesting (a flow \
+         that nests itself through a shared handle never ends)"
+    )]
+    NestingTooDeep {
+        /// The node whose nested flow went past the limit.
+        node: &'static str,
+        /// The deepest nesting allowed.
+        limit: usize,
+    },
     /// `run_blocking` could not start a tokio runtime.
     #[error("could not start a tokio runtime for `run_blocking`: {0}")]
     Runtime(#[source] std::io::Error),
@@ -162,7 +174,8 @@ impl Error {
             | Self::Panic { node, .. }
             | Self::UndeclaredAction { node, .. }
             | Self::StepLimit { node, .. }
-            | Self::Paused { node, .. } => Some(node),
+            | Self::Paused { node, .. }
+            | Self::NestingTooDeep { node, .. } => Some(node),
             Self::ParallelConflict { first, .. } => Some(first),
             Self::Store(_)
             | Self::Resume { .. }

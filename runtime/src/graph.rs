@@ -7,7 +7,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::node::DEFAULT_ACTION;
+/// The action a node returns when it does not choose one; `a >> b` wires it.
+pub const DEFAULT_ACTION: &str = "default";
 
 /// A flow's graph.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -4,7 +4,11 @@
 //! # Modules
 //! - [`state`]: the [`SharedState`] and [`StateUpdate`] traits and field metadata;
 //! - [`node`](mod@node): the [`Node`] trait, [`Command`], [`Params`], [`Retry`];
-//! - [`flow`](mod@flow): [`Flow`] and the executor; [`graph`]: a flow's shape, as JSON or Mermaid;
+//! - [`flow`](mod@flow): [`Flow`] and how to start a run; [`graph`]: a flow's shape, as JSON or
+//!   Mermaid;
+//! - `run` (private): the one run loop, node steps, and the hook through which a run is watched
+//!   and recorded;
+//! - [`event`]: what a run tells its observer; a channel for UIs and a `tracing` adapter;
 //! - [`parallel`]: how forks run and merge; [`batch`]: batch nodes and batch flows;
 //! - [`reducer`]: how writes combine, and the [`Addable`] and [`Append`] traits;
 //! - [`checkpoint`]: where durable runs save their steps ([`checkpoint::FileStore`], ...);
@@ -19,12 +23,15 @@ pub mod batch;
 pub mod checkpoint;
 pub mod durable;
 pub mod error;
+pub mod event;
 pub mod flow;
 pub mod graph;
 pub mod node;
 pub mod parallel;
 pub mod reducer;
+mod run;
 pub mod state;
+mod text;
 
 #[cfg(doc)]
 pub mod example_generated;
@@ -34,9 +41,10 @@ pub mod example_generated;
 pub mod __private;
 
 pub use error::{Error, MergeConflict, Phase};
+pub use event::{Event, Observer};
 pub use flow::{Flow, run_node, run_node_blocking};
 pub use graph::Graph;
-pub use node::{Command, Context, DEFAULT_ACTION, Node, NodeError, Params, Retry};
+pub use node::{Command, Context, DEFAULT_ACTION, Emitter, Node, NodeError, Params, Retry};
 pub use reducer::{Addable, Append, Reducer};
 pub use state::{Field, SharedState, StateUpdate, UpdateOf};
 

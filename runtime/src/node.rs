@@ -5,8 +5,11 @@
 //! [`Command`]: the update to apply and the action that picks the next node. Small nodes are plain
 //! functions: [`#[node]`](macro@crate::node) on a `fn` or `async fn`, or [`from_fn`] for a closure.
 //!
-//! This module owns what a node is and what it returns. It does not run anything: see
-//! [`flow`](mod@crate::flow) for that.
+//! This module owns what a node is, what it sees of the run ([`Context`], [`Emitter`]) and what it
+//! returns. It runs nothing: a node is run by a [`Runner`](dispatch::Runner), the interface through
+//! which generated flows and self-running nodes (flows, batch flows) reach the run; the run module
+//! implements it. That interface lives here, beside [`Node`], so that the layers stay in one
+//! direction: `node` knows no run, hook, store or flow.
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -16,14 +19,12 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::error::Error;
-use crate::flow::{Branch, RunContext};
+use crate::event::{At, Event, EventSink, NO_SINK};
+use crate::graph::Graph;
 use crate::state::SharedState;
 
-/// The action a node returns when it does not choose one; `a >> b` wires it.
-pub const DEFAULT_ACTION: &str = "default";
-
-/// What a node's steps return as an error: anything that implements [`std::error::Error`].
-pub type NodeError = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub use crate::error::NodeError;
+pub use crate::graph::DEFAULT_ACTION;
 
 /// A step of a flow over the state `S`.
 ///
@@ -124,41 +125,53 @@ pub trait Node<S: SharedState>: Send + Sync {
         context: &Context<'_>,
     ) -> impl Future<Output = Result<Command<S>, NodeError>> + Send;
 
-    /// Runs the node as one step of a run on `state`, returning its action. Flows override it to run
-    /// their own graph in place; nodes keep this default.
+    /// Does the work like [`exec`](Node::exec), with an [`Emitter`] for events along the way (a
+    /// model's token deltas, progress). The run calls this one; by default it calls `exec`, so
+    /// override it only to emit events.
+    fn exec_with(
+        &self,
+        prep: &Self::Prep,
+        emitter: &Emitter<'_>,
+    ) -> impl Future<Output = Result<Self::Exec, NodeError>> + Send {
+        let _ = emitter;
+        self.exec(prep)
+    }
+
+    /// Runs the node as one step of a run. Flows and batch flows override it to run their own
+    /// steps; nodes keep this default.
     #[doc(hidden)]
-    fn __run<'a>(
+    fn __run<'a, R: dispatch::Runner<S>>(
         &'a self,
+        runner: &'a mut R,
         state: &'a mut S,
-        run: &'a mut RunContext<S>,
         name: &'static str,
     ) -> impl Future<Output = Result<&'static str, Error>> + Send + 'a
     where
         Self: Sized,
     {
-        crate::flow::run_step(self, state, run, name)
+        runner.node(self, state, name)
     }
 
     /// Runs the node as a branch of a fork: on a shared borrow of `state`, handing its update back
-    /// instead of applying it. Flows override it to run on their own copy of the state.
+    /// instead of applying it. Self-running nodes override it to run on their own copy.
     #[doc(hidden)]
-    fn __branch<'a>(
+    fn __branch<'a, B: dispatch::BranchRunner<S>>(
         &'a self,
+        branches: &'a B,
         state: &'a S,
-        params: &'a Params,
         name: &'static str,
         step: u64,
-    ) -> impl Future<Output = Result<Branch<S>, Error>> + Send + 'a
+    ) -> impl Future<Output = Result<dispatch::Branch<S>, Error>> + Send + 'a
     where
         Self: Sized,
         S: Clone,
     {
-        crate::flow::branch_step(self, state, params, name, step)
+        branches.node(self, state, name, step)
     }
 
     /// The node's own graph, for flows; `None` for plain nodes.
     #[doc(hidden)]
-    fn __graph(&self) -> Option<crate::graph::Graph> {
+    fn __graph(&self) -> Option<Graph> {
         None
     }
 }
@@ -220,19 +233,71 @@ impl<S: SharedState> std::fmt::Debug for Command<S> {
     }
 }
 
-/// What a node's [`prep`](Node::prep) and [`post`](Node::post) know about the run.
-#[derive(Debug, Clone, Copy)]
+/// What a node's [`prep`](Node::prep) and [`post`](Node::post) know about the run: params, where
+/// the node is, the step limit and the steps left, the durable thread; and a way to send events.
+///
+/// ```
+/// use slateflow::{Context, Params};
+///
+/// let params = Params::new().with("model", "small");
+/// let context = Context::new(&params, "summarise", 3).with_max_steps(10);
+/// assert_eq!(context.params().get_str("model"), Some("small"));
+/// assert_eq!((context.step(), context.max_steps(), context.steps_left()), (3, 10, 7));
+/// assert_eq!(context.thread(), None);
+/// context.emit("progress", &serde_json::json!({ "done": 1 })); // no observer: goes nowhere
+/// ```
+#[derive(Clone, Copy)]
 pub struct Context<'a> {
-    pub(crate) params: &'a Params,
-    pub(crate) node: &'static str,
-    pub(crate) step: u64,
+    params: &'a Params,
+    at: At<'a>,
+    max_steps: u64,
+    last_step: u64,
+    thread: Option<&'a str>,
+    sink: &'a dyn EventSink,
 }
 
 impl<'a> Context<'a> {
     /// A context for calling a node's steps directly, as in a unit test of the node or a benchmark
-    /// baseline; runs make their own.
+    /// baseline (no step limit, no thread, events go nowhere); runs make their own.
     pub fn new(params: &'a Params, node: &'static str, step: u64) -> Self {
-        Self { params, node, step }
+        Self {
+            params,
+            at: At {
+                flows: &[],
+                node,
+                step,
+                fork: None,
+            },
+            max_steps: u64::MAX,
+            last_step: u64::MAX,
+            thread: None,
+            sink: &NO_SINK,
+        }
+    }
+
+    /// This context with a step limit of `max_steps` (counted from step 1).
+    #[must_use]
+    pub fn with_max_steps(mut self, max_steps: u64) -> Self {
+        self.max_steps = max_steps;
+        self.last_step = max_steps;
+        self
+    }
+
+    pub(crate) fn in_run(
+        params: &'a Params,
+        at: At<'a>,
+        limit: Limit,
+        thread: Option<&'a str>,
+        sink: &'a dyn EventSink,
+    ) -> Self {
+        Self {
+            params,
+            at,
+            max_steps: limit.max_steps,
+            last_step: limit.last_step,
+            thread,
+            sink,
+        }
     }
 
     /// The params the run was given (a flow's params reach every node it runs, nested ones too).
@@ -242,12 +307,125 @@ impl<'a> Context<'a> {
 
     /// The node's name in its flow (the variable named in `flow!`).
     pub fn node(&self) -> &'static str {
-        self.node
+        self.at.node
+    }
+
+    /// Where the node is: its flows, name, step and fork; `to_string()` gives its path.
+    pub fn at(&self) -> At<'a> {
+        self.at
     }
 
     /// The step number in the run, from 1.
     pub fn step(&self) -> u64 {
-        self.step
+        self.at.step
+    }
+
+    /// The step limit that bounds this step (the flow's, or an enclosing flow's when that one
+    /// leaves fewer steps).
+    pub fn max_steps(&self) -> u64 {
+        self.max_steps
+    }
+
+    /// How many more steps the run may take after this one before it reaches its step limit
+    /// (LangGraph's `RemainingSteps`): a node can wrap up when it sees few left.
+    pub fn steps_left(&self) -> u64 {
+        self.last_step.saturating_sub(self.at.step)
+    }
+
+    /// The durable run's thread id; `None` for a run that is not durable.
+    pub fn thread(&self) -> Option<&'a str> {
+        self.thread
+    }
+
+    /// Sends a custom event ([`Event::Custom`](crate::event::Event::Custom)) to the run's observer.
+    /// Without an observer it does nothing, and costs a branch.
+    pub fn emit(&self, name: &str, data: &Value) {
+        self.emitter().emit(name, data);
+    }
+
+    /// An [`Emitter`] for this node, to hand to work that has no context.
+    pub fn emitter(&self) -> Emitter<'a> {
+        Emitter {
+            at: self.at,
+            sink: self.sink,
+        }
+    }
+}
+
+impl std::fmt::Debug for Context<'_> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Context")
+            .field("params", &self.params)
+            .field("at", &self.at)
+            .field("max_steps", &self.max_steps)
+            .field("thread", &self.thread)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The step limit in force for a step: the limit, and the last step number it allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limit {
+    pub(crate) max_steps: u64,
+    pub(crate) last_step: u64,
+}
+
+/// Sends a node's custom events to the run's observer; what [`exec_with`](Node::exec_with) gets.
+///
+/// ```
+/// use slateflow::{Context, Params};
+///
+/// let params = Params::new();
+/// let emitter = Context::new(&params, "writer", 1).emitter();
+/// for token in ["Hel", "lo"] {
+///     emitter.emit("token", &serde_json::Value::from(token));
+/// }
+/// assert!(!emitter.is_observed());
+/// ```
+#[derive(Clone, Copy)]
+pub struct Emitter<'a> {
+    at: At<'a>,
+    sink: &'a dyn EventSink,
+}
+
+impl Emitter<'_> {
+    /// Sends [`Event::Custom`](crate::event::Event::Custom) named `name` with `data`.
+    pub fn emit(&self, name: &str, data: &Value) {
+        if self.sink.observed() {
+            self.sink.send(&Event::Custom {
+                at: self.at,
+                name,
+                data,
+            });
+        }
+    }
+
+    /// Whether anyone watches: skip building costly event data when not.
+    pub fn is_observed(&self) -> bool {
+        self.sink.observed()
+    }
+
+    /// Sends [`Event::BatchItemFinished`](crate::event::Event::BatchItemFinished).
+    pub(crate) fn item_finished(&self, index: usize, finished: usize, total: usize) {
+        if self.sink.observed() {
+            self.sink.send(&Event::BatchItemFinished {
+                at: self.at,
+                index,
+                finished,
+                total,
+            });
+        }
+    }
+}
+
+impl std::fmt::Debug for Emitter<'_> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Emitter")
+            .field("at", &self.at)
+            .field("observed", &self.sink.observed())
+            .finish()
     }
 }
 
@@ -518,30 +696,276 @@ impl<S: SharedState, N: Node<S>> Node<S> for Arc<N> {
         N::post(self, state, prep, exec, context)
     }
 
-    fn __run<'a>(
-        &'a self,
-        state: &'a mut S,
-        run: &'a mut RunContext<S>,
-        name: &'static str,
-    ) -> impl Future<Output = Result<&'static str, Error>> + Send + 'a {
-        N::__run(self, state, run, name)
+    fn exec_with(
+        &self,
+        prep: &Self::Prep,
+        emitter: &Emitter<'_>,
+    ) -> impl Future<Output = Result<Self::Exec, NodeError>> + Send {
+        N::exec_with(self, prep, emitter)
     }
 
-    fn __branch<'a>(
+    fn __run<'a, R: dispatch::Runner<S>>(
         &'a self,
+        runner: &'a mut R,
+        state: &'a mut S,
+        name: &'static str,
+    ) -> impl Future<Output = Result<&'static str, Error>> + Send + 'a {
+        N::__run(self, runner, state, name)
+    }
+
+    fn __branch<'a, B: dispatch::BranchRunner<S>>(
+        &'a self,
+        branches: &'a B,
         state: &'a S,
-        params: &'a Params,
         name: &'static str,
         step: u64,
-    ) -> impl Future<Output = Result<Branch<S>, Error>> + Send + 'a
+    ) -> impl Future<Output = Result<dispatch::Branch<S>, Error>> + Send + 'a
     where
         S: Clone,
     {
-        N::__branch(self, state, params, name, step)
+        N::__branch(self, branches, state, name, step)
     }
 
-    fn __graph(&self) -> Option<crate::graph::Graph> {
+    fn __graph(&self) -> Option<Graph> {
         N::__graph(self)
+    }
+}
+
+/// The [`Node`] items of a node that runs itself through `__run` (a flow, a batch flow): `prep`,
+/// `exec` and `post`, which no run calls (`prep` fails with `$unused`, should anyone call it), and
+/// `__branch`, which runs it on its own copy of the state, since its steps must see each other's
+/// updates.
+macro_rules! self_running_node {
+    ($unused:literal) => {
+        type Prep = ();
+        type Exec = ();
+
+        async fn prep(
+            &self,
+            _: &S,
+            _: &$crate::node::Context<'_>,
+        ) -> Result<(), $crate::node::NodeError> {
+            Err($unused.into())
+        }
+
+        async fn exec(&self, (): &()) -> Result<(), $crate::node::NodeError> {
+            Ok(())
+        }
+
+        async fn post(
+            &self,
+            _: &S,
+            (): (),
+            (): (),
+            _: &$crate::node::Context<'_>,
+        ) -> Result<$crate::node::Command<S>, $crate::node::NodeError> {
+            Ok($crate::node::Command::default())
+        }
+
+        fn __branch<'a, B: $crate::node::dispatch::BranchRunner<S>>(
+            &'a self,
+            branches: &'a B,
+            state: &'a S,
+            name: &'static str,
+            step: u64,
+        ) -> impl ::std::future::Future<
+            Output = Result<$crate::node::dispatch::Branch<S>, $crate::error::Error>,
+        > + Send
+        + 'a
+        where
+            S: Clone,
+        {
+            branches.on_copy(self, state, None, name, step)
+        }
+    };
+}
+pub(crate) use self_running_node;
+
+/// How flows and self-running nodes reach the run that runs them. Not public API: `flow!`
+/// generates implementations of [`FlowGraph`](dispatch::FlowGraph), and the run module implements
+/// the runners. Reached through `slateflow::__private` only.
+pub(crate) mod dispatch {
+    use std::future::Future;
+    use std::marker::PhantomData;
+
+    use super::{Context, Node, Params};
+    use crate::error::{Error, Phase};
+    use crate::graph::Graph;
+    use crate::state::SharedState;
+    use crate::text::ActionSet;
+
+    /// What `flow!` generates: the static parts of a flow. The run owns the loop and asks only
+    /// "run the node at this position" and "where does this action lead".
+    ///
+    /// Positions number the flow's nodes in the order it names them, then its forks.
+    pub trait FlowGraph<S: SharedState>: Send + Sync {
+        /// The actions the flow can end with, computed at compile time.
+        const TERMINAL: ActionSet;
+        /// The actions the flow can end with: declared by its nodes, not wired.
+        const ACTIONS: &'static [&'static str] = Self::TERMINAL.list.split_at(Self::TERMINAL.len).0;
+        /// Compile-time checks of the wiring; evaluating it fails the build when one fails.
+        const CHECKS: ();
+        /// The name of each position (a node, or a fork as `[b, c]`).
+        const NAMES: &'static [&'static str];
+        /// The start position.
+        const START: usize;
+
+        /// Where `action` leads from `position`; `None` ends the flow.
+        fn route(position: usize, action: &str) -> Option<usize>;
+
+        /// The actions wired from `position`.
+        fn wired(position: usize) -> &'static [&'static str];
+
+        /// The actions the node at `position` declares (`"default"` for a fork).
+        fn declared(position: usize) -> &'static [&'static str];
+
+        /// Runs the node (or fork) at `position` as one step of `runner`'s run.
+        fn step<'a, R: Runner<S>>(
+            &'a self,
+            position: usize,
+            runner: &'a mut R,
+            state: &'a mut S,
+        ) -> impl Future<Output = Result<&'static str, Error>> + Send + 'a;
+
+        /// The graph, for export.
+        fn describe(&self) -> Graph;
+    }
+
+    /// Names the state type of a flow while `flow!` builds it, so that a node over another state
+    /// is an error at that node.
+    pub struct StateType<S>(PhantomData<fn(&mut S)>);
+
+    impl<S> StateType<S> {
+        /// The marker.
+        pub const fn new() -> Self {
+            Self(PhantomData)
+        }
+    }
+
+    impl<S> Default for StateType<S> {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    /// What a branch of a fork, a run on a copy of the state or a whole fork hands back: its
+    /// action, its update (not applied yet) and the node steps it took.
+    pub struct Branch<S: SharedState> {
+        pub(crate) action: &'static str,
+        pub(crate) update: S::Update,
+        pub(crate) steps: u64,
+    }
+
+    impl<S: SharedState> Branch<S> {
+        pub(crate) fn new(action: &'static str, update: S::Update, steps: u64) -> Self {
+            Self {
+                action,
+                update,
+                steps,
+            }
+        }
+    }
+
+    /// A run, as nodes and generated flows see it. Implemented by the run module only.
+    pub trait Runner<S: SharedState>: Send {
+        /// What runs the branches of a fork, borrowed from the run.
+        type Branches<'b>: BranchRunner<S> + Send
+        where
+            Self: 'b;
+
+        /// One node step on the state in place: prep, exec, post, the update applied.
+        fn node<'a, N: Node<S>>(
+            &'a mut self,
+            node: &'a N,
+            state: &'a mut S,
+            name: &'static str,
+        ) -> impl Future<Output = Result<&'static str, Error>> + Send + 'a;
+
+        /// A nested flow's walk, on the state in place, bounded by `max_steps` too.
+        fn flow<'a, G: FlowGraph<S>>(
+            &'a mut self,
+            graph: &'a G,
+            state: &'a mut S,
+            max_steps: u64,
+        ) -> impl Future<Output = Result<&'static str, Error>> + Send + 'a;
+
+        /// A fork called `name` is about to run `branches`: checks they fit in the step limit and
+        /// returns the steps before it (its first branch is the next step).
+        ///
+        /// # Errors
+        /// [`Error::StepLimit`] naming the first branch that does not fit.
+        fn fork_start(
+            &mut self,
+            name: &'static str,
+            branches: &'static [&'static str],
+        ) -> Result<u64, Error>;
+
+        /// What runs the branches of the fork just started.
+        fn branches(&self) -> Self::Branches<'_>;
+
+        /// Applies (and commits) the merged outcome of the fork just started.
+        fn fork_finish<'a>(
+            &'a mut self,
+            state: &'a mut S,
+            joined: Branch<S>,
+        ) -> impl Future<Output = Result<(), Error>> + Send + 'a;
+
+        /// Starts a step that runs other steps inside it (a batch flow's own): returns its
+        /// number. Its inner steps are committed with it, as one.
+        fn composite_start(&mut self, name: &'static str) -> u64;
+
+        /// The context of a composite step's own `prep` and `post`.
+        fn context(&self, name: &'static str, step: u64) -> Context<'_>;
+
+        /// The run's params; [`replace_params`](Runner::replace_params) sets others (a batch
+        /// flow's item) and returns the old ones.
+        fn params(&self) -> &Params;
+
+        /// See [`params`](Runner::params).
+        fn replace_params(&mut self, params: Params) -> Params;
+
+        /// Back in a composite step's own work, in `phase`: what a panic is attributed to.
+        fn resume_composite(&mut self, name: &'static str, phase: Phase);
+
+        /// Applies an update that steps on copies of the state made, counting their steps.
+        fn apply_from_copies(&mut self, state: &mut S, update: S::Update, steps: u64);
+
+        /// Ends a composite step: applies its own update and commits it with its inner steps.
+        fn composite_finish<'a>(
+            &'a mut self,
+            state: &'a mut S,
+            name: &'static str,
+            step: u64,
+            command: crate::node::Command<S>,
+            declared: &'static [&'static str],
+        ) -> impl Future<Output = Result<&'static str, Error>> + Send + 'a;
+    }
+
+    /// What runs the branches of a fork (and the items of a concurrent batch flow): on a shared
+    /// borrow of the state, handing updates back instead of applying them.
+    pub trait BranchRunner<S: SharedState>: Sync {
+        /// A node as a branch.
+        fn node<'a, N: Node<S>>(
+            &'a self,
+            node: &'a N,
+            state: &'a S,
+            name: &'static str,
+            step: u64,
+        ) -> impl Future<Output = Result<Branch<S>, Error>> + Send + 'a;
+
+        /// A self-running node (a flow) on its own copy of the state, numbering its steps from
+        /// `step`, with `params` instead of the run's when given; its update is the composition of
+        /// what it applied.
+        fn on_copy<'a, N: Node<S>>(
+            &'a self,
+            node: &'a N,
+            state: &'a S,
+            params: Option<&'a Params>,
+            name: &'static str,
+            step: u64,
+        ) -> impl Future<Output = Result<Branch<S>, Error>> + Send + 'a
+        where
+            S: Clone;
     }
 }
 

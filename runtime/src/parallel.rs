@@ -19,27 +19,24 @@
 //!
 //! The branches run inside the run's task (no spawn, no `'static` bound): they are concurrent, not
 //! parallel on several threads. Model calls are I/O, so that is where the time goes.
+//!
+//! This module owns joining branches and merging outcomes in order, which concurrent batch flows
+//! share ([`Conflicts`] says how each treats a field written twice). Starting a fork, numbering
+//! its steps and applying the merged update are the run's; this module applies nothing.
 
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::task::Poll;
 
 use crate::error::Error;
-use crate::flow::Branch;
+use crate::graph::DEFAULT_ACTION;
+use crate::node::dispatch::Branch;
 use crate::state::{SharedState, StateUpdate};
 
 /// The future of one branch, pinned where the flow keeps it: a borrowed trait object, so a fork
 /// joins branches of different node types without allocating.
-#[doc(hidden)]
-pub type BranchFuture<'a, S> =
+pub(crate) type BranchFuture<'a, S> =
     Pin<&'a mut (dyn Future<Output = Result<Branch<S>, Error>> + Send + 'a)>;
-
-/// The outcome of a fork: the branches' updates merged in written order, and the steps they took.
-#[doc(hidden)]
-pub struct Merged<S: SharedState> {
-    pub(crate) update: S::Update,
-    pub(crate) steps: u64,
-}
 
 /// A state that a flow with parallel branches can run on.
 ///
@@ -56,20 +53,6 @@ pub trait ForkState: SharedState + Clone {}
 #[diagnostic::do_not_recommend]
 impl<S: SharedState + Clone> ForkState for S {}
 
-/// A branch of a fork in a flow over `S`: `flow!` requires it of a fork's first branch, so that a
-/// state that is not `Clone` is reported at the fork.
-#[diagnostic::on_unimplemented(
-    message = "a flow with parallel branches needs its state `{S}` to be `Clone`",
-    label = "this fork needs `{S}: Clone`",
-    note = "a nested flow in a branch runs on its own copy of the state: add `#[derive(Clone)]` \
-            to `{S}`"
-)]
-#[doc(hidden)]
-pub trait BranchOf<S> {}
-
-#[diagnostic::do_not_recommend]
-impl<S: ForkState, N> BranchOf<S> for N {}
-
 /// Runs the branches of a fork concurrently and merges their updates in written order.
 ///
 /// `names` are the branches' names and `first_step` the step number of the first branch, for
@@ -77,12 +60,11 @@ impl<S: ForkState, N> BranchOf<S> for N {}
 ///
 /// # Errors
 /// The first branch error, or [`Error::ParallelConflict`].
-#[doc(hidden)]
-pub async fn fork<S: SharedState, const N: usize>(
+pub(crate) async fn join<S: SharedState, const N: usize>(
     mut branches: [BranchFuture<'_, S>; N],
-    names: &[&'static str; N],
+    names: &'static [&'static str; N],
     first_step: u64,
-) -> Result<Merged<S>, Error> {
+) -> Result<Branch<S>, Error> {
     let mut outcomes: [Option<Branch<S>>; N] = std::array::from_fn(|_| None);
     poll_fn(|context| {
         let mut pending = false;
@@ -102,38 +84,60 @@ pub async fn fork<S: SharedState, const N: usize>(
         }
     })
     .await?;
-    merge_in_order(&mut outcomes, names, first_step)
+    merge_in_order(
+        &mut outcomes,
+        Conflicts::Fail {
+            names,
+            step: first_step,
+        },
+    )
 }
 
-/// Merges branch outcomes in the order given: a conflict names the earlier and the later branch.
-/// Each update is checked against each earlier one by reference before any is consumed, so that
-/// the error can name both; forks are small and a check compares a few `Option`s.
+/// What merging does with a last-write-wins field written by more than one outcome.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Conflicts<'a> {
+    /// Fail with [`Error::ParallelConflict`] naming both (a fork's branches, by `names`, at the
+    /// fork's first `step`).
+    Fail {
+        names: &'a [&'static str],
+        step: u64,
+    },
+    /// The later write wins, as if the outcomes had run one after another (a batch flow's runs).
+    LaterWins,
+}
+
+/// Merges outcomes in the order given, through the reducers, into one outcome whose steps are
+/// their sum and whose action is `"default"`; `None`s are skipped. With [`Conflicts::Fail`], each
+/// update is checked against each earlier one by reference before any is consumed, so that the
+/// error can name both; forks are small and a check compares a few `Option`s.
+///
+/// # Errors
+/// [`Error::ParallelConflict`], with [`Conflicts::Fail`] only.
 pub(crate) fn merge_in_order<S: SharedState>(
     outcomes: &mut [Option<Branch<S>>],
-    names: &[&'static str],
-    first_step: u64,
-) -> Result<Merged<S>, Error> {
-    for later in 1..outcomes.len() {
-        for earlier in 0..later {
-            if let (Some(first), Some(second)) = (&outcomes[earlier], &outcomes[later])
-                && let Some(conflict) = first.update.conflict(&second.update)
-            {
-                return Err(Error::ParallelConflict {
-                    field: conflict.field(),
-                    first: names[earlier],
-                    second: names[later],
-                    step: first_step,
-                });
+    conflicts: Conflicts<'_>,
+) -> Result<Branch<S>, Error> {
+    if let Conflicts::Fail { names, step } = conflicts {
+        for later in 1..outcomes.len() {
+            for earlier in 0..later {
+                if let (Some(first), Some(second)) = (&outcomes[earlier], &outcomes[later])
+                    && let Some(conflict) = first.update.conflict(&second.update)
+                {
+                    return Err(Error::ParallelConflict {
+                        field: conflict.field(),
+                        first: names[earlier],
+                        second: names[later],
+                        step,
+                    });
+                }
             }
         }
     }
-    let mut merged: Merged<S> = Merged {
-        update: S::Update::default(),
-        steps: 0,
-    };
+    let mut merged: Branch<S> = Branch::new(DEFAULT_ACTION, S::Update::default(), 0);
     for outcome in outcomes.iter_mut().filter_map(Option::take) {
         merged.steps += outcome.steps;
-        // No conflict: `then` applies like `merge` (the `StateUpdate` laws).
+        // No conflict was possible or found: `then` applies like `merge` (the `StateUpdate` laws),
+        // and gives the later write for a field written twice.
         merged.update = merged.update.then(outcome.update);
     }
     Ok(merged)

@@ -100,8 +100,46 @@ where
 
 // ---- flow! support -------------------------------------------------------------------------------
 
-pub use crate::flow::{Branch, FlowGraph, RunContext, StateType};
-pub use crate::parallel::{BranchFuture, ForkState, Merged, fork};
+pub use crate::node::dispatch::{Branch, BranchRunner, Runner, StateType};
+pub use crate::text::{
+    ActionSet, MAX_FLOW_ACTIONS, declares, first_unwired, str_eq, terminal_actions,
+};
+
+/// The future of one branch of a fork, pinned where the generated code keeps it.
+pub type BranchFuture<'a, S> = ::core::pin::Pin<
+    &'a mut (
+                dyn ::core::future::Future<Output = Result<Branch<S>, crate::Error>>
+                    + ::core::marker::Send
+                    + 'a
+            ),
+>;
+
+/// Runs the branches of a fork concurrently and merges their updates in written order; see
+/// [`parallel`](crate::parallel).
+///
+/// # Errors
+/// The first branch error, or [`Error::ParallelConflict`](crate::Error::ParallelConflict).
+#[inline]
+pub async fn join<S: crate::SharedState, const N: usize>(
+    branches: [BranchFuture<'_, S>; N],
+    names: &'static [&'static str; N],
+    first_step: u64,
+) -> Result<Branch<S>, crate::Error> {
+    crate::parallel::join(branches, names, first_step).await
+}
+
+/// A branch of a fork in a flow over `S`: `flow!` requires it of a fork's first branch, so that a
+/// state that is not `Clone` is reported at the fork.
+#[diagnostic::on_unimplemented(
+    message = "a flow with parallel branches needs its state `{S}` to be `Clone`",
+    label = "this fork needs `{S}: Clone`",
+    note = "a nested flow in a branch runs on its own copy of the state: add `#[derive(Clone)]` \
+            to `{S}`"
+)]
+pub trait BranchOf<S> {}
+
+#[diagnostic::do_not_recommend]
+impl<S: crate::parallel::ForkState, N> BranchOf<S> for N {}
 
 /// What a `#[node]` function may return: a command, or a result of one.
 #[diagnostic::on_unimplemented(
@@ -133,82 +171,12 @@ impl<S: crate::SharedState, E: Into<crate::NodeError>> NodeOutput<S>
     }
 }
 
-/// The error of a flow that reached its step limit before `node`.
-pub fn step_limit(limit: u64, node: &'static str, step: u64) -> crate::Error {
-    crate::Error::StepLimit { limit, node, step }
-}
-
-/// Checks that the branches of a fork fit in the flow's step limit (one step each), before any
-/// runs: the error names the first branch that does not fit.
-///
-/// # Errors
-/// [`Error::StepLimit`](crate::Error::StepLimit).
-pub fn fork_fits(
-    taken: u64,
-    limit: u64,
-    steps: u64,
-    branches: &[&'static str],
-) -> Result<(), crate::Error> {
-    let left = limit.saturating_sub(taken);
-    match usize::try_from(left)
-        .ok()
-        .and_then(|left| branches.get(left))
-    {
-        Some(node) => Err(step_limit(limit, node, steps + left + 1)),
-        None => Ok(()),
-    }
-}
-
-/// The position a resumed run goes to in a flow with `names`, checked.
-///
-/// # Errors
-/// [`Error::Resume`](crate::Error::Resume) when the flow has no such position.
-pub fn resume_position(index: usize, names: &[&str], step: u64) -> Result<usize, crate::Error> {
-    if index < names.len() {
-        Ok(index)
-    } else {
-        Err(crate::Error::Resume {
-            thread: String::new(),
-            step,
-            reason: format!(
-                "the saved position {index} is not in this flow (it has {}): the thread was saved \
-                 by another flow",
-                names.len()
-            ),
-        })
-    }
-}
-
-/// The saved action of a resumed step, as the node's own `&'static str`.
-///
-/// # Errors
-/// [`Error::Resume`](crate::Error::Resume) when the node does not declare it.
-pub fn saved_action(
-    declared: &'static [&'static str],
-    saved: &str,
-    node: &str,
-    step: u64,
-) -> Result<&'static str, crate::Error> {
-    declared
-        .iter()
-        .find(|action| **action == saved)
-        .copied()
-        .ok_or_else(|| crate::Error::Resume {
-            thread: String::new(),
-            step,
-            reason: format!(
-                "the saved action \"{saved}\" is not one that `{node}` declares: the thread was \
-                 saved by another flow"
-            ),
-        })
-}
-
 /// Requires the flow's state to be `Clone`, blaming `branch`: `flow!` passes a fork's first
 /// branch, so that the error points at the fork.
 #[inline]
 pub fn fork_branch<S, N>(_state: &StateType<S>, _branch: &N)
 where
-    N: crate::parallel::BranchOf<S>,
+    N: BranchOf<S>,
 {
 }
 
@@ -218,86 +186,6 @@ where
 #[inline]
 pub fn node<S: crate::SharedState, N: crate::Node<S>>(_state: &StateType<S>, node: N) -> N {
     node
-}
-
-/// `==` on strings, which `const fn` cannot call yet.
-pub const fn str_eq(left: &str, right: &str) -> bool {
-    let (left, right) = (left.as_bytes(), right.as_bytes());
-    if left.len() != right.len() {
-        return false;
-    }
-    let mut index = 0;
-    while index < left.len() {
-        if left[index] != right[index] {
-            return false;
-        }
-        index += 1;
-    }
-    true
-}
-
-/// Whether `actions` holds `action`.
-pub const fn declares(actions: &[&str], action: &str) -> bool {
-    let mut index = 0;
-    while index < actions.len() {
-        if str_eq(actions[index], action) {
-            return true;
-        }
-        index += 1;
-    }
-    false
-}
-
-/// The most actions a flow can end with (its `ACTIONS`).
-pub const MAX_FLOW_ACTIONS: usize = 64;
-
-/// A flow's ending actions, built at compile time.
-pub struct ActionSet {
-    pub list: [&'static str; MAX_FLOW_ACTIONS],
-    pub len: usize,
-}
-
-/// The actions that end a flow: for each node, `(declared, wired)`, the declared actions without an
-/// edge, each once, in node order.
-pub const fn terminal_actions(nodes: &[(&'static [&'static str], &[&str])]) -> ActionSet {
-    let mut set = ActionSet {
-        list: [""; MAX_FLOW_ACTIONS],
-        len: 0,
-    };
-    let mut node = 0;
-    while node < nodes.len() {
-        let (declared, wired) = nodes[node];
-        let mut index = 0;
-        while index < declared.len() {
-            let action = declared[index];
-            if !declares(wired, action) && !declares(set.list.split_at(set.len).0, action) {
-                assert!(
-                    set.len < MAX_FLOW_ACTIONS,
-                    "a flow can end with at most 64 distinct actions"
-                );
-                set.list[set.len] = action;
-                set.len += 1;
-            }
-            index += 1;
-        }
-        node += 1;
-    }
-    set
-}
-
-/// The first of `declared` that `wired` lacks.
-pub const fn first_unwired(
-    declared: &'static [&'static str],
-    wired: &[&str],
-) -> Option<&'static str> {
-    let mut index = 0;
-    while index < declared.len() {
-        if !declares(wired, declared[index]) {
-            return Some(declared[index]);
-        }
-        index += 1;
-    }
-    None
 }
 
 /// A compile-time error message, built in a fixed buffer (`const fn` cannot allocate).

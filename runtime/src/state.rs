@@ -227,7 +227,7 @@ pub const fn has_field<S: SharedState>(name: &str) -> bool {
 pub const fn field_index(fields: &[Field], name: &str) -> Option<usize> {
     let mut index = 0;
     while index < fields.len() {
-        if crate::__private::str_eq(fields[index].name, name) {
+        if crate::text::str_eq(fields[index].name, name) {
             return Some(index);
         }
         index += 1;

@@ -1,7 +1,10 @@
 //! Code generation for `flow!`.
 //!
-//! The flow becomes a struct holding the nodes, generic over their types, whose `FlowGraph` impl runs
-//! a `match` on the current node and then on `(node, action)`: static dispatch, no boxing, no maps.
+//! The flow becomes a struct holding the nodes, generic over their types, whose `FlowGraph` impl
+//! gives the runtime only the static parts: the position names and the start, a `match` from
+//! `(position, action)` to the next position, the actions wired and declared at each position, and
+//! a `match` that runs the node (or fork) at a position. The runtime owns the loop, step limits,
+//! resume and pauses. Static dispatch: no boxing, no maps.
 //! The checks that need the nodes' types are left to rustc, spanned at the user's tokens: each node
 //! passes through a function that requires `Node<S>` of the flow's state, and each edge becomes a
 //! `const` assertion that the node declares the action.
@@ -30,35 +33,30 @@ pub(crate) fn generate(krate: &TokenStream, graph: &Graph) -> TokenStream {
         let ty = &types[index];
         quote!(<#ty as #krate::Node<__S>>)
     };
+    let locals = Locals::new();
+    let Locals {
+        state,
+        runner,
+        position,
+        ..
+    } = &locals;
 
-    let mut steps: Vec<TokenStream> = (0..graph.nodes.len())
-        .filter(|&index| graph.steps[index])
-        .map(|index| {
-            let node = node_trait(index);
-            let field = &fields[index];
-            let name = &names[index];
-            quote! {
-                #index => #node::__run(&self.#field, &mut *__state, &mut *__run, #name).await?,
-            }
-        })
-        .collect();
-    steps.extend(graph.forks.iter().enumerate().map(|(fork, definition)| {
-        let position = graph.index(Pos::Fork(fork));
-        fork_step(krate, definition, position, &fields, &names, &node_trait)
-    }));
-    let checks = checks(krate, graph, &names, &node_trait);
-    let terminal = terminal(krate, graph, &node_trait);
+    let steps = step_arms(krate, graph, &fields, &names, &node_trait, &locals);
+    let wired_by_position = graph.wired_by_position();
+    let checks = checks(krate, graph, &names, &node_trait, &wired_by_position);
+    let terminal = terminal(krate, graph, &node_trait, &wired_by_position);
     let position_names: Vec<&str> = names
         .iter()
         .map(String::as_str)
         .chain(graph.forks.iter().map(|fork| fork.name.as_str()))
         .collect();
     let describe = describe(krate, graph, &fields, &names, &position_names, &node_trait);
+    let marker = &locals.marker;
     let wrapped_nodes = graph.nodes.iter().zip(&fields).map(|(node, field)| {
         // Only the function's path carries the node's span: a node over another state is reported
-        // there, while `__state` keeps the macro's hygiene.
+        // there, while the marker keeps the macro's hygiene.
         let check = quote_spanned!(node.span()=> #krate::__private::node);
-        quote!(#field: #check(&__state, #node),)
+        quote!(#field: #check(&#marker, #node),)
     });
     // A fork needs a `Clone` state (a nested flow in a branch runs on a copy): said at the fork.
     // The first branch, as written in the fork, is the argument rustc blames for the bound. The
@@ -66,11 +64,11 @@ pub(crate) fn generate(krate: &TokenStream, graph: &Graph) -> TokenStream {
     let fork_state_checks = graph.forks.iter().map(|fork| {
         let branch = &fork.first_branch;
         let borrowed = quote_spanned!(branch.span()=> &#branch);
-        quote!(#krate::__private::fork_branch(&__state, #borrowed);)
+        quote!(#krate::__private::fork_branch(&#marker, #borrowed);)
     });
-    let fork_bound = (!graph.forks.is_empty()).then(|| quote!(__S: #krate::__private::ForkState,));
-    let run_loop = run_loop(krate, graph, &steps, &node_trait);
-
+    let fork_bound = (!graph.forks.is_empty()).then(|| quote!(__S: #krate::parallel::ForkState,));
+    let usize_ty = quote!(::core::primitive::usize);
+    let tables = tables(krate, graph, &node_trait, &wired_by_position, &locals);
     quote! {
         /// The nodes of a flow built by `flow!`.
         struct __SlateflowGraph<#(#types),*> {
@@ -78,7 +76,7 @@ pub(crate) fn generate(krate: &TokenStream, graph: &Graph) -> TokenStream {
         }
 
         #[automatically_derived]
-        impl<__S, #(#types),*> #krate::__private::FlowGraph<__S> for __SlateflowGraph<#(#types),*>
+        impl<__S, #(#types),*> #krate::flow::FlowGraph<__S> for __SlateflowGraph<#(#types),*>
         where
             __S: #krate::SharedState,
             #fork_bound
@@ -91,18 +89,23 @@ pub(crate) fn generate(krate: &TokenStream, graph: &Graph) -> TokenStream {
                 #(#checks)*
             };
 
-            fn run<'__a>(
+            const NAMES: &'static [&'static str] = &[#(#position_names),*];
+
+            #tables
+
+            fn step<'__a, __R: #krate::__private::Runner<__S>>(
                 &'__a self,
-                __state: &'__a mut __S,
-                __run: &'__a mut #krate::__private::RunContext<__S>,
-                __max_steps: u64,
+                #position: #usize_ty,
+                #runner: &'__a mut __R,
+                #state: &'__a mut __S,
             ) -> impl ::core::future::Future<
                 Output = ::core::result::Result<&'static str, #krate::Error>,
             > + ::core::marker::Send + '__a {
-                const NAMES: &[&str] = &[#(#position_names),*];
                 async move {
-                    let __first_step = __run.steps();
-                    #run_loop
+                    match #position {
+                        #(#steps)*
+                        _ => ::core::unreachable!(),
+                    }
                 }
             }
 
@@ -111,14 +114,134 @@ pub(crate) fn generate(krate: &TokenStream, graph: &Graph) -> TokenStream {
             }
         }
 
-        let __state = #krate::__private::StateType::new();
+        let #marker = #krate::__private::StateType::new();
         #(#fork_state_checks)*
         #krate::Flow::__new(
             __SlateflowGraph {
                 #(#wrapped_nodes)*
             },
-            __state,
+            #marker,
         )
+    }
+}
+
+/// The arms of `step`'s `match`: each node that runs as a step, then each fork.
+fn step_arms(
+    krate: &TokenStream,
+    graph: &Graph,
+    fields: &[Ident],
+    names: &[String],
+    node_trait: &dyn Fn(usize) -> TokenStream,
+    locals: &Locals,
+) -> Vec<TokenStream> {
+    let Locals { state, runner, .. } = locals;
+    let mut steps: Vec<TokenStream> = (0..graph.nodes.len())
+        .filter(|&index| graph.steps[index])
+        .map(|index| {
+            let node = node_trait(index);
+            let field = &fields[index];
+            let name = &names[index];
+            quote! {
+                #index => #node::__run(&self.#field, #runner, #state, #name).await,
+            }
+        })
+        .collect();
+    steps.extend(graph.forks.iter().enumerate().map(|(fork, definition)| {
+        let position = graph.index(Pos::Fork(fork));
+        fork_step(
+            krate, definition, position, fields, names, node_trait, locals,
+        )
+    }));
+    steps
+}
+
+/// The routing tables: the start, where each `(position, action)` leads, and the actions wired
+/// and declared at each position.
+fn tables(
+    krate: &TokenStream,
+    graph: &Graph,
+    node_trait: &dyn Fn(usize) -> TokenStream,
+    wired_by_position: &[Vec<&str>],
+    locals: &Locals,
+) -> TokenStream {
+    let Locals {
+        position, action, ..
+    } = locals;
+    let usize_ty = quote!(::core::primitive::usize);
+    let start = graph.index(graph.start);
+    let routes = graph.edges.iter().map(|edge| {
+        let (from, action, to) = (graph.index(edge.from), &edge.action, graph.index(edge.to));
+        quote!((#from, #action) => ::core::option::Option::Some(#to),)
+    });
+    let wired = wired_by_position
+        .iter()
+        .enumerate()
+        .filter(|(_, actions)| !actions.is_empty())
+        .map(|(index, actions)| quote!(#index => &[#(#actions),*],));
+    let declared = (0..graph.nodes.len())
+        .map(|index| {
+            let node = node_trait(index);
+            quote!(#index => #node::ACTIONS,)
+        })
+        .chain((0..graph.forks.len()).map(|fork| {
+            let position = graph.index(Pos::Fork(fork));
+            quote!(#position => &[#krate::DEFAULT_ACTION],)
+        }));
+
+    quote! {
+            const START: #usize_ty = #start;
+
+            fn route(#position: #usize_ty, #action: &str) -> ::core::option::Option<#usize_ty> {
+                match (#position, #action) {
+                    #(#routes)*
+                    _ => ::core::option::Option::None,
+                }
+            }
+
+            fn wired(#position: #usize_ty) -> &'static [&'static str] {
+                match #position {
+                    #(#wired)*
+                    _ => &[],
+                }
+            }
+
+            fn declared(#position: #usize_ty) -> &'static [&'static str] {
+                match #position {
+                    #(#declared)*
+                    _ => &[],
+                }
+            }
+    }
+}
+
+/// The generated code's own local names, spanned with mixed-site hygiene: invisible to the user's
+/// code, and unaffected by items of the same name in the user's scope.
+struct Locals {
+    marker: Ident,
+    state: Ident,
+    runner: Ident,
+    position: Ident,
+    action: Ident,
+    before: Ident,
+    joined: Ident,
+    shared: Ident,
+    branches: Ident,
+}
+
+impl Locals {
+    fn new() -> Self {
+        let local = |name: &str| Ident::new(name, proc_macro2::Span::mixed_site());
+        Self {
+            marker: local("__state_type"),
+            state: local("__state"),
+            runner: local("__runner"),
+            position: local("__position"),
+            action: local("__action"),
+            before: local("__before"),
+            joined: local("__joined"),
+            shared: local("__shared"),
+            branches: local("__branches"),
+        }
     }
 }
 
@@ -129,18 +252,19 @@ fn terminal(
     krate: &TokenStream,
     graph: &Graph,
     node_trait: &dyn Fn(usize) -> TokenStream,
+    wired_by_position: &[Vec<&str>],
 ) -> Vec<TokenStream> {
     let mut terminal: Vec<TokenStream> = (0..graph.nodes.len())
         .filter(|&index| graph.steps[index])
         .map(|index| {
             let node = node_trait(index);
-            let wired = graph.wired_actions(Pos::Node(index));
+            let wired = &wired_by_position[index];
             quote!((#node::ACTIONS, &[#(#wired),*]))
         })
         .collect();
     terminal.extend(
         (0..graph.forks.len())
-            .filter(|&fork| graph.wired_actions(Pos::Fork(fork)).is_empty())
+            .filter(|&fork| wired_by_position[graph.index(Pos::Fork(fork))].is_empty())
             .map(|_| quote!((&[#krate::DEFAULT_ACTION], &[]))),
     );
     terminal
@@ -183,13 +307,14 @@ fn describe(
             nodes: ::std::vec![#(#described_nodes)*],
             forks: ::std::vec![#(#described_forks)*],
             edges: ::std::vec![#(#described_edges)*],
-            actions: <Self as #krate::__private::FlowGraph<__S>>::ACTIONS,
+            actions: <Self as #krate::flow::FlowGraph<__S>>::ACTIONS,
         }
     }
 }
 
-/// The run loop's arm for a fork: its branches run concurrently on a shared borrow of the state,
-/// their updates merge in written order and are applied once; the fork's action is "default".
+/// The `step` arm of a fork: the run starts it (step limit, numbering), its branches run
+/// concurrently on a shared borrow of the state, their updates merge in written order, and the run
+/// applies the result once; the fork's action is "default".
 fn fork_step(
     krate: &TokenStream,
     fork: &Fork,
@@ -197,12 +322,27 @@ fn fork_step(
     fields: &[Ident],
     names: &[String],
     node_trait: &dyn Fn(usize) -> TokenStream,
+    locals: &Locals,
 ) -> TokenStream {
+    let Locals {
+        state,
+        runner,
+        before,
+        joined,
+        shared,
+        branches,
+        ..
+    } = locals;
     let fork_name = &fork.name;
     let count = fork.branches.len();
     let branch_names: Vec<&String> = fork.branches.iter().map(|&index| &names[index]).collect();
     let futures: Vec<Ident> = (0..count)
-        .map(|branch| format_ident!("__branch{}", branch))
+        .map(|branch| {
+            Ident::new(
+                &format!("__branch{branch}"),
+                proc_macro2::Span::mixed_site(),
+            )
+        })
         .collect();
     let starts =
         fork.branches
@@ -216,121 +356,30 @@ fn fork_step(
                 quote! {
                     let mut #future = ::core::pin::pin!(#node::__branch(
                         &self.#field,
-                        __shared,
-                        __params,
+                        &#branches,
+                        #shared,
                         #name,
-                        __before + #step,
+                        #before + #step,
                     ));
                 }
             });
     quote! {
         #position => {
-            const BRANCHES: [&str; #count] = [#(#branch_names),*];
-            #krate::__private::fork_fits(
-                __run.steps() - __first_step,
-                __max_steps,
-                __run.steps(),
-                &BRANCHES,
-            )?;
-            let __before = __run.enter_fork(#fork_name);
-            let __merged = {
-                let __shared: &__S = &*__state;
-                let __params = __run.params();
+            const BRANCHES: &[&str; #count] = &[#(#branch_names),*];
+            let #before = #krate::__private::Runner::fork_start(&mut *#runner, #fork_name, BRANCHES)?;
+            let #joined = {
+                let #shared: &__S = &*#state;
+                let #branches = #krate::__private::Runner::branches(&*#runner);
                 #(#starts)*
-                #krate::__private::fork::<__S, #count>(
+                #krate::__private::join::<__S, #count>(
                     [#(#futures.as_mut()),*],
-                    &BRANCHES,
-                    __before + 1,
+                    BRANCHES,
+                    #before + 1,
                 )
                 .await?
             };
-            __run.finish_fork(&mut *__state, __before, __merged).await?;
-            #krate::DEFAULT_ACTION
-        }
-    }
-}
-
-/// The body of `run` after `__first_step`: a loop of `match` on the node, then on its action.
-fn run_loop(
-    krate: &TokenStream,
-    graph: &Graph,
-    steps: &[TokenStream],
-    node_trait: &dyn Fn(usize) -> TokenStream,
-) -> TokenStream {
-    let start = graph.index(graph.start);
-    let routes = graph.edges.iter().map(|edge| {
-        let (from, action, to) = (graph.index(edge.from), &edge.action, graph.index(edge.to));
-        quote!((#from, #action) => #to,)
-    });
-    let step_limit_check = quote! {
-        if __run.steps() - __first_step >= __max_steps {
-            return ::core::result::Result::Err(#krate::__private::step_limit(
-                __max_steps,
-                NAMES[__current],
-                __run.steps() + 1,
-            ));
-        }
-    };
-    // A resumed durable run enters at the saved position; at the innermost flow it routes on the
-    // saved action instead of running the saved step again.
-    let declared = (0..graph.nodes.len())
-        .map(|index| {
-            let node = node_trait(index);
-            quote!(#index => #node::ACTIONS,)
-        })
-        .chain((0..graph.forks.len()).map(|fork| {
-            let position = graph.index(Pos::Fork(fork));
-            quote!(#position => &[#krate::DEFAULT_ACTION],)
-        }));
-    let entry = quote! {
-        __run.enter_flow();
-        let (mut __current, mut __resumed): (usize, ::core::option::Option<::std::string::String>) =
-            match __run.resume_entry() {
-                ::core::option::Option::Some((__index, __saved)) => (
-                    #krate::__private::resume_position(__index, NAMES, __run.steps())?,
-                    __saved,
-                ),
-                ::core::option::Option::None => (#start, ::core::option::Option::None),
-            };
-    };
-    let action = quote! {
-        __run.at(__current, NAMES[__current]);
-        let __action: &'static str = if let ::core::option::Option::Some(__saved) = __resumed.take() {
-            let __declared: &'static [&'static str] = match __current {
-                #(#declared)*
-                _ => &[],
-            };
-            #krate::__private::saved_action(__declared, &__saved, NAMES[__current], __run.steps())?
-        } else {
-            #step_limit_check
-            match __current {
-                #(#steps)*
-                _ => ::core::unreachable!(),
-            }
-        };
-    };
-    if graph.edges.is_empty() {
-        // One node and no edge: no loop to write (and no unreachable code to warn about).
-        quote! {
-            #entry
-            let _ = &mut __current;
-            #action
-            __run.leave_flow();
-            ::core::result::Result::Ok(__action)
-        }
-    } else {
-        quote! {
-            #entry
-            loop {
-                #action
-                __current = match (__current, __action) {
-                    #(#routes)*
-                    _ => {
-                        __run.leave_flow();
-                        return ::core::result::Result::Ok(__action);
-                    }
-                };
-            }
+            #krate::__private::Runner::fork_finish(#runner, #state, #joined).await?;
+            ::core::result::Result::Ok(#krate::DEFAULT_ACTION)
         }
     }
 }
@@ -342,6 +391,7 @@ fn checks(
     graph: &Graph,
     names: &[String],
     node_trait: &dyn Fn(usize) -> TokenStream,
+    wired_by_position: &[Vec<&str>],
 ) -> Vec<TokenStream> {
     let mut checks: Vec<TokenStream> = graph
         .edges
@@ -370,11 +420,11 @@ fn checks(
             .nodes
             .iter()
             .enumerate()
-            .filter(|(index, _)| !graph.wired_actions(Pos::Node(*index)).is_empty());
+            .filter(|(index, _)| !wired_by_position[*index].is_empty());
         checks.extend(routing.map(|(index, ident)| {
             let node = node_trait(index);
             let name = &names[index];
-            let wired = graph.wired_actions(Pos::Node(index));
+            let wired = &wired_by_position[index];
             quote_spanned! {ident.span()=>
                 if let ::core::option::Option::Some(__action) =
                     #krate::__private::first_unwired(#node::ACTIONS, &[#(#wired),*])

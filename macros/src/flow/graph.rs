@@ -49,12 +49,23 @@ pub(crate) struct Edge {
 
 impl Graph {
     /// The actions wired from `from`, in source order.
+    #[cfg(test)]
     pub(crate) fn wired_actions(&self, from: Pos) -> Vec<&str> {
         self.edges
             .iter()
             .filter(|edge| edge.from == from)
             .map(|edge| edge.action.as_str())
             .collect()
+    }
+
+    /// The actions wired from each position (by [`index`](Self::index)), in source order: one
+    /// pass over the edges, so that a large flow costs linear time.
+    pub(crate) fn wired_by_position(&self) -> Vec<Vec<&str>> {
+        let mut wired = vec![Vec::new(); self.nodes.len() + self.forks.len()];
+        for edge in &self.edges {
+            wired[self.index(edge.from)].push(edge.action.as_str());
+        }
+        wired
     }
 
     /// The position's index in the generated run loop: nodes first, then forks.

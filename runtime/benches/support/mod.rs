@@ -39,7 +39,7 @@ impl Node<Counter> for Noop {
 
 /// `n0 >> n1 >> ... >> n99`: a chain of 100 no-op nodes.
 #[allow(clippy::too_many_lines)] // One `let` per node.
-pub(crate) fn chain_of_100() -> Flow<Counter, impl slateflow::__private::FlowGraph<Counter>> {
+pub(crate) fn chain_of_100() -> Flow<Counter, impl slateflow::flow::FlowGraph<Counter>> {
     let n0 = Noop;
     let n1 = Noop;
     let n2 = Noop;

@@ -1,0 +1,749 @@
+//! Events: what a run tells whoever watches it (a progress bar, a log, a trace, a UI).
+//!
+//! An [`Event`] borrows what it describes, so emitting one allocates nothing. A run delivers its
+//! events to the [`Observer`] chosen for it ([`Flow::observe`](crate::Flow::observe)), called in
+//! place, in order, from the run's own task; with no observer, a run builds no events at all.
+//!
+//! Adapters:
+//! - [`channel`]: a bounded queue whose reader is a [`Stream`](futures_util::Stream) of
+//!   [`OwnedEvent`]s, for UIs. The run never waits for the reader: when the queue is full the
+//!   event is dropped and counted ([`EventSender::dropped`]).
+//! - [`TracingObserver`] (feature `tracing`): a span per run and per step, with the thread, node,
+//!   step, attempt, action and reason as fields.
+//! - [`from_fn`]: any `Fn(&Event<'_>) + Send + Sync` closure as an observer.
+//!
+//! # Order
+//! Events of one run arrive in the order things happen: `RunStarted`, then for each step
+//! `NodeStarted`, any `Retry`, `Custom` and `BatchItemFinished`, `NodeFinished`, then
+//! `StepSaved` in a durable run; `RunFinished`, `RunPaused` or `RunFailed` last. A fork sends
+//! `ForkStarted`, then the events of its branches, which run concurrently, so that their events
+//! interleave as the branches make progress (each carries its branch in [`At::fork`]), and then
+//! `ForkJoined` once every branch has finished and their updates are merged.
+//!
+//! This module owns the event types and the adapters. It does not run anything and knows no node,
+//! flow or store.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::Error;
+
+/// Where something happened in a run: the node, the flows it is nested in, its step and, for a
+/// branch of a fork, the fork.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct At<'a> {
+    /// The names of the nested flows the node runs in, outermost first (empty at the top level).
+    pub flows: &'a [&'static str],
+    /// The node's name in its flow (a branch's name for a node in a fork).
+    pub node: &'static str,
+    /// The step number in the run, from 1.
+    pub step: u64,
+    /// For a branch of a fork: the fork, as `flow!` names it (`[b, c]`).
+    pub fork: Option<&'static str>,
+}
+
+impl At<'_> {
+    /// The node's path: its flows and its name, `outer/inner/node`.
+    pub fn path(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl fmt::Display for At<'_> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for flow in self.flows {
+            write!(formatter, "{flow}/")?;
+        }
+        formatter.write_str(self.node)
+    }
+}
+
+/// Something that happened in a run. Borrowed: emitting one allocates nothing; see
+/// [`OwnedEvent`] to keep one.
+///
+/// ```
+/// use slateflow::event::{At, Event};
+///
+/// let at = At { flows: &["review"], node: "check", step: 3, fork: None };
+/// let event = Event::NodeStarted { at };
+/// assert_eq!(event.to_string(), "step 3: review/check started");
+/// ```
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum Event<'a> {
+    /// A run started (or resumed, after `first_step - 1` saved steps).
+    RunStarted {
+        /// The durable thread, if the run is durable.
+        thread: Option<&'a str>,
+        /// The step number the run starts at: 1, or the step after the last saved one.
+        first_step: u64,
+        /// The run's step limit.
+        max_steps: u64,
+    },
+    /// A node is about to run its `prep`.
+    NodeStarted {
+        /// Where.
+        at: At<'a>,
+    },
+    /// An attempt of a node's `exec` failed and another follows after `wait`.
+    Retry {
+        /// Where.
+        at: At<'a>,
+        /// The attempt that failed, from 1.
+        attempt: u32,
+        /// Why it failed.
+        error: &'a (dyn std::error::Error + Send + Sync + 'static),
+        /// The wait before the next attempt.
+        wait: Duration,
+    },
+    /// One item of a batch node finished (for a progress bar: `finished` of `total`).
+    BatchItemFinished {
+        /// The batch node.
+        at: At<'a>,
+        /// The item's position in the list its `prep` returned, from 0.
+        index: usize,
+        /// How many items have finished so far, this one included.
+        finished: usize,
+        /// How many items the batch has.
+        total: usize,
+    },
+    /// An event a node sent through [`Context::emit`](crate::Context::emit) or
+    /// [`Emitter::emit`](crate::node::Emitter::emit): its own progress, a model's token deltas.
+    Custom {
+        /// The node that sent it.
+        at: At<'a>,
+        /// What kind of event it is, as the node names it (`"token"`, `"progress"`).
+        name: &'a str,
+        /// Its data.
+        data: &'a Value,
+    },
+    /// A node finished: its update is about to be applied (or, for a branch, merged).
+    NodeFinished {
+        /// Where.
+        at: At<'a>,
+        /// The action it returned.
+        action: &'static str,
+        /// Why it chose that action ([`Command::with_reason`](crate::Command::with_reason)).
+        reason: Option<&'a str>,
+        /// How many attempts of `exec` ran.
+        attempts: u32,
+        /// From `prep` to the end of `post`.
+        duration: Duration,
+    },
+    /// A fork's branches are about to start.
+    ForkStarted {
+        /// The fork (its `node` is the fork's name, `[b, c]`; its step the first branch's).
+        at: At<'a>,
+        /// The branches, in written order.
+        branches: &'static [&'static str],
+    },
+    /// Every branch of a fork finished and their updates were merged (and are about to be applied).
+    ForkJoined {
+        /// The fork, as in `ForkStarted`.
+        at: At<'a>,
+        /// The steps the branches took (one per node; a nested flow's own steps).
+        steps: u64,
+        /// From the fork's start to the merge.
+        duration: Duration,
+    },
+    /// A node returned an action that its flow does not wire, although the node has other edges:
+    /// its flow ends there, returning the action (PocketFlow's "Flow ends: 'x' not found in [...]"
+    /// warning). A node without any edge ends its flow silently, as an exit.
+    NoEdge {
+        /// The node.
+        at: At<'a>,
+        /// The action it returned.
+        action: &'static str,
+        /// The actions its flow wires for it.
+        wired: &'static [&'static str],
+    },
+    /// A durable run saved a step.
+    StepSaved {
+        /// The thread.
+        thread: &'a str,
+        /// The step saved.
+        step: u64,
+        /// The node's path (`outer/inner/node`), or the fork's name.
+        node: &'a str,
+        /// The action saved with it.
+        action: &'a str,
+    },
+    /// A durable run paused; resume its thread to go on.
+    RunPaused {
+        /// The node's path.
+        node: &'a str,
+        /// Whether it paused before the node ran (or after its step was saved).
+        before: bool,
+        /// The last saved step.
+        step: u64,
+    },
+    /// The run ended with `action`.
+    RunFinished {
+        /// The last action.
+        action: &'static str,
+        /// The node steps the run took (in a resumed run, counted from the thread's start).
+        steps: u64,
+    },
+    /// The run failed.
+    RunFailed {
+        /// Why.
+        error: &'a Error,
+        /// The node steps started when it failed.
+        steps: u64,
+    },
+}
+
+impl Event<'_> {
+    /// The event's kind, in snake case: `"node_started"`, `"no_edge"`, ...
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::RunStarted { .. } => "run_started",
+            Self::NodeStarted { .. } => "node_started",
+            Self::Retry { .. } => "retry",
+            Self::BatchItemFinished { .. } => "batch_item_finished",
+            Self::Custom { .. } => "custom",
+            Self::NodeFinished { .. } => "node_finished",
+            Self::ForkStarted { .. } => "fork_started",
+            Self::ForkJoined { .. } => "fork_joined",
+            Self::NoEdge { .. } => "no_edge",
+            Self::StepSaved { .. } => "step_saved",
+            Self::RunPaused { .. } => "run_paused",
+            Self::RunFinished { .. } => "run_finished",
+            Self::RunFailed { .. } => "run_failed",
+        }
+    }
+
+    /// Where it happened, for the events about one node or fork.
+    pub fn at(&self) -> Option<&At<'_>> {
+        match self {
+            Self::NodeStarted { at }
+            | Self::Retry { at, .. }
+            | Self::BatchItemFinished { at, .. }
+            | Self::Custom { at, .. }
+            | Self::NodeFinished { at, .. }
+            | Self::ForkStarted { at, .. }
+            | Self::ForkJoined { at, .. }
+            | Self::NoEdge { at, .. } => Some(at),
+            Self::RunStarted { .. }
+            | Self::StepSaved { .. }
+            | Self::RunPaused { .. }
+            | Self::RunFinished { .. }
+            | Self::RunFailed { .. } => None,
+        }
+    }
+
+    /// A copy that owns its data, to keep or send elsewhere.
+    pub fn to_owned(&self) -> OwnedEvent {
+        OwnedEvent::from(self)
+    }
+}
+
+/// One line per event, for logs.
+impl fmt::Display for Event<'_> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::RunStarted {
+                thread, first_step, ..
+            } => match thread {
+                Some(thread) => write!(formatter, "run of `{thread}` started at step {first_step}"),
+                None => write!(formatter, "run started"),
+            },
+            Self::NodeStarted { at } => write!(formatter, "step {}: {at} started", at.step),
+            Self::Retry {
+                at,
+                attempt,
+                error,
+                wait,
+            } => write!(
+                formatter,
+                "step {}: {at} attempt {attempt} failed ({error}); retrying in {wait:?}",
+                at.step
+            ),
+            Self::BatchItemFinished {
+                at,
+                finished,
+                total,
+                ..
+            } => write!(formatter, "step {}: {at} item {finished}/{total}", at.step),
+            Self::Custom { at, name, data } => {
+                write!(formatter, "step {}: {at} {name} {data}", at.step)
+            }
+            Self::NodeFinished {
+                at, action, reason, ..
+            } => {
+                write!(formatter, "step {}: {at} -> \"{action}\"", at.step)?;
+                match reason {
+                    Some(reason) => write!(formatter, " ({reason})"),
+                    None => Ok(()),
+                }
+            }
+            Self::ForkStarted { at, .. } => write!(formatter, "step {}: fork {at}", at.step),
+            Self::ForkJoined { at, steps, .. } => {
+                write!(formatter, "fork {at} joined after {steps} steps")
+            }
+            Self::NoEdge { at, action, wired } => write!(
+                formatter,
+                "flow ends: \"{action}\" of {at} has no edge (wired: {})",
+                wired
+                    .iter()
+                    .map(|action| format!("\"{action}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Self::StepSaved { step, node, .. } => write!(formatter, "step {step} of {node} saved"),
+            Self::RunPaused { node, before, .. } => write!(
+                formatter,
+                "paused {} {node}",
+                if *before { "before" } else { "after" }
+            ),
+            Self::RunFinished { action, steps } => {
+                write!(
+                    formatter,
+                    "run finished with \"{action}\" after {steps} steps"
+                )
+            }
+            Self::RunFailed { error, .. } => write!(formatter, "run failed: {error}"),
+        }
+    }
+}
+
+/// Receives a run's events. Called in place from the run's task: keep it quick, and hand slow
+/// work to another task (see [`channel`]).
+///
+/// ```
+/// use std::sync::Mutex;
+/// use slateflow::event::{Event, Observer};
+///
+/// struct Log(Mutex<Vec<String>>);
+///
+/// impl Observer for Log {
+///     fn on_event(&self, event: &Event<'_>) {
+///         self.0.lock().unwrap().push(event.to_string());
+///     }
+/// }
+/// ```
+pub trait Observer: Send + Sync {
+    /// One event.
+    fn on_event(&self, event: &Event<'_>);
+}
+
+/// An observer made of a closure: `event::from_fn(|event| println!("{event}"))`.
+pub fn from_fn<F: Fn(&Event<'_>) + Send + Sync>(function: F) -> FnObserver<F> {
+    FnObserver(function)
+}
+
+/// The observer [`from_fn`] makes.
+#[derive(Clone, Copy)]
+pub struct FnObserver<F>(F);
+
+impl<F> fmt::Debug for FnObserver<F> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("FnObserver")
+    }
+}
+
+impl<F: Fn(&Event<'_>) + Send + Sync> Observer for FnObserver<F> {
+    fn on_event(&self, event: &Event<'_>) {
+        (self.0)(event);
+    }
+}
+
+/// A shared observer: keep a handle, give the run a clone.
+impl<O: Observer + ?Sized> Observer for Arc<O> {
+    fn on_event(&self, event: &Event<'_>) {
+        (**self).on_event(event);
+    }
+}
+
+/// A boxed observer, chosen at run time.
+impl<O: Observer + ?Sized> Observer for Box<O> {
+    fn on_event(&self, event: &Event<'_>) {
+        (**self).on_event(event);
+    }
+}
+
+/// Where a run's events go, as nodes and emitters see it: the run's hook behind a `dyn`, so that
+/// [`Context`](crate::Context) has no type parameter.
+pub(crate) trait EventSink: Sync {
+    /// Whether anyone watches; when not, no event is built.
+    fn observed(&self) -> bool;
+    /// Delivers one event.
+    fn send(&self, event: &Event<'_>);
+}
+
+/// The sink of a context made outside a run: nobody watches.
+pub(crate) struct NoSink;
+
+impl EventSink for NoSink {
+    fn observed(&self) -> bool {
+        false
+    }
+
+    fn send(&self, _: &Event<'_>) {}
+}
+
+pub(crate) static NO_SINK: NoSink = NoSink;
+
+/// A reference to an observer is an observer: `flow.observe(&observer)` keeps it usable after.
+impl<O: Observer + ?Sized> Observer for &O {
+    fn on_event(&self, event: &Event<'_>) {
+        (**self).on_event(event);
+    }
+}
+
+/// An [`Event`] that owns its data ([`Event::to_owned`]): what [`channel`] sends.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OwnedEvent {
+    /// [`Event::kind`].
+    pub kind: &'static str,
+    /// The node's path (`outer/inner/node`), for events about a node or fork.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// The step, where the event has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<u64>,
+    /// For a branch of a fork: the fork.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fork: Option<&'static str>,
+    /// The action, for `node_finished`, `no_edge`, `step_saved` and `run_finished`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// For `batch_item_finished`: items finished so far and in all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<(usize, usize)>,
+    /// The custom event's name and data, the routing reason, the error, as text or JSON.
+    #[serde(skip_serializing_if = "Value::is_null")]
+    pub data: Value,
+    /// The event as one line of text ([`Event`]'s `Display`).
+    pub text: String,
+}
+
+impl From<&Event<'_>> for OwnedEvent {
+    fn from(event: &Event<'_>) -> Self {
+        let at = event.at();
+        let mut owned = Self {
+            kind: event.kind(),
+            node: at.map(At::path),
+            step: at.map(|at| at.step),
+            fork: at.and_then(|at| at.fork),
+            action: None,
+            progress: None,
+            data: Value::Null,
+            text: event.to_string(),
+        };
+        match event {
+            Event::NodeFinished { action, reason, .. } => {
+                owned.action = Some((*action).to_string());
+                owned.data = reason.map_or(Value::Null, Value::from);
+            }
+            Event::NoEdge { action, .. } | Event::RunFinished { action, .. } => {
+                owned.action = Some((*action).to_string());
+            }
+            Event::StepSaved {
+                step, node, action, ..
+            } => {
+                owned.step = Some(*step);
+                owned.node = Some((*node).to_string());
+                owned.action = Some((*action).to_string());
+            }
+            Event::RunPaused { node, step, .. } => {
+                owned.step = Some(*step);
+                owned.node = Some((*node).to_string());
+            }
+            Event::BatchItemFinished {
+                finished, total, ..
+            } => owned.progress = Some((*finished, *total)),
+            Event::Custom { name, data, .. } => {
+                owned.data = serde_json::json!({ "name": name, "data": data });
+            }
+            Event::Retry { error, .. } => owned.data = Value::from(error.to_string()),
+            Event::RunFailed { error, steps } => {
+                owned.step = Some(*steps);
+                owned.data = Value::from(error.to_string());
+            }
+            Event::RunStarted { .. }
+            | Event::NodeStarted { .. }
+            | Event::ForkStarted { .. }
+            | Event::ForkJoined { .. } => {}
+        }
+        owned
+    }
+}
+
+/// A bounded queue of events from a run to a reader that may be slow (a UI): the run never waits.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use futures_util::StreamExt;
+/// use slateflow::event::{Event, Observer, channel};
+///
+/// let (sender, mut events) = channel(2);
+/// let event = Event::RunFinished { action: "default", steps: 1 };
+/// for _ in 0..3 {
+///     sender.on_event(&event); // the third does not fit: dropped, counted
+/// }
+/// drop(sender);
+/// assert_eq!(events.next().await.unwrap().kind, "run_finished");
+/// assert_eq!(events.next().await.unwrap().kind, "run_finished");
+/// assert!(events.next().await.is_none());
+/// assert_eq!(events.dropped(), 1);
+/// # });
+/// ```
+pub fn channel(capacity: usize) -> (EventSender, EventStream) {
+    let (sender, receiver) = tokio::sync::mpsc::channel(capacity.max(1));
+    let dropped = Arc::new(AtomicU64::new(0));
+    (
+        EventSender {
+            sender,
+            dropped: Arc::clone(&dropped),
+        },
+        EventStream { receiver, dropped },
+    )
+}
+
+/// The observer half of [`channel`]: pass it to [`Flow::observe`](crate::Flow::observe).
+#[derive(Debug, Clone)]
+pub struct EventSender {
+    sender: tokio::sync::mpsc::Sender<OwnedEvent>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl EventSender {
+    /// How many events were dropped because the queue was full (or the reader gone).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl Observer for EventSender {
+    fn on_event(&self, event: &Event<'_>) {
+        if self.sender.try_send(event.to_owned()).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The reader half of [`channel`]: a [`Stream`](futures_util::Stream) of events that ends when
+/// every [`EventSender`] is gone (the run is over and its flow dropped the observer).
+#[derive(Debug)]
+pub struct EventStream {
+    receiver: tokio::sync::mpsc::Receiver<OwnedEvent>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl EventStream {
+    /// How many events the run dropped because this reader was behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// The next event, or `None` once the senders are gone.
+    pub async fn recv(&mut self) -> Option<OwnedEvent> {
+        self.receiver.recv().await
+    }
+}
+
+impl futures_util::Stream for EventStream {
+    type Item = OwnedEvent;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        context: &mut TaskContext<'_>,
+    ) -> Poll<Option<Self::Item>> {
+        self.receiver.poll_recv(context)
+    }
+}
+
+#[cfg(feature = "tracing")]
+pub use self::tracing_observer::TracingObserver;
+
+#[cfg(feature = "tracing")]
+mod tracing_observer {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use tracing::{Level, Span, field};
+
+    use super::{Event, Observer};
+
+    /// Turns a run's events into `tracing` spans and events (feature `tracing`): a `slateflow.run`
+    /// span per run (field `thread`, as the conversation id of the OpenTelemetry `GenAI`
+    /// conventions), a `slateflow.step` span per node step inside it (fields `node`, `step`,
+    /// `attempt`, `action`, `reason`), and an event for each retry, custom event, flow end without
+    /// an edge, saved step and pause. Use one observer per run.
+    ///
+    /// ```
+    /// # #[cfg(feature = "tracing")] {
+    /// let observer = slateflow::event::TracingObserver::new();
+    /// # let _ = observer; }
+    /// ```
+    #[derive(Debug, Default)]
+    pub struct TracingObserver {
+        run: Mutex<Option<Span>>,
+        steps: Mutex<HashMap<u64, Span>>,
+    }
+
+    impl TracingObserver {
+        /// A new observer.
+        pub fn new() -> Self {
+            Self::default()
+        }
+
+        fn run_span(&self) -> Span {
+            self.run
+                .lock()
+                .ok()
+                .and_then(|run| run.clone())
+                .unwrap_or_else(Span::none)
+        }
+
+        fn step_span(&self, step: u64) -> Span {
+            self.steps
+                .lock()
+                .ok()
+                .and_then(|steps| steps.get(&step).cloned())
+                .unwrap_or_else(|| self.run_span())
+        }
+    }
+
+    impl Observer for TracingObserver {
+        fn on_event(&self, event: &Event<'_>) {
+            match event {
+                Event::RunStarted {
+                    thread,
+                    first_step,
+                    max_steps,
+                } => {
+                    let span = tracing::span!(
+                        Level::INFO,
+                        "slateflow.run",
+                        thread = thread.unwrap_or(""),
+                        gen_ai.conversation.id = thread.unwrap_or(""),
+                        first_step,
+                        max_steps,
+                    );
+                    if let Ok(mut run) = self.run.lock() {
+                        *run = Some(span);
+                    }
+                }
+                Event::NodeStarted { at } => {
+                    let parent = self.run_span();
+                    let span = tracing::span!(
+                        parent: &parent,
+                        Level::INFO,
+                        "slateflow.step",
+                        node = %at,
+                        step = at.step,
+                        fork = at.fork.unwrap_or(""),
+                        attempt = 1_u32,
+                        action = field::Empty,
+                        reason = field::Empty,
+                    );
+                    if let Ok(mut steps) = self.steps.lock() {
+                        steps.insert(at.step, span);
+                    }
+                }
+                Event::Retry {
+                    at,
+                    attempt,
+                    error,
+                    wait,
+                } => {
+                    let span = self.step_span(at.step);
+                    span.record("attempt", attempt + 1);
+                    tracing::event!(parent: &span, Level::WARN, attempt, error = %error, wait = ?wait, "attempt failed; retrying");
+                }
+                Event::NodeFinished {
+                    at, action, reason, ..
+                } => {
+                    let span = self
+                        .steps
+                        .lock()
+                        .ok()
+                        .and_then(|mut steps| steps.remove(&at.step));
+                    if let Some(span) = span {
+                        span.record("action", *action);
+                        if let Some(reason) = reason {
+                            span.record("reason", *reason);
+                        }
+                    }
+                }
+                Event::Custom { at, name, data } => {
+                    let span = self.step_span(at.step);
+                    tracing::event!(parent: &span, Level::DEBUG, name, data = %data, "custom event");
+                }
+                Event::NoEdge { at, action, wired } => {
+                    let span = self.run_span();
+                    tracing::event!(parent: &span, Level::WARN, node = %at, action, wired = ?wired, "flow ends: the action has no edge");
+                }
+                Event::StepSaved { step, node, .. } => {
+                    let span = self.run_span();
+                    tracing::event!(parent: &span, Level::DEBUG, step, node, "step saved");
+                }
+                Event::RunPaused { node, before, step } => {
+                    let span = self.run_span();
+                    tracing::event!(parent: &span, Level::INFO, node, before, step, "run paused");
+                }
+                Event::RunFinished { action, steps } => {
+                    let span = self.run_span();
+                    tracing::event!(parent: &span, Level::INFO, action, steps, "run finished");
+                    self.close();
+                }
+                Event::RunFailed { error, steps } => {
+                    let span = self.run_span();
+                    tracing::event!(parent: &span, Level::ERROR, error = %error, steps, "run failed");
+                    self.close();
+                }
+                Event::BatchItemFinished { .. }
+                | Event::ForkStarted { .. }
+                | Event::ForkJoined { .. } => {}
+            }
+        }
+    }
+
+    impl TracingObserver {
+        fn close(&self) {
+            if let Ok(mut steps) = self.steps.lock() {
+                steps.clear();
+            }
+            if let Ok(mut run) = self.run.lock() {
+                *run = None;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_join_the_flows_and_the_node() {
+        let at = At {
+            flows: &["outer", "inner"],
+            node: "b",
+            step: 4,
+            fork: None,
+        };
+        assert_eq!(at.path(), "outer/inner/b");
+        let event = Event::NoEdge {
+            at,
+            action: "x",
+            wired: &["default", "y"],
+        };
+        assert_eq!(
+            event.to_string(),
+            "flow ends: \"x\" of outer/inner/b has no edge (wired: \"default\", \"y\")"
+        );
+        let owned = event.to_owned();
+        assert_eq!(owned.node.as_deref(), Some("outer/inner/b"));
+        assert_eq!(owned.action.as_deref(), Some("x"));
+    }
+}

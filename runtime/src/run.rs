@@ -1,0 +1,970 @@
+//! The run: the one loop that walks a flow, one node step, forks and composite steps, and the
+//! [`Hook`] through which a run reports what happens.
+//!
+//! Generated code supplies only what is static ([`FlowGraph`]: run the node at a position, where
+//! an action leads); [`Run`] owns everything else: the loop, step numbers and limits, params,
+//! where it is (the trail of positions through nested flows), panic attribution, applying updates
+//! and recording them for runs on copies of the state.
+//!
+//! Whatever watches or records a run does so through one seam, [`Hook`]: flow entered (and where
+//! to enter it, for a resumed run), node about to run (a pause point), step committed with its
+//! update and action (a pause point after it), and every [`Event`]. Events are one implementation
+//! ([`Observe`]); durability is another, in [`durable`](crate::durable), which this module does
+//! not know. A hook is a type parameter: statically dispatched, and free when absent ([`NoHook`]
+//! turns every call into nothing).
+//!
+//! This module must not touch storage, serialization or any particular flow: it sees nodes through
+//! [`Node`] and flows through [`FlowGraph`].
+
+use std::any::Any;
+use std::future::{Future, poll_fn};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::pin;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, NodeError, Phase};
+use crate::event::{At, Event, EventSink, Observer};
+use crate::node::dispatch::{Branch, BranchRunner, FlowGraph, Runner};
+use crate::node::{Command, Context, Limit, Node, Params, Retry};
+use crate::state::{SharedState, StateUpdate};
+
+/// How deeply flows may nest (a flow in a flow in a flow ...).
+pub(crate) const MAX_DEPTH: usize = 32;
+
+/// The part of a [`Hook`] that does not depend on the state: events, and the thread.
+pub(crate) trait Watch: Send + Sync {
+    /// Whether the hook wants events; when not, the run builds none (and reads no clock).
+    const OBSERVES: bool = false;
+
+    /// One event.
+    fn event(&self, event: &Event<'_>) {
+        let _ = event;
+    }
+
+    /// The durable thread, if any.
+    fn thread(&self) -> Option<&str> {
+        None
+    }
+}
+
+/// Every hook is where events go, for the nodes' [`Context`] and [`Emitter`].
+impl<W: Watch> EventSink for W {
+    fn observed(&self) -> bool {
+        W::OBSERVES
+    }
+
+    fn send(&self, event: &Event<'_>) {
+        self.event(event);
+    }
+}
+
+/// The seam of a run: what it reports as it goes, and the decisions it leaves to whoever records
+/// it (where to enter a flow on resume, whether to pause). Every method has a default that does
+/// nothing, so a hook implements only what it needs.
+pub(crate) trait Hook<S: SharedState>: Watch {
+    /// Whether the hook wants steps committed (saved): when not, the run skips that work.
+    const COMMITS: bool = false;
+
+    /// A flow is entered: the position to start at and, when the step there already ran (a
+    /// resumed run), its saved action to route on instead of running it again.
+    fn enter_flow(&mut self) -> Option<(usize, Option<String>)> {
+        None
+    }
+
+    /// The node `name` is about to run at `trail`: whether to pause before it.
+    fn pause_before(&mut self, trail: &Trail, name: &'static str) -> bool {
+        let _ = (trail, name);
+        false
+    }
+
+    /// The step of `name` was committed: whether to pause after it.
+    fn pause_after(&self, trail: &Trail, name: &'static str) -> bool {
+        let _ = (trail, name);
+        false
+    }
+
+    /// A step's update, before it is applied and consumed.
+    ///
+    /// # Errors
+    /// When the hook cannot keep it (an update that does not serialize).
+    fn before_apply(&mut self, step: u64, update: &S::Update) -> Result<(), Error> {
+        let _ = (step, update);
+        Ok(())
+    }
+
+    /// A step was applied to `state`: commit it.
+    fn committed<'a>(
+        &'a mut self,
+        state: &'a S,
+        commit: Commit<'a>,
+    ) -> impl Future<Output = Result<(), Error>> + Send + 'a {
+        let _ = (state, commit);
+        async { Ok(()) }
+    }
+}
+
+/// A committed step, as a hook sees it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Commit<'a> {
+    pub(crate) step: u64,
+    pub(crate) trail: &'a Trail,
+    pub(crate) action: &'static str,
+}
+
+/// No hook: a plain run.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct NoHook;
+
+impl Watch for NoHook {}
+impl<S: SharedState> Hook<S> for NoHook {}
+
+/// Events to an [`Observer`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Observe<O>(pub(crate) O);
+
+impl<O: Observer> Watch for Observe<O> {
+    const OBSERVES: bool = true;
+
+    fn event(&self, event: &Event<'_>) {
+        self.0.on_event(event);
+    }
+}
+
+impl<S: SharedState, O: Observer> Hook<S> for Observe<O> {}
+
+/// The hook of a run on a copy of the state (a nested flow in a branch): its events go to the
+/// parent's hook; nothing is committed or paused on its own, since the parent commits the branch.
+struct Forward<'h, W>(&'h W);
+
+impl<W: Watch> Watch for Forward<'_, W> {
+    const OBSERVES: bool = W::OBSERVES;
+
+    fn event(&self, event: &Event<'_>) {
+        self.0.event(event);
+    }
+
+    fn thread(&self) -> Option<&str> {
+        self.0.thread()
+    }
+}
+
+impl<S: SharedState, W: Watch> Hook<S> for Forward<'_, W> {}
+
+/// Where a run is: the position and name at each level of nested flows, outermost first.
+/// Fixed-size, so that walking nested flows allocates nothing.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Trail {
+    names: [&'static str; MAX_DEPTH],
+    positions: [u32; MAX_DEPTH],
+    depth: usize,
+}
+
+impl Trail {
+    const fn new() -> Self {
+        Self {
+            names: [""; MAX_DEPTH],
+            positions: [0; MAX_DEPTH],
+            depth: 0,
+        }
+    }
+
+    /// The names of the flows the current node is nested in (the levels above it).
+    pub(crate) fn flows(&self) -> &[&'static str] {
+        &self.names[..self.depth.saturating_sub(1)]
+    }
+
+    /// The names at every level, the current node last.
+    pub(crate) fn names(&self) -> &[&'static str] {
+        &self.names[..self.depth]
+    }
+
+    /// The positions at every level.
+    pub(crate) fn positions(&self) -> &[u32] {
+        &self.positions[..self.depth]
+    }
+
+    fn set(&mut self, position: usize, name: &'static str) {
+        if let Some(level) = self.depth.checked_sub(1) {
+            self.names[level] = name;
+            self.positions[level] = u32::try_from(position).unwrap_or(u32::MAX);
+        }
+    }
+
+    fn rename(&mut self, name: &'static str) {
+        if let Some(level) = self.depth.checked_sub(1) {
+            self.names[level] = name;
+        }
+    }
+}
+
+/// The fork a run is in the middle of.
+#[derive(Debug, Clone, Copy)]
+struct ForkAt {
+    name: &'static str,
+    before: u64,
+    started: Option<Instant>,
+}
+
+/// One run: what it carries from step to step, and its hook.
+pub(crate) struct Run<S: SharedState, H> {
+    hook: H,
+    params: Params,
+    /// Node steps started so far (in a resumed run, counted from the thread's start).
+    steps: u64,
+    limit: Limit,
+    trail: Trail,
+    /// The node running now and its phase: what a caught panic is attributed to.
+    node: &'static str,
+    phase: Phase,
+    /// When set, every update applied is also composed into it: a run on a copy of the state
+    /// hands it back to be merged; a composite step commits it as one.
+    record: Option<S::Update>,
+    /// How many composite steps (batch flows) the run is inside; their inner steps are not
+    /// committed one by one.
+    composite: u32,
+    fork: Option<ForkAt>,
+    /// For a run on a copy made for a branch of a fork: that fork, for the events.
+    branch_of: Option<&'static str>,
+}
+
+const UNLIMITED: Limit = Limit {
+    max_steps: u64::MAX,
+    last_step: u64::MAX,
+};
+
+impl<S: SharedState, H: Hook<S>> Run<S, H> {
+    /// A run after `steps` steps (0 for a new one).
+    pub(crate) fn new(hook: H, params: Params, steps: u64) -> Self {
+        Self {
+            hook,
+            params,
+            steps,
+            limit: UNLIMITED,
+            trail: Trail::new(),
+            node: "",
+            phase: Phase::Prep,
+            record: None,
+            composite: 0,
+            fork: None,
+            branch_of: None,
+        }
+    }
+
+    /// Node steps started so far.
+    pub(crate) fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Where the run is (or was when it stopped).
+    pub(crate) fn trail(&self) -> &Trail {
+        &self.trail
+    }
+
+    /// The hook.
+    pub(crate) fn hook(&self) -> &H {
+        &self.hook
+    }
+
+    /// Sends an event, when the hook observes.
+    #[inline]
+    pub(crate) fn emit(&self, event: &Event<'_>) {
+        if H::OBSERVES {
+            self.hook.event(event);
+        }
+    }
+
+    /// Runs `node` as the whole run (a flow, or a node alone), catching panics once around it,
+    /// with the run's started and ended events.
+    pub(crate) async fn run<N: Node<S>>(
+        &mut self,
+        node: &N,
+        state: &mut S,
+        name: &'static str,
+    ) -> Result<&'static str, Error> {
+        self.emit(&Event::RunStarted {
+            thread: self.hook.thread(),
+            first_step: self.steps + 1,
+            max_steps: self.limit.max_steps,
+        });
+        let outcome = catch_panic(node.__run(self, state, name)).await;
+        let result = outcome.unwrap_or_else(|payload| Err(self.panic_error(payload)));
+        if H::OBSERVES {
+            match &result {
+                Ok(action) => self.emit(&Event::RunFinished {
+                    action,
+                    steps: self.steps,
+                }),
+                // A pause is the durable run's to report, with the thread's path.
+                Err(Error::Paused { .. }) => {}
+                Err(error) => self.emit(&Event::RunFailed {
+                    error,
+                    steps: self.steps,
+                }),
+            }
+        }
+        result
+    }
+
+    /// The error for a panic caught while this run was going: the node, step and phase recorded
+    /// when it panicked.
+    pub(crate) fn panic_error(&self, payload: Box<dyn Any + Send>) -> Error {
+        Error::Panic {
+            node: self.node,
+            step: self.steps,
+            phase: self.phase,
+            message: panic_message(payload),
+        }
+    }
+
+    fn at(&self, node: &'static str, step: u64) -> At<'_> {
+        At {
+            flows: self.trail.flows(),
+            node,
+            step,
+            fork: self.branch_of,
+        }
+    }
+
+    /// Applies `update`, recording it when this run records.
+    #[inline]
+    fn apply(&mut self, state: &mut S, update: S::Update) {
+        self.phase = Phase::Apply;
+        if self.record.is_some() {
+            self.record(&update);
+        }
+        state.apply(update);
+    }
+
+    #[cold]
+    fn record(&mut self, update: &S::Update) {
+        if let Some(record) = &mut self.record {
+            *record = std::mem::take(record).then(update.clone());
+        }
+    }
+
+    /// Applies a step's update and, outside composite steps, commits it through the hook.
+    async fn commit(
+        &mut self,
+        state: &mut S,
+        update: S::Update,
+        action: &'static str,
+    ) -> Result<(), Error> {
+        let commits = H::COMMITS && self.composite == 0;
+        if commits {
+            self.hook.before_apply(self.steps, &update)?;
+        }
+        self.apply(state, update);
+        if commits {
+            let commit = Commit {
+                step: self.steps,
+                trail: &self.trail,
+                action,
+            };
+            self.hook.committed(state, commit).await?;
+        }
+        Ok(())
+    }
+}
+
+impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
+    type Branches<'b>
+        = BranchEnv<'b, H>
+    where
+        Self: 'b;
+
+    async fn node<N: Node<S>>(
+        &mut self,
+        node: &N,
+        state: &mut S,
+        name: &'static str,
+    ) -> Result<&'static str, Error> {
+        let pauses = H::COMMITS && self.composite == 0;
+        if pauses && self.hook.pause_before(&self.trail, name) {
+            return Err(Error::Paused {
+                node: name,
+                step: self.steps,
+                before: true,
+            });
+        }
+        self.steps += 1;
+        self.node = name;
+        let step = self.steps;
+        let at = At {
+            flows: self.trail.flows(),
+            node: name,
+            step,
+            fork: self.branch_of,
+        };
+        let env = Env {
+            params: &self.params,
+            hook: &self.hook,
+            limit: self.limit,
+        };
+        let command = node_command(node, state, env, at, &mut self.phase).await?;
+        self.commit(state, command.update, command.action).await?;
+        if pauses && self.hook.pause_after(&self.trail, name) {
+            return Err(Error::Paused {
+                node: name,
+                step,
+                before: false,
+            });
+        }
+        Ok(command.action)
+    }
+
+    async fn flow<G: FlowGraph<S>>(
+        &mut self,
+        graph: &G,
+        state: &mut S,
+        max_steps: u64,
+    ) -> Result<&'static str, Error> {
+        if self.trail.depth == MAX_DEPTH {
+            return Err(Error::NestingTooDeep {
+                node: self.node,
+                limit: MAX_DEPTH,
+            });
+        }
+        self.trail.depth += 1;
+        let outer = self.limit;
+        let last_step = self.steps.saturating_add(max_steps);
+        if last_step < outer.last_step {
+            self.limit = Limit {
+                max_steps,
+                last_step,
+            };
+        }
+        let (mut position, mut saved) = match self.hook.enter_flow() {
+            Some((index, saved)) => (resume_position(index, G::NAMES, self.steps)?, saved),
+            None => (G::START, None),
+        };
+        let action = loop {
+            let name = G::NAMES[position];
+            self.trail.set(position, name);
+            let action = if let Some(saved) = saved.take() {
+                saved_action(G::declared(position), &saved, name, self.steps)?
+            } else {
+                if self.steps >= self.limit.last_step {
+                    return Err(Error::StepLimit {
+                        limit: self.limit.max_steps,
+                        node: name,
+                        step: self.steps + 1,
+                    });
+                }
+                graph.step(position, self, state).await?
+            };
+            if let Some(next) = G::route(position, action) {
+                position = next;
+            } else {
+                let wired = G::wired(position);
+                if H::OBSERVES && !wired.is_empty() {
+                    self.emit(&Event::NoEdge {
+                        at: self.at(name, self.steps),
+                        action,
+                        wired,
+                    });
+                }
+                break action;
+            }
+        };
+        self.trail.depth -= 1;
+        self.limit = outer;
+        Ok(action)
+    }
+
+    fn fork_start(
+        &mut self,
+        name: &'static str,
+        branches: &'static [&'static str],
+    ) -> Result<u64, Error> {
+        let left = self.limit.last_step.saturating_sub(self.steps);
+        if let Some(node) = usize::try_from(left)
+            .ok()
+            .and_then(|left| branches.get(left))
+        {
+            return Err(Error::StepLimit {
+                limit: self.limit.max_steps,
+                node,
+                step: self.steps + left + 1,
+            });
+        }
+        let before = self.steps;
+        self.fork = Some(ForkAt {
+            name,
+            before,
+            started: H::OBSERVES.then(Instant::now),
+        });
+        // A panic while the branches' updates merge is reported against the fork's first step.
+        self.node = name;
+        self.phase = Phase::Apply;
+        self.steps += 1;
+        self.emit(&Event::ForkStarted {
+            at: self.at(name, before + 1),
+            branches,
+        });
+        Ok(before)
+    }
+
+    fn branches(&self) -> BranchEnv<'_, H> {
+        BranchEnv {
+            params: &self.params,
+            hook: &self.hook,
+            limit: self.limit,
+            trail: &self.trail,
+            fork: self.fork.map_or("", |fork| fork.name),
+        }
+    }
+
+    async fn fork_finish(&mut self, state: &mut S, joined: Branch<S>) -> Result<(), Error> {
+        let fork = self.fork.take().unwrap_or(ForkAt {
+            name: "",
+            before: self.steps,
+            started: None,
+        });
+        self.steps = fork.before + joined.steps;
+        if H::OBSERVES {
+            self.emit(&Event::ForkJoined {
+                at: self.at(fork.name, fork.before + 1),
+                steps: joined.steps,
+                duration: fork
+                    .started
+                    .map(|started| started.elapsed())
+                    .unwrap_or_default(),
+            });
+        }
+        self.commit(state, joined.update, crate::graph::DEFAULT_ACTION)
+            .await
+    }
+
+    fn composite_start(&mut self, name: &'static str) -> u64 {
+        if H::COMMITS && self.composite == 0 {
+            self.record = Some(S::Update::default());
+        }
+        self.composite += 1;
+        self.steps += 1;
+        self.node = name;
+        self.phase = Phase::Prep;
+        self.emit(&Event::NodeStarted {
+            at: self.at(name, self.steps),
+        });
+        self.steps
+    }
+
+    fn context(&self, name: &'static str, step: u64) -> Context<'_> {
+        Context::in_run(
+            &self.params,
+            self.at(name, step),
+            self.limit,
+            self.hook.thread(),
+            &self.hook,
+        )
+    }
+
+    fn params(&self) -> &Params {
+        &self.params
+    }
+
+    fn replace_params(&mut self, params: Params) -> Params {
+        std::mem::replace(&mut self.params, params)
+    }
+
+    fn resume_composite(&mut self, name: &'static str, phase: Phase) {
+        self.node = name;
+        self.phase = phase;
+    }
+
+    fn apply_from_copies(&mut self, state: &mut S, update: S::Update, steps: u64) {
+        self.steps += steps;
+        self.apply(state, update);
+    }
+
+    async fn composite_finish(
+        &mut self,
+        state: &mut S,
+        name: &'static str,
+        step: u64,
+        command: Command<S>,
+        declared: &'static [&'static str],
+    ) -> Result<&'static str, Error> {
+        if !is_declared(declared, command.action) {
+            return Err(Error::UndeclaredAction {
+                node: name,
+                step,
+                action: command.action,
+                declared,
+            });
+        }
+        self.node = name;
+        self.apply(state, command.update);
+        self.composite -= 1;
+        self.emit(&Event::NodeFinished {
+            at: self.at(name, step),
+            action: command.action,
+            reason: command.reason.as_deref(),
+            attempts: 1,
+            duration: Duration::ZERO,
+        });
+        if H::COMMITS && self.composite == 0 {
+            let record = self.record.take().unwrap_or_default();
+            self.hook.before_apply(self.steps, &record)?;
+            let commit = Commit {
+                step: self.steps,
+                trail: &self.trail,
+                action: command.action,
+            };
+            self.hook.committed(state, commit).await?;
+        }
+        Ok(command.action)
+    }
+}
+
+/// What every step sees of its run.
+struct Env<'a, H> {
+    params: &'a Params,
+    hook: &'a H,
+    limit: Limit,
+}
+
+impl<H> Clone for Env<'_, H> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<H> Copy for Env<'_, H> {}
+
+/// What runs the branches of a fork: shared borrows of the run's params, hook and trail.
+pub(crate) struct BranchEnv<'a, H> {
+    params: &'a Params,
+    hook: &'a H,
+    limit: Limit,
+    trail: &'a Trail,
+    fork: &'static str,
+}
+
+impl<S: SharedState, H: Hook<S>> BranchRunner<S> for BranchEnv<'_, H> {
+    async fn node<N: Node<S>>(
+        &self,
+        node: &N,
+        state: &S,
+        name: &'static str,
+        step: u64,
+    ) -> Result<Branch<S>, Error> {
+        let mut phase = Phase::Prep;
+        let env = Env {
+            params: self.params,
+            hook: self.hook,
+            limit: self.limit,
+        };
+        let at = At {
+            flows: self.trail.flows(),
+            node: name,
+            step,
+            fork: Some(self.fork),
+        };
+        // Caught here, so that a panic names this branch.
+        let outcome = catch_panic(node_command(node, state, env, at, &mut phase)).await;
+        match outcome {
+            Ok(command) => command.map(|command| Branch::new(command.action, command.update, 1)),
+            Err(payload) => Err(Error::Panic {
+                node: name,
+                step,
+                phase,
+                message: panic_message(payload),
+            }),
+        }
+    }
+
+    async fn on_copy<N: Node<S>>(
+        &self,
+        node: &N,
+        state: &S,
+        params: Option<&Params>,
+        name: &'static str,
+        step: u64,
+    ) -> Result<Branch<S>, Error>
+    where
+        S: Clone,
+    {
+        let mut copy = state.clone();
+        let before = step - 1;
+        let params = params.unwrap_or(self.params).clone();
+        let mut run = Run::new(Forward(self.hook), params, before);
+        run.record = Some(S::Update::default());
+        run.trail = *self.trail;
+        run.trail.rename(name);
+        run.branch_of = (!self.fork.is_empty()).then_some(self.fork);
+        let outcome = catch_panic(node.__run(&mut run, &mut copy, name)).await;
+        match outcome {
+            Ok(Ok(action)) => Ok(Branch::new(
+                action,
+                run.record.take().unwrap_or_default(),
+                run.steps - before,
+            )),
+            Ok(Err(error)) => Err(error),
+            Err(payload) => Err(run.panic_error(payload)),
+        }
+    }
+}
+
+/// Prep, exec (retried, timed out, with its fallback) and post of one node over a shared borrow
+/// of the state, with its events; `phase` follows along. The command's action is checked against
+/// the node's.
+async fn node_command<S: SharedState, N: Node<S>, H: Watch>(
+    node: &N,
+    state: &S,
+    env: Env<'_, H>,
+    at: At<'_>,
+    phase: &mut Phase,
+) -> Result<Command<S>, Error> {
+    *phase = Phase::Prep;
+    let started = H::OBSERVES.then(Instant::now);
+    if H::OBSERVES {
+        env.hook.event(&Event::NodeStarted { at });
+    }
+    let context = Context::in_run(env.params, at, env.limit, env.hook.thread(), env.hook);
+    let failed = |phase, attempts, source| Error::NodeFailed {
+        node: at.node,
+        step: at.step,
+        phase,
+        attempts,
+        source,
+    };
+    let prep = node
+        .prep(state, &context)
+        .await
+        .map_err(|source| failed(Phase::Prep, 1, source))?;
+    *phase = Phase::Exec;
+    let emitter = context.emitter();
+    let retry = node.retry();
+    let (exec, attempts) = if retry == Retry::default() {
+        // The common case, without the retry loop's timers.
+        match node.exec_with(&prep, &emitter).await {
+            Ok(exec) => (exec, 1),
+            Err(error) => (fallback(node, &prep, error, phase, at, 1).await?, 1),
+        }
+    } else {
+        let on_retry = |attempt: u32, error: &NodeError, wait: Duration| {
+            if H::OBSERVES {
+                env.hook.event(&Event::Retry {
+                    at,
+                    attempt,
+                    error: &**error,
+                    wait,
+                });
+            }
+        };
+        match with_retries(retry, || node.exec_with(&prep, &emitter), on_retry).await {
+            Ok(done) => done,
+            Err((error, attempts)) => (
+                fallback(node, &prep, error, phase, at, attempts).await?,
+                attempts,
+            ),
+        }
+    };
+    *phase = Phase::Post;
+    let command = node
+        .post(state, prep, exec, &context)
+        .await
+        .map_err(|source| failed(Phase::Post, 1, source))?;
+    if !is_declared(N::ACTIONS, command.action) {
+        return Err(Error::UndeclaredAction {
+            node: at.node,
+            step: at.step,
+            action: command.action,
+            declared: N::ACTIONS,
+        });
+    }
+    if H::OBSERVES {
+        env.hook.event(&Event::NodeFinished {
+            at,
+            action: command.action,
+            reason: command.reason.as_deref(),
+            attempts,
+            duration: started.map(|started| started.elapsed()).unwrap_or_default(),
+        });
+    }
+    Ok(command)
+}
+
+/// Whether `action` is one of `declared`. Usually the very same `&'static str`, so the addresses
+/// are compared first.
+#[inline]
+pub(crate) fn is_declared(declared: &[&str], action: &str) -> bool {
+    declared
+        .iter()
+        .any(|candidate| std::ptr::eq(*candidate, action) || *candidate == action)
+}
+
+/// An attempt of `exec` that ran out of time; becomes [`Error::Timeout`] if nothing recovers it.
+#[derive(Debug, thiserror::Error)]
+#[error("`exec` took longer than {0:?}")]
+pub(crate) struct TimedOut(Duration);
+
+/// Runs `exec_fallback` after the last failed attempt; its error fails the step.
+async fn fallback<S: SharedState, N: Node<S>>(
+    node: &N,
+    prep: &N::Prep,
+    error: NodeError,
+    phase: &mut Phase,
+    at: At<'_>,
+    attempts: u32,
+) -> Result<N::Exec, Error> {
+    *phase = Phase::Fallback;
+    node.exec_fallback(prep, error)
+        .await
+        .map_err(|source| match source.downcast::<TimedOut>() {
+            Ok(timed_out) => Error::Timeout {
+                node: at.node,
+                step: at.step,
+                attempts,
+                after: timed_out.0,
+            },
+            Err(source) => Error::NodeFailed {
+                node: at.node,
+                step: at.step,
+                phase: Phase::Exec,
+                attempts,
+                source,
+            },
+        })
+}
+
+/// Runs `exec` under a retry policy: attempts, waits between them (never after the last), a
+/// timeout on each; `on_retry(attempt, error, wait)` before each wait. Returns the output and
+/// the attempts it took, or the last error and the number of attempts when every attempt failed.
+pub(crate) async fn with_retries<T, F, Fut>(
+    retry: Retry,
+    mut exec: F,
+    mut on_retry: impl FnMut(u32, &NodeError, Duration),
+) -> Result<(T, u32), (NodeError, u32)>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, NodeError>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let outcome = match retry.attempt_timeout() {
+            None => exec().await,
+            Some(limit) => tokio::time::timeout(limit, exec())
+                .await
+                .unwrap_or_else(|_| Err(Box::new(TimedOut(limit)))),
+        };
+        let error = match outcome {
+            Ok(exec) => return Ok((exec, attempt)),
+            Err(error) => error,
+        };
+        if attempt >= retry.max_attempts() {
+            return Err((error, attempt));
+        }
+        let wait = retry.wait_after(attempt);
+        on_retry(attempt, &error, wait);
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// The position a resumed run goes to in a flow with `names`, checked.
+fn resume_position(index: usize, names: &[&str], step: u64) -> Result<usize, Error> {
+    if index < names.len() {
+        Ok(index)
+    } else {
+        Err(Error::Resume {
+            thread: String::new(),
+            step,
+            reason: format!(
+                "the saved position {index} is not in this flow (it has {}): the thread was saved \
+                 by another flow",
+                names.len()
+            ),
+        })
+    }
+}
+
+/// The saved action of a resumed step, as the node's own `&'static str`.
+fn saved_action(
+    declared: &'static [&'static str],
+    saved: &str,
+    node: &str,
+    step: u64,
+) -> Result<&'static str, Error> {
+    declared
+        .iter()
+        .find(|action| **action == saved)
+        .copied()
+        .ok_or_else(|| Error::Resume {
+            thread: String::new(),
+            step,
+            reason: format!(
+                "the saved action \"{saved}\" is not one that `{node}` declares: the thread was \
+                 saved by another flow"
+            ),
+        })
+}
+
+/// Runs `future`, turning a panic while it is polled into an error value.
+pub(crate) async fn catch_panic<F: Future>(future: F) -> Result<F::Output, Box<dyn Any + Send>> {
+    let mut future = pin!(future);
+    poll_fn(
+        move |context| match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(context))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Err(payload) => Poll::Ready(Err(payload)),
+        },
+    )
+    .await
+}
+
+pub(crate) fn panic_message(payload: Box<dyn Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(message) => *message,
+        Err(payload) => payload.downcast_ref::<&str>().map_or_else(
+            || "a panic with a non-text payload".into(),
+            |text| (*text).into(),
+        ),
+    }
+}
+
+/// Runs `future` to the end on a new single-threaded tokio runtime, for synchronous callers.
+pub(crate) fn block_on<T>(future: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(Error::Runtime)?
+        .block_on(future)
+}
+
+/// `Summarise` for `my_crate::nodes::Summarise`.
+pub(crate) fn short_type_name<T>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    let generic_start = full.find('<').unwrap_or(full.len());
+    let start = full[..generic_start].rfind("::").map_or(0, |at| at + 2);
+    &full[start..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_type_names_drop_the_path() {
+        struct Summarise;
+        assert_eq!(short_type_name::<Summarise>(), "Summarise");
+        assert_eq!(short_type_name::<Vec<u8>>(), "Vec<u8>");
+    }
+
+    #[test]
+    fn a_trail_names_the_flows_above_the_current_node() {
+        let mut trail = Trail::new();
+        assert!(trail.flows().is_empty());
+        trail.depth = 1;
+        trail.set(2, "outer");
+        trail.depth = 2;
+        trail.set(0, "inner");
+        assert_eq!(trail.flows(), ["outer"]);
+        assert_eq!(trail.names(), ["outer", "inner"]);
+        assert_eq!(trail.positions(), [2, 0]);
+    }
+}
