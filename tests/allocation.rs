@@ -141,6 +141,51 @@ fn a_cycle_through_a_fork_allocates_nothing() {
     );
 }
 
+/// Counts events by kind; allocates nothing.
+#[derive(Default)]
+struct CountingObserver {
+    node_finished: std::sync::atomic::AtomicUsize,
+    fork_joined: std::sync::atomic::AtomicUsize,
+}
+
+impl slateflow::Observer for CountingObserver {
+    fn on_event(&self, event: &slateflow::Event<'_>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        match event {
+            slateflow::Event::NodeFinished { .. } => {
+                self.node_finished.fetch_add(1, Relaxed);
+            }
+            slateflow::Event::ForkJoined { .. } => {
+                self.fork_joined.fetch_add(1, Relaxed);
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn an_observed_cycle_through_a_fork_allocates_nothing() {
+    let flow = flow! {
+        ping >> [left, right] >> pong;
+        pong - "again" >> ping;
+    };
+    let observer = CountingObserver::default();
+    let mut counter = Counter::default();
+    let (result, allocations) = allocations_while(flow.observe(&observer).run(&mut counter));
+    assert_eq!(result.unwrap(), "done");
+    let rounds = observer.fork_joined.into_inner();
+    assert!(rounds >= 250, "{rounds} rounds");
+    assert_eq!(
+        observer.node_finished.into_inner(),
+        rounds * 4,
+        "ping, left, right, pong"
+    );
+    assert_eq!(
+        allocations, 0,
+        "the runtime allocated during an observed run"
+    );
+}
+
 #[test]
 fn the_counter_sees_allocations_that_happen() {
     let flow = flow! { grow >> ping; };
