@@ -183,6 +183,7 @@ async fn run_item<S: SharedState, B: BatchNode<S>>(
     node: &B,
     index: usize,
     item: &B::Item,
+    emitter: Option<Emitter<'_>>,
 ) -> Result<B::Output, NodeError> {
     let retry = node.retry();
     let outcome = if retry == Retry::default() {
@@ -190,7 +191,12 @@ async fn run_item<S: SharedState, B: BatchNode<S>>(
         node.exec(item).await.map_err(|error| (error, 1))
     } else {
         // Boxed: the timers would make every item's future several times larger.
-        Box::pin(with_retries(retry, || node.exec(item), |_, _, _| {}))
+        let on_retry = |attempt, error: &NodeError, wait| {
+            if let Some(emitter) = &emitter {
+                emitter.retry(attempt, error, wait);
+            }
+        };
+        Box::pin(with_retries(retry, || node.exec(item), on_retry))
             .await
             .map(|(output, _)| output)
     };
@@ -228,7 +234,7 @@ impl<B> Batch<B> {
         if self.concurrency == 1 {
             let mut outputs = Vec::with_capacity(total);
             for (index, item) in items.iter().enumerate() {
-                outputs.push(run_item(&self.node, index, item).await?);
+                outputs.push(run_item(&self.node, index, item, emitter).await?);
                 done(index);
             }
             return Ok(outputs);
@@ -236,7 +242,7 @@ impl<B> Batch<B> {
         run_ordered(
             total,
             self.concurrency,
-            |index| run_item(&self.node, index, &items[index]),
+            |index| run_item(&self.node, index, &items[index], emitter),
             done,
         )
         .await

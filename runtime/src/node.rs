@@ -406,6 +406,18 @@ impl Emitter<'_> {
         self.sink.observed()
     }
 
+    /// Sends [`Event::Retry`](crate::event::Event::Retry): attempt `attempt` failed with `error`.
+    pub(crate) fn retry(&self, attempt: u32, error: &NodeError, wait: Duration) {
+        if self.sink.observed() {
+            self.sink.send(&Event::Retry {
+                at: self.at,
+                attempt,
+                error: &**error,
+                wait,
+            });
+        }
+    }
+
     /// Sends [`Event::BatchItemFinished`](crate::event::Event::BatchItemFinished).
     pub(crate) fn item_finished(&self, index: usize, finished: usize, total: usize) {
         if self.sink.observed() {
