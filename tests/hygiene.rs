@@ -129,3 +129,119 @@ fn flow_and_node_expansions_work_with_shadowed_prelude_names() {
     assert_eq!(forked.run_blocking(&mut state).unwrap(), "default");
     assert_eq!(state.items, [3, 4]);
 }
+
+/// A generic state with a `where` clause and no trailing comma, and a `with` reducer over a
+/// nested generic type (which must not trip `clippy::type_complexity` in the user's crate).
+#[derive(
+    SharedState,
+    ::core::clone::Clone,
+    ::core::fmt::Debug,
+    ::core::default::Default,
+    Serialize,
+    Deserialize,
+)]
+pub struct Bounded<T>
+where
+    T: ::core::clone::Clone + ::core::marker::Send + ::core::marker::Sync + 'static,
+{
+    /// Appended items.
+    #[reducer(append)]
+    pub items: ::std::vec::Vec<T>,
+    /// Merged by key.
+    #[reducer(with = merge_lists)]
+    pub lists: ::std::collections::BTreeMap<::std::string::String, ::std::vec::Vec<i64>>,
+}
+
+/// Appends each list to the list of the same key.
+pub fn merge_lists(
+    current: &mut ::std::collections::BTreeMap<::std::string::String, ::std::vec::Vec<i64>>,
+    new: ::std::collections::BTreeMap<::std::string::String, ::std::vec::Vec<i64>>,
+) {
+    for (key, values) in new {
+        current.entry(key).or_default().extend(values);
+    }
+}
+
+#[test]
+fn a_where_clause_without_a_trailing_comma_and_a_nested_generic_reducer() {
+    let mut state = Bounded::<u8>::default();
+    let update = Bounded::<u8>::update()
+        .push_items(1)
+        .reduce_lists([("a".to_string(), vec![1])].into_iter().collect());
+    state.apply(update.then(
+        Bounded::<u8>::update().reduce_lists([("a".to_string(), vec![2])].into_iter().collect()),
+    ));
+    assert_eq!(state.items, [1]);
+    assert_eq!(state.lists["a"], [1, 2]);
+}
+
+/// A counter. (Defined outside `shadowed_names`: serde's own derive names `u64` bare.)
+#[derive(
+    SharedState,
+    ::core::clone::Clone,
+    ::core::fmt::Debug,
+    ::core::default::Default,
+    Serialize,
+    Deserialize,
+)]
+pub struct Tally {
+    /// Increments.
+    #[reducer(add)]
+    pub count: u64,
+}
+
+/// Adds one.
+#[node]
+pub fn bump(_: &Tally) -> Command<Tally> {
+    Command::new(Tally::update().add_count(1))
+}
+
+/// Adds one, in a branch.
+#[node]
+pub fn other(_: &Tally) -> Command<Tally> {
+    Command::new(Tally::update().add_count(1))
+}
+
+/// Items named like the generated code's locals and primitive types, in the scope of `flow!`.
+#[allow(dead_code, non_camel_case_types, non_upper_case_globals)]
+mod shadowed_names {
+    use slateflow::flow;
+
+    struct u64;
+    struct usize;
+    struct u32;
+    const __state: () = ();
+    const __state_type: () = ();
+    const __run: () = ();
+    const __current: () = ();
+    const __runner: () = ();
+    const __position: () = ();
+    const __action: () = ();
+    const __before: () = ();
+    const __joined: () = ();
+    const __context: () = ();
+    const __node_output: () = ();
+    const __branch0: () = ();
+
+    const __shared: () = ();
+    const __branches: () = ();
+    fn __new() {}
+
+    use super::{Tally, bump, other};
+    use slateflow::{Command, Context, SharedState, node};
+
+    /// Adds one, reading its context; defined beside the items above.
+    #[node]
+    pub fn near(_: &Tally, context: &Context<'_>) -> Command<Tally> {
+        ::core::assert_eq!(context.node(), "near");
+        Command::new(Tally::update().add_count(1))
+    }
+
+    #[test]
+    fn flow_works_beside_items_named_like_its_locals() {
+        let flow = flow! { bump >> [near, other]; };
+        let mut tally = Tally::default();
+        flow.run_blocking(&mut tally).unwrap();
+        ::core::assert_eq!(tally.count, 3);
+    }
+}

@@ -9,6 +9,7 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
+use syn::Ident;
 use syn::parse::Parser;
 use syn::spanned::Spanned;
 use syn::{FnArg, ItemFn, LitStr, Pat, Token, Type};
@@ -24,18 +25,27 @@ struct Options {
 pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
     let options = parse_options(attr, &mut errors);
-    let function: ItemFn = match syn::parse2(item) {
+    let function: ItemFn = match syn::parse2(item.clone()) {
         Ok(function) => function,
         Err(error) => {
             errors.push(syn::Error::new(
                 error.span(),
                 "`#[node]` goes on a function: `fn name(state: &State) -> Result<Command<State>, E>`",
             ));
-            return errors.into_compile_errors();
+            // The item as written, so that one mistake gives one error (tokio-macros does this).
+            let mut output = errors.into_compile_errors();
+            output.extend(item);
+            return output;
         }
     };
     let generated = generate(&options, &function, &mut errors);
     let errors = errors.into_compile_errors();
+    // A function that cannot be a node stays the function it was, beside the error.
+    let generated = if generated.is_empty() {
+        quote!(#function)
+    } else {
+        generated
+    };
     quote!(#errors #generated)
 }
 
@@ -106,8 +116,12 @@ fn generate(options: &Options, function: &ItemFn, errors: &mut Errors) -> TokenS
     body_fn.sig.ident = syn::Ident::new("__node_body", Span::call_site());
     body_fn.attrs.retain(|attr| !attr.path().is_ident("doc"));
     body_fn.vis = syn::Visibility::Inherited;
-    let context_argument = takes_context.then(|| quote!(, __context));
-    let call = quote!(__node_body(__state #context_argument));
+    // The generated locals have mixed-site hygiene: items of the same name in the user's scope
+    // cannot capture them.
+    let state = Ident::new("__state", Span::mixed_site());
+    let context = Ident::new("__context", Span::mixed_site());
+    let context_argument = takes_context.then(|| quote!(, #context));
+    let call = quote!(__node_body(#state #context_argument));
     let call = if signature.asyncness.is_some() {
         quote!(#call.await)
     } else {
@@ -123,7 +137,8 @@ fn generate(options: &Options, function: &ItemFn, errors: &mut Errors) -> TokenS
         #krate_at_output::__private::NodeOutput::<#state_type>::into_result
     };
     // rustc points at the argument: name it at the return type.
-    let output = quote_spanned!(output_span=> __node_output);
+    let output = Ident::new("__node_output", output_span);
+    let guards = crate::spans::local_guards([&state, &context, &output]);
     let result = quote! {
         let #output = #call;
         #convert(#output)
@@ -133,6 +148,9 @@ fn generate(options: &Options, function: &ItemFn, errors: &mut Errors) -> TokenS
         #[allow(non_camel_case_types)]
         #[derive(::core::clone::Clone, ::core::marker::Copy, ::core::fmt::Debug, ::core::default::Default)]
         #vis struct #name;
+
+        const _: () = {
+        #guards
 
         #[automatically_derived]
         impl #krate::Node<#state_type> for #name {
@@ -154,16 +172,17 @@ fn generate(options: &Options, function: &ItemFn, errors: &mut Errors) -> TokenS
 
             async fn post(
                 &self,
-                __state: &#state_type,
+                #state: &#state_type,
                 (): (),
                 (): (),
-                __context: &#krate::Context<'_>,
+                #context: &#krate::Context<'_>,
             ) -> ::core::result::Result<#krate::Command<#state_type>, #krate::NodeError> {
                 #body_fn
-                let _ = __context;
+                let _ = #context;
                 #result
             }
         }
+        };
     }
 }
 

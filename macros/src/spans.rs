@@ -1,6 +1,7 @@
 //! Span helpers shared by the macros.
 
-use proc_macro2::{Group, Span, TokenStream, TokenTree};
+use proc_macro2::{Group, Ident, Span, TokenStream, TokenTree};
+use quote::quote;
 
 /// `tokens` with every span, inside groups too, set to `span`.
 pub(crate) fn respan(tokens: TokenStream, span: Span) -> TokenStream {
@@ -16,4 +17,18 @@ pub(crate) fn respan(tokens: TokenStream, span: Span) -> TokenStream {
             token
         })
         .collect()
+}
+
+/// Functions named like the generated code's locals, to put in the scope that holds the generated
+/// code. A user's `const` of such a name would turn a binding into a pattern (hygiene does not
+/// stop that); a function of the same name, nearer, shadows the `const`, and a binding may
+/// shadow a function.
+pub(crate) fn local_guards<'a>(locals: impl IntoIterator<Item = &'a Ident>) -> TokenStream {
+    let guards = locals.into_iter().map(|local| {
+        quote! {
+            #[allow(dead_code, non_snake_case, clippy::all, clippy::pedantic)]
+            fn #local() {}
+        }
+    });
+    quote!(#(#guards)*)
 }

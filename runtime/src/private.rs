@@ -77,6 +77,26 @@ pub fn extend_items<C: Append>(slot: &mut Option<C>, items: impl IntoIterator<It
     }
 }
 
+/// Implemented by nothing: what `set_<field>` of an `add` field requires, so that calling it is
+/// an error that says what to call instead.
+#[diagnostic::on_unimplemented(
+    message = "an `add` field takes the increment, not the new total",
+    label = "this would be taken as the total",
+    note = "call `add_<field>(change)` with the change (`add_revisions(1)`): writes to an `add` \
+            field are summed, so passing the total would count twice"
+)]
+pub trait AddFieldTakesIncrement {}
+
+/// Implemented by nothing: what `set_<field>` of an `append` field requires, so that calling it
+/// is an error that says what to call instead.
+#[diagnostic::on_unimplemented(
+    message = "an `append` field takes the new items, not the whole list",
+    label = "this would be taken as the whole list",
+    note = "call `push_<field>(item)` or `extend_<field>(items)` with the new items only: writes \
+            to an `append` field are appended"
+)]
+pub trait AppendFieldTakesItems {}
+
 /// A field's value as template text; see [`SharedState::field_text`](crate::SharedState::field_text).
 pub fn field_text<T: Serialize + ?Sized>(value: &T) -> Option<String> {
     match serde_json::to_value(value).ok()? {

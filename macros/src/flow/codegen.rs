@@ -69,7 +69,10 @@ pub(crate) fn generate(krate: &TokenStream, graph: &Graph) -> TokenStream {
     let fork_bound = (!graph.forks.is_empty()).then(|| quote!(__S: #krate::parallel::ForkState,));
     let usize_ty = quote!(::core::primitive::usize);
     let tables = tables(krate, graph, &node_trait, &wired_by_position, &locals);
+    let guards = crate::spans::local_guards(locals.all());
     quote! {
+        #guards
+
         /// The nodes of a flow built by `flow!`.
         struct __SlateflowGraph<#(#types),*> {
             #(#fields: #types,)*
@@ -214,8 +217,9 @@ fn tables(
     }
 }
 
-/// The generated code's own local names, spanned with mixed-site hygiene: invisible to the user's
-/// code, and unaffected by items of the same name in the user's scope.
+/// The generated code's own local names, spanned with mixed-site hygiene (invisible to the user's
+/// code) and guarded by [`local_guards`](crate::spans::local_guards) against the user's items of
+/// the same name.
 struct Locals {
     marker: Ident,
     state: Ident,
@@ -229,6 +233,20 @@ struct Locals {
 }
 
 impl Locals {
+    fn all(&self) -> [&Ident; 9] {
+        [
+            &self.marker,
+            &self.state,
+            &self.runner,
+            &self.position,
+            &self.action,
+            &self.before,
+            &self.joined,
+            &self.shared,
+            &self.branches,
+        ]
+    }
+
     fn new() -> Self {
         let local = |name: &str| Ident::new(name, proc_macro2::Span::mixed_site());
         Self {
@@ -336,33 +354,22 @@ fn fork_step(
     let fork_name = &fork.name;
     let count = fork.branches.len();
     let branch_names: Vec<&String> = fork.branches.iter().map(|&index| &names[index]).collect();
-    let futures: Vec<Ident> = (0..count)
-        .map(|branch| {
-            Ident::new(
-                &format!("__branch{branch}"),
-                proc_macro2::Span::mixed_site(),
-            )
-        })
-        .collect();
-    let starts =
-        fork.branches
-            .iter()
-            .zip(&futures)
-            .enumerate()
-            .map(|(offset, (&index, future))| {
-                let node = node_trait(index);
-                let (field, name) = (&fields[index], &names[index]);
-                let step = offset as u64 + 1;
-                quote! {
-                    let mut #future = ::core::pin::pin!(#node::__branch(
-                        &self.#field,
-                        &#branches,
-                        #shared,
-                        #name,
-                        #before + #step,
-                    ));
-                }
-            });
+    // Pinned in place as temporaries of the statement that joins them: no bindings, so no
+    // name of the user's can collide with them.
+    let futures = fork.branches.iter().enumerate().map(|(offset, &index)| {
+        let node = node_trait(index);
+        let (field, name) = (&fields[index], &names[index]);
+        let step = offset as u64 + 1;
+        quote! {
+            ::core::pin::pin!(#node::__branch(
+                &self.#field,
+                &#branches,
+                #shared,
+                #name,
+                #before + #step,
+            ))
+        }
+    });
     quote! {
         #position => {
             const BRANCHES: &[&str; #count] = &[#(#branch_names),*];
@@ -370,9 +377,8 @@ fn fork_step(
             let #joined = {
                 let #shared: &__S = &*#state;
                 let #branches = #krate::__private::Runner::branches(&*#runner);
-                #(#starts)*
                 #krate::__private::join::<__S, #count>(
-                    [#(#futures.as_mut()),*],
+                    [#(#futures),*],
                     BRANCHES,
                     #before + 1,
                 )

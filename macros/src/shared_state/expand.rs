@@ -17,14 +17,43 @@ pub(crate) fn expand(state: &State) -> TokenStream {
     let update_methods = update_methods(state);
     let state_impl = state_impl(state);
     let update_impl = update_impl(state);
+    let guards = crate::spans::local_guards(&local_names(state));
     quote! {
         #update_type
-        #update_methods
         const _: () = {
+            #guards
+            #update_methods
             #state_impl
             #update_impl
         };
     }
+}
+
+/// The names the generated methods bind (parameters and locals): a unit struct or `const` of the
+/// user's with one of these names must not capture them.
+fn local_names(state: &State) -> Vec<Ident> {
+    let fixed = [
+        "field",
+        "value",
+        "reduce",
+        "increment",
+        "item",
+        "items",
+        "update",
+        "name",
+        "later",
+        "other",
+    ];
+    fixed
+        .iter()
+        .map(|name| Ident::new(name, proc_macro2::Span::call_site()))
+        .chain(
+            state
+                .fields
+                .iter()
+                .map(|field| format_ident!("__{}", field.ident.unraw())),
+        )
+        .collect()
 }
 
 /// `TriageUpdate`, named after the state and spanned at its name.
@@ -133,6 +162,7 @@ fn update_type(state: &State) -> TokenStream {
             deny_unknown_fields,
             bound(serialize = #serialize_bounds, deserialize = #deserialize_bounds)
         )]
+        #[allow(clippy::type_complexity)]
         #vis struct #update #generics #where_clause {
             #(#slots,)*
         }
@@ -184,6 +214,7 @@ fn update_methods(state: &State) -> TokenStream {
         quote!(#(self.#idents.is_none())&&*)
     };
     quote! {
+        #[allow(clippy::type_complexity)]
         impl #impl_generics #update #type_generics #where_clause {
             /// An empty update: no field written.
             #[must_use]
@@ -206,6 +237,24 @@ fn update_methods(state: &State) -> TokenStream {
             fn default() -> Self {
                 Self::new()
             }
+        }
+    }
+}
+
+/// `set_<field>` for a reducer field: not a setter, but a method whose bound (`requirement`, a
+/// `__private` trait that nothing implements) makes calling it an error that says what to call
+/// instead. Without it, rustc suggests a setter that compiles and double-counts.
+fn refusing_setter(state: &State, field: &Field, requirement: &str) -> TokenStream {
+    let krate = &state.crate_path;
+    let vis = &state.input.vis;
+    let name = format_ident!("set_{}", field.ident.unraw());
+    let requirement = Ident::new(requirement, proc_macro2::Span::call_site());
+    quote! {
+        /// Not a setter: a reducer field takes what its reducer combines. Calling it is an error
+        /// that says what to call instead.
+        #[doc(hidden)]
+        #vis fn #name<__T: #krate::__private::#requirement>(self, _value: __T) -> Self {
+            self
         }
     }
 }
@@ -242,6 +291,7 @@ fn setters(state: &State, field: &Field) -> TokenStream {
                 "Adds `increment` to `{name}` (`#[reducer(add)]`): pass the change, not the new \
                  total. Calling it again adds again."
             );
+            let refusal = refusing_setter(state, field, "AddFieldTakesIncrement");
             quote! {
                 #[doc = #doc]
                 #[must_use]
@@ -253,6 +303,8 @@ fn setters(state: &State, field: &Field) -> TokenStream {
                     );
                     self
                 }
+
+                #refusal
             }
         }
         Reducer::Append => {
@@ -261,7 +313,10 @@ fn setters(state: &State, field: &Field) -> TokenStream {
             let push_doc = format!("Appends one item to `{name}` (`#[reducer(append)]`).");
             let extend_doc =
                 format!("Appends `items` to `{name}`, in order (`#[reducer(append)]`).");
+            let refusal = refusing_setter(state, field, "AppendFieldTakesItems");
             quote! {
+                #refusal
+
                 #[doc = #push_doc]
                 #[must_use]
                 #vis fn #push(
@@ -325,12 +380,14 @@ fn reducer_bound(krate: &syn::Path, field: &Field) -> TokenStream {
 /// The where-clause of a trait impl: the struct's own predicates plus every reducer bound.
 fn where_with_reducer_bounds(state: &State) -> TokenStream {
     let krate = &state.crate_path;
-    let own = state
-        .input
-        .generics
-        .where_clause
-        .as_ref()
-        .map(|clause| clause.predicates.to_token_stream());
+    let own = state.input.generics.where_clause.as_ref().map(|clause| {
+        // `where T: A` without a trailing comma must still be followed by more predicates.
+        let mut predicates = clause.predicates.clone();
+        if !predicates.empty_or_trailing() {
+            predicates.push_punct(syn::Token![,](proc_macro2::Span::call_site()));
+        }
+        predicates.to_token_stream()
+    });
     let bounds = state
         .fields
         .iter()

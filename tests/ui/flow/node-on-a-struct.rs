@@ -1,0 +1,8 @@
+use slateflow::node;
+
+#[node]
+struct Classify;
+
+fn main() {
+    let _ = Classify;
+}
