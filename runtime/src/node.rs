@@ -337,7 +337,7 @@ impl<'a> Context<'a> {
         self.thread
     }
 
-    /// Sends a custom event ([`Event::Custom`](crate::event::Event::Custom)) to the run's observer.
+    /// Sends a custom event ([`Event::Custom`]) to the run's observer.
     /// Without an observer it does nothing, and costs a branch.
     pub fn emit(&self, name: &str, data: &Value) {
         self.emitter().emit(name, data);
@@ -390,7 +390,7 @@ pub struct Emitter<'a> {
 }
 
 impl Emitter<'_> {
-    /// Sends [`Event::Custom`](crate::event::Event::Custom) named `name` with `data`.
+    /// Sends [`Event::Custom`] named `name` with `data`.
     pub fn emit(&self, name: &str, data: &Value) {
         if self.sink.observed() {
             self.sink.send(&Event::Custom {

@@ -21,7 +21,7 @@
 //! parallel on several threads. Model calls are I/O, so that is where the time goes.
 //!
 //! This module owns joining branches and merging outcomes in order, which concurrent batch flows
-//! share ([`Conflicts`] says how each treats a field written twice). Starting a fork, numbering
+//! share (`Conflicts` says how each treats a field written twice). Starting a fork, numbering
 //! its steps and applying the merged update are the run's; this module applies nothing.
 
 use std::future::{Future, poll_fn};
