@@ -158,11 +158,40 @@ fn loop_of_10_000() {
     report("2-node loop, 10,000 steps", LOOP_STEPS, flow, by_hand);
 }
 
+/// The size of a run's future: what a paused run keeps in memory.
+fn future_sizes() {
+    let single = Noop;
+    let one_node = flow! { single; };
+    let (n0, n1, n2, n3, n4, n5, n6, n7, start) =
+        (Noop, Noop, Noop, Noop, Noop, Noop, Noop, Noop, Noop);
+    let fork = flow! { start >> [n0, n1, n2, n3, n4, n5, n6, n7]; };
+    let chain = support::chain_of_100();
+    let params = Params::new();
+    let context = Context::new(&params, "noop", 1);
+    let mut counter = Counter::default();
+    let by_hand = std::mem::size_of_val(&step_by_hand(&Noop, &mut counter, &context));
+    let (mut a, mut b, mut c) = (Counter::default(), Counter::default(), Counter::default());
+    let sizes = [
+        ("one node", std::mem::size_of_val(&one_node.run(&mut a))),
+        ("fork of 8", std::mem::size_of_val(&fork.run(&mut b))),
+        ("chain of 100", std::mem::size_of_val(&chain.run(&mut c))),
+    ];
+    // Sizes are small: `u32` holds them, and `f64` holds a `u32` exactly.
+    let as_f64 = |size: usize| f64::from(u32::try_from(size).unwrap_or(u32::MAX));
+    for (name, size) in sizes {
+        println!(
+            "future of a run, {name:<14} {size:>6} B   one hand-written step {by_hand:>4} B   ratio {:>5.2}x",
+            as_f64(size) / as_f64(by_hand)
+        );
+    }
+}
+
 fn main() {
     // `cargo test --benches` runs this once as a smoke test; the figures need `cargo bench`.
     if std::env::args().any(|argument| argument == "--bench") {
         chain_of_100();
         loop_of_10_000();
+        future_sizes();
     } else {
         println!("flow benchmarks: run `cargo bench -p slateflow` for figures");
     }

@@ -186,7 +186,7 @@ async fn run_item<S: SharedState, B: BatchNode<S>>(
     emitter: Option<Emitter<'_>>,
 ) -> Result<B::Output, NodeError> {
     let retry = node.retry();
-    let outcome = if retry == Retry::default() {
+    let outcome = if retry.is_single_attempt() {
         // The common case, without the retry loop's timer (a much smaller future per item).
         node.exec(item).await.map_err(|error| (error, 1))
     } else {

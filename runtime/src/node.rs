@@ -575,6 +575,13 @@ impl Retry {
         self
     }
 
+    /// One attempt and no timeout: `exec` runs once, as it is (the common case, which needs no
+    /// timer).
+    #[inline]
+    pub(crate) fn is_single_attempt(&self) -> bool {
+        self.max_attempts == 1 && self.timeout.is_none()
+    }
+
     /// How many attempts at most.
     pub fn max_attempts(&self) -> u32 {
         self.max_attempts

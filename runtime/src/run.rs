@@ -17,10 +17,8 @@
 //! [`Node`] and flows through [`FlowGraph`].
 
 use std::any::Any;
-use std::future::{Future, poll_fn};
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::pin::pin;
-use std::task::Poll;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, NodeError, Phase};
@@ -30,7 +28,7 @@ use crate::node::{Command, Context, Limit, Node, Params, Retry};
 use crate::state::{SharedState, StateUpdate};
 
 /// How deeply flows may nest (a flow in a flow in a flow ...).
-pub(crate) const MAX_DEPTH: usize = 32;
+pub(crate) const MAX_DEPTH: usize = 16;
 
 /// The part of a [`Hook`] that does not depend on the state: events, and the thread.
 pub(crate) trait Watch: Send + Sync {
@@ -170,20 +168,24 @@ impl Trail {
     }
 
     /// The names of the flows the current node is nested in (the levels above it).
+    #[inline]
     pub(crate) fn flows(&self) -> &[&'static str] {
         &self.names[..self.depth.saturating_sub(1)]
     }
 
     /// The names at every level, the current node last.
+    #[inline]
     pub(crate) fn names(&self) -> &[&'static str] {
         &self.names[..self.depth]
     }
 
     /// The positions at every level.
+    #[inline]
     pub(crate) fn positions(&self) -> &[u32] {
         &self.positions[..self.depth]
     }
 
+    #[inline]
     fn set(&mut self, position: usize, name: &'static str) {
         if let Some(level) = self.depth.checked_sub(1) {
             self.names[level] = name;
@@ -191,6 +193,7 @@ impl Trail {
         }
     }
 
+    #[inline]
     fn rename(&mut self, name: &'static str) {
         if let Some(level) = self.depth.checked_sub(1) {
             self.names[level] = name;
@@ -402,7 +405,12 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
             limit: self.limit,
         };
         let command = node_command(node, state, env, at, &mut self.phase).await?;
-        self.commit(state, command.update, command.action).await?;
+        if pauses {
+            self.commit(state, command.update, command.action).await?;
+        } else {
+            // Nothing to commit: no future to make.
+            self.apply(state, command.update);
+        }
         if pauses && self.hook.pause_after(&self.trail, name) {
             return Err(Error::Paused {
                 node: name,
@@ -434,25 +442,36 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
                 last_step,
             };
         }
-        let (mut position, mut saved) = match self.hook.enter_flow() {
-            Some((index, saved)) => (resume_position(index, G::NAMES, self.steps)?, saved),
-            None => (G::START, None),
-        };
+        let mut position = G::START;
+        if H::COMMITS
+            && let Some((index, saved)) = self.hook.enter_flow()
+        {
+            // A resumed run enters at its saved position; at the innermost flow, the step there
+            // already ran: route on its saved action instead of running it again.
+            position = resume_position(index, G::NAMES, self.steps)?;
+            if let Some(saved) = saved {
+                let name = G::NAMES[position];
+                self.trail.set(position, name);
+                let action = saved_action(G::declared(position), &saved, name, self.steps)?;
+                let Some(next) = G::route(position, action) else {
+                    self.trail.depth -= 1;
+                    self.limit = outer;
+                    return Ok(action);
+                };
+                position = next;
+            }
+        }
         let action = loop {
             let name = G::NAMES[position];
             self.trail.set(position, name);
-            let action = if let Some(saved) = saved.take() {
-                saved_action(G::declared(position), &saved, name, self.steps)?
-            } else {
-                if self.steps >= self.limit.last_step {
-                    return Err(Error::StepLimit {
-                        limit: self.limit.max_steps,
-                        node: name,
-                        step: self.steps + 1,
-                    });
-                }
-                graph.step(position, self, state).await?
-            };
+            if self.steps >= self.limit.last_step {
+                return Err(Error::StepLimit {
+                    limit: self.limit.max_steps,
+                    node: name,
+                    step: self.steps + 1,
+                });
+            }
+            let action = graph.step(position, self, state).await?;
             if let Some(next) = G::route(position, action) {
                 position = next;
             } else {
@@ -737,7 +756,7 @@ async fn node_command<S: SharedState, N: Node<S>, H: Watch>(
     *phase = Phase::Exec;
     let emitter = context.emitter();
     let retry = node.retry();
-    let (exec, attempts) = if retry == Retry::default() {
+    let (exec, attempts) = if retry.is_single_attempt() {
         // The common case, without the retry loop's timers.
         match node.exec_with(&prep, &emitter).await {
             Ok(exec) => (exec, 1),
@@ -904,17 +923,12 @@ fn saved_action(
         })
 }
 
-/// Runs `future`, turning a panic while it is polled into an error value.
-pub(crate) async fn catch_panic<F: Future>(future: F) -> Result<F::Output, Box<dyn Any + Send>> {
-    let mut future = pin!(future);
-    poll_fn(
-        move |context| match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(context))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
-            Err(payload) => Poll::Ready(Err(payload)),
-        },
-    )
-    .await
+/// Runs `future`, turning a panic while it is polled into an error value. The future is held once,
+/// in place (a guard written as an `async fn` would keep a second copy of it).
+pub(crate) fn catch_panic<F: Future>(
+    future: F,
+) -> impl Future<Output = Result<F::Output, Box<dyn Any + Send>>> {
+    futures_util::FutureExt::catch_unwind(AssertUnwindSafe(future))
 }
 
 pub(crate) fn panic_message(payload: Box<dyn Any + Send>) -> String {
