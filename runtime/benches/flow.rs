@@ -158,6 +158,44 @@ fn loop_of_10_000() {
     report("2-node loop, 10,000 steps", LOOP_STEPS, flow, by_hand);
 }
 
+/// Counts node steps; allocates nothing.
+struct CountSteps(std::sync::atomic::AtomicU64);
+
+impl slateflow::Observer for CountSteps {
+    fn on_event(&self, event: &slateflow::Event<'_>) {
+        if let slateflow::Event::NodeFinished { .. } = event {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// The 2-node loop with an observer that allocates nothing, against the same loop without one.
+fn observed_loop() {
+    let (count, bounce) = (Noop, Bounce);
+    let cycle = flow! {
+        count >> bounce;
+        bounce - "again" >> count;
+    };
+    let observer = CountSteps(std::sync::atomic::AtomicU64::new(0));
+    let plain = median(15, 5, || {
+        let mut counter = Counter::default();
+        black_box(ready(cycle.run(&mut counter)).unwrap());
+    });
+    let observed = median(15, 5, || {
+        let mut counter = Counter::default();
+        black_box(ready(cycle.observe(&observer).run(&mut counter)).unwrap());
+    });
+    assert!(observer.0.into_inner() >= u64::from(LOOP_STEPS));
+    let per_step = |time: Duration| time.as_secs_f64() * 1e9 / f64::from(LOOP_STEPS);
+    println!(
+        "{:<28} observed {:>8.2} ns/step   plain {:>8.2} ns/step   ratio {:>5.2}x",
+        "2-node loop with observer",
+        per_step(observed),
+        per_step(plain),
+        observed.as_secs_f64() / plain.as_secs_f64()
+    );
+}
+
 /// The size of a run's future: what a paused run keeps in memory.
 fn future_sizes() {
     let single = Noop;
@@ -191,6 +229,7 @@ fn main() {
     if std::env::args().any(|argument| argument == "--bench") {
         chain_of_100();
         loop_of_10_000();
+        observed_loop();
         future_sizes();
     } else {
         println!("flow benchmarks: run `cargo bench -p slateflow` for figures");
