@@ -176,16 +176,16 @@ fn observed_loop() {
         count >> bounce;
         bounce - "again" >> count;
     };
-    let observer = CountSteps(std::sync::atomic::AtomicU64::new(0));
+    let counting = CountSteps(std::sync::atomic::AtomicU64::new(0));
     let plain = median(15, 5, || {
         let mut counter = Counter::default();
         black_box(ready(cycle.run(&mut counter)).unwrap());
     });
     let observed = median(15, 5, || {
         let mut counter = Counter::default();
-        black_box(ready(cycle.observe(&observer).run(&mut counter)).unwrap());
+        black_box(ready(cycle.observe(&counting).run(&mut counter)).unwrap());
     });
-    assert!(observer.0.into_inner() >= u64::from(LOOP_STEPS));
+    assert!(counting.0.into_inner() >= u64::from(LOOP_STEPS));
     let per_step = |time: Duration| time.as_secs_f64() * 1e9 / f64::from(LOOP_STEPS);
     println!(
         "{:<28} observed {:>8.2} ns/step   plain {:>8.2} ns/step   ratio {:>5.2}x",
