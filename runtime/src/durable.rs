@@ -26,6 +26,11 @@
 //! Fields that cannot be serialized (a channel, a client) are `#[serde(skip)]`: a resumed state
 //! has their `Default` value, and [`Durable::resume_with`] lets the caller put them back before any
 //! node runs.
+//!
+//! This module owns what makes a run durable, as a hook on the run (the run module's seam): it saves
+//! each committed step, tells the run where to enter each flow on resume, and answers whether to
+//! pause at a node. The run knows nothing of it. It stores through [`CheckpointStore`] and knows no
+//! storage format; stores know no nodes.
 
 use std::marker::PhantomData;
 use std::sync::Arc;

@@ -182,7 +182,7 @@ pub struct Command<S: SharedState> {
     pub update: S::Update,
     /// The action that picks the next node; one of the node's [`ACTIONS`](Node::ACTIONS).
     pub action: &'static str,
-    /// Why this action was chosen, for traces and debugging.
+    /// Why this action was chosen, for events and traces.
     pub reason: Option<Cow<'static, str>>,
 }
 
@@ -208,7 +208,9 @@ impl<S: SharedState> Command<S> {
         self
     }
 
-    /// Records why the action was chosen.
+    /// Records why the action was chosen: the run's observer sees it in
+    /// [`Event::NodeFinished`](crate::event::Event::NodeFinished), and the `tracing` adapter as the
+    /// step's `reason`.
     #[must_use]
     pub fn with_reason(mut self, reason: impl Into<Cow<'static, str>>) -> Self {
         self.reason = Some(reason.into());
