@@ -209,7 +209,7 @@ impl<S: SharedState> Command<S> {
     }
 
     /// Records why the action was chosen: the run's observer sees it in
-    /// [`Event::NodeFinished`](crate::event::Event::NodeFinished), and the `tracing` adapter as the
+    /// [`Event::NodeFinished`], and the `tracing` adapter as the
     /// step's `reason`.
     #[must_use]
     pub fn with_reason(mut self, reason: impl Into<Cow<'static, str>>) -> Self {
