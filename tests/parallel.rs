@@ -519,3 +519,129 @@ fn forks_appear_in_the_graph_and_in_mermaid() {
         assert!(mermaid.contains(line), "{line} missing from\n{mermaid}");
     }
 }
+
+/// Adds its number to the log.
+#[derive(Clone, Copy)]
+struct Mark(u32);
+
+impl Node<Work> for Mark {
+    type Prep = ();
+    type Exec = ();
+    const ACTIONS: &'static [&'static str] = &["default", "unwired"];
+
+    async fn prep(&self, _: &Work, _: &Context<'_>) -> Result<(), NodeError> {
+        Ok(())
+    }
+
+    async fn exec(&self, (): &()) -> Result<(), NodeError> {
+        Ok(())
+    }
+
+    async fn post(
+        &self,
+        _: &Work,
+        (): (),
+        (): (),
+        _: &Context<'_>,
+    ) -> Result<Command<Work>, NodeError> {
+        Ok(Command::new(visit(&self.0.to_string())))
+    }
+}
+
+// More nodes than one chunk of the generated code holds (64), with a fork whose branches sit in
+// different chunks: the run, the numbering, the graph and the actions are as for a small flow.
+#[test]
+fn a_flow_larger_than_a_chunk_runs_and_describes_itself_in_order() {
+    let n0 = Mark(0);
+    let n1 = Mark(1);
+    let n2 = Mark(2);
+    let n3 = Mark(3);
+    let n4 = Mark(4);
+    let n5 = Mark(5);
+    let n6 = Mark(6);
+    let n7 = Mark(7);
+    let n8 = Mark(8);
+    let n9 = Mark(9);
+    let n10 = Mark(10);
+    let n11 = Mark(11);
+    let n12 = Mark(12);
+    let n13 = Mark(13);
+    let n14 = Mark(14);
+    let n15 = Mark(15);
+    let n16 = Mark(16);
+    let n17 = Mark(17);
+    let n18 = Mark(18);
+    let n19 = Mark(19);
+    let n20 = Mark(20);
+    let n21 = Mark(21);
+    let n22 = Mark(22);
+    let n23 = Mark(23);
+    let n24 = Mark(24);
+    let n25 = Mark(25);
+    let n26 = Mark(26);
+    let n27 = Mark(27);
+    let n28 = Mark(28);
+    let n29 = Mark(29);
+    let n30 = Mark(30);
+    let n31 = Mark(31);
+    let n32 = Mark(32);
+    let n33 = Mark(33);
+    let n34 = Mark(34);
+    let n35 = Mark(35);
+    let n36 = Mark(36);
+    let n37 = Mark(37);
+    let n38 = Mark(38);
+    let n39 = Mark(39);
+    let n40 = Mark(40);
+    let n41 = Mark(41);
+    let n42 = Mark(42);
+    let n43 = Mark(43);
+    let n44 = Mark(44);
+    let n45 = Mark(45);
+    let n46 = Mark(46);
+    let n47 = Mark(47);
+    let n48 = Mark(48);
+    let n49 = Mark(49);
+    let n50 = Mark(50);
+    let n51 = Mark(51);
+    let n52 = Mark(52);
+    let n53 = Mark(53);
+    let n54 = Mark(54);
+    let n55 = Mark(55);
+    let n56 = Mark(56);
+    let n57 = Mark(57);
+    let n58 = Mark(58);
+    let n59 = Mark(59);
+    let n60 = Mark(60);
+    let n61 = Mark(61);
+    let n62 = Mark(62);
+    let n63 = Mark(63);
+    let n64 = Mark(64);
+    let n65 = Mark(65);
+    let n66 = Mark(66);
+    let n67 = Mark(67);
+    let n68 = Mark(68);
+    let n69 = Mark(69);
+    let flow = flow! { n0 >> n1 >> n2 >> n3 >> n4 >> n5 >> n6 >> n7 >> n8 >> n9 >> n10 >> n11 >> n12 >> n13 >> n14 >> n15 >> n16 >> n17 >> n18 >> n19 >> n20 >> n21 >> n22 >> n23 >> n24 >> n25 >> n26 >> n27 >> n28 >> n29 >> n30 >> n31 >> n32 >> n33 >> n34 >> n35 >> n36 >> n37 >> n38 >> n39 >> n40 >> n41 >> n42 >> n43 >> n44 >> n45 >> n46 >> n47 >> n48 >> n49 >> n50 >> n51 >> n52 >> n53 >> n54 >> n55 >> n56 >> n57 >> n58 >> n59 >> n60 >> n61 >> n62 >> [n63, n64] >> n65 >> n66 >> n67 >> n68 >> n69; };
+    let mut work = Work::default();
+    let action = flow.run_blocking(&mut work).unwrap();
+    assert_eq!(action, "default");
+    // Nodes 0 to 63 make the first chunk: the fork's branches `n63` and `n64` sit in two.
+    let expected: Vec<String> = (0..70).map(|number: u32| number.to_string()).collect();
+    assert_eq!(work.visited, expected);
+    let graph = flow.graph();
+    let names: Vec<&str> = graph.nodes.iter().map(|node| node.name).collect();
+    let in_order: Vec<String> = (0..70).map(|number| format!("n{number}")).collect();
+    assert_eq!(names, in_order, "nodes in the order the flow names them");
+    assert_eq!(graph.forks[0].branches, ["n63", "n64"]);
+    assert_eq!(
+        graph.edges.len(),
+        62 + 1 + 1 + 4,
+        "chain, into the fork, the join, chain"
+    );
+    assert_eq!(
+        flow.graph().actions,
+        ["unwired", "default"],
+        "what no node wires, in node order: `unwired` from `n0`, `default` from the last"
+    );
+}

@@ -123,6 +123,7 @@ where
 pub use crate::node::dispatch::{Branch, BranchRunner, Runner, StateType};
 pub use crate::text::{
     ActionSet, MAX_FLOW_ACTIONS, declares, first_unwired, str_eq, terminal_actions,
+    terminal_actions_in,
 };
 
 /// The future of one branch of a fork, pinned where the generated code keeps it.

@@ -46,27 +46,40 @@ pub struct ActionSet {
 /// # Panics
 /// At compile time, when a flow can end with more than [`MAX_FLOW_ACTIONS`] actions.
 pub const fn terminal_actions(nodes: &[(&'static [&'static str], &[&str])]) -> ActionSet {
+    terminal_actions_in(&[nodes])
+}
+
+/// [`terminal_actions`] over the nodes of several chunks, in order.
+///
+/// # Panics
+/// At compile time, when a flow can end with more than [`MAX_FLOW_ACTIONS`] actions.
+pub const fn terminal_actions_in(chunks: &[&[(&'static [&'static str], &[&str])]]) -> ActionSet {
     let mut set = ActionSet {
         list: [""; MAX_FLOW_ACTIONS],
         len: 0,
     };
-    let mut node = 0;
-    while node < nodes.len() {
-        let (declared, wired) = nodes[node];
-        let mut index = 0;
-        while index < declared.len() {
-            let action = declared[index];
-            if !declares(wired, action) && !declares(set.list.split_at(set.len).0, action) {
-                assert!(
-                    set.len < MAX_FLOW_ACTIONS,
-                    "a flow can end with at most 64 distinct actions"
-                );
-                set.list[set.len] = action;
-                set.len += 1;
+    let mut chunk = 0;
+    while chunk < chunks.len() {
+        let nodes = chunks[chunk];
+        let mut node = 0;
+        while node < nodes.len() {
+            let (declared, wired) = nodes[node];
+            let mut index = 0;
+            while index < declared.len() {
+                let action = declared[index];
+                if !declares(wired, action) && !declares(set.list.split_at(set.len).0, action) {
+                    assert!(
+                        set.len < MAX_FLOW_ACTIONS,
+                        "a flow can end with at most 64 distinct actions"
+                    );
+                    set.list[set.len] = action;
+                    set.len += 1;
+                }
+                index += 1;
             }
-            index += 1;
+            node += 1;
         }
-        node += 1;
+        chunk += 1;
     }
     set
 }

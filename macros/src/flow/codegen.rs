@@ -1,100 +1,213 @@
 //! Code generation for `flow!`.
 //!
-//! The flow becomes a struct holding the nodes, generic over their types, whose `FlowGraph` impl
-//! gives the runtime only the static parts: the position names and the start, a `match` from
-//! `(position, action)` to the next position, the actions wired and declared at each position, and
-//! a `match` that runs the node (or fork) at a position. The runtime owns the loop, step limits,
-//! resume and pauses. Static dispatch: no boxing, no maps.
+//! The flow's `FlowGraph` impl gives the runtime only the static parts: the position names and the
+//! start, a `match` from `(position, action)` to the next position, the actions wired and declared
+//! at each position, and a `match` that runs the node (or fork) at a position. The runtime owns the
+//! loop, step limits, resume and pauses. Static dispatch: no boxing, no maps.
+//!
+//! The nodes are held in chunks of [`CHUNK`]: each chunk is a struct generic over its nodes' types,
+//! with its own impl of a trait local to the expansion (`__SlateflowNodes`) that runs, describes and
+//! checks its nodes; the graph is generic over its chunks. rustc's work on an impl grows faster than
+//! its number of type parameters and `await` points, so chunks keep a large flow's compile time
+//! growing with its size.
 //! The checks that need the nodes' types are left to rustc, spanned at the user's tokens: each node
 //! passes through a function that requires `Node<S>` of the flow's state, and each edge becomes a
 //! `const` assertion that the node declares the action.
 
 use proc_macro2::TokenStream;
+use std::ops::Range;
+
 use quote::{format_ident, quote, quote_spanned};
 use syn::Ident;
 use syn::ext::IdentExt;
 
 use super::graph::{Fork, Graph, Pos};
 
+/// How many nodes a chunk holds.
+const CHUNK: usize = 64;
+
 /// The statements and final expression of the flow's block.
 pub(crate) fn generate(krate: &TokenStream, graph: &Graph) -> TokenStream {
-    let types: Vec<Ident> = (0..graph.nodes.len())
-        .map(|index| format_ident!("__N{}", index))
-        .collect();
-    let fields: Vec<Ident> = (0..graph.nodes.len())
-        .map(|index| format_ident!("__node{}", index))
-        .collect();
     let names: Vec<String> = graph
         .nodes
         .iter()
         .map(|node| node.unraw().to_string())
         .collect();
-    let node_trait = |index: usize| {
-        let ty = &types[index];
-        quote!(<#ty as #krate::Node<__S>>)
-    };
     let locals = Locals::new();
+    let wired_by_position = graph.wired_by_position();
+    let mut checks = checks(
+        krate,
+        graph,
+        &names,
+        &|index| node_trait(krate, index),
+        &wired_by_position,
+    );
+    let chunks: Vec<Range<usize>> = (0..graph.nodes.len())
+        .step_by(CHUNK)
+        .map(|start| start..(start + CHUNK).min(graph.nodes.len()))
+        .collect();
+    let chunk_items = chunks.iter().enumerate().map(|(chunk, nodes)| {
+        let chunk_checks: Vec<TokenStream> = checks
+            .iter_mut()
+            .filter(|(node, _)| nodes.contains(node))
+            .map(|(_, check)| std::mem::take(check))
+            .collect();
+        let context = ChunkContext {
+            krate,
+            graph,
+            names: &names,
+            wired_by_position: &wired_by_position,
+            locals: &locals,
+        };
+        chunk_item(&context, chunk, nodes.clone(), &chunk_checks)
+    });
+    let trait_item = nodes_trait(krate);
+    let graph_item = graph_item(krate, graph, &names, &chunks, &wired_by_position, &locals);
+    let construction = construction(krate, graph, &chunks, &locals);
+    let guards = crate::spans::local_guards(locals.all());
+    quote! {
+        #guards
+        #trait_item
+        #(#chunk_items)*
+        #graph_item
+        #construction
+    }
+}
+
+/// `<__N3 as Node<__S>>`.
+fn node_trait(krate: &TokenStream, index: usize) -> TokenStream {
+    let ty = format_ident!("__N{}", index);
+    quote!(<#ty as #krate::Node<__S>>)
+}
+
+fn node_field(index: usize) -> Ident {
+    format_ident!("__node{}", index)
+}
+
+fn chunk_type(chunk: usize) -> Ident {
+    format_ident!("__C{}", chunk)
+}
+
+fn chunk_struct(chunk: usize) -> Ident {
+    format_ident!("__SlateflowChunk{}", chunk)
+}
+
+fn chunk_field(chunk: usize) -> Ident {
+    format_ident!("__chunk{}", chunk)
+}
+
+/// The trait through which the graph reaches a chunk of its nodes. Its parameters are `_`: a
+/// declaration's parameter names would be patterns too.
+fn nodes_trait(krate: &TokenStream) -> TokenStream {
+    let usize_ty = quote!(::core::primitive::usize);
+    quote! {
+        /// A chunk of the nodes of a flow built by `flow!`.
+        trait __SlateflowNodes<__S: #krate::SharedState>:
+            ::core::marker::Send + ::core::marker::Sync
+        {
+            /// The compile-time checks of the chunk's nodes' edges.
+            const CHECKS: ();
+            /// For each node that runs as a step: its declared and its wired actions.
+            const TERMINAL: &'static [(&'static [&'static str], &'static [&'static str])];
+
+            /// The actions the node at a position declares.
+            fn declared(_: #usize_ty) -> &'static [&'static str];
+
+            /// Runs the node at a position as a step.
+            fn step<'__a, __R: #krate::__private::Runner<__S>>(
+                &'__a self,
+                _: #usize_ty,
+                _: &'__a mut __R,
+                _: &'__a mut __S,
+            ) -> impl ::core::future::Future<
+                Output = ::core::result::Result<&'static str, #krate::Error>,
+            > + ::core::marker::Send + '__a;
+
+            /// Runs the node at a position as a branch of a fork.
+            fn branch<'__a, __B: #krate::__private::BranchRunner<__S>>(
+                &'__a self,
+                _: #usize_ty,
+                _: &'__a __B,
+                _: &'__a __S,
+                _: ::core::primitive::u64,
+            ) -> impl ::core::future::Future<
+                Output = ::core::result::Result<#krate::__private::Branch<__S>, #krate::Error>,
+            > + ::core::marker::Send + '__a
+            where
+                __S: ::core::clone::Clone;
+
+            /// Appends the chunk's nodes, in order.
+            fn describe(&self, _: &mut ::std::vec::Vec<#krate::graph::GraphNode>);
+        }
+    }
+}
+
+/// What every chunk is generated from.
+struct ChunkContext<'a> {
+    krate: &'a TokenStream,
+    graph: &'a Graph,
+    names: &'a [String],
+    wired_by_position: &'a [Vec<&'a str>],
+    locals: &'a Locals,
+}
+
+/// One chunk: its struct and its impl of `__SlateflowNodes`.
+fn chunk_item(
+    context: &ChunkContext<'_>,
+    chunk: usize,
+    nodes: Range<usize>,
+    checks: &[TokenStream],
+) -> TokenStream {
+    let ChunkContext { krate, locals, .. } = context;
     let Locals {
         state,
         runner,
         position,
+        branches,
+        shared,
+        step,
+        nodes: described,
         ..
-    } = &locals;
-
-    let steps = step_arms(krate, graph, &fields, &names, &node_trait, &locals);
-    let wired_by_position = graph.wired_by_position();
-    let checks = checks(krate, graph, &names, &node_trait, &wired_by_position);
-    let terminal = terminal(krate, graph, &node_trait, &wired_by_position);
-    let position_names: Vec<&str> = names
-        .iter()
-        .map(String::as_str)
-        .chain(graph.forks.iter().map(|fork| fork.name.as_str()))
-        .collect();
-    let describe = describe(krate, graph, &fields, &names, &position_names, &node_trait);
-    let marker = &locals.marker;
-    let wrapped_nodes = graph.nodes.iter().zip(&fields).map(|(node, field)| {
-        // Only the function's path carries the node's span: a node over another state is reported
-        // there, while the marker keeps the macro's hygiene.
-        let check = quote_spanned!(node.span()=> #krate::__private::node);
-        quote!(#field: #check(&#marker, #node),)
-    });
-    // A fork needs a `Clone` state (a nested flow in a branch runs on a copy): said at the fork.
-    // The first branch, as written in the fork, is the argument rustc blames for the bound. The
-    // check borrows it before the graph takes it.
-    let fork_state_checks = graph.forks.iter().map(|fork| {
-        let branch = &fork.first_branch;
-        let borrowed = quote_spanned!(branch.span()=> &#branch);
-        quote!(#krate::__private::fork_branch(&#marker, #borrowed);)
-    });
-    let fork_bound = (!graph.forks.is_empty()).then(|| quote!(__S: #krate::parallel::ForkState,));
+    } = locals;
     let usize_ty = quote!(::core::primitive::usize);
-    let tables = tables(krate, graph, &node_trait, &wired_by_position, &locals);
-    let guards = crate::spans::local_guards(locals.all());
+    let name = chunk_struct(chunk);
+    let types: Vec<Ident> = nodes
+        .clone()
+        .map(|index| format_ident!("__N{}", index))
+        .collect();
+    let fields: Vec<Ident> = nodes.clone().map(node_field).collect();
+    let ChunkArms {
+        steps,
+        branches: branch_arms,
+        terminal,
+        declared,
+        describe,
+    } = chunk_arms(context, nodes.clone());
     quote! {
-        #guards
-
-        /// The nodes of a flow built by `flow!`.
-        struct __SlateflowGraph<#(#types),*> {
+        /// Nodes of a flow built by `flow!`.
+        struct #name<#(#types),*> {
             #(#fields: #types,)*
         }
 
         #[automatically_derived]
-        impl<__S, #(#types),*> #krate::flow::FlowGraph<__S> for __SlateflowGraph<#(#types),*>
+        impl<__S, #(#types),*> __SlateflowNodes<__S> for #name<#(#types),*>
         where
             __S: #krate::SharedState,
-            #fork_bound
             #(#types: #krate::Node<__S>,)*
         {
-            const TERMINAL: #krate::__private::ActionSet =
-                #krate::__private::terminal_actions(&[#(#terminal),*]);
-
             const CHECKS: () = {
                 #(#checks)*
             };
 
-            const NAMES: &'static [&'static str] = &[#(#position_names),*];
+            const TERMINAL: &'static [(&'static [&'static str], &'static [&'static str])] =
+                &[#(#terminal),*];
 
-            #tables
+            fn declared(#position: #usize_ty) -> &'static [&'static str] {
+                match #position {
+                    #(#declared)*
+                    _ => &[],
+                }
+            }
 
             fn step<'__a, __R: #krate::__private::Runner<__S>>(
                 &'__a self,
@@ -105,6 +218,7 @@ pub(crate) fn generate(krate: &TokenStream, graph: &Graph) -> TokenStream {
                 Output = ::core::result::Result<&'static str, #krate::Error>,
             > + ::core::marker::Send + '__a {
                 async move {
+                    let _ = (&#runner, &#state);
                     match #position {
                         #(#steps)*
                         _ => ::core::unreachable!(),
@@ -112,61 +226,298 @@ pub(crate) fn generate(krate: &TokenStream, graph: &Graph) -> TokenStream {
                 }
             }
 
+            fn branch<'__a, __B: #krate::__private::BranchRunner<__S>>(
+                &'__a self,
+                #position: #usize_ty,
+                #branches: &'__a __B,
+                #shared: &'__a __S,
+                #step: ::core::primitive::u64,
+            ) -> impl ::core::future::Future<
+                Output = ::core::result::Result<#krate::__private::Branch<__S>, #krate::Error>,
+            > + ::core::marker::Send + '__a
+            where
+                __S: ::core::clone::Clone,
+            {
+                async move {
+                    let _ = (#branches, #shared, #step);
+                    match #position {
+                        #(#branch_arms)*
+                        _ => ::core::unreachable!(),
+                    }
+                }
+            }
+
+            fn describe(&self, #described: &mut ::std::vec::Vec<#krate::graph::GraphNode>) {
+                #(#describe)*
+            }
+        }
+    }
+}
+
+/// The per-node parts of a chunk's impl.
+struct ChunkArms {
+    steps: Vec<TokenStream>,
+    branches: Vec<TokenStream>,
+    terminal: Vec<TokenStream>,
+    declared: Vec<TokenStream>,
+    describe: Vec<TokenStream>,
+}
+
+fn chunk_arms(context: &ChunkContext<'_>, nodes: Range<usize>) -> ChunkArms {
+    let ChunkContext {
+        krate,
+        graph,
+        names,
+        wired_by_position,
+        locals,
+    } = context;
+    let Locals {
+        state,
+        runner,
+        branches,
+        shared,
+        step,
+        nodes: described,
+        ..
+    } = locals;
+    let node = |index: usize| node_trait(krate, index);
+    let steps = nodes
+        .clone()
+        .filter(|&index| graph.steps[index])
+        .map(|index| {
+            let (node, field, name) = (node(index), node_field(index), &names[index]);
+            quote!(#index => #node::__run(&self.#field, #runner, #state, #name).await,)
+        });
+    let in_forks: Vec<usize> = nodes
+        .clone()
+        .filter(|index| graph.forks.iter().any(|fork| fork.branches.contains(index)))
+        .collect();
+    let branch_arms = in_forks.iter().map(|&index| {
+        let (node, field, name) = (node(index), node_field(index), &names[index]);
+        quote!(#index => #node::__branch(&self.#field, #branches, #shared, #name, #step).await,)
+    });
+    let terminal = nodes
+        .clone()
+        .filter(|&index| graph.steps[index])
+        .map(|index| {
+            let (node, wired) = (node(index), &wired_by_position[index]);
+            quote!((#node::ACTIONS, &[#(#wired),*]))
+        });
+    let declared = nodes.clone().map(|index| {
+        let node = node(index);
+        quote!(#index => #node::ACTIONS,)
+    });
+    let describe = nodes.clone().map(|index| {
+        let (node, field, name) = (node(index), node_field(index), &names[index]);
+        quote! {
+            #described.push(#krate::graph::GraphNode {
+                name: #name,
+                actions: #node::ACTIONS,
+                flow: #node::__graph(&self.#field),
+            });
+        }
+    });
+    ChunkArms {
+        steps: steps.collect(),
+        branches: branch_arms.collect(),
+        terminal: terminal.collect(),
+        declared: declared.collect(),
+        describe: describe.collect(),
+    }
+}
+
+/// The graph: its chunks, and its impl of `FlowGraph`.
+fn graph_item(
+    krate: &TokenStream,
+    graph: &Graph,
+    names: &[String],
+    chunks: &[Range<usize>],
+    wired_by_position: &[Vec<&str>],
+    locals: &Locals,
+) -> TokenStream {
+    let Locals {
+        state,
+        runner,
+        position,
+        ..
+    } = locals;
+    let usize_ty = quote!(::core::primitive::usize);
+    let types: Vec<Ident> = (0..chunks.len()).map(chunk_type).collect();
+    let fields: Vec<Ident> = (0..chunks.len()).map(chunk_field).collect();
+    let as_nodes = |chunk: usize| {
+        let ty = chunk_type(chunk);
+        quote!(<#ty as __SlateflowNodes<__S>>)
+    };
+    let chunk_terminals = (0..chunks.len()).map(|chunk| {
+        let nodes = as_nodes(chunk);
+        quote!(#nodes::TERMINAL)
+    });
+    // A fork without a join ends the flow with its "default".
+    let fork_ends = (0..graph.forks.len())
+        .filter(|&fork| wired_by_position[graph.index(Pos::Fork(fork))].is_empty())
+        .map(|_| quote!((&[#krate::DEFAULT_ACTION], &[])));
+    let chunk_checks = (0..chunks.len()).map(|chunk| {
+        let nodes = as_nodes(chunk);
+        quote!(let () = #nodes::CHECKS;)
+    });
+    let position_names: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .chain(graph.forks.iter().map(|fork| fork.name.as_str()))
+        .collect();
+    let tables = tables(graph, wired_by_position, locals);
+    let fork_positions: Vec<usize> = (0..graph.forks.len())
+        .map(|fork| graph.index(Pos::Fork(fork)))
+        .collect();
+    let fork_declared = (!fork_positions.is_empty())
+        .then(|| quote!(#(#fork_positions)|* => &[#krate::DEFAULT_ACTION],));
+    let declared_chunks = (0..chunks.len()).map(|chunk| {
+        let nodes = as_nodes(chunk);
+        quote!(#chunk => #nodes::declared(#position),)
+    });
+    let step_body = graph_step(krate, graph, names, chunks, locals);
+    let describe = describe(krate, graph, chunks, &position_names, &locals.nodes);
+    let fork_bound = (!graph.forks.is_empty()).then(|| quote!(__S: #krate::parallel::ForkState,));
+    quote! {
+        /// The nodes of a flow built by `flow!`, in chunks.
+        struct __SlateflowGraph<#(#types),*> {
+            #(#fields: #types,)*
+        }
+
+        #[automatically_derived]
+        impl<__S, #(#types),*> #krate::flow::FlowGraph<__S> for __SlateflowGraph<#(#types),*>
+        where
+            __S: #krate::SharedState,
+            #fork_bound
+            #(#types: __SlateflowNodes<__S>,)*
+        {
+            const TERMINAL: #krate::__private::ActionSet =
+                #krate::__private::terminal_actions_in(&[#(#chunk_terminals,)* &[#(#fork_ends),*]]);
+
+            const CHECKS: () = {
+                #(#chunk_checks)*
+            };
+
+            const NAMES: &'static [&'static str] = &[#(#position_names),*];
+
+            #tables
+
+            fn declared(#position: #usize_ty) -> &'static [&'static str] {
+                match #position {
+                    #fork_declared
+                    _ => match #position / #CHUNK {
+                        #(#declared_chunks)*
+                        _ => &[],
+                    },
+                }
+            }
+
+            fn step<'__a, __R: #krate::__private::Runner<__S>>(
+                &'__a self,
+                #position: #usize_ty,
+                #runner: &'__a mut __R,
+                #state: &'__a mut __S,
+            ) -> impl ::core::future::Future<
+                Output = ::core::result::Result<&'static str, #krate::Error>,
+            > + ::core::marker::Send + '__a {
+                #step_body
+            }
+
             fn describe(&self) -> #krate::Graph {
                 #describe
             }
         }
+    }
+}
 
+/// The body of the graph's `step`: a fork, or the chunk that holds the node.
+fn graph_step(
+    krate: &TokenStream,
+    graph: &Graph,
+    names: &[String],
+    chunks: &[Range<usize>],
+    locals: &Locals,
+) -> TokenStream {
+    let Locals {
+        state,
+        runner,
+        position,
+        ..
+    } = locals;
+    if chunks.len() == 1 && graph.forks.is_empty() {
+        // One chunk and no fork: its step is the flow's, with no future around it.
+        quote!(self.__chunk0.step(#position, #runner, #state))
+    } else {
+        let chunk_steps = (0..chunks.len()).map(|chunk| {
+            let field = chunk_field(chunk);
+            quote!(#chunk => self.#field.step(#position, #runner, #state).await,)
+        });
+        let forks = graph.forks.iter().enumerate().map(|(fork, definition)| {
+            fork_step(
+                krate,
+                definition,
+                graph.index(Pos::Fork(fork)),
+                names,
+                locals,
+            )
+        });
+        quote! {
+            async move {
+                match #position {
+                    #(#forks)*
+                    _ => match #position / #CHUNK {
+                        #(#chunk_steps)*
+                        _ => ::core::unreachable!(),
+                    },
+                }
+            }
+        }
+    }
+}
+
+/// Building the flow: each node checked against the state and moved into its chunk.
+fn construction(
+    krate: &TokenStream,
+    graph: &Graph,
+    chunks: &[Range<usize>],
+    locals: &Locals,
+) -> TokenStream {
+    let marker = &locals.marker;
+    let chunk_values = chunks.iter().enumerate().map(|(chunk, nodes)| {
+        let (field, name) = (chunk_field(chunk), chunk_struct(chunk));
+        let wrapped = nodes.clone().map(|index| {
+            let node = &graph.nodes[index];
+            let field = node_field(index);
+            // Only the function's path carries the node's span: a node over another state is
+            // reported there, while the marker keeps the macro's hygiene.
+            let check = quote_spanned!(node.span()=> #krate::__private::node);
+            quote!(#field: #check(&#marker, #node),)
+        });
+        quote!(#field: #name { #(#wrapped)* },)
+    });
+    // A fork needs a `Clone` state (a nested flow in a branch runs on a copy): said at the fork.
+    // The first branch, as written in the fork, is the argument rustc blames for the bound. The
+    // check borrows it before the graph takes it.
+    let fork_state_checks = graph.forks.iter().map(|fork| {
+        let branch = &fork.first_branch;
+        let borrowed = quote_spanned!(branch.span()=> &#branch);
+        quote!(#krate::__private::fork_branch(&#marker, #borrowed);)
+    });
+    quote! {
         let #marker = #krate::__private::StateType::new();
         #(#fork_state_checks)*
         #krate::Flow::__new(
             __SlateflowGraph {
-                #(#wrapped_nodes)*
+                #(#chunk_values)*
             },
             #marker,
         )
     }
 }
 
-/// The arms of `step`'s `match`: each node that runs as a step, then each fork.
-fn step_arms(
-    krate: &TokenStream,
-    graph: &Graph,
-    fields: &[Ident],
-    names: &[String],
-    node_trait: &dyn Fn(usize) -> TokenStream,
-    locals: &Locals,
-) -> Vec<TokenStream> {
-    let Locals { state, runner, .. } = locals;
-    let mut steps: Vec<TokenStream> = (0..graph.nodes.len())
-        .filter(|&index| graph.steps[index])
-        .map(|index| {
-            let node = node_trait(index);
-            let field = &fields[index];
-            let name = &names[index];
-            quote! {
-                #index => #node::__run(&self.#field, #runner, #state, #name).await,
-            }
-        })
-        .collect();
-    steps.extend(graph.forks.iter().enumerate().map(|(fork, definition)| {
-        let position = graph.index(Pos::Fork(fork));
-        fork_step(
-            krate, definition, position, fields, names, node_trait, locals,
-        )
-    }));
-    steps
-}
-
-/// The routing tables: the start, where each `(position, action)` leads, and the actions wired
-/// and declared at each position.
-fn tables(
-    krate: &TokenStream,
-    graph: &Graph,
-    node_trait: &dyn Fn(usize) -> TokenStream,
-    wired_by_position: &[Vec<&str>],
-    locals: &Locals,
-) -> TokenStream {
+/// The routing tables: the start, where each `(position, action)` leads, and the actions wired at
+/// each position.
+fn tables(graph: &Graph, wired_by_position: &[Vec<&str>], locals: &Locals) -> TokenStream {
     let Locals {
         position, action, ..
     } = locals;
@@ -181,39 +532,22 @@ fn tables(
         .enumerate()
         .filter(|(_, actions)| !actions.is_empty())
         .map(|(index, actions)| quote!(#index => &[#(#actions),*],));
-    let declared = (0..graph.nodes.len())
-        .map(|index| {
-            let node = node_trait(index);
-            quote!(#index => #node::ACTIONS,)
-        })
-        .chain((0..graph.forks.len()).map(|fork| {
-            let position = graph.index(Pos::Fork(fork));
-            quote!(#position => &[#krate::DEFAULT_ACTION],)
-        }));
-
     quote! {
-            const START: #usize_ty = #start;
+        const START: #usize_ty = #start;
 
-            fn route(#position: #usize_ty, #action: &str) -> ::core::option::Option<#usize_ty> {
-                match (#position, #action) {
-                    #(#routes)*
-                    _ => ::core::option::Option::None,
-                }
+        fn route(#position: #usize_ty, #action: &str) -> ::core::option::Option<#usize_ty> {
+            match (#position, #action) {
+                #(#routes)*
+                _ => ::core::option::Option::None,
             }
+        }
 
-            fn wired(#position: #usize_ty) -> &'static [&'static str] {
-                match #position {
-                    #(#wired)*
-                    _ => &[],
-                }
+        fn wired(#position: #usize_ty) -> &'static [&'static str] {
+            match #position {
+                #(#wired)*
+                _ => &[],
             }
-
-            fn declared(#position: #usize_ty) -> &'static [&'static str] {
-                match #position {
-                    #(#declared)*
-                    _ => &[],
-                }
-            }
+        }
     }
 }
 
@@ -230,10 +564,12 @@ struct Locals {
     joined: Ident,
     shared: Ident,
     branches: Ident,
+    step: Ident,
+    nodes: Ident,
 }
 
 impl Locals {
-    fn all(&self) -> [&Ident; 9] {
+    fn all(&self) -> [&Ident; 11] {
         [
             &self.marker,
             &self.state,
@@ -244,6 +580,8 @@ impl Locals {
             &self.joined,
             &self.shared,
             &self.branches,
+            &self.step,
+            &self.nodes,
         ]
     }
 
@@ -259,57 +597,25 @@ impl Locals {
             joined: local("__joined"),
             shared: local("__shared"),
             branches: local("__branches"),
+            step: local("__step"),
+            nodes: local("__nodes"),
         }
     }
-}
-
-/// For `terminal_actions`: each step node's declared and wired actions, and `"default"` for each
-/// fork without a join (a fork ends the flow with its action). Nodes that only run as branches do
-/// not end the flow.
-fn terminal(
-    krate: &TokenStream,
-    graph: &Graph,
-    node_trait: &dyn Fn(usize) -> TokenStream,
-    wired_by_position: &[Vec<&str>],
-) -> Vec<TokenStream> {
-    let mut terminal: Vec<TokenStream> = (0..graph.nodes.len())
-        .filter(|&index| graph.steps[index])
-        .map(|index| {
-            let node = node_trait(index);
-            let wired = &wired_by_position[index];
-            quote!((#node::ACTIONS, &[#(#wired),*]))
-        })
-        .collect();
-    terminal.extend(
-        (0..graph.forks.len())
-            .filter(|&fork| wired_by_position[graph.index(Pos::Fork(fork))].is_empty())
-            .map(|_| quote!((&[#krate::DEFAULT_ACTION], &[]))),
-    );
-    terminal
 }
 
 /// The body of `describe`: the graph as the runtime's `Graph`.
 fn describe(
     krate: &TokenStream,
     graph: &Graph,
-    fields: &[Ident],
-    names: &[String],
+    chunks: &[Range<usize>],
     position_names: &[&str],
-    node_trait: &dyn Fn(usize) -> TokenStream,
+    nodes: &Ident,
 ) -> TokenStream {
-    let described_nodes = (0..graph.nodes.len()).map(|index| {
-        let node = node_trait(index);
-        let (field, name) = (&fields[index], &names[index]);
-        quote! {
-            #krate::graph::GraphNode {
-                name: #name,
-                actions: #node::ACTIONS,
-                flow: #node::__graph(&self.#field),
-            },
-        }
-    });
+    let node_count = graph.nodes.len();
+    let chunk_fields = (0..chunks.len()).map(chunk_field);
     let described_forks = graph.forks.iter().map(|fork| {
-        let (name, branches) = (&fork.name, fork.branches.iter().map(|&index| &names[index]));
+        let branches = fork.branches.iter().map(|&index| position_names[index]);
+        let name = &fork.name;
         quote!(#krate::graph::Fork { name: #name, branches: &[#(#branches),*] },)
     });
     let described_edges = graph.edges.iter().map(|edge| {
@@ -320,9 +626,11 @@ fn describe(
     });
     let start_name = position_names[graph.index(graph.start)];
     quote! {
+        let mut #nodes = ::std::vec::Vec::with_capacity(#node_count);
+        #(__SlateflowNodes::<__S>::describe(&self.#chunk_fields, &mut #nodes);)*
         #krate::Graph {
             start: #start_name,
-            nodes: ::std::vec![#(#described_nodes)*],
+            nodes: #nodes,
             forks: ::std::vec![#(#described_forks)*],
             edges: ::std::vec![#(#described_edges)*],
             actions: <Self as #krate::flow::FlowGraph<__S>>::ACTIONS,
@@ -337,9 +645,7 @@ fn fork_step(
     krate: &TokenStream,
     fork: &Fork,
     position: usize,
-    fields: &[Ident],
     names: &[String],
-    node_trait: &dyn Fn(usize) -> TokenStream,
     locals: &Locals,
 ) -> TokenStream {
     let Locals {
@@ -357,15 +663,15 @@ fn fork_step(
     // Pinned in place as temporaries of the statement that joins them: no bindings, so no
     // name of the user's can collide with them.
     let futures = fork.branches.iter().enumerate().map(|(offset, &index)| {
-        let node = node_trait(index);
-        let (field, name) = (&fields[index], &names[index]);
+        let chunk = index / CHUNK;
+        let (field, ty) = (chunk_field(chunk), chunk_type(chunk));
         let step = offset as u64 + 1;
         quote! {
-            ::core::pin::pin!(#node::__branch(
+            ::core::pin::pin!(<#ty as __SlateflowNodes<__S>>::branch(
                 &self.#field,
+                #index,
                 &#branches,
                 #shared,
-                #name,
                 #before + #step,
             ))
         }
@@ -398,8 +704,8 @@ fn checks(
     names: &[String],
     node_trait: &dyn Fn(usize) -> TokenStream,
     wired_by_position: &[Vec<&str>],
-) -> Vec<TokenStream> {
-    let mut checks: Vec<TokenStream> = graph
+) -> Vec<(usize, TokenStream)> {
+    let mut checks: Vec<(usize, TokenStream)> = graph
         .edges
         .iter()
         .filter_map(|edge| match edge.from {
@@ -409,14 +715,15 @@ fn checks(
         .map(|(from, edge)| {
             let node = node_trait(from);
             let (name, action) = (&names[from], &edge.action);
-            quote_spanned! {edge.action_span=>
+            let check = quote_spanned! {edge.action_span=>
                 if !#krate::__private::declares(#node::ACTIONS, #action) {
                     ::core::panic!(
                         "{}",
                         #krate::__private::undeclared_action(#name, #action, #node::ACTIONS).as_str()
                     );
                 }
-            }
+            };
+            (from, check)
         })
         .collect();
     if graph.exhaustive.is_some() {
@@ -431,7 +738,7 @@ fn checks(
             let node = node_trait(index);
             let name = &names[index];
             let wired = &wired_by_position[index];
-            quote_spanned! {ident.span()=>
+            let check = quote_spanned! {ident.span()=>
                 if let ::core::option::Option::Some(__action) =
                     #krate::__private::first_unwired(#node::ACTIONS, &[#(#wired),*])
                 {
@@ -440,7 +747,8 @@ fn checks(
                         #krate::__private::unwired_action(#name, __action).as_str()
                     );
                 }
-            }
+            };
+            (index, check)
         }));
     }
     checks
