@@ -1,6 +1,8 @@
 //! Behaviour of `flow!` and the runtime, after PocketFlow's flows: chains, branches, cycles, runs
 //! ending on an unwired action, nested flows, params, retries, fallbacks, timeouts, panics, step
 //! limits, undeclared actions and graph export.
+// rustc needs more than its default depth for the layout of a run through 17 nested flows.
+#![recursion_limit = "256"]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -894,4 +896,48 @@ mod graph_export {
             assert_eq!(graph.start, "first");
         }
     }
+}
+
+/// Nests `$inner` in a new flow, `$levels` more times.
+macro_rules! nest {
+    ($inner:ident;) => { $inner };
+    ($inner:ident; $level:ident $($rest:ident)*) => {{
+        let $level = $inner;
+        let nested = flow! { $level; };
+        nest!(nested; $($rest)*)
+    }};
+}
+
+#[slateflow::node]
+fn deepest(_: &Nested) -> slateflow::Command<Nested> {
+    slateflow::Command::new(Nested::update().add_count(1))
+}
+
+#[derive(slateflow::SharedState, Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Nested {
+    #[reducer(add)]
+    count: u32,
+}
+
+#[test]
+fn flows_nested_past_the_tracked_depth_fail_with_a_clear_error() {
+    let fifteen = flow! { deepest; };
+    // The node runs at depth 16: the deepest the run tracks.
+    let fifteen = nest!(fifteen; l2 l3 l4 l5 l6 l7 l8 l9 l10 l11 l12 l13 l14 l15 l16);
+    let mut state = Nested::default();
+    fifteen.run_blocking(&mut state).unwrap();
+    assert_eq!(state.count, 1);
+    let seventeen = nest!(fifteen; l17);
+    let error = seventeen.run_blocking(&mut state).unwrap_err();
+    assert!(
+        matches!(error, slateflow::Error::NestingTooDeep { limit: 16, .. }),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .to_string()
+            .starts_with("flows are nested more than 16 deep"),
+        "{error}"
+    );
+    assert_eq!(state.count, 1, "nothing ran");
 }

@@ -587,7 +587,9 @@ mod tracing_observer {
     #[derive(Debug, Default)]
     pub struct TracingObserver {
         run: Mutex<Option<Span>>,
-        steps: Mutex<HashMap<u64, Span>>,
+        /// Open step spans by step and node: a nested flow in a branch of a fork numbers its
+        /// steps on from its branch's, so a number alone can be shared.
+        steps: Mutex<HashMap<(u64, &'static str), Span>>,
     }
 
     impl TracingObserver {
@@ -604,11 +606,11 @@ mod tracing_observer {
                 .unwrap_or_else(Span::none)
         }
 
-        fn step_span(&self, step: u64) -> Span {
+        fn step_span(&self, step: u64, node: &'static str) -> Span {
             self.steps
                 .lock()
                 .ok()
-                .and_then(|steps| steps.get(&step).cloned())
+                .and_then(|steps| steps.get(&(step, node)).cloned())
                 .unwrap_or_else(|| self.run_span())
         }
     }
@@ -647,7 +649,7 @@ mod tracing_observer {
                         reason = field::Empty,
                     );
                     if let Ok(mut steps) = self.steps.lock() {
-                        steps.insert(at.step, span);
+                        steps.insert((at.step, at.node), span);
                     }
                 }
                 Event::Retry {
@@ -656,7 +658,7 @@ mod tracing_observer {
                     error,
                     wait,
                 } => {
-                    let span = self.step_span(at.step);
+                    let span = self.step_span(at.step, at.node);
                     span.record("attempt", attempt + 1);
                     tracing::event!(parent: &span, Level::WARN, attempt, error = %error, wait = ?wait, "attempt failed; retrying");
                 }
@@ -667,7 +669,7 @@ mod tracing_observer {
                         .steps
                         .lock()
                         .ok()
-                        .and_then(|mut steps| steps.remove(&at.step));
+                        .and_then(|mut steps| steps.remove(&(at.step, at.node)));
                     if let Some(span) = span {
                         span.record("action", *action);
                         if let Some(reason) = reason {
@@ -676,7 +678,7 @@ mod tracing_observer {
                     }
                 }
                 Event::Custom { at, name, data } => {
-                    let span = self.step_span(at.step);
+                    let span = self.step_span(at.step, at.node);
                     tracing::event!(parent: &span, Level::DEBUG, name, data = %data, "custom event");
                 }
                 Event::NoEdge { at, action, wired } => {
