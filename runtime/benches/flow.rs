@@ -227,10 +227,23 @@ fn future_sizes() {
 fn main() {
     // `cargo test --benches` runs this once as a smoke test; the figures need `cargo bench`.
     if std::env::args().any(|argument| argument == "--bench") {
-        chain_of_100();
-        loop_of_10_000();
-        observed_loop();
-        future_sizes();
+        // `cargo bench --bench flow -- loop` runs only the scenarios whose name holds `loop`
+        // (for a profiler: `valgrind --tool=callgrind <bench binary> --bench loop`).
+        let filter = std::env::args()
+            .skip(1)
+            .find(|argument| !argument.starts_with("--"))
+            .unwrap_or_default();
+        let scenarios: [(&str, fn()); 4] = [
+            ("chain", chain_of_100),
+            ("loop", loop_of_10_000),
+            ("observed", observed_loop),
+            ("sizes", future_sizes),
+        ];
+        for (name, scenario) in scenarios {
+            if name.contains(filter.as_str()) {
+                scenario();
+            }
+        }
     } else {
         println!("flow benchmarks: run `cargo bench -p slateflow` for figures");
     }

@@ -346,11 +346,8 @@ impl<'a> Context<'a> {
     }
 
     /// An [`Emitter`] for this node, to hand to work that has no context.
-    pub fn emitter(&self) -> Emitter<'a> {
-        Emitter {
-            at: self.at,
-            sink: self.sink,
-        }
+    pub fn emitter(&self) -> Emitter<'_> {
+        Emitter { context: self }
     }
 }
 
@@ -379,7 +376,8 @@ pub(crate) struct Limit {
 /// use slateflow::{Context, Params};
 ///
 /// let params = Params::new();
-/// let emitter = Context::new(&params, "writer", 1).emitter();
+/// let context = Context::new(&params, "writer", 1);
+/// let emitter = context.emitter();
 /// for token in ["Hel", "lo"] {
 ///     emitter.emit("token", &serde_json::Value::from(token));
 /// }
@@ -387,16 +385,16 @@ pub(crate) struct Limit {
 /// ```
 #[derive(Clone, Copy)]
 pub struct Emitter<'a> {
-    at: At<'a>,
-    sink: &'a dyn EventSink,
+    // A reference, not a copy of where the node is: one is made for every step.
+    context: &'a Context<'a>,
 }
 
 impl Emitter<'_> {
     /// Sends [`Event::Custom`] named `name` with `data`.
     pub fn emit(&self, name: &str, data: &Value) {
-        if self.sink.observed() {
-            self.sink.send(&Event::Custom {
-                at: self.at,
+        if self.context.sink.observed() {
+            self.context.sink.send(&Event::Custom {
+                at: self.context.at,
                 name,
                 data,
             });
@@ -405,14 +403,14 @@ impl Emitter<'_> {
 
     /// Whether anyone watches: skip building costly event data when not.
     pub fn is_observed(&self) -> bool {
-        self.sink.observed()
+        self.context.sink.observed()
     }
 
     /// Sends [`Event::Retry`](crate::event::Event::Retry): attempt `attempt` failed with `error`.
-    pub(crate) fn retry(&self, attempt: u32, error: &NodeError, wait: Duration) {
-        if self.sink.observed() {
-            self.sink.send(&Event::Retry {
-                at: self.at,
+    pub(crate) fn retry(self, attempt: u32, error: &NodeError, wait: Duration) {
+        if self.context.sink.observed() {
+            self.context.sink.send(&Event::Retry {
+                at: self.context.at,
                 attempt,
                 error: &**error,
                 wait,
@@ -421,10 +419,10 @@ impl Emitter<'_> {
     }
 
     /// Sends [`Event::BatchItemFinished`](crate::event::Event::BatchItemFinished).
-    pub(crate) fn item_finished(&self, index: usize, finished: usize, total: usize) {
-        if self.sink.observed() {
-            self.sink.send(&Event::BatchItemFinished {
-                at: self.at,
+    pub(crate) fn item_finished(self, index: usize, finished: usize, total: usize) {
+        if self.context.sink.observed() {
+            self.context.sink.send(&Event::BatchItemFinished {
+                at: self.context.at,
                 index,
                 finished,
                 total,
@@ -437,8 +435,8 @@ impl std::fmt::Debug for Emitter<'_> {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("Emitter")
-            .field("at", &self.at)
-            .field("observed", &self.sink.observed())
+            .field("at", &self.context.at)
+            .field("observed", &self.context.sink.observed())
             .finish()
     }
 }
