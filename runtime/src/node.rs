@@ -270,8 +270,8 @@ impl<'a> Context<'a> {
                 step,
                 fork: None,
             },
-            max_steps: u64::MAX,
-            last_step: u64::MAX,
+            max_steps: Limit::NONE.max_steps,
+            last_step: Limit::NONE.last_step,
             thread: None,
             sink: &NO_SINK,
         }
@@ -368,6 +368,14 @@ impl std::fmt::Debug for Context<'_> {
 pub(crate) struct Limit {
     pub(crate) max_steps: u64,
     pub(crate) last_step: u64,
+}
+
+impl Limit {
+    /// No limit: a context made outside a run, a run before it enters a flow.
+    pub(crate) const NONE: Self = Self {
+        max_steps: u64::MAX,
+        last_step: u64::MAX,
+    };
 }
 
 /// Sends a node's custom events to the run's observer; what [`exec_with`](Node::exec_with) gets.
@@ -866,6 +874,11 @@ pub(crate) mod dispatch {
             Self::new()
         }
     }
+
+    /// The future of one branch of a fork, pinned where the generated code keeps it: a borrowed
+    /// trait object, so a fork joins branches of different node types without allocating.
+    pub type BranchFuture<'a, S> =
+        std::pin::Pin<&'a mut (dyn Future<Output = Result<Branch<S>, Error>> + Send + 'a)>;
 
     /// What a branch of a fork, a run on a copy of the state or a whole fork hands back: its
     /// action, its update (not applied yet) and the node steps it took.

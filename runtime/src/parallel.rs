@@ -24,19 +24,13 @@
 //! share (`Conflicts` says how each treats a field written twice). Starting a fork, numbering
 //! its steps and applying the merged update are the run's; this module applies nothing.
 
-use std::future::{Future, poll_fn};
-use std::pin::Pin;
+use std::future::poll_fn;
 use std::task::Poll;
 
 use crate::error::Error;
 use crate::graph::DEFAULT_ACTION;
-use crate::node::dispatch::Branch;
+use crate::node::dispatch::{Branch, BranchFuture};
 use crate::state::{SharedState, StateUpdate};
-
-/// The future of one branch, pinned where the flow keeps it: a borrowed trait object, so a fork
-/// joins branches of different node types without allocating.
-pub(crate) type BranchFuture<'a, S> =
-    Pin<&'a mut (dyn Future<Output = Result<Branch<S>, Error>> + Send + 'a)>;
 
 /// A state that a flow with parallel branches can run on.
 ///

@@ -120,20 +120,11 @@ where
 
 // ---- flow! support -------------------------------------------------------------------------------
 
-pub use crate::node::dispatch::{Branch, BranchRunner, Runner, StateType};
+pub use crate::node::dispatch::{Branch, BranchFuture, BranchRunner, Runner, StateType};
 pub use crate::text::{
     ActionSet, MAX_FLOW_ACTIONS, declares, first_unwired, str_eq, terminal_actions,
     terminal_actions_in,
 };
-
-/// The future of one branch of a fork, pinned where the generated code keeps it.
-pub type BranchFuture<'a, S> = ::core::pin::Pin<
-    &'a mut (
-                dyn ::core::future::Future<Output = Result<Branch<S>, crate::Error>>
-                    + ::core::marker::Send
-                    + 'a
-            ),
->;
 
 /// Runs the branches of a fork concurrently and merges their updates in written order; see
 /// [`parallel`](crate::parallel).

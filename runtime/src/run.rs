@@ -231,11 +231,6 @@ pub(crate) struct Run<S: SharedState, H> {
     branch_of: Option<&'static str>,
 }
 
-const UNLIMITED: Limit = Limit {
-    max_steps: u64::MAX,
-    last_step: u64::MAX,
-};
-
 impl<S: SharedState, H: Hook<S>> Run<S, H> {
     /// A run after `steps` steps (0 for a new one).
     pub(crate) fn new(hook: H, params: Params, steps: u64) -> Self {
@@ -243,7 +238,7 @@ impl<S: SharedState, H: Hook<S>> Run<S, H> {
             hook,
             params,
             steps,
-            limit: UNLIMITED,
+            limit: Limit::NONE,
             trail: Trail::new(),
             node: "",
             phase: Phase::Prep,
@@ -359,14 +354,19 @@ impl<S: SharedState, H: Hook<S>> Run<S, H> {
         }
         self.apply(state, update);
         if commits {
-            let commit = Commit {
-                step: self.steps,
-                trail: &self.trail,
-                action,
-            };
-            self.hook.committed(state, commit).await?;
+            self.hand_to_hook(state, action).await?;
         }
         Ok(())
+    }
+
+    /// Tells the hook the step just applied is committed, as of the run's step count and trail.
+    async fn hand_to_hook(&mut self, state: &S, action: &'static str) -> Result<(), Error> {
+        let commit = Commit {
+            step: self.steps,
+            trail: &self.trail,
+            action,
+        };
+        self.hook.committed(state, commit).await
     }
 }
 
@@ -626,12 +626,7 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
         if H::COMMITS && self.composite == 0 {
             let record = self.record.take().unwrap_or_default();
             self.hook.before_apply(self.steps, &record)?;
-            let commit = Commit {
-                step: self.steps,
-                trail: &self.trail,
-                action: command.action,
-            };
-            self.hook.committed(state, commit).await?;
+            self.hand_to_hook(state, command.action).await?;
         }
         Ok(command.action)
     }

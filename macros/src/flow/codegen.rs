@@ -17,7 +17,7 @@
 use proc_macro2::TokenStream;
 use std::ops::Range;
 
-use quote::{format_ident, quote, quote_spanned};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::Ident;
 use syn::ext::IdentExt;
 
@@ -96,10 +96,48 @@ fn chunk_field(chunk: usize) -> Ident {
     format_ident!("__chunk{}", chunk)
 }
 
+/// `fn step(...)`'s signature, with `params` as the patterns of the position, runner and state
+/// (`_` in the trait's declaration): the same in the chunks' trait, their impls and the graph's.
+fn step_signature(krate: &TokenStream, params: [&dyn ToTokens; 3]) -> TokenStream {
+    let [position, runner, state] = params;
+    quote! {
+        fn step<'__a, __R: #krate::__private::Runner<__S>>(
+            &'__a self,
+            #position: ::core::primitive::usize,
+            #runner: &'__a mut __R,
+            #state: &'__a mut __S,
+        ) -> impl ::core::future::Future<
+            Output = ::core::result::Result<&'static str, #krate::Error>,
+        > + ::core::marker::Send + '__a
+    }
+}
+
+/// `fn branch(...)`'s signature and bound, as [`step_signature`]: the position, the branch runner,
+/// the shared state and the step number.
+fn branch_signature(krate: &TokenStream, params: [&dyn ToTokens; 4]) -> TokenStream {
+    let [position, branches, shared, step] = params;
+    quote! {
+        fn branch<'__a, __B: #krate::__private::BranchRunner<__S>>(
+            &'__a self,
+            #position: ::core::primitive::usize,
+            #branches: &'__a __B,
+            #shared: &'__a __S,
+            #step: ::core::primitive::u64,
+        ) -> impl ::core::future::Future<
+            Output = ::core::result::Result<#krate::__private::Branch<__S>, #krate::Error>,
+        > + ::core::marker::Send + '__a
+        where
+            __S: ::core::clone::Clone
+    }
+}
+
 /// The trait through which the graph reaches a chunk of its nodes. Its parameters are `_`: a
 /// declaration's parameter names would be patterns too.
 fn nodes_trait(krate: &TokenStream) -> TokenStream {
     let usize_ty = quote!(::core::primitive::usize);
+    let anonymous = quote!(_);
+    let step_signature = step_signature(krate, [&anonymous; 3]);
+    let branch_signature = branch_signature(krate, [&anonymous; 4]);
     quote! {
         /// A chunk of the nodes of a flow built by `flow!`.
         trait __SlateflowNodes<__S: #krate::SharedState>:
@@ -114,27 +152,10 @@ fn nodes_trait(krate: &TokenStream) -> TokenStream {
             fn declared(_: #usize_ty) -> &'static [&'static str];
 
             /// Runs the node at a position as a step.
-            fn step<'__a, __R: #krate::__private::Runner<__S>>(
-                &'__a self,
-                _: #usize_ty,
-                _: &'__a mut __R,
-                _: &'__a mut __S,
-            ) -> impl ::core::future::Future<
-                Output = ::core::result::Result<&'static str, #krate::Error>,
-            > + ::core::marker::Send + '__a;
+            #step_signature;
 
             /// Runs the node at a position as a branch of a fork.
-            fn branch<'__a, __B: #krate::__private::BranchRunner<__S>>(
-                &'__a self,
-                _: #usize_ty,
-                _: &'__a __B,
-                _: &'__a __S,
-                _: ::core::primitive::u64,
-            ) -> impl ::core::future::Future<
-                Output = ::core::result::Result<#krate::__private::Branch<__S>, #krate::Error>,
-            > + ::core::marker::Send + '__a
-            where
-                __S: ::core::clone::Clone;
+            #branch_signature;
 
             /// Appends the chunk's nodes, in order.
             fn describe(&self, _: &mut ::std::vec::Vec<#krate::graph::GraphNode>);
@@ -170,6 +191,8 @@ fn chunk_item(
         ..
     } = locals;
     let usize_ty = quote!(::core::primitive::usize);
+    let step_signature = step_signature(krate, [position, runner, state]);
+    let branch_signature = branch_signature(krate, [position, branches, shared, step]);
     let name = chunk_struct(chunk);
     let types: Vec<Ident> = nodes
         .clone()
@@ -209,14 +232,7 @@ fn chunk_item(
                 }
             }
 
-            fn step<'__a, __R: #krate::__private::Runner<__S>>(
-                &'__a self,
-                #position: #usize_ty,
-                #runner: &'__a mut __R,
-                #state: &'__a mut __S,
-            ) -> impl ::core::future::Future<
-                Output = ::core::result::Result<&'static str, #krate::Error>,
-            > + ::core::marker::Send + '__a {
+            #step_signature {
                 async move {
                     let _ = (&#runner, &#state);
                     match #position {
@@ -226,17 +242,7 @@ fn chunk_item(
                 }
             }
 
-            fn branch<'__a, __B: #krate::__private::BranchRunner<__S>>(
-                &'__a self,
-                #position: #usize_ty,
-                #branches: &'__a __B,
-                #shared: &'__a __S,
-                #step: ::core::primitive::u64,
-            ) -> impl ::core::future::Future<
-                Output = ::core::result::Result<#krate::__private::Branch<__S>, #krate::Error>,
-            > + ::core::marker::Send + '__a
-            where
-                __S: ::core::clone::Clone,
+            #branch_signature
             {
                 async move {
                     let _ = (#branches, #shared, #step);
@@ -342,6 +348,7 @@ fn graph_item(
         ..
     } = locals;
     let usize_ty = quote!(::core::primitive::usize);
+    let step_signature = step_signature(krate, [position, runner, state]);
     let types: Vec<Ident> = (0..chunks.len()).map(chunk_type).collect();
     let fields: Vec<Ident> = (0..chunks.len()).map(chunk_field).collect();
     let as_nodes = |chunk: usize| {
@@ -412,14 +419,7 @@ fn graph_item(
                 }
             }
 
-            fn step<'__a, __R: #krate::__private::Runner<__S>>(
-                &'__a self,
-                #position: #usize_ty,
-                #runner: &'__a mut __R,
-                #state: &'__a mut __S,
-            ) -> impl ::core::future::Future<
-                Output = ::core::result::Result<&'static str, #krate::Error>,
-            > + ::core::marker::Send + '__a {
+            #step_signature {
                 #step_body
             }
 
