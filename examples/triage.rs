@@ -210,14 +210,21 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     match &outcome {
         Outcome::Finished(action) => println!("\nthe run ended on the action \"{action}\""),
-        Outcome::Paused(pause) => println!("\nthe run paused at `{}`", pause.node),
+        Outcome::Paused(pauses) => {
+            for pause in pauses {
+                println!("\nthe run paused {} `{}`", pause.when.as_str(), pause.node);
+            }
+        }
     }
     println!("\nfinal state:\n{}", serde_json::to_string_pretty(&state)?);
     println!("\ngraph (Mermaid):\n{}", triage.mermaid());
     println!("\nsaved steps:");
     for entry in runtime.block_on(durable.history(&thread))? {
+        let reason = entry
+            .reason
+            .map_or(String::new(), |reason| format!(" ({reason})"));
         println!(
-            "  {:>3} {:?} {} {}",
+            "  {:>3} {:?} {} {}{reason}",
             entry.step, entry.kind, entry.node, entry.action
         );
     }

@@ -1,36 +1,35 @@
-//! Checkpoint stores: the in-memory and directory stores keep threads, records and statuses; the
-//! directory store survives torn writes, refuses damaged records, and names what went wrong.
+//! Checkpoint stores: the contract every store keeps (threads, records in order, one claim at a
+//! time, statuses, readers that change nothing, deletion), then what each store does with damaged
+//! storage: torn writes are left out by readers and cut off by the next claim, damage anywhere
+//! else is an error naming the record and the file, and nothing saved is ever dropped silently.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use slateflow::checkpoint::{
-    CheckpointStore, FileStore, MemoryStore, RecordKind, RunStatus, SqliteStore, StepRecord,
-    StoreError,
+    CheckpointStore, FileStore, MemoryStore, RecordKind, Records, RunStatus, SqliteStore,
+    StepRecord, StoreError,
 };
 
 fn record(step: u64, node: &str) -> StepRecord {
     StepRecord {
-        step,
-        kind: RecordKind::Step,
         node: node.to_string(),
         action: "default".into(),
+        reason: (step == 2).then(|| "because".to_string()),
         position: vec![u32::try_from(step).unwrap()],
         update: serde_json::json!({ "count": step }),
         snapshot: step
             .is_multiple_of(2)
             .then(|| serde_json::json!({ "count": step * 10 })),
         saved_at_ms: 1_700_000_000_000 + step,
+        ..StepRecord::new(step, RecordKind::Step)
     }
 }
 
 /// A thread's first record: the initial state.
 fn start() -> StepRecord {
     StepRecord {
-        kind: RecordKind::Start,
-        node: String::new(),
-        action: String::new(),
-        position: Vec::new(),
-        ..record(0, "")
+        saved_at_ms: 1_700_000_000_000,
+        ..StepRecord::new(0, RecordKind::Start).with_snapshot(serde_json::json!({ "count": 0 }))
     }
 }
 
@@ -50,36 +49,35 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
         .block_on(future)
 }
 
-/// The behaviour every store shares.
-async fn keeps_threads_records_and_statuses(store: &impl CheckpointStore) {
-    store.create("alpha", "Triage", &start()).await.unwrap();
-    store
-        .create("beta-2.x_y", "Triage", &start())
+/// The contract every store keeps.
+async fn keeps_the_contract(store: &impl CheckpointStore) {
+    keeps_records_and_one_writer(store).await;
+    refuses_mistakes_and_deletes(store).await;
+}
+
+/// Records and statuses, what reads see, one claim at a time, appends in order.
+async fn keeps_records_and_one_writer(store: &impl CheckpointStore) {
+    // Records, statuses, and what reads see.
+    let mut alpha = store.create("alpha", "Triage", &[start()]).await.unwrap();
+    let beta = store
+        .create("beta-2.x_y", "Triage", &[start()])
         .await
         .unwrap();
+    drop(beta);
     for step in 1..=3 {
         store
-            .append("alpha", &record(step, "classify"))
+            .append(&mut alpha, &record(step, "classify"))
             .await
             .unwrap();
     }
-    store
-        .set_status(
-            "alpha",
-            &RunStatus::Paused {
-                at: "before report".into(),
-            },
-        )
-        .await
-        .unwrap();
-    let log = store.load("alpha").await.unwrap();
+    let paused = RunStatus::Paused {
+        pauses: vec!["before:report@3".into()],
+    };
+    store.set_status(&mut alpha, &paused).await.unwrap();
+    let log = store.load("alpha", Records::All).await.unwrap();
     assert_eq!(log.state_type, "Triage");
-    assert_eq!(
-        log.status,
-        RunStatus::Paused {
-            at: "before report".into()
-        }
-    );
+    assert_eq!(log.status, paused);
+    assert_eq!(log.last_step, 3);
     assert_eq!(
         log.records,
         [
@@ -90,176 +88,184 @@ async fn keeps_threads_records_and_statuses(store: &impl CheckpointStore) {
         ]
     );
     assert!(!log.dropped_torn_record);
-    assert_eq!(store.load("beta-2.x_y").await.unwrap().records, [start()]);
-    assert_eq!(store.threads().await.unwrap(), ["alpha", "beta-2.x_y"]);
+    // From the last snapshot (step 2's record holds one): what a resume reads.
+    let tail = store.load("alpha", Records::SinceSnapshot).await.unwrap();
+    assert_eq!(tail.records, [record(2, "classify"), record(3, "classify")]);
+    assert_eq!(tail.last_step, 3);
 
-    let error = store.load("gamma").await.unwrap_err();
+    // One writer: the claim is held, so nobody else writes.
+    let error = store.claim("alpha").await.err().expect("a second claim");
+    assert!(matches!(&error, StoreError::Claimed { thread } if thread == "alpha"));
+    assert!(
+        error
+            .to_string()
+            .starts_with("thread `alpha` is being run by another worker"),
+        "{error}"
+    );
+    // Appends go forward: a step after the last, anything else at it.
+    let error = store
+        .append(&mut alpha, &record(3, "again"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            StoreError::OutOfOrder {
+                step: 3,
+                last: 3,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let mut input = StepRecord::new(3, RecordKind::Input);
+    input.key = "before:report@3".into();
+    store.append(&mut alpha, &input).await.unwrap();
+    store
+        .set_status(&mut alpha, &RunStatus::Running)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.load("alpha", Records::All).await.unwrap().status,
+        RunStatus::Running
+    );
+    // Given up (as by a killed process): the status reads as interrupted, and it can be claimed.
+    drop(alpha);
+    assert_eq!(
+        store.load("alpha", Records::All).await.unwrap().status,
+        RunStatus::Interrupted
+    );
+    let mut alpha = store.claim("alpha").await.unwrap();
+    store
+        .append(&mut alpha, &record(4, "report"))
+        .await
+        .unwrap();
+    drop(alpha);
+
+    let threads = store.threads().await.unwrap();
+    let ids: Vec<&str> = threads.iter().map(|thread| thread.id.as_str()).collect();
+    assert_eq!(ids, ["alpha", "beta-2.x_y"]);
+    assert_eq!(threads[0].last_step, 4);
+    assert_eq!(threads[0].updated_at_ms, 1_700_000_000_004);
+    assert_eq!(threads[0].status, RunStatus::Interrupted);
+    assert_eq!(threads[1].state_type, "Triage");
+}
+
+/// Clear errors for mistakes; a thread made with many records at once (a branch), then deleted.
+async fn refuses_mistakes_and_deletes(store: &impl CheckpointStore) {
+    let error = store.load("gamma", Records::All).await.unwrap_err();
     assert!(matches!(&error, StoreError::UnknownThread { thread } if thread == "gamma"));
     assert_eq!(
         error.to_string(),
         "unknown thread `gamma`: it was never started in this store"
     );
     assert!(matches!(
-        store.append("gamma", &record(1, "a")).await,
+        store.claim("gamma").await,
         Err(StoreError::UnknownThread { .. })
     ));
     assert!(matches!(
-        store.create("alpha", "Triage", &start()).await,
+        store.create("alpha", "Triage", &[start()]).await,
         Err(StoreError::ThreadExists { .. })
+    ));
+    assert!(matches!(
+        store
+            .create(
+                "delta",
+                "Triage",
+                &[start(), record(2, "a"), record(1, "b")]
+            )
+            .await,
+        Err(StoreError::OutOfOrder { .. })
     ));
     for bad in ["", ".hidden", "a/b", "../up", "sp ace", &"x".repeat(129)] {
         assert!(
             matches!(
-                store.create(bad, "Triage", &start()).await,
+                store.create(bad, "Triage", &[start()]).await,
                 Err(StoreError::InvalidThreadId { .. })
             ),
             "{bad:?} was accepted"
         );
     }
-    // Nothing was lost along the way.
-    assert_eq!(store.load("alpha").await.unwrap().records.len(), 4);
-}
 
-#[test]
-fn the_memory_store_keeps_threads() {
-    block_on(keeps_threads_records_and_statuses(&MemoryStore::new()));
-}
-
-#[test]
-fn the_file_store_keeps_threads_across_instances() {
-    let root = scratch("keeps");
-    block_on(keeps_threads_records_and_statuses(
-        &FileStore::open(&root).unwrap(),
-    ));
-    // A new store on the same directory (a new process) reads the same.
-    let reopened = FileStore::open(&root).unwrap();
-    let log = block_on(reopened.load("alpha")).unwrap();
-    assert_eq!(log.records.len(), 4);
+    let many = [start(), record(1, "a"), record(2, "b")];
+    drop(store.create("copy", "Triage", &many).await.unwrap());
     assert_eq!(
-        log.status,
-        RunStatus::Paused {
-            at: "before report".into()
-        }
+        store.load("copy", Records::All).await.unwrap().records,
+        many
+    );
+    let claim = store.claim("copy").await.unwrap();
+    store.delete(claim).await.unwrap();
+    assert!(matches!(
+        store.load("copy", Records::All).await,
+        Err(StoreError::UnknownThread { .. })
+    ));
+    assert_eq!(store.threads().await.unwrap().len(), 2);
+    // Nothing was lost along the way.
+    assert_eq!(
+        store
+            .load("alpha", Records::All)
+            .await
+            .unwrap()
+            .records
+            .len(),
+        6
     );
 }
 
 #[test]
-fn the_sqlite_store_keeps_threads_across_connections() {
+fn the_memory_store_keeps_the_contract() {
+    block_on(keeps_the_contract(&MemoryStore::new()));
+}
+
+#[test]
+fn the_file_store_keeps_the_contract_across_instances() {
+    let root = scratch("contract");
+    block_on(keeps_the_contract(&FileStore::open(&root).unwrap()));
+    // A new store on the same directory (a new process) reads the same.
+    let reopened = FileStore::open(&root).unwrap();
+    let log = block_on(reopened.load("alpha", Records::All)).unwrap();
+    assert_eq!(log.records.len(), 6);
+    assert_eq!(log.status, RunStatus::Interrupted);
+}
+
+#[test]
+fn the_sqlite_store_keeps_the_contract_across_connections() {
     let root = scratch("sqlite");
     std::fs::create_dir_all(&root).unwrap();
     let path = root.join("runs.db");
-    block_on(keeps_threads_records_and_statuses(
-        &SqliteStore::open(&path).unwrap(),
-    ));
+    block_on(keeps_the_contract(&SqliteStore::open(&path).unwrap()));
     let reopened = SqliteStore::open(&path).unwrap();
-    let log = block_on(reopened.load("alpha")).unwrap();
-    assert_eq!(log.records.len(), 4);
-    assert_eq!(
-        log.status,
-        RunStatus::Paused {
-            at: "before report".into()
-        }
-    );
+    let log = block_on(reopened.load("alpha", Records::All)).unwrap();
+    assert_eq!(log.records.len(), 6);
+    assert_eq!(log.status, RunStatus::Interrupted);
 }
 
-#[test]
-fn a_damaged_sqlite_record_is_refused_naming_it() {
-    let root = scratch("sqlite-damaged");
+/// A SQLite store with a thread `t` of three records, and its database file.
+fn sqlite_thread(name: &str) -> (SqliteStore, PathBuf) {
+    let root = scratch(name);
     std::fs::create_dir_all(&root).unwrap();
     let path = root.join("runs.db");
     let store = SqliteStore::open(&path).unwrap();
     block_on(async {
-        store.create("t", "S", &start()).await.unwrap();
-        store.append("t", &record(1, "a")).await.unwrap();
-        store.append("t", &record(2, "b")).await.unwrap();
+        let mut claim = store.create("t", "S", &[start()]).await.unwrap();
+        store.append(&mut claim, &record(1, "a")).await.unwrap();
+        store.append(&mut claim, &record(2, "b")).await.unwrap();
     });
-    // Another program damages the third record (step 2).
+    (store, path)
+}
+
+#[test]
+fn a_changed_byte_in_a_sqlite_record_is_caught_by_its_checksum() {
+    let (store, path) = sqlite_thread("sqlite-flipped");
+    // Another program changes a digit of step 1's update: still valid JSON, a different state.
     let connection = rusqlite::Connection::open(&path).unwrap();
     connection
         .execute(
-            "UPDATE records SET body = '{\"step\": \"two\"}' WHERE seq = 3",
+            "UPDATE records SET body = replace(body, '\"count\":1', '\"count\":7') WHERE seq = 2",
             [],
         )
         .unwrap();
-    let error = block_on(store.load("t")).unwrap_err();
-    assert!(
-        matches!(&error, StoreError::Corrupt { thread, what, .. } if thread == "t" && what == "record 3"),
-        "{error:?}"
-    );
-}
-
-#[test]
-fn a_sqlite_path_in_a_missing_directory_is_an_error_naming_the_action() {
-    let error = SqliteStore::open(scratch("missing").join("no").join("runs.db")).unwrap_err();
-    assert!(
-        error.to_string().starts_with("cannot open the database: "),
-        "{error}"
-    );
-}
-
-fn log_path(root: &std::path::Path) -> PathBuf {
-    root.join("t").join("steps.log")
-}
-
-#[test]
-fn a_torn_last_record_is_dropped_and_the_log_goes_on_from_the_last_whole_step() {
-    for tear in ["cut", "garbled"] {
-        let root = scratch(&format!("torn-{tear}"));
-        let store = FileStore::open(&root).unwrap();
-        block_on(async {
-            store.create("t", "S", &start()).await.unwrap();
-            store.append("t", &record(1, "a")).await.unwrap();
-            store.append("t", &record(2, "b")).await.unwrap();
-        });
-        let whole = std::fs::read(log_path(&root)).unwrap();
-        let third = serde_json::to_string(&record(3, "c")).unwrap();
-        let mut bytes = whole.clone();
-        if tear == "cut" {
-            // A crash in the middle of writing record 3: half a line, no newline.
-            bytes.extend_from_slice(format!("8badf00d {}", &third[..third.len() / 2]).as_bytes());
-        } else {
-            // Record 3's line whole, but its bytes are not the ones checksummed (a block of it
-            // never reached the disk).
-            bytes.extend_from_slice(format!("00000000 {third}\n").as_bytes());
-        }
-        std::fs::write(log_path(&root), &bytes).unwrap();
-
-        let log = block_on(store.load("t")).unwrap();
-        assert!(log.dropped_torn_record, "{tear}");
-        assert_eq!(
-            log.records,
-            [start(), record(1, "a"), record(2, "b")],
-            "{tear}"
-        );
-        assert_eq!(
-            std::fs::read(log_path(&root)).unwrap(),
-            whole,
-            "{tear}: truncated back"
-        );
-        block_on(store.append("t", &record(3, "c"))).unwrap();
-        let log = block_on(store.load("t")).unwrap();
-        assert!(!log.dropped_torn_record);
-        assert_eq!(log.records.len(), 4, "{tear}");
-    }
-}
-
-#[test]
-fn a_damaged_record_before_the_last_is_refused_naming_it() {
-    let root = scratch("damaged");
-    let store = FileStore::open(&root).unwrap();
-    block_on(async {
-        store.create("t", "S", &start()).await.unwrap();
-        for step in 1..=3 {
-            store.append("t", &record(step, "a")).await.unwrap();
-        }
-    });
-    // Change one byte of the third record's JSON (step 2), which is not the last.
-    let text = std::fs::read_to_string(log_path(&root)).unwrap();
-    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
-    lines[2] = lines[2].replace("\"node\":\"a\"", "\"node\":\"b\"");
-    let damaged = lines.join("\n") + "\n";
-    std::fs::write(log_path(&root), &damaged).unwrap();
-    let error = block_on(store.load("t")).unwrap_err();
+    let error = block_on(store.load("t", Records::All)).unwrap_err();
     let StoreError::Corrupt {
         thread,
         what,
@@ -268,47 +274,194 @@ fn a_damaged_record_before_the_last_is_refused_naming_it() {
     else {
         panic!("expected a corrupt-record error, got {error:?}");
     };
-    assert_eq!(
-        (thread.as_str(), what.as_str()),
-        ("t", "record 3 of steps.log")
-    );
+    assert_eq!(thread, "t");
+    assert_eq!(what, &format!("record 2 in `{}`", path.display()));
     assert!(reason.contains("checksum"), "{reason}");
+}
+
+#[test]
+fn sqlite_errors_name_the_file() {
+    let root = scratch("sqlite-not-a-db");
+    std::fs::create_dir_all(&root).unwrap();
+    let path = root.join("runs.db");
+    std::fs::write(&path, "these are notes, not a database".repeat(200)).unwrap();
+    let error = SqliteStore::open(&path).unwrap_err().to_string();
     assert!(
-        error
-            .to_string()
-            .starts_with("thread `t`: record 3 of steps.log is corrupt"),
+        error.contains(&format!("`{}`", path.display())) && error.contains("not a database"),
         "{error}"
     );
-    // Refusing did not touch the file.
+    let missing = scratch("missing").join("no").join("runs.db");
+    let error = SqliteStore::open(&missing).unwrap_err().to_string();
+    assert!(
+        error.starts_with(&format!(
+            "cannot open the database in `{}`",
+            missing.display()
+        )),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_sqlite_store_opened_read_only_reads_and_claims_nothing() {
+    let (store, path) = sqlite_thread("sqlite-read-only");
+    drop(store);
+    let reader = SqliteStore::open_read_only(&path).unwrap();
+    let log = block_on(reader.load("t", Records::All)).unwrap();
+    assert_eq!(log.records.len(), 3);
+    assert_eq!(block_on(reader.threads()).unwrap().len(), 1);
+    let error = block_on(reader.claim("t")).expect_err("no claim");
+    assert!(error.to_string().contains("readonly"), "{error}");
+}
+
+fn log_path(root: &Path) -> PathBuf {
+    root.join("t").join("steps.log")
+}
+
+/// A file store with a thread `t` of a start and `steps` steps.
+fn file_thread(name: &str, steps: u64) -> (FileStore, PathBuf) {
+    let root = scratch(name);
+    let store = FileStore::open(&root).unwrap();
+    block_on(async {
+        let mut claim = store.create("t", "S", &[start()]).await.unwrap();
+        for step in 1..=steps {
+            store.append(&mut claim, &record(step, "a")).await.unwrap();
+        }
+    });
+    (store, root)
+}
+
+#[test]
+fn a_torn_last_record_is_left_out_by_readers_and_cut_off_by_the_next_claim() {
+    for tear in ["cut", "garbled"] {
+        let (store, root) = file_thread(&format!("torn-{tear}"), 2);
+        let whole = std::fs::read(log_path(&root)).unwrap();
+        let third = serde_json::to_string(&record(3, "c")).unwrap();
+        let mut bytes = whole.clone();
+        if tear == "cut" {
+            // A crash in the middle of writing record 3: half a line, no newline.
+            bytes.extend_from_slice(format!("8badf00d - {}", &third[..third.len() / 2]).as_bytes());
+        } else {
+            // Record 3's line whole, but its bytes are not the ones checksummed (a block of it
+            // never reached the disk).
+            bytes.extend_from_slice(format!("00000000 - {third}\n").as_bytes());
+        }
+        std::fs::write(log_path(&root), &bytes).unwrap();
+
+        let log = block_on(store.load("t", Records::All)).unwrap();
+        assert!(log.dropped_torn_record, "{tear}");
+        assert_eq!(
+            log.records,
+            [start(), record(1, "a"), record(2, "a")],
+            "{tear}"
+        );
+        // A reader changes nothing: the writer may still be writing.
+        assert_eq!(std::fs::read(log_path(&root)).unwrap(), bytes, "{tear}");
+        let mut claim = block_on(store.claim("t")).unwrap();
+        assert_eq!(
+            std::fs::read(log_path(&root)).unwrap(),
+            whole,
+            "{tear}: the claim cut it off"
+        );
+        block_on(store.append(&mut claim, &record(3, "c"))).unwrap();
+        let log = block_on(store.load("t", Records::All)).unwrap();
+        assert!(!log.dropped_torn_record);
+        assert_eq!(log.records.len(), 4, "{tear}");
+    }
+}
+
+#[test]
+fn a_damaged_record_before_the_last_is_refused_naming_where_it_starts() {
+    let root = scratch("damaged");
+    let store = FileStore::open(&root).unwrap();
+    block_on(async {
+        let mut claim = store.create("t", "S", &[start()]).await.unwrap();
+        for step in 1..=3 {
+            let step = StepRecord {
+                snapshot: None,
+                ..record(step, "a")
+            };
+            store.append(&mut claim, &step).await.unwrap();
+        }
+    });
+    // Change one byte of step 1's record, which is not the last.
+    let text = std::fs::read_to_string(log_path(&root)).unwrap();
+    let offset = text.lines().next().unwrap().len() + 1;
+    let damaged = text.replacen("\"node\":\"a\"", "\"node\":\"b\"", 1);
+    std::fs::write(log_path(&root), &damaged).unwrap();
+    let error = block_on(store.load("t", Records::All)).unwrap_err();
+    let StoreError::Corrupt {
+        thread,
+        what,
+        reason,
+    } = &error
+    else {
+        panic!("expected a corrupt-record error, got {error:?}");
+    };
+    assert_eq!(thread, "t");
+    assert_eq!(what, &format!("the record at byte {offset} of steps.log"));
+    assert!(reason.contains("checksum"), "{reason}");
+    // Neither reading nor claiming touched the file.
+    assert!(block_on(store.claim("t")).is_err());
     assert_eq!(std::fs::read_to_string(log_path(&root)).unwrap(), damaged);
 }
 
 #[test]
-fn a_thread_folder_left_by_a_creation_cut_short_is_started_over() {
-    let root = scratch("cut-short");
-    // A crash between making the folder and writing `meta.json`.
+fn a_broken_line_end_between_the_last_two_records_is_an_error_not_a_drop() {
+    let (store, root) = file_thread("newline", 3);
+    let mut bytes = std::fs::read(log_path(&root)).unwrap();
+    // The newline that ends step 2's record becomes a space: read as one line, the last, it
+    // would look like a torn write and take two good records with it.
+    let ends: Vec<usize> = bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, byte)| **byte == b'\n')
+        .map(|(at, _)| at)
+        .collect();
+    bytes[ends[2]] = b' ';
+    std::fs::write(log_path(&root), &bytes).unwrap();
+    let error = block_on(store.load("t", Records::All)).unwrap_err();
+    assert!(
+        error.to_string().contains("the end of its line is damaged"),
+        "{error}"
+    );
+    assert!(block_on(store.claim("t")).is_err());
+    assert_eq!(std::fs::read(log_path(&root)).unwrap(), bytes);
+}
+
+#[test]
+fn a_thread_folder_without_its_meta_file_is_an_error_and_is_left_alone() {
+    let root = scratch("no-meta");
     std::fs::create_dir_all(root.join("t")).unwrap();
-    std::fs::write(root.join("t").join("steps.log"), b"half a rec").unwrap();
+    std::fs::write(root.join("t").join("steps.log"), b"records someone wants").unwrap();
     let store = FileStore::open(&root).unwrap();
     assert!(
         block_on(store.threads()).unwrap().is_empty(),
-        "not a thread yet"
+        "not a thread"
     );
-    block_on(store.create("t", "S", &start())).unwrap();
-    assert_eq!(block_on(store.load("t")).unwrap().records, [start()]);
+    for error in [
+        block_on(store.create("t", "S", &[start()])).err().unwrap(),
+        block_on(store.load("t", Records::All)).unwrap_err(),
+    ] {
+        assert!(
+            matches!(&error, StoreError::Corrupt { reason, .. } if reason.contains("meta.json")),
+            "{error:?}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(root.join("t").join("steps.log")).unwrap(),
+        b"records someone wants"
+    );
 }
 
 #[test]
 fn a_damaged_status_file_is_refused_naming_it() {
-    let root = scratch("status");
-    let store = FileStore::open(&root).unwrap();
-    block_on(store.create("t", "S", &start())).unwrap();
+    let (store, root) = file_thread("status", 0);
     std::fs::write(
         root.join("t").join("status.json"),
         b"{\"status\":\"sleeping\"}",
     )
     .unwrap();
-    let error = block_on(store.load("t")).unwrap_err();
+    let error = block_on(store.load("t", Records::All)).unwrap_err();
     assert!(
         matches!(&error, StoreError::Corrupt { what, .. } if what == "status.json"),
         "{error:?}"
@@ -329,22 +482,26 @@ fn a_store_path_that_is_a_file_is_an_io_error_naming_it() {
 }
 
 #[test]
-fn a_log_the_store_cannot_write_is_an_io_error_naming_the_thread_and_file() {
+fn a_log_the_store_cannot_open_is_an_io_error_naming_the_thread_and_file() {
     // (The tests may run as root, for whom permissions do not apply: a directory standing where
     // the log should be is refused by the system for everyone.)
-    let root = scratch("unwritable");
-    let store = FileStore::open(&root).unwrap();
-    block_on(store.create("t", "S", &start())).unwrap();
-    let log = root.join("t").join("steps.log");
+    let (store, root) = file_thread("unwritable", 0);
+    let log = log_path(&root);
     std::fs::remove_file(&log).unwrap();
     std::fs::create_dir(&log).unwrap();
-    let error = block_on(store.append("t", &record(1, "a"))).unwrap_err();
+    let error = block_on(store.claim("t")).err().unwrap();
     let StoreError::Io { thread, path, .. } = &error else {
         panic!("expected an I/O error, got {error:?}");
     };
     assert_eq!((thread.as_str(), path), ("t", &log));
-    assert!(
-        error.to_string().starts_with("thread `t`: cannot open `"),
-        "{error}"
-    );
+}
+
+#[test]
+fn loading_from_the_last_snapshot_reads_only_the_end_of_a_long_log() {
+    // 3,000 records, a snapshot on every even step: the tail read stops at the last one.
+    let (store, root) = file_thread("long", 3_000);
+    let log = block_on(store.load("t", Records::SinceSnapshot)).unwrap();
+    assert_eq!(log.records, [record(3_000, "a")]);
+    assert_eq!(log.last_step, 3_000);
+    assert!(std::fs::metadata(log_path(&root)).unwrap().len() > 300_000);
 }

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 use slateflow::checkpoint::{CheckpointStore, FileStore, MemoryStore, RecordKind, RunStatus};
-use slateflow::durable::{Outcome, Pause};
+use slateflow::durable::{Outcome, Pause, PauseWhen};
 use slateflow::{Command, Context, Error, NodeError, SharedState, flow, node};
 
 #[derive(SharedState, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -124,7 +124,6 @@ fn a_durable_run_saves_every_step_and_its_end() {
             (1, RecordKind::Step, "a"),
             (2, RecordKind::Step, "b"),
             (3, RecordKind::Step, "c"),
-            (3, RecordKind::Snapshot, ""),
         ]
     );
     assert_eq!(
@@ -260,22 +259,27 @@ fn a_pause_takes_a_humans_input_and_completed_nodes_do_not_run_again() {
         .interrupt_before(&["publish"]);
     let mut ledger = Ledger::default();
     let outcome = block_on(durable.start(test, &mut ledger)).unwrap();
-    assert_eq!(
-        outcome,
-        Outcome::Paused(Pause {
-            node: "publish".into(),
-            before: true,
-            step: 2
-        })
-    );
+    let pause = Pause::new("publish", PauseWhen::Before, 2);
+    assert_eq!(pause.key, "before:publish@2");
+    assert_eq!(outcome, Outcome::Paused(vec![pause.clone()]));
     assert_eq!(
         block_on(durable.status(test)).unwrap(),
         RunStatus::Paused {
-            at: "before publish".into()
+            pauses: vec![pause.key.clone()]
         }
     );
-    // A running or finished thread refuses input; a paused one takes it.
-    block_on(durable.update(test, Ledger::update().set_approved(Some(true)))).unwrap();
+    assert_eq!(
+        block_on(durable.pending(test)).unwrap(),
+        std::slice::from_ref(&pause)
+    );
+    // The pause takes one answer; a finished thread takes none.
+    let approve = || Ledger::update().set_approved(Some(true));
+    block_on(durable.answer(test, &pause.key, approve())).unwrap();
+    let error = block_on(durable.answer(test, &pause.key, approve())).unwrap_err();
+    assert!(
+        error.to_string().contains("was answered already"),
+        "{error}"
+    );
     let (resumed, outcome) = block_on(durable.resume(test)).unwrap();
     assert_eq!(outcome, Outcome::Finished("published".into()));
     assert_eq!(resumed.log, ["a", "b", "publish"]);
@@ -307,11 +311,7 @@ fn a_pause_after_a_node_resumes_after_it() {
     let outcome = block_on(durable.start(test, &mut ledger)).unwrap();
     assert_eq!(
         outcome,
-        Outcome::Paused(Pause {
-            node: "a".into(),
-            before: false,
-            step: 1
-        })
+        Outcome::Paused(vec![Pause::new("a", PauseWhen::After, 1)])
     );
     let (resumed, outcome) = block_on(durable.resume(test)).unwrap();
     assert_eq!(outcome, Outcome::Finished("default".into()));
@@ -332,25 +332,17 @@ fn a_new_thread_can_start_from_an_earlier_step() {
     assert_eq!(resumed.log, ["a", "b", "c"]);
     assert_eq!(ran("branch/a"), 1, "the branch resumed after `a`");
     assert_eq!(ran("branch/b"), 2, "`b` ran again on the branch");
-    // The original is untouched.
-    assert_eq!(block_on(durable.history(test)).unwrap().len(), 5);
+    // The original is untouched: its start and three steps.
+    assert_eq!(block_on(durable.history(test)).unwrap().len(), 4);
 }
 
 #[test]
 fn unknown_threads_and_threads_of_another_state_are_clear_errors() {
     let flow = flow! { a >> b; }.with_params(params("errors"));
     let store = MemoryStore::new();
-    let first = slateflow::checkpoint::StepRecord {
-        step: 0,
-        kind: RecordKind::Start,
-        node: String::new(),
-        action: String::new(),
-        position: Vec::new(),
-        update: serde_json::Value::Null,
-        snapshot: Some(serde_json::json!({})),
-        saved_at_ms: 0,
-    };
-    block_on(store.create("other", "some::OtherState", &first)).unwrap();
+    let first = slateflow::checkpoint::StepRecord::new(0, RecordKind::Start)
+        .with_snapshot(serde_json::json!({}));
+    drop(block_on(store.create("other", "some::OtherState", &[first])).unwrap());
     let durable = flow.durable(store);
     let error = block_on(durable.resume("nobody")).unwrap_err();
     assert_eq!(

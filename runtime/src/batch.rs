@@ -496,7 +496,10 @@ where
     }
 
     fn __graph(&self) -> Option<Graph> {
-        self.flow.__graph()
+        self.flow.__graph().map(|graph| Graph {
+            batch: true,
+            ..graph
+        })
     }
 }
 
@@ -556,7 +559,10 @@ where
     }
 
     fn __graph(&self) -> Option<Graph> {
-        self.flow.__graph()
+        self.flow.__graph().map(|graph| Graph {
+            batch: true,
+            ..graph
+        })
     }
 }
 

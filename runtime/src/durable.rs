@@ -1,27 +1,36 @@
-//! Durable runs: every step saved to a [`CheckpointStore`] before the next begins, resume after a
-//! crash, pauses for a human, history.
+//! Durable runs: every step saved to a [`CheckpointStore`] before the next begins, one writer per
+//! thread, resume after a crash, pauses for a human, history.
 //!
-//! [`Flow::durable`] pairs a flow with a store. A run has a thread id. Before the next node starts,
-//! the step is saved: the update it applied (the state's update type, as JSON), where it ran (its
-//! position in each nested flow), its number, node and action. A full snapshot of the state is
-//! saved at the start, at a pause, at the end, and whenever the updates saved since the last
-//! snapshot add up to as many bytes as that snapshot: snapshots never cost more than the updates,
-//! so storage grows linearly with what changed (not with the state's size times the steps), and
-//! resuming replays at most about a snapshot's worth of updates.
-//! [`Durable::snapshot_every`] adds one at least every `K` steps.
+//! [`Flow::durable`] pairs a flow with a store. A run has a thread id, and claims its thread while
+//! it runs: a second worker starting or resuming the same thread gets
+//! [`StoreError::Claimed`](crate::checkpoint::StoreError::Claimed) at once and writes nothing.
+//! Before the next node starts, the step is saved: the update it applied (the state's update
+//! type, as JSON), where it ran (its position in each nested flow), its number, node, action and
+//! routing reason. A full snapshot of the state is saved at the start and whenever the updates
+//! saved since the last snapshot add up to as many bytes as that snapshot: snapshots never cost
+//! more than the updates, so storage grows linearly with what changed, and resuming reads and
+//! replays at most about a snapshot's worth of updates. [`Durable::snapshot_every`] adds one at
+//! least every `K` steps.
 //!
 //! - [`Durable::resume`] rebuilds the state from the last snapshot and the updates after it, then
 //!   continues from the last saved step: the saved step is never applied twice and its node never
 //!   runs again. A run that failed (a node error, a parallel conflict) or was killed resumes the
-//!   same way, from its last good step.
+//!   same way, from its last good step. The step limit counts every step of the thread, across
+//!   resumes.
 //! - A fork is saved as one step (its merged update), and so is a batch flow: a crash inside one
 //!   runs it again from its start, on the state from before it.
-//! - [`Durable::interrupt_before`] / [`interrupt_after`](Durable::interrupt_after) pause at named
-//!   nodes (plain nodes, at any depth); the run returns [`Outcome::Paused`]. The caller may add an
-//!   update ([`Durable::update`], a human's input, applied through the reducers and listed in the
-//!   history as such) and resume; nodes that completed are not run again.
+//! - Pauses. [`Durable::interrupt_before`] / [`interrupt_after`](Durable::interrupt_after) pause
+//!   at nodes named by their path (`review`, `inner/check`), including the branches of a fork;
+//!   the names are checked against the flow when a run starts, and a name the flow does not have
+//!   is an error ([`Error::Interrupt`]), never a skipped approval. A node may also ask a question
+//!   ([`Command::ask`](crate::Command::ask)): its step is saved and the run pauses after it. The
+//!   run returns [`Outcome::Paused`] with every pending [`Pause`]; the caller answers each by key
+//!   ([`Durable::answer`], an update applied through the reducers, counted once) and resumes.
+//!   Pauses are saved before they are reported, so a crash at any write neither skips one nor
+//!   reports one that was already passed.
 //! - [`Durable::history`] lists a thread's records, [`Durable::state_at`] rebuilds the state at any
-//!   step, and [`Durable::branch`] starts a new thread from an earlier step.
+//!   step, [`Durable::branch`] starts a new thread from an earlier step, [`Durable::threads`] lists
+//!   threads and [`Durable::delete`] removes one.
 //!
 //! Fields that cannot be serialized (a channel, a client) are `#[serde(skip)]`: a resumed state
 //! has their `Default` value, and [`Durable::resume_with`] lets the caller put them back before any
@@ -33,17 +42,20 @@
 //! storage format; stores know no nodes.
 
 use std::marker::PhantomData;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::checkpoint::{CheckpointStore, RecordKind, RunStatus, StepRecord, ThreadLog, now_ms};
+use crate::checkpoint::{CheckpointStore, RecordKind, Records, RunStatus, StepRecord, ThreadLog};
+pub use crate::checkpoint::{Pause, PauseWhen, ThreadInfo};
 use crate::error::Error;
 use crate::event::{Event, Observer};
 use crate::flow::{Flow, FlowGraph};
-use crate::run::{Commit, Hook, NoHook, Observe, Run, Trail, Watch};
+use crate::graph::Graph;
+use crate::run::{Commit, Hook, NoHook, Observe, Run, Watch, panic_message};
 use crate::state::SharedState;
 
 /// How a durable run ended for now.
@@ -51,58 +63,63 @@ use crate::state::SharedState;
 pub enum Outcome {
     /// The run ended with this action.
     Finished(String),
-    /// The run stopped at an interrupt; resume it to go on.
-    Paused(Pause),
+    /// The run is waiting at these pauses (several when fork branches pause together); answer
+    /// them ([`Durable::answer`]) and resume.
+    Paused(Vec<Pause>),
 }
 
-/// Where a durable run paused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pause {
-    /// The node (a path through nested flows, `outer/inner`).
-    pub node: String,
-    /// Whether it paused before the node ran (or after its step was saved).
-    pub before: bool,
-    /// The last saved step.
-    pub step: u64,
-}
-
-impl Pause {
-    fn status(&self) -> RunStatus {
-        RunStatus::Paused {
-            at: format!(
-                "{} {}",
-                if self.before { "before" } else { "after" },
-                self.node
-            ),
+impl Outcome {
+    /// The pauses waiting, if the run paused.
+    pub fn pauses(&self) -> &[Pause] {
+        match self {
+            Self::Paused(pauses) => pauses,
+            Self::Finished(_) => &[],
         }
     }
-
-    fn from_status(at: &str, step: u64) -> Option<Self> {
-        let (when, node) = at.split_once(' ')?;
-        Some(Self {
-            node: node.to_string(),
-            before: when == "before",
-            step,
-        })
-    }
-}
-
-/// One line of a thread's history.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HistoryEntry {
-    /// The step number (0 for the initial state).
-    pub step: u64,
-    /// What the record is: a step, a human's input, the start, a snapshot.
-    pub kind: RecordKind,
-    /// The node, as a path through nested flows; empty for the start and for input.
-    pub node: String,
-    /// The action the step returned.
-    pub action: String,
-    /// When it was saved, in milliseconds since the Unix epoch.
-    pub saved_at_ms: u64,
 }
 
 /// A flow paired with a checkpoint store. Made by [`Flow::durable`].
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use slateflow::checkpoint::MemoryStore;
+/// use slateflow::durable::{Outcome, PauseWhen};
+/// use slateflow::{Command, SharedState, flow, node};
+///
+/// #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// struct Refund {
+///     amount: u32,
+///     approved: Option<bool>,
+///     paid: bool,
+/// }
+///
+/// #[node]
+/// fn check(refund: &Refund) -> Command<Refund> {
+///     Command::goto("default").ask(format!("Pay back {} EUR?", refund.amount))
+/// }
+///
+/// #[node]
+/// fn pay(refund: &Refund) -> Command<Refund> {
+///     Command::new(Refund::update().set_paid(refund.approved == Some(true)))
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let refunds = flow! { check >> pay; };
+/// let durable = refunds.durable(MemoryStore::new());
+/// let mut refund = Refund { amount: 120, ..Refund::default() };
+/// let Outcome::Paused(pauses) = durable.start("refund-1", &mut refund).await? else {
+///     panic!("the question pauses the run");
+/// };
+/// assert_eq!(pauses[0].when, PauseWhen::Asked);
+/// assert_eq!(pauses[0].asked, Some("Pay back 120 EUR?".into()));
+/// // Later, perhaps in another process: answer by key, then resume.
+/// durable.answer("refund-1", &pauses[0].key, Refund::update().set_approved(Some(true))).await?;
+/// let (refund, outcome) = durable.resume("refund-1").await?;
+/// assert!(refund.paid);
+/// assert_eq!(outcome, Outcome::Finished("default".into()));
+/// # Ok::<(), slateflow::Error>(())
+/// # }).unwrap();
+/// ```
 pub struct Durable<'f, S, G, St> {
     flow: &'f Flow<S, G>,
     store: Arc<St>,
@@ -145,7 +162,9 @@ where
         self
     }
 
-    /// Pauses before each of these nodes runs (names as in `flow!`, at any depth).
+    /// Pauses before each of these nodes runs. Nodes in nested flows are named by their path
+    /// (`inner/check`); naming a branch of a fork pauses before the fork. Checked against the
+    /// flow when a run starts or resumes ([`Error::Interrupt`]).
     #[must_use]
     pub fn interrupt_before(mut self, nodes: &[&str]) -> Self {
         self.before
@@ -153,7 +172,8 @@ where
         self
     }
 
-    /// Pauses after each of these nodes' steps is saved.
+    /// Pauses after each of these nodes' steps is saved (named as for
+    /// [`interrupt_before`](Self::interrupt_before)).
     #[must_use]
     pub fn interrupt_after(mut self, nodes: &[&str]) -> Self {
         self.after
@@ -177,37 +197,37 @@ where
     /// Starts a new thread from `state` (saved as step 0) and runs it until it ends or pauses.
     ///
     /// # Errors
-    /// [`Error::Store`] when the thread exists or cannot be written; the run's errors otherwise,
-    /// after the thread is marked failed (it can be resumed from its last saved step).
+    /// [`Error::Interrupt`] for an interrupt the flow cannot pause at; [`Error::Store`] when the
+    /// thread exists or cannot be written; the run's errors otherwise, after the thread is marked
+    /// failed (it can be resumed from its last saved step).
     pub async fn start(&self, thread: &str, state: &mut S) -> Result<Outcome, Error> {
+        self.check_interrupts()?;
         let snapshot = snapshot(thread, 0, state)?;
         let snapshot_bytes = json_len(&snapshot);
-        let first = record(
-            0,
-            RecordKind::Start,
-            "",
-            "",
-            Vec::new(),
-            Value::Null,
-            Some(snapshot),
-        );
-        self.store.create(thread, state_type::<S>(), &first).await?;
+        let first = StepRecord::new(0, RecordKind::Start).with_snapshot(snapshot);
+        let claim = self
+            .store
+            .create(thread, state_type::<S>(), &[first])
+            .await?;
         let resume = Resume {
             steps: 0,
             cursor: None,
-            pass_before: None,
+            passing: Vec::new(),
             snapshot_bytes,
         };
-        self.drive(thread, state, resume).await
+        self.drive(claim, thread, state, resume).await
     }
 
     /// Resumes a thread from its last saved step and runs it until it ends or pauses; returns the
-    /// state. A finished thread is not run again.
+    /// state. A finished thread is not run again. A thread waiting at pauses goes on past them
+    /// (answer them first with [`answer`](Self::answer)); one whose pauses were saved but never
+    /// reported (its process died first) reports them now instead, running nothing.
     ///
     /// # Errors
-    /// As [`start`](Self::start), and [`Error::Resume`] when the saved records do not fit this flow
-    /// or state (another state type, an update that does not read back, a position the flow does
-    /// not have).
+    /// As [`start`](Self::start); [`StoreError::Claimed`](crate::checkpoint::StoreError::Claimed)
+    /// when another worker runs the thread; [`Error::Resume`] when the saved records do not fit
+    /// this flow or state (another state type, an update that does not read back, a position the
+    /// flow does not have, a reducer that panics).
     pub async fn resume(&self, thread: &str) -> Result<(S, Outcome), Error> {
         self.resume_with(thread, |_| {}).await
     }
@@ -222,21 +242,32 @@ where
         thread: &str,
         restore: impl FnOnce(&mut S),
     ) -> Result<(S, Outcome), Error> {
-        let log = self.load(thread).await?;
+        self.check_interrupts()?;
+        let mut claim = self.store.claim(thread).await?;
+        let log = self.load(thread, Records::SinceSnapshot).await?;
         let mut state = rebuild::<S>(thread, &log.records, u64::MAX)?;
         restore(&mut state);
-        let last_step = log.records.last().map_or(0, |record| record.step);
-        match &log.status {
-            RunStatus::Finished { action } => {
-                return Ok((state, Outcome::Finished(action.clone())));
-            }
-            RunStatus::Paused { .. } | RunStatus::Running | RunStatus::Failed { .. } => {}
+        if let RunStatus::Finished { action } = &log.status {
+            return Ok((state, Outcome::Finished(action.clone())));
         }
-        let pass_before = match &log.status {
-            RunStatus::Paused { at } => Pause::from_status(at, last_step)
-                .filter(|pause| pause.before)
-                .map(|pause| pause.node),
-            _ => None,
+        let at = Waiting::at_end(&log.records);
+        if !at.pending.is_empty() {
+            if !matches!(log.status, RunStatus::Paused { .. }) {
+                // Saved, but its run died before saying so: report it, run nothing.
+                let status = paused_status(&at.pending);
+                self.store.set_status(&mut claim, &status).await?;
+                return Ok((state, Outcome::Paused(at.pending)));
+            }
+            let passed = StepRecord::new(log.last_step, RecordKind::Resume);
+            self.store.append(&mut claim, &passed).await?;
+        }
+        self.store
+            .set_status(&mut claim, &RunStatus::Running)
+            .await?;
+        let passing = if at.pending.is_empty() {
+            at.passed
+        } else {
+            at.pending
         };
         let cursor = log
             .records
@@ -248,7 +279,6 @@ where
                 depth: 0,
                 action: record.action.clone(),
             });
-        self.store.set_status(thread, &RunStatus::Running).await?;
         let snapshot_bytes = log
             .records
             .iter()
@@ -256,43 +286,88 @@ where
             .find_map(|record| record.snapshot.as_ref())
             .map_or(0, json_len);
         let resume = Resume {
-            steps: last_step,
+            steps: log.last_step,
             cursor,
-            pass_before,
+            passing: passing
+                .into_iter()
+                .filter(|pause| pause.when == PauseWhen::Before)
+                .map(|pause| pause.node)
+                .collect(),
             snapshot_bytes,
         };
-        let outcome = self.drive(thread, &mut state, resume).await?;
+        let outcome = self.drive(claim, thread, &mut state, resume).await?;
         Ok((state, outcome))
     }
 
-    /// Adds an update to a thread that is not running (a human's input at a pause): saved as an
-    /// input record and applied through the reducers when the thread resumes.
+    /// Answers the pause `key` of a waiting thread with `update` (a human's input): saved as an
+    /// input record, applied through the reducers when the thread resumes, and listed in its
+    /// history. Each pause takes one answer, however often it was reported.
     ///
     /// # Errors
-    /// [`Error::Store`]; [`Error::Resume`] when the thread is running or finished, or was made for
-    /// another state type.
+    /// [`Error::Resume`] when no pause with that key is waiting (the message lists those that
+    /// are) or it was answered already; [`Error::Store`], including a thread another worker runs.
+    pub async fn answer(&self, thread: &str, key: &str, update: S::Update) -> Result<(), Error> {
+        let mut claim = self.store.claim(thread).await?;
+        let log = self.load(thread, Records::SinceSnapshot).await?;
+        let at = Waiting::at_end(&log.records);
+        let refuse = |reason: String| Error::Resume {
+            thread: thread.to_string(),
+            step: log.last_step,
+            reason,
+        };
+        if at.answered.iter().any(|answered| answered == key) {
+            return Err(refuse(format!(
+                "pause `{key}` was answered already; an answer counts once"
+            )));
+        }
+        if !at.pending.iter().any(|pause| pause.key == key) {
+            let waiting: Vec<&str> = at.pending.iter().map(|pause| pause.key.as_str()).collect();
+            return Err(refuse(format!(
+                "no pause `{key}` is waiting; {}",
+                if waiting.is_empty() {
+                    "none is".to_string()
+                } else {
+                    format!("these are: {}", waiting.join(", "))
+                }
+            )));
+        }
+        let mut input = StepRecord::new(log.last_step, RecordKind::Input);
+        input.update = to_json(thread, log.last_step, &update)?;
+        input.key = key.to_string();
+        self.store.append(&mut claim, &input).await?;
+        Ok(())
+    }
+
+    /// Adds an update to a thread that is not running and not finished (a correction, or input
+    /// that answers no particular pause): saved as an input record and applied through the
+    /// reducers when the thread resumes.
+    ///
+    /// # Errors
+    /// [`Error::Store`], including a thread another worker runs; [`Error::Resume`] when the
+    /// thread is finished, or was made for another state type.
     pub async fn update(&self, thread: &str, update: S::Update) -> Result<(), Error> {
-        let log = self.load(thread).await?;
-        let last = log.records.last().map_or(0, |record| record.step);
-        if matches!(log.status, RunStatus::Running | RunStatus::Finished { .. }) {
+        let mut claim = self.store.claim(thread).await?;
+        let log = self.load(thread, Records::SinceSnapshot).await?;
+        if let RunStatus::Finished { .. } = log.status {
             return Err(Error::Resume {
                 thread: thread.to_string(),
-                step: last,
-                reason: "only a paused or failed thread takes an update".into(),
+                step: log.last_step,
+                reason: "a finished thread takes no update; branch it to go on".into(),
             });
         }
-        let json = serde_json::to_value(&update).map_err(|error| Error::Save {
-            thread: thread.to_string(),
-            step: last,
-            reason: format!("the update does not serialize: {error}"),
-        })?;
-        self.store
-            .append(
-                thread,
-                &record(last, RecordKind::Input, "", "", Vec::new(), json, None),
-            )
-            .await?;
+        let mut input = StepRecord::new(log.last_step, RecordKind::Input);
+        input.update = to_json(thread, log.last_step, &update)?;
+        self.store.append(&mut claim, &input).await?;
         Ok(())
+    }
+
+    /// The pauses a thread is waiting at (none when it is not paused).
+    ///
+    /// # Errors
+    /// As [`resume`](Self::resume).
+    pub async fn pending(&self, thread: &str) -> Result<Vec<Pause>, Error> {
+        let log = self.load(thread, Records::SinceSnapshot).await?;
+        Ok(Waiting::at_end(&log.records).pending)
     }
 
     /// The thread's current state, as saved.
@@ -300,7 +375,8 @@ where
     /// # Errors
     /// As [`resume`](Self::resume).
     pub async fn state(&self, thread: &str) -> Result<S, Error> {
-        self.state_at(thread, u64::MAX).await
+        let log = self.load(thread, Records::SinceSnapshot).await?;
+        rebuild::<S>(thread, &log.records, u64::MAX)
     }
 
     /// The state as it was after step `step` (and any input saved with it).
@@ -308,75 +384,91 @@ where
     /// # Errors
     /// As [`resume`](Self::resume).
     pub async fn state_at(&self, thread: &str, step: u64) -> Result<S, Error> {
-        let log = self.load(thread).await?;
+        let log = self.load(thread, Records::All).await?;
         rebuild::<S>(thread, &log.records, step)
     }
 
-    /// The thread's records, oldest first.
+    /// The thread's records, oldest first: each step with its update, node, action and routing
+    /// reason; inputs with the pause they answer; pauses and resumes.
     ///
     /// # Errors
     /// As [`resume`](Self::resume).
-    pub async fn history(&self, thread: &str) -> Result<Vec<HistoryEntry>, Error> {
-        let log = self.load(thread).await?;
-        Ok(log
-            .records
-            .into_iter()
-            .map(|record| HistoryEntry {
-                step: record.step,
-                kind: record.kind,
-                node: record.node,
-                action: record.action,
-                saved_at_ms: record.saved_at_ms,
-            })
-            .collect())
+    pub async fn history(&self, thread: &str) -> Result<Vec<StepRecord>, Error> {
+        Ok(self.load(thread, Records::All).await?.records)
     }
 
-    /// The thread's status.
+    /// The thread's status: [`RunStatus::Interrupted`] when its last run stopped without ending
+    /// and nobody runs it now.
     ///
     /// # Errors
     /// As [`resume`](Self::resume).
     pub async fn status(&self, thread: &str) -> Result<RunStatus, Error> {
-        Ok(self.load(thread).await?.status)
+        Ok(self
+            .store
+            .load(thread, Records::SinceSnapshot)
+            .await?
+            .status)
+    }
+
+    /// Every thread in the store: id, status (with the keys of its pending pauses), last step and
+    /// when it was last written.
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub async fn threads(&self) -> Result<Vec<ThreadInfo>, Error> {
+        Ok(self.store.threads().await?)
+    }
+
+    /// Deletes a thread that nobody runs, with everything saved for it.
+    ///
+    /// # Errors
+    /// [`Error::Store`], including a thread another worker runs.
+    pub async fn delete(&self, thread: &str) -> Result<(), Error> {
+        let claim = self.store.claim(thread).await?;
+        self.store.delete(claim).await?;
+        Ok(())
     }
 
     /// Starts `new_thread` from `thread` as it was after step `step`: the records up to that step
-    /// are copied, and resuming the new thread continues from there (the old one is untouched).
+    /// are copied in one go (the new thread exists whole or not at all), and resuming the new
+    /// thread continues from there; pauses at that step are reported again. The old thread is
+    /// untouched.
     ///
     /// # Errors
     /// As [`resume`](Self::resume); [`Error::Store`] when `new_thread` exists.
     pub async fn branch(&self, thread: &str, step: u64, new_thread: &str) -> Result<(), Error> {
-        let log = self.load(thread).await?;
-        let mut records = log.records.iter().filter(|record| record.step <= step);
-        let Some(first) = records.next() else {
+        let log = self.load(thread, Records::All).await?;
+        let records: Vec<StepRecord> = log
+            .records
+            .into_iter()
+            .filter(|record| {
+                record.step < step
+                    || (record.step == step
+                        && !matches!(record.kind, RecordKind::Pause | RecordKind::Resume))
+            })
+            .collect();
+        if records.is_empty() {
             return Err(Error::Resume {
                 thread: thread.to_string(),
                 step,
                 reason: "the thread has no records to branch from".into(),
             });
-        };
-        self.store
-            .create(new_thread, &log.state_type, first)
-            .await?;
-        for record in records {
-            self.store.append(new_thread, record).await?;
         }
-        self.store
-            .set_status(
-                new_thread,
-                &RunStatus::Paused {
-                    at: format!("branched from {thread} at step {step}"),
-                },
-            )
+        // Created claimed and released at once: the new thread reads as interrupted, to resume.
+        let claim = self
+            .store
+            .create(new_thread, &log.state_type, &records)
             .await?;
+        drop(claim);
         Ok(())
     }
 
-    async fn load(&self, thread: &str) -> Result<ThreadLog, Error> {
-        let log = self.store.load(thread).await?;
+    async fn load(&self, thread: &str, records: Records) -> Result<ThreadLog, Error> {
+        let log = self.store.load(thread, records).await?;
         if log.state_type != state_type::<S>() {
             return Err(Error::Resume {
                 thread: thread.to_string(),
-                step: log.records.last().map_or(0, |record| record.step),
+                step: log.last_step,
                 reason: format!(
                     "the thread was saved for the state type `{}`, not `{}`",
                     log.state_type,
@@ -387,27 +479,49 @@ where
         Ok(log)
     }
 
-    /// Runs to the end or a pause, with or without the observer, then saves a snapshot and the
-    /// status.
-    async fn drive(&self, thread: &str, state: &mut S, resume: Resume) -> Result<Outcome, Error> {
+    /// Checks every interrupt against the flow's nodes.
+    fn check_interrupts(&self) -> Result<(), Error> {
+        if self.before.is_empty() && self.after.is_empty() {
+            return Ok(());
+        }
+        let mut places = Vec::new();
+        pausable(&self.flow.graph(), "", Place::Node, &mut places);
+        for (when, names) in [("before", &self.before), ("after", &self.after)] {
+            for name in names {
+                check_interrupt(when, name, &places)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs to the end or a pause, with or without the observer, then saves the status.
+    async fn drive(
+        &self,
+        claim: St::Claim,
+        thread: &str,
+        state: &mut S,
+        resume: Resume,
+    ) -> Result<Outcome, Error> {
         match self.observer.as_deref() {
             Some(observer) => {
-                self.drive_with(Observe(observer), thread, state, resume)
+                self.drive_with(Observe(observer), claim, thread, state, resume)
                     .await
             }
-            None => self.drive_with(NoHook, thread, state, resume).await,
+            None => self.drive_with(NoHook, claim, thread, state, resume).await,
         }
     }
 
     async fn drive_with<H: Hook<S>>(
         &self,
         inner: H,
+        mut claim: St::Claim,
         thread: &str,
         state: &mut S,
         resume: Resume,
     ) -> Result<Outcome, Error> {
         let recorder = Recorder {
             store: &*self.store,
+            claim: &mut claim,
             thread,
             inner,
             cursor: resume.cursor,
@@ -417,11 +531,14 @@ where
             snapshot_bytes: resume.snapshot_bytes,
             before: &self.before,
             after: &self.after,
-            pass_before: resume.pass_before,
+            passing: resume.passing,
+            pass_step: resume.steps,
+            paused: Vec::new(),
             pending: None,
             state: PhantomData,
         };
         let mut run = Run::new(recorder, self.flow.params().clone(), resume.steps);
+        run.count_limit_from(0);
         let result = run
             .run(self.flow, state, "")
             .await
@@ -439,82 +556,209 @@ where
                 other => other,
             });
         let steps = run.steps();
-        let outcome = match result {
-            Ok(action) => Outcome::Finished(action.to_string()),
-            Err(Error::Paused { node, before, .. }) => {
-                let pause = Pause {
-                    node: node_path(run.trail(), node),
-                    before,
-                    step: steps,
-                };
-                run.hook().event(&Event::RunPaused {
-                    node: &pause.node,
-                    before,
-                    step: steps,
-                });
-                Outcome::Paused(pause)
-            }
-            Err(error) => {
-                // The thread stays resumable from its last saved step.
-                self.store
-                    .set_status(
-                        thread,
-                        &RunStatus::Failed {
-                            error: error.to_string(),
-                        },
-                    )
-                    .await?;
-                return Err(error);
-            }
-        };
-        let saved_step = match &outcome {
-            Outcome::Paused(pause) => pause.step,
-            Outcome::Finished(_) => steps,
-        };
-        let snapshot = snapshot(thread, saved_step, state)?;
-        self.store
-            .append(
-                thread,
-                &record(
-                    saved_step,
-                    RecordKind::Snapshot,
-                    "",
-                    "",
-                    Vec::new(),
-                    Value::Null,
-                    Some(snapshot),
-                ),
-            )
-            .await?;
-        let status = match &outcome {
-            Outcome::Finished(action) => RunStatus::Finished {
-                action: action.clone(),
+        let mut recorder = run.into_hook();
+        let paused = std::mem::take(&mut recorder.paused);
+        let claim = &mut *recorder.claim;
+        let status = match &result {
+            Ok(action) => RunStatus::Finished {
+                action: (*action).to_string(),
             },
-            Outcome::Paused(pause) => pause.status(),
+            Err(Error::Paused { .. }) => {
+                // Pauses before a node are saved now; those after a step were saved with it.
+                let before: Vec<Pause> = paused
+                    .iter()
+                    .filter(|pause| pause.when == PauseWhen::Before)
+                    .cloned()
+                    .collect();
+                if !before.is_empty() {
+                    let mut record = StepRecord::new(steps, RecordKind::Pause);
+                    record.node = before[0].node.clone();
+                    record.pauses = before;
+                    self.store.append(claim, &record).await?;
+                }
+                paused_status(&paused)
+            }
+            Err(error) => RunStatus::Failed {
+                error: error.to_string(),
+            },
         };
-        self.store.set_status(thread, &status).await?;
-        Ok(outcome)
+        self.store.set_status(claim, &status).await?;
+        match result {
+            Ok(action) => Ok(Outcome::Finished(action.to_string())),
+            Err(Error::Paused { .. }) => {
+                if H::OBSERVES {
+                    for pause in &paused {
+                        recorder.inner.event(&Event::RunPaused {
+                            node: &pause.node,
+                            before: pause.when == PauseWhen::Before,
+                            step: pause.step,
+                        });
+                    }
+                }
+                Ok(Outcome::Paused(paused))
+            }
+            Err(error) => Err(error),
+        }
     }
+}
+
+/// The status of a thread waiting at `pauses`.
+fn paused_status(pauses: &[Pause]) -> RunStatus {
+    RunStatus::Paused {
+        pauses: pauses.iter().map(|pause| pause.key.clone()).collect(),
+    }
+}
+
+/// The pauses at the end of a thread's records.
+#[derive(Debug, Default)]
+struct Waiting {
+    /// Saved and not yet gone past.
+    pending: Vec<Pause>,
+    /// Gone past by the last resume at this step: a node before which it paused runs now.
+    passed: Vec<Pause>,
+    /// The keys of the pauses answered at this step.
+    answered: Vec<String>,
+}
+
+impl Waiting {
+    /// Reads the records after the last step (a step's own pauses, then pause, resume and input
+    /// records, in order).
+    fn at_end(records: &[StepRecord]) -> Self {
+        let mut waiting = Self::default();
+        let last = records
+            .iter()
+            .rposition(|record| matches!(record.kind, RecordKind::Step | RecordKind::Start));
+        let Some(last) = last else {
+            return waiting;
+        };
+        waiting.pending.clone_from(&records[last].pauses);
+        for record in &records[last + 1..] {
+            match record.kind {
+                RecordKind::Pause => waiting.pending.extend(record.pauses.iter().cloned()),
+                RecordKind::Resume => {
+                    waiting.passed = std::mem::take(&mut waiting.pending);
+                }
+                RecordKind::Input if !record.key.is_empty() => {
+                    waiting.answered.push(record.key.clone());
+                }
+                _ => {}
+            }
+        }
+        waiting
+    }
+}
+
+/// Where a node sits, for the interrupts that name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// A node the run steps through (at any depth of nested flows, or a branch of a fork).
+    Node,
+    /// A nested flow (pause at one of its nodes instead).
+    Flow,
+    /// Inside a batch flow, or inside a flow nested in a fork branch: the run cannot pause there
+    /// yet.
+    Inside(&'static str),
+}
+
+/// Every node path of `graph` under `prefix`, and whether a run can pause there.
+fn pausable(graph: &Graph, prefix: &str, place: Place, out: &mut Vec<(String, Place)>) {
+    for node in &graph.nodes {
+        let path = if prefix.is_empty() {
+            node.name.to_string()
+        } else {
+            format!("{prefix}/{}", node.name)
+        };
+        let in_branch = graph
+            .forks
+            .iter()
+            .any(|fork| fork.branches.contains(&node.name));
+        match &node.flow {
+            None => out.push((path, place)),
+            Some(inner) => {
+                out.push((
+                    path.clone(),
+                    if place == Place::Node {
+                        Place::Flow
+                    } else {
+                        place
+                    },
+                ));
+                let inner_place = match place {
+                    Place::Inside(_) => place,
+                    _ if inner.batch => Place::Inside("a batch flow"),
+                    _ if in_branch => Place::Inside("a flow nested in a fork branch"),
+                    _ => Place::Node,
+                };
+                pausable(inner, &path, inner_place, out);
+            }
+        }
+    }
+}
+
+fn check_interrupt(
+    when: &'static str,
+    name: &str,
+    places: &[(String, Place)],
+) -> Result<(), Error> {
+    let problem = |reason: String| Error::Interrupt {
+        when,
+        name: name.to_string(),
+        reason,
+    };
+    match places.iter().find(|(path, _)| path == name) {
+        Some((_, Place::Node)) => Ok(()),
+        Some((_, Place::Flow)) => Err(problem(format!(
+            "it is a nested flow; name one of its nodes (`{name}/...`)"
+        ))),
+        Some((_, Place::Inside(what))) => Err(problem(format!(
+            "it is inside {what}, where a run cannot pause yet"
+        ))),
+        None => {
+            let nodes: Vec<&str> = places
+                .iter()
+                .filter(|(_, place)| *place == Place::Node)
+                .map(|(path, _)| path.as_str())
+                .collect();
+            let closest = nodes
+                .iter()
+                .min_by_key(|node| edit_distance(node, name))
+                .filter(|node| edit_distance(node, name) <= name.len().max(2) / 2);
+            Err(problem(format!(
+                "the flow has no node of that name{}; nodes nested in flows are named by their \
+                 path; the nodes are: {}",
+                closest.map_or(String::new(), |node| format!(" (did you mean `{node}`?)")),
+                nodes.join(", ")
+            )))
+        }
+    }
+}
+
+/// Levenshtein distance, for suggesting a name.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let substitution = previous + usize::from(ca != cb);
+            previous = row[j + 1];
+            row[j + 1] = substitution.min(previous + 1).min(row[j] + 1);
+        }
+    }
+    row[b.len()]
 }
 
 /// Where a run of a thread starts: after `steps` saved steps, at `cursor`.
 struct Resume {
     steps: u64,
     cursor: Option<Cursor>,
-    /// A run resumed from a pause before this node runs it without pausing again.
-    pass_before: Option<String>,
+    /// The nodes (paths) before which the thread paused and which it now goes past.
+    passing: Vec<String>,
     /// The size of the last snapshot saved, as JSON.
     snapshot_bytes: usize,
 }
 
-fn node_path(trail: &Trail, node: &str) -> String {
-    let names = trail.names();
-    if names.is_empty() {
-        node.to_string()
-    } else {
-        names.join("/")
-    }
-}
 /// The length of `value` as compact JSON, counted without building the text.
 fn json_len(value: &Value) -> usize {
     struct Count(usize);
@@ -548,38 +792,26 @@ fn snapshot<S: Serialize>(thread: &str, step: u64, state: &S) -> Result<Value, E
     })
 }
 
-fn record(
-    step: u64,
-    kind: RecordKind,
-    node: &str,
-    action: &str,
-    position: Vec<u32>,
-    update: Value,
-    snapshot: Option<Value>,
-) -> StepRecord {
-    StepRecord {
+fn to_json<T: Serialize>(thread: &str, step: u64, update: &T) -> Result<Value, Error> {
+    serde_json::to_value(update).map_err(|error| Error::Save {
+        thread: thread.to_string(),
         step,
-        kind,
-        node: node.to_string(),
-        action: action.to_string(),
-        position,
-        update,
-        snapshot,
-        saved_at_ms: now_ms(),
-    }
+        reason: format!("the update does not serialize: {error}"),
+    })
 }
 
 /// The state after step `until` (inclusive, with its inputs): the last snapshot at or before it,
-/// then the updates after that snapshot.
+/// then the updates after that snapshot. A reducer that panics is an error, not an unwind.
 fn rebuild<S: SharedState + DeserializeOwned>(
     thread: &str,
     records: &[StepRecord],
     until: u64,
 ) -> Result<S, Error> {
-    let records: Vec<&StepRecord> = records
+    let end = records
         .iter()
-        .filter(|record| record.step <= until)
-        .collect();
+        .position(|record| record.step > until)
+        .unwrap_or(records.len());
+    let records = &records[..end];
     let bad = |step: u64, reason: String| Error::Resume {
         thread: thread.to_string(),
         step,
@@ -589,9 +821,9 @@ fn rebuild<S: SharedState + DeserializeOwned>(
         .iter()
         .rposition(|record| record.snapshot.is_some())
         .ok_or_else(|| bad(0, "no snapshot of the state was saved".into()))?;
-    let base = records[start];
+    let base = &records[start];
     let mut state: S =
-        serde_json::from_value(base.snapshot.clone().unwrap_or_default()).map_err(|error| {
+        S::deserialize(base.snapshot.as_ref().unwrap_or(&Value::Null)).map_err(|error| {
             bad(
                 base.step,
                 format!("the saved state does not read back: {error}"),
@@ -599,14 +831,23 @@ fn rebuild<S: SharedState + DeserializeOwned>(
         })?;
     for record in &records[start + 1..] {
         if matches!(record.kind, RecordKind::Step | RecordKind::Input) {
-            let update: S::Update =
-                serde_json::from_value(record.update.clone()).map_err(|error| {
+            let update = S::Update::deserialize(&record.update).map_err(|error| {
+                bad(
+                    record.step,
+                    format!("the saved update does not read back: {error}"),
+                )
+            })?;
+            std::panic::catch_unwind(AssertUnwindSafe(|| state.apply(update))).map_err(
+                |payload| {
                     bad(
                         record.step,
-                        format!("the saved update does not read back: {error}"),
+                        format!(
+                            "a reducer panicked while the state was rebuilt: {}",
+                            panic_message(payload)
+                        ),
                     )
-                })?;
-            state.apply(update);
+                },
+            )?;
         }
     }
     Ok(state)
@@ -620,11 +861,13 @@ struct Cursor {
     action: String,
 }
 
-/// The hook that makes a run durable: it saves each committed step to the store, enters flows at
-/// the saved position on resume, and pauses at the interrupts. Its events go to `inner` (an
-/// observer, or nothing), with a [`Event::StepSaved`] after each save.
-struct Recorder<'a, S, St, H> {
+/// The hook that makes a run durable: it saves each committed step to the store under the
+/// thread's claim, enters flows at the saved position on resume, and pauses at the interrupts.
+/// Its events go to `inner` (an observer, or nothing), with a [`Event::StepSaved`] after each
+/// save.
+struct Recorder<'a, S, St: CheckpointStore, H> {
     store: &'a St,
+    claim: &'a mut St::Claim,
     thread: &'a str,
     inner: H,
     cursor: Option<Cursor>,
@@ -636,10 +879,33 @@ struct Recorder<'a, S, St, H> {
     snapshot_bytes: usize,
     before: &'a [String],
     after: &'a [String],
-    pass_before: Option<String>,
+    /// Nodes a resumed run goes past without pausing, at step `pass_step`.
+    passing: Vec<String>,
+    pass_step: u64,
+    /// The pauses this run stopped at.
+    paused: Vec<Pause>,
     /// The update of the step being committed, as JSON: made before the update is applied.
     pending: Option<Value>,
     state: PhantomData<fn(&S)>,
+}
+
+/// Whether `path` (`a/b/c`) names the node `name` nested in `flows`.
+fn path_is(path: &str, flows: &[&str], name: &str) -> bool {
+    let mut segments = path.split('/');
+    flows
+        .iter()
+        .chain(std::iter::once(&name))
+        .all(|level| segments.next() == Some(level))
+        && segments.next().is_none()
+}
+
+fn join_path(flows: &[&str], name: &str) -> String {
+    let mut path = flows.join("/");
+    if !path.is_empty() {
+        path.push('/');
+    }
+    path.push_str(name);
+    path
 }
 
 impl<S, St: CheckpointStore, H: Watch> Watch for Recorder<'_, S, St, H> {
@@ -676,25 +942,30 @@ where
         }
     }
 
-    fn pause_before(&mut self, _: &Trail, name: &'static str) -> bool {
-        if self.pass_before.as_deref() == Some(name) {
-            self.pass_before = None;
+    fn pause_before(&mut self, flows: &[&'static str], name: &'static str, step: u64) -> bool {
+        if step == self.pass_step
+            && let Some(index) = self
+                .passing
+                .iter()
+                .position(|node| path_is(node, flows, name))
+        {
+            self.passing.swap_remove(index);
             return false;
         }
-        self.before.iter().any(|node| node == name)
+        if self.before.iter().any(|node| path_is(node, flows, name)) {
+            self.paused
+                .push(Pause::new(join_path(flows, name), PauseWhen::Before, step));
+            return true;
+        }
+        false
     }
 
-    fn pause_after(&self, _: &Trail, name: &'static str) -> bool {
-        self.after.iter().any(|node| node == name)
+    fn pause_after(&self) -> bool {
+        !self.paused.is_empty()
     }
 
     fn before_apply(&mut self, step: u64, update: &S::Update) -> Result<(), Error> {
-        let json = serde_json::to_value(update).map_err(|error| Error::Save {
-            thread: self.thread.to_string(),
-            step,
-            reason: format!("the update does not serialize: {error}"),
-        })?;
-        self.pending = Some(json);
+        self.pending = Some(to_json(self.thread, step, update)?);
         Ok(())
     }
 
@@ -715,17 +986,43 @@ where
         } else {
             None
         };
+        let names = commit.trail.names();
+        let node = names.join("/");
+        // The pauses after this step, saved with it.
+        let mut pauses = Vec::new();
+        if commit.notes.branches.is_empty() {
+            let (name, flows) = names.split_last().map_or(("", names), |(n, f)| (*n, f));
+            if let Some(asked) = commit.notes.asked {
+                let mut pause = Pause::new(node.clone(), PauseWhen::Asked, commit.step);
+                pause.asked = Some(asked.clone());
+                pauses.push(pause);
+            } else if self.after.iter().any(|after| path_is(after, flows, name)) {
+                pauses.push(Pause::new(node.clone(), PauseWhen::After, commit.step));
+            }
+        } else {
+            let flows = commit.trail.flows();
+            for branch in commit.notes.branches {
+                if self.after.iter().any(|after| path_is(after, flows, branch)) {
+                    pauses.push(Pause::new(
+                        join_path(flows, branch),
+                        PauseWhen::After,
+                        commit.step,
+                    ));
+                }
+            }
+        }
         let record = StepRecord {
-            step: commit.step,
-            kind: RecordKind::Step,
-            node: commit.trail.names().join("/"),
+            node,
             action: commit.action.to_string(),
+            reason: commit.notes.reason.map(str::to_string),
             position: commit.trail.positions().to_vec(),
             update,
+            pauses,
             snapshot,
-            saved_at_ms: now_ms(),
+            ..StepRecord::new(commit.step, RecordKind::Step)
         };
-        self.store.append(self.thread, &record).await?;
+        self.store.append(self.claim, &record).await?;
+        self.paused.extend(record.pauses.iter().cloned());
         if H::OBSERVES {
             self.inner.event(&Event::StepSaved {
                 thread: self.thread,

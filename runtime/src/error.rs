@@ -117,6 +117,31 @@ pub enum Error {
         /// Whether it paused before the node ran (or after its step was saved).
         before: bool,
     },
+    /// A node asked for input ([`Command::ask`](crate::Command::ask)) where the run cannot pause:
+    /// a run that is not durable, a fork branch, or a batch flow.
+    #[error(
+        "node `{node}` asked for input at step {step}, and this run cannot pause for it: {where_}"
+    )]
+    InputRequested {
+        /// The node that asked.
+        node: &'static str,
+        /// Its step.
+        step: u64,
+        /// Why the run cannot pause there, and what to do.
+        where_: &'static str,
+    },
+    /// An interrupt names a node the run cannot pause at: a name the flow does not have (a typo
+    /// would otherwise skip an approval), a nested flow rather than a node, or a node inside a
+    /// batch flow or inside a flow nested in a fork branch.
+    #[error("cannot pause {when} `{name}`: {reason}")]
+    Interrupt {
+        /// `before` or `after`.
+        when: &'static str,
+        /// The name as given.
+        name: String,
+        /// What is wrong, with the names the flow has.
+        reason: String,
+    },
     /// A checkpoint store failed; its error names the thread and the file or record.
     #[error(transparent)]
     Store(#[from] crate::checkpoint::StoreError),
@@ -175,9 +200,11 @@ impl Error {
             | Self::UndeclaredAction { node, .. }
             | Self::StepLimit { node, .. }
             | Self::Paused { node, .. }
+            | Self::InputRequested { node, .. }
             | Self::NestingTooDeep { node, .. } => Some(node),
             Self::ParallelConflict { first, .. } => Some(first),
             Self::Store(_)
+            | Self::Interrupt { .. }
             | Self::Resume { .. }
             | Self::Save { .. }
             | Self::InvalidState { .. }

@@ -24,6 +24,9 @@ pub struct Graph {
     pub edges: Vec<Edge>,
     /// The actions the flow can end with (declared by its nodes, not wired).
     pub actions: &'static [&'static str],
+    /// Whether this is the sub-flow of a batch flow, run once per item.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub batch: bool,
 }
 
 /// A node of a [`Graph`].
@@ -143,6 +146,7 @@ mod tests {
                 to: "b",
             }],
             actions: &["done"],
+            batch: false,
         };
         let outer = Graph {
             start: "route",
@@ -161,6 +165,7 @@ mod tests {
                 to: "sub",
             }],
             actions: &["done"],
+            batch: false,
         };
         assert_eq!(
             outer.mermaid(),

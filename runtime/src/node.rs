@@ -182,8 +182,11 @@ pub struct Command<S: SharedState> {
     pub update: S::Update,
     /// The action that picks the next node; one of the node's [`ACTIONS`](Node::ACTIONS).
     pub action: &'static str,
-    /// Why this action was chosen, for events and traces.
+    /// Why this action was chosen, for events, traces and durable history.
     pub reason: Option<Cow<'static, str>>,
+    /// A question for a human: a durable run pauses after this step and waits for an answer
+    /// ([`Command::ask`]).
+    pub asked: Option<serde_json::Value>,
 }
 
 impl<S: SharedState> Command<S> {
@@ -193,6 +196,7 @@ impl<S: SharedState> Command<S> {
             update,
             action: DEFAULT_ACTION,
             reason: None,
+            asked: None,
         }
     }
 
@@ -216,6 +220,30 @@ impl<S: SharedState> Command<S> {
         self.reason = Some(reason.into());
         self
     }
+
+    /// Asks a human for input: the step is applied and saved as usual, then a durable run pauses
+    /// with `question` as the pause's payload ([`Pause::asked`]). The caller answers it with an
+    /// update ([`Durable::answer`]) and resumes; the node does not run again, and the next node
+    /// reads the answer from the state. A run that is not durable fails with
+    /// [`Error::InputRequested`](crate::Error::InputRequested), and so does a node that asks
+    /// inside a fork branch or a batch flow, where a run cannot pause yet.
+    ///
+    /// ```
+    /// use slateflow::{Command, SharedState};
+    /// # #[derive(SharedState, Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+    /// # struct Refund { amount: u32, approved: Option<bool> }
+    /// let command = Command::<Refund>::goto("review")
+    ///     .ask(serde_json::json!({ "question": "Pay 120 EUR?", "amount": 120 }));
+    /// assert_eq!(command.asked.unwrap()["amount"], 120);
+    /// ```
+    ///
+    /// [`Pause::asked`]: crate::checkpoint::Pause::asked
+    /// [`Durable::answer`]: crate::durable::Durable::answer
+    #[must_use]
+    pub fn ask(mut self, question: impl Into<serde_json::Value>) -> Self {
+        self.asked = Some(question.into());
+        self
+    }
 }
 
 impl<S: SharedState> Default for Command<S> {
@@ -231,6 +259,7 @@ impl<S: SharedState> std::fmt::Debug for Command<S> {
             .field("update", &self.update)
             .field("action", &self.action)
             .field("reason", &self.reason)
+            .field("asked", &self.asked)
             .finish()
     }
 }

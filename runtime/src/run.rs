@@ -70,15 +70,16 @@ pub(crate) trait Hook<S: SharedState>: Watch {
         None
     }
 
-    /// The node `name` is about to run at `trail`: whether to pause before it.
-    fn pause_before(&mut self, trail: &Trail, name: &'static str) -> bool {
-        let _ = (trail, name);
+    /// The node `name`, nested in `flows`, is about to run after `step` steps (or a fork with it
+    /// as a branch): whether to pause before it.
+    fn pause_before(&mut self, flows: &[&'static str], name: &'static str, step: u64) -> bool {
+        let _ = (flows, name, step);
         false
     }
 
-    /// The step of `name` was committed: whether to pause after it.
-    fn pause_after(&self, trail: &Trail, name: &'static str) -> bool {
-        let _ = (trail, name);
+    /// Whether the step just committed pauses the run (an interrupt after its node, or a
+    /// question it asked).
+    fn pause_after(&self) -> bool {
         false
     }
 
@@ -108,7 +109,23 @@ pub(crate) struct Commit<'a> {
     pub(crate) step: u64,
     pub(crate) trail: &'a Trail,
     pub(crate) action: &'static str,
+    pub(crate) notes: Notes<'a>,
 }
+
+/// What a committed step says besides its update and action.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Notes<'a> {
+    /// Why its node chose the action.
+    pub(crate) reason: Option<&'a str>,
+    /// The question its node asked.
+    pub(crate) asked: Option<&'a serde_json::Value>,
+    /// For a fork, its branches.
+    pub(crate) branches: &'static [&'static str],
+}
+
+/// Why a run that cannot pause fails when a node asks for input.
+const CANNOT_PAUSE: &str = "only a durable run (`flow.durable(store)`) pauses, and not inside a \
+                            fork branch or a batch flow yet";
 
 /// No hook: a plain run.
 #[derive(Debug, Clone, Copy, Default)]
@@ -205,6 +222,7 @@ impl Trail {
 #[derive(Debug, Clone, Copy)]
 struct ForkAt {
     name: &'static str,
+    branches: &'static [&'static str],
     before: u64,
     started: Option<Instant>,
 }
@@ -229,6 +247,9 @@ pub(crate) struct Run<S: SharedState, H> {
     fork: Option<ForkAt>,
     /// For a run on a copy made for a branch of a fork: that fork, for the events.
     branch_of: Option<&'static str>,
+    /// Where the outermost flow's step limit counts from, when not from where it is entered (a
+    /// resumed thread counts from its start).
+    limit_origin: Option<u64>,
 }
 
 impl<S: SharedState, H: Hook<S>> Run<S, H> {
@@ -246,7 +267,14 @@ impl<S: SharedState, H: Hook<S>> Run<S, H> {
             composite: 0,
             fork: None,
             branch_of: None,
+            limit_origin: None,
         }
+    }
+
+    /// Counts the outermost flow's step limit from step `origin` (a thread's start) rather than
+    /// from where this run enters it.
+    pub(crate) fn count_limit_from(&mut self, origin: u64) {
+        self.limit_origin = Some(origin);
     }
 
     /// Node steps started so far.
@@ -254,14 +282,9 @@ impl<S: SharedState, H: Hook<S>> Run<S, H> {
         self.steps
     }
 
-    /// Where the run is (or was when it stopped).
-    pub(crate) fn trail(&self) -> &Trail {
-        &self.trail
-    }
-
-    /// The hook.
-    pub(crate) fn hook(&self) -> &H {
-        &self.hook
+    /// The hook, when the run is over.
+    pub(crate) fn into_hook(self) -> H {
+        self.hook
     }
 
     /// Sends an event, when the hook observes.
@@ -347,6 +370,7 @@ impl<S: SharedState, H: Hook<S>> Run<S, H> {
         state: &mut S,
         update: S::Update,
         action: &'static str,
+        notes: Notes<'_>,
     ) -> Result<(), Error> {
         let commits = H::COMMITS && self.composite == 0;
         if commits {
@@ -354,17 +378,23 @@ impl<S: SharedState, H: Hook<S>> Run<S, H> {
         }
         self.apply(state, update);
         if commits {
-            self.hand_to_hook(state, action).await?;
+            self.hand_to_hook(state, action, notes).await?;
         }
         Ok(())
     }
 
     /// Tells the hook the step just applied is committed, as of the run's step count and trail.
-    async fn hand_to_hook(&mut self, state: &S, action: &'static str) -> Result<(), Error> {
+    async fn hand_to_hook(
+        &mut self,
+        state: &S,
+        action: &'static str,
+        notes: Notes<'_>,
+    ) -> Result<(), Error> {
         let commit = Commit {
             step: self.steps,
             trail: &self.trail,
             action,
+            notes,
         };
         self.hook.committed(state, commit).await
     }
@@ -383,7 +413,7 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
         name: &'static str,
     ) -> Result<&'static str, Error> {
         let pauses = H::COMMITS && self.composite == 0;
-        if pauses && self.hook.pause_before(&self.trail, name) {
+        if pauses && self.hook.pause_before(self.trail.flows(), name, self.steps) {
             return Err(Error::Paused {
                 node: name,
                 step: self.steps,
@@ -404,21 +434,37 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
             hook: &self.hook,
             limit: self.limit,
         };
-        let command = node_command(node, state, env, at, &mut self.phase).await?;
+        let Command {
+            update,
+            action,
+            reason,
+            asked,
+        } = node_command(node, state, env, at, &mut self.phase).await?;
         if pauses {
-            self.commit(state, command.update, command.action).await?;
-        } else {
-            // Nothing to commit: no future to make.
-            self.apply(state, command.update);
-        }
-        if pauses && self.hook.pause_after(&self.trail, name) {
-            return Err(Error::Paused {
+            let notes = Notes {
+                reason: reason.as_deref(),
+                asked: asked.as_ref(),
+                branches: &[],
+            };
+            self.commit(state, update, action, notes).await?;
+            if self.hook.pause_after() {
+                return Err(Error::Paused {
+                    node: name,
+                    step,
+                    before: false,
+                });
+            }
+        } else if asked.is_some() {
+            return Err(Error::InputRequested {
                 node: name,
                 step,
-                before: false,
+                where_: CANNOT_PAUSE,
             });
+        } else {
+            // Nothing to commit: no future to make.
+            self.apply(state, update);
         }
-        Ok(command.action)
+        Ok(action)
     }
 
     async fn flow<G: FlowGraph<S>>(
@@ -435,7 +481,8 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
         }
         self.trail.depth += 1;
         let outer = self.limit;
-        let last_step = self.steps.saturating_add(max_steps);
+        let origin = self.limit_origin.take().unwrap_or(self.steps);
+        let last_step = origin.saturating_add(max_steps);
         if last_step < outer.last_step {
             self.limit = Limit {
                 max_steps,
@@ -507,9 +554,26 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
                 step: self.steps + left + 1,
             });
         }
+        if H::COMMITS && self.composite == 0 {
+            // Every branch is asked, so that a pause lists all of them.
+            let mut pause = false;
+            for branch in branches {
+                pause |= self
+                    .hook
+                    .pause_before(self.trail.flows(), branch, self.steps);
+            }
+            if pause {
+                return Err(Error::Paused {
+                    node: name,
+                    step: self.steps,
+                    before: true,
+                });
+            }
+        }
         let before = self.steps;
         self.fork = Some(ForkAt {
             name,
+            branches,
             before,
             started: H::OBSERVES.then(Instant::now),
         });
@@ -537,6 +601,7 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
     async fn fork_finish(&mut self, state: &mut S, joined: Branch<S>) -> Result<(), Error> {
         let fork = self.fork.take().unwrap_or(ForkAt {
             name: "",
+            branches: &[],
             before: self.steps,
             started: None,
         });
@@ -551,8 +616,20 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
                     .unwrap_or_default(),
             });
         }
-        self.commit(state, joined.update, crate::graph::DEFAULT_ACTION)
-            .await
+        let notes = Notes {
+            branches: fork.branches,
+            ..Notes::default()
+        };
+        self.commit(state, joined.update, crate::graph::DEFAULT_ACTION, notes)
+            .await?;
+        if H::COMMITS && self.composite == 0 && self.hook.pause_after() {
+            return Err(Error::Paused {
+                node: fork.name,
+                step: self.steps,
+                before: false,
+            });
+        }
+        Ok(())
     }
 
     fn composite_start(&mut self, name: &'static str) -> u64 {
@@ -626,7 +703,25 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
         if H::COMMITS && self.composite == 0 {
             let record = self.record.take().unwrap_or_default();
             self.hook.before_apply(self.steps, &record)?;
-            self.hand_to_hook(state, command.action).await?;
+            let notes = Notes {
+                reason: command.reason.as_deref(),
+                asked: command.asked.as_ref(),
+                branches: &[],
+            };
+            self.hand_to_hook(state, command.action, notes).await?;
+            if self.hook.pause_after() {
+                return Err(Error::Paused {
+                    node: name,
+                    step,
+                    before: false,
+                });
+            }
+        } else if command.asked.is_some() {
+            return Err(Error::InputRequested {
+                node: name,
+                step,
+                where_: CANNOT_PAUSE,
+            });
         }
         Ok(command.action)
     }
@@ -679,6 +774,11 @@ impl<S: SharedState, H: Hook<S>> BranchRunner<S> for BranchEnv<'_, H> {
         // Caught here, so that a panic names this branch.
         let outcome = catch_panic(node_command(node, state, env, at, &mut phase)).await;
         match outcome {
+            Ok(Ok(command)) if command.asked.is_some() => Err(Error::InputRequested {
+                node: name,
+                step,
+                where_: CANNOT_PAUSE,
+            }),
             Ok(command) => command.map(|command| Branch::new(command.action, command.update, 1)),
             Err(payload) => Err(Error::Panic {
                 node: name,

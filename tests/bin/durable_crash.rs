@@ -34,12 +34,11 @@ async fn run<St: CheckpointStore + 'static>(store: St, thread: &str) -> Counter 
     let flow = flow! { tick - "again" >> tick; };
     let durable = flow.durable(store).snapshot_every(10);
     let exists = durable
-        .store()
         .threads()
         .await
         .unwrap()
         .iter()
-        .any(|name| name == thread);
+        .any(|info| info.id == thread);
     let (state, outcome) = if exists {
         durable.resume(thread).await.unwrap()
     } else {

@@ -634,6 +634,7 @@ fn describe(
             forks: ::std::vec![#(#described_forks)*],
             edges: ::std::vec![#(#described_edges)*],
             actions: <Self as #krate::flow::FlowGraph<__S>>::ACTIONS,
+            batch: false,
         }
     }
 }

@@ -2,33 +2,67 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use super::{CheckpointStore, RunStatus, StepRecord, StoreError, ThreadLog, check_thread_id};
+use super::{
+    CheckpointStore, Records, RunStatus, StepRecord, StoreError, ThreadInfo, ThreadLog, check_new,
+    check_order, check_thread_id, crc32, crc32_update, lock,
+};
 
 const META: &str = "meta.json";
 const STATUS: &str = "status.json";
 const LOG: &str = "steps.log";
+const CLAIM: &str = "claim.lock";
+/// The version of the format below.
+const FORMAT: u32 = 2;
+/// How much of the log a tail read takes at a time.
+const CHUNK: u64 = 64 * 1024;
 
 /// The default checkpoint store: a directory, one folder per thread.
 ///
 /// ```text
-/// <root>/<thread>/meta.json     the state type; written once
+/// <root>/<thread>/meta.json     the state type and the format; written once
 /// <root>/<thread>/status.json   the run's status; replaced atomically
-/// <root>/<thread>/steps.log     one record per line: `<crc32 of the JSON, 8 hex digits> <JSON>`
+/// <root>/<thread>/steps.log     one record per line: `<crc32 of the JSON, 8 hex> <s|-> <JSON>`
+/// <root>/<thread>/claim.lock    locked (flock) by the run that holds the thread's claim
 /// ```
-/// Whole files are written to a temporary file, flushed and renamed over the old one, and the
-/// directory is flushed, so a crash leaves the old file or the new one. The log is only appended
-/// to, and each append is flushed before it returns. A crash in the middle of an append can leave
-/// a torn last line: its checksum (or its missing newline) gives it away, and loading the thread
-/// drops it and truncates the log there, back to the last whole step. That step's node had not
-/// been saved, so it runs again on resume; nothing saved is lost. Damage anywhere else in the log
-/// is an error naming the record: the store never guesses.
+/// A thread is made whole in a hidden folder, then renamed into place, so after a crash it exists
+/// with all its first records or not at all. Whole files are written to a temporary file,
+/// flushed and renamed over the old one, and the directory is flushed. The log is only appended
+/// to through the open file the claim keeps, and each append is flushed (`fdatasync`) before it
+/// returns.
+///
+/// A line's flag is `s` when its record holds a snapshot of the state, so that loading a thread
+/// reads the log backwards to its last snapshot and no further.
+///
+/// A crash in the middle of an append can leave a torn last line: its checksum (or its missing
+/// newline) gives it away. Readers leave it out and change nothing; the next claim cuts it off.
+/// That step had not been saved, so its node runs again on resume. Damage anywhere else (a
+/// flipped byte, a broken line end between two records) is an error naming the byte where the
+/// record starts: the store never guesses and never drops a whole good record.
 ///
 /// The store does its file operations in place, blocking the task briefly: one append and one
 /// flush per step.
+///
+/// ```
+/// use slateflow::checkpoint::{CheckpointStore, FileStore, RecordKind, Records, StepRecord};
+/// # let folder = std::env::temp_dir().join(format!("slateflow-filestore-{}", std::process::id()));
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = FileStore::open(&folder)?;
+/// let start = StepRecord::new(0, RecordKind::Start).with_snapshot(serde_json::json!({}));
+/// let claim = store.create("t-1", "Counter", &[start]).await?;
+/// // Another process (or this one) cannot claim the thread while `claim` is held.
+/// assert!(store.claim("t-1").await.is_err());
+/// drop(claim);
+/// assert!(store.claim("t-1").await.is_ok());
+/// # Ok::<(), slateflow::checkpoint::StoreError>(())
+/// # }).unwrap();
+/// # std::fs::remove_dir_all(&folder).unwrap();
+/// ```
 #[derive(Debug, Clone)]
 pub struct FileStore {
     root: PathBuf,
@@ -38,6 +72,17 @@ pub struct FileStore {
 struct Meta {
     state_type: String,
     format: u32,
+}
+
+/// A claim on a thread of a [`FileStore`]: the locked claim file and the open log. Dropping it
+/// (or the death of its process) releases the lock.
+#[derive(Debug)]
+pub struct FileClaim {
+    thread: String,
+    dir: PathBuf,
+    log: File,
+    last_step: u64,
+    _lock: File,
 }
 
 impl FileStore {
@@ -57,21 +102,38 @@ impl FileStore {
         &self.root
     }
 
-    fn thread_dir(&self, thread: &str) -> Result<PathBuf, StoreError> {
-        check_thread_id(thread)?;
-        Ok(self.root.join(thread))
-    }
-
-    /// The thread's directory, which must exist.
+    /// The thread's directory, which must exist and hold a thread.
     fn existing(&self, thread: &str) -> Result<PathBuf, StoreError> {
-        let dir = self.thread_dir(thread)?;
+        check_thread_id(thread)?;
+        let dir = self.root.join(thread);
         if dir.join(META).is_file() {
             Ok(dir)
+        } else if dir.is_dir() {
+            Err(no_meta(thread, &dir))
         } else {
             Err(StoreError::UnknownThread {
                 thread: thread.to_string(),
             })
         }
+    }
+
+    /// A fresh hidden folder name beside the threads, for `what` (`new`, `deleted`).
+    fn hidden(&self, what: &str, thread: &str) -> PathBuf {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+        self.root
+            .join(format!(".{what}-{thread}-{}-{count}", std::process::id()))
+    }
+}
+
+fn no_meta(thread: &str, dir: &Path) -> StoreError {
+    StoreError::Corrupt {
+        thread: thread.to_string(),
+        what: format!("the folder `{}`", dir.display()),
+        reason: format!(
+            "it has no {META}, so it is not a whole thread; nothing in it was changed (move it \
+             away to reuse the id)"
+        ),
     }
 }
 
@@ -84,7 +146,8 @@ fn io(thread: &str, action: &'static str, path: &Path, source: std::io::Error) -
     }
 }
 
-/// Writes `bytes` to `dir/name` so that a crash leaves the old file or the new one.
+/// Writes `bytes` to `dir/name` so that a crash leaves the old file or the new one. Only the
+/// claim's holder (or the creator of a hidden folder) calls it, so the temporary name is its own.
 fn replace_file(thread: &str, dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
     let temporary = dir.join(format!(".{name}.tmp"));
     let target = dir.join(name);
@@ -104,209 +167,427 @@ fn sync_dir(thread: &str, dir: &Path) -> Result<(), StoreError> {
         .map_err(|source| io(thread, "flush", dir, source))
 }
 
-/// CRC-32 (IEEE), table-driven; the table is built at compile time.
-fn crc32(bytes: &[u8]) -> u32 {
-    const TABLE: [u32; 256] = {
-        let mut table = [0_u32; 256];
-        let mut index = 0;
-        while index < 256 {
-            #[allow(clippy::cast_possible_truncation)] // index < 256
-            let mut value = index as u32;
-            let mut bit = 0;
-            while bit < 8 {
-                value = if value & 1 == 1 {
-                    0xEDB8_8320 ^ (value >> 1)
-                } else {
-                    value >> 1
-                };
-                bit += 1;
-            }
-            table[index] = value;
-            index += 1;
-        }
-        table
-    };
-    !bytes.iter().fold(!0_u32, |crc, &byte| {
-        TABLE[((crc ^ u32::from(byte)) & 0xFF) as usize] ^ (crc >> 8)
-    })
+/// One log line: checksum, flag, JSON, newline.
+fn log_line(thread: &str, record: &StepRecord) -> Result<Vec<u8>, StoreError> {
+    let mut line = Vec::with_capacity(256);
+    line.extend_from_slice(b"00000000 - ");
+    serde_json::to_writer(&mut line, record).map_err(|error| StoreError::Corrupt {
+        thread: thread.to_string(),
+        what: format!("the step {} record", record.step),
+        reason: format!("it does not serialize: {error}"),
+    })?;
+    let checksum = format!("{:08x}", crc32(&line[11..]));
+    line[..8].copy_from_slice(checksum.as_bytes());
+    if record.snapshot.is_some() {
+        line[9] = b's';
+    }
+    line.push(b'\n');
+    Ok(line)
 }
 
-/// One log line: checksum, space, JSON, newline.
-fn log_line(record: &StepRecord) -> Vec<u8> {
-    let json = serde_json::to_vec(record).unwrap_or_default();
-    let mut line = format!("{:08x} ", crc32(&json)).into_bytes();
-    line.extend_from_slice(&json);
-    line.push(b'\n');
-    line
+/// Whether `line` (without its newline) is whole: a checksum that matches its JSON.
+fn checksum_matches(line: &[u8]) -> bool {
+    header(line).is_some_and(|expected| line.len() >= 11 && crc32(&line[11..]) == expected)
+}
+
+/// The checksum a line starts with, when it starts like a line.
+fn header(line: &[u8]) -> Option<u32> {
+    let (checksum, rest) = line.split_at_checked(8)?;
+    if !(rest.starts_with(b" s ") || rest.starts_with(b" - ")) {
+        return None;
+    }
+    let hex = std::str::from_utf8(checksum).ok()?;
+    u32::from_str_radix(hex, 16).ok()
 }
 
 /// Reads one log line back.
 fn parse_line(line: &[u8]) -> Result<StepRecord, String> {
-    let (checksum, json) = match line.split_at_checked(9) {
-        Some((checksum, json)) if checksum.ends_with(b" ") => (&checksum[..8], json),
-        _ => return Err("the line does not start with a checksum".into()),
-    };
-    let expected = std::str::from_utf8(checksum)
-        .ok()
-        .and_then(|hex| u32::from_str_radix(hex, 16).ok())
-        .ok_or("the checksum is not 8 hex digits")?;
-    if crc32(json) != expected {
+    if header(line).is_none() {
+        return Err("the line does not start with a checksum and a flag".into());
+    }
+    if !checksum_matches(line) {
         return Err("the checksum does not match the record".into());
     }
-    serde_json::from_slice(json).map_err(|error| format!("the record is not valid: {error}"))
+    serde_json::from_slice(&line[11..]).map_err(|error| format!("the record is not valid: {error}"))
+}
+
+/// Whether the bytes after the last whole line hold a whole record whose line end was damaged
+/// (rather than a write cut short, which can never hold a whole record followed by more bytes).
+fn holds_a_record(junk: &[u8]) -> bool {
+    let Some(expected) = header(junk) else {
+        return false;
+    };
+    // The checksum of every prefix of the JSON, in one pass: a whole record is its JSON (not
+    // empty), then its broken line end, then more.
+    let mut crc = !0_u32;
+    for (index, byte) in junk.iter().enumerate().skip(11) {
+        crc = crc32_update(crc, std::slice::from_ref(byte));
+        if !crc == expected && index + 2 < junk.len() {
+            return true;
+        }
+    }
+    false
+}
+
+/// The records in `bytes` (whole lines from a line start; `offset` is where they start in the
+/// log), the offset where the good records end, and whether a torn last line was left out.
+fn parse_records(
+    thread: &str,
+    bytes: &[u8],
+    offset: u64,
+) -> Result<(Vec<StepRecord>, u64, bool), StoreError> {
+    let mut records = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let rest = &bytes[at..];
+        let end = rest.iter().position(|&byte| byte == b'\n');
+        let parsed = match end {
+            Some(end) => parse_line(&rest[..end]),
+            None => Err("the line has no end".into()),
+        };
+        match parsed {
+            Ok(record) => {
+                records.push(record);
+                at += end.unwrap_or(rest.len()) + 1;
+            }
+            Err(reason) => {
+                let last_line = end.is_none_or(|end| end + 1 == rest.len());
+                let whole_record = holds_a_record(rest);
+                if last_line && !whole_record {
+                    // A write cut short by a crash: its step was never saved.
+                    return Ok((records, offset + at as u64, true));
+                }
+                let reason = if whole_record {
+                    "the end of its line is damaged, joining it to the next".into()
+                } else {
+                    reason
+                };
+                return Err(StoreError::Corrupt {
+                    thread: thread.to_string(),
+                    what: format!("the record at byte {} of {LOG}", offset + at as u64),
+                    reason,
+                });
+            }
+        }
+    }
+    Ok((records, offset + bytes.len() as u64, false))
+}
+
+/// The end of the log from the start of the last line that `wanted` accepts (or from the start
+/// of the log), and where that is. Lines are given without their newline, newest first, and only
+/// whole ones (followed by a newline).
+fn tail(
+    thread: &str,
+    path: &Path,
+    wanted: impl Fn(&[u8]) -> bool,
+) -> Result<(u64, Vec<u8>), StoreError> {
+    let file = File::open(path).map_err(|source| io(thread, "open", path, source))?;
+    let len = file
+        .metadata()
+        .map_err(|source| io(thread, "read", path, source))?
+        .len();
+    let mut start = len;
+    let mut bytes: Vec<u8> = Vec::new();
+    while start > 0 {
+        let from = start.saturating_sub(CHUNK);
+        let mut chunk = vec![0; usize::try_from(start - from).unwrap_or(0)];
+        file.read_exact_at(&mut chunk, from)
+            .map_err(|source| io(thread, "read", path, source))?;
+        let fresh = chunk.len();
+        chunk.extend_from_slice(&bytes);
+        bytes = chunk;
+        start = from;
+        // Line starts in the fresh part, newest first: after a newline, or the log's start.
+        for index in (0..=fresh).rev() {
+            let starts_line = if index == 0 {
+                start == 0
+            } else {
+                bytes[index - 1] == b'\n'
+            };
+            if !starts_line || index == bytes.len() {
+                continue;
+            }
+            let line = &bytes[index..];
+            if let Some(end) = line.iter().position(|&byte| byte == b'\n')
+                && wanted(&line[..end])
+            {
+                return Ok((start + index as u64, bytes.split_off(index)));
+            }
+        }
+    }
+    Ok((0, bytes))
+}
+
+/// Reads the log: all of it, or from its last snapshot.
+fn read_log(
+    thread: &str,
+    dir: &Path,
+    records: Records,
+) -> Result<(Vec<StepRecord>, u64, bool), StoreError> {
+    let path = dir.join(LOG);
+    let (offset, bytes) = match records {
+        Records::All => (
+            0,
+            fs::read(&path).map_err(|source| io(thread, "read", &path, source))?,
+        ),
+        Records::SinceSnapshot => tail(thread, &path, |line| {
+            line.get(9) == Some(&b's') && checksum_matches(line)
+        })?,
+    };
+    parse_records(thread, &bytes, offset)
+}
+
+fn read_meta(thread: &str, dir: &Path) -> Result<Meta, StoreError> {
+    let path = dir.join(META);
+    let bytes = fs::read(&path).map_err(|source| io(thread, "read", &path, source))?;
+    let meta: Meta = serde_json::from_slice(&bytes).map_err(|error| StoreError::Corrupt {
+        thread: thread.to_string(),
+        what: META.into(),
+        reason: error.to_string(),
+    })?;
+    if meta.format != FORMAT {
+        return Err(StoreError::Corrupt {
+            thread: thread.to_string(),
+            what: META.into(),
+            reason: format!(
+                "the thread was written in format {}, and this version reads format {FORMAT}",
+                meta.format
+            ),
+        });
+    }
+    Ok(meta)
+}
+
+/// The saved status, as a reader sees it: `Running` with nobody holding the claim is
+/// `Interrupted`.
+fn read_status(thread: &str, dir: &Path) -> Result<RunStatus, StoreError> {
+    let path = dir.join(STATUS);
+    let bytes = fs::read(&path).map_err(|source| io(thread, "read", &path, source))?;
+    let status: RunStatus =
+        serde_json::from_slice(&bytes).map_err(|error| StoreError::Corrupt {
+            thread: thread.to_string(),
+            what: STATUS.into(),
+            reason: error.to_string(),
+        })?;
+    Ok(match status {
+        RunStatus::Running if !lock::is_held(&dir.join(CLAIM)) => RunStatus::Interrupted,
+        status => status,
+    })
+}
+
+fn encode_status(thread: &str, status: &RunStatus) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(status).map_err(|error| StoreError::Corrupt {
+        thread: thread.to_string(),
+        what: STATUS.into(),
+        reason: error.to_string(),
+    })
 }
 
 impl CheckpointStore for FileStore {
+    type Claim = FileClaim;
+
     async fn create(
         &self,
         thread: &str,
         state_type: &str,
-        first: &StepRecord,
-    ) -> Result<(), StoreError> {
-        let dir = self.thread_dir(thread)?;
+        records: &[StepRecord],
+    ) -> Result<FileClaim, StoreError> {
+        let last_step = check_new(thread, records)?;
+        let dir = self.root.join(thread);
         if dir.join(META).is_file() {
             return Err(StoreError::ThreadExists {
                 thread: thread.to_string(),
             });
         }
-        // A folder without `meta.json` is a creation cut short by a crash: start it over.
         if dir.exists() {
-            fs::remove_dir_all(&dir).map_err(|source| io(thread, "clear", &dir, source))?;
+            return Err(no_meta(thread, &dir));
         }
-        fs::create_dir(&dir).map_err(|source| io(thread, "create", &dir, source))?;
-        let status = serde_json::to_vec(&RunStatus::Running).unwrap_or_default();
-        replace_file(thread, &dir, STATUS, &status)?;
-        replace_file(thread, &dir, LOG, &log_line(first))?;
-        // The meta file goes last: a thread exists once it is there, with its first record.
+        // Made whole in a hidden folder, locked, then renamed into place.
+        let new = self.hidden("new", thread);
+        fs::create_dir(&new).map_err(|source| io(thread, "create", &new, source))?;
+        let lock = lock::exclusive(thread, &new.join(CLAIM))?;
+        replace_file(
+            thread,
+            &new,
+            STATUS,
+            &encode_status(thread, &RunStatus::Running)?,
+        )?;
+        let mut log = Vec::new();
+        for record in records {
+            log.extend_from_slice(&log_line(thread, record)?);
+        }
+        replace_file(thread, &new, LOG, &log)?;
         let meta = serde_json::to_vec(&Meta {
             state_type: state_type.to_string(),
-            format: 1,
+            format: FORMAT,
         })
         .unwrap_or_default();
-        replace_file(thread, &dir, META, &meta)?;
-        sync_dir(thread, &self.root)
-    }
-
-    async fn append(&self, thread: &str, record: &StepRecord) -> Result<(), StoreError> {
-        let path = self.existing(thread)?.join(LOG);
-        let mut log = OpenOptions::new()
+        replace_file(thread, &new, META, &meta)?;
+        if let Err(source) = fs::rename(&new, &dir) {
+            let _ = fs::remove_dir_all(&new);
+            return Err(if dir.exists() {
+                StoreError::ThreadExists {
+                    thread: thread.to_string(),
+                }
+            } else {
+                io(thread, "move into place", &dir, source)
+            });
+        }
+        sync_dir(thread, &self.root)?;
+        let path = dir.join(LOG);
+        let log = OpenOptions::new()
             .append(true)
             .open(&path)
             .map_err(|source| io(thread, "open", &path, source))?;
-        log.write_all(&log_line(record))
-            .and_then(|()| log.sync_data())
-            .map_err(|source| io(thread, "append to", &path, source))
-    }
-
-    async fn set_status(&self, thread: &str, status: &RunStatus) -> Result<(), StoreError> {
-        let dir = self.existing(thread)?;
-        let status = serde_json::to_vec(status).unwrap_or_default();
-        replace_file(thread, &dir, STATUS, &status)
-    }
-
-    async fn load(&self, thread: &str) -> Result<ThreadLog, StoreError> {
-        let dir = self.existing(thread)?;
-        let corrupt = |what: &str, reason: String| StoreError::Corrupt {
+        Ok(FileClaim {
             thread: thread.to_string(),
-            what: what.to_string(),
-            reason,
-        };
-        let read = |name: &str| {
-            let path = dir.join(name);
-            fs::read(&path).map_err(|source| io(thread, "read", &path, source))
-        };
-        let meta: Meta = serde_json::from_slice(&read(META)?)
-            .map_err(|error| corrupt(META, error.to_string()))?;
-        let status: RunStatus = serde_json::from_slice(&read(STATUS)?)
-            .map_err(|error| corrupt(STATUS, error.to_string()))?;
-        let bytes = read(LOG)?;
-        let mut records = Vec::new();
-        let mut good_end = 0;
-        let mut dropped_torn_record = false;
-        let mut rest = &bytes[..];
-        while !rest.is_empty() {
-            let number = records.len() + 1;
-            let (line, after, complete) = match rest.iter().position(|&byte| byte == b'\n') {
-                Some(end) => (&rest[..end], &rest[end + 1..], true),
-                None => (rest, &rest[rest.len()..], false),
-            };
-            let parsed = if complete {
-                parse_line(line)
-            } else {
-                Err("the line has no end".into())
-            };
-            match parsed {
-                Ok(record) => {
-                    records.push(record);
-                    good_end = bytes.len() - after.len();
-                }
-                // The last line, cut short by a crash: drop it, recovering the last whole step.
-                Err(_) if after.is_empty() => {
-                    dropped_torn_record = true;
-                }
-                Err(reason) => {
-                    return Err(corrupt(&format!("record {number} of {LOG}"), reason));
-                }
-            }
-            rest = after;
+            dir,
+            log,
+            last_step,
+            _lock: lock,
+        })
+    }
+
+    async fn claim(&self, thread: &str) -> Result<FileClaim, StoreError> {
+        let dir = self.existing(thread)?;
+        read_meta(thread, &dir)?;
+        let lock = lock::exclusive(thread, &dir.join(CLAIM))?;
+        // Under the claim, nobody else writes: the tail read is the log as it stands.
+        let (records, good_end, torn) = read_log(thread, &dir, Records::SinceSnapshot)?;
+        let path = dir.join(LOG);
+        let log = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(|source| io(thread, "open", &path, source))?;
+        if torn {
+            log.set_len(good_end)
+                .and_then(|()| log.sync_all())
+                .map_err(|source| io(thread, "cut the torn last record off", &path, source))?;
         }
-        if dropped_torn_record {
-            let path = dir.join(LOG);
-            OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .and_then(|log| log.set_len(good_end as u64).and_then(|()| log.sync_all()))
-                .map_err(|source| io(thread, "truncate the torn record of", &path, source))?;
-        }
+        Ok(FileClaim {
+            thread: thread.to_string(),
+            dir,
+            log,
+            last_step: records.last().map_or(0, |record| record.step),
+            _lock: lock,
+        })
+    }
+
+    async fn append(&self, claim: &mut FileClaim, record: &StepRecord) -> Result<(), StoreError> {
+        check_order(&claim.thread, claim.last_step, record)?;
+        let line = log_line(&claim.thread, record)?;
+        claim
+            .log
+            .write_all(&line)
+            .and_then(|()| claim.log.sync_data())
+            .map_err(|source| io(&claim.thread, "append to", &claim.dir.join(LOG), source))?;
+        claim.last_step = record.step;
+        Ok(())
+    }
+
+    async fn set_status(
+        &self,
+        claim: &mut FileClaim,
+        status: &RunStatus,
+    ) -> Result<(), StoreError> {
+        let bytes = encode_status(&claim.thread, status)?;
+        replace_file(&claim.thread, &claim.dir, STATUS, &bytes)
+    }
+
+    async fn load(&self, thread: &str, records: Records) -> Result<ThreadLog, StoreError> {
+        let dir = self.existing(thread)?;
+        let meta = read_meta(thread, &dir)?;
+        let status = read_status(thread, &dir)?;
+        let (records, _, dropped_torn_record) = read_log(thread, &dir, records)?;
         Ok(ThreadLog {
             state_type: meta.state_type,
             status,
+            last_step: records.last().map_or(0, |record| record.step),
             records,
             dropped_torn_record,
         })
     }
 
-    async fn threads(&self) -> Result<Vec<String>, StoreError> {
+    async fn threads(&self) -> Result<Vec<ThreadInfo>, StoreError> {
         let entries =
             fs::read_dir(&self.root).map_err(|source| io("", "list", &self.root, source))?;
-        let mut threads: Vec<String> = entries
-            .filter_map(Result::ok)
-            .filter(|entry| entry.path().join(META).is_file())
-            .filter_map(|entry| entry.file_name().into_string().ok())
-            .filter(|name| check_thread_id(name).is_ok())
-            .collect();
-        threads.sort();
+        let mut threads = Vec::new();
+        for entry in entries.filter_map(Result::ok) {
+            let Ok(id) = entry.file_name().into_string() else {
+                continue;
+            };
+            let dir = entry.path();
+            if check_thread_id(&id).is_err() || !dir.join(META).is_file() {
+                continue;
+            }
+            let meta = read_meta(&id, &dir)?;
+            let status = read_status(&id, &dir)?;
+            let (_, last) = tail(&id, &dir.join(LOG), checksum_matches)?;
+            let last = last
+                .split(|&byte| byte == b'\n')
+                .next()
+                .and_then(|line| parse_line(line).ok());
+            threads.push(ThreadInfo {
+                id,
+                state_type: meta.state_type,
+                status,
+                last_step: last.as_ref().map_or(0, |record| record.step),
+                updated_at_ms: last.map_or(0, |record| record.saved_at_ms),
+            });
+        }
+        threads.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(threads)
+    }
+
+    async fn delete(&self, claim: FileClaim) -> Result<(), StoreError> {
+        // Renamed away first, so that the thread disappears at once and whole.
+        let gone = self.hidden("deleted", &claim.thread);
+        fs::rename(&claim.dir, &gone)
+            .map_err(|source| io(&claim.thread, "delete", &claim.dir, source))?;
+        sync_dir(&claim.thread, &self.root)?;
+        fs::remove_dir_all(&gone).map_err(|source| io(&claim.thread, "delete", &gone, source))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::RecordKind;
     use super::*;
 
-    #[test]
-    fn crc32_matches_the_standard_check_value() {
-        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
-        assert_eq!(crc32(b""), 0);
-    }
-
-    #[test]
-    fn a_line_reads_back_and_a_changed_byte_is_caught() {
-        let record = StepRecord {
-            step: 3,
-            kind: super::super::RecordKind::Step,
+    fn record(step: u64) -> StepRecord {
+        StepRecord {
             node: "a".into(),
             action: "default".into(),
             position: vec![1],
             update: serde_json::json!({"count": 1}),
-            snapshot: None,
             saved_at_ms: 0,
-        };
-        let line = log_line(&record);
-        assert_eq!(parse_line(&line[..line.len() - 1]).unwrap(), record);
+            ..StepRecord::new(step, RecordKind::Step)
+        }
+    }
+
+    #[test]
+    fn a_line_reads_back_and_a_changed_byte_is_caught() {
+        let line = log_line("t", &record(3)).unwrap();
+        assert_eq!(parse_line(&line[..line.len() - 1]).unwrap(), record(3));
         let mut damaged = line.clone();
         let at = damaged.len() - 5;
         damaged[at] ^= 1;
         assert!(parse_line(&damaged[..damaged.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn a_torn_line_is_not_a_record_but_a_broken_line_end_is() {
+        let mut two = log_line("t", &record(1)).unwrap();
+        let first = two.len();
+        two.extend_from_slice(&log_line("t", &record(2)).unwrap());
+        // Cut short anywhere: never a whole record.
+        for end in 0..first {
+            assert!(!holds_a_record(&two[..end]), "cut at {end}");
+        }
+        // The newline between the two damaged: the first record is whole, and more follows.
+        two[first - 1] = b'x';
+        assert!(holds_a_record(&two));
+        let error = parse_records("t", &two, 0).unwrap_err().to_string();
+        assert!(error.contains("the end of its line is damaged"), "{error}");
     }
 }

@@ -1,14 +1,53 @@
 //! An in-memory checkpoint store, for tests.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use super::{CheckpointStore, RunStatus, StepRecord, StoreError, ThreadLog, check_thread_id};
+use super::{
+    CheckpointStore, Records, RunStatus, StepRecord, StoreError, ThreadInfo, ThreadLog, check_new,
+    check_order, check_thread_id,
+};
 
 /// Keeps threads in memory: fast, and gone with the process. For tests.
-#[derive(Debug, Default)]
+///
+/// Claims work as in the other stores: a second claim on a thread is refused until the first is
+/// dropped.
+#[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
-    threads: Mutex<BTreeMap<String, ThreadLog>>,
+    threads: Arc<Mutex<BTreeMap<String, Thread>>>,
+}
+
+#[derive(Debug)]
+struct Thread {
+    state_type: String,
+    status: RunStatus,
+    records: Vec<StepRecord>,
+    claimed: bool,
+}
+
+impl Thread {
+    fn last_step(&self) -> u64 {
+        self.records.last().map_or(0, |record| record.step)
+    }
+}
+
+/// A claim on a thread of a [`MemoryStore`]; dropping it gives the thread up.
+#[derive(Debug)]
+pub struct MemoryClaim {
+    threads: Arc<Mutex<BTreeMap<String, Thread>>>,
+    thread: String,
+}
+
+impl Drop for MemoryClaim {
+    fn drop(&mut self) {
+        if let Some(thread) = lock(&self.threads).get_mut(&self.thread) {
+            thread.claimed = false;
+        }
+    }
+}
+
+fn lock(threads: &Mutex<BTreeMap<String, Thread>>) -> MutexGuard<'_, BTreeMap<String, Thread>> {
+    threads.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl MemoryStore {
@@ -17,30 +56,39 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn with_thread<T>(
+    fn claimed<T>(
         &self,
-        thread: &str,
-        action: impl FnOnce(&mut ThreadLog) -> T,
+        claim: &MemoryClaim,
+        action: impl FnOnce(&mut Thread) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut threads = self.threads.lock().unwrap_or_else(PoisonError::into_inner);
-        let log = threads
-            .get_mut(thread)
+        let mut threads = lock(&self.threads);
+        let thread = threads
+            .get_mut(&claim.thread)
             .ok_or_else(|| StoreError::UnknownThread {
-                thread: thread.to_string(),
+                thread: claim.thread.clone(),
             })?;
-        Ok(action(log))
+        action(thread)
+    }
+}
+
+fn status(thread: &Thread) -> RunStatus {
+    match &thread.status {
+        RunStatus::Running if !thread.claimed => RunStatus::Interrupted,
+        status => status.clone(),
     }
 }
 
 impl CheckpointStore for MemoryStore {
+    type Claim = MemoryClaim;
+
     async fn create(
         &self,
         thread: &str,
         state_type: &str,
-        first: &StepRecord,
-    ) -> Result<(), StoreError> {
-        check_thread_id(thread)?;
-        let mut threads = self.threads.lock().unwrap_or_else(PoisonError::into_inner);
+        records: &[StepRecord],
+    ) -> Result<MemoryClaim, StoreError> {
+        check_new(thread, records)?;
+        let mut threads = lock(&self.threads);
         if threads.contains_key(thread) {
             return Err(StoreError::ThreadExists {
                 thread: thread.to_string(),
@@ -48,30 +96,99 @@ impl CheckpointStore for MemoryStore {
         }
         threads.insert(
             thread.to_string(),
-            ThreadLog {
+            Thread {
                 state_type: state_type.to_string(),
                 status: RunStatus::Running,
-                records: vec![first.clone()],
-                dropped_torn_record: false,
+                records: records.to_vec(),
+                claimed: true,
             },
         );
+        Ok(MemoryClaim {
+            threads: Arc::clone(&self.threads),
+            thread: thread.to_string(),
+        })
+    }
+
+    async fn claim(&self, thread: &str) -> Result<MemoryClaim, StoreError> {
+        check_thread_id(thread)?;
+        let mut threads = lock(&self.threads);
+        let saved = threads
+            .get_mut(thread)
+            .ok_or_else(|| StoreError::UnknownThread {
+                thread: thread.to_string(),
+            })?;
+        if saved.claimed {
+            return Err(StoreError::Claimed {
+                thread: thread.to_string(),
+            });
+        }
+        saved.claimed = true;
+        Ok(MemoryClaim {
+            threads: Arc::clone(&self.threads),
+            thread: thread.to_string(),
+        })
+    }
+
+    async fn append(&self, claim: &mut MemoryClaim, record: &StepRecord) -> Result<(), StoreError> {
+        self.claimed(claim, |thread| {
+            check_order(&claim.thread, thread.last_step(), record)?;
+            thread.records.push(record.clone());
+            Ok(())
+        })
+    }
+
+    async fn set_status(
+        &self,
+        claim: &mut MemoryClaim,
+        status: &RunStatus,
+    ) -> Result<(), StoreError> {
+        self.claimed(claim, |thread| {
+            thread.status = status.clone();
+            Ok(())
+        })
+    }
+
+    async fn load(&self, thread: &str, records: Records) -> Result<ThreadLog, StoreError> {
+        check_thread_id(thread)?;
+        let threads = lock(&self.threads);
+        let saved = threads
+            .get(thread)
+            .ok_or_else(|| StoreError::UnknownThread {
+                thread: thread.to_string(),
+            })?;
+        let from = match records {
+            Records::All => 0,
+            Records::SinceSnapshot => saved
+                .records
+                .iter()
+                .rposition(|record| record.snapshot.is_some())
+                .unwrap_or(0),
+        };
+        Ok(ThreadLog {
+            state_type: saved.state_type.clone(),
+            status: status(saved),
+            records: saved.records[from..].to_vec(),
+            last_step: saved.last_step(),
+            dropped_torn_record: false,
+        })
+    }
+
+    async fn threads(&self) -> Result<Vec<ThreadInfo>, StoreError> {
+        let threads = lock(&self.threads);
+        Ok(threads
+            .iter()
+            .map(|(id, thread)| ThreadInfo {
+                id: id.clone(),
+                state_type: thread.state_type.clone(),
+                status: status(thread),
+                last_step: thread.last_step(),
+                updated_at_ms: thread.records.last().map_or(0, |record| record.saved_at_ms),
+            })
+            .collect())
+    }
+
+    async fn delete(&self, claim: MemoryClaim) -> Result<(), StoreError> {
+        lock(&self.threads).remove(&claim.thread);
         Ok(())
-    }
-
-    async fn append(&self, thread: &str, record: &StepRecord) -> Result<(), StoreError> {
-        self.with_thread(thread, |log| log.records.push(record.clone()))
-    }
-
-    async fn set_status(&self, thread: &str, status: &RunStatus) -> Result<(), StoreError> {
-        self.with_thread(thread, |log| log.status = status.clone())
-    }
-
-    async fn load(&self, thread: &str) -> Result<ThreadLog, StoreError> {
-        self.with_thread(thread, |log| log.clone())
-    }
-
-    async fn threads(&self) -> Result<Vec<String>, StoreError> {
-        let threads = self.threads.lock().unwrap_or_else(PoisonError::into_inner);
-        Ok(threads.keys().cloned().collect())
     }
 }

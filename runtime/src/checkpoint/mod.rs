@@ -2,17 +2,49 @@
 //!
 //! A store keeps, per thread, an append-only list of [`StepRecord`]s (each the update a step
 //! applied, as JSON, with where the run was and, every so often, a full snapshot of the state) and
-//! the thread's [`RunStatus`]. Stores know nothing about nodes or flows: the executor turns steps
-//! into records and back. Two stores come with the crate:
+//! the thread's [`RunStatus`]. Stores know nothing about nodes or flows: the durable run turns
+//! steps into records and back. Three stores come with the crate:
 //! - [`MemoryStore`], for tests;
 //! - [`FileStore`], the default: a directory per thread, an append-only log whose records carry a
-//!   checksum, and a status file replaced atomically (written to a temporary file, flushed, renamed);
+//!   checksum, and a status file replaced atomically;
 //! - `SqliteStore` (feature `sqlite`): one embedded database file, SQLite compiled in, WAL mode.
+//!
+//! # One writer per thread
+//! Only the holder of a thread's [`CheckpointStore::Claim`] writes to it. A run claims its thread
+//! when it starts or resumes and keeps the claim until it ends, pauses or is dropped; a second
+//! worker asking for the claim meanwhile gets [`StoreError::Claimed`] at once and writes nothing.
+//! The claim is a lock the operating system releases when its process dies, so a thread whose run
+//! was killed can be resumed at once, and its status then reads [`RunStatus::Interrupted`] rather
+//! than [`RunStatus::Running`]. Every append is checked against the last saved step under the
+//! claim ([`StoreError::OutOfOrder`]): a record never goes backwards.
+//!
+//! # What readers may do
+//! Reading a thread ([`CheckpointStore::load`], [`CheckpointStore::threads`]) never changes it: a
+//! torn last record (a write cut short by a crash) is left out of what is read and reported in
+//! [`ThreadLog::dropped_torn_record`]; the next claim removes it. Damage anywhere else is an error
+//! naming the thread, the record and the file.
 //!
 //! Thread ids are 1 to 128 characters from `A-Z a-z 0-9 _ - .`, not starting with `.`, so that
 //! every store can use them as names.
+//!
+//! ```
+//! use slateflow::checkpoint::{CheckpointStore, MemoryStore, RecordKind, Records, StepRecord};
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let store = MemoryStore::new();
+//! let start = StepRecord::new(0, RecordKind::Start).with_snapshot(serde_json::json!({"count": 0}));
+//! let mut claim = store.create("t-1", "Counter", &[start]).await?;
+//! store.append(&mut claim, &StepRecord::new(1, RecordKind::Step)).await?;
+//! // While the claim is held, nobody else writes to the thread.
+//! assert!(store.claim("t-1").await.is_err());
+//! drop(claim);
+//! let log = store.load("t-1", Records::All).await?;
+//! assert_eq!(log.last_step, 1);
+//! # Ok::<(), slateflow::checkpoint::StoreError>(())
+//! # }).unwrap();
+//! ```
 
 mod file;
+mod lock;
 mod memory;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -28,27 +60,72 @@ pub use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 
-/// One saved step of a thread.
+/// One saved record of a thread.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {
-    /// The step number in the run: 0 for the initial state, then from 1.
+    /// The step number in the run: 0 for the initial state, then from 1. Records other than steps
+    /// (inputs, pauses, resumes) carry the number of the last step before them.
     pub step: u64,
     /// What the record is.
     pub kind: RecordKind,
-    /// The node that ran, as a path through nested flows (`outer/inner`); empty for the initial
-    /// state and for a human's update.
+    /// The node, as a path through nested flows (`outer/inner`): the one that ran (a step), or the
+    /// one paused at (a pause); empty otherwise.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub node: String,
     /// The action the step returned; empty when there is none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub action: String,
+    /// Why the step's node chose its action, when it said ([`Command::with_reason`]).
+    ///
+    /// [`Command::with_reason`]: crate::Command::with_reason
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// Where the step ran: its position in each flow, outermost first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub position: Vec<u32>,
-    /// The update the step applied: the JSON of the state's update type.
+    /// The update the record applies (the JSON of the state's update type): a step's or an
+    /// input's; `null` for the others.
+    #[serde(default)]
     pub update: Value,
-    /// The whole state after this step, when the executor saved one here.
+    /// For an input, the key of the pause it answers (empty when it answers none).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub key: String,
+    /// The pauses the record makes: for a step, those after it (an interrupt after its node, a
+    /// question its node asked), saved with the step so that a crash cannot separate them; for a
+    /// pause record, those before the next node (or the branches of the next fork).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pauses: Vec<Pause>,
+    /// The whole state after this record, when the durable run saved one here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<Value>,
     /// When the record was made, in milliseconds since the Unix epoch.
     pub saved_at_ms: u64,
+}
+
+impl StepRecord {
+    /// A record of `kind` at `step`, made now, with every other field empty.
+    pub fn new(step: u64, kind: RecordKind) -> Self {
+        Self {
+            step,
+            kind,
+            node: String::new(),
+            action: String::new(),
+            reason: None,
+            position: Vec::new(),
+            update: Value::Null,
+            key: String::new(),
+            pauses: Vec::new(),
+            snapshot: None,
+            saved_at_ms: now_ms(),
+        }
+    }
+
+    /// The record with a snapshot of the whole state.
+    #[must_use]
+    pub fn with_snapshot(mut self, snapshot: Value) -> Self {
+        self.snapshot = Some(snapshot);
+        self
+    }
 }
 
 /// What a [`StepRecord`] records.
@@ -61,20 +138,86 @@ pub enum RecordKind {
     Step,
     /// An update from outside the run (a human's input at a pause), applied through the reducers.
     Input,
-    /// A snapshot of the state (in `snapshot`) at a pause or at the end; applies nothing.
-    Snapshot,
+    /// The run paused before a node (in `pauses`).
+    Pause,
+    /// A resume went on past the pauses recorded at this step.
+    Resume,
+}
+
+/// When a pause happens, relative to its node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PauseWhen {
+    /// Before the node runs (`interrupt_before`).
+    Before,
+    /// After the node's step is saved (`interrupt_after`).
+    After,
+    /// After the node's step is saved, because the node asked for input.
+    Asked,
+}
+
+impl PauseWhen {
+    /// `before`, `after` or `asked`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Before => "before",
+            Self::After => "after",
+            Self::Asked => "asked",
+        }
+    }
+}
+
+/// A place where a durable run waits for a human.
+///
+/// ```
+/// use slateflow::checkpoint::{Pause, PauseWhen};
+/// let pause = Pause::new("review/pay", PauseWhen::Before, 3);
+/// assert_eq!(pause.key, "before:review/pay@3");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pause {
+    /// Names the pause when it is answered: `when:node@step`, the same however often it is
+    /// reported.
+    pub key: String,
+    /// The node, as a path through nested flows (`outer/inner`).
+    pub node: String,
+    /// Before the node ran, after it, or after it because it asked.
+    pub when: PauseWhen,
+    /// The last saved step when the run paused.
+    pub step: u64,
+    /// What the node asked ([`Command::ask`](crate::Command::ask)), for a question.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asked: Option<Value>,
+}
+
+impl Pause {
+    /// A pause at `node` (a path), with its key.
+    pub fn new(node: impl Into<String>, when: PauseWhen, step: u64) -> Self {
+        let node = node.into();
+        Self {
+            key: format!("{}:{node}@{step}", when.as_str()),
+            node,
+            when,
+            step,
+            asked: None,
+        }
+    }
 }
 
 /// Where a thread stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum RunStatus {
-    /// Steps are being saved (or the process running them stopped without saying more).
+    /// A run holds the thread's claim and is saving steps.
     Running,
-    /// Stopped at a pause, waiting to be resumed.
+    /// The thread's last run stopped without ending, pausing or failing (its process was killed,
+    /// or the run was dropped): nobody holds the claim, and it can be resumed. Only reads report
+    /// it; no store saves it.
+    Interrupted,
+    /// Stopped at one or more pauses, waiting to be answered and resumed.
     Paused {
-        /// Why: `before <node>` or `after <node>`.
-        at: String,
+        /// The keys of the pauses waiting.
+        pauses: Vec<String>,
     },
     /// Ended normally with this action.
     Finished {
@@ -88,17 +231,43 @@ pub enum RunStatus {
     },
 }
 
-/// Everything a store holds about a thread.
+/// Which records [`CheckpointStore::load`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Records {
+    /// All of them, from the start.
+    All,
+    /// From the last record that holds a snapshot: what rebuilding the current state needs.
+    SinceSnapshot,
+}
+
+/// Everything a store read about a thread.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ThreadLog {
     /// The state type the thread was created for (checked when it is loaded).
     pub state_type: String,
     /// Where the thread stands.
     pub status: RunStatus,
-    /// The records, in the order they were appended.
+    /// The records read, in the order they were appended: all of them, or from the last snapshot.
     pub records: Vec<StepRecord>,
-    /// Whether a torn last record (a write cut short by a crash) was found and dropped.
+    /// The step number of the last record.
+    pub last_step: u64,
+    /// Whether a torn last record (a write cut short by a crash) was found and left out.
     pub dropped_torn_record: bool,
+}
+
+/// One line of [`CheckpointStore::threads`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadInfo {
+    /// The thread's id.
+    pub id: String,
+    /// The state type it was created for.
+    pub state_type: String,
+    /// Where it stands.
+    pub status: RunStatus,
+    /// The step number of its last record.
+    pub last_step: u64,
+    /// When it was last written, in milliseconds since the Unix epoch.
+    pub updated_at_ms: u64,
 }
 
 /// A store's errors: each names the thread and, where it applies, the record and the file.
@@ -126,10 +295,34 @@ pub enum StoreError {
         /// The id.
         thread: String,
     },
+    /// Another run holds the thread's claim: it is being run (or written) by another worker.
+    #[error(
+        "thread `{thread}` is being run by another worker (it holds the thread's claim): nothing \
+         was written; wait until that run ends or pauses, then resume it"
+    )]
+    Claimed {
+        /// The thread.
+        thread: String,
+    },
+    /// An append that does not follow the thread's last saved step.
+    #[error(
+        "thread `{thread}`: a {kind} record for step {step} cannot follow the last saved step \
+         {last}; nothing was written"
+    )]
+    OutOfOrder {
+        /// The thread.
+        thread: String,
+        /// The record's kind, as saved (`step`, `input`, ...).
+        kind: &'static str,
+        /// The record's step.
+        step: u64,
+        /// The last saved step.
+        last: u64,
+    },
     /// A saved record or status cannot be read back.
     #[error("thread `{thread}`: {what} is corrupt ({reason}); nothing was loaded")]
     Corrupt {
-        /// The thread.
+        /// The thread, or empty for the store itself.
         thread: String,
         /// Which record or file (for example `record 12 of steps.log`).
         what: String,
@@ -137,12 +330,14 @@ pub enum StoreError {
         reason: String,
     },
     /// The database behind a store failed.
-    #[error("{}cannot {action}: {source}", thread_prefix(thread))]
+    #[error("{}cannot {action} in `{}`: {source}", thread_prefix(thread), path.display())]
     Backend {
         /// The thread, or empty for the store itself.
         thread: String,
         /// What the store was doing.
         action: &'static str,
+        /// The database (a file, or where the database is).
+        path: PathBuf,
         /// The database's error.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
@@ -162,39 +357,126 @@ pub enum StoreError {
     },
 }
 
-/// Where durable runs save their steps. See the [module documentation](self).
+/// Where durable runs save their steps. See the [module documentation](self) for the contract
+/// every store keeps: one writer per thread, appends in order, readers that change nothing.
 ///
 /// Appends must be durable when they return: a step is saved before the next node starts.
 pub trait CheckpointStore: Send + Sync {
-    /// Starts a new thread for the state type named `state_type`, with its first record (the
-    /// initial state). Atomic: after a crash the thread exists with that record, or not at all.
+    /// The right to write to one thread, held by one run at a time; dropping it gives the thread
+    /// up (and so does the death of its process).
+    type Claim: Send + Sync;
+
+    /// Starts a new thread for the state type named `state_type` with `records` (the first is the
+    /// initial state), and claims it. Atomic: after a crash the thread exists with all of
+    /// `records`, or not at all.
+    ///
+    /// # Errors
+    /// [`StoreError::ThreadExists`], [`StoreError::InvalidThreadId`], or the storage's error.
     fn create(
         &self,
         thread: &str,
         state_type: &str,
-        first: &StepRecord,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+        records: &[StepRecord],
+    ) -> impl Future<Output = Result<Self::Claim, StoreError>> + Send;
 
-    /// Appends a record to a thread.
+    /// Claims an existing thread for writing, first removing a torn last record if a crash left
+    /// one.
+    ///
+    /// # Errors
+    /// [`StoreError::Claimed`] when another run holds it; [`StoreError::UnknownThread`].
+    fn claim(&self, thread: &str) -> impl Future<Output = Result<Self::Claim, StoreError>> + Send;
+
+    /// Appends a record to the claimed thread. A step's number must be above the last saved
+    /// step; any other record's must equal it.
+    ///
+    /// # Errors
+    /// [`StoreError::OutOfOrder`], or the storage's error.
     fn append(
         &self,
-        thread: &str,
+        claim: &mut Self::Claim,
         record: &StepRecord,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Sets a thread's status.
+    /// Sets the claimed thread's status.
+    ///
+    /// # Errors
+    /// The storage's error.
     fn set_status(
         &self,
-        thread: &str,
+        claim: &mut Self::Claim,
         status: &RunStatus,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Reads everything about a thread. A torn last record is dropped (and reported in
+    /// Reads a thread, changing nothing. A torn last record is left out (and reported in
     /// [`ThreadLog::dropped_torn_record`]); any other damage is an error.
-    fn load(&self, thread: &str) -> impl Future<Output = Result<ThreadLog, StoreError>> + Send;
+    ///
+    /// # Errors
+    /// [`StoreError::UnknownThread`], [`StoreError::Corrupt`], or the storage's error.
+    fn load(
+        &self,
+        thread: &str,
+        records: Records,
+    ) -> impl Future<Output = Result<ThreadLog, StoreError>> + Send;
 
-    /// The ids of every thread, sorted.
-    fn threads(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+    /// Every thread, sorted by id.
+    ///
+    /// # Errors
+    /// The storage's error, or a thread whose status cannot be read.
+    fn threads(&self) -> impl Future<Output = Result<Vec<ThreadInfo>, StoreError>> + Send;
+
+    /// Deletes the claimed thread and everything saved for it.
+    ///
+    /// # Errors
+    /// The storage's error.
+    fn delete(&self, claim: Self::Claim) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Checks that `record` may follow `last` (the thread's last saved step).
+///
+/// # Errors
+/// [`StoreError::OutOfOrder`].
+fn check_order(thread: &str, last: u64, record: &StepRecord) -> Result<(), StoreError> {
+    let follows = match record.kind {
+        RecordKind::Step => record.step > last,
+        _ => record.step == last,
+    };
+    if follows {
+        Ok(())
+    } else {
+        Err(StoreError::OutOfOrder {
+            thread: thread.to_string(),
+            kind: kind_name(record.kind),
+            step: record.step,
+            last,
+        })
+    }
+}
+
+/// The kind as it is saved.
+const fn kind_name(kind: RecordKind) -> &'static str {
+    match kind {
+        RecordKind::Start => "start",
+        RecordKind::Step => "step",
+        RecordKind::Input => "input",
+        RecordKind::Pause => "pause",
+        RecordKind::Resume => "resume",
+    }
+}
+
+/// Checks the records a thread is created with: at least one, in order.
+fn check_new(thread: &str, records: &[StepRecord]) -> Result<u64, StoreError> {
+    check_thread_id(thread)?;
+    let (first, rest) = records.split_first().ok_or_else(|| StoreError::Corrupt {
+        thread: thread.to_string(),
+        what: "the new thread".into(),
+        reason: "a thread is created with at least one record".into(),
+    })?;
+    let mut last = first.step;
+    for record in rest {
+        check_order(thread, last, record)?;
+        last = record.step;
+    }
+    Ok(last)
 }
 
 /// `thread `t`: ` before a message about a thread; nothing for the store itself.
@@ -233,4 +515,66 @@ pub fn now_ms() -> u64 {
         .map_or(0, |elapsed| {
             u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
         })
+}
+
+/// CRC-32 (IEEE) of `bytes`: every record's checksum.
+fn crc32(bytes: &[u8]) -> u32 {
+    !crc32_update(!0, bytes)
+}
+
+/// Feeds `bytes` to a running CRC-32 (IEEE), table-driven; the table is built at compile time.
+/// A checksum is `!crc32_update(!0, bytes)`, and can be computed piece by piece.
+fn crc32_update(crc: u32, bytes: &[u8]) -> u32 {
+    const TABLE: [u32; 256] = {
+        let mut table = [0_u32; 256];
+        let mut index = 0;
+        while index < 256 {
+            #[allow(clippy::cast_possible_truncation)] // index < 256
+            let mut value = index as u32;
+            let mut bit = 0;
+            while bit < 8 {
+                value = if value & 1 == 1 {
+                    0xEDB8_8320 ^ (value >> 1)
+                } else {
+                    value >> 1
+                };
+                bit += 1;
+            }
+            table[index] = value;
+            index += 1;
+        }
+        table
+    };
+    bytes.iter().fold(crc, |crc, &byte| {
+        TABLE[((crc ^ u32::from(byte)) & 0xFF) as usize] ^ (crc >> 8)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32_matches_the_standard_check_value() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        assert_eq!(crc32(b""), 0);
+        let pieces = crc32_update(crc32_update(!0, b"1234"), b"56789");
+        assert_eq!(!pieces, 0xCBF4_3926);
+    }
+
+    #[test]
+    fn steps_go_forward_and_other_records_stay_at_the_last_step() {
+        let step = |step| StepRecord::new(step, RecordKind::Step);
+        let input = |step| StepRecord::new(step, RecordKind::Input);
+        assert!(check_order("t", 3, &step(4)).is_ok());
+        assert!(check_order("t", 3, &step(6)).is_ok(), "a fork of three");
+        assert!(check_order("t", 3, &input(3)).is_ok());
+        let error = check_order("t", 3, &step(3)).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "thread `t`: a step record for step 3 cannot follow the last saved step 3; nothing \
+             was written"
+        );
+        assert!(check_order("t", 3, &input(4)).is_err());
+    }
 }

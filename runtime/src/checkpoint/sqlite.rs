@@ -1,62 +1,178 @@
 //! A checkpoint store in one SQLite database file (feature `sqlite`).
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use super::{CheckpointStore, RunStatus, StepRecord, StoreError, ThreadLog, check_thread_id};
+use super::{
+    CheckpointStore, Records, RunStatus, StepRecord, StoreError, ThreadInfo, ThreadLog, check_new,
+    check_order, check_thread_id, crc32, lock, now_ms,
+};
+
+/// The schema's version, in SQLite's `user_version`.
+const VERSION: i64 = 2;
+
+const SCHEMA: &str = "
+    CREATE TABLE threads (
+        id TEXT PRIMARY KEY,
+        state_type TEXT NOT NULL,
+        status TEXT NOT NULL,
+        last_step INTEGER NOT NULL,
+        claim INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL
+    );
+    CREATE TABLE records (
+        thread TEXT NOT NULL REFERENCES threads(id),
+        seq INTEGER NOT NULL,
+        step INTEGER NOT NULL,
+        snapshot INTEGER NOT NULL,
+        crc INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (thread, seq)
+    );
+    CREATE INDEX snapshots ON records (thread, seq) WHERE snapshot = 1;
+";
 
 /// Keeps every thread in one SQLite database file: SQLite is compiled in (no system library), the
-/// database runs in WAL mode with full synchronous commits, and each record is one transaction, so
-/// a crash leaves whole records only.
+/// database runs in WAL mode with full synchronous commits, and each record is one transaction
+/// with a CRC-32 of its text, so a crash leaves whole records only and a byte changed on disk is
+/// an error, never a wrong state.
+///
+/// A run's claim is a lock file beside the database (`<file>-claims/<thread>.lock`, released by
+/// the system when the process dies) and a claim number in the database: every append checks both
+/// the claim number and the last saved step in the same transaction, so a writer that lost its
+/// claim never writes. Statements are prepared once per connection. [`SqliteStore::open_read_only`]
+/// reads a database it may not write to.
 ///
 /// Its calls run in place, blocking the task briefly (one commit per step); the connection is
 /// shared behind a mutex.
+///
+/// ```
+/// use slateflow::checkpoint::{CheckpointStore, RecordKind, Records, SqliteStore, StepRecord};
+/// # let folder = std::env::temp_dir().join(format!("slateflow-sqlite-{}", std::process::id()));
+/// # std::fs::create_dir_all(&folder).unwrap();
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = SqliteStore::open(folder.join("runs.db"))?;
+/// let start = StepRecord::new(0, RecordKind::Start).with_snapshot(serde_json::json!({}));
+/// let mut claim = store.create("t-1", "Counter", &[start]).await?;
+/// store.append(&mut claim, &StepRecord::new(1, RecordKind::Step)).await?;
+/// assert_eq!(store.load("t-1", Records::All).await?.last_step, 1);
+/// # Ok::<(), slateflow::checkpoint::StoreError>(())
+/// # }).unwrap();
+/// # std::fs::remove_dir_all(&folder).unwrap();
+/// ```
 #[derive(Debug)]
 pub struct SqliteStore {
     path: PathBuf,
+    claims: PathBuf,
     connection: Mutex<Connection>,
 }
 
-fn backend(thread: &str, action: &'static str, source: rusqlite::Error) -> StoreError {
-    StoreError::Backend {
-        thread: thread.to_string(),
-        action,
-        source: Box::new(source),
-    }
+/// A claim on a thread of a [`SqliteStore`]: the locked claim file and the claim's number.
+/// Dropping it (or the death of its process) releases the lock.
+#[derive(Debug)]
+pub struct SqliteClaim {
+    thread: String,
+    number: i64,
+    last_step: u64,
+    _lock: File,
 }
 
 impl SqliteStore {
-    /// Opens (or creates) the database at `path`.
+    /// Opens (or creates) the database at `path` for reading and writing.
     ///
     /// # Errors
-    /// [`StoreError::Backend`] when SQLite cannot open or set up the file.
+    /// [`StoreError::Backend`], naming the file, when SQLite cannot open or set it up (not a
+    /// database, a newer or older schema).
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let path = path.into();
-        let connection =
-            Connection::open(&path).map_err(|error| backend("", "open the database", error))?;
+        let connection = Connection::open(&path)
+            .map_err(|error| backend("", "open the database", &path, error))?;
+        let store = Self::with(path, connection)?;
+        store.set_up()?;
+        Ok(store)
+    }
+
+    /// Opens the database at `path` for reading only (one on a read-only disk, or a copy):
+    /// loading and listing threads work; claims are refused.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`], naming the file, when it is not a slateflow database.
+    pub fn open_read_only(path: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let path = path.into();
+        let connection = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|error| backend("", "open the database", &path, error))?;
+        let store = Self::with(path, connection)?;
+        let version = store.version()?;
+        if version != VERSION {
+            return Err(store.wrong_version(version));
+        }
+        Ok(store)
+    }
+
+    fn with(path: PathBuf, connection: Connection) -> Result<Self, StoreError> {
         connection
-            .execute_batch(
-                "PRAGMA journal_mode = WAL;
-                 PRAGMA synchronous = FULL;
-                 CREATE TABLE IF NOT EXISTS threads (
-                     id TEXT PRIMARY KEY,
-                     state_type TEXT NOT NULL,
-                     status TEXT NOT NULL
-                 );
-                 CREATE TABLE IF NOT EXISTS records (
-                     thread TEXT NOT NULL REFERENCES threads(id),
-                     seq INTEGER NOT NULL,
-                     body TEXT NOT NULL,
-                     PRIMARY KEY (thread, seq)
-                 );",
-            )
-            .map_err(|error| backend("", "set up the database", error))?;
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(|error| backend("", "open the database", &path, error))?;
+        let mut claims = path.clone().into_os_string();
+        claims.push("-claims");
         Ok(Self {
+            claims: PathBuf::from(claims),
             path,
             connection: Mutex::new(connection),
         })
+    }
+
+    fn version(&self) -> Result<i64, StoreError> {
+        self.connection()
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(|error| self.backend("", "read the schema version of", error))
+    }
+
+    fn wrong_version(&self, version: i64) -> StoreError {
+        StoreError::Corrupt {
+            thread: String::new(),
+            what: format!("the database `{}`", self.path.display()),
+            reason: format!(
+                "its schema is version {version}; this version of slateflow uses version {VERSION}"
+            ),
+        }
+    }
+
+    /// WAL, full sync, and the schema when the database is new.
+    fn set_up(&self) -> Result<(), StoreError> {
+        let connection = self.connection();
+        connection
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
+            .map_err(|error| self.backend("", "set up", error))?;
+        let run = || -> rusqlite::Result<Option<i64>> {
+            connection.execute_batch("BEGIN IMMEDIATE")?;
+            let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+            let tables: i64 = connection.query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'",
+                [],
+                |row| row.get(0),
+            )?;
+            if version == 0 && tables == 0 {
+                connection.execute_batch(SCHEMA)?;
+                connection.execute_batch(&format!("PRAGMA user_version = {VERSION}"))?;
+            }
+            connection.execute_batch("COMMIT")?;
+            Ok((version != 0 || tables != 0).then_some(version))
+        };
+        match run() {
+            Ok(Some(version)) if version != VERSION => Err(self.wrong_version(version)),
+            Ok(_) => Ok(()),
+            Err(error) => {
+                let _ = connection.execute_batch("ROLLBACK");
+                Err(self.backend("", "set up", error))
+            }
+        }
     }
 
     /// The database file.
@@ -64,144 +180,391 @@ impl SqliteStore {
         &self.path
     }
 
-    fn connection(&self) -> std::sync::MutexGuard<'_, Connection> {
+    fn connection(&self) -> MutexGuard<'_, Connection> {
         self.connection
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
-}
 
-fn exists(connection: &Connection, thread: &str) -> Result<bool, StoreError> {
-    connection
-        .query_row("SELECT 1 FROM threads WHERE id = ?1", [thread], |_| Ok(()))
-        .optional()
-        .map(|found| found.is_some())
-        .map_err(|error| backend(thread, "look up", error))
-}
+    fn backend(&self, thread: &str, action: &'static str, error: rusqlite::Error) -> StoreError {
+        backend(thread, action, &self.path, error)
+    }
 
-fn require(connection: &Connection, thread: &str) -> Result<(), StoreError> {
-    check_thread_id(thread)?;
-    if exists(connection, thread)? {
-        Ok(())
-    } else {
-        Err(StoreError::UnknownThread {
+    fn lock_path(&self, thread: &str) -> PathBuf {
+        self.claims.join(format!("{thread}.lock"))
+    }
+
+    fn take_lock(&self, thread: &str) -> Result<File, StoreError> {
+        std::fs::create_dir_all(&self.claims).map_err(|source| StoreError::Io {
             thread: thread.to_string(),
+            action: "create the claims folder",
+            path: self.claims.clone(),
+            source,
+        })?;
+        lock::exclusive(thread, &self.lock_path(thread))
+    }
+
+    /// The saved status, as a reader sees it.
+    fn status(&self, thread: &str, text: &str) -> Result<RunStatus, StoreError> {
+        let status: RunStatus =
+            serde_json::from_str(text).map_err(|error| StoreError::Corrupt {
+                thread: thread.to_string(),
+                what: format!("its status in `{}`", self.path.display()),
+                reason: error.to_string(),
+            })?;
+        Ok(match status {
+            RunStatus::Running if !lock::is_held(&self.lock_path(thread)) => RunStatus::Interrupted,
+            status => status,
         })
+    }
+
+    /// Appends `record` and moves the thread's last step in one transaction, if the claim is
+    /// still the thread's and the last step is the one it knows.
+    fn insert(
+        connection: &Connection,
+        claim: &SqliteClaim,
+        record: &StepRecord,
+        body: &str,
+    ) -> rusqlite::Result<bool> {
+        connection.execute_batch("BEGIN IMMEDIATE")?;
+        let moved = connection
+            .prepare_cached(
+                "UPDATE threads SET last_step = ?1, updated_ms = ?2
+                 WHERE id = ?3 AND claim = ?4 AND last_step = ?5",
+            )?
+            .execute(params![
+                to_i64(record.step),
+                to_i64(record.saved_at_ms),
+                claim.thread,
+                claim.number,
+                to_i64(claim.last_step),
+            ])?;
+        if moved != 1 {
+            connection.execute_batch("ROLLBACK")?;
+            return Ok(false);
+        }
+        connection
+            .prepare_cached(
+                "INSERT INTO records (thread, seq, step, snapshot, crc, body) VALUES (?1,
+                     (SELECT COALESCE(MAX(seq), 0) + 1 FROM records WHERE thread = ?1),
+                     ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                claim.thread,
+                to_i64(record.step),
+                record.snapshot.is_some(),
+                crc32(body.as_bytes()),
+                body,
+            ])?;
+        connection.execute_batch("COMMIT")?;
+        Ok(true)
     }
 }
 
+fn backend(thread: &str, action: &'static str, path: &Path, source: rusqlite::Error) -> StoreError {
+    StoreError::Backend {
+        thread: thread.to_string(),
+        action,
+        path: path.to_path_buf(),
+        source: Box::new(source),
+    }
+}
+
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn encode(thread: &str, record: &StepRecord) -> Result<String, StoreError> {
+    serde_json::to_string(record).map_err(|error| StoreError::Corrupt {
+        thread: thread.to_string(),
+        what: format!("the step {} record", record.step),
+        reason: format!("it does not serialize: {error}"),
+    })
+}
+
+fn encode_status(thread: &str, status: &RunStatus) -> Result<String, StoreError> {
+    serde_json::to_string(status).map_err(|error| StoreError::Corrupt {
+        thread: thread.to_string(),
+        what: "its status".into(),
+        reason: error.to_string(),
+    })
+}
+
 impl CheckpointStore for SqliteStore {
+    type Claim = SqliteClaim;
+
     async fn create(
         &self,
         thread: &str,
         state_type: &str,
-        first: &StepRecord,
-    ) -> Result<(), StoreError> {
-        check_thread_id(thread)?;
+        records: &[StepRecord],
+    ) -> Result<SqliteClaim, StoreError> {
+        let last_step = check_new(thread, records)?;
+        let lock = self.take_lock(thread)?;
+        let status = encode_status(thread, &RunStatus::Running)?;
+        let bodies = records
+            .iter()
+            .map(|record| encode(thread, record))
+            .collect::<Result<Vec<_>, _>>()?;
         let connection = self.connection();
-        if exists(&connection, thread)? {
-            return Err(StoreError::ThreadExists {
+        // One transaction: the thread and its records, or nothing.
+        let run = || -> rusqlite::Result<bool> {
+            connection.execute_batch("BEGIN IMMEDIATE")?;
+            let exists = connection
+                .prepare_cached("SELECT 1 FROM threads WHERE id = ?1")?
+                .query_row([thread], |_| Ok(()))
+                .optional()?
+                .is_some();
+            if exists {
+                connection.execute_batch("ROLLBACK")?;
+                return Ok(false);
+            }
+            connection.execute(
+                "INSERT INTO threads (id, state_type, status, last_step, claim, updated_ms)
+                 VALUES (?1, ?2, ?3, ?4, 1, ?5)",
+                params![
+                    thread,
+                    state_type,
+                    status,
+                    to_i64(last_step),
+                    to_i64(now_ms())
+                ],
+            )?;
+            for (seq, (record, body)) in records.iter().zip(&bodies).enumerate() {
+                connection.execute(
+                    "INSERT INTO records (thread, seq, step, snapshot, crc, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        thread,
+                        to_i64(seq as u64 + 1),
+                        to_i64(record.step),
+                        record.snapshot.is_some(),
+                        crc32(body.as_bytes()),
+                        body
+                    ],
+                )?;
+            }
+            connection.execute_batch("COMMIT")?;
+            Ok(true)
+        };
+        match run() {
+            Ok(true) => Ok(SqliteClaim {
+                thread: thread.to_string(),
+                number: 1,
+                last_step,
+                _lock: lock,
+            }),
+            Ok(false) => Err(StoreError::ThreadExists {
+                thread: thread.to_string(),
+            }),
+            Err(error) => {
+                let _ = connection.execute_batch("ROLLBACK");
+                Err(self.backend(thread, "create", error))
+            }
+        }
+    }
+
+    async fn claim(&self, thread: &str) -> Result<SqliteClaim, StoreError> {
+        check_thread_id(thread)?;
+        let lock = self.take_lock(thread)?;
+        let connection = self.connection();
+        let claimed = connection
+            .prepare_cached(
+                "UPDATE threads SET claim = claim + 1 WHERE id = ?1 RETURNING claim, last_step",
+            )
+            .and_then(|mut statement| {
+                statement
+                    .query_row([thread], |row| {
+                        Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
+                    })
+                    .optional()
+            })
+            .map_err(|error| self.backend(thread, "claim", error))?;
+        let Some((number, last_step)) = claimed else {
+            return Err(StoreError::UnknownThread {
                 thread: thread.to_string(),
             });
-        }
-        let status = serde_json::to_string(&RunStatus::Running).unwrap_or_default();
-        let body = serde_json::to_string(first).unwrap_or_default();
-        // One transaction: the thread and its first record, or neither.
-        connection
-            .execute_batch("BEGIN IMMEDIATE")
-            .and_then(|()| {
-                connection.execute(
-                    "INSERT INTO threads (id, state_type, status) VALUES (?1, ?2, ?3)",
-                    params![thread, state_type, status],
-                )?;
-                connection.execute(
-                    "INSERT INTO records (thread, seq, body) VALUES (?1, 1, ?2)",
-                    params![thread, body],
-                )?;
-                connection.execute_batch("COMMIT")
-            })
-            .map_err(|error| {
-                let _ = connection.execute_batch("ROLLBACK");
-                backend(thread, "create", error)
-            })
-    }
-
-    async fn append(&self, thread: &str, record: &StepRecord) -> Result<(), StoreError> {
-        let connection = self.connection();
-        require(&connection, thread)?;
-        let body = serde_json::to_string(record).unwrap_or_default();
-        connection
-            .execute(
-                "INSERT INTO records (thread, seq, body) VALUES (?1,
-                     (SELECT COALESCE(MAX(seq), 0) + 1 FROM records WHERE thread = ?1), ?2)",
-                params![thread, body],
-            )
-            .map_err(|error| backend(thread, "append to", error))?;
-        Ok(())
-    }
-
-    async fn set_status(&self, thread: &str, status: &RunStatus) -> Result<(), StoreError> {
-        let connection = self.connection();
-        require(&connection, thread)?;
-        let status = serde_json::to_string(status).unwrap_or_default();
-        connection
-            .execute(
-                "UPDATE threads SET status = ?2 WHERE id = ?1",
-                params![thread, status],
-            )
-            .map_err(|error| backend(thread, "set the status of", error))?;
-        Ok(())
-    }
-
-    async fn load(&self, thread: &str) -> Result<ThreadLog, StoreError> {
-        let connection = self.connection();
-        require(&connection, thread)?;
-        let corrupt = |what: String, reason: String| StoreError::Corrupt {
-            thread: thread.to_string(),
-            what,
-            reason,
         };
-        let (state_type, status): (String, String) = connection
-            .query_row(
-                "SELECT state_type, status FROM threads WHERE id = ?1",
-                [thread],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .map_err(|error| backend(thread, "read", error))?;
-        let status: RunStatus = serde_json::from_str(&status)
-            .map_err(|error| corrupt("its status".into(), error.to_string()))?;
+        Ok(SqliteClaim {
+            thread: thread.to_string(),
+            number,
+            last_step: u64::try_from(last_step).unwrap_or(0),
+            _lock: lock,
+        })
+    }
+
+    async fn append(&self, claim: &mut SqliteClaim, record: &StepRecord) -> Result<(), StoreError> {
+        check_order(&claim.thread, claim.last_step, record)?;
+        let body = encode(&claim.thread, record)?;
+        let connection = self.connection();
+        match Self::insert(&connection, claim, record, &body) {
+            Ok(true) => {
+                claim.last_step = record.step;
+                Ok(())
+            }
+            // The claim moved on (another worker claimed the thread) or the step did.
+            Ok(false) => Err(StoreError::Claimed {
+                thread: claim.thread.clone(),
+            }),
+            Err(error) => {
+                let _ = connection.execute_batch("ROLLBACK");
+                Err(self.backend(&claim.thread, "append to", error))
+            }
+        }
+    }
+
+    async fn set_status(
+        &self,
+        claim: &mut SqliteClaim,
+        status: &RunStatus,
+    ) -> Result<(), StoreError> {
+        let status = encode_status(&claim.thread, status)?;
+        let changed = self
+            .connection()
+            .prepare_cached("UPDATE threads SET status = ?1 WHERE id = ?2 AND claim = ?3")
+            .and_then(|mut statement| {
+                statement.execute(params![status, claim.thread, claim.number])
+            })
+            .map_err(|error| self.backend(&claim.thread, "set the status of", error))?;
+        if changed == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Claimed {
+                thread: claim.thread.clone(),
+            })
+        }
+    }
+
+    async fn load(&self, thread: &str, records: Records) -> Result<ThreadLog, StoreError> {
+        check_thread_id(thread)?;
+        let connection = self.connection();
+        let row = connection
+            .prepare_cached("SELECT state_type, status, last_step FROM threads WHERE id = ?1")
+            .and_then(|mut statement| {
+                statement
+                    .query_row([thread], |row| {
+                        Ok((
+                            row.get::<_, String>(0)?,
+                            row.get::<_, String>(1)?,
+                            row.get::<_, i64>(2)?,
+                        ))
+                    })
+                    .optional()
+            })
+            .map_err(|error| self.backend(thread, "read", error))?;
+        let Some((state_type, status, last_step)) = row else {
+            return Err(StoreError::UnknownThread {
+                thread: thread.to_string(),
+            });
+        };
+        let status = self.status(thread, &status)?;
+        let query = match records {
+            Records::All => "SELECT seq, crc, body FROM records WHERE thread = ?1 ORDER BY seq",
+            Records::SinceSnapshot => {
+                "SELECT seq, crc, body FROM records WHERE thread = ?1 AND seq >= COALESCE(
+                     (SELECT MAX(seq) FROM records WHERE thread = ?1 AND snapshot = 1), 0)
+                 ORDER BY seq"
+            }
+        };
         let mut statement = connection
-            .prepare("SELECT seq, body FROM records WHERE thread = ?1 ORDER BY seq")
-            .map_err(|error| backend(thread, "read", error))?;
+            .prepare_cached(query)
+            .map_err(|error| self.backend(thread, "read", error))?;
         let rows = statement
             .query_map([thread], |row| {
-                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, u32>(1)?,
+                    row.get::<_, String>(2)?,
+                ))
             })
-            .map_err(|error| backend(thread, "read", error))?;
-        let mut records = Vec::new();
+            .map_err(|error| self.backend(thread, "read", error))?;
+        let mut loaded = Vec::new();
         for row in rows {
-            let (seq, body) = row.map_err(|error| backend(thread, "read", error))?;
+            let (seq, crc, body) = row.map_err(|error| self.backend(thread, "read", error))?;
+            let corrupt = |reason: String| StoreError::Corrupt {
+                thread: thread.to_string(),
+                what: format!("record {seq} in `{}`", self.path.display()),
+                reason,
+            };
+            if crc32(body.as_bytes()) != crc {
+                return Err(corrupt("its checksum does not match its text".into()));
+            }
             let record: StepRecord = serde_json::from_str(&body)
-                .map_err(|error| corrupt(format!("record {seq}"), error.to_string()))?;
-            records.push(record);
+                .map_err(|error| corrupt(format!("the record is not valid: {error}")))?;
+            loaded.push(record);
         }
         Ok(ThreadLog {
             state_type,
             status,
-            records,
+            records: loaded,
+            last_step: u64::try_from(last_step).unwrap_or(0),
             dropped_torn_record: false,
         })
     }
 
-    async fn threads(&self) -> Result<Vec<String>, StoreError> {
+    async fn threads(&self) -> Result<Vec<ThreadInfo>, StoreError> {
         let connection = self.connection();
         let mut statement = connection
-            .prepare("SELECT id FROM threads ORDER BY id")
-            .map_err(|error| backend("", "list threads", error))?;
-        let ids = statement
-            .query_map([], |row| row.get::<_, String>(0))
-            .map_err(|error| backend("", "list threads", error))?;
-        ids.collect::<Result<_, _>>()
-            .map_err(|error| backend("", "list threads", error))
+            .prepare_cached(
+                "SELECT id, state_type, status, last_step, updated_ms FROM threads ORDER BY id",
+            )
+            .map_err(|error| self.backend("", "list threads", error))?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, i64>(3)?,
+                    row.get::<_, i64>(4)?,
+                ))
+            })
+            .map_err(|error| self.backend("", "list threads", error))?;
+        let mut threads = Vec::new();
+        for row in rows {
+            let (id, state_type, status, last_step, updated) =
+                row.map_err(|error| self.backend("", "list threads", error))?;
+            threads.push(ThreadInfo {
+                status: self.status(&id, &status)?,
+                id,
+                state_type,
+                last_step: u64::try_from(last_step).unwrap_or(0),
+                updated_at_ms: u64::try_from(updated).unwrap_or(0),
+            });
+        }
+        Ok(threads)
+    }
+
+    async fn delete(&self, claim: SqliteClaim) -> Result<(), StoreError> {
+        let connection = self.connection();
+        let run = || -> rusqlite::Result<bool> {
+            connection.execute_batch("BEGIN IMMEDIATE")?;
+            connection.execute(
+                "DELETE FROM records WHERE thread = ?1
+                 AND EXISTS (SELECT 1 FROM threads WHERE id = ?1 AND claim = ?2)",
+                params![claim.thread, claim.number],
+            )?;
+            let deleted = connection.execute(
+                "DELETE FROM threads WHERE id = ?1 AND claim = ?2",
+                params![claim.thread, claim.number],
+            )?;
+            if deleted != 1 {
+                connection.execute_batch("ROLLBACK")?;
+                return Ok(false);
+            }
+            connection.execute_batch("COMMIT")?;
+            Ok(true)
+        };
+        let deleted = run().map_err(|error| {
+            let _ = connection.execute_batch("ROLLBACK");
+            self.backend(&claim.thread, "delete", error)
+        })?;
+        if !deleted {
+            return Err(StoreError::Claimed {
+                thread: claim.thread.clone(),
+            });
+        }
+        let _ = std::fs::remove_file(self.lock_path(&claim.thread));
+        Ok(())
     }
 }
