@@ -1,0 +1,534 @@
+//! Exact pauses in durable runs: interrupts checked against the flow, pauses by path inside nested
+//! flows and on fork branches, questions a node asks, keyed answers counted once, and the crash
+//! points between saving a pause and reporting it. Also: the step limit across resumes, one claim
+//! per thread within a process, a reducer that panics while a thread is rebuilt.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use slateflow::batch::{BatchFlow, plan};
+use slateflow::checkpoint::{
+    CheckpointStore, MemoryStore, RecordKind, RunStatus, StepRecord, StoreError,
+};
+use slateflow::durable::{Outcome, Pause, PauseWhen};
+use slateflow::{Command, Context, Error, Params, SharedState, flow, node};
+
+#[derive(SharedState, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct Desk {
+    /// Summed: a step or an answer applied twice would show.
+    #[reducer(add)]
+    count: u64,
+    #[reducer(append)]
+    log: Vec<String>,
+    #[reducer(append)]
+    answers: Vec<String>,
+}
+
+/// Counts each run of a node per test, in the params' `test`: `runs("t/b")`.
+fn visit(context: &Context<'_>, node: &str) -> DeskUpdate {
+    let test = context.params().get_str("test").unwrap_or_default();
+    counter(&format!("{test}/{node}")).fetch_add(1, Ordering::SeqCst);
+    Desk::update().add_count(1).push_log(node.to_string())
+}
+
+fn counter(key: &str) -> &'static AtomicU32 {
+    static COUNTERS: Mutex<Option<HashMap<String, &'static AtomicU32>>> = Mutex::new(None);
+    COUNTERS
+        .lock()
+        .unwrap()
+        .get_or_insert_with(HashMap::new)
+        .entry(key.to_string())
+        .or_insert_with(|| Box::leak(Box::new(AtomicU32::new(0))))
+}
+
+fn runs(key: &str) -> u32 {
+    counter(key).load(Ordering::SeqCst)
+}
+
+#[node]
+fn a(_: &Desk, context: &Context<'_>) -> Command<Desk> {
+    Command::new(visit(context, "a"))
+}
+
+#[node]
+fn b(_: &Desk, context: &Context<'_>) -> Command<Desk> {
+    Command::new(visit(context, "b"))
+}
+
+#[node]
+fn c(_: &Desk, context: &Context<'_>) -> Command<Desk> {
+    Command::new(visit(context, "c"))
+}
+
+#[node]
+fn d(_: &Desk, context: &Context<'_>) -> Command<Desk> {
+    Command::new(visit(context, "d"))
+}
+
+/// Asks for approval, with the count so far as the question.
+#[node]
+fn ask(desk: &Desk, context: &Context<'_>) -> Command<Desk> {
+    Command::new(visit(context, "ask")).ask(serde_json::json!({ "approve": desk.count }))
+}
+
+fn params(test: &str) -> Params {
+    Params::new().with("test", test)
+}
+
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+fn answer(text: &str) -> DeskUpdate {
+    Desk::update().push_answers(text.to_string())
+}
+
+#[test]
+fn an_interrupt_the_flow_does_not_have_is_an_error_naming_the_closest_node() {
+    let inner = flow! { b >> c; };
+    let batch = BatchFlow::new(flow! { d; }, plan(|_: &Desk| vec![Params::new()]));
+    let flow = flow! { a >> inner >> batch; };
+    let cases: [(&[&str], &[&str], &str); 4] = [
+        (
+            &["inenr/b"],
+            &[],
+            "cannot pause before `inenr/b`: the flow has no node of that name (did you mean \
+             `inner/b`?); nodes nested in flows are named by their path; the nodes are: a, \
+             inner/b, inner/c",
+        ),
+        (
+            &[],
+            &["c"],
+            "cannot pause after `c`: the flow has no node of that name (did you mean `a`?); nodes \
+             nested in flows are named by their path; the nodes are: a, inner/b, inner/c",
+        ),
+        (
+            &["inner"],
+            &[],
+            "cannot pause before `inner`: it is a nested flow; name one of its nodes (`inner/...`)",
+        ),
+        (
+            &["batch/d"],
+            &[],
+            "cannot pause before `batch/d`: it is inside a batch flow, where a run cannot pause yet",
+        ),
+    ];
+    for (before, after, expected) in cases {
+        let durable = flow
+            .durable(MemoryStore::new())
+            .interrupt_before(before)
+            .interrupt_after(after);
+        let mut desk = Desk::default();
+        let error = block_on(durable.start("t", &mut desk)).unwrap_err();
+        assert!(matches!(error, Error::Interrupt { .. }), "{error:?}");
+        assert_eq!(error.to_string(), expected);
+        assert!(
+            block_on(durable.threads()).unwrap().is_empty(),
+            "nothing was started"
+        );
+    }
+}
+
+#[test]
+fn pauses_inside_a_nested_flow_are_named_by_path_and_passed_on_resume() {
+    let test = "nested";
+    let inner = flow! { b >> c; };
+    let flow = flow! { a >> inner >> d; }.with_params(params(test));
+    let durable = flow
+        .durable(MemoryStore::new())
+        .interrupt_before(&["inner/c"])
+        .interrupt_after(&["inner/b"]);
+    let mut desk = Desk::default();
+    let outcome = block_on(durable.start(test, &mut desk)).unwrap();
+    assert_eq!(
+        outcome.pauses(),
+        [Pause::new("inner/b", PauseWhen::After, 2)]
+    );
+    let (_, outcome) = block_on(durable.resume(test)).unwrap();
+    assert_eq!(
+        outcome.pauses(),
+        [Pause::new("inner/c", PauseWhen::Before, 2)]
+    );
+    let (desk, outcome) = block_on(durable.resume(test)).unwrap();
+    assert_eq!(outcome, Outcome::Finished("default".into()));
+    assert_eq!(desk.log, ["a", "b", "c", "d"]);
+    for node in ["a", "b", "c", "d"] {
+        assert_eq!(runs(&format!("{test}/{node}")), 1, "{node}");
+    }
+}
+
+#[test]
+fn branches_of_a_fork_pause_together_and_each_pause_takes_one_answer() {
+    let test = "fork";
+    let flow = flow! { a >> [b, c] >> d; }.with_params(params(test));
+    let durable = flow
+        .durable(MemoryStore::new())
+        .interrupt_before(&["b", "c"])
+        .interrupt_after(&["c"]);
+    let mut desk = Desk::default();
+    let outcome = block_on(durable.start(test, &mut desk)).unwrap();
+    let before = [
+        Pause::new("b", PauseWhen::Before, 1),
+        Pause::new("c", PauseWhen::Before, 1),
+    ];
+    assert_eq!(outcome.pauses(), before);
+    assert_eq!(runs("fork/b") + runs("fork/c"), 0, "no branch ran");
+    assert_eq!(
+        block_on(durable.status(test)).unwrap(),
+        RunStatus::Paused {
+            pauses: vec!["before:b@1".into(), "before:c@1".into()]
+        }
+    );
+    for pause in &before {
+        block_on(durable.answer(test, &pause.key, answer(&pause.key))).unwrap();
+    }
+    let error = block_on(durable.answer(test, "before:d@1", answer("?"))).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("no pause `before:d@1` is waiting"),
+        "{error}"
+    );
+    let (_, outcome) = block_on(durable.resume(test)).unwrap();
+    // The fork ran once, as steps 2 and 3, and paused after it for `c`.
+    assert_eq!(outcome.pauses(), [Pause::new("c", PauseWhen::After, 3)]);
+    let (desk, outcome) = block_on(durable.resume(test)).unwrap();
+    assert_eq!(outcome, Outcome::Finished("default".into()));
+    assert_eq!(desk.log, ["a", "b", "c", "d"]);
+    assert_eq!(desk.answers, ["before:b@1", "before:c@1"]);
+    assert_eq!((runs("fork/b"), runs("fork/c"), runs("fork/d")), (1, 1, 1));
+}
+
+#[test]
+fn a_node_asks_a_question_and_does_not_run_again_after_the_answer() {
+    let test = "asks";
+    let flow = flow! { a >> ask >> b; }.with_params(params(test));
+    let durable = flow.durable(MemoryStore::new());
+    let mut desk = Desk::default();
+    let outcome = block_on(durable.start(test, &mut desk)).unwrap();
+    let mut expected = Pause::new("ask", PauseWhen::Asked, 2);
+    expected.asked = Some(serde_json::json!({ "approve": 1 }));
+    assert_eq!(outcome.pauses(), std::slice::from_ref(&expected));
+    assert_eq!(desk.count, 2, "the asking step was applied");
+    block_on(durable.answer(test, &expected.key, answer("yes"))).unwrap();
+    let (desk, outcome) = block_on(durable.resume(test)).unwrap();
+    assert_eq!(outcome, Outcome::Finished("default".into()));
+    assert_eq!(
+        (desk.log.len(), desk.answers.clone()),
+        (3, vec!["yes".into()])
+    );
+    assert_eq!(runs("asks/ask"), 1);
+    // The history says what happened, in order.
+    let kinds: Vec<RecordKind> = block_on(durable.history(test))
+        .unwrap()
+        .iter()
+        .map(|record| record.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            RecordKind::Start,
+            RecordKind::Step,
+            RecordKind::Step,
+            RecordKind::Input,
+            RecordKind::Resume,
+            RecordKind::Step
+        ]
+    );
+}
+
+#[test]
+fn a_question_where_the_run_cannot_pause_is_a_clear_error() {
+    let mut desk = Desk::default();
+    let plain = flow! { a >> ask; };
+    let error = plain.run_blocking(&mut desk).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::InputRequested {
+                node: "ask",
+                step: 2,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("only a durable run"), "{error}");
+    let forked = flow! { a >> [b, ask]; };
+    let durable = forked.durable(MemoryStore::new());
+    let error = block_on(durable.start("fork-ask", &mut Desk::default())).unwrap_err();
+    assert!(
+        matches!(error, Error::InputRequested { node: "ask", .. }),
+        "{error:?}"
+    );
+}
+
+/// Makes the store look as if the run's process died after saving its pauses and before saving
+/// its status: the status says running, and nobody holds the claim.
+fn die_before_the_status<St: CheckpointStore>(store: &St, thread: &str) {
+    block_on(async {
+        let mut claim = store.claim(thread).await.unwrap();
+        store
+            .set_status(&mut claim, &RunStatus::Running)
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn a_pause_saved_but_never_reported_is_reported_on_resume_not_skipped() {
+    for (test, interrupt) in [
+        ("unreported-after", "after"),
+        ("unreported-before", "before"),
+    ] {
+        let flow = flow! { a >> b >> c; }.with_params(params(test));
+        let store = MemoryStore::new();
+        let durable = if interrupt == "after" {
+            flow.durable(store.clone()).interrupt_after(&["b"])
+        } else {
+            flow.durable(store.clone()).interrupt_before(&["c"])
+        };
+        let first = block_on(durable.start(test, &mut Desk::default())).unwrap();
+        assert_eq!(first.pauses().len(), 1);
+        die_before_the_status(&store, test);
+        assert_eq!(
+            block_on(durable.status(test)).unwrap(),
+            RunStatus::Interrupted
+        );
+        // The resume reports the same pause and runs nothing.
+        let (_, again) = block_on(durable.resume(test)).unwrap();
+        assert_eq!(again, first, "{test}");
+        assert_eq!(runs(&format!("{test}/c")), 0, "{test}");
+        // Now it was reported: the next resume goes past it.
+        let (desk, outcome) = block_on(durable.resume(test)).unwrap();
+        assert_eq!(outcome, Outcome::Finished("default".into()));
+        assert_eq!(desk.log, ["a", "b", "c"], "{test}");
+    }
+}
+
+#[test]
+fn a_resume_that_died_after_passing_a_pause_does_not_report_it_again() {
+    let test = "passed";
+    let flow = flow! { a >> b >> c; }.with_params(params(test));
+    let store = MemoryStore::new();
+    let durable = flow.durable(store.clone()).interrupt_before(&["c"]);
+    let outcome = block_on(durable.start(test, &mut Desk::default())).unwrap();
+    let key = outcome.pauses()[0].key.clone();
+    block_on(durable.answer(test, &key, answer("go"))).unwrap();
+    // A resume that saved that it went past the pause, then died before `c` was saved.
+    block_on(async {
+        let mut claim = store.claim(test).await.unwrap();
+        store
+            .append(&mut claim, &StepRecord::new(2, RecordKind::Resume))
+            .await
+            .unwrap();
+        store
+            .set_status(&mut claim, &RunStatus::Running)
+            .await
+            .unwrap();
+    });
+    let (desk, outcome) = block_on(durable.resume(test)).unwrap();
+    assert_eq!(outcome, Outcome::Finished("default".into()));
+    assert_eq!(desk.answers, ["go"], "the answer counted once");
+    assert_eq!(runs("passed/c"), 1);
+    // A late second answer (to a report seen twice) is refused: the thread went past the pause.
+    let error = block_on(durable.answer(test, &key, answer("go"))).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("no pause `before:c@2` is waiting"),
+        "{error}"
+    );
+    assert_eq!(block_on(durable.state(test)).unwrap().answers, ["go"]);
+}
+
+#[node(actions = ["again"])]
+fn spin(_: &Desk, context: &Context<'_>) -> Command<Desk> {
+    Command::new(visit(context, "spin")).with_action("again")
+}
+
+#[test]
+fn the_step_limit_counts_every_step_of_the_thread_across_resumes() {
+    let test = "limit";
+    let flow = flow! { spin - "again" >> spin; }
+        .with_params(params(test))
+        .with_max_steps(10);
+    let durable = flow.durable(MemoryStore::new()).interrupt_after(&["spin"]);
+    let mut desk = Desk::default();
+    let mut outcome = block_on(durable.start(test, &mut desk));
+    let mut resumes = 0;
+    while let Ok(Outcome::Paused(_)) = outcome {
+        resumes += 1;
+        outcome = block_on(durable.resume(test)).map(|(_, outcome)| outcome);
+    }
+    let error = outcome.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::StepLimit {
+                limit: 10,
+                step: 11,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(resumes, 10);
+    assert_eq!(
+        runs("limit/spin"),
+        10,
+        "ten steps in all, not ten per resume"
+    );
+    assert!(matches!(
+        block_on(durable.resume(test)),
+        Err(Error::StepLimit { .. })
+    ));
+    assert_eq!(runs("limit/spin"), 10);
+}
+
+/// Holds its step until told to go on.
+struct Gate(Arc<tokio::sync::Notify>);
+
+impl slateflow::Node<Desk> for Gate {
+    type Prep = ();
+    type Exec = ();
+
+    async fn prep(&self, _: &Desk, _: &Context<'_>) -> Result<(), slateflow::NodeError> {
+        Ok(())
+    }
+
+    async fn exec(&self, (): &()) -> Result<(), slateflow::NodeError> {
+        self.0.notified().await;
+        Ok(())
+    }
+
+    async fn post(
+        &self,
+        _: &Desk,
+        (): (),
+        (): (),
+        _: &Context<'_>,
+    ) -> Result<Command<Desk>, slateflow::NodeError> {
+        Ok(Command::new(Desk::update().add_count(1)))
+    }
+}
+
+#[test]
+fn a_second_run_of_a_running_thread_is_refused_and_writes_nothing() {
+    let go = Arc::new(tokio::sync::Notify::new());
+    let gate = Gate(Arc::clone(&go));
+    let flow = flow! { a >> gate; }.with_params(params("claimed"));
+    let store = MemoryStore::new();
+    let first = flow.durable(store.clone());
+    let second = flow.durable(store.clone());
+    let mut desk = Desk::default();
+    let (outcome, refused) = block_on(async {
+        let run = first.start("busy", &mut desk);
+        let other = async {
+            // While the first run waits in `gate`, with step 1 saved.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            let refused = second.resume("busy").await;
+            let update = second.update("busy", answer("sneaky")).await;
+            go.notify_one();
+            (refused, update)
+        };
+        tokio::join!(run, other)
+    });
+    assert_eq!(outcome.unwrap(), Outcome::Finished("default".into()));
+    for error in [refused.0.unwrap_err(), refused.1.unwrap_err()] {
+        assert!(
+            matches!(&error, Error::Store(StoreError::Claimed { thread }) if thread == "busy"),
+            "{error:?}"
+        );
+    }
+    let desk = block_on(second.state("busy")).unwrap();
+    assert_eq!((desk.count, desk.answers.len()), (2, 0));
+    assert_eq!(runs("claimed/a"), 1);
+}
+
+#[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+struct Fragile {
+    #[reducer(with = no_negatives)]
+    value: i64,
+}
+
+fn no_negatives(current: &mut i64, next: i64) {
+    assert!(next >= 0, "negative value {next}");
+    *current = next;
+}
+
+#[node]
+fn set_one(_: &Fragile) -> Command<Fragile> {
+    Command::new(Fragile::update().reduce_value(1))
+}
+
+#[test]
+fn a_reducer_that_panics_while_a_thread_is_rebuilt_is_an_error() {
+    let flow = flow! { set_one; };
+    let store = MemoryStore::new();
+    let durable = flow.durable(store.clone());
+    block_on(durable.start("fragile", &mut Fragile::default())).unwrap();
+    // An input saved by an older version of the program, which the reducer now refuses.
+    block_on(async {
+        let mut claim = store.claim("fragile").await.unwrap();
+        let mut input = StepRecord::new(1, RecordKind::Input);
+        input.update = serde_json::json!({ "value": -5 });
+        store.append(&mut claim, &input).await.unwrap();
+    });
+    let error = block_on(durable.state("fragile")).unwrap_err();
+    let Error::Resume {
+        thread,
+        step,
+        reason,
+    } = &error
+    else {
+        panic!("expected a resume error, got {error:?}");
+    };
+    assert_eq!((thread.as_str(), *step), ("fragile", 1));
+    assert!(
+        reason.contains("a reducer panicked") && reason.contains("negative value -5"),
+        "{reason}"
+    );
+}
+
+#[node(actions = ["urgent", "routine"])]
+fn route(_: &Desk) -> Command<Desk> {
+    Command::goto("urgent").with_reason("the alert names an admin account")
+}
+
+#[test]
+fn history_keeps_the_routing_reason_and_threads_can_be_listed_and_deleted() {
+    let flow = flow! { route - "urgent" >> a; };
+    let durable = flow.durable(MemoryStore::new());
+    block_on(durable.start("one", &mut Desk::default())).unwrap();
+    block_on(durable.start("two", &mut Desk::default())).unwrap();
+    let history = block_on(durable.history("one")).unwrap();
+    assert_eq!(history[1].node, "route");
+    assert_eq!(
+        history[1].reason.as_deref(),
+        Some("the alert names an admin account")
+    );
+    let threads = block_on(durable.threads()).unwrap();
+    assert_eq!(threads.len(), 2);
+    assert_eq!(threads[0].id, "one");
+    assert_eq!(threads[0].last_step, 2);
+    assert_eq!(
+        threads[0].status,
+        RunStatus::Finished {
+            action: "default".into()
+        }
+    );
+    block_on(durable.delete("one")).unwrap();
+    let ids: Vec<String> = block_on(durable.threads())
+        .unwrap()
+        .into_iter()
+        .map(|thread| thread.id)
+        .collect();
+    assert_eq!(ids, ["two"]);
+}
