@@ -1,17 +1,34 @@
-//! The crash test: a durable flow (`bin/durable_crash.rs`) is killed with SIGKILL at random
-//! instants and started again until it finishes, on the file store and on the SQLite store; each time the final state must be exactly the
-//! state an uninterrupted run gives. Its counter uses the `add` reducer, so a step applied twice
-//! would show, and it logs every step number, so a step lost or repeated would show too.
+//! Real processes: a durable flow (`bin/durable-crash.rs`) is killed with SIGKILL at random
+//! instants and started again until it finishes, on the file store and on the SQLite store; each
+//! time the final state must be exactly the state an uninterrupted run gives. Its counter uses the
+//! `add` reducer, so a step applied twice would show, and it logs every step number, so a step
+//! lost or repeated would show too. Three scenarios: a chain of steps; steps that ask questions,
+//! answered by key after every restart (a pause skipped, or an answer counted twice, would show);
+//! and a thread stopped by its step limit (a limit that restarted with each resume would show).
+//! Then two workers race to resume one thread: one runs it, the other is refused and writes
+//! nothing.
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_durable-crash");
 const STEPS: u64 = 100;
+/// Kill trials per store and scenario.
+const ROUNDS: u32 = 50;
 
-fn expected() -> serde_json::Value {
-    serde_json::json!({ "count": STEPS, "seen": (1..=STEPS).collect::<Vec<u64>>() })
+fn expected(scenario: &str) -> serde_json::Value {
+    let answers: Vec<String> = match scenario {
+        "questions" => (1..=10)
+            .map(|k| format!("asked:ask@{}", k * 10 + 1))
+            .collect(),
+        _ => Vec::new(),
+    };
+    serde_json::json!({
+        "count": STEPS,
+        "seen": (1..=STEPS).collect::<Vec<u64>>(),
+        "answers": answers,
+    })
 }
 
 /// xorshift64, seeded per store: random kill instants, reproducible.
@@ -26,39 +43,47 @@ impl Random {
     }
 }
 
-/// Runs the binary to the end, without killing it, and returns the state it printed.
-fn finish(kind: &str, path: &std::path::Path) -> serde_json::Value {
-    let output = Command::new(BINARY)
-        .args([kind, path.to_str().unwrap(), "crash"])
-        .output()
-        .unwrap();
+fn command(kind: &str, path: &Path, scenario: &str) -> Command {
+    let mut command = Command::new(BINARY);
+    command.args([kind, path.to_str().unwrap(), "crash", scenario]);
+    command
+}
+
+fn state_of(output: &Output) -> serde_json::Value {
     assert!(
         output.status.success(),
-        "the resumed run failed: {}",
+        "the run failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
-/// `rounds` times: start the thread, kill it at a random instant (sometimes twice), then run it
+/// Runs the binary to the end, without killing it, and returns the state it printed.
+fn finish(kind: &str, path: &Path, scenario: &str) -> serde_json::Value {
+    state_of(&command(kind, path, scenario).output().unwrap())
+}
+
+/// `ROUNDS` times: start the thread, kill it at a random instant (sometimes twice), then run it
 /// to the end; the state must be the uninterrupted one.
-fn survives_kills(kind: &str, rounds: u32, seed: u64) {
-    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("crash-{kind}"));
-    // How long a whole run takes here, to aim the kills inside it.
+fn survives_kills(kind: &str, scenario: &str, seed: u64) {
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("crash-{kind}-{scenario}"));
     let _ = std::fs::remove_dir_all(&root);
+    // How long a whole run takes here, to aim the kills inside it.
     let started = Instant::now();
-    assert_eq!(finish(kind, &root.join("timing")), expected());
+    assert_eq!(
+        finish(kind, &root.join("timing"), scenario),
+        expected(scenario)
+    );
     let whole = u64::try_from(started.elapsed().as_millis())
         .unwrap()
         .max(20);
     let mut random = Random(seed);
     let mut killed_mid_run = 0;
     let mut resumed_with_saved_steps = 0;
-    for round in 0..rounds {
+    for round in 0..ROUNDS {
         let path = root.join(format!("round-{round}"));
         for _ in 0..=random.below(2) {
-            let mut child = Command::new(BINARY)
-                .args([kind, path.to_str().unwrap(), "crash"])
+            let mut child = command(kind, &path, scenario)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -71,27 +96,27 @@ fn survives_kills(kind: &str, rounds: u32, seed: u64) {
             }
             child.wait().unwrap();
         }
-        if saved_steps(kind, &path) > 0 {
+        if saved_records(kind, &path) > 1 {
             resumed_with_saved_steps += 1;
         }
         assert_eq!(
-            finish(kind, &path),
-            expected(),
-            "{kind} store, round {round}"
+            finish(kind, &path, scenario),
+            expected(scenario),
+            "{kind} store, {scenario}, round {round}"
         );
     }
     assert!(
-        killed_mid_run >= rounds / 2,
+        killed_mid_run >= ROUNDS / 2,
         "only {killed_mid_run} kills landed before the run ended"
     );
     assert!(
-        resumed_with_saved_steps >= rounds / 3,
+        resumed_with_saved_steps >= ROUNDS / 3,
         "only {resumed_with_saved_steps} rounds resumed a thread with saved steps"
     );
 }
 
-/// How many step records the killed run left (the log's lines; a torn last one counts too).
-fn saved_steps(kind: &str, path: &std::path::Path) -> usize {
+/// How many records the killed run left (the log's lines; a torn last one counts too).
+fn saved_records(kind: &str, path: &Path) -> usize {
     match kind {
         "file" => std::fs::read_to_string(path.join("crash").join("steps.log"))
             .map_or(0, |log| log.lines().count()),
@@ -105,11 +130,117 @@ fn saved_steps(kind: &str, path: &std::path::Path) -> usize {
 }
 
 #[test]
-fn a_file_store_thread_survives_sigkill_at_random_instants() {
-    survives_kills("file", 30, 0x2545_F491_4F6C_DD1D);
+fn a_file_store_chain_survives_sigkill_at_random_instants() {
+    survives_kills("file", "chain", 0x2545_F491_4F6C_DD1D);
 }
 
 #[test]
-fn a_sqlite_store_thread_survives_sigkill_at_random_instants() {
-    survives_kills("sqlite", 30, 0x9E37_79B9_7F4A_7C15);
+fn a_sqlite_store_chain_survives_sigkill_at_random_instants() {
+    survives_kills("sqlite", "chain", 0x9E37_79B9_7F4A_7C15);
+}
+
+#[test]
+fn file_store_questions_are_neither_skipped_nor_answered_twice_under_sigkill() {
+    survives_kills("file", "questions", 0x5851_F42D_4C95_7F2D);
+}
+
+#[test]
+fn sqlite_store_questions_are_neither_skipped_nor_answered_twice_under_sigkill() {
+    survives_kills("sqlite", "questions", 0x1405_7B7E_F767_814F);
+}
+
+#[test]
+fn a_file_store_step_limit_holds_across_sigkills() {
+    survives_kills("file", "limit", 0x27BB_2EE6_87B0_B0FD);
+}
+
+#[test]
+fn a_sqlite_store_step_limit_holds_across_sigkills() {
+    survives_kills("sqlite", "limit", 0x6C62_272E_07BB_0142);
+}
+
+/// Two workers resume one paused thread at the same instant: one runs it to the end, the other
+/// is refused at once (exit 3) and writes nothing: every step is saved once.
+fn two_workers_race(kind: &str) {
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("race-{kind}"));
+    let _ = std::fs::remove_dir_all(&root);
+    let mut refused = 0;
+    for round in 0..5 {
+        let path = root.join(format!("round-{round}"));
+        let paused = command(kind, &path, "paused").output().unwrap();
+        assert!(
+            paused.status.success(),
+            "{}",
+            String::from_utf8_lossy(&paused.stderr)
+        );
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                command(kind, &path, "chain")
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for worker in workers {
+            let output = worker.wait_with_output().unwrap();
+            if output.status.code() == Some(3) {
+                refused += 1;
+                assert!(output.stdout.is_empty());
+            } else {
+                // The pause answered once, by the worker that got the thread.
+                let mut expected = expected("chain");
+                expected["answers"] = serde_json::json!(["after:begin@1"]);
+                assert_eq!(state_of(&output), expected, "{kind}, round {round}");
+            }
+        }
+        // Each step saved once: the start, `begin`, and the ticks, in order.
+        let steps = saved_steps(kind, &path);
+        assert_eq!(
+            steps,
+            (0..=STEPS + 1).collect::<Vec<_>>(),
+            "{kind}, round {round}"
+        );
+    }
+    assert!(
+        refused >= 3,
+        "the workers overlapped in only {refused} of 5 races"
+    );
+}
+
+/// The step numbers of the start and step records, in the order they were saved.
+fn saved_steps(kind: &str, path: &Path) -> Vec<u64> {
+    let bodies: Vec<String> = if kind == "file" {
+        std::fs::read_to_string(path.join("crash").join("steps.log"))
+            .unwrap()
+            .lines()
+            .map(|line| line[11..].to_string())
+            .collect()
+    } else {
+        let database = rusqlite::Connection::open(path.join("runs.db")).unwrap();
+        let mut statement = database
+            .prepare("SELECT body FROM records ORDER BY seq")
+            .unwrap();
+        statement
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    bodies
+        .iter()
+        .map(|body| serde_json::from_str::<serde_json::Value>(body).unwrap())
+        .filter(|record| record["kind"] == "start" || record["kind"] == "step")
+        .map(|record| record["step"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn two_workers_on_one_file_store_thread_never_both_write() {
+    two_workers_race("file");
+}
+
+#[test]
+fn two_workers_on_one_sqlite_thread_never_both_write() {
+    two_workers_race("sqlite");
 }

@@ -1,14 +1,22 @@
-//! A durable flow for the crash test (`tests/crash.rs`), which kills this process with SIGKILL
-//! at random instants and runs it again until the thread finishes.
+//! A durable flow for the crash and race tests (`tests/crash.rs`), which kill this process with
+//! SIGKILL at random instants, or start two of it at once, and run it again until the thread
+//! finishes.
 //!
-//! `durable-crash <file|sqlite> <store path> <thread>`: starts the thread, or resumes it when it
-//! exists, and prints the final state as JSON. Each step adds 1 to an `add`-reducer counter and
-//! appends its number: a step applied twice or skipped would show.
+//! `durable-crash <file|sqlite> <store path> <thread> <scenario>` starts the thread, or resumes it
+//! when it exists, and prints the final state as JSON. Each step adds 1 to an `add`-reducer
+//! counter and appends its number: a step applied twice or skipped would show. Scenarios:
+//! - `chain`: 100 steps, then the end;
+//! - `questions`: every 10th step asks a question; the program answers each pending pause (again
+//!   after a restart) with its key, and an answer counted twice would show;
+//! - `limit`: the steps never end, and the step limit of 100 stops the thread;
+//! - `paused`: starts the thread and stops at a pause after its first node (for the race).
+//!
+//! Exits with 3 when another process holds the thread's claim.
 
 use serde::{Deserialize, Serialize};
-use slateflow::checkpoint::{CheckpointStore, FileStore, SqliteStore};
+use slateflow::checkpoint::{CheckpointStore, FileStore, SqliteStore, StoreError};
 use slateflow::durable::Outcome;
-use slateflow::{Command, SharedState, flow, node};
+use slateflow::{Command, Error, SharedState, flow, node};
 
 /// Steps in a whole run.
 const STEPS: u64 = 100;
@@ -19,55 +27,151 @@ struct Counter {
     count: u64,
     #[reducer(append)]
     seen: Vec<u64>,
+    #[reducer(append)]
+    answers: Vec<String>,
+}
+
+#[node]
+fn begin(_: &Counter) -> Command<Counter> {
+    Command::new(Counter::update())
+}
+
+#[node(actions = ["again", "done"])]
+fn tick(counter: &Counter) -> Command<Counter> {
+    tick_command(counter)
+}
+
+/// As `tick`, asking a question every tenth step.
+#[node(actions = ["again", "done"])]
+fn ask(counter: &Counter) -> Command<Counter> {
+    let command = tick_command(counter);
+    if counter.count % 10 == 9 {
+        command.ask(format!("go on after {}?", counter.count + 1))
+    } else {
+        command
+    }
 }
 
 /// One step of work: a millisecond, so that kills land mid-run.
-#[node(actions = ["again", "done"])]
-fn tick(counter: &Counter) -> Command<Counter> {
+fn tick_command(counter: &Counter) -> Command<Counter> {
     std::thread::sleep(std::time::Duration::from_millis(1));
     let next = counter.count + 1;
     let action = if next < STEPS { "again" } else { "done" };
     Command::new(Counter::update().add_count(1).push_seen(next)).with_action(action)
 }
 
-async fn run<St: CheckpointStore + 'static>(store: St, thread: &str) -> Counter {
-    let flow = flow! { tick - "again" >> tick; };
-    let durable = flow.durable(store).snapshot_every(10);
+/// Never done: only the step limit stops it.
+#[node(actions = ["again"])]
+fn spin(counter: &Counter) -> Command<Counter> {
+    std::thread::sleep(std::time::Duration::from_millis(1));
+    Command::new(Counter::update().add_count(1).push_seen(counter.count + 1)).with_action("again")
+}
+
+async fn run<St: CheckpointStore + 'static>(
+    store: St,
+    thread: &str,
+    scenario: &str,
+) -> Result<Counter, Error> {
+    let chain = flow! { begin >> tick; tick - "again" >> tick; };
+    let questions = flow! { begin >> ask; ask - "again" >> ask; };
+    let limit = flow! { begin >> spin; spin - "again" >> spin; }.with_max_steps(STEPS + 1);
+    match scenario {
+        "chain" => drive(&chain.durable(store).snapshot_every(10), thread).await,
+        "paused" => {
+            let durable = chain.durable(store).interrupt_after(&["begin"]);
+            let mut state = Counter::default();
+            durable.start(thread, &mut state).await?;
+            Ok(state)
+        }
+        "questions" => drive(&questions.durable(store).snapshot_every(10), thread).await,
+        "limit" => {
+            let durable = limit.durable(store).snapshot_every(10);
+            match drive(&durable, thread).await {
+                Err(Error::StepLimit { .. }) => durable.state(thread).await,
+                other => other,
+            }
+        }
+        other => panic!("unknown scenario {other}"),
+    }
+}
+
+/// Starts or resumes the thread, answering every pending pause with its key, until it ends.
+async fn drive<G, St>(
+    durable: &slateflow::durable::Durable<'_, Counter, G, St>,
+    thread: &str,
+) -> Result<Counter, Error>
+where
+    G: slateflow::flow::FlowGraph<Counter>,
+    St: CheckpointStore + 'static,
+{
     let exists = durable
         .threads()
-        .await
-        .unwrap()
+        .await?
         .iter()
         .any(|info| info.id == thread);
-    let (state, outcome) = if exists {
-        durable.resume(thread).await.unwrap()
+    let mut outcome = if exists {
+        answer_all(durable, thread).await?;
+        durable.resume(thread).await?
     } else {
         let mut state = Counter::default();
-        let outcome = durable.start(thread, &mut state).await.unwrap();
+        let outcome = durable.start(thread, &mut state).await?;
         (state, outcome)
     };
-    assert_eq!(outcome, Outcome::Finished("done".into()));
-    state
+    loop {
+        match outcome {
+            (state, Outcome::Finished(_)) => return Ok(state),
+            (_, Outcome::Paused(_)) => {
+                answer_all(durable, thread).await?;
+                outcome = durable.resume(thread).await?;
+            }
+        }
+    }
+}
+
+/// Answers each pending pause with its own key; one answered before a crash is refused and left.
+async fn answer_all<G, St>(
+    durable: &slateflow::durable::Durable<'_, Counter, G, St>,
+    thread: &str,
+) -> Result<(), Error>
+where
+    G: slateflow::flow::FlowGraph<Counter>,
+    St: CheckpointStore + 'static,
+{
+    for pause in durable.pending(thread).await? {
+        let update = Counter::update().push_answers(pause.key.clone());
+        match durable.answer(thread, &pause.key, update).await {
+            Err(Error::Resume { reason, .. }) if reason.contains("answered already") => {}
+            other => other?,
+        }
+    }
+    Ok(())
 }
 
 fn main() {
     let arguments: Vec<String> = std::env::args().collect();
-    let [_, kind, path, thread] = arguments.as_slice() else {
-        panic!("usage: durable-crash <file|sqlite> <store path> <thread>");
+    let [_, kind, path, thread, scenario] = arguments.as_slice() else {
+        panic!("usage: durable-crash <file|sqlite> <store path> <thread> <scenario>");
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
     let state = runtime.block_on(async {
         match kind.as_str() {
-            "file" => run(FileStore::open(path).unwrap(), thread).await,
+            "file" => run(FileStore::open(path).unwrap(), thread, scenario).await,
             "sqlite" => {
                 std::fs::create_dir_all(path).unwrap();
                 let database = std::path::Path::new(path).join("runs.db");
-                run(SqliteStore::open(database).unwrap(), thread).await
+                run(SqliteStore::open(database).unwrap(), thread, scenario).await
             }
             other => panic!("unknown store kind {other}"),
         }
     });
-    println!("{}", serde_json::to_string(&state).unwrap());
+    match state {
+        Ok(state) => println!("{}", serde_json::to_string(&state).unwrap()),
+        Err(Error::Store(StoreError::Claimed { .. })) => {
+            eprintln!("claimed by another process");
+            std::process::exit(3);
+        }
+        Err(error) => panic!("{error}"),
+    }
 }
