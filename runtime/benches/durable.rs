@@ -2,8 +2,11 @@
 //! chain run in memory, in the same run.
 //!
 //! `cargo bench -p slateflow --features sqlite` (without the feature, the SQLite store is left
-//! out). Figures are medians in microseconds per step, with the ratio to the in-memory run; file
-//! and SQLite steps are dominated by the flush to disk each step makes, so they depend on the disk.
+//! out). Figures are medians in microseconds per step, with the ratio to the in-memory run and,
+//! for the file and SQLite stores, to the store's own floor measured in the same run: 100 appends
+//! of a line of the same size each followed by `fdatasync` on one open file, and 100 one-row
+//! INSERT commits in a WAL database with full sync. File and SQLite steps are dominated by the
+//! flush to disk each step makes, so their absolute figures depend on the disk.
 
 mod support;
 
@@ -39,6 +42,7 @@ fn durable_chain<St: CheckpointStore + 'static>(
     samples: usize,
     runtime: &tokio::runtime::Runtime,
     in_memory: Duration,
+    floor: Option<Duration>,
 ) {
     let chain = chain_of_100();
     let durable = chain.durable(store);
@@ -58,6 +62,52 @@ fn durable_chain<St: CheckpointStore + 'static>(
         per_step(in_memory),
         time.as_secs_f64() / in_memory.as_secs_f64()
     );
+    if let Some(floor) = floor {
+        println!(
+            "{:<34} {:>10.2} us/step   durable step / floor {:>6.2}x",
+            "  the store's floor",
+            per_step(floor),
+            time.as_secs_f64() / floor.as_secs_f64()
+        );
+    }
+}
+
+/// 100 appends of a 200-byte line to one open file, each flushed with `fdatasync`.
+fn file_floor(root: &std::path::Path, samples: usize) -> Duration {
+    use std::io::Write;
+    std::fs::create_dir_all(root).unwrap();
+    let line = [b'x'; 200];
+    let mut round = 0;
+    median(samples, || {
+        round += 1;
+        let mut file = std::fs::File::create(root.join(format!("floor-{round}"))).unwrap();
+        for _ in 0..100 {
+            file.write_all(&line).unwrap();
+            file.sync_data().unwrap();
+        }
+    })
+}
+
+/// 100 one-row INSERTs, each its own commit, in a WAL database with full sync.
+#[cfg(feature = "sqlite")]
+fn sqlite_floor(root: &std::path::Path, samples: usize) -> Duration {
+    let connection = rusqlite::Connection::open(root.join("floor.db")).unwrap();
+    connection
+        .execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
+             CREATE TABLE rows (id INTEGER PRIMARY KEY, body TEXT NOT NULL);",
+        )
+        .unwrap();
+    let body = "x".repeat(200);
+    median(samples, || {
+        for _ in 0..100 {
+            connection
+                .prepare_cached("INSERT INTO rows (body) VALUES (?1)")
+                .unwrap()
+                .execute([&body])
+                .unwrap();
+        }
+    })
 }
 
 fn main() {
@@ -83,24 +133,29 @@ fn main() {
         51,
         &runtime,
         in_memory,
+        None,
     );
+    let floor = file_floor(&root.join("floor"), 5);
     durable_chain(
         "100-node chain, file store",
         FileStore::open(root.join("files")).unwrap(),
         5,
         &runtime,
         in_memory,
+        Some(floor),
     );
     #[cfg(feature = "sqlite")]
     {
         std::fs::create_dir_all(&root).unwrap();
         let store = slateflow::checkpoint::SqliteStore::open(root.join("runs.db")).unwrap();
+        let floor = sqlite_floor(&root, 5);
         durable_chain(
             "100-node chain, SQLite store",
             store,
             5,
             &runtime,
             in_memory,
+            Some(floor),
         );
     }
     let _ = std::fs::remove_dir_all(&root);

@@ -225,7 +225,7 @@ impl<S: SharedState> Command<S> {
     /// with `question` as the pause's payload ([`Pause::asked`]). The caller answers it with an
     /// update ([`Durable::answer`]) and resumes; the node does not run again, and the next node
     /// reads the answer from the state. A run that is not durable fails with
-    /// [`Error::InputRequested`](crate::Error::InputRequested), and so does a node that asks
+    /// [`Error::InputRequested`], and so does a node that asks
     /// inside a fork branch or a batch flow, where a run cannot pause yet.
     ///
     /// ```
