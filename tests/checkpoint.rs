@@ -234,10 +234,28 @@ fn the_sqlite_store_keeps_the_contract_across_connections() {
     std::fs::create_dir_all(&root).unwrap();
     let path = root.join("runs.db");
     block_on(keeps_the_contract(&SqliteStore::open(&path).unwrap()));
+    assert!(
+        !root.join("runs.db-claims").join("gamma.lock").exists(),
+        "claiming an unknown thread left a lock file"
+    );
     let reopened = SqliteStore::open(&path).unwrap();
     let log = block_on(reopened.load("alpha", Records::All)).unwrap();
     assert_eq!(log.records.len(), 6);
     assert_eq!(log.status, RunStatus::Interrupted);
+}
+
+/// `error` says that the record `what` of thread `t` fails its checksum.
+fn assert_checksum_error(error: &StoreError, what: &str) {
+    let StoreError::Corrupt {
+        thread,
+        what: named,
+        reason,
+    } = error
+    else {
+        panic!("expected a corrupt-record error, got {error:?}");
+    };
+    assert_eq!((thread.as_str(), named.as_str()), ("t", what));
+    assert!(reason.contains("checksum"), "{reason}");
 }
 
 /// A SQLite store with a thread `t` of three records, and its database file.
@@ -266,17 +284,7 @@ fn a_changed_byte_in_a_sqlite_record_is_caught_by_its_checksum() {
         )
         .unwrap();
     let error = block_on(store.load("t", Records::All)).unwrap_err();
-    let StoreError::Corrupt {
-        thread,
-        what,
-        reason,
-    } = &error
-    else {
-        panic!("expected a corrupt-record error, got {error:?}");
-    };
-    assert_eq!(thread, "t");
-    assert_eq!(what, &format!("record 2 in `{}`", path.display()));
-    assert!(reason.contains("checksum"), "{reason}");
+    assert_checksum_error(&error, &format!("record 2 in `{}`", path.display()));
 }
 
 #[test]
@@ -389,17 +397,7 @@ fn a_damaged_record_before_the_last_is_refused_naming_where_it_starts() {
     let damaged = text.replacen("\"node\":\"a\"", "\"node\":\"b\"", 1);
     std::fs::write(log_path(&root), &damaged).unwrap();
     let error = block_on(store.load("t", Records::All)).unwrap_err();
-    let StoreError::Corrupt {
-        thread,
-        what,
-        reason,
-    } = &error
-    else {
-        panic!("expected a corrupt-record error, got {error:?}");
-    };
-    assert_eq!(thread, "t");
-    assert_eq!(what, &format!("the record at byte {offset} of steps.log"));
-    assert!(reason.contains("checksum"), "{reason}");
+    assert_checksum_error(&error, &format!("the record at byte {offset} of steps.log"));
     // Neither reading nor claiming touched the file.
     assert!(block_on(store.claim("t")).is_err());
     assert_eq!(std::fs::read_to_string(log_path(&root)).unwrap(), damaged);

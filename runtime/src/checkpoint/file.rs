@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CheckpointStore, Records, RunStatus, StepRecord, StoreError, ThreadInfo, ThreadLog, check_new,
-    check_order, check_thread_id, crc32, crc32_update, lock,
+    CheckpointStore, Records, RunStatus, StepRecord, StoreError, ThreadInfo, ThreadLog, as_read,
+    check_new, check_order, check_thread_id, crc32, crc32_update, io_error as io, lock,
+    status_json,
 };
 
 const META: &str = "meta.json";
@@ -134,15 +135,6 @@ fn no_meta(thread: &str, dir: &Path) -> StoreError {
             "it has no {META}, so it is not a whole thread; nothing in it was changed (move it \
              away to reuse the id)"
         ),
-    }
-}
-
-fn io(thread: &str, action: &'static str, path: &Path, source: std::io::Error) -> StoreError {
-    StoreError::Io {
-        thread: thread.to_string(),
-        action,
-        path: path.to_path_buf(),
-        source,
     }
 }
 
@@ -369,18 +361,7 @@ fn read_status(thread: &str, dir: &Path) -> Result<RunStatus, StoreError> {
             what: STATUS.into(),
             reason: error.to_string(),
         })?;
-    Ok(match status {
-        RunStatus::Running if !lock::is_held(&dir.join(CLAIM)) => RunStatus::Interrupted,
-        status => status,
-    })
-}
-
-fn encode_status(thread: &str, status: &RunStatus) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(status).map_err(|error| StoreError::Corrupt {
-        thread: thread.to_string(),
-        what: STATUS.into(),
-        reason: error.to_string(),
-    })
+    Ok(as_read(status, lock::is_held(&dir.join(CLAIM))))
 }
 
 impl CheckpointStore for FileStore {
@@ -410,7 +391,7 @@ impl CheckpointStore for FileStore {
             thread,
             &new,
             STATUS,
-            &encode_status(thread, &RunStatus::Running)?,
+            status_json(&RunStatus::Running).as_bytes(),
         )?;
         let mut log = Vec::new();
         for record in records {
@@ -490,8 +471,12 @@ impl CheckpointStore for FileStore {
         claim: &mut FileClaim,
         status: &RunStatus,
     ) -> Result<(), StoreError> {
-        let bytes = encode_status(&claim.thread, status)?;
-        replace_file(&claim.thread, &claim.dir, STATUS, &bytes)
+        replace_file(
+            &claim.thread,
+            &claim.dir,
+            STATUS,
+            status_json(status).as_bytes(),
+        )
     }
 
     async fn load(&self, thread: &str, records: Records) -> Result<ThreadLog, StoreError> {

@@ -6,7 +6,7 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::path::Path;
 use std::time::Duration;
 
-use super::StoreError;
+use super::{StoreError, io_error as io};
 
 /// How long a claim waits for a lock that a reader may be holding for an instant.
 const TRIES: u32 = 10;
@@ -47,13 +47,4 @@ pub(super) fn is_held(path: &Path) -> bool {
         return false;
     };
     matches!(file.try_lock_shared(), Err(TryLockError::WouldBlock))
-}
-
-fn io(thread: &str, action: &'static str, path: &Path, source: std::io::Error) -> StoreError {
-    StoreError::Io {
-        thread: thread.to_string(),
-        action,
-        path: path.to_path_buf(),
-        source,
-    }
 }

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::{
-    CheckpointStore, Records, RunStatus, StepRecord, StoreError, ThreadInfo, ThreadLog, check_new,
-    check_order, check_thread_id,
+    CheckpointStore, Records, RunStatus, StepRecord, StoreError, ThreadInfo, ThreadLog, as_read,
+    check_new, check_order, check_thread_id,
 };
 
 /// Keeps threads in memory: fast, and gone with the process. For tests.
@@ -72,10 +72,7 @@ impl MemoryStore {
 }
 
 fn status(thread: &Thread) -> RunStatus {
-    match &thread.status {
-        RunStatus::Running if !thread.claimed => RunStatus::Interrupted,
-        status => status.clone(),
-    }
+    as_read(thread.status.clone(), thread.claimed)
 }
 
 impl CheckpointStore for MemoryStore {

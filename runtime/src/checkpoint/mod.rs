@@ -50,7 +50,7 @@ mod memory;
 mod sqlite;
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -477,6 +477,29 @@ fn check_new(thread: &str, records: &[StepRecord]) -> Result<u64, StoreError> {
         last = record.step;
     }
     Ok(last)
+}
+
+/// The status as readers report it: `Running` with nobody holding the claim is `Interrupted`.
+fn as_read(status: RunStatus, claimed: bool) -> RunStatus {
+    match status {
+        RunStatus::Running if !claimed => RunStatus::Interrupted,
+        status => status,
+    }
+}
+
+/// A status as JSON. Statuses are plain strings and lists of them: this cannot fail.
+fn status_json(status: &RunStatus) -> String {
+    serde_json::to_string(status).unwrap_or_default()
+}
+
+/// The file system refused `action` on `path` for `thread`.
+fn io_error(thread: &str, action: &'static str, path: &Path, source: std::io::Error) -> StoreError {
+    StoreError::Io {
+        thread: thread.to_string(),
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// `thread `t`: ` before a message about a thread; nothing for the store itself.

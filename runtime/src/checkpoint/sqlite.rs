@@ -7,8 +7,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::{
-    CheckpointStore, Records, RunStatus, StepRecord, StoreError, ThreadInfo, ThreadLog, check_new,
-    check_order, check_thread_id, crc32, lock, now_ms,
+    CheckpointStore, Records, RunStatus, StepRecord, StoreError, ThreadInfo, ThreadLog, as_read,
+    check_new, check_order, check_thread_id, crc32, io_error, lock, now_ms, status_json,
 };
 
 /// The schema's version, in SQLite's `user_version`.
@@ -195,12 +195,8 @@ impl SqliteStore {
     }
 
     fn take_lock(&self, thread: &str) -> Result<File, StoreError> {
-        std::fs::create_dir_all(&self.claims).map_err(|source| StoreError::Io {
-            thread: thread.to_string(),
-            action: "create the claims folder",
-            path: self.claims.clone(),
-            source,
-        })?;
+        std::fs::create_dir_all(&self.claims)
+            .map_err(|source| io_error(thread, "create the claims folder", &self.claims, source))?;
         lock::exclusive(thread, &self.lock_path(thread))
     }
 
@@ -212,10 +208,7 @@ impl SqliteStore {
                 what: format!("its status in `{}`", self.path.display()),
                 reason: error.to_string(),
             })?;
-        Ok(match status {
-            RunStatus::Running if !lock::is_held(&self.lock_path(thread)) => RunStatus::Interrupted,
-            status => status,
-        })
+        Ok(as_read(status, lock::is_held(&self.lock_path(thread))))
     }
 
     /// Appends `record` and moves the thread's last step in one transaction, if the claim is
@@ -282,14 +275,6 @@ fn encode(thread: &str, record: &StepRecord) -> Result<String, StoreError> {
     })
 }
 
-fn encode_status(thread: &str, status: &RunStatus) -> Result<String, StoreError> {
-    serde_json::to_string(status).map_err(|error| StoreError::Corrupt {
-        thread: thread.to_string(),
-        what: "its status".into(),
-        reason: error.to_string(),
-    })
-}
-
 impl CheckpointStore for SqliteStore {
     type Claim = SqliteClaim;
 
@@ -301,7 +286,7 @@ impl CheckpointStore for SqliteStore {
     ) -> Result<SqliteClaim, StoreError> {
         let last_step = check_new(thread, records)?;
         let lock = self.take_lock(thread)?;
-        let status = encode_status(thread, &RunStatus::Running)?;
+        let status = status_json(&RunStatus::Running);
         let bodies = records
             .iter()
             .map(|record| encode(thread, record))
@@ -366,6 +351,17 @@ impl CheckpointStore for SqliteStore {
 
     async fn claim(&self, thread: &str) -> Result<SqliteClaim, StoreError> {
         check_thread_id(thread)?;
+        // An unknown thread gets no lock file.
+        let known = self
+            .connection()
+            .prepare_cached("SELECT 1 FROM threads WHERE id = ?1")
+            .and_then(|mut statement| statement.exists([thread]))
+            .map_err(|error| self.backend(thread, "look up", error))?;
+        if !known {
+            return Err(StoreError::UnknownThread {
+                thread: thread.to_string(),
+            });
+        }
         let lock = self.take_lock(thread)?;
         let connection = self.connection();
         let claimed = connection
@@ -418,7 +414,7 @@ impl CheckpointStore for SqliteStore {
         claim: &mut SqliteClaim,
         status: &RunStatus,
     ) -> Result<(), StoreError> {
-        let status = encode_status(&claim.thread, status)?;
+        let status = status_json(status);
         let changed = self
             .connection()
             .prepare_cached("UPDATE threads SET status = ?1 WHERE id = ?2 AND claim = ?3")
