@@ -28,6 +28,16 @@ fn shared_state_errors() {
     }
 }
 
+#[test]
+fn prompt_errors() {
+    let cases = trybuild::TestCases::new();
+    cases.compile_fail("ui/prompt/*.rs");
+    if rustc_is_recorded_release() {
+        // A placeholder that names no field fails a `const` check, whose text rustc renders.
+        cases.compile_fail("ui/prompt/rustc/*.rs");
+    }
+}
+
 /// Whether the compiler is the release the rustc-text snapshots were recorded on; says so loudly
 /// when not, so that skipped snapshots are never silent.
 fn rustc_is_recorded_release() -> bool {

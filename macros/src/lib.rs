@@ -6,6 +6,7 @@
 mod errors;
 mod flow;
 mod node_fn;
+mod prompt;
 mod shared_state;
 mod spans;
 
@@ -29,4 +30,11 @@ pub fn flow_impl(input: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn node(attr: TokenStream, item: TokenStream) -> TokenStream {
     node_fn::expand(attr.into(), item.into()).into()
+}
+
+/// The implementation of `slateflow::prompt!`, which passes the runtime's path (`$crate`) first.
+#[doc(hidden)]
+#[proc_macro]
+pub fn prompt_impl(input: TokenStream) -> TokenStream {
+    prompt::expand(input.into()).into()
 }

@@ -2,10 +2,12 @@
 //!
 //! ```text
 //! #[node]  |  #[node(actions = ["a", "b"])]  |  #[node(crate = path, actions = [...])]
+//! #[node(attempts = 3, wait = "200ms", backoff = 2.0, max_wait = "5s", timeout = "30s", retry_if = path)]
 //! [async] fn name(state: &State [, context: &Context<'_>]) -> Command<State> | Result<Command<State>, E>
 //! ```
 //! The function becomes a unit struct of the same name implementing `Node<State>`, whose `post` runs
-//! the body; `prep` and `exec` do nothing.
+//! the body; `prep` and `exec` do nothing. With a retry option, `post` runs the body under the
+//! node's `Retry` policy (which `retry()` also returns), through the runtime's retry loop.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
@@ -20,6 +22,62 @@ use crate::errors::Errors;
 struct Options {
     krate: TokenStream,
     actions: Vec<LitStr>,
+    retry: RetryOptions,
+}
+
+/// The retry options, each as written.
+#[derive(Default)]
+struct RetryOptions {
+    attempts: Option<syn::LitInt>,
+    wait: Option<(LitStr, u128)>,
+    backoff: Option<syn::LitFloat>,
+    max_wait: Option<(LitStr, u128)>,
+    timeout: Option<(LitStr, u128)>,
+    retry_if: Option<syn::Path>,
+}
+
+impl RetryOptions {
+    fn is_empty(&self) -> bool {
+        self.attempts.is_none()
+            && self.wait.is_none()
+            && self.backoff.is_none()
+            && self.timeout.is_none()
+            && self.retry_if.is_none()
+    }
+}
+
+/// A duration written as `"200ms"`, `"30s"`, `"2m"`, `"1.5s"` or `"1h"`, in nanoseconds.
+fn parse_duration(literal: &LitStr) -> syn::Result<u128> {
+    let text = literal.value();
+    let text = text.trim();
+    let split = text
+        .find(|ch: char| !(ch.is_ascii_digit() || ch == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let scale: f64 = match unit.trim() {
+        "ns" => 1.0,
+        "us" | "µs" => 1e3,
+        "ms" => 1e6,
+        "s" => 1e9,
+        "m" | "min" => 60e9,
+        "h" => 3600e9,
+        _ => {
+            return Err(syn::Error::new(
+                literal.span(),
+                "write a duration as a number and a unit: \"200ms\", \"30s\", \"2m\" (units: \
+                 ns, us, ms, s, m, h)",
+            ));
+        }
+    };
+    let number: f64 = number.parse().map_err(|_| {
+        syn::Error::new(
+            literal.span(),
+            "write a duration as a number and a unit: \"200ms\", \"30s\", \"2m\"",
+        )
+    })?;
+    // Whole nanoseconds: the cast cannot lose anything a timer could tell apart.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    Ok((number * scale).round() as u128)
 }
 
 pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
@@ -54,6 +112,7 @@ fn parse_options(attr: TokenStream, errors: &mut Errors) -> Options {
     let mut options = Options {
         krate: quote!(::slateflow),
         actions: Vec::new(),
+        retry: RetryOptions::default(),
     };
     let parser = syn::meta::parser(|meta| {
         if meta.path.is_ident("actions") {
@@ -80,10 +139,47 @@ fn parse_options(attr: TokenStream, errors: &mut Errors) -> Options {
             let path: syn::Path = meta.value()?.parse()?;
             options.krate = quote!(#path);
             Ok(())
+        } else if meta.path.is_ident("attempts") {
+            let attempts: syn::LitInt = meta.value()?.parse()?;
+            if attempts.base10_parse::<u32>().map_or(true, |n| n == 0) {
+                errors.at(
+                    &attempts,
+                    "`attempts` counts every attempt: write 1 or more",
+                );
+            }
+            options.retry.attempts = Some(attempts);
+            Ok(())
+        } else if meta.path.is_ident("wait")
+            || meta.path.is_ident("max_wait")
+            || meta.path.is_ident("timeout")
+        {
+            let literal: LitStr = meta.value()?.parse()?;
+            let nanos = parse_duration(&literal)?;
+            let slot = if meta.path.is_ident("wait") {
+                &mut options.retry.wait
+            } else if meta.path.is_ident("max_wait") {
+                &mut options.retry.max_wait
+            } else {
+                &mut options.retry.timeout
+            };
+            *slot = Some((literal, nanos));
+            Ok(())
+        } else if meta.path.is_ident("backoff") {
+            options.retry.backoff = Some(meta.value()?.parse()?);
+            Ok(())
+        } else if meta.path.is_ident("retry_if") {
+            options.retry.retry_if = Some(meta.value()?.parse()?);
+            Ok(())
+        } else if meta.path.is_ident("retry") {
+            Err(meta.error(
+                "write `attempts = n` for how many attempts the body gets in all (as \
+                 `Retry::attempts` counts them)",
+            ))
         } else {
             Err(meta.error(
-                "unknown `node` option; write `#[node(actions = [\"a\", \"b\"])]` (and \
-                 `crate = path` when slateflow is renamed)",
+                "unknown `node` option; write `#[node(actions = [\"a\", \"b\"])]`, the retry \
+                 options `attempts = 3, wait = \"200ms\", backoff = 2.0, max_wait = \"5s\", \
+                 timeout = \"30s\", retry_if = path`, and `crate = path` when slateflow is renamed",
             ))
         }
     });
@@ -143,6 +239,7 @@ fn generate(options: &Options, function: &ItemFn, errors: &mut Errors) -> TokenS
         let #output = #call;
         #convert(#output)
     };
+    let (retry_fn, result) = retried(options, state_type, &context, result, errors);
     quote! {
         #(#docs)*
         #[allow(non_camel_case_types)]
@@ -157,6 +254,8 @@ fn generate(options: &Options, function: &ItemFn, errors: &mut Errors) -> TokenS
             type Prep = ();
             type Exec = ();
             const ACTIONS: &'static [&'static str] = #actions;
+
+            #retry_fn
 
             async fn prep(
                 &self,
@@ -184,6 +283,93 @@ fn generate(options: &Options, function: &ItemFn, errors: &mut Errors) -> TokenS
         }
         };
     }
+}
+
+/// With retry options, the node's `retry()` and its result run under it; otherwise nothing and
+/// the result as it is.
+fn retried(
+    options: &Options,
+    state_type: &Type,
+    context: &Ident,
+    result: TokenStream,
+    errors: &mut Errors,
+) -> (TokenStream, TokenStream) {
+    let krate = &options.krate;
+    if options.retry.is_empty() {
+        if let Some((literal, _)) = &options.retry.max_wait {
+            errors.at(
+                literal,
+                "`max_wait` caps the waits that `backoff` grows: add `backoff = 2.0`",
+            );
+        }
+        (TokenStream::new(), result)
+    } else {
+        let policy = retry_policy(krate, &options.retry, errors);
+        let retry_fn = quote! {
+            fn retry(&self) -> #krate::Retry {
+                #policy
+            }
+        };
+        let result = quote! {
+            #krate::__private::retry_body(
+                <Self as #krate::Node<#state_type>>::retry(self),
+                #context,
+                || async { #result },
+            )
+            .await
+        };
+        (retry_fn, result)
+    }
+}
+
+/// The `Retry` the options describe.
+fn retry_policy(krate: &TokenStream, retry: &RetryOptions, errors: &mut Errors) -> TokenStream {
+    let nanos = |nanos: u128| {
+        let nanos = u64::try_from(nanos).unwrap_or(u64::MAX);
+        quote!(::core::time::Duration::from_nanos(#nanos))
+    };
+    let attempts = retry
+        .attempts
+        .as_ref()
+        .map_or_else(|| quote!(1), |attempts| quote!(#attempts));
+    let mut policy = quote!(#krate::Retry::attempts(#attempts));
+    if let Some((_, wait)) = retry.wait {
+        let wait = nanos(wait);
+        policy = quote!(#policy.wait(#wait));
+    }
+    match (&retry.backoff, &retry.max_wait) {
+        (Some(factor), max_wait) => {
+            if factor
+                .base10_parse::<f64>()
+                .map_or(true, |factor| factor < 1.0)
+            {
+                errors.at(
+                    factor,
+                    "`backoff` multiplies the wait: write a factor of 1.0 or more",
+                );
+            }
+            let max_wait = max_wait.as_ref().map_or_else(
+                || quote!(::core::time::Duration::MAX),
+                |(_, max)| nanos(*max),
+            );
+            policy = quote!(#policy.backoff(#factor, #max_wait));
+        }
+        (None, Some((literal, _))) => {
+            errors.at(
+                literal,
+                "`max_wait` caps the waits that `backoff` grows: add `backoff = 2.0`",
+            );
+        }
+        (None, None) => {}
+    }
+    if let Some((_, timeout)) = retry.timeout {
+        let timeout = nanos(timeout);
+        policy = quote!(#policy.timeout(#timeout));
+    }
+    if let Some(path) = &retry.retry_if {
+        policy = quote!(#policy.retry_if(#path));
+    }
+    policy
 }
 
 /// The state type, from the first argument `&State`; `None` (with an error) when the signature

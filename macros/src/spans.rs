@@ -19,6 +19,22 @@ pub(crate) fn respan(tokens: TokenStream, span: Span) -> TokenStream {
         .collect()
 }
 
+/// `tokens` shown at `span`, each keeping its own hygiene (so that `$crate` still resolves).
+pub(crate) fn relocate(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut token| {
+            if let TokenTree::Group(group) = &token {
+                let mut relocated = Group::new(group.delimiter(), relocate(group.stream(), span));
+                relocated.set_span(group.span().located_at(span));
+                token = TokenTree::Group(relocated);
+            }
+            token.set_span(token.span().located_at(span));
+            token
+        })
+        .collect()
+}
+
 /// Functions named like the generated code's locals, to put in the scope that holds the generated
 /// code. A user's `const` of such a name would turn a binding into a pattern (hygiene does not
 /// stop that); a function of the same name, nearer, shadows the `const`, and a binding may

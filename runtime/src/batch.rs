@@ -22,9 +22,9 @@ use crate::graph::Graph;
 use crate::node::dispatch::{Branch, BranchRunner, Runner};
 use crate::node::{
     Command, Context, DEFAULT_ACTION, Emitter, Node, NodeError, Params, Retry, self_running_node,
+    with_retries,
 };
 use crate::parallel::{Conflicts, merge_in_order};
-use crate::run::with_retries;
 use crate::state::SharedState;
 
 /// A node whose `exec` runs once per item. Use it in a flow through [`Batch`].

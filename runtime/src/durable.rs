@@ -721,8 +721,8 @@ fn check_interrupt(
                 .collect();
             let closest = nodes
                 .iter()
-                .min_by_key(|node| edit_distance(node, name))
-                .filter(|node| edit_distance(node, name) <= name.len().max(2) / 2);
+                .min_by_key(|node| crate::text::edit_distance(node, name))
+                .filter(|node| crate::text::is_near(name, node));
             Err(problem(format!(
                 "the flow has no node of that name{}; nodes nested in flows are named by their \
                  path; the nodes are: {}",
@@ -731,22 +731,6 @@ fn check_interrupt(
             )))
         }
     }
-}
-
-/// Levenshtein distance, for suggesting a name.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut previous = row[0];
-        row[0] = i + 1;
-        for (j, &cb) in b.iter().enumerate() {
-            let substitution = previous + usize::from(ca != cb);
-            previous = row[j + 1];
-            row[j + 1] = substitution.min(previous + 1).min(row[j] + 1);
-        }
-    }
-    row[b.len()]
 }
 
 /// Where a run of a thread starts: after `steps` saved steps, at `cursor`.

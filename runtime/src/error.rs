@@ -288,3 +288,135 @@ impl MergeConflict {
         self.field
     }
 }
+
+/// A chat model's call failed: what the endpoint said, and whether trying again may help.
+///
+/// Returned by [`ChatModel`](crate::model::ChatModel) implementations. Inside a node's `exec` it
+/// becomes a [`NodeError`] with `?`, and the node's [`Retry`](crate::Retry) policy reads it back:
+/// by default, only errors whose [`is_retryable`](ModelError::is_retryable) is true are retried
+/// (rate limits, server errors, timeouts, dropped connections), so a bad request or a wrong key
+/// fails at once instead of after every attempt.
+///
+/// ```
+/// use slateflow::error::ModelError;
+///
+/// let limited = ModelError::Status { status: 429, message: "slow down".into() };
+/// assert!(limited.is_retryable());
+/// let refused = ModelError::Status { status: 401, message: "bad key".into() };
+/// assert!(!refused.is_retryable());
+/// assert_eq!(
+///     refused.to_string(),
+///     "the model endpoint answered 401: bad key (not retried: fix the request or the configuration)"
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ModelError {
+    /// The endpoint answered with an HTTP error status. 429 and 5xx are retryable; other 4xx are not.
+    #[error("the model endpoint answered {status}: {message}{}", status_text(*.status))]
+    Status {
+        /// The HTTP status code.
+        status: u16,
+        /// The error message from the body, or the body itself.
+        message: String,
+    },
+    /// No answer within the time allowed. Retryable.
+    #[error("the model call timed out after {after:?} (retryable)")]
+    Timeout {
+        /// The time allowed.
+        after: std::time::Duration,
+    },
+    /// The endpoint could not be reached, or the connection broke off. Retryable.
+    #[error("could not reach the model endpoint: {message} (retryable)")]
+    Connection {
+        /// What went wrong, with the address.
+        message: String,
+    },
+    /// The endpoint answered, but not with a chat response this client can read. Not retryable.
+    #[error(
+        "the model endpoint's answer is not a chat response: {message}; the answer began: {body}"
+    )]
+    InvalidResponse {
+        /// What did not fit.
+        message: String,
+        /// The start of the body, for the log.
+        body: String,
+    },
+    /// The reply did not parse into the type asked for (structured output). Not retryable by
+    /// default; a node that wants another try can retry it with
+    /// [`Retry::retry_if`](crate::Retry::retry_if).
+    #[error(
+        "the model's reply does not parse as `{type_name}` at `{path}`: {message}; the reply was: {text}"
+    )]
+    Output {
+        /// The Rust type asked for.
+        type_name: &'static str,
+        /// Where in the reply it failed (`severity`, `items[2].name`; `.` for the whole reply).
+        path: String,
+        /// What serde said.
+        message: String,
+        /// The reply's text.
+        text: String,
+    },
+    /// The client is not configured to make the call (no key, no model, a bad base URL).
+    #[error("the model client is not configured: {0}")]
+    Config(String),
+    /// Any other failure, saying whether it is worth another attempt (what a test's
+    /// [`ScriptedModel`](crate::model::ScriptedModel) or your own model returns).
+    #[error("{message}{}", retry_text(*.retryable))]
+    Failed {
+        /// What went wrong.
+        message: String,
+        /// Whether another attempt may succeed.
+        retryable: bool,
+    },
+}
+
+impl ModelError {
+    /// A failure that another attempt may get past.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Self::Failed {
+            message: message.into(),
+            retryable: true,
+        }
+    }
+
+    /// A failure that another attempt will not get past.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self::Failed {
+            message: message.into(),
+            retryable: false,
+        }
+    }
+
+    /// Whether another attempt may succeed: rate limits (429), server errors (5xx), timeouts,
+    /// broken connections and failures made with [`retryable`](ModelError::retryable).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Status { status, .. } => is_retryable_status(*status),
+            Self::Timeout { .. } | Self::Connection { .. } => true,
+            Self::Failed { retryable, .. } => *retryable,
+            Self::InvalidResponse { .. } | Self::Output { .. } | Self::Config(_) => false,
+        }
+    }
+}
+
+fn is_retryable_status(status: u16) -> bool {
+    status == 429 || status >= 500
+}
+
+fn status_text(status: u16) -> &'static str {
+    if is_retryable_status(status) {
+        " (retryable)"
+    } else {
+        " (not retried: fix the request or the configuration)"
+    }
+}
+
+fn retry_text(retryable: bool) -> &'static str {
+    if retryable {
+        " (retryable)"
+    } else {
+        " (not retryable)"
+    }
+}

@@ -19,6 +19,7 @@
 // Lets the crate's own documentation use the derive, whose output names `::slateflow`.
 extern crate self as slateflow;
 
+pub mod agent;
 pub mod batch;
 pub mod checkpoint;
 pub mod durable;
@@ -26,12 +27,16 @@ pub mod error;
 pub mod event;
 pub mod flow;
 pub mod graph;
+pub mod message;
+pub mod model;
 pub mod node;
 pub mod parallel;
 pub mod reducer;
 mod run;
 pub mod state;
+pub mod template;
 mod text;
+pub mod tool;
 
 #[cfg(doc)]
 pub mod example_generated;
@@ -40,7 +45,7 @@ pub mod example_generated;
 #[path = "private.rs"]
 pub mod __private;
 
-pub use error::{Error, MergeConflict, Phase};
+pub use error::{Error, MergeConflict, ModelError, Phase};
 pub use event::{Event, Observer};
 pub use flow::{Flow, run_node, run_node_blocking};
 pub use graph::Graph;
@@ -58,7 +63,7 @@ pub use state::{Field, SharedState, StateUpdate, UpdateOf};
 /// For `struct Triage`, with the struct's visibility and generics:
 /// - `TriageUpdate`: one `Option` slot per field (`None`: not written), with chainable setters named
 ///   after the reducer: `set_<field>(value)` for last-write-wins fields, `add_<field>(increment)`,
-///   `push_<field>(item)` and `extend_<field>(items)` for append fields, `reduce_<field>(value)` for
+///   `push_<field>(item)`, `extend_<field>(items)` and `append_<field>(collection)` for append fields, `reduce_<field>(value)` for
 ///   `with` fields; `new()`, `is_empty()`, `Default`, `Debug`, `Clone`, `Serialize`, `Deserialize`;
 /// - `impl SharedState for Triage` and `impl StateUpdate for TriageUpdate`.
 ///
@@ -78,7 +83,7 @@ pub mod prelude {
     pub use crate::{
         Command, Context, Flow, Node, NodeError, Params, Retry, SharedState, StateUpdate,
     };
-    pub use crate::{flow, node};
+    pub use crate::{flow, node, prompt};
 }
 
 /// Wires nodes into a [`Flow`], checking the graph at compile time.
@@ -126,6 +131,44 @@ pub mod prelude {
 macro_rules! flow {
     ($($tokens:tt)*) => {
         $crate::__private::flow_impl! { ($crate) $($tokens)* }
+    };
+}
+
+/// A prompt template over a state, its `{field}` placeholders checked while compiling:
+/// `prompt!(State, "... {field} ...")` is a [`template::Prompt<State>`].
+///
+/// `cargo check` reports a placeholder that names no field of the state, with the nearest field
+/// ("the template placeholder `{clasification}` names no field of `Triage`; the nearest field is
+/// `classification`"), and a brace that is neither a placeholder nor doubled (`{{`, `}}`). The
+/// state must be a concrete type (a `const` checks each placeholder, and cannot see a function's
+/// type parameters). See [`template`] for how it renders.
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// use slateflow::{SharedState, prompt};
+///
+/// #[derive(SharedState, Debug, Default, Serialize, Deserialize)]
+/// struct Triage {
+///     alert_text: String,
+///     severity: Option<String>,
+/// }
+///
+/// let human = prompt!(Triage, "Alert: {alert_text} (severity {severity})");
+/// let state = Triage { alert_text: "port scan".into(), severity: None };
+/// assert_eq!(human.render(&state), "Alert: port scan (severity {severity})");
+/// ```
+///
+/// ```compile_fail
+/// # use serde::{Deserialize, Serialize};
+/// # use slateflow::{SharedState, prompt};
+/// # #[derive(SharedState, Debug, Default, Serialize, Deserialize)]
+/// # struct Triage { alert_text: String }
+/// let human = prompt!(Triage, "Alert: {alert}"); // no field `alert`
+/// ```
+#[macro_export]
+macro_rules! prompt {
+    ($($tokens:tt)*) => {
+        $crate::__private::prompt_impl! { ($crate) $($tokens)* }
     };
 }
 

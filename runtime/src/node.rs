@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::error::Error;
+use crate::error::{Error, ModelError};
 use crate::event::{At, Event, EventSink, NO_SINK};
 use crate::graph::Graph;
 use crate::state::SharedState;
@@ -560,13 +560,30 @@ impl<K: Into<String>, V: Into<Value>> FromIterator<(K, V)> for Params {
 /// [`backoff`](Retry::backoff) it is multiplied by `factor` after each attempt, up to `max_wait`.
 /// A [`timeout`](Retry::timeout) bounds each attempt; a timed-out attempt counts as a failed one.
 /// Waits and timeouts use tokio's timer: run flows inside a tokio runtime with time enabled.
-#[derive(Debug, Clone, Copy, PartialEq)]
+///
+/// Which errors are worth another attempt is the [`retry_if`](Retry::retry_if) predicate's call. By
+/// default ([`is_retryable`]) every error is, except a [`ModelError`] that says it is not (a 400 or
+/// 401 from a model endpoint, a reply that does not parse): those fail at once, without waiting
+/// through the attempts that would fail the same way.
+///
+/// ```
+/// use std::time::Duration;
+/// use slateflow::Retry;
+/// use slateflow::error::ModelError;
+///
+/// let retry = Retry::attempts(3).wait(Duration::from_millis(200)).backoff(2.0, Duration::from_secs(5));
+/// assert_eq!(retry.wait_after(2), Duration::from_millis(400));
+/// assert!(retry.retries(&ModelError::Status { status: 503, message: "busy".into() }.into()));
+/// assert!(!retry.retries(&ModelError::Status { status: 400, message: "bad".into() }.into()));
+/// ```
+#[derive(Debug, Clone, Copy)]
 pub struct Retry {
     max_attempts: u32,
     wait: Duration,
     backoff_factor: f64,
     max_wait: Duration,
     timeout: Option<Duration>,
+    predicate: fn(&NodeError) -> bool,
 }
 
 impl Default for Retry {
@@ -577,8 +594,28 @@ impl Default for Retry {
             backoff_factor: 1.0,
             max_wait: Duration::MAX,
             timeout: None,
+            predicate: is_retryable,
         }
     }
+}
+
+impl PartialEq for Retry {
+    fn eq(&self, other: &Self) -> bool {
+        self.max_attempts == other.max_attempts
+            && self.wait == other.wait
+            && self.backoff_factor == other.backoff_factor
+            && self.max_wait == other.max_wait
+            && self.timeout == other.timeout
+            && std::ptr::fn_addr_eq(self.predicate, other.predicate)
+    }
+}
+
+/// The default retry predicate: every error is worth another attempt, except a [`ModelError`] whose
+/// [`is_retryable`](ModelError::is_retryable) is false.
+pub fn is_retryable(error: &NodeError) -> bool {
+    error
+        .downcast_ref::<ModelError>()
+        .is_none_or(ModelError::is_retryable)
 }
 
 impl Retry {
@@ -612,6 +649,30 @@ impl Retry {
         self
     }
 
+    /// Retries only the errors for which `predicate` is true; the others fail the node at once
+    /// (through its fallback). A timed-out attempt is always retried.
+    ///
+    /// ```
+    /// use slateflow::{NodeError, Retry};
+    ///
+    /// fn transient(error: &NodeError) -> bool {
+    ///     error.to_string().contains("busy")
+    /// }
+    /// let retry = Retry::attempts(5).retry_if(transient);
+    /// assert!(retry.retries(&"server busy".into()));
+    /// assert!(!retry.retries(&"no such user".into()));
+    /// ```
+    #[must_use]
+    pub fn retry_if(mut self, predicate: fn(&NodeError) -> bool) -> Self {
+        self.predicate = predicate;
+        self
+    }
+
+    /// Whether the policy's predicate calls `error` worth another attempt (attempts left aside).
+    pub fn retries(&self, error: &NodeError) -> bool {
+        (self.predicate)(error)
+    }
+
     /// One attempt and no timeout: `exec` runs once, as it is (the common case, which needs no
     /// timer).
     #[inline]
@@ -640,6 +701,56 @@ impl Retry {
             Duration::from_secs_f64(wait)
         }
     }
+}
+
+/// An attempt of `exec` that ran out of time; becomes [`Error::Timeout`] if nothing recovers it.
+#[derive(Debug, thiserror::Error)]
+#[error("`exec` took longer than {0:?}")]
+pub(crate) struct TimedOut(pub(crate) Duration);
+
+/// Runs `exec` under a retry policy: attempts while its predicate calls the error retryable,
+/// waits between them (never after the last), a timeout on each; `on_retry(attempt, error, wait)` before each wait. Returns the output and
+/// the attempts it took, or the last error and the number of attempts when every attempt failed.
+pub(crate) async fn with_retries<T, F, Fut>(
+    retry: Retry,
+    mut exec: F,
+    mut on_retry: impl FnMut(u32, &NodeError, Duration),
+) -> Result<(T, u32), (NodeError, u32)>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, NodeError>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let outcome = match retry.attempt_timeout() {
+            None => exec().await,
+            Some(limit) => tokio::time::timeout(limit, exec())
+                .await
+                .unwrap_or_else(|_| Err(Box::new(TimedOut(limit)))),
+        };
+        let error = match outcome {
+            Ok(exec) => return Ok((exec, attempt)),
+            Err(error) => error,
+        };
+        if attempt >= retry.max_attempts() || !(error.is::<TimedOut>() || retry.retries(&error)) {
+            return Err((error, attempt));
+        }
+        let wait = retry.wait_after(attempt);
+        on_retry(attempt, &error, wait);
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// The last error of a `#[node]` function whose body ran under a retry policy, with the number
+/// of attempts; the run reports it as the node's failure after that many attempts.
+#[derive(Debug, thiserror::Error)]
+#[error("{source}")]
+pub(crate) struct RetriedBody {
+    pub(crate) attempts: u32,
+    pub(crate) source: NodeError,
 }
 
 /// A node made from a synchronous closure over the state; it follows `"default"` unless the

@@ -10,7 +10,7 @@ use crate::error::MergeConflict;
 use crate::reducer::{Addable, Append};
 
 pub use serde;
-pub use slateflow_macros::flow_impl;
+pub use slateflow_macros::{flow_impl, prompt_impl};
 
 /// Sequential composition of a last-write-wins slot: the later write wins.
 #[inline]
@@ -62,10 +62,25 @@ pub fn append<C: Append>(field: &mut C, new: C) {
     field.append(new);
 }
 
+/// The `append` reducer, writing an update into the state.
+#[inline]
+pub fn append_to_state<C: Append>(field: &mut C, new: C) {
+    field.apply(new);
+}
+
 /// Adds one item to an `append` slot.
 #[inline]
 pub fn push_item<C: Append>(slot: &mut Option<C>, item: C::Item) {
     slot.get_or_insert_with(C::default).push_item(item);
+}
+
+/// Appends a whole collection to an `append` slot.
+#[inline]
+pub fn append_collection<C: Append>(slot: &mut Option<C>, new: C) {
+    match slot {
+        Some(collection) => collection.append(new),
+        None => *slot = Some(new),
+    }
 }
 
 /// Adds many items to an `append` slot.
@@ -291,6 +306,85 @@ pub const fn unwired_action(node: &str, action: &str) -> Message {
         .push(" - \"")
         .push(action)
         .push("\" >> ...`")
+}
+
+// ---- #[node] support ---------------------------------------------------------------------------------
+
+use std::future::Future;
+
+use crate::node::{Command, Context, NodeError, RetriedBody, Retry, with_retries};
+
+/// Runs a `#[node]` function's body under `retry`, sending a retry event before each wait.
+///
+/// # Errors
+/// The body's last error, with the number of attempts, for the run to report.
+pub async fn retry_body<S, F, Fut>(
+    retry: Retry,
+    context: &Context<'_>,
+    body: F,
+) -> Result<Command<S>, NodeError>
+where
+    S: SharedState,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Command<S>, NodeError>>,
+{
+    let emitter = context.emitter();
+    with_retries(retry, body, |attempt, error, wait| {
+        emitter.retry(attempt, error, wait);
+    })
+    .await
+    .map(|(command, _)| command)
+    .map_err(|(source, attempts)| Box::new(RetriedBody { attempts, source }) as NodeError)
+}
+
+// ---- prompt! support -----------------------------------------------------------------------------
+
+use crate::state::{SharedState, field_index};
+use crate::text::{ConstText, edit_distance, is_near};
+
+/// The compile-time check `prompt!` makes for each placeholder: `field` must be a field of `S`.
+///
+/// # Panics
+/// At compile time, with a message naming the placeholder, the state type and the nearest field.
+pub const fn check_placeholder<S: SharedState>(state: &str, field: &str) {
+    if field_index(S::FIELDS, field).is_some() {
+        return;
+    }
+    let mut message = ConstText::new()
+        .push("the template placeholder `{")
+        .push(field)
+        .push("}` names no field of `")
+        .push(state)
+        .push("`");
+    let mut nearest: Option<&str> = None;
+    let mut best = usize::MAX;
+    let mut index = 0;
+    while index < S::FIELDS.len() {
+        let candidate = S::FIELDS[index].name();
+        let distance = edit_distance(field, candidate);
+        if distance < best && is_near(field, candidate) {
+            best = distance;
+            nearest = Some(candidate);
+        }
+        index += 1;
+    }
+    if let Some(candidate) = nearest {
+        message = message
+            .push("; the nearest field is `")
+            .push(candidate)
+            .push("`");
+    } else {
+        message = message.push("; its fields are: ");
+        let mut index = 0;
+        while index < S::FIELDS.len() {
+            if index > 0 {
+                message = message.push(", ");
+            }
+            message = message.push(S::FIELDS[index].name());
+            index += 1;
+        }
+    }
+    panic!("{}", message.as_str());
 }
 
 #[cfg(test)]

@@ -89,6 +89,17 @@ pub trait Append: Default {
 
     /// Appends one item.
     fn push_item(&mut self, item: Self::Item);
+
+    /// Applies an update's items to the state's collection. By default the same as
+    /// [`append`](Append::append).
+    ///
+    /// `append` composes two updates; `apply` writes one into the state. They differ for a
+    /// collection whose items edit earlier ones by id ([`Messages`](crate::message::Messages)):
+    /// composing keeps the edits that the earlier update cannot resolve (they are for the state),
+    /// applying resolves them. The law: applying `a` then `b` equals applying `a` appended with `b`.
+    fn apply(&mut self, new: Self) {
+        self.append(new);
+    }
 }
 
 impl<T> Append for Vec<T> {

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, NodeError, Phase};
 use crate::event::{At, Event, EventSink, Observer};
 use crate::node::dispatch::{Branch, BranchRunner, FlowGraph, Runner};
-use crate::node::{Command, Context, Limit, Node, Params, Retry};
+use crate::node::{Command, Context, Limit, Node, Params, RetriedBody, TimedOut, with_retries};
 use crate::state::{SharedState, StateUpdate};
 
 /// How deeply flows may nest (a flow in a flow in a flow ...).
@@ -880,7 +880,19 @@ async fn node_command<S: SharedState, N: Node<S>, H: Watch>(
     let command = node
         .post(state, prep, exec, &context)
         .await
-        .map_err(|source| failed(Phase::Post, 1, source))?;
+        .map_err(|source| match source.downcast::<RetriedBody>() {
+            // A `#[node]` function's body, run under its retry policy.
+            Ok(retried) => match retried.source.downcast::<TimedOut>() {
+                Ok(timed_out) => Error::Timeout {
+                    node: at.node,
+                    step: at.step,
+                    attempts: retried.attempts,
+                    after: timed_out.0,
+                },
+                Err(source) => failed(Phase::Post, retried.attempts, source),
+            },
+            Err(source) => failed(Phase::Post, 1, source),
+        })?;
     if !is_declared(N::ACTIONS, command.action) {
         return Err(Error::UndeclaredAction {
             node: at.node,
@@ -910,11 +922,6 @@ pub(crate) fn is_declared(declared: &[&str], action: &str) -> bool {
         .any(|candidate| std::ptr::eq(*candidate, action) || *candidate == action)
 }
 
-/// An attempt of `exec` that ran out of time; becomes [`Error::Timeout`] if nothing recovers it.
-#[derive(Debug, thiserror::Error)]
-#[error("`exec` took longer than {0:?}")]
-pub(crate) struct TimedOut(Duration);
-
 /// Runs `exec_fallback` after the last failed attempt; its error fails the step.
 async fn fallback<S: SharedState, N: Node<S>>(
     node: &N,
@@ -942,42 +949,6 @@ async fn fallback<S: SharedState, N: Node<S>>(
                 source,
             },
         })
-}
-
-/// Runs `exec` under a retry policy: attempts, waits between them (never after the last), a
-/// timeout on each; `on_retry(attempt, error, wait)` before each wait. Returns the output and
-/// the attempts it took, or the last error and the number of attempts when every attempt failed.
-pub(crate) async fn with_retries<T, F, Fut>(
-    retry: Retry,
-    mut exec: F,
-    mut on_retry: impl FnMut(u32, &NodeError, Duration),
-) -> Result<(T, u32), (NodeError, u32)>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, NodeError>>,
-{
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let outcome = match retry.attempt_timeout() {
-            None => exec().await,
-            Some(limit) => tokio::time::timeout(limit, exec())
-                .await
-                .unwrap_or_else(|_| Err(Box::new(TimedOut(limit)))),
-        };
-        let error = match outcome {
-            Ok(exec) => return Ok((exec, attempt)),
-            Err(error) => error,
-        };
-        if attempt >= retry.max_attempts() {
-            return Err((error, attempt));
-        }
-        let wait = retry.wait_after(attempt);
-        on_retry(attempt, &error, wait);
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
-        }
-    }
 }
 
 /// The position a resumed run goes to in a flow with `names`, checked.

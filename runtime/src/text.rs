@@ -1,5 +1,6 @@
 //! Text helpers that `const fn` needs (it cannot call `==` on strings yet). Used by the state's
-//! field lookup and by the compile-time checks `flow!` generates. Knows nothing else.
+//! field lookup, by the compile-time checks `flow!` and `prompt!` generate, and by the runtime's
+//! "did you mean" suggestions. Knows nothing else.
 
 /// `==` on strings, which `const fn` cannot call yet.
 pub const fn str_eq(left: &str, right: &str) -> bool {
@@ -97,4 +98,95 @@ pub const fn first_unwired(
         index += 1;
     }
     None
+}
+
+/// The longest name [`edit_distance`] compares letter by letter.
+const MAX_EDIT_LEN: usize = 128;
+
+/// Levenshtein distance over bytes, for suggesting the nearest name; usable in `const` context.
+/// Names longer than 128 bytes are only compared by length (and count as far apart).
+pub(crate) const fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() > MAX_EDIT_LEN || b.len() > MAX_EDIT_LEN {
+        return a.len().abs_diff(b.len()) + MAX_EDIT_LEN;
+    }
+    let mut row = [0usize; MAX_EDIT_LEN + 1];
+    let mut j = 0;
+    while j <= b.len() {
+        row[j] = j;
+        j += 1;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        let mut j = 0;
+        while j < b.len() {
+            let substitution = previous + if a[i] == b[j] { 0 } else { 1 };
+            previous = row[j + 1];
+            let mut best = substitution;
+            if previous + 1 < best {
+                best = previous + 1;
+            }
+            if row[j] + 1 < best {
+                best = row[j] + 1;
+            }
+            row[j + 1] = best;
+            j += 1;
+        }
+        i += 1;
+    }
+    row[b.len()]
+}
+
+/// Whether `candidate` is near enough to `name` to be suggested for it.
+pub(crate) const fn is_near(name: &str, candidate: &str) -> bool {
+    let limit = if name.len() > 2 { name.len() / 2 } else { 1 };
+    edit_distance(name, candidate) <= limit
+}
+
+/// A message built in `const` context (which cannot allocate), for compile-time errors.
+pub(crate) struct ConstText {
+    bytes: [u8; 512],
+    len: usize,
+}
+
+impl ConstText {
+    /// An empty message.
+    pub(crate) const fn new() -> Self {
+        Self {
+            bytes: [0; 512],
+            len: 0,
+        }
+    }
+
+    /// Appends `text`; what does not fit is cut at a character boundary.
+    #[must_use]
+    pub(crate) const fn push(mut self, text: &str) -> Self {
+        let text = text.as_bytes();
+        let mut index = 0;
+        while index < text.len() && self.len < self.bytes.len() {
+            self.bytes[self.len] = text[index];
+            self.len += 1;
+            index += 1;
+        }
+        // Never end inside a character: drop a cut sequence's leading bytes.
+        if index < text.len() {
+            while self.len > 0 && (self.bytes[self.len - 1] & 0b1100_0000) == 0b1000_0000 {
+                self.len -= 1;
+            }
+            if self.len > 0 && self.bytes[self.len - 1] >= 0b1100_0000 {
+                self.len -= 1;
+            }
+        }
+        self
+    }
+
+    /// The message.
+    pub(crate) const fn as_str(&self) -> &str {
+        match std::str::from_utf8(self.bytes.split_at(self.len).0) {
+            Ok(text) => text,
+            Err(_) => "",
+        }
+    }
 }

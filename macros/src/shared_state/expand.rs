@@ -264,6 +264,58 @@ fn with_helper(field: &Field) -> Ident {
     format_ident!("__reduce_{}", field.ident.unraw())
 }
 
+/// The setters of an `append` field: one item, many items, a whole collection.
+fn append_setters(state: &State, field: &Field, bound: &TokenStream) -> TokenStream {
+    let krate = &state.crate_path;
+    let vis = &state.input.vis;
+    let ident = field.ident;
+    let ty = field.ty;
+    let name = field_name(field);
+    let push = format_ident!("push_{}", ident.unraw());
+    let extend = format_ident!("extend_{}", ident.unraw());
+    let push_doc = format!("Appends one item to `{name}` (`#[reducer(append)]`).");
+    let extend_doc = format!("Appends `items` to `{name}`, in order (`#[reducer(append)]`).");
+    let append = format_ident!("append_{}", ident.unraw());
+    let append_doc = format!(
+        "Appends the collection `new` to `{name}`, as the reducer appends (for \
+             collections whose updates carry edits as well as items, such as \
+             `slateflow::message::Messages`)."
+    );
+    let refusal = refusing_setter(state, field, "AppendFieldTakesItems");
+    quote! {
+        #refusal
+
+        #[doc = #push_doc]
+        #[must_use]
+        #vis fn #push(
+            mut self,
+            item: <#ty as #krate::reducer::Append>::Item,
+        ) -> Self where #bound {
+            #krate::__private::push_item(&mut self.#ident, item);
+            self
+        }
+
+        #[doc = #extend_doc]
+        #[must_use]
+        #vis fn #extend(
+            mut self,
+            items: impl ::core::iter::IntoIterator<
+                Item = <#ty as #krate::reducer::Append>::Item,
+            >,
+        ) -> Self where #bound {
+            #krate::__private::extend_items(&mut self.#ident, items);
+            self
+        }
+
+        #[doc = #append_doc]
+        #[must_use]
+        #vis fn #append(mut self, new: #ty) -> Self where #bound {
+            #krate::__private::append_collection(&mut self.#ident, new);
+            self
+        }
+    }
+}
+
 /// The chainable setters of one field, named after what they do.
 fn setters(state: &State, field: &Field) -> TokenStream {
     let krate = &state.crate_path;
@@ -307,39 +359,7 @@ fn setters(state: &State, field: &Field) -> TokenStream {
                 #refusal
             }
         }
-        Reducer::Append => {
-            let push = format_ident!("push_{}", ident.unraw());
-            let extend = format_ident!("extend_{}", ident.unraw());
-            let push_doc = format!("Appends one item to `{name}` (`#[reducer(append)]`).");
-            let extend_doc =
-                format!("Appends `items` to `{name}`, in order (`#[reducer(append)]`).");
-            let refusal = refusing_setter(state, field, "AppendFieldTakesItems");
-            quote! {
-                #refusal
-
-                #[doc = #push_doc]
-                #[must_use]
-                #vis fn #push(
-                    mut self,
-                    item: <#ty as #krate::reducer::Append>::Item,
-                ) -> Self where #bound {
-                    #krate::__private::push_item(&mut self.#ident, item);
-                    self
-                }
-
-                #[doc = #extend_doc]
-                #[must_use]
-                #vis fn #extend(
-                    mut self,
-                    items: impl ::core::iter::IntoIterator<
-                        Item = <#ty as #krate::reducer::Append>::Item,
-                    >,
-                ) -> Self where #bound {
-                    #krate::__private::extend_items(&mut self.#ident, items);
-                    self
-                }
-            }
-        }
+        Reducer::Append => append_setters(state, field, &bound),
         Reducer::With(path) => {
             let setter = format_ident!("reduce_{}", ident.unraw());
             let helper = with_helper(field);
@@ -431,7 +451,7 @@ fn apply_slot(state: &State, field: &Field, value: &Ident) -> TokenStream {
     match &field.reducer {
         Reducer::LastWrite => quote!(self.#ident = #value;),
         Reducer::Add => quote!(#krate::__private::add(&mut self.#ident, #value);),
-        Reducer::Append => quote!(#krate::__private::append(&mut self.#ident, #value);),
+        Reducer::Append => quote!(#krate::__private::append_to_state(&mut self.#ident, #value);),
         Reducer::With(_) => {
             let helper = with_helper(field);
             let (_, type_generics, _) = state.input.generics.split_for_impl();

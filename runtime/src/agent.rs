@@ -1,0 +1,379 @@
+//! Agents: a node that prompts a chat model from the shared state, runs the tools it calls, and
+//! writes what it said to the global conversation and to its own history.
+//!
+//! The state says where the conversation lives by implementing [`Conversation`]: a global list of
+//! messages, which every agent reads and writes, and per-agent [`Histories`], keyed by each agent's
+//! path in the flow. An [`Agent`] turn is the seed design's:
+//!
+//! 1. the prompt is the agent's system prompt (a [`Prompt`] rendered from the state), its own
+//!    history, the latest global message (what the agent before it said, given as a human message
+//!    when another agent wrote it), and its human prompt, if it has one;
+//! 2. the model answers; while it calls tools (and the agent has rounds left) the calls run, their
+//!    results go back to the model, and it answers again;
+//! 3. the global messages gain the final answer; the agent's own history gains the turn: its
+//!    replies and tool results (only its own turns, never other agents').
+//!
+//! This module builds on the state, nodes, messages, templates, models and tools; it knows nothing
+//! of how runs are executed or saved.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::error::NodeError;
+use crate::message::{Histories, Message};
+use crate::model::{ChatModel, ChatRequest, ChatResponse, TOKEN_EVENT};
+use crate::node::{Command, Context, Emitter, Node, Retry, with_retries};
+use crate::state::SharedState;
+use crate::template::Prompt;
+use crate::tool::Toolbox;
+
+/// A state with a conversation: global messages and per-agent histories.
+///
+/// Three short methods tell the agent layer which fields hold them and how to write them:
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use slateflow::SharedState;
+/// use slateflow::agent::Conversation;
+/// use slateflow::message::{Histories, Message};
+///
+/// #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// struct Triage {
+///     alert_text: String,
+///     #[reducer(append)]
+///     messages: Vec<Message>,
+///     #[reducer(append)]
+///     histories: Histories,
+/// }
+///
+/// impl Conversation for Triage {
+///     fn messages(&self) -> &[Message] {
+///         &self.messages
+///     }
+///     fn histories(&self) -> &Histories {
+///         &self.histories
+///     }
+///     fn record(messages: Vec<Message>, histories: Histories) -> TriageUpdate {
+///         Triage::update().extend_messages(messages).append_histories(histories)
+///     }
+/// }
+/// ```
+pub trait Conversation: SharedState {
+    /// The global messages, oldest first.
+    fn messages(&self) -> &[Message];
+    /// The per-agent histories.
+    fn histories(&self) -> &Histories;
+    /// An update that appends `messages` to the global messages and `histories` to the agents'
+    /// histories.
+    fn record(messages: Vec<Message>, histories: Histories) -> Self::Update;
+}
+
+/// A node that prompts a chat model, runs the tools it calls, and records the conversation.
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use slateflow::SharedState;
+/// # use slateflow::agent::Conversation;
+/// # use slateflow::message::{Histories, Message};
+/// # #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// # struct Triage {
+/// #     alert_text: String,
+/// #     classification: Option<String>,
+/// #     #[reducer(append)] messages: Vec<Message>,
+/// #     #[reducer(append)] histories: Histories,
+/// # }
+/// # impl Conversation for Triage {
+/// #     fn messages(&self) -> &[Message] { &self.messages }
+/// #     fn histories(&self) -> &Histories { &self.histories }
+/// #     fn record(messages: Vec<Message>, histories: Histories) -> TriageUpdate {
+/// #         Triage::update().extend_messages(messages).append_histories(histories)
+/// #     }
+/// # }
+/// use std::sync::Arc;
+/// use slateflow::{flow, prompt};
+/// use slateflow::agent::Agent;
+/// use slateflow::model::ScriptedModel;
+///
+/// let model = Arc::new(ScriptedModel::new().reply("47 failed logins from 10.0.0.5."));
+/// let investigate = Agent::new(model.clone())
+///     .system(prompt!(Triage, "You investigate {classification} alerts."))
+///     .human(prompt!(Triage, "The alert: {alert_text}"));
+/// let triage = flow! { investigate; };
+///
+/// let mut state = Triage {
+///     alert_text: "login failures".into(),
+///     classification: Some("intrusion".into()),
+///     ..Triage::default()
+/// };
+/// slateflow::Flow::run_blocking(&triage, &mut state)?;
+///
+/// let sent = &model.requests()[0].messages;
+/// assert_eq!(sent[0], Message::system("You investigate intrusion alerts."));
+/// assert_eq!(sent[1], Message::human("The alert: login failures"));
+/// assert_eq!(state.messages.last().unwrap().content(), "47 failed logins from 10.0.0.5.");
+/// assert_eq!(state.histories.get("investigate").len(), 1);
+/// # Ok::<(), slateflow::Error>(())
+/// ```
+pub struct Agent<S, M> {
+    model: M,
+    system: Option<Prompt<S>>,
+    human: Option<Prompt<S>>,
+    tools: Toolbox,
+    max_tool_rounds: u32,
+    retry: Retry,
+    state: PhantomData<fn(&S)>,
+}
+
+/// The most tool rounds an [`Agent`] runs by default before asking for a final answer.
+pub const DEFAULT_TOOL_ROUNDS: u32 = 8;
+
+impl<S: Conversation, M: ChatModel> Agent<S, M> {
+    /// An agent that talks to `model`, with no prompts and no tools yet.
+    pub fn new(model: M) -> Self {
+        Self {
+            model,
+            system: None,
+            human: None,
+            tools: Toolbox::new(),
+            max_tool_rounds: DEFAULT_TOOL_ROUNDS,
+            retry: Retry::default(),
+            state: PhantomData,
+        }
+    }
+
+    /// The system prompt, rendered from the state on every turn.
+    #[must_use]
+    pub fn system(mut self, prompt: Prompt<S>) -> Self {
+        self.system = Some(prompt);
+        self
+    }
+
+    /// A human prompt (the task), rendered from the state and sent after the history on every
+    /// turn. It is not kept in the histories.
+    #[must_use]
+    pub fn human(mut self, prompt: Prompt<S>) -> Self {
+        self.human = Some(prompt);
+        self
+    }
+
+    /// The tools the model may call.
+    #[must_use]
+    pub fn tools(mut self, tools: Toolbox) -> Self {
+        self.tools = tools;
+        self
+    }
+
+    /// How many rounds of tool calls one turn may run (8 by default). When they are used up, the
+    /// agent tells the model so in a human message and asks for an answer without tools; a model
+    /// that still calls tools fails the node.
+    #[must_use]
+    pub fn max_tool_rounds(mut self, rounds: u32) -> Self {
+        self.max_tool_rounds = rounds;
+        self
+    }
+
+    /// How each model call is retried and timed out (once, without a timeout, by default). The
+    /// agent retries each call on its own, so that a retry never runs tools a second time; by
+    /// default only [`ModelError`](crate::ModelError)s that say so are retried.
+    #[must_use]
+    pub fn retry(mut self, retry: Retry) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// One call of the model, retried by the agent's policy; streams when someone watches.
+    async fn call(
+        &self,
+        request: &ChatRequest,
+        emitter: Option<&Emitter<'_>>,
+    ) -> Result<ChatResponse, NodeError> {
+        let observed = emitter.filter(|emitter| emitter.is_observed());
+        let on_retry = |attempt: u32, error: &NodeError, wait: Duration| {
+            if let Some(emitter) = emitter {
+                emitter.retry(attempt, error, wait);
+            }
+        };
+        let attempt = || async {
+            match observed {
+                Some(emitter) => {
+                    let on_text = |text: &str| emitter.emit(TOKEN_EVENT, &json!(text));
+                    self.model.stream(request, &on_text).await
+                }
+                None => self.model.chat(request).await,
+            }
+            .map_err(NodeError::from)
+        };
+        with_retries(self.retry, attempt, on_retry)
+            .await
+            .map(|(response, _)| response)
+            .map_err(|(error, _)| error)
+    }
+
+    /// The model's turn: calls, tool rounds, and the messages it produced, in order.
+    async fn turn(
+        &self,
+        turn: &Turn,
+        emitter: Option<&Emitter<'_>>,
+    ) -> Result<Vec<Message>, NodeError> {
+        let mut request = turn.request.clone();
+        let first = request.messages.len();
+        let mut rounds = 0;
+        loop {
+            let offer_tools = !self.tools.is_empty() && rounds < self.max_tool_rounds;
+            request.tools = if offer_tools {
+                self.tools.specs()
+            } else {
+                Vec::new()
+            };
+            let reply = self.call(&request, emitter).await?.message;
+            let calls = reply.tool_calls().to_vec();
+            request.messages.push(reply);
+            if calls.is_empty() {
+                break;
+            }
+            if !offer_tools {
+                return Err(format!(
+                    "the model called {} after its {} rounds of tool calls were used up and no \
+                     tools were offered; raise `max_tool_rounds` or tell the model to answer",
+                    calls
+                        .iter()
+                        .map(|call| format!("`{}`", call.name))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    self.max_tool_rounds
+                )
+                .into());
+            }
+            for call in &calls {
+                let answer = self.tools.call(call).await;
+                if let Some(emitter) = emitter.filter(|emitter| emitter.is_observed()) {
+                    let is_error = matches!(answer, Message::Tool { is_error: true, .. });
+                    emitter.emit(
+                        TOOL_EVENT,
+                        &json!({"id": call.id, "name": call.name, "is_error": is_error}),
+                    );
+                }
+                request.messages.push(answer);
+            }
+            rounds += 1;
+            if rounds == self.max_tool_rounds {
+                request.messages.push(Message::human(format!(
+                    "You have used all {rounds} rounds of tool calls. Answer now with what you \
+                     know, without calling tools."
+                )));
+            }
+        }
+        Ok(request.messages.split_off(first))
+    }
+}
+
+/// The name of the [`Event::Custom`](crate::Event::Custom) events an [`Agent`] sends after each
+/// tool call: `{"id", "name", "is_error"}`.
+pub const TOOL_EVENT: &str = "tool";
+
+/// What an [`Agent`]'s `prep` hands to its model turn.
+#[derive(Debug, Clone)]
+pub struct Turn {
+    /// The agent's path in the flow: the key of its history.
+    pub agent: String,
+    /// The request as built from the state.
+    pub request: ChatRequest,
+}
+
+impl<S: Conversation, M: ChatModel> Node<S> for Agent<S, M> {
+    type Prep = Turn;
+    type Exec = Vec<Message>;
+
+    async fn prep(&self, state: &S, context: &Context<'_>) -> Result<Turn, NodeError> {
+        let agent = context.at().path();
+        let own = state.histories().get(&agent);
+        let mut messages = Vec::with_capacity(own.len() + 3);
+        if let Some(system) = &self.system {
+            messages.push(Message::system(system.render(state)));
+        }
+        messages.extend(own.iter().cloned());
+        if let Some(latest) = state.messages().last() {
+            let own_answer =
+                latest.id().is_some() && own.last().and_then(Message::id) == latest.id();
+            if !own_answer {
+                messages.push(as_input(latest));
+            }
+        }
+        if let Some(human) = &self.human {
+            messages.push(Message::human(human.render(state)));
+        }
+        Ok(Turn {
+            agent,
+            request: ChatRequest::new(messages),
+        })
+    }
+
+    async fn exec(&self, turn: &Turn) -> Result<Vec<Message>, NodeError> {
+        self.turn(turn, None).await
+    }
+
+    async fn exec_with(
+        &self,
+        turn: &Turn,
+        emitter: &Emitter<'_>,
+    ) -> Result<Vec<Message>, NodeError> {
+        self.turn(turn, Some(emitter)).await
+    }
+
+    async fn post(
+        &self,
+        _: &S,
+        turn: Turn,
+        mut produced: Vec<Message>,
+        context: &Context<'_>,
+    ) -> Result<Command<S>, NodeError> {
+        // The human message that closes the tool rounds is the agent's own doing; it stays in its
+        // history so that the replies around it make sense there.
+        for (index, message) in produced.iter_mut().enumerate() {
+            message.ensure_id(context, index);
+        }
+        let answer = produced
+            .iter()
+            .rev()
+            .find(|message| matches!(message, Message::Ai { .. }))
+            .cloned()
+            .into_iter()
+            .collect();
+        Ok(Command::new(S::record(
+            answer,
+            Histories::of(turn.agent, produced),
+        )))
+    }
+}
+
+/// The latest global message as this agent's input: another agent's answer becomes a human
+/// message (this model did not write it).
+fn as_input(message: &Message) -> Message {
+    match message {
+        Message::Human { .. } | Message::System { .. } => message.clone(),
+        Message::Ai { content, id, .. } | Message::Tool { content, id, .. } => {
+            let input = Message::human(content.clone());
+            match id {
+                Some(id) => input.with_id(id.clone()),
+                None => input,
+            }
+        }
+    }
+}
+
+impl<S, M: fmt::Debug> fmt::Debug for Agent<S, M> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("Agent")
+            .field("model", &self.model)
+            .field("system", &self.system)
+            .field("human", &self.human)
+            .field("tools", &self.tools)
+            .field("max_tool_rounds", &self.max_tool_rounds)
+            .field("retry", &self.retry)
+            .finish()
+    }
+}

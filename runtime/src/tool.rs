@@ -1,0 +1,385 @@
+//! Tools a model can call: the [`Tool`] trait, [`tool_fn`] for a closure, and the [`Toolbox`] an
+//! [`Agent`](crate::agent::Agent) offers its model.
+//!
+//! A tool never fails the run: arguments that are not JSON, arguments that do not fit the tool's
+//! type, a call of a tool that does not exist and a tool's own error all become a tool message with
+//! `is_error` set, which the model reads and can act on (call again, differently, or give up).
+//!
+//! This module knows messages and model tool definitions; nothing about the state or runs.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::error::NodeError;
+use crate::message::{Message, ToolCall};
+use crate::model::ToolSpec;
+
+/// A tool: a name, a description and an argument schema for the model, and the call itself.
+///
+/// ```
+/// use serde::Deserialize;
+/// use serde_json::{Value, json};
+/// use slateflow::NodeError;
+/// use slateflow::tool::Tool;
+///
+/// #[derive(Deserialize)]
+/// struct Args { ip: String }
+///
+/// struct LookupIp;
+///
+/// impl Tool for LookupIp {
+///     type Args = Args;
+///     type Output = Value;
+///
+///     fn name(&self) -> &str { "lookup_ip" }
+///     fn description(&self) -> &str { "Reputation of an IP address" }
+///     fn parameters(&self) -> Value {
+///         json!({"type": "object", "properties": {"ip": {"type": "string"}}, "required": ["ip"]})
+///     }
+///     async fn call(&self, args: Args) -> Result<Value, NodeError> {
+///         Ok(json!({"ip": args.ip, "blocked": args.ip.starts_with("10.")}))
+///     }
+/// }
+/// ```
+pub trait Tool: Send + Sync + 'static {
+    /// The arguments, read from the model's JSON.
+    type Args: DeserializeOwned + Send;
+    /// What the call returns; a string is shown to the model as it is, anything else as JSON.
+    type Output: Serialize;
+
+    /// The name the model calls it by.
+    fn name(&self) -> &str;
+    /// What it does, for the model.
+    fn description(&self) -> &str;
+    /// The JSON schema of [`Args`](Tool::Args).
+    fn parameters(&self) -> Value;
+    /// Runs the tool. An error is shown to the model as a failed call.
+    fn call(
+        &self,
+        args: Self::Args,
+    ) -> impl Future<Output = Result<Self::Output, NodeError>> + Send;
+}
+
+/// A tool made from a closure; see [`tool_fn`].
+pub struct FnTool<F, A> {
+    name: String,
+    description: String,
+    parameters: Value,
+    function: F,
+    args: std::marker::PhantomData<fn(A)>,
+}
+
+/// A tool from a name, a description, an argument schema and an async closure.
+///
+/// ```
+/// use serde::Deserialize;
+/// use serde_json::json;
+/// use slateflow::tool::{Toolbox, tool_fn};
+///
+/// #[derive(Deserialize)]
+/// struct Sum { a: i64, b: i64 }
+///
+/// let add = tool_fn(
+///     "add",
+///     "Adds two integers",
+///     json!({"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}}),
+///     |args: Sum| async move { Ok(args.a + args.b) },
+/// );
+/// let tools = Toolbox::new().with(add);
+/// assert_eq!(tools.specs()[0].name, "add");
+/// ```
+pub fn tool_fn<A, O, F, Fut>(
+    name: impl Into<String>,
+    description: impl Into<String>,
+    parameters: Value,
+    function: F,
+) -> FnTool<F, A>
+where
+    A: DeserializeOwned + Send + 'static,
+    O: Serialize + 'static,
+    F: Fn(A) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<O, NodeError>> + Send,
+{
+    FnTool {
+        name: name.into(),
+        description: description.into(),
+        parameters,
+        function,
+        args: std::marker::PhantomData,
+    }
+}
+
+impl<A, O, F, Fut> Tool for FnTool<F, A>
+where
+    A: DeserializeOwned + Send + 'static,
+    O: Serialize + 'static,
+    F: Fn(A) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<O, NodeError>> + Send,
+{
+    type Args = A;
+    type Output = O;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn description(&self) -> &str {
+        &self.description
+    }
+
+    fn parameters(&self) -> Value {
+        self.parameters.clone()
+    }
+
+    fn call(&self, args: A) -> impl Future<Output = Result<O, NodeError>> + Send {
+        (self.function)(args)
+    }
+}
+
+impl<F, A> fmt::Debug for FnTool<F, A> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("FnTool")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+type Answer<'a> = Pin<Box<dyn Future<Output = Message> + Send + 'a>>;
+
+/// A [`Tool`] whose argument and output types are erased, so that tools of different types fit
+/// in one [`Toolbox`].
+trait AnyTool: Send + Sync {
+    fn spec(&self) -> ToolSpec;
+    fn name(&self) -> &str;
+    fn answer<'a>(&'a self, call: &'a ToolCall) -> Answer<'a>;
+}
+
+impl<T: Tool> AnyTool for T {
+    fn spec(&self) -> ToolSpec {
+        ToolSpec {
+            name: Tool::name(self).to_string(),
+            description: self.description().to_string(),
+            parameters: self.parameters(),
+        }
+    }
+
+    fn name(&self) -> &str {
+        Tool::name(self)
+    }
+
+    fn answer<'a>(&'a self, call: &'a ToolCall) -> Answer<'a> {
+        Box::pin(async move {
+            let arguments = match call.arguments() {
+                Ok(arguments) => arguments,
+                Err(error) => return Message::tool_error(&call.id, error.to_string()),
+            };
+            let args: T::Args = match serde_path_to_error::deserialize(arguments) {
+                Ok(args) => args,
+                Err(error) => {
+                    return Message::tool_error(
+                        &call.id,
+                        format!(
+                            "the arguments of the call to `{}` do not fit its schema at `{}`: {}",
+                            call.name,
+                            error.path(),
+                            error.inner()
+                        ),
+                    );
+                }
+            };
+            match self.call(args).await {
+                Ok(output) => match serde_json::to_value(&output) {
+                    Ok(Value::String(text)) => Message::tool(&call.id, text),
+                    Ok(value) => Message::tool(&call.id, value.to_string()),
+                    Err(error) => Message::tool_error(
+                        &call.id,
+                        format!(
+                            "the tool `{}` returned output that is not JSON: {error}",
+                            call.name
+                        ),
+                    ),
+                },
+                Err(error) => Message::tool_error(
+                    &call.id,
+                    format!("the tool `{}` failed: {error}", call.name),
+                ),
+            }
+        })
+    }
+}
+
+/// The tools an agent offers its model, by name.
+///
+/// ```
+/// use serde_json::json;
+/// use slateflow::message::{Message, ToolCall};
+/// use slateflow::tool::{Toolbox, tool_fn};
+///
+/// let tools = Toolbox::new().with(tool_fn(
+///     "double", "Doubles n", json!({"type": "object"}),
+///     |args: serde_json::Value| async move { Ok(args["n"].as_i64().unwrap_or(0) * 2) },
+/// ));
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let answer = tools.call(&ToolCall::new("c1", "double", r#"{"n": 21}"#)).await;
+/// assert_eq!(answer, Message::tool("c1", "42"));
+/// let answer = tools.call(&ToolCall::new("c2", "triple", "{}")).await;
+/// assert_eq!(answer.content(), "there is no tool named `triple`; the tools are: double");
+/// let answer = tools.call(&ToolCall::new("c3", "double", "{\"n\": ")).await;
+/// assert!(answer.content().starts_with("the arguments of the call to `double` are not valid JSON"));
+/// # });
+/// ```
+#[derive(Default)]
+pub struct Toolbox {
+    tools: Vec<Box<dyn AnyTool>>,
+}
+
+impl Toolbox {
+    /// No tools.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `tool`.
+    ///
+    /// # Panics
+    /// When the toolbox already has a tool of that name: the model could not tell them apart.
+    #[must_use]
+    pub fn with(mut self, tool: impl Tool) -> Self {
+        assert!(
+            self.get(Tool::name(&tool)).is_none(),
+            "the toolbox already has a tool named `{}`; give each tool its own name",
+            Tool::name(&tool)
+        );
+        self.tools.push(Box::new(tool));
+        self
+    }
+
+    /// Whether there are no tools.
+    pub fn is_empty(&self) -> bool {
+        self.tools.is_empty()
+    }
+
+    /// The tools' definitions, for a [`ChatRequest`](crate::model::ChatRequest).
+    pub fn specs(&self) -> Vec<ToolSpec> {
+        self.tools.iter().map(|tool| tool.spec()).collect()
+    }
+
+    /// The tools' names, in the order they were added.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tools.iter().map(|tool| tool.name())
+    }
+
+    fn get(&self, name: &str) -> Option<&dyn AnyTool> {
+        self.tools
+            .iter()
+            .find(|tool| tool.name() == name)
+            .map(|tool| &**tool)
+    }
+
+    /// Runs one call and answers it with a tool message: the output, or (with `is_error`) what
+    /// went wrong.
+    pub async fn call(&self, call: &ToolCall) -> Message {
+        match self.get(&call.name) {
+            Some(tool) => tool.answer(call).await,
+            None => Message::tool_error(
+                &call.id,
+                format!(
+                    "there is no tool named `{}`; the tools are: {}",
+                    call.name,
+                    self.names().collect::<Vec<_>>().join(", ")
+                ),
+            ),
+        }
+    }
+}
+
+impl fmt::Debug for Toolbox {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.debug_list().entries(self.names()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use serde_json::json;
+
+    #[derive(Deserialize)]
+    struct Div {
+        a: i64,
+        b: i64,
+    }
+
+    fn divide() -> impl Tool {
+        tool_fn(
+            "divide",
+            "a / b",
+            json!({"type": "object"}),
+            |args: Div| async move {
+                if args.b == 0 {
+                    return Err("division by zero".into());
+                }
+                Ok(args.a / args.b)
+            },
+        )
+    }
+
+    fn run<T>(future: impl Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+
+    #[test]
+    fn every_failure_is_a_tool_message_for_the_model() {
+        let tools = Toolbox::new().with(divide());
+        let cases = [
+            (r#"{"a": 6, "b": 3}"#, false, "2"),
+            (
+                r#"{"a": 6, "b": 0}"#,
+                true,
+                "the tool `divide` failed: division by zero",
+            ),
+            (
+                r#"{"a": 6}"#,
+                true,
+                "do not fit its schema at `.`: missing field `b`",
+            ),
+            (
+                r#"{"a": 6, "b": "x"}"#,
+                true,
+                "do not fit its schema at `b`: invalid type",
+            ),
+            (r#"{"a": 6, "b": "#, true, "are not valid JSON"),
+        ];
+        for (arguments, is_error, text) in cases {
+            let answer = run(tools.call(&ToolCall::new("c", "divide", arguments)));
+            let Message::Tool {
+                tool_call_id,
+                content,
+                is_error: seen,
+                ..
+            } = &answer
+            else {
+                panic!("{answer:?}");
+            };
+            assert_eq!(tool_call_id, "c");
+            assert_eq!(*seen, is_error, "{arguments}: {content}");
+            assert!(content.contains(text), "{arguments}: {content}");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "already has a tool named `divide`")]
+    fn two_tools_of_one_name_are_refused() {
+        let _ = Toolbox::new().with(divide()).with(divide());
+    }
+}

@@ -1,0 +1,620 @@
+//! The agent layer in flows: per-agent histories, templates, tool loops, retries of model calls
+//! and of function nodes, token events, editable conversations in forks and durable runs.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use slateflow::agent::{Agent, Conversation};
+use slateflow::checkpoint::MemoryStore;
+use slateflow::durable::Outcome;
+use slateflow::event::{Event, Observer, OwnedEvent};
+use slateflow::message::{Histories, Message, Messages, ToolCall};
+use slateflow::model::{ChatResponse, ScriptedModel};
+use slateflow::tool::{Toolbox, tool_fn};
+use slateflow::{
+    Command, Context, Error, ModelError, NodeError, Retry, SharedState, flow, node, prompt,
+};
+
+#[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+struct Triage {
+    alert_text: String,
+    classification: Option<String>,
+    #[reducer(append)]
+    messages: Vec<Message>,
+    #[reducer(append)]
+    histories: Histories,
+}
+
+impl Conversation for Triage {
+    fn messages(&self) -> &[Message] {
+        &self.messages
+    }
+    fn histories(&self) -> &Histories {
+        &self.histories
+    }
+    fn record(messages: Vec<Message>, histories: Histories) -> TriageUpdate {
+        Triage::update()
+            .extend_messages(messages)
+            .append_histories(histories)
+    }
+}
+
+fn block_on<T>(future: impl Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+fn alert() -> Triage {
+    Triage {
+        alert_text: "47 failed logins from 10.0.0.5".into(),
+        messages: vec![
+            Message::human("New alert: 47 failed logins from 10.0.0.5").with_id("alert"),
+        ],
+        ..Triage::default()
+    }
+}
+
+/// Keeps every event, owned.
+#[derive(Default, Clone)]
+struct Recorder(Arc<Mutex<Vec<OwnedEvent>>>);
+
+impl Observer for Recorder {
+    fn on_event(&self, event: &Event<'_>) {
+        self.0.lock().unwrap().push(event.to_owned());
+    }
+}
+
+impl Recorder {
+    fn custom(&self, name: &str) -> Vec<serde_json::Value> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|event| event.kind == "custom" && event.data["name"] == name)
+            .map(|event| event.data["data"].clone())
+            .collect()
+    }
+
+    fn kinds(&self, kind: &str) -> usize {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|event| event.kind == kind)
+            .count()
+    }
+}
+
+#[test]
+fn each_agent_prompts_from_its_own_history_and_the_latest_global_message() {
+    let model = Arc::new(
+        ScriptedModel::new()
+            .reply("Classification: intrusion")
+            .reply("Investigation: the IP is on a block list")
+            .reply("Classification: still intrusion")
+            .reply("Investigation: confirmed"),
+    );
+    #[node]
+    fn classified(_: &Triage) -> Command<Triage> {
+        Command::new(Triage::update().set_classification(Some("intrusion".into())))
+    }
+    let classify = Agent::new(model.clone()).system(prompt!(Triage, "Classify alerts."));
+    let investigate = Agent::new(model.clone()).system(prompt!(
+        Triage,
+        "Investigate this {classification} alert: {alert_text}"
+    ));
+    let inner = flow! { classify >> classified >> investigate; };
+    let triage = flow! { inner; };
+    let mut state = alert();
+    triage.run_blocking(&mut state).unwrap();
+    triage.run_blocking(&mut state).unwrap();
+
+    let requests = model.requests();
+    assert_eq!(requests.len(), 4);
+    // The classifier's first prompt: its system prompt and the alert.
+    assert_eq!(
+        requests[0].messages,
+        [
+            Message::system("Classify alerts."),
+            Message::human("New alert: 47 failed logins from 10.0.0.5").with_id("alert"),
+        ]
+    );
+    // The investigator sees the classifier's answer as input, not as its own words.
+    assert_eq!(
+        requests[1].messages,
+        [
+            Message::system("Investigate this intrusion alert: 47 failed logins from 10.0.0.5"),
+            Message::human("Classification: intrusion").with_id("run:1:inner/classify:0"),
+        ]
+    );
+    // On the second run, each agent's own history comes first.
+    assert_eq!(
+        requests[2].messages[1].content(),
+        "Classification: intrusion"
+    );
+    assert_eq!(requests[2].messages[1].role(), "assistant");
+    assert_eq!(
+        requests[2].messages[2].content(),
+        "Investigation: the IP is on a block list"
+    );
+    assert_eq!(requests[2].messages[2].role(), "user");
+    assert_eq!(
+        requests[3].messages[1..]
+            .iter()
+            .map(|m| (m.role(), m.content()))
+            .collect::<Vec<_>>(),
+        [
+            ("assistant", "Investigation: the IP is on a block list"),
+            ("user", "Classification: still intrusion"),
+        ]
+    );
+
+    // Global messages gain every answer; each history holds only its agent's turns.
+    let global: Vec<&str> = state.messages.iter().map(Message::content).collect();
+    assert_eq!(
+        global,
+        [
+            "New alert: 47 failed logins from 10.0.0.5",
+            "Classification: intrusion",
+            "Investigation: the IP is on a block list",
+            "Classification: still intrusion",
+            "Investigation: confirmed",
+        ]
+    );
+    let investigator: Vec<&str> = state
+        .histories
+        .get("inner/investigate")
+        .iter()
+        .map(Message::content)
+        .collect();
+    assert_eq!(
+        investigator,
+        [
+            "Investigation: the IP is on a block list",
+            "Investigation: confirmed"
+        ]
+    );
+    assert_eq!(state.histories.get("inner/classify").len(), 2);
+    assert_eq!(state.histories.iter().count(), 2);
+}
+
+#[test]
+fn an_agent_running_twice_in_a_row_does_not_read_its_own_answer_twice() {
+    let model = Arc::new(ScriptedModel::new().reply("first").reply("second"));
+    let agent = Agent::new(model.clone());
+    #[node(actions = ["again", "done"])]
+    fn twice(state: &Triage) -> Command<Triage> {
+        Command::goto(if state.messages.len() < 3 {
+            "again"
+        } else {
+            "done"
+        })
+    }
+    let chat = flow! { agent >> twice - "again" >> agent; };
+    let mut state = alert();
+    assert_eq!(chat.run_blocking(&mut state).unwrap(), "done");
+    let second = &model.requests()[1].messages;
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert_eq!(
+        (second[0].role(), second[0].content()),
+        ("assistant", "first")
+    );
+}
+
+fn lookup_tools(calls: Arc<Mutex<Vec<String>>>) -> Toolbox {
+    #[derive(Deserialize)]
+    struct Ip {
+        ip: String,
+    }
+    Toolbox::new().with(tool_fn(
+        "lookup_ip",
+        "Reputation of an IP address",
+        json!({"type": "object", "properties": {"ip": {"type": "string"}}, "required": ["ip"]}),
+        move |args: Ip| {
+            let calls = calls.clone();
+            async move {
+                calls.lock().unwrap().push(args.ip.clone());
+                if args.ip == "0.0.0.0" {
+                    return Err(NodeError::from("not a routable address"));
+                }
+                Ok(json!({"ip": args.ip, "blocked": true}))
+            }
+        },
+    ))
+}
+
+#[test]
+fn the_tool_loop_runs_calls_and_shows_every_failure_to_the_model() {
+    let model = Arc::new(
+        ScriptedModel::new()
+            .call_tools(vec![
+                ToolCall::new("c1", "lookup_ip", r#"{"ip": "10.0.0.5"}"#),
+                ToolCall::new("c2", "lookup_ip", r#"{"ip": "10.0.0.5""#),
+                ToolCall::new("c3", "whois", "{}"),
+            ])
+            .call_tools(vec![ToolCall::new(
+                "c4",
+                "lookup_ip",
+                r#"{"ip": "0.0.0.0"}"#,
+            )])
+            .reply("10.0.0.5 is blocked."),
+    );
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let investigate = Agent::new(model.clone()).tools(lookup_tools(calls.clone()));
+    let triage = flow! { investigate; };
+    let recorder = Recorder::default();
+    let mut state = alert();
+    block_on(triage.observe(recorder.clone()).run(&mut state)).unwrap();
+
+    assert_eq!(*calls.lock().unwrap(), ["10.0.0.5", "0.0.0.0"]);
+    let requests = model.requests();
+    assert_eq!(requests.len(), 3);
+    assert_eq!(requests[0].tools[0].name, "lookup_ip");
+    // The second request carries the answers to the three calls, in order.
+    let answers: Vec<(&str, bool)> = requests[1].messages[2..]
+        .iter()
+        .map(|m| match m {
+            Message::Tool {
+                tool_call_id,
+                is_error,
+                ..
+            } => (tool_call_id.as_str(), *is_error),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(answers, [("c1", false), ("c2", true), ("c3", true)]);
+    assert!(requests[1].messages[3].content().contains("not valid JSON"));
+    assert!(
+        requests[1].messages[4]
+            .content()
+            .contains("no tool named `whois`")
+    );
+    assert_eq!(
+        requests[2].messages.last().unwrap().content(),
+        "the tool `lookup_ip` failed: not a routable address"
+    );
+
+    // The global conversation gains the answer; the history keeps the whole turn, in order.
+    assert_eq!(
+        state.messages.last().unwrap().content(),
+        "10.0.0.5 is blocked."
+    );
+    assert_eq!(state.messages.len(), 2);
+    let turn: Vec<&str> = state
+        .histories
+        .get("investigate")
+        .iter()
+        .map(Message::role)
+        .collect();
+    assert_eq!(
+        turn,
+        [
+            "assistant",
+            "tool",
+            "tool",
+            "tool",
+            "assistant",
+            "tool",
+            "assistant"
+        ]
+    );
+    let ids: Vec<&str> = state
+        .histories
+        .get("investigate")
+        .iter()
+        .filter_map(Message::id)
+        .collect();
+    assert_eq!(ids[0], "run:1:investigate:0");
+    assert_eq!(ids[6], "run:1:investigate:6");
+    assert_eq!(
+        state.messages.last().unwrap().id(),
+        Some("run:1:investigate:6")
+    );
+    let tool_events = recorder.custom("tool");
+    assert_eq!(tool_events.len(), 4);
+    assert_eq!(
+        tool_events[2],
+        json!({"id": "c3", "name": "whois", "is_error": true})
+    );
+}
+
+#[test]
+fn the_tool_rounds_run_out_with_a_warning_and_a_model_that_ignores_it_fails_the_node() {
+    let call = || vec![ToolCall::new("c", "lookup_ip", r#"{"ip": "10.0.0.5"}"#)];
+    let model = Arc::new(
+        ScriptedModel::new()
+            .call_tools(call())
+            .call_tools(call())
+            .reply("done"),
+    );
+    let agent = Agent::new(model.clone())
+        .tools(lookup_tools(Arc::default()))
+        .max_tool_rounds(2);
+    let mut state = alert();
+    slateflow::run_node_blocking(&agent, &mut state).unwrap();
+    let requests = model.requests();
+    assert_eq!(requests.len(), 3);
+    assert!(
+        requests[2].tools.is_empty(),
+        "no tools offered after the last round"
+    );
+    let warning = requests[2].messages.last().unwrap();
+    assert_eq!(warning.role(), "user");
+    assert!(
+        warning
+            .content()
+            .starts_with("You have used all 2 rounds of tool calls.")
+    );
+    assert_eq!(state.messages.last().unwrap().content(), "done");
+
+    let stubborn = Arc::new(ScriptedModel::new().call_tools(call()).call_tools(call()));
+    let agent = Agent::new(stubborn)
+        .tools(lookup_tools(Arc::default()))
+        .max_tool_rounds(1);
+    let mut state = alert();
+    let error = slateflow::run_node_blocking(&agent, &mut state).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("the model called `lookup_ip` after its 1 rounds of tool calls were used up"),
+        "{error}"
+    );
+    assert_eq!(
+        state.messages.len(),
+        1,
+        "nothing of the failed step was applied"
+    );
+}
+
+#[test]
+fn an_agent_retries_model_calls_that_may_succeed_and_no_others() {
+    let busy = || ModelError::Status {
+        status: 503,
+        message: "busy".into(),
+    };
+    let model = Arc::new(ScriptedModel::new().fail(busy()).fail(busy()).reply("ok"));
+    let agent = Agent::new(model.clone()).retry(Retry::attempts(3).wait(Duration::from_millis(1)));
+    let flow = flow! { agent; };
+    let recorder = Recorder::default();
+    let mut state = alert();
+    block_on(flow.observe(recorder.clone()).run(&mut state)).unwrap();
+    assert_eq!(model.requests().len(), 3);
+    assert_eq!(recorder.kinds("retry"), 2);
+    assert_eq!(state.messages.last().unwrap().content(), "ok");
+
+    let refused = Arc::new(
+        ScriptedModel::new()
+            .fail(ModelError::Status {
+                status: 401,
+                message: "bad key".into(),
+            })
+            .reply("never"),
+    );
+    let agent = Agent::new(refused.clone()).retry(Retry::attempts(3));
+    let error = slateflow::run_node_blocking(&agent, &mut alert()).unwrap_err();
+    assert_eq!(refused.requests().len(), 1, "a 401 is not retried");
+    assert!(
+        error.to_string().contains("answered 401: bad key"),
+        "{error}"
+    );
+}
+
+#[test]
+fn streamed_replies_reach_the_observer_as_token_events() {
+    let model = Arc::new(ScriptedModel::new().reply("the IP is blocked"));
+    let agent = Agent::new(model);
+    let flow = flow! { agent; };
+    let recorder = Recorder::default();
+    block_on(flow.observe(recorder.clone()).run(&mut alert())).unwrap();
+    let tokens: Vec<String> = recorder
+        .custom("token")
+        .iter()
+        .map(|token| token.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(tokens, ["the ", "IP ", "is ", "blocked"]);
+}
+
+#[test]
+fn durable_agents_mint_ids_from_the_thread_and_replay_the_same_state() {
+    let model = Arc::new(ScriptedModel::from_fn(|request| {
+        Ok(ChatResponse::new(Message::ai(format!(
+            "seen {}",
+            request.messages.len()
+        ))))
+    }));
+    let classify = Agent::new(model.clone());
+    let investigate = Agent::new(model);
+    let flow = flow! { classify >> investigate; };
+    let durable = flow
+        .durable(MemoryStore::new())
+        .interrupt_before(&["investigate"]);
+    let mut state = alert();
+    let outcome = block_on(durable.start("ticket-7", &mut state)).unwrap();
+    assert!(matches!(outcome, Outcome::Paused(_)));
+    let (state, outcome) = block_on(durable.resume("ticket-7")).unwrap();
+    assert_eq!(outcome, Outcome::Finished("default".into()));
+    let ids: Vec<&str> = state.messages.iter().filter_map(Message::id).collect();
+    assert_eq!(
+        ids,
+        ["alert", "ticket-7:1:classify:0", "ticket-7:2:investigate:0"]
+    );
+    let saved = block_on(durable.state("ticket-7")).unwrap();
+    assert_eq!(
+        serde_json::to_value(&saved).unwrap(),
+        serde_json::to_value(&state).unwrap()
+    );
+}
+
+#[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+struct Chat {
+    #[reducer(append)]
+    messages: Messages,
+    #[reducer(add)]
+    tries: u32,
+}
+
+#[test]
+fn an_editable_conversation_merges_edits_from_fork_branches_in_written_order() {
+    #[node]
+    fn drop_draft(chat: &Chat) -> Result<Command<Chat>, NodeError> {
+        Ok(Command::new(
+            Chat::update().append_messages(chat.messages.remove("draft")?),
+        ))
+    }
+    #[node]
+    fn rewrite(chat: &Chat) -> Result<Command<Chat>, NodeError> {
+        let edit = chat
+            .messages
+            .replace(Message::ai("final question").with_id("question"))?;
+        Ok(Command::new(Chat::update().append_messages(edit)))
+    }
+    #[node]
+    fn answer(_: &Chat) -> Command<Chat> {
+        Command::new(Chat::update().push_messages(Message::ai("answer").with_id("answer")))
+    }
+    let flow = flow! { [drop_draft, rewrite, answer] >> answer; };
+    let mut chat = Chat {
+        messages: vec![
+            Message::human("question").with_id("question"),
+            Message::ai("draft").with_id("draft"),
+        ]
+        .into(),
+        tries: 0,
+    };
+    flow.run_blocking(&mut chat).unwrap();
+    let texts: Vec<&str> = chat.messages.iter().map(Message::content).collect();
+    assert_eq!(
+        texts,
+        ["final question", "answer"],
+        "the second `answer` replaced the first"
+    );
+
+    #[node]
+    fn drop_unknown(chat: &Chat) -> Result<Command<Chat>, NodeError> {
+        Ok(Command::new(
+            Chat::update().append_messages(chat.messages.remove("nope")?),
+        ))
+    }
+    let flow = flow! { drop_unknown; };
+    let error = flow.run_blocking(&mut chat).unwrap_err();
+    assert!(
+        error.to_string().contains(
+            "no message has the id `nope`, so it cannot be removed; the ids are: question, answer"
+        ),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_function_node_retries_its_body_under_its_policy() {
+    static CALLS: Mutex<u32> = Mutex::new(0);
+    #[node(attempts = 3, wait = "1ms")]
+    async fn flaky(_: &Chat) -> Result<Command<Chat>, ModelError> {
+        tokio::task::yield_now().await;
+        let mut calls = CALLS.lock().unwrap();
+        *calls += 1;
+        if *calls < 3 {
+            return Err(ModelError::Status {
+                status: 429,
+                message: "slow down".into(),
+            });
+        }
+        Ok(Command::new(Chat::update().add_tries(*calls)))
+    }
+    assert_eq!(
+        slateflow::Node::<Chat>::retry(&flaky),
+        Retry::attempts(3).wait(Duration::from_millis(1))
+    );
+    let flow = flow! { flaky; };
+    let recorder = Recorder::default();
+    let mut chat = Chat::default();
+    block_on(flow.observe(recorder.clone()).run(&mut chat)).unwrap();
+    assert_eq!(chat.tries, 3);
+    assert_eq!(recorder.kinds("retry"), 2);
+}
+
+#[test]
+fn a_function_node_fails_at_once_on_an_error_that_is_not_retryable() {
+    static CALLS: Mutex<u32> = Mutex::new(0);
+    #[node(attempts = 5)]
+    fn refused(_: &Chat) -> Result<Command<Chat>, ModelError> {
+        *CALLS.lock().unwrap() += 1;
+        Err(ModelError::Status {
+            status: 400,
+            message: "bad request".into(),
+        })
+    }
+    let error = slateflow::run_node_blocking(&refused, &mut Chat::default()).unwrap_err();
+    assert_eq!(*CALLS.lock().unwrap(), 1, "a 400 is not retried");
+    assert!(
+        matches!(error, Error::NodeFailed { attempts: 1, .. }),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn a_function_node_retries_what_its_predicate_chooses() {
+    static CALLS: Mutex<u32> = Mutex::new(0);
+    fn only_io(error: &NodeError) -> bool {
+        error.is::<std::io::Error>()
+    }
+    #[node(attempts = 4, retry_if = only_io)]
+    fn picky(_: &Chat) -> Result<Command<Chat>, NodeError> {
+        let mut calls = CALLS.lock().unwrap();
+        *calls += 1;
+        if *calls < 3 {
+            return Err(std::io::Error::other("reset").into());
+        }
+        Err("a parse error".into())
+    }
+    let error = slateflow::run_node_blocking(&picky, &mut Chat::default()).unwrap_err();
+    assert_eq!(*CALLS.lock().unwrap(), 3);
+    assert!(
+        matches!(error, Error::NodeFailed { attempts: 3, .. }),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .to_string()
+            .ends_with("after 3 attempts: a parse error"),
+        "{error}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_function_node_times_out_each_attempt() {
+    #[node(
+        attempts = 2,
+        timeout = "30s",
+        backoff = 2.0,
+        wait = "1s",
+        max_wait = "10s"
+    )]
+    async fn slow(_: &Chat, context: &Context<'_>) -> Command<Chat> {
+        let _ = context.step();
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        Command::default()
+    }
+    let error = slateflow::run_node(&slow, &mut Chat::default())
+        .await
+        .unwrap_err();
+    match error {
+        Error::Timeout {
+            node,
+            attempts,
+            after,
+            ..
+        } => {
+            assert_eq!(
+                (node, attempts, after),
+                ("slow", 2, Duration::from_secs(30))
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}

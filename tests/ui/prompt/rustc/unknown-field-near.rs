@@ -1,0 +1,9 @@
+use slateflow::prompt;
+
+#[path = "../support/state.rs"]
+mod state;
+use state::Triage;
+
+fn main() {
+    let _ = prompt!(Triage, "Investigate this {clasification} alert: {alert_text}");
+}
