@@ -1,6 +1,7 @@
 //! Chat models: the [`ChatModel`] trait, what goes in ([`ChatRequest`]) and what comes back
 //! ([`ChatResponse`]), and [`ScriptedModel`], which answers from a script for tests and offline
-//! examples.
+//! examples. The OpenAI-compatible HTTP client is `OpenAi` (feature
+//! `openai`).
 //!
 //! A model is called from a node's `exec`, the step that is retried: a [`ModelError`] says whether
 //! another attempt may help, and the node's [`Retry`](crate::Retry) policy reads that.
@@ -17,6 +18,11 @@ use serde_json::Value;
 
 pub use crate::error::ModelError;
 use crate::message::{Message, ToolCall};
+
+#[cfg(feature = "openai")]
+mod openai;
+#[cfg(feature = "openai")]
+pub use openai::OpenAi;
 
 /// The name of the [`Event::Custom`](crate::Event::Custom) events that carry a streamed reply's
 /// text deltas (the data is the text, a JSON string).

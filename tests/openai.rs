@@ -1,0 +1,508 @@
+//! The OpenAI-compatible client against a real HTTP server on 127.0.0.1 (hyper), serving
+//! recorded responses: plain, streamed, tool calls, error statuses, malformed bodies, a stall.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Bytes, Frame, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use slateflow::agent::{Agent, Conversation};
+use slateflow::event::Event;
+use slateflow::message::{Histories, Message, ToolCall};
+use slateflow::model::{ChatModel, ChatRequest, OpenAi, ToolSpec};
+use slateflow::{ModelError, SharedState, flow};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+/// One recorded response: status, content type, body chunks, and what to wait for first.
+#[derive(Clone)]
+struct Recorded {
+    status: u16,
+    content_type: &'static str,
+    chunks: Vec<String>,
+    /// Wait for this before sending the chunks after the first.
+    gate: Option<Arc<Notify>>,
+    /// Wait this long before answering at all.
+    stall: Duration,
+}
+
+impl Recorded {
+    fn json(status: u16, body: &str) -> Self {
+        Self {
+            status,
+            content_type: "application/json",
+            chunks: vec![body.to_string()],
+            gate: None,
+            stall: Duration::ZERO,
+        }
+    }
+
+    fn events(events: &[&str]) -> Self {
+        Self {
+            status: 200,
+            content_type: "text/event-stream",
+            chunks: events
+                .iter()
+                .map(|event| format!("data: {event}\n\n"))
+                .collect(),
+            gate: None,
+            stall: Duration::ZERO,
+        }
+    }
+}
+
+/// What the server received: the path, the authorization header and the JSON body.
+#[derive(Debug, Clone)]
+struct Received {
+    path: String,
+    authorization: Option<String>,
+    body: Value,
+}
+
+/// An HTTP server on 127.0.0.1 that answers each request with the next recorded response.
+struct Server {
+    url: String,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Server {
+    async fn start(responses: Vec<Recorded>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1", listener.local_addr().unwrap());
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let queue = Arc::new(Mutex::new(responses.into_iter()));
+        let log = received.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (queue, log) = (queue.clone(), log.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |request: Request<Incoming>| {
+                        let (queue, log) = (queue.clone(), log.clone());
+                        async move {
+                            let path = request.uri().path().to_string();
+                            let authorization = request
+                                .headers()
+                                .get("authorization")
+                                .map(|value| value.to_str().unwrap().to_string());
+                            let bytes = request.into_body().collect().await?.to_bytes();
+                            let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                            log.lock().unwrap().push(Received {
+                                path,
+                                authorization,
+                                body,
+                            });
+                            let next = queue.lock().unwrap().next();
+                            let recorded = next.unwrap_or_else(|| {
+                                Recorded::json(500, r#"{"error": {"message": "no response left"}}"#)
+                            });
+                            Ok::<_, hyper::Error>(respond(recorded).await)
+                        }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { url, received }
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    fn client(&self) -> OpenAi {
+        OpenAi::new("test-model")
+            .with_base_url(&self.url)
+            .with_api_key("sk-test")
+    }
+}
+
+async fn respond(recorded: Recorded) -> Response<BoxBody<Bytes, Infallible>> {
+    tokio::time::sleep(recorded.stall).await;
+    let body = match recorded.gate {
+        None => Full::new(Bytes::from(recorded.chunks.concat())).boxed(),
+        Some(gate) => {
+            let mut chunks = recorded.chunks.into_iter();
+            let first = chunks.next().unwrap_or_default();
+            let rest: Vec<String> = chunks.collect();
+            let frames = futures_util::stream::once(async move { first })
+                .chain(
+                    futures_util::stream::once(async move {
+                        gate.notified().await;
+                        futures_util::stream::iter(rest)
+                    })
+                    .flatten(),
+                )
+                .map(|chunk| Ok::<_, Infallible>(Frame::data(Bytes::from(chunk))));
+            BodyExt::boxed(StreamBody::new(frames))
+        }
+    };
+    Response::builder()
+        .status(recorded.status)
+        .header("content-type", recorded.content_type)
+        .body(body)
+        .unwrap()
+}
+
+fn ask(text: &str) -> ChatRequest {
+    ChatRequest::new(vec![
+        Message::system("Be brief.").with_id("s"),
+        Message::human(text),
+    ])
+}
+
+const PLAIN: &str = r#"{
+  "id": "chatcmpl-abc123",
+  "object": "chat.completion",
+  "created": 1741569952,
+  "model": "gpt-4o-mini-2024-07-18",
+  "choices": [{
+    "index": 0,
+    "message": {"role": "assistant", "content": "Hello! How can I help?", "refusal": null, "annotations": []},
+    "logprobs": null,
+    "finish_reason": "stop"
+  }],
+  "usage": {"prompt_tokens": 19, "completion_tokens": 8, "total_tokens": 27},
+  "service_tier": "default"
+}"#;
+
+const TOOL_CALLS: &str = r#"{
+  "id": "chatcmpl-def456",
+  "object": "chat.completion",
+  "model": "gpt-4o-mini",
+  "choices": [{
+    "index": 0,
+    "message": {
+      "role": "assistant",
+      "content": null,
+      "tool_calls": [
+        {"id": "call_a", "type": "function", "function": {"name": "lookup_ip", "arguments": "{\"ip\":\"10.0.0.5\"}"}},
+        {"id": "call_b", "type": "function", "function": {"name": "whois", "arguments": "{\"domain\":\"example.com\"}"}}
+      ]
+    },
+    "finish_reason": "tool_calls"
+  }],
+  "usage": {"prompt_tokens": 80, "completion_tokens": 40, "total_tokens": 120}
+}"#;
+
+#[tokio::test]
+async fn a_plain_reply_is_read_and_the_request_is_in_the_openai_shape() {
+    let server = Server::start(vec![Recorded::json(200, PLAIN)]).await;
+    let request = ask("Hi")
+        .with_tools(vec![ToolSpec {
+            name: "lookup_ip".into(),
+            description: "Reputation of an IP".into(),
+            parameters: json!({"type": "object"}),
+        }])
+        .with_temperature(0.5)
+        .with_output("verdict", json!({"type": "object"}));
+    let reply = server.client().chat(&request).await.unwrap();
+    assert_eq!(reply.text(), "Hello! How can I help?");
+    assert_eq!(reply.finish_reason.as_deref(), Some("stop"));
+    let usage = reply.usage.unwrap();
+    assert_eq!((usage.prompt_tokens, usage.completion_tokens), (19, 8));
+
+    let received = server.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].path, "/v1/chat/completions");
+    assert_eq!(received[0].authorization.as_deref(), Some("Bearer sk-test"));
+    let body = &received[0].body;
+    assert_eq!(body["model"], "test-model");
+    assert_eq!(
+        body["messages"],
+        json!([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}])
+    );
+    assert_eq!(body["tools"][0]["type"], "function");
+    assert_eq!(body["tools"][0]["function"]["name"], "lookup_ip");
+    assert_eq!(body["temperature"], 0.5);
+    assert_eq!(body["response_format"]["json_schema"]["name"], "verdict");
+    assert_eq!(body.get("stream"), None);
+}
+
+#[tokio::test]
+async fn tool_calls_are_read_with_their_arguments() {
+    let server = Server::start(vec![Recorded::json(200, TOOL_CALLS)]).await;
+    let reply = server.client().chat(&ask("Check 10.0.0.5")).await.unwrap();
+    assert_eq!(reply.text(), "");
+    assert_eq!(
+        reply.tool_calls(),
+        [
+            ToolCall::new("call_a", "lookup_ip", r#"{"ip":"10.0.0.5"}"#),
+            ToolCall::new("call_b", "whois", r#"{"domain":"example.com"}"#),
+        ]
+    );
+    assert_eq!(reply.finish_reason.as_deref(), Some("tool_calls"));
+}
+
+#[tokio::test]
+async fn a_stream_hands_on_each_delta_as_it_arrives() {
+    let gate = Arc::new(Notify::new());
+    let mut recorded = Recorded::events(&[
+        r#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#,
+        r#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":null}]}"#,
+        r#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"lo!"},"finish_reason":null}]}"#,
+        r#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+        r#"{"id":"c","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11}}"#,
+        "[DONE]",
+    ]);
+    // The first two events go out at once; the rest only once the client has handed on "Hel".
+    recorded.chunks = vec![recorded.chunks[..2].concat(), recorded.chunks[2..].concat()];
+    recorded.gate = Some(gate.clone());
+    let server = Server::start(vec![recorded]).await;
+    let deltas = Mutex::new(Vec::new());
+    let on_text = |text: &str| {
+        deltas.lock().unwrap().push(text.to_string());
+        gate.notify_one();
+    };
+    let reply = tokio::time::timeout(
+        Duration::from_secs(10),
+        server.client().stream(&ask("Hi"), &on_text),
+    )
+    .await
+    .expect("the first delta was handed on before the stream ended")
+    .unwrap();
+    assert_eq!(*deltas.lock().unwrap(), ["Hel", "lo!"]);
+    assert_eq!(reply.text(), "Hello!");
+    assert_eq!(reply.finish_reason.as_deref(), Some("stop"));
+    assert_eq!(reply.usage.unwrap().completion_tokens, 2);
+    let body = &server.received()[0].body;
+    assert_eq!(body["stream"], true);
+    assert_eq!(body["stream_options"]["include_usage"], true);
+}
+
+#[tokio::test]
+async fn streamed_tool_calls_are_put_together_from_their_pieces() {
+    let server = Server::start(vec![Recorded::events(&[
+        r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"call_a","type":"function","function":{"name":"lookup_ip","arguments":""}}]}}]}"#,
+        r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"ip\":"}}]}}]}"#,
+        r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"call_b","type":"function","function":{"name":"whois","arguments":"{}"}}]}}]}"#,
+        r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"\"10.0.0.5\"}"}}]}}]}"#,
+        r#"{"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#,
+        "[DONE]",
+    ])])
+    .await;
+    let reply = server
+        .client()
+        .stream(&ask("Check"), &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.tool_calls(),
+        [
+            ToolCall::new("call_a", "lookup_ip", r#"{"ip":"10.0.0.5"}"#),
+            ToolCall::new("call_b", "whois", "{}"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn error_statuses_say_whether_to_retry() {
+    let cases = [
+        (
+            Recorded::json(
+                429,
+                r#"{"error": {"message": "Rate limit reached for gpt-4o-mini", "type": "requests", "code": "rate_limit_exceeded"}}"#,
+            ),
+            true,
+            "answered 429: Rate limit reached for gpt-4o-mini (retryable)",
+        ),
+        (
+            Recorded::json(503, "upstream connect error"),
+            true,
+            "answered 503: upstream connect error (retryable)",
+        ),
+        (
+            Recorded::json(
+                400,
+                r#"{"error": {"message": "Invalid value for 'temperature'", "type": "invalid_request_error"}}"#,
+            ),
+            false,
+            "answered 400: Invalid value for 'temperature' (not retried",
+        ),
+        (
+            Recorded::json(
+                401,
+                r#"{"error": {"message": "Incorrect API key provided"}}"#,
+            ),
+            false,
+            "answered 401: Incorrect API key provided",
+        ),
+    ];
+    for (recorded, retryable, text) in cases {
+        let server = Server::start(vec![recorded.clone(), recorded]).await;
+        for streaming in [false, true] {
+            let client = server.client();
+            let error = if streaming {
+                client.stream(&ask("Hi"), &|_| {}).await.unwrap_err()
+            } else {
+                client.chat(&ask("Hi")).await.unwrap_err()
+            };
+            assert_eq!(error.is_retryable(), retryable, "{error}");
+            assert!(error.to_string().contains(text), "{error}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn malformed_bodies_are_invalid_responses_that_quote_the_body() {
+    let cases = [
+        (
+            Recorded::json(200, "<html>gateway</html>"),
+            false,
+            "the body is not JSON",
+        ),
+        (
+            Recorded::json(200, r#"{"choices": []}"#),
+            false,
+            "it has no `choices[0]`",
+        ),
+        (
+            Recorded::json(200, r#"{"choices": [{"message": {"content": 7}}]}"#),
+            false,
+            "`choices[0].message.content` is 7, not text",
+        ),
+        (
+            Recorded::events(&[
+                r#"{"choices":[{"index":0,"delta":{"content":"Hi"}}]}"#,
+                "{oops",
+            ]),
+            true,
+            "a streamed event is not JSON",
+        ),
+        (
+            Recorded::events(&[r#"{"error":{"message":"The server had an error"}}"#]),
+            true,
+            "the endpoint sent an error in the stream: The server had an error",
+        ),
+    ];
+    for (recorded, streaming, text) in cases {
+        let server = Server::start(vec![recorded]).await;
+        let client = server.client();
+        let error = if streaming {
+            client.stream(&ask("Hi"), &|_| {}).await.unwrap_err()
+        } else {
+            client.chat(&ask("Hi")).await.unwrap_err()
+        };
+        assert!(
+            matches!(error, ModelError::InvalidResponse { .. }),
+            "{error:?}"
+        );
+        assert!(!error.is_retryable());
+        assert!(error.to_string().contains(text), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn a_cut_stream_a_stall_and_a_closed_port_are_retryable() {
+    let cut = Recorded::events(&[r#"{"choices":[{"index":0,"delta":{"content":"Hi"}}]}"#]);
+    let server = Server::start(vec![cut]).await;
+    let error = server
+        .client()
+        .stream(&ask("Hi"), &|_| {})
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ModelError::Connection { .. }), "{error:?}");
+    assert!(
+        error.to_string().contains("ended before `data: [DONE]`"),
+        "{error}"
+    );
+    assert!(error.is_retryable());
+
+    let mut stall = Recorded::json(200, PLAIN);
+    stall.stall = Duration::from_secs(5);
+    let server = Server::start(vec![stall]).await;
+    let client = server.client().with_timeout(Duration::from_millis(200));
+    let error = client.chat(&ask("Hi")).await.unwrap_err();
+    assert_eq!(
+        error,
+        ModelError::Timeout {
+            after: Duration::from_millis(200)
+        }
+    );
+    assert!(error.is_retryable());
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed = format!("http://{}/v1", listener.local_addr().unwrap());
+    drop(listener);
+    let error = OpenAi::new("m")
+        .with_base_url(&closed)
+        .chat(&ask("Hi"))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ModelError::Connection { .. }), "{error:?}");
+    assert!(error.to_string().contains(&closed), "{error}");
+    assert!(error.is_retryable());
+}
+
+#[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+struct Desk {
+    #[reducer(append)]
+    messages: Vec<Message>,
+    #[reducer(append)]
+    histories: Histories,
+}
+
+impl Conversation for Desk {
+    fn messages(&self) -> &[Message] {
+        &self.messages
+    }
+    fn histories(&self) -> &Histories {
+        &self.histories
+    }
+    fn record(messages: Vec<Message>, histories: Histories) -> DeskUpdate {
+        Desk::update()
+            .extend_messages(messages)
+            .append_histories(histories)
+    }
+}
+
+#[tokio::test]
+async fn an_agent_over_http_streams_tokens_as_events_and_retries_a_rate_limit() {
+    let server = Server::start(vec![
+        Recorded::json(429, r#"{"error": {"message": "slow down"}}"#),
+        Recorded::events(&[
+            r#"{"choices":[{"index":0,"delta":{"content":"Blocked "}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"IP."},"finish_reason":"stop"}]}"#,
+            "[DONE]",
+        ]),
+    ])
+    .await;
+    let agent = Agent::new(server.client())
+        .retry(slateflow::Retry::attempts(2).wait(Duration::from_millis(1)));
+    let flow = flow! { agent; };
+    let tokens = Arc::new(Mutex::new(Vec::new()));
+    let seen = tokens.clone();
+    let observer = slateflow::event::from_fn(move |event: &Event<'_>| {
+        if let Event::Custom {
+            name: "token",
+            data,
+            ..
+        } = event
+        {
+            seen.lock()
+                .unwrap()
+                .push(data.as_str().unwrap().to_string());
+        }
+    });
+    let mut desk = Desk {
+        messages: vec![Message::human("Is 10.0.0.5 bad?")],
+        ..Desk::default()
+    };
+    flow.observe(observer).run(&mut desk).await.unwrap();
+    assert_eq!(*tokens.lock().unwrap(), ["Blocked ", "IP."]);
+    assert_eq!(desk.messages.last().unwrap().content(), "Blocked IP.");
+    assert_eq!(server.received().len(), 2);
+}
