@@ -211,9 +211,17 @@ impl Message {
 }
 
 impl fmt::Display for Message {
-    /// `role: content`, with the tool calls after an ai message's text.
+    /// `role: content`, with an ai message's tool calls after its text and a failed tool call
+    /// marked: `assistant: [lookup_ip({"ip": "10.0.0.5"})]`, `tool (failed): no such host`.
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(formatter, "{}: {}", self.role(), self.content())?;
+        formatter.write_str(self.role())?;
+        if let Self::Tool { is_error: true, .. } = self {
+            formatter.write_str(" (failed)")?;
+        }
+        formatter.write_str(":")?;
+        if !self.content().is_empty() {
+            write!(formatter, " {}", self.content())?;
+        }
         for call in self.tool_calls() {
             write!(formatter, " [{}({})]", call.name, call.arguments)?;
         }
@@ -880,6 +888,20 @@ mod tests {
         ] {
             assert!(serde_json::from_str::<Message>(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn display_shows_the_role_the_text_and_the_calls() {
+        let call = ToolCall::new("c", "f", r#"{"x":1}"#);
+        assert_eq!(
+            Message::ai_calling("", vec![call]).to_string(),
+            r#"assistant: [f({"x":1})]"#
+        );
+        assert_eq!(
+            Message::tool_error("c", "boom").to_string(),
+            "tool (failed): boom"
+        );
+        assert_eq!(Message::human("hi").to_string(), "user: hi");
     }
 
     #[test]
