@@ -531,11 +531,18 @@ fn a_function_node_retries_its_body_under_its_policy() {
         Retry::attempts(3).wait(Duration::from_millis(1))
     );
     let flow = flow! { flaky; };
-    let recorder = Recorder::default();
+    let retries = Mutex::new(Vec::new());
+    let finished = Mutex::new(Vec::new());
+    let observer = slateflow::event::from_fn(|event: &Event<'_>| match event {
+        Event::Retry { attempt, .. } => retries.lock().unwrap().push(*attempt),
+        Event::NodeFinished { attempts, .. } => finished.lock().unwrap().push(*attempts),
+        _ => {}
+    });
     let mut chat = Chat::default();
-    block_on(flow.observe(recorder.clone()).run(&mut chat)).unwrap();
+    block_on(flow.observe(&observer).run(&mut chat)).unwrap();
     assert_eq!(chat.tries, 3);
-    assert_eq!(recorder.kinds("retry"), 2);
+    assert_eq!(*retries.lock().unwrap(), [1, 2]);
+    assert_eq!(*finished.lock().unwrap(), [3], "the attempts of the body");
 }
 
 #[test]

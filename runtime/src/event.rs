@@ -132,7 +132,7 @@ pub enum Event<'a> {
         action: &'static str,
         /// Why it chose that action ([`Command::with_reason`](crate::Command::with_reason)).
         reason: Option<&'a str>,
-        /// How many attempts of `exec` ran.
+        /// How many attempts of `exec` (or of a retried `#[node]` function's body) ran.
         attempts: u32,
         /// From `prep` to the end of `post`.
         duration: Duration,

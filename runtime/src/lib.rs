@@ -13,6 +13,10 @@
 //! - [`reducer`]: how writes combine, and the [`Addable`] and [`Append`] traits;
 //! - [`checkpoint`]: where durable runs save their steps ([`checkpoint::FileStore`], ...);
 //! - [`durable`]: durable runs: save, resume, pause, history;
+//! - the agent layer: [`message`] (messages, an editable conversation, per-agent histories),
+//!   [`template`] (`{field}` prompts, checked by [`prompt!`]), [`model`] (the [`ChatModel`](model::ChatModel)
+//!   trait, a scripted model, the OpenAI-compatible client with feature `openai`), [`tool`] (tools
+//!   and toolboxes) and [`agent`] (the [`Agent`](agent::Agent) node and its tool loop);
 //! - [`error`]: the errors;
 //! - `example_generated` (in the documentation only): what the derive generates for an example state.
 
@@ -177,8 +181,33 @@ macro_rules! prompt {
 /// The function takes `&State` (and optionally `&Context<'_>` second), may be `async`, and returns
 /// `Command<State>`, or `Result<Command<State>, E>` for any `E` that converts into [`NodeError`]. It becomes a unit struct
 /// of the same name whose whole body runs as the node's [`post`](Node::post): it reads the state and
-/// returns the command. Nothing is retried, so keep calls that may fail transiently in a node that
-/// implements [`Node`] and does them in `exec`.
+/// returns the command.
+///
+/// Retry options make the body retried and timed out as [`Retry`] does for `exec`:
+/// `#[node(attempts = 3, wait = "200ms", backoff = 2.0, max_wait = "5s", timeout = "30s",
+/// retry_if = path)]`. `attempts` counts every attempt (3 means up to two retries), durations are
+/// written `"200ms"`, `"30s"`, `"2m"`, `backoff` multiplies the wait after each attempt (up to
+/// `max_wait`), `timeout` bounds each attempt (an `async` body is stopped at its next `.await`),
+/// and `retry_if` names a `fn(&NodeError) -> bool` that picks the errors worth another attempt (by
+/// default all of them, except a [`ModelError`] that says it is permanent). The body only reads the
+/// state, so running it again is as safe as retrying `exec`.
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// use slateflow::{Command, ModelError, SharedState, node};
+///
+/// # #[derive(SharedState, Debug, Default, Serialize, Deserialize)]
+/// # struct Ticket { reply: Option<String> }
+/// #[node(attempts = 3, wait = "10ms", timeout = "30s")]
+/// async fn draft(ticket: &Ticket) -> Result<Command<Ticket>, ModelError> {
+///     // A model call would go here; a 429 or a 503 is tried again, a 400 is not.
+///     Ok(Command::new(Ticket::update().set_reply(Some("On it.".into()))))
+/// }
+/// # let mut ticket = Ticket::default();
+/// # slateflow::run_node_blocking(&draft, &mut ticket)?;
+/// # assert_eq!(ticket.reply.as_deref(), Some("On it."));
+/// # Ok::<(), slateflow::Error>(())
+/// ```
 ///
 /// ```
 /// use serde::{Deserialize, Serialize};

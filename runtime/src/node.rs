@@ -14,6 +14,7 @@
 use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -285,6 +286,9 @@ pub struct Context<'a> {
     last_step: u64,
     thread: Option<&'a str>,
     sink: &'a dyn EventSink,
+    // Where a `#[node]` function run under a retry policy records its attempts, for the run's
+    // `NodeFinished` event.
+    attempts: Option<&'a AtomicU32>,
 }
 
 impl<'a> Context<'a> {
@@ -303,6 +307,7 @@ impl<'a> Context<'a> {
             last_step: Limit::NONE.last_step,
             thread: None,
             sink: &NO_SINK,
+            attempts: None,
         }
     }
 
@@ -328,6 +333,20 @@ impl<'a> Context<'a> {
             last_step: limit.last_step,
             thread,
             sink,
+            attempts: None,
+        }
+    }
+
+    /// This context, with `attempts` to count the attempts of a retried `#[node]` body in.
+    pub(crate) fn counting_attempts(mut self, attempts: &'a AtomicU32) -> Self {
+        self.attempts = Some(attempts);
+        self
+    }
+
+    /// Records how many attempts a retried `#[node]` body took.
+    pub(crate) fn record_attempts(&self, attempts: u32) {
+        if let Some(count) = self.attempts {
+            count.store(attempts, Ordering::Relaxed);
         }
     }
 

@@ -333,7 +333,10 @@ where
         emitter.retry(attempt, error, wait);
     })
     .await
-    .map(|(command, _)| command)
+    .map(|(command, attempts)| {
+        context.record_attempts(attempts);
+        command
+    })
     .map_err(|(source, attempts)| Box::new(RetriedBody { attempts, source }) as NodeError)
 }
 

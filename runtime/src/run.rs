@@ -19,6 +19,7 @@
 use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, NodeError, Phase};
@@ -836,7 +837,9 @@ async fn node_command<S: SharedState, N: Node<S>, H: Watch>(
     if H::OBSERVES {
         env.hook.event(&Event::NodeStarted { at });
     }
-    let context = Context::in_run(env.params, at, env.limit, env.hook.thread(), env.hook);
+    let body_attempts = AtomicU32::new(0);
+    let context = Context::in_run(env.params, at, env.limit, env.hook.thread(), env.hook)
+        .counting_attempts(&body_attempts);
     let failed = |phase, attempts, source| Error::NodeFailed {
         node: at.node,
         step: at.step,
@@ -906,7 +909,7 @@ async fn node_command<S: SharedState, N: Node<S>, H: Watch>(
             at,
             action: command.action,
             reason: command.reason.as_deref(),
-            attempts,
+            attempts: attempts.max(body_attempts.load(Ordering::Relaxed)),
             duration: started.map(|started| started.elapsed()).unwrap_or_default(),
         });
     }
