@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use slateflow::agent::{Agent, Conversation};
+use slateflow::agent::Agent;
 use slateflow::event::{self, Event};
 use slateflow::message::{Histories, Message, ToolCall};
 use slateflow::model::{ChatModel, ChatRequest, ChatResponse, OpenAi, ScriptedModel};
@@ -22,6 +22,7 @@ use slateflow::{Command, Context, Node, NodeError, Retry, SharedState, flow, nod
 /// The shared state: named fields the agents fill in, the global conversation, and one history
 /// per agent.
 #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+#[slateflow(conversation)]
 struct Triage {
     /// The alert as received.
     alert_text: String,
@@ -35,20 +36,6 @@ struct Triage {
     /// Each agent's own turns, by its path in the flow.
     #[reducer(append)]
     histories: Histories,
-}
-
-impl Conversation for Triage {
-    fn messages(&self) -> &[Message] {
-        &self.messages
-    }
-    fn histories(&self) -> &Histories {
-        &self.histories
-    }
-    fn record(messages: Vec<Message>, histories: Histories) -> TriageUpdate {
-        Triage::update()
-            .extend_messages(messages)
-            .append_histories(histories)
-    }
 }
 
 /// What the classifier answers, as JSON.

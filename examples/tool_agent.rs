@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use slateflow::agent::{Agent, Conversation};
+use slateflow::agent::Agent;
 use slateflow::event::{self, Event};
 use slateflow::message::{Histories, Message, ToolCall};
 use slateflow::model::{ChatModel, OpenAi, ScriptedModel};
@@ -18,6 +18,7 @@ use slateflow::tool::{Toolbox, tool_fn};
 use slateflow::{NodeError, SharedState, flow, prompt};
 
 #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+#[slateflow(conversation)]
 struct Desk {
     /// The customer's city, for the prompt.
     city: String,
@@ -25,20 +26,6 @@ struct Desk {
     messages: Vec<Message>,
     #[reducer(append)]
     histories: Histories,
-}
-
-impl Conversation for Desk {
-    fn messages(&self) -> &[Message] {
-        &self.messages
-    }
-    fn histories(&self) -> &Histories {
-        &self.histories
-    }
-    fn record(messages: Vec<Message>, histories: Histories) -> DeskUpdate {
-        Desk::update()
-            .extend_messages(messages)
-            .append_histories(histories)
-    }
 }
 
 #[derive(Deserialize)]

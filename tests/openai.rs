@@ -15,7 +15,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use slateflow::agent::{Agent, Conversation};
+use slateflow::agent::Agent;
 use slateflow::event::Event;
 use slateflow::message::{Histories, Message, ToolCall};
 use slateflow::model::{ChatModel, ChatRequest, OpenAi, ToolSpec};
@@ -448,25 +448,12 @@ async fn a_cut_stream_a_stall_and_a_closed_port_are_retryable() {
 }
 
 #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+#[slateflow(conversation)]
 struct Desk {
     #[reducer(append)]
     messages: Vec<Message>,
     #[reducer(append)]
     histories: Histories,
-}
-
-impl Conversation for Desk {
-    fn messages(&self) -> &[Message] {
-        &self.messages
-    }
-    fn histories(&self) -> &Histories {
-        &self.histories
-    }
-    fn record(messages: Vec<Message>, histories: Histories) -> DeskUpdate {
-        Desk::update()
-            .extend_messages(messages)
-            .append_histories(histories)
-    }
 }
 
 #[tokio::test]

@@ -32,7 +32,10 @@ use crate::tool::Toolbox;
 
 /// A state with a conversation: global messages and per-agent histories.
 ///
-/// Three short methods tell the agent layer which fields hold them and how to write them:
+/// `#[slateflow(conversation)]` on the state implements it over the fields `messages` (a
+/// `Vec<Message>` or [`Messages`](crate::message::Messages)) and `histories` ([`Histories`]), both
+/// with `#[reducer(append)]`; `#[slateflow(conversation(messages = chat, histories = agents))]`
+/// names other fields.
 ///
 /// ```
 /// use serde::{Deserialize, Serialize};
@@ -41,6 +44,7 @@ use crate::tool::Toolbox;
 /// use slateflow::message::{Histories, Message};
 ///
 /// #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// #[slateflow(conversation)]
 /// struct Triage {
 ///     alert_text: String,
 ///     #[reducer(append)]
@@ -49,15 +53,35 @@ use crate::tool::Toolbox;
 ///     histories: Histories,
 /// }
 ///
-/// impl Conversation for Triage {
+/// let mut state = Triage::default();
+/// state.apply(Triage::record(vec![Message::ai("hi")], Histories::of("greet", [Message::ai("hi")])));
+/// assert_eq!((state.messages().len(), state.histories().get("greet").len()), (1, 1));
+/// ```
+///
+/// By hand, it is three short methods:
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use slateflow::SharedState;
+/// # use slateflow::agent::Conversation;
+/// # use slateflow::message::{Histories, Message};
+/// #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// struct Desk {
+///     #[reducer(append)]
+///     chat: Vec<Message>,
+///     #[reducer(append)]
+///     agents: Histories,
+/// }
+///
+/// impl Conversation for Desk {
 ///     fn messages(&self) -> &[Message] {
-///         &self.messages
+///         &self.chat
 ///     }
 ///     fn histories(&self) -> &Histories {
-///         &self.histories
+///         &self.agents
 ///     }
-///     fn record(messages: Vec<Message>, histories: Histories) -> TriageUpdate {
-///         Triage::update().extend_messages(messages).append_histories(histories)
+///     fn record(messages: Vec<Message>, histories: Histories) -> DeskUpdate {
+///         Desk::update().extend_chat(messages).append_agents(histories)
 ///     }
 /// }
 /// ```
@@ -76,21 +100,14 @@ pub trait Conversation: SharedState {
 /// ```
 /// # use serde::{Deserialize, Serialize};
 /// # use slateflow::SharedState;
-/// # use slateflow::agent::Conversation;
 /// # use slateflow::message::{Histories, Message};
 /// # #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// # #[slateflow(conversation)]
 /// # struct Triage {
 /// #     alert_text: String,
 /// #     classification: Option<String>,
 /// #     #[reducer(append)] messages: Vec<Message>,
 /// #     #[reducer(append)] histories: Histories,
-/// # }
-/// # impl Conversation for Triage {
-/// #     fn messages(&self) -> &[Message] { &self.messages }
-/// #     fn histories(&self) -> &Histories { &self.histories }
-/// #     fn record(messages: Vec<Message>, histories: Histories) -> TriageUpdate {
-/// #         Triage::update().extend_messages(messages).append_histories(histories)
-/// #     }
 /// # }
 /// use std::sync::Arc;
 /// use slateflow::{flow, prompt};

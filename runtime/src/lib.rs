@@ -76,9 +76,12 @@ pub use state::{Field, SharedState, StateUpdate, UpdateOf};
 /// are the Rust field names (the names templates and metadata use), whatever serde renames the state's
 /// own fields to. Each slot has its field's visibility; the setters have the struct's.
 ///
-/// # Container attribute
-/// `#[slateflow(crate = path)]`: where to find this crate, when your `Cargo.toml` renames it
-/// (`flowlib = { package = "slateflow", ... }` needs `#[slateflow(crate = flowlib)]`).
+/// # Container attributes
+/// - `#[slateflow(crate = path)]`: where to find this crate, when your `Cargo.toml` renames it
+///   (`flowlib = { package = "slateflow", ... }` needs `#[slateflow(crate = flowlib)]`).
+/// - `#[slateflow(conversation)]`: implements [`agent::Conversation`] over the fields `messages`
+///   and `histories` (both `#[reducer(append)]`), so that [`agent::Agent`] nodes can run on the
+///   state; `conversation(messages = chat, histories = agents)` names other fields.
 pub use slateflow_macros::SharedState;
 
 /// The traits and the derive, for `use slateflow::prelude::*;`.

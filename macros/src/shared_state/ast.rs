@@ -14,6 +14,8 @@ pub(crate) struct State<'a> {
     pub(crate) fields: Vec<Field<'a>>,
     /// Where generated code finds the runtime: `::slateflow` unless `#[slateflow(crate = ...)]`.
     pub(crate) crate_path: syn::Path,
+    /// `#[slateflow(conversation)]`: the fields of the agent layer's `Conversation`.
+    pub(crate) conversation: Option<attr::Conversation>,
 }
 
 /// One field of the state.
@@ -41,7 +43,7 @@ impl<'a> State<'a> {
     /// Reads `input`; `None` when it is not a struct with named fields (the error is recorded).
     pub(crate) fn from_syn(
         input: &'a DeriveInput,
-        crate_path: syn::Path,
+        container: attr::Container,
         errors: &mut Errors,
     ) -> Option<Self> {
         let named = match &input.data {
@@ -100,7 +102,8 @@ impl<'a> State<'a> {
         Some(Self {
             input,
             fields,
-            crate_path,
+            crate_path: container.crate_path,
+            conversation: container.conversation,
         })
     }
 }

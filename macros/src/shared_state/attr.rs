@@ -3,6 +3,7 @@
 //! ```text
 //! field attribute:      #[reducer(add)] | #[reducer(append)] | #[reducer(with = path)]
 //! container attribute:  #[slateflow(crate = path)]
+//!                       #[slateflow(conversation)] | #[slateflow(conversation(messages = f, histories = g))]
 //! ```
 //! It also looks at `#[serde(skip)]` (and `skip_serializing`, `skip_deserializing`) on fields, so that
 //! update slots skip the same fields serde skips.
@@ -142,20 +143,77 @@ fn synonym_hint(word: &str) -> &'static str {
     }
 }
 
-/// `#[slateflow(crate = path)]`, or `::slateflow`.
-pub(crate) fn crate_path(attrs: &[Attribute], errors: &mut Errors) -> syn::Path {
-    let mut path = syn::parse_quote!(::slateflow);
+/// What the container attribute says.
+pub(crate) struct Container {
+    /// `#[slateflow(crate = path)]`, or `::slateflow`.
+    pub(crate) crate_path: syn::Path,
+    /// `#[slateflow(conversation ...)]`: the fields that hold the global messages and the
+    /// per-agent histories, and the attribute's word, for errors.
+    pub(crate) conversation: Option<Conversation>,
+}
+
+#[cfg(test)]
+impl Container {
+    /// A container attribute that names only the crate.
+    pub(crate) fn plain(crate_path: syn::Path) -> Self {
+        Self {
+            crate_path,
+            conversation: None,
+        }
+    }
+}
+
+/// The fields of `#[slateflow(conversation)]`.
+pub(crate) struct Conversation {
+    pub(crate) messages: Ident,
+    pub(crate) histories: Ident,
+    pub(crate) at: Ident,
+}
+
+/// `#[slateflow(crate = path, conversation(...))]`.
+pub(crate) fn container(attrs: &[Attribute], errors: &mut Errors) -> Container {
+    let mut container = Container {
+        crate_path: syn::parse_quote!(::slateflow),
+        conversation: None,
+    };
     for attr in attrs
         .iter()
         .filter(|attr| attr.path().is_ident("slateflow"))
     {
         let parsed = attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("crate") {
-                path = meta.value()?.parse()?;
+                container.crate_path = meta.value()?.parse()?;
+                Ok(())
+            } else if meta.path.is_ident("conversation") {
+                let at = meta.path.require_ident()?.clone();
+                let mut messages = Ident::new("messages", at.span());
+                let mut histories = Ident::new("histories", at.span());
+                if meta.input.peek(syn::token::Paren) {
+                    meta.parse_nested_meta(|field| {
+                        if field.path.is_ident("messages") {
+                            messages = field.value()?.parse()?;
+                            Ok(())
+                        } else if field.path.is_ident("histories") {
+                            histories = field.value()?.parse()?;
+                            Ok(())
+                        } else {
+                            Err(field.error(
+                                "`conversation` names two fields: `conversation(messages = \
+                                 field, histories = field)`",
+                            ))
+                        }
+                    })?;
+                }
+                container.conversation = Some(Conversation {
+                    messages,
+                    histories,
+                    at,
+                });
                 Ok(())
             } else {
                 Err(meta.error(
-                    "unknown `slateflow` option; the derive accepts `#[slateflow(crate = path)]`",
+                    "unknown `slateflow` option; the derive accepts `#[slateflow(crate = path)]` \
+                     and `#[slateflow(conversation)]`",
                 ))
             }
         });
@@ -163,7 +221,7 @@ pub(crate) fn crate_path(attrs: &[Attribute], errors: &mut Errors) -> syn::Path 
             errors.push(error);
         }
     }
-    path
+    container
 }
 
 /// Whether a `#[serde(...)]` attribute skips the field in either direction.
@@ -274,14 +332,43 @@ mod tests {
     fn crate_path_defaults_and_overrides() {
         let mut errors = Errors::default();
         let default: syn::Path = parse_quote!(::slateflow);
-        assert_eq!(crate_path(&[], &mut errors), default);
+        assert_eq!(container(&[], &mut errors).crate_path, default);
         let attrs: Vec<Attribute> = vec![parse_quote!(#[slateflow(crate = flowlib)])];
         let renamed: syn::Path = parse_quote!(flowlib);
-        assert_eq!(crate_path(&attrs, &mut errors), renamed);
+        assert_eq!(container(&attrs, &mut errors).crate_path, renamed);
         assert!(errors.is_empty());
         let attrs: Vec<Attribute> = vec![parse_quote!(#[slateflow(krate = flowlib)])];
-        crate_path(&attrs, &mut errors);
+        container(&attrs, &mut errors);
         assert_eq!(errors.messages().len(), 1);
+    }
+
+    #[test]
+    fn conversation_names_its_fields_or_takes_the_usual_ones() {
+        let mut errors = Errors::default();
+        let attrs: Vec<Attribute> = vec![parse_quote!(#[slateflow(conversation)])];
+        let conversation = container(&attrs, &mut errors).conversation.unwrap();
+        assert_eq!(
+            (
+                conversation.messages.to_string(),
+                conversation.histories.to_string()
+            ),
+            ("messages".into(), "histories".into())
+        );
+        let attrs: Vec<Attribute> = vec![
+            parse_quote!(#[slateflow(crate = x, conversation(histories = agents, messages = chat))]),
+        ];
+        let conversation = container(&attrs, &mut errors).conversation.unwrap();
+        assert_eq!(
+            (
+                conversation.messages.to_string(),
+                conversation.histories.to_string()
+            ),
+            ("chat".into(), "agents".into())
+        );
+        assert!(errors.is_empty());
+        let attrs: Vec<Attribute> = vec![parse_quote!(#[slateflow(conversation(log = x))])];
+        container(&attrs, &mut errors);
+        assert!(errors.messages()[0].contains("`conversation` names two fields"));
     }
 
     #[test]

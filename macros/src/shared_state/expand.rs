@@ -17,6 +17,7 @@ pub(crate) fn expand(state: &State) -> TokenStream {
     let update_methods = update_methods(state);
     let state_impl = state_impl(state);
     let update_impl = update_impl(state);
+    let conversation_impl = conversation_impl(state);
     let guards = crate::spans::local_guards(&local_names(state));
     quote! {
         #update_type
@@ -25,7 +26,59 @@ pub(crate) fn expand(state: &State) -> TokenStream {
             #update_methods
             #state_impl
             #update_impl
+            #conversation_impl
         };
+    }
+}
+
+/// `impl Conversation` for `#[slateflow(conversation)]`: the agent layer reads the two fields and
+/// writes them through the update's setters. A field of the wrong type is reported at its type.
+fn conversation_impl(state: &State) -> TokenStream {
+    let Some(conversation) = &state.conversation else {
+        return TokenStream::new();
+    };
+    let krate = &state.crate_path;
+    let name = &state.input.ident;
+    let (impl_generics, type_generics, where_clause) = state.input.generics.split_for_impl();
+    // Every token at the field's type, where a type mismatch belongs.
+    let at_type = |name: &Ident| {
+        let span = state
+            .fields
+            .iter()
+            .find(|field| field.ident == name)
+            .map_or(name.span(), Field::ty_span);
+        Ident::new(&name.to_string(), span)
+    };
+    let (messages, histories) = (
+        at_type(&conversation.messages),
+        at_type(&conversation.histories),
+    );
+    let extend = format_ident!("extend_{}", messages.unraw(), span = messages.span());
+    let append = format_ident!("append_{}", histories.unraw(), span = histories.span());
+    let read_messages = quote_spanned!(messages.span()=> &self.#messages);
+    let read_histories = quote_spanned!(histories.span()=> &self.#histories);
+    let record_messages = quote_spanned!(messages.span()=> .#extend(messages));
+    let record_histories = quote_spanned!(histories.span()=> .#append(histories));
+    quote! {
+        #[automatically_derived]
+        impl #impl_generics #krate::agent::Conversation for #name #type_generics #where_clause {
+            fn messages(&self) -> &[#krate::message::Message] {
+                #read_messages
+            }
+
+            fn histories(&self) -> &#krate::message::Histories {
+                #read_histories
+            }
+
+            fn record(
+                messages: ::std::vec::Vec<#krate::message::Message>,
+                histories: #krate::message::Histories,
+            ) -> <Self as #krate::SharedState>::Update {
+                <Self as #krate::SharedState>::update()
+                    #record_messages
+                    #record_histories
+            }
+        }
     }
 }
 
@@ -43,6 +96,8 @@ fn local_names(state: &State) -> Vec<Ident> {
         "name",
         "later",
         "other",
+        "messages",
+        "histories",
     ];
     fixed
         .iter()
@@ -661,6 +716,7 @@ mod tests {
 
     use super::*;
     use crate::errors::Errors;
+    use crate::shared_state::attr::Container;
 
     #[test]
     fn tokens_text_reads_like_source() {
@@ -684,7 +740,12 @@ mod tests {
 
     fn expand_text(input: &syn::DeriveInput) -> String {
         let mut errors = Errors::default();
-        let state = State::from_syn(input, parse_quote!(::slateflow), &mut errors).unwrap();
+        let state = State::from_syn(
+            input,
+            Container::plain(parse_quote!(::slateflow)),
+            &mut errors,
+        )
+        .unwrap();
         assert!(errors.is_empty());
         expand(&state).to_string()
     }
@@ -734,7 +795,8 @@ mod tests {
             }
         );
         let mut errors = Errors::default();
-        let state = State::from_syn(&input, parse_quote!(flowlib), &mut errors).unwrap();
+        let state =
+            State::from_syn(&input, Container::plain(parse_quote!(flowlib)), &mut errors).unwrap();
         let text = expand(&state).to_string();
         assert!(!text.contains("slateflow"), "{text}");
         assert!(text.contains("\"flowlib::__private::serde\""));

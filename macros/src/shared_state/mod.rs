@@ -19,8 +19,9 @@ use crate::errors::Errors;
 /// The whole derive: generated code followed by any errors.
 pub(crate) fn derive(input: &syn::DeriveInput) -> TokenStream {
     let mut errors = Errors::default();
-    let crate_path = attr::crate_path(&input.attrs, &mut errors);
-    let generated = match ast::State::from_syn(input, crate_path.clone(), &mut errors) {
+    let container = attr::container(&input.attrs, &mut errors);
+    let crate_path = container.crate_path.clone();
+    let generated = match ast::State::from_syn(input, container, &mut errors) {
         Some(state) if valid::check(&state, &mut errors) => expand::expand(&state),
         Some(_) | None => fallback::stub(input, &crate_path),
     };

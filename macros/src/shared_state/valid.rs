@@ -1,11 +1,57 @@
 //! Rules about the state as a whole, one function per rule.
 
-use super::ast::State;
+use super::ast::{Reducer, State};
 use crate::errors::Errors;
 
 /// Runs every rule; `false` when the state cannot be expanded without follow-on errors.
 pub(crate) fn check(state: &State, errors: &mut Errors) -> bool {
-    no_lifetime_parameters(state, errors)
+    let owned = no_lifetime_parameters(state, errors);
+    let conversation = conversation_fields(state, errors);
+    owned && conversation
+}
+
+/// `#[slateflow(conversation)]` needs its two fields, each appended to.
+fn conversation_fields(state: &State, errors: &mut Errors) -> bool {
+    let Some(conversation) = &state.conversation else {
+        return true;
+    };
+    let mut found = true;
+    for (name, kind) in [
+        (
+            &conversation.messages,
+            "the global messages (`Vec<Message>` or `Messages`)",
+        ),
+        (
+            &conversation.histories,
+            "the per-agent histories (`Histories`)",
+        ),
+    ] {
+        match state.fields.iter().find(|field| field.ident == name) {
+            None => {
+                found = false;
+                errors.at(
+                    &conversation.at,
+                    format_args!(
+                        "`conversation` needs a field `{name}` for {kind} with \
+                         `#[reducer(append)]`; add it, or name the field: \
+                         `conversation(messages = field, histories = field)`"
+                    ),
+                );
+            }
+            Some(field) if !matches!(field.reducer, Reducer::Append) => {
+                found = false;
+                errors.at(
+                    field.ident,
+                    format_args!(
+                        "`{name}` holds {kind} for `#[slateflow(conversation)]`, which only \
+                         appends to it: give it `#[reducer(append)]`"
+                    ),
+                );
+            }
+            Some(_) => {}
+        }
+    }
+    found
 }
 
 /// A state is saved and restored across runs (`DeserializeOwned`), so it cannot borrow.
@@ -27,6 +73,7 @@ mod tests {
     use syn::parse_quote;
 
     use super::*;
+    use crate::shared_state::attr::Container;
 
     #[test]
     fn lifetimes_are_refused_one_error_each() {
@@ -37,7 +84,12 @@ mod tests {
             }
         );
         let mut errors = Errors::default();
-        let state = State::from_syn(&input, parse_quote!(::slateflow), &mut errors).unwrap();
+        let state = State::from_syn(
+            &input,
+            Container::plain(parse_quote!(::slateflow)),
+            &mut errors,
+        )
+        .unwrap();
         assert!(!check(&state, &mut errors));
         let messages = errors.messages();
         assert_eq!(messages.len(), 2);
@@ -52,7 +104,12 @@ mod tests {
             }
         );
         let mut errors = Errors::default();
-        let state = State::from_syn(&input, parse_quote!(::slateflow), &mut errors).unwrap();
+        let state = State::from_syn(
+            &input,
+            Container::plain(parse_quote!(::slateflow)),
+            &mut errors,
+        )
+        .unwrap();
         assert!(check(&state, &mut errors));
         assert!(errors.is_empty());
     }
