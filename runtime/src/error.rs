@@ -27,10 +27,11 @@ pub enum Error {
         #[source]
         source: NodeError,
     },
-    /// Every attempt of a node's `exec` took longer than its timeout.
+    /// The last attempt of a node's `exec` (or of a retried `#[node]` function's body) took longer
+    /// than its timeout.
     #[error(
-        "node `{node}` timed out at step {step}: its last attempt of `exec` took longer than \
-         {after:?}{}; raise `Retry::timeout` or allow more attempts",
+        "node `{node}` timed out at step {step}: its last attempt took longer than {after:?}{}; \
+         raise the timeout (`Retry::timeout`, `#[node(timeout = ...)]`) or allow more attempts",
         attempts_text(*.attempts)
     )]
     Timeout {
