@@ -237,14 +237,13 @@ impl<S: Conversation, M: ChatModel> Agent<S, M> {
     ) -> Result<Vec<Message>, NodeError> {
         let mut request = turn.request.clone();
         let first = request.messages.len();
+        request.tools = self.tools.specs();
         let mut rounds = 0;
         loop {
             let offer_tools = !self.tools.is_empty() && rounds < self.max_tool_rounds;
-            request.tools = if offer_tools {
-                self.tools.specs()
-            } else {
-                Vec::new()
-            };
+            if !offer_tools {
+                request.tools.clear();
+            }
             let reply = self.call(&request, emitter).await?.message;
             let calls = reply.tool_calls().to_vec();
             request.messages.push(reply);

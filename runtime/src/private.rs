@@ -342,8 +342,8 @@ where
 
 // ---- prompt! support -----------------------------------------------------------------------------
 
-use crate::state::{SharedState, field_index};
-use crate::text::{ConstText, edit_distance, is_near};
+use crate::state::{SharedState, field_index, nearest_field};
+use crate::text::ConstText;
 
 /// The compile-time check `prompt!` makes for each placeholder: `field` must be a field of `S`.
 ///
@@ -359,19 +359,7 @@ pub const fn check_placeholder<S: SharedState>(state: &str, field: &str) {
         .push("}` names no field of `")
         .push(state)
         .push("`");
-    let mut nearest: Option<&str> = None;
-    let mut best = usize::MAX;
-    let mut index = 0;
-    while index < S::FIELDS.len() {
-        let candidate = S::FIELDS[index].name();
-        let distance = edit_distance(field, candidate);
-        if distance < best && is_near(field, candidate) {
-            best = distance;
-            nearest = Some(candidate);
-        }
-        index += 1;
-    }
-    if let Some(candidate) = nearest {
+    if let Some(candidate) = nearest_field(S::FIELDS, field) {
         message = message
             .push("; the nearest field is `")
             .push(candidate)

@@ -235,6 +235,26 @@ pub const fn field_index(fields: &[Field], name: &str) -> Option<usize> {
     None
 }
 
+/// The field whose name is nearest to `name`, if one is near enough to suggest; usable in `const`
+/// context (the compile-time check of `prompt!` uses it, and so does [`Prompt::parse`]).
+///
+/// [`Prompt::parse`]: crate::template::Prompt::parse
+pub(crate) const fn nearest_field(fields: &[Field], name: &str) -> Option<&'static str> {
+    let mut nearest = None;
+    let mut best = usize::MAX;
+    let mut index = 0;
+    while index < fields.len() {
+        let candidate = fields[index].name;
+        let distance = crate::text::edit_distance(name, candidate);
+        if distance < best && crate::text::is_near(name, candidate) {
+            best = distance;
+            nearest = Some(candidate);
+        }
+        index += 1;
+    }
+    nearest
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

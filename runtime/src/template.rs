@@ -17,8 +17,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
-use crate::state::{SharedState, field_index};
-use crate::text::{edit_distance, is_near};
+use crate::state::{SharedState, field_index, nearest_field};
 
 /// A template over the state `S`, checked against its fields.
 ///
@@ -82,17 +81,10 @@ impl<S: SharedState> Prompt<S> {
             if let Part::Field(name) = part
                 && field_index(S::FIELDS, name).is_none()
             {
-                let fields: Vec<&'static str> =
-                    S::FIELDS.iter().map(crate::state::Field::name).collect();
-                let nearest = fields
-                    .iter()
-                    .copied()
-                    .filter(|field| is_near(name, field))
-                    .min_by_key(|field| edit_distance(name, field));
                 return Err(TemplateError::UnknownField {
                     name: name.to_string(),
-                    nearest,
-                    fields,
+                    nearest: nearest_field(S::FIELDS, name),
+                    fields: S::FIELDS.iter().map(crate::state::Field::name).collect(),
                 });
             }
         }
