@@ -111,6 +111,25 @@ pub fn record_next(state: &Strict<u8>) -> Command<Strict<u8>> {
 }
 
 #[test]
+fn overwrites_work_on_a_generic_state_and_survive_json() {
+    let mut state = Strict::<u8>::default();
+    state.apply(Strict::<u8>::update().add_count(5).extend_items([1, 2]));
+    let update = Strict::<u8>::update()
+        .overwrite_count(1)
+        .overwrite_items(::std::vec![9])
+        .push_items(10);
+    let json = serde_json::to_string(&update).unwrap();
+    assert_eq!(
+        json,
+        r#"{"count":1,"items":[9,10],"$overwrite":["count","items"]}"#
+    );
+    let back: StrictUpdate<u8> = serde_json::from_str(&json).unwrap();
+    state.apply(back);
+    assert_eq!(state.count, 1);
+    assert_eq!(state.items, [9, 10]);
+}
+
+#[test]
 fn flow_and_node_expansions_work_with_shadowed_prelude_names() {
     let flow = flow! {
         #![exhaustive]
@@ -243,5 +262,48 @@ mod shadowed_names {
         let mut tally = Tally::default();
         flow.run_blocking(&mut tally).unwrap();
         ::core::assert_eq!(tally.count, 3);
+    }
+}
+
+/// Items named like the derive's parameters and locals, in the scope of `#[derive(SharedState)]`.
+#[allow(dead_code, non_camel_case_types, non_upper_case_globals)]
+pub mod shadowed_derive_names {
+    use serde::{Deserialize, Serialize};
+    use slateflow::{SharedState, StateUpdate};
+
+    struct overwrites;
+    struct overwritten;
+    struct slot;
+    struct later;
+    struct other;
+    struct value;
+    struct update;
+    struct serializer;
+    struct deserializer;
+    const increment: () = ();
+    const items: () = ();
+
+    /// A state derived beside the items above.
+    #[derive(SharedState, ::core::default::Default, Serialize, Deserialize)]
+    pub struct Near {
+        /// Increments.
+        #[reducer(add)]
+        pub total: u32,
+        /// Appended.
+        #[reducer(append)]
+        pub notes: ::std::vec::Vec<::std::string::String>,
+    }
+
+    #[test]
+    fn the_derive_works_beside_items_named_like_its_locals() {
+        let mut near = Near::default();
+        let reset = Near::update().overwrite_total(7).push_notes("a".into());
+        let more = Near::update().add_total(1);
+        near.apply(reset.clone().merge(more.clone()).unwrap().then(more));
+        ::core::assert_eq!(near.total, 9);
+        let json = serde_json::to_string(&reset).unwrap();
+        let back: NearUpdate = serde_json::from_str(&json).unwrap();
+        near.apply(back);
+        ::core::assert_eq!((near.total, near.notes.len()), (7, 2));
     }
 }

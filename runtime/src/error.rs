@@ -90,6 +90,24 @@ pub enum Error {
         /// The step number of the fork's first branch.
         step: u64,
     },
+    /// Two branches of a fork both overwrote the same reducer field (`overwrite_<field>`). Nothing
+    /// of the fork was applied. One overwrite per field is fine: the other branches' writes to the
+    /// field are applied on top of it.
+    #[error(
+        "branches `{first}` and `{second}` of the fork at step {step} both overwrote the field \
+         `{field}`, so nothing of the fork was applied: overwrite it from one branch only (the \
+         other branches' writes to it are then applied on top of the overwrite)"
+    )]
+    ParallelOverwrite {
+        /// The field both branches overwrote.
+        field: &'static str,
+        /// The earlier branch, in written order.
+        first: &'static str,
+        /// The later branch.
+        second: &'static str,
+        /// The step number of the fork's first branch.
+        step: u64,
+    },
     /// The flow ran as many steps as its limit allows and was about to run another.
     #[error(
         "step limit of {limit} reached before running node `{node}`, which would have been step \
@@ -203,7 +221,9 @@ impl Error {
             | Self::Paused { node, .. }
             | Self::InputRequested { node, .. }
             | Self::NestingTooDeep { node, .. } => Some(node),
-            Self::ParallelConflict { first, .. } => Some(first),
+            Self::ParallelConflict { first, .. } | Self::ParallelOverwrite { first, .. } => {
+                Some(first)
+            }
             Self::Store(_)
             | Self::Interrupt { .. }
             | Self::Resume { .. }
@@ -264,31 +284,67 @@ fn quoted_list(items: &[&str]) -> String {
     quoted.join(", ")
 }
 
-/// Two parallel updates both wrote the same last-write-wins field.
+/// Two parallel updates both wrote the same last-write-wins field, or both overwrote the same
+/// reducer field.
 ///
 /// Returned by [`StateUpdate::merge`](crate::StateUpdate::merge). Which value should win would depend
 /// on which branch finished first, so the merge refuses both, even when they are equal (LangGraph's
 /// rule). Write the field from one branch only, or give it a reducer that combines writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
-#[error(
-    "conflicting parallel writes to the last-write-wins field `{field}`: write it from one branch \
-     only, or give it a reducer such as `#[reducer(append)]` or `#[reducer(with = path)]`"
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MergeConflict {
     field: &'static str,
+    overwrite: bool,
 }
 
 impl MergeConflict {
-    /// A conflict on the field called `field`.
+    /// A conflict on the last-write-wins field called `field`.
     pub const fn new(field: &'static str) -> Self {
-        Self { field }
+        Self {
+            field,
+            overwrite: false,
+        }
+    }
+
+    /// Two overwrites of the reducer field called `field`.
+    pub const fn overwrite(field: &'static str) -> Self {
+        Self {
+            field,
+            overwrite: true,
+        }
     }
 
     /// The name of the field both updates wrote.
     pub const fn field(&self) -> &'static str {
         self.field
     }
+
+    /// Whether both updates overwrote a reducer field (rather than wrote a last-write-wins one).
+    pub const fn is_overwrite(&self) -> bool {
+        self.overwrite
+    }
 }
+
+impl fmt::Display for MergeConflict {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let field = self.field;
+        if self.overwrite {
+            write!(
+                formatter,
+                "conflicting parallel overwrites of the field `{field}`: overwrite it from one \
+                 branch only (the other branches' writes to it are applied on top of that one)"
+            )
+        } else {
+            write!(
+                formatter,
+                "conflicting parallel writes to the last-write-wins field `{field}`: write it \
+                 from one branch only, or give it a reducer such as `#[reducer(append)]` or \
+                 `#[reducer(with = path)]`"
+            )
+        }
+    }
+}
+
+impl std::error::Error for MergeConflict {}
 
 /// A chat model's call failed: what the endpoint said, and whether trying again may help.
 ///

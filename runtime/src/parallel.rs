@@ -8,6 +8,10 @@
 //!   finish, so a run's result does not depend on timing;
 //! - a last-write-wins field written by two branches is a conflict ([`Error::ParallelConflict`]),
 //!   even when both write the same value; `add` fields sum and `append` fields concatenate;
+//! - a reducer field overwritten by one branch (`overwrite_<field>`) takes the overwrite as its
+//!   base, and the other branches' writes to it land on top, in written order, wherever the
+//!   overwriting branch is written; two branches overwriting one field are a conflict
+//!   ([`Error::ParallelOverwrite`]);
 //! - the first branch to fail fails the fork: the other branches are cancelled (dropped) and
 //!   nothing of the fork is applied. Retries apply to each branch on its own;
 //! - the fork's action is `"default"`, which the `>>` after the list follows (the join). A
@@ -27,7 +31,7 @@
 use std::future::poll_fn;
 use std::task::Poll;
 
-use crate::error::Error;
+use crate::error::{Error, MergeConflict};
 use crate::graph::DEFAULT_ACTION;
 use crate::node::dispatch::{Branch, BranchFuture};
 use crate::state::{SharedState, StateUpdate};
@@ -106,33 +110,58 @@ pub(crate) enum Conflicts<'a> {
 /// error can name both; forks are small and a check compares a few `Option`s.
 ///
 /// # Errors
-/// [`Error::ParallelConflict`], with [`Conflicts::Fail`] only.
+/// [`Error::ParallelConflict`] or [`Error::ParallelOverwrite`], with [`Conflicts::Fail`] only.
 pub(crate) fn merge_in_order<S: SharedState>(
     outcomes: &mut [Option<Branch<S>>],
     conflicts: Conflicts<'_>,
 ) -> Result<Branch<S>, Error> {
-    if let Conflicts::Fail { names, step } = conflicts {
-        for later in 1..outcomes.len() {
-            for earlier in 0..later {
-                if let (Some(first), Some(second)) = (&outcomes[earlier], &outcomes[later])
-                    && let Some(conflict) = first.update.conflict(&second.update)
-                {
-                    return Err(Error::ParallelConflict {
-                        field: conflict.field(),
-                        first: names[earlier],
-                        second: names[later],
-                        step,
-                    });
-                }
+    let mut merged: Branch<S> = Branch::new(DEFAULT_ACTION, S::Update::default(), 0);
+    let Conflicts::Fail { names, step } = conflicts else {
+        // As if the runs had happened one after another: `then`, and the later write wins.
+        for outcome in outcomes.iter_mut().filter_map(Option::take) {
+            merged.steps += outcome.steps;
+            merged.update = merged.update.then(outcome.update);
+        }
+        return Ok(merged);
+    };
+    let conflict_error = |conflict: MergeConflict, first: usize, second: usize| {
+        let (field, first, second) = (conflict.field(), names[first], names[second]);
+        if conflict.is_overwrite() {
+            Error::ParallelOverwrite {
+                field,
+                first,
+                second,
+                step,
+            }
+        } else {
+            Error::ParallelConflict {
+                field,
+                first,
+                second,
+                step,
+            }
+        }
+    };
+    for later in 1..outcomes.len() {
+        for earlier in 0..later {
+            if let (Some(first), Some(second)) = (&outcomes[earlier], &outcomes[later])
+                && let Some(conflict) = first.update.conflict(&second.update)
+            {
+                return Err(conflict_error(conflict, earlier, later));
             }
         }
     }
-    let mut merged: Branch<S> = Branch::new(DEFAULT_ACTION, S::Update::default(), 0);
-    for outcome in outcomes.iter_mut().filter_map(Option::take) {
+    for (index, outcome) in outcomes.iter_mut().enumerate() {
+        let Some(outcome) = outcome.take() else {
+            continue;
+        };
         merged.steps += outcome.steps;
-        // No conflict was possible or found: `then` applies like `merge` (the `StateUpdate` laws),
-        // and gives the later write for a field written twice.
-        merged.update = merged.update.then(outcome.update);
+        // `merge`, not `then`: an overwrite in any branch is the base the others' writes land on.
+        // The check above found no conflict, so a failure here is an update whose `conflict` and
+        // `merge` disagree; it is still reported, against the first branch.
+        merged.update = std::mem::take(&mut merged.update)
+            .merge(outcome.update)
+            .map_err(|conflict| conflict_error(conflict, 0, index))?;
     }
     Ok(merged)
 }

@@ -9,6 +9,11 @@
 //! | `#[reducer(append)]` | the new items | appends them after the existing ones | [`Append`] |
 //! | `#[reducer(with = path)]` | a value | calls `path(&mut field, value)` | `path: fn(&mut T, T)` |
 //!
+//! Every reducer field can also be replaced instead of reduced, with the update's
+//! `overwrite_<field>(value)`: trim a message history to fit a context window, reset a counter.
+//! In a fork, the other branches' writes land on the overwrite, and two overwrites of one field
+//! are a conflict ([`Error::ParallelOverwrite`](crate::Error::ParallelOverwrite)).
+//!
 //! With `add`, a node returns the delta, never the total. A `with` function must be associative
 //! (`f(f(x, a), b) == f(x, f(a, b))`), like `max`, a keyed map merge or a sum; two updates to the field
 //! are composed with the same function before they reach the state.

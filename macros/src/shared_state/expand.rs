@@ -98,6 +98,11 @@ fn local_names(state: &State) -> Vec<Ident> {
         "other",
         "messages",
         "histories",
+        "overwrites",
+        "overwritten",
+        "slot",
+        "serializer",
+        "deserializer",
     ];
     fixed
         .iter()
@@ -114,6 +119,35 @@ fn local_names(state: &State) -> Vec<Ident> {
 /// `TriageUpdate`, named after the state and spanned at its name.
 pub(crate) fn update_ident(state_ident: &Ident) -> Ident {
     format_ident!("{}Update", state_ident)
+}
+
+/// The update's hidden field that marks overwritten reducer fields (`__private::Overwrites`).
+pub(crate) const OVERWRITES_FIELD: &str = "__slateflow_overwrites";
+
+fn overwrites_field() -> Ident {
+    Ident::new(OVERWRITES_FIELD, Span::call_site())
+}
+
+/// The field's position among the reducer fields: its bit in the update's overwrites.
+fn reducer_index(state: &State, field: &Field) -> Option<usize> {
+    if matches!(field.reducer, Reducer::LastWrite) {
+        return None;
+    }
+    state
+        .fields
+        .iter()
+        .filter(|other| !matches!(other.reducer, Reducer::LastWrite))
+        .position(|other| other.ident == field.ident)
+}
+
+/// The names of the reducer fields, in order: what the overwrites serialize as.
+fn reducer_names(state: &State) -> Vec<String> {
+    state
+        .fields
+        .iter()
+        .filter(|field| !matches!(field.reducer, Reducer::LastWrite))
+        .map(field_name)
+        .collect()
 }
 
 /// The path of the runtime's serde re-export, as text: serde's attributes take paths as strings.
@@ -203,6 +237,7 @@ fn update_type(state: &State) -> TokenStream {
             #vis #ident: ::core::option::Option<#ty>
         }
     });
+    let overwrites = overwrites_slot(state);
     quote! {
         #[doc = #doc]
         #[derive(
@@ -220,7 +255,38 @@ fn update_type(state: &State) -> TokenStream {
         #[allow(clippy::type_complexity)]
         #vis struct #update #generics #where_clause {
             #(#slots,)*
+            #overwrites
         }
+    }
+}
+
+/// The update's hidden field that marks overwrites, serialized as the overwritten fields' names
+/// through the update's own functions (which know the names).
+fn overwrites_slot(state: &State) -> TokenStream {
+    let krate = &state.crate_path;
+    let vis = &state.input.vis;
+    let field = overwrites_field();
+    let (_, type_generics, _) = state.input.generics.split_for_impl();
+    let update = update_ident(&state.input.ident);
+    let turbofish = type_generics.as_turbofish();
+    let update_path = tokens_text(&quote!(#update #turbofish));
+    let text = |path: String| LitStr::new(&path, Span::call_site());
+    let is_none = text(format!(
+        "{}::__private::Overwrites::is_none",
+        tokens_text(krate)
+    ));
+    let serialize_with = text(format!("{update_path}::__serialize_overwrites"));
+    let deserialize_with = text(format!("{update_path}::__deserialize_overwrites"));
+    quote! {
+        /// Which reducer fields are overwritten rather than reduced (`overwrite_<field>`).
+        #[doc(hidden)]
+        #[serde(
+            rename = "$overwrite",
+            skip_serializing_if = #is_none,
+            serialize_with = #serialize_with,
+            deserialize_with = #deserialize_with
+        )]
+        #vis #field: #krate::__private::Overwrites,
     }
 }
 
@@ -268,13 +334,33 @@ fn update_methods(state: &State) -> TokenStream {
     } else {
         quote!(#(self.#idents.is_none())&&*)
     };
+    let krate = &state.crate_path;
+    let overwrites = overwrites_field();
+    let names = reducer_names(state);
+    let state_name = name.to_string();
     quote! {
         #[allow(clippy::type_complexity)]
         impl #impl_generics #update #type_generics #where_clause {
             /// An empty update: no field written.
             #[must_use]
             #vis const fn new() -> Self {
-                Self { #(#idents: ::core::option::Option::None,)* }
+                Self {
+                    #(#idents: ::core::option::Option::None,)*
+                    #overwrites: #krate::__private::Overwrites::NONE,
+                }
+            }
+
+            fn __serialize_overwrites<__S: #krate::__private::serde::Serializer>(
+                overwrites: &#krate::__private::Overwrites,
+                serializer: __S,
+            ) -> ::core::result::Result<__S::Ok, __S::Error> {
+                overwrites.write_names(&[#(#names),*], serializer)
+            }
+
+            fn __deserialize_overwrites<'de, __D: #krate::__private::serde::Deserializer<'de>>(
+                deserializer: __D,
+            ) -> ::core::result::Result<#krate::__private::Overwrites, __D::Error> {
+                #krate::__private::Overwrites::read_names(&[#(#names),*], #state_name, deserializer)
             }
 
             /// Whether no field is written.
@@ -337,6 +423,8 @@ fn append_setters(state: &State, field: &Field, bound: &TokenStream) -> TokenStr
              `slateflow::message::Messages`)."
     );
     let refusal = refusing_setter(state, field, "AppendFieldTakesItems");
+    let overwrites = overwrites_field();
+    let index = reducer_index(state, field);
     quote! {
         #refusal
 
@@ -365,14 +453,58 @@ fn append_setters(state: &State, field: &Field, bound: &TokenStream) -> TokenStr
         #[doc = #append_doc]
         #[must_use]
         #vis fn #append(mut self, new: #ty) -> Self where #bound {
-            #krate::__private::append_collection(&mut self.#ident, new);
+            let overwritten = self.#overwrites.has(#index);
+            #krate::__private::append_collection(&mut self.#ident, new, overwritten);
             self
         }
     }
 }
 
+/// `overwrite_<field>` for a reducer field: replaces the value instead of reducing it.
+fn overwrite_setter(state: &State, field: &Field, index: usize) -> TokenStream {
+    let vis = &state.input.vis;
+    let ident = field.ident;
+    let ty = field.ty;
+    let name = field_name(field);
+    let setter = format_ident!("overwrite_{}", ident.unraw());
+    let overwrites = overwrites_field();
+    let doc = format!(
+        "Replaces `{name}` with `value` instead of reducing it ({}): trim a history, reset a \
+         counter. Later writes to `{name}` in this update land on the new value. In a fork, the \
+         other branches' writes to `{name}` land on it too, and two branches overwriting it are a \
+         conflict.",
+        reducer_attribute(&field.reducer)
+    );
+    quote! {
+        #[doc = #doc]
+        #[must_use]
+        #vis fn #setter(mut self, value: #ty) -> Self {
+            self.#ident = ::core::option::Option::Some(value);
+            self.#overwrites.put(#index, true);
+            self
+        }
+    }
+}
+
+/// The attribute that chose a reducer, for docs.
+fn reducer_attribute(reducer: &Reducer) -> String {
+    match reducer {
+        Reducer::LastWrite => "last write wins".into(),
+        Reducer::Add => "`#[reducer(add)]`".into(),
+        Reducer::Append => "`#[reducer(append)]`".into(),
+        Reducer::With(path) => format!("`#[reducer(with = {})]`", tokens_text(path)),
+    }
+}
+
 /// The chainable setters of one field, named after what they do.
 fn setters(state: &State, field: &Field) -> TokenStream {
+    let reducing = reducing_setters(state, field);
+    let overwrite = reducer_index(state, field).map(|index| overwrite_setter(state, field, index));
+    quote!(#reducing #overwrite)
+}
+
+/// The setters that write a field through its reducer.
+fn reducing_setters(state: &State, field: &Field) -> TokenStream {
     let krate = &state.crate_path;
     let vis = &state.input.vis;
     let ident = field.ident;
@@ -498,21 +630,58 @@ fn where_with_reducer_bounds(state: &State) -> TokenStream {
     quote!(where #own #(#bounds,)* #generic_bounds)
 }
 
-/// How a written slot is applied to the state's field.
+/// How a written slot is applied to the state's field: replaced when it is an overwrite, else
+/// through the reducer.
 fn apply_slot(state: &State, field: &Field, value: &Ident) -> TokenStream {
     let krate = &state.crate_path;
     let ident = field.ident;
+    let Some((index, _, apply)) = reducer_parts(state, field) else {
+        return quote!(self.#ident = #value;);
+    };
+    let replace = if matches!(field.reducer, Reducer::Append) {
+        quote!(#krate::__private::overwrite_collection(&mut self.#ident, #value);)
+    } else {
+        quote!(self.#ident = #value;)
+    };
+    quote! {
+        if overwrites.has(#index) {
+            #replace
+        } else {
+            #apply(&mut self.#ident, #value);
+        }
+    }
+}
+
+/// A reducer field's bit and its two functions; `None` for a last-write-wins field.
+fn reducer_parts(state: &State, field: &Field) -> Option<(usize, TokenStream, TokenStream)> {
+    let index = reducer_index(state, field)?;
+    let (compose, apply) = reducer_fns(state, field)?;
+    Some((index, compose, apply))
+}
+
+/// A reducer field's two functions `fn(&mut T, T)`: composing two updates, and writing an update
+/// into the state. They differ only for `append` (collections that edit by id).
+/// `None` for a last-write-wins field.
+fn reducer_fns(state: &State, field: &Field) -> Option<(TokenStream, TokenStream)> {
+    let krate = &state.crate_path;
     let update = update_ident(&state.input.ident);
-    match &field.reducer {
-        Reducer::LastWrite => quote!(self.#ident = #value;),
-        Reducer::Add => quote!(#krate::__private::add(&mut self.#ident, #value);),
-        Reducer::Append => quote!(#krate::__private::append_to_state(&mut self.#ident, #value);),
+    Some(match &field.reducer {
+        Reducer::LastWrite => return None,
+        Reducer::Add => (
+            quote!(#krate::__private::add),
+            quote!(#krate::__private::add),
+        ),
+        Reducer::Append => (
+            quote!(#krate::__private::append),
+            quote!(#krate::__private::append_to_state),
+        ),
         Reducer::With(_) => {
             let helper = with_helper(field);
             let (_, type_generics, _) = state.input.generics.split_for_impl();
-            quote!(<#update #type_generics>::#helper(&mut self.#ident, #value);)
+            let path = quote!(<#update #type_generics>::#helper);
+            (path.clone(), path)
         }
-    }
+    })
 }
 
 fn state_impl(state: &State) -> TokenStream {
@@ -527,6 +696,12 @@ fn state_impl(state: &State) -> TokenStream {
         .iter()
         .map(|field| format_ident!("__{}", field.ident.unraw()))
         .collect();
+    let overwrites_field = overwrites_field();
+    let overwrites_binding = if reducer_names(state).is_empty() {
+        quote!(_)
+    } else {
+        quote!(overwrites)
+    };
     let applies = state.fields.iter().zip(&values).map(|(field, value)| {
         let apply = apply_slot(state, field, value);
         quote! {
@@ -570,7 +745,7 @@ fn state_impl(state: &State) -> TokenStream {
 
             #[inline]
             fn apply(&mut self, update: Self::Update) {
-                let #update { #(#idents: #values),* } = update;
+                let #update { #(#idents: #values,)* #overwrites_field: #overwrites_binding } = update;
                 #(#applies)*
             }
 
@@ -587,43 +762,86 @@ fn state_impl(state: &State) -> TokenStream {
     }
 }
 
+/// `conflict`'s checks, in declaration order: a last-write-wins field written by both updates, a
+/// reducer field overwritten by both.
+fn conflict_checks(state: &State) -> Vec<TokenStream> {
+    let krate = &state.crate_path;
+    let overwrites = overwrites_field();
+    state.fields.iter().map(|field| {
+        let ident = field.ident;
+        let name = field_name(field);
+        match reducer_index(state, field) {
+            None => quote! {
+                if self.#ident.is_some() && other.#ident.is_some() {
+                    return ::core::option::Option::Some(#krate::MergeConflict::new(#name));
+                }
+            },
+            Some(index) => quote! {
+                if self.#ident.is_some()
+                    && other.#ident.is_some()
+                    && self.#overwrites.has(#index)
+                    && other.#overwrites.has(#index)
+                {
+                    return ::core::option::Option::Some(#krate::MergeConflict::overwrite(#name));
+                }
+            },
+        }
+    })
+    .collect()
+}
+
 fn update_impl(state: &State) -> TokenStream {
     let krate = &state.crate_path;
     let name = &state.input.ident;
     let update = update_ident(name);
     let (impl_generics, type_generics, _) = state.input.generics.split_for_impl();
     let where_clause = where_with_reducer_bounds(state);
+    let overwrites = overwrites_field();
     let then = state.fields.iter().map(|field| {
         let ident = field.ident;
-        let combined = combine_slots(state, field, &quote!(self.#ident), &quote!(later.#ident));
-        quote!(#ident: #combined,)
-    });
-    let merge = state.fields.iter().map(|field| {
-        let ident = field.ident;
-        let slot = match field.reducer {
-            Reducer::LastWrite => {
-                let name = field_name(field);
-                quote! {
-                    #krate::__private::merge_last_write(self.#ident, other.#ident, #name)?
-                }
-            }
-            _ => combine_slots(state, field, &quote!(self.#ident), &quote!(other.#ident)),
+        let slot = if let Some((index, compose, apply)) = reducer_parts(state, field) {
+            quote! {{
+                let (slot, overwritten) = #krate::__private::then_reducer(
+                    (self.#ident, self.#overwrites.has(#index)),
+                    (later.#ident, later.#overwrites.has(#index)),
+                    #compose,
+                    #apply,
+                );
+                overwrites.put(#index, overwritten);
+                slot
+            }}
+        } else {
+            quote!(#krate::__private::then_last_write(self.#ident, later.#ident))
         };
         quote!(#ident: #slot,)
     });
-    let conflicts = state
-        .fields
-        .iter()
-        .filter(|field| matches!(field.reducer, Reducer::LastWrite))
-        .map(|field| {
-            let ident = field.ident;
-            let name = field_name(field);
-            quote! {
-                if self.#ident.is_some() && other.#ident.is_some() {
-                    return ::core::option::Option::Some(#krate::MergeConflict::new(#name));
-                }
-            }
-        });
+    let merge = state.fields.iter().map(|field| {
+        let ident = field.ident;
+        let name = field_name(field);
+        let slot = if let Some((index, compose, apply)) = reducer_parts(state, field) {
+            quote! {{
+                let (slot, overwritten) = #krate::__private::merge_reducer(
+                    (self.#ident, self.#overwrites.has(#index)),
+                    (other.#ident, other.#overwrites.has(#index)),
+                    #name,
+                    #compose,
+                    #apply,
+                )?;
+                overwrites.put(#index, overwritten);
+                slot
+            }}
+        } else {
+            quote!(#krate::__private::merge_last_write(self.#ident, other.#ident, #name)?)
+        };
+        quote!(#ident: #slot,)
+    });
+    let conflicts = conflict_checks(state);
+    // Each reducer slot records whether the result is an overwrite; with none, nothing does.
+    let overwrites_start = if reducer_names(state).is_empty() {
+        quote!(let overwrites = #krate::__private::Overwrites::NONE;)
+    } else {
+        quote!(let mut overwrites = #krate::__private::Overwrites::NONE;)
+    };
     quote! {
         #[automatically_derived]
         impl #impl_generics #krate::StateUpdate for #update #type_generics #where_clause {
@@ -636,7 +854,8 @@ fn update_impl(state: &State) -> TokenStream {
 
             #[inline]
             fn then(self, later: Self) -> Self {
-                Self { #(#then)* }
+                #overwrites_start
+                Self { #(#then)* #overwrites: overwrites }
             }
 
             #[inline]
@@ -644,7 +863,8 @@ fn update_impl(state: &State) -> TokenStream {
                 self,
                 other: Self,
             ) -> ::core::result::Result<Self, #krate::MergeConflict> {
-                ::core::result::Result::Ok(Self { #(#merge)* })
+                #overwrites_start
+                ::core::result::Result::Ok(Self { #(#merge)* #overwrites: overwrites })
             }
 
             #[inline]
@@ -652,34 +872,12 @@ fn update_impl(state: &State) -> TokenStream {
                 &self,
                 other: &Self,
             ) -> ::core::option::Option<#krate::MergeConflict> {
-                let _ = other; // used only by last-write-wins fields
+                let _ = other; // unused when the state has no fields
                 #(#conflicts)*
                 ::core::option::Option::None
             }
         }
     }
-}
-
-/// Sequential composition of two slots of one field.
-fn combine_slots(
-    state: &State,
-    field: &Field,
-    first: &TokenStream,
-    second: &TokenStream,
-) -> TokenStream {
-    let krate = &state.crate_path;
-    let update = update_ident(&state.input.ident);
-    let reduce = match &field.reducer {
-        Reducer::LastWrite => return quote!(#krate::__private::then_last_write(#first, #second)),
-        Reducer::Add => quote!(#krate::__private::add),
-        Reducer::Append => quote!(#krate::__private::append),
-        Reducer::With(_) => {
-            let helper = with_helper(field);
-            let (_, type_generics, _) = state.input.generics.split_for_impl();
-            quote!(<#update #type_generics>::#helper)
-        }
-    };
-    quote!(#krate::__private::combine(#first, #second, #reduce))
 }
 
 fn ty_span(field: &Field) -> Span {
@@ -798,7 +996,9 @@ mod tests {
         let state =
             State::from_syn(&input, Container::plain(parse_quote!(flowlib)), &mut errors).unwrap();
         let text = expand(&state).to_string();
-        assert!(!text.contains("slateflow"), "{text}");
+        // No path starts at `slateflow` (the hidden field's name `__slateflow_overwrites` is no path).
+        assert!(!text.contains("slateflow ::"), "{text}");
+        assert!(!text.contains("slateflow::"), "{text}");
         assert!(text.contains("\"flowlib::__private::serde\""));
     }
 }
