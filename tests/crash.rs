@@ -4,7 +4,8 @@
 //! `add` reducer, so a step applied twice would show, and it logs every step number, so a step
 //! lost or repeated would show too. Three scenarios: a chain of steps; steps that ask questions,
 //! answered by key after every restart (a pause skipped, or an answer counted twice, would show);
-//! and a thread stopped by its step limit (a limit that restarted with each resume would show).
+//! a thread stopped by its step limit (a limit that restarted with each resume would show); and a
+//! concurrent batch flow whose finished runs must be kept, not executed again after a kill.
 //! Then two workers race to resume one thread: one runs it, the other is refused and writes
 //! nothing.
 
@@ -16,6 +17,8 @@ const BINARY: &str = env!("CARGO_BIN_EXE_durable-crash");
 const STEPS: u64 = 100;
 /// Kill trials per store and scenario.
 const ROUNDS: u32 = 50;
+/// Runs of the batch scenario in flight at once (as in the binary).
+const BATCH_LIMIT: usize = 4;
 
 fn expected(scenario: &str) -> serde_json::Value {
     let answers: Vec<String> = match scenario {
@@ -82,6 +85,7 @@ fn survives_kills(kind: &str, scenario: &str, seed: u64) {
     let mut resumed_with_saved_steps = 0;
     for round in 0..ROUNDS {
         let path = root.join(format!("round-{round}"));
+        let killed_before = killed_mid_run;
         for _ in 0..=random.below(2) {
             let mut child = command(kind, &path, scenario)
                 .stdout(Stdio::null())
@@ -104,6 +108,19 @@ fn survives_kills(kind: &str, scenario: &str, seed: u64) {
             expected(scenario),
             "{kind} store, {scenario}, round {round}"
         );
+        if scenario == "batch" {
+            // Each kill loses at most the runs in flight; finished runs were kept, not redone.
+            let executed = std::fs::read_to_string(path.join("runs.log"))
+                .unwrap()
+                .lines()
+                .count();
+            let kills = usize::try_from(killed_mid_run - killed_before).unwrap();
+            assert!(
+                executed <= usize::try_from(STEPS).unwrap() + kills * BATCH_LIMIT,
+                "{kind} store, round {round}: {executed} runs executed for {STEPS} with {kills} \
+                 kills: finished runs were executed again"
+            );
+        }
     }
     assert!(
         killed_mid_run >= ROUNDS / 2,
@@ -147,6 +164,16 @@ fn file_store_questions_are_neither_skipped_nor_answered_twice_under_sigkill() {
 #[test]
 fn sqlite_store_questions_are_neither_skipped_nor_answered_twice_under_sigkill() {
     survives_kills("sqlite", "questions", 0x1405_7B7E_F767_814F);
+}
+
+#[test]
+fn a_file_store_batch_keeps_its_finished_runs_across_sigkills() {
+    survives_kills("file", "batch", 0x3C6E_F372_FE94_F82B);
+}
+
+#[test]
+fn a_sqlite_store_batch_keeps_its_finished_runs_across_sigkills() {
+    survives_kills("sqlite", "batch", 0xA54F_F53A_5F1D_36F1);
 }
 
 #[test]

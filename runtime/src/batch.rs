@@ -24,7 +24,7 @@ use crate::node::{
     Command, Context, DEFAULT_ACTION, Emitter, Node, NodeError, Params, Retry, self_running_node,
     with_retries,
 };
-use crate::parallel::{Conflicts, merge_in_order};
+use crate::parallel::{Conflicts, keeping, merge_in_order};
 use crate::state::SharedState;
 
 /// A node whose `exec` runs once per item. Use it in a flow through [`Batch`].
@@ -480,13 +480,24 @@ where
         let mut runs = Vec::with_capacity(total);
         for (index, item) in items.into_iter().enumerate() {
             let params = base.merged(&item);
+            // A run an earlier attempt of this step finished (a durable run resumed after a
+            // failure or a crash): its kept update is applied instead of running it again.
+            if let Some(kept) = runner.kept(name, step, index, F::ACTIONS)? {
+                runner.resume_composite(name, Phase::Apply);
+                runner.apply_from_copies(state, kept.update, kept.steps);
+                runs.push(BatchRun {
+                    params,
+                    action: kept.action,
+                });
+                continue;
+            }
             let outer = runner.replace_params(params.clone());
+            runner.item_start();
             let outcome = self.flow.__run(runner, state, name).await;
             runner.replace_params(outer);
-            runs.push(BatchRun {
-                params,
-                action: outcome?,
-            });
+            let action = outcome?;
+            runner.item_finish(name, step, index, action).await?;
+            runs.push(BatchRun { params, action });
             runner
                 .context(name, step)
                 .emitter()
@@ -526,15 +537,33 @@ where
         let total = params.len();
         let outcomes: Vec<Branch<S>> = {
             let shared: &S = state;
-            let branches = runner.branches();
+            let branches = runner.batch_branches(name, step);
             let context = runner.context(name, step);
             let emitter = context.emitter();
             let mut finished = 0;
-            // Each run continues the numbering after the batch's own step, on its own copy.
+            // Each run continues the numbering after the batch's own step, on its own copy. A run
+            // an earlier attempt of this step finished (a durable run resumed after a failure or
+            // a crash) is not run again: its kept outcome takes its place.
+            let mut kept = Vec::with_capacity(total);
+            for index in 0..total {
+                kept.push(branches.kept(index, Some(F::ACTIONS))?);
+            }
+            let branches = &branches;
             run_ordered(
                 total,
                 self.limit,
-                |index| branches.on_copy(&self.flow, shared, Some(&params[index]), name, step + 1),
+                |index| {
+                    let kept = kept[index].take();
+                    let params = &params[index];
+                    let flow = &self.flow;
+                    async move {
+                        if let Some(kept) = kept {
+                            return Ok(kept);
+                        }
+                        let run = branches.on_copy(flow, shared, Some(params), name, step + 1);
+                        keeping(branches, index, run).await
+                    }
+                },
                 |index| {
                     finished += 1;
                     emitter.item_finished(index, finished, total);

@@ -17,8 +17,14 @@
 //!   runs again. A run that failed (a node error, a parallel conflict) or was killed resumes the
 //!   same way, from its last good step. The step limit counts every step of the thread, across
 //!   resumes.
-//! - A fork is saved as one step (its merged update), and so is a batch flow: a crash inside one
-//!   runs it again from its start, on the state from before it.
+//! - A fork is saved as one step (its merged update), and so is a batch flow. Their parts are kept
+//!   as they finish, before the step is saved: each branch of a fork, each run of a batch flow
+//!   (sequential or concurrent) is saved as a [`RecordKind::Kept`] record. A resume after a
+//!   failure or a crash inside the step runs only the parts that did not finish, then merges all
+//!   of them in written order and saves the step once, with the step numbers of an uninterrupted
+//!   run. An input at the step ([`Durable::update`], [`Durable::answer`]) discards what was kept,
+//!   since it was made from the state before the input. Items of a batch node
+//!   ([`Batch`](crate::batch::Batch)) are not kept: their outputs need not serialize.
 //! - Pauses. [`Durable::interrupt_before`] / [`interrupt_after`](Durable::interrupt_after) pause
 //!   at nodes named by their path (`review`, `inner/check`), including the branches of a fork;
 //!   the names are checked against the flow when a run starts, and a name the flow does not have
@@ -55,6 +61,7 @@ use crate::error::Error;
 use crate::event::{Event, Observer};
 use crate::flow::{Flow, FlowGraph};
 use crate::graph::Graph;
+use crate::node::dispatch::Branch;
 use crate::run::{Commit, Hook, NoHook, Observe, Run, Watch, panic_message};
 use crate::state::SharedState;
 
@@ -214,6 +221,7 @@ where
             cursor: None,
             passing: Vec::new(),
             snapshot_bytes,
+            kept: Vec::new(),
         };
         self.drive(claim, thread, state, resume).await
     }
@@ -294,6 +302,7 @@ where
                 .map(|pause| pause.node)
                 .collect(),
             snapshot_bytes,
+            kept: at.kept,
         };
         let outcome = self.drive(claim, thread, &mut state, resume).await?;
         Ok((state, outcome))
@@ -521,7 +530,7 @@ where
     ) -> Result<Outcome, Error> {
         let recorder = Recorder {
             store: &*self.store,
-            claim: &mut claim,
+            claim: tokio::sync::Mutex::new(&mut claim),
             thread,
             inner,
             cursor: resume.cursor,
@@ -535,6 +544,8 @@ where
             pass_step: resume.steps,
             paused: Vec::new(),
             pending: None,
+            kept_at: resume.steps,
+            kept: resume.kept,
             state: PhantomData,
         };
         let mut run = Run::new(recorder, self.flow.params().clone(), resume.steps);
@@ -558,7 +569,7 @@ where
         let steps = run.steps();
         let mut recorder = run.into_hook();
         let paused = std::mem::take(&mut recorder.paused);
-        let claim = &mut *recorder.claim;
+        let claim = &mut **recorder.claim.get_mut();
         let status = match &result {
             Ok(action) => RunStatus::Finished {
                 action: (*action).to_string(),
@@ -618,6 +629,9 @@ struct Waiting {
     passed: Vec<Pause>,
     /// The keys of the pauses answered at this step.
     answered: Vec<String>,
+    /// Finished parts of the next step (fork branches, batch flow runs), kept since the last
+    /// input at this step.
+    kept: Vec<StepRecord>,
 }
 
 impl Waiting {
@@ -638,9 +652,14 @@ impl Waiting {
                 RecordKind::Resume => {
                     waiting.passed = std::mem::take(&mut waiting.pending);
                 }
-                RecordKind::Input if !record.key.is_empty() => {
-                    waiting.answered.push(record.key.clone());
+                RecordKind::Input => {
+                    if !record.key.is_empty() {
+                        waiting.answered.push(record.key.clone());
+                    }
+                    // Made from the state before this input: the parts run again.
+                    waiting.kept.clear();
                 }
+                RecordKind::Kept => waiting.kept.push(record.clone()),
                 _ => {}
             }
         }
@@ -741,6 +760,8 @@ struct Resume {
     passing: Vec<String>,
     /// The size of the last snapshot saved, as JSON.
     snapshot_bytes: usize,
+    /// Finished parts of the step after `steps`, kept by an earlier attempt of it.
+    kept: Vec<StepRecord>,
 }
 
 /// The length of `value` as compact JSON, counted without building the text.
@@ -851,7 +872,9 @@ struct Cursor {
 /// save.
 struct Recorder<'a, S, St: CheckpointStore, H> {
     store: &'a St,
-    claim: &'a mut St::Claim,
+    /// Locked by the parts of a step that keep their outcomes concurrently; the rest of the run
+    /// has it to itself (`get_mut`).
+    claim: tokio::sync::Mutex<&'a mut St::Claim>,
     thread: &'a str,
     inner: H,
     cursor: Option<Cursor>,
@@ -870,6 +893,10 @@ struct Recorder<'a, S, St: CheckpointStore, H> {
     paused: Vec<Pause>,
     /// The update of the step being committed, as JSON: made before the update is applied.
     pending: Option<Value>,
+    /// Finished parts of the step after step `kept_at` (the last one saved when the run
+    /// resumed), kept by an earlier attempt of it; cleared by the first commit.
+    kept: Vec<StepRecord>,
+    kept_at: u64,
     state: PhantomData<fn(&S)>,
 }
 
@@ -948,6 +975,60 @@ where
         !self.paused.is_empty()
     }
 
+    fn kept(
+        &self,
+        flows: &[&'static str],
+        container: &'static str,
+        before: u64,
+        index: usize,
+    ) -> Result<Option<(S::Update, u64, &str)>, Error> {
+        if before != self.kept_at || self.kept.is_empty() {
+            return Ok(None);
+        }
+        let key = index.to_string();
+        let Some(record) = self
+            .kept
+            .iter()
+            .rev()
+            .find(|record| record.key == key && path_is(&record.node, flows, container))
+        else {
+            return Ok(None);
+        };
+        let update = S::Update::deserialize(&record.update).map_err(|error| Error::Resume {
+            thread: self.thread.to_string(),
+            step: before,
+            reason: format!(
+                "the kept outcome of part {index} of `{}` does not read back: {error}",
+                record.node
+            ),
+        })?;
+        Ok(Some((update, record.steps, record.action.as_str())))
+    }
+
+    async fn keep<'k>(
+        &'k self,
+        flows: &'k [&'static str],
+        container: &'static str,
+        before: u64,
+        index: usize,
+        outcome: Branch<S>,
+    ) -> Result<Branch<S>, Error>
+    where
+        S: 'k,
+    {
+        let record = StepRecord {
+            node: join_path(flows, container),
+            key: index.to_string(),
+            action: outcome.action.to_string(),
+            update: to_json(self.thread, before, &outcome.update)?,
+            steps: outcome.steps,
+            ..StepRecord::new(before, RecordKind::Kept)
+        };
+        let mut claim = self.claim.lock().await;
+        self.store.append(&mut claim, &record).await?;
+        Ok(outcome)
+    }
+
     fn before_apply(&mut self, step: u64, update: &S::Update) -> Result<(), Error> {
         self.pending = Some(to_json(self.thread, step, update)?);
         Ok(())
@@ -1005,7 +1086,8 @@ where
             snapshot,
             ..StepRecord::new(commit.step, RecordKind::Step)
         };
-        self.store.append(self.claim, &record).await?;
+        self.store.append(self.claim.get_mut(), &record).await?;
+        self.kept.clear();
         self.paused.extend(record.pauses.iter().cloned());
         if H::OBSERVES {
             self.inner.event(&Event::StepSaved {

@@ -1094,6 +1094,37 @@ pub(crate) mod dispatch {
         /// What runs the branches of the fork just started.
         fn branches(&self) -> Self::Branches<'_>;
 
+        /// What runs the items of the concurrent batch flow `name`, whose own step is `step`.
+        fn batch_branches(&self, name: &'static str, step: u64) -> Self::Branches<'_>;
+
+        /// The outcome of run `index` of the batch flow `name` (own step `step`), kept by an
+        /// earlier attempt of the step (a durable run resumed after a failure or a crash), with
+        /// its action looked up in `declared`.
+        ///
+        /// # Errors
+        /// A kept outcome that does not read back, or whose action is not in `declared`.
+        fn kept(
+            &self,
+            name: &'static str,
+            step: u64,
+            index: usize,
+            declared: &'static [&'static str],
+        ) -> Result<Option<Branch<S>>, Error>;
+
+        /// A run of a sequential batch flow starts, in place: its updates are set apart, so that
+        /// [`item_finish`](Runner::item_finish) can keep them.
+        fn item_start(&mut self);
+
+        /// Run `index` of the batch flow `name` (own step `step`) finished with `action`: keeps
+        /// its outcome until the step is saved.
+        fn item_finish<'a>(
+            &'a mut self,
+            name: &'static str,
+            step: u64,
+            index: usize,
+            action: &'static str,
+        ) -> impl Future<Output = Result<(), Error>> + Send + 'a;
+
         /// Applies (and commits) the merged outcome of the fork just started.
         fn fork_finish<'a>(
             &'a mut self,
@@ -1157,6 +1188,29 @@ pub(crate) mod dispatch {
         ) -> impl Future<Output = Result<Branch<S>, Error>> + Send + 'a
         where
             S: Clone;
+
+        /// The outcome of part `index` (a fork's branch, a batch flow's run), kept by an earlier
+        /// attempt of the step (a durable run resumed after a failure or a crash). Its action is
+        /// looked up in `declared`; a fork, which does not route on its branches' actions, passes
+        /// `None` and gets `"default"`.
+        ///
+        /// # Errors
+        /// A kept outcome that does not read back, or whose action is not in `declared`.
+        fn kept(
+            &self,
+            index: usize,
+            declared: Option<&'static [&'static str]>,
+        ) -> Result<Option<Branch<S>>, Error>;
+
+        /// Part `index` finished: keeps its outcome until the step is saved (durable runs only),
+        /// and hands it back.
+        fn keep<'a>(
+            &'a self,
+            index: usize,
+            outcome: Branch<S>,
+        ) -> impl Future<Output = Result<Branch<S>, Error>> + Send + 'a
+        where
+            S: 'a;
     }
 }
 

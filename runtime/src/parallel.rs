@@ -28,12 +28,12 @@
 //! share (`Conflicts` says how each treats a field written twice). Starting a fork, numbering
 //! its steps and applying the merged update are the run's; this module applies nothing.
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::task::Poll;
 
 use crate::error::{Error, MergeConflict};
 use crate::graph::DEFAULT_ACTION;
-use crate::node::dispatch::{Branch, BranchFuture};
+use crate::node::dispatch::{Branch, BranchFuture, BranchRunner};
 use crate::state::{SharedState, StateUpdate};
 
 /// A state that a flow with parallel branches can run on.
@@ -54,16 +54,24 @@ impl<S: SharedState + Clone> ForkState for S {}
 /// Runs the branches of a fork concurrently and merges their updates in written order.
 ///
 /// `names` are the branches' names and `first_step` the step number of the first branch, for
-/// the conflict error. Returns at the first branch error, dropping (cancelling) the others.
+/// the conflict error. A branch whose outcome an earlier attempt of the fork kept (a durable run
+/// resumed after a failure or a crash) does not run: its future is dropped unpolled. (Each
+/// branch's future keeps its outcome as it finishes: [`keeping`].) Returns at the first branch
+/// error, dropping (cancelling) the others.
 ///
 /// # Errors
 /// The first branch error, or [`Error::ParallelConflict`].
-pub(crate) async fn join<S: SharedState, const N: usize>(
-    mut branches: [BranchFuture<'_, S>; N],
+pub(crate) async fn join<S: SharedState, B: BranchRunner<S>, const N: usize>(
+    runner: &B,
+    branches: [BranchFuture<'_, S>; N],
     names: &'static [&'static str; N],
     first_step: u64,
 ) -> Result<Branch<S>, Error> {
     let mut outcomes: [Option<Branch<S>>; N] = std::array::from_fn(|_| None);
+    for (index, outcome) in outcomes.iter_mut().enumerate() {
+        *outcome = runner.kept(index, None)?;
+    }
+    let mut branches = branches;
     poll_fn(|context| {
         let mut pending = false;
         for (branch, outcome) in branches.iter_mut().zip(outcomes.iter_mut()) {
@@ -89,6 +97,20 @@ pub(crate) async fn join<S: SharedState, const N: usize>(
             step: first_step,
         },
     )
+}
+
+/// Runs `branch`, part `index` of a fork or a concurrent batch flow, and keeps its outcome through
+/// `runner` as soon as it finishes, while its siblings still run; a no-op outside durable runs.
+///
+/// # Errors
+/// The branch's error, or the keeping's.
+pub(crate) async fn keeping<S: SharedState, B: BranchRunner<S>>(
+    runner: &B,
+    index: usize,
+    branch: impl Future<Output = Result<Branch<S>, Error>>,
+) -> Result<Branch<S>, Error> {
+    let outcome = branch.await?;
+    runner.keep(index, outcome).await
 }
 
 /// What merging does with a last-write-wins field written by more than one outcome.

@@ -304,12 +304,27 @@ pub use crate::text::{
 /// # Errors
 /// The first branch error, or [`Error::ParallelConflict`](crate::Error::ParallelConflict).
 #[inline]
-pub async fn join<S: crate::SharedState, const N: usize>(
+pub async fn join<S: crate::SharedState, B: BranchRunner<S>, const N: usize>(
+    runner: &B,
     branches: [BranchFuture<'_, S>; N],
     names: &'static [&'static str; N],
     first_step: u64,
 ) -> Result<Branch<S>, crate::Error> {
-    crate::parallel::join(branches, names, first_step).await
+    crate::parallel::join(runner, branches, names, first_step).await
+}
+
+/// One branch of a fork, its outcome kept as soon as it finishes (durable runs); see
+/// [`parallel`](crate::parallel).
+///
+/// # Errors
+/// The branch's error, or the keeping's.
+#[inline]
+pub async fn keeping<S: crate::SharedState, B: BranchRunner<S>>(
+    runner: &B,
+    index: usize,
+    branch: impl Future<Output = Result<Branch<S>, crate::Error>>,
+) -> Result<Branch<S>, crate::Error> {
+    crate::parallel::keeping(runner, index, branch).await
 }
 
 /// A branch of a fork in a flow over `S`: `flow!` requires it of a fork's first branch, so that a

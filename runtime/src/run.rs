@@ -93,6 +93,40 @@ pub(crate) trait Hook<S: SharedState>: Watch {
         Ok(())
     }
 
+    /// The outcome of part `index` of `container` (a fork or a batch flow, nested in `flows`),
+    /// kept by an earlier attempt of the step after step `before`: its update, steps and action.
+    ///
+    /// # Errors
+    /// A kept outcome that does not read back.
+    #[allow(clippy::type_complexity)]
+    fn kept(
+        &self,
+        flows: &[&'static str],
+        container: &'static str,
+        before: u64,
+        index: usize,
+    ) -> Result<Option<(S::Update, u64, &str)>, Error> {
+        let _ = (flows, container, before, index);
+        Ok(None)
+    }
+
+    /// Part `index` of `container` finished: keep its outcome until the step after `before` is
+    /// committed, and hand it back. Called from the parts, concurrently: `&self`.
+    fn keep<'a>(
+        &'a self,
+        flows: &'a [&'static str],
+        container: &'static str,
+        before: u64,
+        index: usize,
+        outcome: Branch<S>,
+    ) -> impl Future<Output = Result<Branch<S>, Error>> + Send + 'a
+    where
+        S: 'a,
+    {
+        let _ = (flows, container, before, index);
+        async { Ok(outcome) }
+    }
+
     /// A step was applied to `state`: commit it.
     fn committed<'a>(
         &'a mut self,
@@ -245,6 +279,9 @@ pub(crate) struct Run<S: SharedState, H> {
     /// How many composite steps (batch flows) the run is inside; their inner steps are not
     /// committed one by one.
     composite: u32,
+    /// In a sequential batch flow's run whose outcome is kept: the batch's record before the run,
+    /// and the steps before it.
+    item: Option<(S::Update, u64)>,
     fork: Option<ForkAt>,
     /// For a run on a copy made for a branch of a fork: that fork, for the events.
     branch_of: Option<&'static str>,
@@ -266,6 +303,7 @@ impl<S: SharedState, H: Hook<S>> Run<S, H> {
             phase: Phase::Prep,
             record: None,
             composite: 0,
+            item: None,
             fork: None,
             branch_of: None,
             limit_origin: None,
@@ -346,6 +384,12 @@ impl<S: SharedState, H: Hook<S>> Run<S, H> {
             step,
             fork: self.branch_of,
         }
+    }
+
+    /// Whether the runs of the batch flow whose step this is are kept as they finish: in a
+    /// durable run, for a batch flow that is a step of its own (not nested in another's run).
+    fn keeps_runs(&self) -> bool {
+        H::COMMITS && self.composite == 1
     }
 
     /// Applies `update`, recording it when this run records.
@@ -590,13 +634,75 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
     }
 
     fn branches(&self) -> BranchEnv<'_, H> {
+        // A fork's branches are kept when the fork is a step of its own (not inside a batch
+        // flow, whose runs are kept instead).
+        let keeping = self
+            .fork
+            .filter(|_| H::COMMITS && self.composite == 0)
+            .map(|fork| (fork.name, fork.before));
         BranchEnv {
             params: &self.params,
             hook: &self.hook,
             limit: self.limit,
             trail: &self.trail,
             fork: self.fork.map_or("", |fork| fork.name),
+            keeping,
         }
+    }
+
+    fn batch_branches(&self, name: &'static str, step: u64) -> BranchEnv<'_, H> {
+        BranchEnv {
+            params: &self.params,
+            hook: &self.hook,
+            limit: self.limit,
+            trail: &self.trail,
+            fork: "",
+            keeping: self.keeps_runs().then_some((name, step - 1)),
+        }
+    }
+
+    fn kept(
+        &self,
+        name: &'static str,
+        step: u64,
+        index: usize,
+        declared: &'static [&'static str],
+    ) -> Result<Option<Branch<S>>, Error> {
+        if !self.keeps_runs() {
+            return Ok(None);
+        }
+        let kept = self.hook.kept(self.trail.flows(), name, step - 1, index)?;
+        resolve_kept(kept, Some(declared), name, step - 1, index)
+    }
+
+    fn item_start(&mut self) {
+        if self.keeps_runs() {
+            let batch = self
+                .record
+                .replace(S::Update::default())
+                .unwrap_or_default();
+            self.item = Some((batch, self.steps));
+        }
+    }
+
+    async fn item_finish(
+        &mut self,
+        name: &'static str,
+        step: u64,
+        index: usize,
+        action: &'static str,
+    ) -> Result<(), Error> {
+        let Some((batch, steps_before)) = self.item.take() else {
+            return Ok(());
+        };
+        let update = self.record.take().unwrap_or_default();
+        let outcome = Branch::new(action, update, self.steps - steps_before);
+        let outcome = self
+            .hook
+            .keep(self.trail.flows(), name, step - 1, index, outcome)
+            .await?;
+        self.record = Some(batch.then(outcome.update));
+        Ok(())
     }
 
     async fn fork_finish(&mut self, state: &mut S, joined: Branch<S>) -> Result<(), Error> {
@@ -750,6 +856,8 @@ pub(crate) struct BranchEnv<'a, H> {
     limit: Limit,
     trail: &'a Trail,
     fork: &'static str,
+    /// When the parts are kept: the fork or batch flow, and the steps before its step.
+    keeping: Option<(&'static str, u64)>,
 }
 
 impl<S: SharedState, H: Hook<S>> BranchRunner<S> for BranchEnv<'_, H> {
@@ -820,6 +928,64 @@ impl<S: SharedState, H: Hook<S>> BranchRunner<S> for BranchEnv<'_, H> {
             Err(payload) => Err(run.panic_error(payload)),
         }
     }
+
+    fn kept(
+        &self,
+        index: usize,
+        declared: Option<&'static [&'static str]>,
+    ) -> Result<Option<Branch<S>>, Error> {
+        let Some((container, before)) = self.keeping else {
+            return Ok(None);
+        };
+        let kept = self
+            .hook
+            .kept(self.trail.flows(), container, before, index)?;
+        resolve_kept(kept, declared, container, before, index)
+    }
+
+    async fn keep<'a>(&'a self, index: usize, outcome: Branch<S>) -> Result<Branch<S>, Error>
+    where
+        S: 'a,
+    {
+        match self.keeping {
+            Some((container, before)) => {
+                self.hook
+                    .keep(self.trail.flows(), container, before, index, outcome)
+                    .await
+            }
+            None => Ok(outcome),
+        }
+    }
+}
+
+/// A kept outcome as a [`Branch`], its action looked up in `declared` (`"default"` when there is
+/// no list: a fork's branch, whose action does not route).
+fn resolve_kept<S: SharedState>(
+    kept: Option<(S::Update, u64, &str)>,
+    declared: Option<&'static [&'static str]>,
+    container: &'static str,
+    before: u64,
+    index: usize,
+) -> Result<Option<Branch<S>>, Error> {
+    let Some((update, steps, action)) = kept else {
+        return Ok(None);
+    };
+    let action = match declared {
+        None => crate::graph::DEFAULT_ACTION,
+        Some(declared) => declared
+            .iter()
+            .copied()
+            .find(|declared| *declared == action)
+            .ok_or_else(|| Error::Resume {
+                thread: String::new(),
+                step: before,
+                reason: format!(
+                    "the kept outcome of part {index} of `{container}` has the action \
+                     \"{action}\", which is not one of {declared:?}"
+                ),
+            })?,
+    };
+    Ok(Some(Branch::new(action, update, steps)))
 }
 
 /// Prep, exec (retried, timed out, with its fallback) and post of one node over a shared borrow

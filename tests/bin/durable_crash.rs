@@ -9,14 +9,17 @@
 //! - `questions`: every 10th step asks a question; the program answers each pending pause (again
 //!   after a restart) with its key, and an answer counted twice would show;
 //! - `limit`: the steps never end, and the step limit of 100 stops the thread;
-//! - `paused`: starts the thread and stops at a pause after its first node (for the race).
+//! - `paused`: starts the thread and stops at a pause after its first node (for the race);
+//! - `batch`: one concurrent batch flow of 100 runs, 4 at a time, each run one step; every run
+//!   that executes appends a line to `<store path>/runs.log`, so a kept run executed again shows.
 //!
 //! Exits with 3 when another process holds the thread's claim.
 
 use serde::{Deserialize, Serialize};
+use slateflow::batch::{BatchFlow, plan};
 use slateflow::checkpoint::{CheckpointStore, FileStore, SqliteStore, StoreError};
 use slateflow::durable::Outcome;
-use slateflow::{Command, Error, SharedState, flow, node};
+use slateflow::{Command, Context, Error, Params, SharedState, flow, node};
 
 /// Steps in a whole run.
 const STEPS: u64 = 100;
@@ -67,8 +70,32 @@ fn spin(counter: &Counter) -> Command<Counter> {
     Command::new(Counter::update().add_count(1).push_seen(counter.count + 1)).with_action("again")
 }
 
+/// How many runs of the batch flow are in flight at once.
+const BATCH_LIMIT: usize = 4;
+
+/// One run of the batch: a millisecond of work, logged to the file named in the params.
+#[node]
+fn item(_: &Counter, context: &Context<'_>) -> Command<Counter> {
+    use std::io::Write;
+    std::thread::sleep(std::time::Duration::from_millis(1));
+    let number = context
+        .params()
+        .get("item")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap();
+    let log = context.params().get_str("runs").unwrap();
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    writeln!(file, "{number}").unwrap();
+    Command::new(Counter::update().add_count(1).push_seen(number))
+}
+
 async fn run<St: CheckpointStore + 'static>(
     store: St,
+    path: &str,
     thread: &str,
     scenario: &str,
 ) -> Result<Counter, Error> {
@@ -90,6 +117,18 @@ async fn run<St: CheckpointStore + 'static>(
                 Err(Error::StepLimit { .. }) => durable.state(thread).await,
                 other => other,
             }
+        }
+        "batch" => {
+            let runs = plan(|_: &Counter| {
+                (1..=STEPS)
+                    .map(|number| Params::new().with("item", number))
+                    .collect()
+            });
+            let batch = BatchFlow::new(flow! { item; }, runs).concurrent(BATCH_LIMIT);
+            let log = std::path::Path::new(path).join("runs.log");
+            let flow = flow! { begin >> batch; }
+                .with_params(Params::new().with("runs", log.to_str().unwrap()));
+            drive(&flow.durable(store), thread).await
         }
         other => panic!("unknown scenario {other}"),
     }
@@ -157,11 +196,11 @@ fn main() {
         .unwrap();
     let state = runtime.block_on(async {
         match kind.as_str() {
-            "file" => run(FileStore::open(path).unwrap(), thread, scenario).await,
+            "file" => run(FileStore::open(path).unwrap(), path, thread, scenario).await,
             "sqlite" => {
                 std::fs::create_dir_all(path).unwrap();
                 let database = std::path::Path::new(path).join("runs.db");
-                run(SqliteStore::open(database).unwrap(), thread, scenario).await
+                run(SqliteStore::open(database).unwrap(), path, thread, scenario).await
             }
             other => panic!("unknown store kind {other}"),
         }

@@ -668,12 +668,16 @@ fn fork_step(
         let (field, ty) = (chunk_field(chunk), chunk_type(chunk));
         let step = offset as u64 + 1;
         quote! {
-            ::core::pin::pin!(<#ty as __SlateflowNodes<__S>>::branch(
-                &self.#field,
-                #index,
+            ::core::pin::pin!(#krate::__private::keeping(
                 &#branches,
-                #shared,
-                #before + #step,
+                #offset,
+                <#ty as __SlateflowNodes<__S>>::branch(
+                    &self.#field,
+                    #index,
+                    &#branches,
+                    #shared,
+                    #before + #step,
+                ),
             ))
         }
     });
@@ -684,7 +688,8 @@ fn fork_step(
             let #joined = {
                 let #shared: &__S = &*#state;
                 let #branches = #krate::__private::Runner::branches(&*#runner);
-                #krate::__private::join::<__S, #count>(
+                #krate::__private::join::<__S, _, #count>(
+                    &#branches,
                     [#(#futures),*],
                     BRANCHES,
                     #before + 1,

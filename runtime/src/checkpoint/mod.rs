@@ -95,6 +95,9 @@ pub struct StepRecord {
     /// pause record, those before the next node (or the branches of the next fork).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pauses: Vec<Pause>,
+    /// For a kept result: how many node steps it ran (a nested flow's, or 1).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub steps: u64,
     /// The whole state after this record, when the durable run saved one here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<Value>,
@@ -115,6 +118,7 @@ impl StepRecord {
             update: Value::Null,
             key: String::new(),
             pauses: Vec::new(),
+            steps: 0,
             snapshot: None,
             saved_at_ms: now_ms(),
         }
@@ -142,6 +146,12 @@ pub enum RecordKind {
     Pause,
     /// A resume went on past the pauses recorded at this step.
     Resume,
+    /// A finished part of the step after this one (a branch of a fork, a run of a batch flow),
+    /// kept until that step is saved so that a resume after a failure or a crash does not run it
+    /// again: `node` names the fork or batch flow (a path), `key` the part's index, and `update`,
+    /// `action` and `steps` its outcome. An input at the step discards the kept parts (they were
+    /// made from the state before it).
+    Kept,
 }
 
 /// When a pause happens, relative to its node.
@@ -431,6 +441,11 @@ pub trait CheckpointStore: Send + Sync {
     fn delete(&self, claim: Self::Claim) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference
+const fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
 /// Checks that `record` may follow `last` (the thread's last saved step).
 ///
 /// # Errors
@@ -460,6 +475,7 @@ const fn kind_name(kind: RecordKind) -> &'static str {
         RecordKind::Input => "input",
         RecordKind::Pause => "pause",
         RecordKind::Resume => "resume",
+        RecordKind::Kept => "kept",
     }
 }
 

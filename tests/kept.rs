@@ -1,0 +1,299 @@
+//! Finished work kept: in a durable run, the branches of a fork and the runs of a batch flow
+//! (sequential or concurrent) that finished are saved as they finish, before their step is. A
+//! resume after a failure runs only the rest; the step still merges in written order and applies
+//! once, and its step numbers are those of an uninterrupted run. An input at the step discards
+//! what was kept; a kept outcome is never reused for a later step.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use slateflow::batch::{BatchFlow, plan};
+use slateflow::checkpoint::{FileStore, MemoryStore, RecordKind};
+use slateflow::durable::Outcome;
+use slateflow::{Command, Context, NodeError, Params, SharedState, flow, node};
+
+#[derive(SharedState, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct Tally {
+    /// Summed: a part applied twice would show.
+    #[reducer(add)]
+    count: u64,
+    /// Appended in merge order.
+    #[reducer(append)]
+    log: Vec<String>,
+    /// The step numbers the nodes saw, in merge order.
+    #[reducer(append)]
+    steps: Vec<u64>,
+    approved: Option<bool>,
+}
+
+/// How many times each node ran, per test; and the nodes that fail, per test.
+static RUNS: Mutex<Option<HashMap<String, u32>>> = Mutex::new(None);
+static FAILING: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn ran(key: &str) -> u32 {
+    RUNS.lock()
+        .unwrap()
+        .as_ref()
+        .and_then(|runs| runs.get(key).copied())
+        .unwrap_or(0)
+}
+
+fn fail(key: &str) {
+    FAILING.lock().unwrap().push(key.to_string());
+}
+
+fn heal(key: &str) {
+    FAILING.lock().unwrap().retain(|failing| failing != key);
+}
+
+/// Counts the run of `node` (keyed `test/node`, or `test/node#item` in a batch) and fails when
+/// told to.
+fn visit(context: &Context<'_>, node: &str) -> Result<TallyUpdate, NodeError> {
+    let params = context.params();
+    let test = params.get_str("test").unwrap_or_default();
+    let key = match params.get("item") {
+        Some(item) => format!("{test}/{node}#{item}"),
+        None => format!("{test}/{node}"),
+    };
+    *RUNS
+        .lock()
+        .unwrap()
+        .get_or_insert_with(HashMap::new)
+        .entry(key.clone())
+        .or_default() += 1;
+    if FAILING.lock().unwrap().contains(&key) {
+        return Err(format!("{key} is failing").into());
+    }
+    Ok(Tally::update()
+        .add_count(1)
+        .push_log(key)
+        .push_steps(context.step()))
+}
+
+#[node]
+fn a(_: &Tally, context: &Context<'_>) -> Result<Command<Tally>, NodeError> {
+    Ok(Command::new(visit(context, "a")?))
+}
+
+#[node]
+fn b(_: &Tally, context: &Context<'_>) -> Result<Command<Tally>, NodeError> {
+    Ok(Command::new(visit(context, "b")?))
+}
+
+#[node]
+fn c(_: &Tally, context: &Context<'_>) -> Result<Command<Tally>, NodeError> {
+    Ok(Command::new(visit(context, "c")?))
+}
+
+#[node]
+fn d(_: &Tally, context: &Context<'_>) -> Result<Command<Tally>, NodeError> {
+    Ok(Command::new(visit(context, "d")?))
+}
+
+#[node]
+fn e(_: &Tally, context: &Context<'_>) -> Result<Command<Tally>, NodeError> {
+    Ok(Command::new(visit(context, "e")?))
+}
+
+fn test_params(test: &str) -> Params {
+    Params::new().with("test", test)
+}
+
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+fn kept_records(history: &[slateflow::checkpoint::StepRecord]) -> Vec<(String, String, u64)> {
+    history
+        .iter()
+        .filter(|record| record.kind == RecordKind::Kept)
+        .map(|record| (record.node.clone(), record.key.clone(), record.step))
+        .collect()
+}
+
+#[test]
+fn a_failed_fork_resumes_running_only_the_branch_that_did_not_finish() {
+    let test = "fork";
+    let inner = flow! { d >> e; };
+    let flow = flow! { a >> [b, inner, c] >> d; }.with_params(test_params(test));
+    let root = std::env::temp_dir().join(format!("slateflow-kept-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let durable = flow.durable(FileStore::open(&root).unwrap());
+    fail("fork/c");
+    let mut state = Tally::default();
+    let error = block_on(durable.start(test, &mut state)).unwrap_err();
+    assert!(error.to_string().contains("fork/c is failing"), "{error}");
+    let history = block_on(durable.history(test)).unwrap();
+    assert_eq!(
+        kept_records(&history),
+        [
+            ("[b, inner, c]".to_string(), "0".to_string(), 1),
+            ("[b, inner, c]".to_string(), "1".to_string(), 1),
+        ],
+        "the finished branches were kept at the step before the fork"
+    );
+    heal("fork/c");
+    let (resumed, outcome) = block_on(durable.resume(test)).unwrap();
+    assert_eq!(outcome, Outcome::Finished("default".into()));
+    assert_eq!(
+        (ran("fork/b"), ran("fork/e"), ran("fork/c"), ran("fork/a")),
+        (1, 1, 2, 1),
+        "only the failed branch ran again"
+    );
+    // Exactly an uninterrupted run: merge order, each part once, the same step numbers.
+    let mut plain = Tally::default();
+    let inner = flow! { d >> e; };
+    block_on(
+        flow! { a >> [b, inner, c] >> d; }
+            .with_params(test_params("plain"))
+            .run(&mut plain),
+    )
+    .unwrap();
+    let strip = |log: &[String]| -> Vec<String> {
+        log.iter()
+            .map(|entry| entry.split_once('/').unwrap().1.to_string())
+            .collect()
+    };
+    assert_eq!(strip(&resumed.log), strip(&plain.log));
+    assert_eq!(
+        resumed.log,
+        ["fork/a", "fork/b", "fork/d", "fork/e", "fork/c", "fork/d"]
+    );
+    assert_eq!(
+        (resumed.count, resumed.steps.clone()),
+        (plain.count, plain.steps)
+    );
+    assert_eq!(block_on(durable.state(test)).unwrap(), resumed);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn an_input_at_the_step_discards_what_was_kept() {
+    let test = "input";
+    let flow = flow! { a >> [b, c] >> d; }.with_params(test_params(test));
+    let durable = flow.durable(MemoryStore::new());
+    fail("input/c");
+    assert!(block_on(durable.start(test, &mut Tally::default())).is_err());
+    // `b` finished from the state before this input: it must see the new state, so it runs again.
+    block_on(durable.update(test, Tally::update().set_approved(Some(true)))).unwrap();
+    heal("input/c");
+    let (resumed, _) = block_on(durable.resume(test)).unwrap();
+    assert_eq!((ran("input/b"), ran("input/c")), (2, 2));
+    assert_eq!(resumed.count, 4, "a, b, c, d: each applied once");
+}
+
+#[node(actions = ["again", "done"])]
+fn looping(tally: &Tally, context: &Context<'_>) -> Result<Command<Tally>, NodeError> {
+    let action = if tally.count < 5 { "again" } else { "done" };
+    Ok(Command::new(visit(context, "looping")?).with_action(action))
+}
+
+#[test]
+fn a_kept_branch_is_not_reused_when_the_fork_runs_again_later() {
+    let test = "loop";
+    let flow = flow! {
+        a >> [b, c] >> looping;
+        looping - "again" >> [b, c];
+    }
+    .with_params(test_params(test));
+    let durable = flow.durable(MemoryStore::new());
+    fail("loop/c");
+    assert!(block_on(durable.start(test, &mut Tally::default())).is_err());
+    heal("loop/c");
+    let (resumed, outcome) = block_on(durable.resume(test)).unwrap();
+    assert_eq!(outcome, Outcome::Finished("done".into()));
+    // a, [b, c], looping (count 4: again), [b, c], looping (count 7: done).
+    assert_eq!(resumed.count, 7);
+    assert_eq!(ran("loop/b"), 2, "kept once, then run for the second round");
+    assert_eq!(ran("loop/c"), 3, "failed, resumed, second round");
+}
+
+fn three_items(test: &'static str) -> impl slateflow::batch::BatchPlan<Tally> {
+    plan(move |_: &Tally| {
+        (1..=3)
+            .map(|item| Params::new().with("test", test).with("item", item))
+            .collect()
+    })
+}
+
+#[test]
+fn a_failed_sequential_batch_flow_resumes_with_the_runs_that_did_not_finish() {
+    let test = "sequential";
+    let batch = BatchFlow::new(flow! { b >> c; }, three_items(test));
+    let flow = flow! { a >> batch >> d; }.with_params(test_params(test));
+    let durable = flow.durable(MemoryStore::new());
+    fail("sequential/c#2");
+    assert!(block_on(durable.start(test, &mut Tally::default())).is_err());
+    let history = block_on(durable.history(test)).unwrap();
+    assert_eq!(
+        kept_records(&history),
+        [("batch".to_string(), "0".to_string(), 1)],
+        "run 0 finished and was kept; run 1 failed"
+    );
+    heal("sequential/c#2");
+    let (resumed, _) = block_on(durable.resume(test)).unwrap();
+    assert_eq!(
+        (
+            ran("sequential/b#1"),
+            ran("sequential/b#2"),
+            ran("sequential/b#3")
+        ),
+        (1, 2, 1),
+        "run 0 did not run again; run 1 did; run 2 ran once"
+    );
+    assert_eq!(resumed.count, 1 + 6 + 1, "every part applied once");
+    let mut plain = Tally::default();
+    let batch = BatchFlow::new(flow! { b >> c; }, three_items("plain-sequential"));
+    block_on(
+        flow! { a >> batch >> d; }
+            .with_params(test_params("plain-sequential"))
+            .run(&mut plain),
+    )
+    .unwrap();
+    assert_eq!(resumed.steps, plain.steps, "the same step numbers");
+}
+
+#[test]
+fn a_failed_concurrent_batch_flow_resumes_with_the_runs_that_did_not_finish() {
+    let test = "concurrent";
+    let batch = BatchFlow::new(flow! { b >> c; }, three_items(test)).concurrent(3);
+    let flow = flow! { a >> batch >> d; }.with_params(test_params(test));
+    let durable = flow.durable(MemoryStore::new());
+    fail("concurrent/c#3");
+    assert!(block_on(durable.start(test, &mut Tally::default())).is_err());
+    let kept = kept_records(&block_on(durable.history(test)).unwrap());
+    assert_eq!(
+        kept.iter()
+            .map(|(_, key, _)| key.as_str())
+            .collect::<Vec<_>>(),
+        ["0", "1"],
+        "the runs that finished before the failure were kept"
+    );
+    heal("concurrent/c#3");
+    let (resumed, _) = block_on(durable.resume(test)).unwrap();
+    assert_eq!(
+        (
+            ran("concurrent/c#1"),
+            ran("concurrent/c#2"),
+            ran("concurrent/c#3")
+        ),
+        (1, 1, 2)
+    );
+    assert_eq!(resumed.count, 1 + 6 + 1);
+    assert_eq!(
+        resumed.log[1..7],
+        [
+            "concurrent/b#1",
+            "concurrent/c#1",
+            "concurrent/b#2",
+            "concurrent/c#2",
+            "concurrent/b#3",
+            "concurrent/c#3"
+        ],
+        "merged in item order"
+    );
+}
