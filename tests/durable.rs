@@ -2,9 +2,6 @@
 //! failure (nothing applied twice, no saved node run again), inside nested flows and after forks;
 //! pauses with a human's input; history, state at a step, branching; bad threads.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use serde::{Deserialize, Serialize};
 use slateflow::checkpoint::{CheckpointStore, FileStore, MemoryStore, RecordKind, RunStatus};
 use slateflow::durable::{Outcome, Pause, PauseWhen};
@@ -21,44 +18,27 @@ struct Ledger {
     verdict: Option<String>,
 }
 
-/// How many times each node ran, per test (tests run in parallel: keyed by thread id).
-static RUNS: Mutex<Option<HashMap<String, u32>>> = Mutex::new(None);
-/// Nodes that fail while their key is set, per test.
-static FAILING: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-fn ran(key: &str) -> u32 {
-    RUNS.lock()
-        .unwrap()
-        .as_ref()
-        .and_then(|runs| runs.get(key).copied())
-        .unwrap_or(0)
+/// Helpers shared by test files; each uses part of them.
+#[allow(dead_code)]
+mod support {
+    pub(crate) mod runs;
 }
+
+use support::runs::{failing, ran};
 
 /// Counts the run of `node` for the test named in the params, and fails if told to.
 fn visit(context: &Context<'_>, node: &str) -> Result<LedgerUpdate, NodeError> {
     let test = context.params().get_str("test").unwrap_or_default();
-    let key = format!("{test}/{node}");
-    *RUNS
-        .lock()
-        .unwrap()
-        .get_or_insert_with(HashMap::new)
-        .entry(key.clone())
-        .or_default() += 1;
-    if FAILING.lock().unwrap().contains(&key) {
-        return Err(format!("{node} is failing").into());
-    }
+    support::runs::count(&format!("{test}/{node}"))?;
     Ok(Ledger::update().add_count(1).push_log(node.to_string()))
 }
 
 fn fail(test: &str, node: &str) {
-    FAILING.lock().unwrap().push(format!("{test}/{node}"));
+    support::runs::fail(&format!("{test}/{node}"));
 }
 
 fn heal(test: &str, node: &str) {
-    FAILING
-        .lock()
-        .unwrap()
-        .retain(|key| key != &format!("{test}/{node}"));
+    support::runs::heal(&format!("{test}/{node}"));
 }
 
 #[node]
@@ -481,7 +461,7 @@ struct WithClient {
 #[node]
 fn call(state: &WithClient, context: &Context<'_>) -> Result<Command<WithClient>, NodeError> {
     let test = context.params().get_str("test").unwrap_or_default();
-    if FAILING.lock().unwrap().contains(&format!("{test}/call")) {
+    if failing(&format!("{test}/call")) {
         return Err("the endpoint is down".into());
     }
     let client = state

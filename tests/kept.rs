@@ -4,9 +4,6 @@
 //! once, and its step numbers are those of an uninterrupted run. An input at the step discards
 //! what was kept; a kept outcome is never reused for a later step.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use serde::{Deserialize, Serialize};
 use slateflow::batch::{BatchFlow, plan};
 use slateflow::checkpoint::{FileStore, MemoryStore, RecordKind};
@@ -27,25 +24,13 @@ struct Tally {
     approved: Option<bool>,
 }
 
-/// How many times each node ran, per test; and the nodes that fail, per test.
-static RUNS: Mutex<Option<HashMap<String, u32>>> = Mutex::new(None);
-static FAILING: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-fn ran(key: &str) -> u32 {
-    RUNS.lock()
-        .unwrap()
-        .as_ref()
-        .and_then(|runs| runs.get(key).copied())
-        .unwrap_or(0)
+/// Helpers shared by test files; each uses part of them.
+#[allow(dead_code)]
+mod support {
+    pub(crate) mod runs;
 }
 
-fn fail(key: &str) {
-    FAILING.lock().unwrap().push(key.to_string());
-}
-
-fn heal(key: &str) {
-    FAILING.lock().unwrap().retain(|failing| failing != key);
-}
+use support::runs::{fail, heal, ran};
 
 /// Counts the run of `node` (keyed `test/node`, or `test/node#item` in a batch) and fails when
 /// told to.
@@ -56,15 +41,7 @@ fn visit(context: &Context<'_>, node: &str) -> Result<TallyUpdate, NodeError> {
         Some(item) => format!("{test}/{node}#{item}"),
         None => format!("{test}/{node}"),
     };
-    *RUNS
-        .lock()
-        .unwrap()
-        .get_or_insert_with(HashMap::new)
-        .entry(key.clone())
-        .or_default() += 1;
-    if FAILING.lock().unwrap().contains(&key) {
-        return Err(format!("{key} is failing").into());
-    }
+    support::runs::count(&key)?;
     Ok(Tally::update()
         .add_count(1)
         .push_log(key)
