@@ -9,7 +9,7 @@ use serde_json::json;
 use slateflow::agent::{Agent, Conversation};
 use slateflow::checkpoint::MemoryStore;
 use slateflow::durable::Outcome;
-use slateflow::event::{Event, Observer, OwnedEvent};
+use slateflow::event::Event;
 use slateflow::message::{Histories, Message, Messages, ToolCall};
 use slateflow::model::{ChatResponse, ScriptedModel};
 use slateflow::tool::{Toolbox, tool_fn};
@@ -59,36 +59,13 @@ fn alert() -> Triage {
     }
 }
 
-/// Keeps every event, owned.
-#[derive(Default, Clone)]
-struct Recorder(Arc<Mutex<Vec<OwnedEvent>>>);
-
-impl Observer for Recorder {
-    fn on_event(&self, event: &Event<'_>) {
-        self.0.lock().unwrap().push(event.to_owned());
-    }
+/// Helpers shared by test files; each uses part of them.
+#[allow(dead_code)]
+mod support {
+    pub(crate) mod events;
 }
 
-impl Recorder {
-    fn custom(&self, name: &str) -> Vec<serde_json::Value> {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|event| event.kind == "custom" && event.data["name"] == name)
-            .map(|event| event.data["data"].clone())
-            .collect()
-    }
-
-    fn kinds(&self, kind: &str) -> usize {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|event| event.kind == kind)
-            .count()
-    }
-}
+use support::events::Recorder;
 
 #[test]
 fn each_agent_prompts_from_its_own_history_and_the_latest_global_message() {
@@ -384,7 +361,7 @@ fn an_agent_retries_model_calls_that_may_succeed_and_no_others() {
     let mut state = alert();
     block_on(flow.observe(recorder.clone()).run(&mut state)).unwrap();
     assert_eq!(model.requests().len(), 3);
-    assert_eq!(recorder.kinds("retry"), 2);
+    assert_eq!(recorder.of_kind("retry").len(), 2);
     assert_eq!(state.messages.last().unwrap().content(), "ok");
 
     let refused = Arc::new(

@@ -9,7 +9,7 @@ use serde_json::json;
 use slateflow::batch::{Batch, BatchNode};
 use slateflow::checkpoint::MemoryStore;
 use slateflow::durable::Outcome;
-use slateflow::event::{self, Event, Observer, OwnedEvent};
+use slateflow::event;
 use slateflow::{Command, Context, Emitter, Node, NodeError, Retry, SharedState, flow, node};
 
 #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
@@ -21,38 +21,13 @@ struct Ticket {
     count: u32,
 }
 
-/// Keeps every event, owned.
-#[derive(Default, Clone)]
-struct Recorder(Arc<Mutex<Vec<OwnedEvent>>>);
-
-impl Observer for Recorder {
-    fn on_event(&self, event: &Event<'_>) {
-        self.0.lock().unwrap().push(event.to_owned());
-    }
+/// Helpers shared by test files; each uses part of them.
+#[allow(dead_code)]
+mod support {
+    pub(crate) mod events;
 }
 
-impl Recorder {
-    fn events(&self) -> Vec<OwnedEvent> {
-        self.0.lock().unwrap().clone()
-    }
-
-    fn kinds(&self) -> Vec<String> {
-        self.events()
-            .iter()
-            .map(|event| match &event.node {
-                Some(node) => format!("{} {node}", event.kind),
-                None => event.kind.to_string(),
-            })
-            .collect()
-    }
-
-    fn of_kind(&self, kind: &str) -> Vec<OwnedEvent> {
-        self.events()
-            .into_iter()
-            .filter(|event| event.kind == kind)
-            .collect()
-    }
-}
+use support::events::Recorder;
 
 /// Routes on the text: `"default"` for most, `"specific_action"` when asked.
 #[node(actions = ["default", "specific_action"])]
@@ -490,7 +465,7 @@ async fn durable_runs_report_saved_steps_and_pauses() {
         .unwrap();
     assert!(saved_first < second_start, "{kinds:?}");
 
-    recorder.0.lock().unwrap().clear();
+    recorder.clear();
     let (state, outcome) = durable.resume("t").await.unwrap();
     assert_eq!(outcome, Outcome::Finished("default".into()));
     assert_eq!(state.count, 1);
