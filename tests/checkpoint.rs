@@ -5,10 +5,18 @@
 
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use slateflow::checkpoint::{
-    CheckpointStore, FileStore, MemoryStore, RecordKind, Records, RunStatus, SqliteStore,
-    StepRecord, StoreError,
+    CheckpointStore, FileStore, MemoryStore, PostgresStore, RecordKind, Records, RunStatus,
+    SqliteStore, StepRecord, StoreError,
 };
+
+/// Helpers shared by test files; each uses part of them.
+#[allow(dead_code)]
+mod support {
+    pub(crate) mod postgres;
+}
 
 fn record(step: u64, node: &str) -> StepRecord {
     StepRecord {
@@ -242,6 +250,230 @@ fn the_sqlite_store_keeps_the_contract_across_connections() {
     let log = block_on(reopened.load("alpha", Records::All)).unwrap();
     assert_eq!(log.records.len(), 6);
     assert_eq!(log.status, RunStatus::Interrupted);
+}
+
+/// A runtime with the I/O and timers a PostgreSQL store needs.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn the_postgres_store_keeps_the_contract_across_connections() {
+    let Some(url) = support::postgres::database("contract") else {
+        return;
+    };
+    runtime().block_on(async {
+        keeps_the_contract(&PostgresStore::connect(&url).await.unwrap()).await;
+        // Another store on the same database (another process) reads the same.
+        let reopened = PostgresStore::connect(&url).await.unwrap();
+        let log = reopened.load("alpha", Records::All).await.unwrap();
+        assert_eq!(log.records.len(), 6);
+        assert_eq!(log.status, RunStatus::Interrupted);
+    });
+}
+
+/// A PostgreSQL store with a thread `t` of three records, and the database's name.
+async fn postgres_thread(url: &str) -> PostgresStore {
+    let store = PostgresStore::connect(url).await.unwrap();
+    let mut claim = store.create("t", "S", &[start()]).await.unwrap();
+    store.append(&mut claim, &record(1, "a")).await.unwrap();
+    store.append(&mut claim, &record(2, "b")).await.unwrap();
+    store
+}
+
+#[test]
+fn a_changed_byte_in_a_postgres_record_is_caught_by_its_checksum() {
+    let Some(url) = support::postgres::database("flipped") else {
+        return;
+    };
+    runtime().block_on(async {
+        let store = postgres_thread(&url).await;
+        // Another program changes a digit of step 1's update: still valid JSON, another state.
+        support::postgres::sql(
+            "flipped",
+            "UPDATE slateflow_records SET body = replace(body, '\"count\":1', '\"count\":7') \
+             WHERE seq = 2",
+        );
+        let error = store.load("t", Records::All).await.unwrap_err();
+        assert_checksum_error(&error, &format!("record 2 in slateflow_records of `{url}`"));
+    });
+}
+
+#[test]
+fn a_stale_claim_is_taken_over_when_its_lease_lapses_and_its_late_writes_are_refused() {
+    let Some(url) = support::postgres::database("fencing") else {
+        return;
+    };
+    // The stale worker's runtime is not driven while it "hangs": its leases are not renewed.
+    let stale_runtime = runtime();
+    let (stale, mut stale_claim) = stale_runtime.block_on(async {
+        let store = PostgresStore::options()
+            .lease(Duration::from_millis(300))
+            .connect(&url)
+            .await
+            .unwrap();
+        let mut claim = store.create("t", "S", &[start()]).await.unwrap();
+        store.append(&mut claim, &record(1, "a")).await.unwrap();
+        (store, claim)
+    });
+    runtime().block_on(async {
+        let other = PostgresStore::connect(&url).await.unwrap();
+        // While the lease holds, nobody else may claim.
+        assert!(matches!(
+            other.claim("t").await,
+            Err(StoreError::Claimed { .. })
+        ));
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let mut claim = other
+            .claim("t")
+            .await
+            .expect("the lapsed lease is taken over");
+        other.append(&mut claim, &record(2, "b")).await.unwrap();
+    });
+    stale_runtime.block_on(async {
+        // The stale worker wakes and writes what it computed meanwhile: refused, nothing written.
+        let error = stale
+            .append(&mut stale_claim, &record(2, "stale"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, StoreError::Claimed { thread } if thread == "t"),
+            "{error}"
+        );
+        let error = stale
+            .set_status(
+                &mut stale_claim,
+                &RunStatus::Finished { action: "x".into() },
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(error, StoreError::Claimed { .. }), "{error}");
+        let log = stale.load("t", Records::All).await.unwrap();
+        assert_eq!(log.records, [start(), record(1, "a"), record(2, "b")]);
+        assert_eq!(
+            log.status,
+            RunStatus::Running,
+            "the new holder's lease is live"
+        );
+    });
+}
+
+#[test]
+fn a_cancelled_thread_refuses_its_runner_and_is_never_taken_again() {
+    let Some(url) = support::postgres::database("cancel") else {
+        return;
+    };
+    runtime().block_on(async {
+        let store = PostgresStore::connect(&url).await.unwrap();
+        // Two threads submitted for `flow-a` (their start records name it), one for `flow-b`.
+        for (id, flow) in [("one", "flow-a"), ("two", "flow-a"), ("three", "flow-b")] {
+            let first = StepRecord {
+                node: flow.into(),
+                ..start()
+            };
+            let mut claim = store.create(id, "S", &[first]).await.unwrap();
+            store
+                .set_status(&mut claim, &RunStatus::Queued)
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            store.load("one", Records::All).await.unwrap().status,
+            RunStatus::Queued
+        );
+        let first = store.take_runnable(&["flow-a"]).await.unwrap().unwrap();
+        assert_eq!(
+            (first.thread.as_str(), first.flow.as_str()),
+            ("one", "flow-a")
+        );
+        let second = store.take_runnable(&["flow-a"]).await.unwrap().unwrap();
+        assert_eq!(second.thread, "two");
+        assert!(
+            store.take_runnable(&["flow-a"]).await.unwrap().is_none(),
+            "both taken"
+        );
+        assert!(store.take_runnable(&["flow-c"]).await.unwrap().is_none());
+
+        // Cancelled while its runner holds it: the runner is refused, and it is not taken again.
+        let mut runner = first.claim;
+        store.cancel("one").await.unwrap();
+        let error = store
+            .append(&mut runner, &record(1, "a"))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, StoreError::Claimed { .. }), "{error}");
+        drop(runner);
+        // A thread given up while running is taken again at once; a cancelled one never.
+        let mut claim = second.claim;
+        store
+            .set_status(&mut claim, &RunStatus::Running)
+            .await
+            .unwrap();
+        drop(claim);
+        let again = store.take_runnable(&["flow-a"]).await.unwrap().unwrap();
+        assert_eq!(again.thread, "two");
+        assert!(store.take_runnable(&["flow-a"]).await.unwrap().is_none());
+        assert_eq!(
+            store.load("one", Records::All).await.unwrap().status,
+            RunStatus::Cancelled
+        );
+        assert!(matches!(
+            store.cancel("nobody").await,
+            Err(StoreError::UnknownThread { .. })
+        ));
+    });
+}
+
+#[test]
+fn postgres_set_up_is_safe_to_race_and_refuses_other_versions() {
+    let Some(url) = support::postgres::database("setup") else {
+        return;
+    };
+    runtime().block_on(async {
+        // Four processes starting at once all set up (or find) the same tables.
+        let stores =
+            futures_util::future::join_all((0..4).map(|_| PostgresStore::connect(&url))).await;
+        for store in stores {
+            store.unwrap();
+        }
+        support::postgres::sql("setup", "UPDATE slateflow_schema SET version = 9");
+        let error = PostgresStore::connect(&url).await.unwrap_err().to_string();
+        assert_eq!(
+            error,
+            format!(
+                "the slateflow_schema table of `{url}` is corrupt (it says version 9; this \
+                 version of slateflow uses version 1); nothing was loaded"
+            )
+        );
+    });
+}
+
+#[test]
+fn postgres_errors_name_the_database() {
+    runtime().block_on(async {
+        let nowhere = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let url = format!("postgres://someone@127.0.0.1:{nowhere}/runs");
+        let error = PostgresStore::connect(&url).await.unwrap_err().to_string();
+        assert!(
+            error.starts_with(&format!("cannot connect to the database in `{url}`: "))
+                && error.contains("refused"),
+            "{error}"
+        );
+        let error = PostgresStore::connect("postgres://[nope")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("cannot read the connection string in `the PostgreSQL database`"),
+            "{error}"
+        );
+    });
 }
 
 /// `error` says that the record `what` of thread `t` fails its checksum.

@@ -129,6 +129,7 @@ impl Outcome {
 /// ```
 pub struct Durable<'f, S, G, St> {
     flow: &'f Flow<S, G>,
+    name: String,
     store: Arc<St>,
     snapshot_every: Option<u64>,
     before: Vec<String>,
@@ -145,6 +146,7 @@ where
     pub fn durable<St: CheckpointStore + 'static>(&self, store: St) -> Durable<'_, S, G, St> {
         Durable {
             flow: self,
+            name: String::new(),
             store: Arc::new(store),
             snapshot_every: None,
             before: Vec::new(),
@@ -160,6 +162,20 @@ where
     G: FlowGraph<S>,
     St: CheckpointStore + 'static,
 {
+    /// Names the flow in the threads it starts (in their start record), so that a
+    /// [`Worker`](crate::worker::Worker) that knows a flow by this name can run them: see
+    /// [`submit`](Self::submit).
+    #[must_use]
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// The name given with [`named`](Self::named) (empty when none was).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Also saves a full snapshot at least every `steps` steps (at least 1): resuming then
     /// replays at most that many updates, at the cost of storage that grows with the state's size
     /// times the steps divided by `steps`.
@@ -209,13 +225,7 @@ where
     /// failed (it can be resumed from its last saved step).
     pub async fn start(&self, thread: &str, state: &mut S) -> Result<Outcome, Error> {
         self.check_interrupts()?;
-        let snapshot = snapshot(thread, 0, state)?;
-        let snapshot_bytes = json_len(&snapshot);
-        let first = StepRecord::new(0, RecordKind::Start).with_snapshot(snapshot);
-        let claim = self
-            .store
-            .create(thread, state_type::<S>(), &[first])
-            .await?;
+        let (claim, snapshot_bytes) = self.create(thread, state).await?;
         let resume = Resume {
             steps: 0,
             cursor: None,
@@ -224,6 +234,33 @@ where
             kept: Vec::new(),
         };
         self.drive(claim, thread, state, resume).await
+    }
+
+    /// Saves a new thread with `state` as its step 0 and runs nothing: it waits, as
+    /// [`RunStatus::Queued`], for a [`Worker`](crate::worker::Worker) that knows this flow's
+    /// [name](Self::named), or for anyone to [`resume`](Self::resume) it.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the thread exists or cannot be written.
+    pub async fn submit(&self, thread: &str, state: &S) -> Result<(), Error> {
+        let (mut claim, _) = self.create(thread, state).await?;
+        self.store
+            .set_status(&mut claim, &RunStatus::Queued)
+            .await?;
+        Ok(())
+    }
+
+    /// Creates the thread with its start record, claimed; and the size of its snapshot.
+    async fn create(&self, thread: &str, state: &S) -> Result<(St::Claim, usize), Error> {
+        let snapshot = snapshot(thread, 0, state)?;
+        let snapshot_bytes = json_len(&snapshot);
+        let mut first = StepRecord::new(0, RecordKind::Start).with_snapshot(snapshot);
+        first.node.clone_from(&self.name);
+        let claim = self
+            .store
+            .create(thread, state_type::<S>(), &[first])
+            .await?;
+        Ok((claim, snapshot_bytes))
     }
 
     /// Resumes a thread from its last saved step and runs it until it ends or pauses; returns the
@@ -251,16 +288,36 @@ where
         restore: impl FnOnce(&mut S),
     ) -> Result<(S, Outcome), Error> {
         self.check_interrupts()?;
-        let mut claim = self.store.claim(thread).await?;
+        let claim = self.store.claim(thread).await?;
+        self.resume_claimed(claim, thread, restore).await
+    }
+
+    /// Resumes a thread whose claim the caller took (a worker).
+    pub(crate) async fn resume_claimed(
+        &self,
+        mut claim: St::Claim,
+        thread: &str,
+        restore: impl FnOnce(&mut S),
+    ) -> Result<(S, Outcome), Error> {
         let log = self.load(thread, Records::SinceSnapshot).await?;
         let mut state = rebuild::<S>(thread, &log.records, u64::MAX)?;
         restore(&mut state);
-        if let RunStatus::Finished { action } = &log.status {
-            return Ok((state, Outcome::Finished(action.clone())));
+        match &log.status {
+            RunStatus::Finished { action } => {
+                return Ok((state, Outcome::Finished(action.clone())));
+            }
+            RunStatus::Cancelled => {
+                return Err(Error::Resume {
+                    thread: thread.to_string(),
+                    step: log.last_step,
+                    reason: "the thread was cancelled; branch it to go on".into(),
+                });
+            }
+            _ => {}
         }
         let at = Waiting::at_end(&log.records);
         if !at.pending.is_empty() {
-            if !matches!(log.status, RunStatus::Paused { .. }) {
+            if !matches!(log.status, RunStatus::Paused { .. } | RunStatus::Queued) {
                 // Saved, but its run died before saying so: report it, run nothing.
                 let status = paused_status(&at.pending);
                 self.store.set_status(&mut claim, &status).await?;
@@ -344,6 +401,16 @@ where
         input.update = to_json(thread, log.last_step, &update)?;
         input.key = key.to_string();
         self.store.append(&mut claim, &input).await?;
+        let all_answered = at
+            .pending
+            .iter()
+            .all(|pause| pause.key == key || at.answered.contains(&pause.key));
+        if all_answered && matches!(log.status, RunStatus::Paused { .. }) {
+            // Ready to go on: a worker takes it now.
+            self.store
+                .set_status(&mut claim, &RunStatus::Queued)
+                .await?;
+        }
         Ok(())
     }
 
@@ -357,11 +424,11 @@ where
     pub async fn update(&self, thread: &str, update: S::Update) -> Result<(), Error> {
         let mut claim = self.store.claim(thread).await?;
         let log = self.load(thread, Records::SinceSnapshot).await?;
-        if let RunStatus::Finished { .. } = log.status {
+        if let RunStatus::Finished { .. } | RunStatus::Cancelled = log.status {
             return Err(Error::Resume {
                 thread: thread.to_string(),
                 step: log.last_step,
-                reason: "a finished thread takes no update; branch it to go on".into(),
+                reason: "a finished or cancelled thread takes no update; branch it to go on".into(),
             });
         }
         let mut input = StepRecord::new(log.last_step, RecordKind::Input);
@@ -489,7 +556,7 @@ where
     }
 
     /// Checks every interrupt against the flow's nodes.
-    fn check_interrupts(&self) -> Result<(), Error> {
+    pub(crate) fn check_interrupts(&self) -> Result<(), Error> {
         if self.before.is_empty() && self.after.is_empty() {
             return Ok(());
         }

@@ -207,6 +207,12 @@ pub enum Error {
     /// `run_blocking` could not start a tokio runtime.
     #[error("could not start a tokio runtime for `run_blocking`: {0}")]
     Runtime(#[source] std::io::Error),
+    /// A worker cannot run as set up (feature `postgres`).
+    #[error("the worker cannot start: {reason}")]
+    Worker {
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -229,7 +235,8 @@ impl Error {
             | Self::Resume { .. }
             | Self::Save { .. }
             | Self::InvalidState { .. }
-            | Self::Runtime(_) => None,
+            | Self::Runtime(_)
+            | Self::Worker { .. } => None,
         }
     }
 }

@@ -13,6 +13,8 @@
 //! - [`reducer`]: how writes combine, and the [`Addable`] and [`Append`] traits;
 //! - [`checkpoint`]: where durable runs save their steps ([`checkpoint::FileStore`], ...);
 //! - [`durable`]: durable runs: save, resume, pause, history;
+//! - `worker` (feature `postgres`): workers on many machines that run the threads of one
+//!   PostgreSQL database;
 //! - the agent layer: [`message`] (messages, an editable conversation, per-agent histories),
 //!   [`template`] (`{field}` prompts, checked by [`prompt!`]), [`model`] (the [`ChatModel`](model::ChatModel)
 //!   trait, a scripted model, the OpenAI-compatible client with feature `openai`), [`tool`] (tools
@@ -41,6 +43,8 @@ pub mod state;
 pub mod template;
 mod text;
 pub mod tool;
+#[cfg(feature = "postgres")]
+pub mod worker;
 
 #[cfg(doc)]
 pub mod example_generated;

@@ -46,6 +46,8 @@
 mod file;
 mod lock;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
@@ -57,6 +59,10 @@ use serde_json::Value;
 
 pub use file::FileStore;
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub(crate) use postgres::{CHANNEL, DatabaseError};
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresClaim, PostgresOptions, PostgresStore, Taken};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 
@@ -69,7 +75,9 @@ pub struct StepRecord {
     /// What the record is.
     pub kind: RecordKind,
     /// The node, as a path through nested flows (`outer/inner`): the one that ran (a step), or the
-    /// one paused at (a pause); empty otherwise.
+    /// one paused at (a pause). For the start record, the name of the flow the thread is run
+    /// with, when it was given one ([`Durable::named`](crate::durable::Durable::named)): what a
+    /// worker runs it with. Empty otherwise.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub node: String,
     /// The action the step returned; empty when there is none.
@@ -220,6 +228,10 @@ impl Pause {
 pub enum RunStatus {
     /// A run holds the thread's claim and is saving steps.
     Running,
+    /// Waiting for a run to take it: submitted and never run
+    /// ([`Durable::submit`](crate::durable::Durable::submit)), or every pause it waited at was
+    /// answered. Workers take such threads.
+    Queued,
     /// The thread's last run stopped without ending, pausing or failing (its process was killed,
     /// or the run was dropped): nobody holds the claim, and it can be resumed. Only reads report
     /// it; no store saves it.
@@ -239,6 +251,8 @@ pub enum RunStatus {
         /// The error's text.
         error: String,
     },
+    /// Stopped for good by a cancel, whoever was running it: it is not run again.
+    Cancelled,
 }
 
 /// Which records [`CheckpointStore::load`] reads.
@@ -330,7 +344,10 @@ pub enum StoreError {
         last: u64,
     },
     /// A saved record or status cannot be read back.
-    #[error("thread `{thread}`: {what} is corrupt ({reason}); nothing was loaded")]
+    #[error(
+        "{}{what} is corrupt ({reason}); nothing was loaded",
+        thread_prefix(thread)
+    )]
     Corrupt {
         /// The thread, or empty for the store itself.
         thread: String,
@@ -501,6 +518,22 @@ fn as_read(status: RunStatus, claimed: bool) -> RunStatus {
         RunStatus::Running if !claimed => RunStatus::Interrupted,
         status => status,
     }
+}
+
+/// A record as the JSON text the database stores.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+fn encode(thread: &str, record: &StepRecord) -> Result<String, StoreError> {
+    serde_json::to_string(record).map_err(|error| StoreError::Corrupt {
+        thread: thread.to_string(),
+        what: format!("the step {} record", record.step),
+        reason: format!("it does not serialize: {error}"),
+    })
+}
+
+/// A step number or time for a database's signed integer column.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 /// A status as JSON. Statuses are plain strings and lists of them: this cannot fail.

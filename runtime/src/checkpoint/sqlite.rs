@@ -8,7 +8,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::{
     CheckpointStore, Records, RunStatus, StepRecord, StoreError, ThreadInfo, ThreadLog, as_read,
-    check_new, check_order, check_thread_id, crc32, io_error, lock, now_ms, status_json,
+    check_new, check_order, check_thread_id, crc32, encode, io_error, lock, now_ms, status_json,
+    to_i64,
 };
 
 /// The schema's version, in SQLite's `user_version`.
@@ -261,18 +262,6 @@ fn backend(thread: &str, action: &'static str, path: &Path, source: rusqlite::Er
         path: path.to_path_buf(),
         source: Box::new(source),
     }
-}
-
-fn to_i64(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-fn encode(thread: &str, record: &StepRecord) -> Result<String, StoreError> {
-    serde_json::to_string(record).map_err(|error| StoreError::Corrupt {
-        thread: thread.to_string(),
-        what: format!("the step {} record", record.step),
-        reason: format!("it does not serialize: {error}"),
-    })
 }
 
 impl CheckpointStore for SqliteStore {

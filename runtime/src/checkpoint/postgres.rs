@@ -1,0 +1,998 @@
+//! A checkpoint store in a PostgreSQL database shared by many processes (feature `postgres`).
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio::sync::Notify;
+use tokio_postgres::config::Host;
+use tokio_postgres::{Config, IsolationLevel, NoTls};
+
+use super::{
+    CheckpointStore, RecordKind, Records, RunStatus, StepRecord, StoreError, ThreadInfo, ThreadLog,
+    as_read, check_new, check_order, check_thread_id, crc32, encode, now_ms, status_json, to_i64,
+};
+
+/// The schema's version, in `slateflow_schema`.
+const VERSION: i32 = 1;
+
+/// Serializes concurrent set-ups of one database (`pg_advisory_xact_lock`): `slate` in ASCII.
+const SETUP_LOCK: i64 = 0x0073_6C61_7465;
+
+/// The channel workers listen on: a thread id is sent when it becomes runnable.
+pub(crate) const CHANNEL: &str = "slateflow_runnable";
+
+/// The tables, made in one transaction by the first store that connects. Plain `CREATE INDEX`
+/// (never `CONCURRENTLY`, which cannot run inside a transaction).
+const SCHEMA: &str = "
+    CREATE TABLE slateflow_threads (
+        id TEXT PRIMARY KEY,
+        state_type TEXT NOT NULL,
+        flow TEXT NOT NULL,
+        status TEXT NOT NULL,
+        phase TEXT NOT NULL,
+        last_step BIGINT NOT NULL,
+        seq BIGINT NOT NULL,
+        claim BIGINT NOT NULL,
+        owner TEXT,
+        lease_until TIMESTAMPTZ,
+        updated_ms BIGINT NOT NULL
+    );
+    CREATE INDEX slateflow_threads_runnable ON slateflow_threads (updated_ms)
+        WHERE phase IN ('queued', 'running');
+    CREATE INDEX slateflow_threads_owner ON slateflow_threads (owner) WHERE owner IS NOT NULL;
+    CREATE TABLE slateflow_records (
+        thread TEXT NOT NULL REFERENCES slateflow_threads (id) ON DELETE CASCADE,
+        seq BIGINT NOT NULL,
+        step BIGINT NOT NULL,
+        snapshot BOOLEAN NOT NULL,
+        crc BIGINT NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (thread, seq)
+    );
+    CREATE INDEX slateflow_records_snapshots ON slateflow_records (thread, seq) WHERE snapshot;
+";
+
+/// How a [`PostgresStore`] connects: the pool's size and the claims' lease.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use slateflow::checkpoint::PostgresStore;
+/// # async fn connect() -> Result<(), slateflow::checkpoint::StoreError> {
+/// let store = PostgresStore::options()
+///     .pool_size(32)
+///     .lease(Duration::from_secs(10))
+///     .connect("postgres://slateflow@db.internal/runs")
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    pool_size: usize,
+    lease: Duration,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        Self {
+            pool_size: 16,
+            lease: Duration::from_secs(15),
+        }
+    }
+}
+
+impl PostgresOptions {
+    /// At most `size` connections at once (at least 1; 16 by default). Every call takes one for
+    /// the time of its query; a worker also keeps one more to listen for runnable threads.
+    #[must_use]
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size.max(1);
+        self
+    }
+
+    /// How long a claim lasts unless renewed (15 s by default, at least 100 ms). The store renews
+    /// its claims every third of it; a claim whose process died or lost the database lapses after
+    /// it, and the thread can then be claimed by another worker, whose claim refuses any late write
+    /// of the first.
+    #[must_use]
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease.max(Duration::from_millis(100));
+        self
+    }
+
+    /// Connects to the database at `url` (a `postgres://` URL or a `key=value` string, as
+    /// libpq takes) and sets up its tables if they are missing, in one transaction.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`], naming the database, when the URL is not valid, the server cannot
+    /// be reached or the tables cannot be made; [`StoreError::Corrupt`] when the database holds
+    /// another version of the tables.
+    pub async fn connect(self, url: &str) -> Result<PostgresStore, StoreError> {
+        let config: Config = url.parse().map_err(|error| {
+            backend_error(
+                "",
+                "read the connection string",
+                std::path::Path::new("the PostgreSQL database"),
+                error,
+            )
+        })?;
+        let place = describe(&config);
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(self.pool_size)
+            .build()
+            .map_err(|error| backend_error("", "open a connection pool", &place, error))?;
+        let inner = Arc::new(Inner {
+            pool,
+            config,
+            place,
+            owner: owner_id(),
+            lease_ms: i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX),
+            releases: Mutex::new(Vec::new()),
+            settling: tokio::sync::Mutex::new(()),
+            held: AtomicUsize::new(0),
+            wake: Arc::new(Notify::new()),
+        });
+        let store = PostgresStore { inner };
+        store.set_up().await?;
+        tokio::spawn(keep_leases(
+            Arc::downgrade(&store.inner),
+            Arc::clone(&store.inner.wake),
+            self.lease / 3,
+        ));
+        Ok(store)
+    }
+}
+
+/// Keeps every thread in a PostgreSQL database, so that processes on many machines share them:
+/// any of them can resume, inspect or answer any thread, and [`Worker`](crate::worker::Worker)s
+/// take runnable threads from it.
+///
+/// Tables `slateflow_threads` and `slateflow_records` mirror the other stores: a row per thread
+/// (state type, flow, status, last step, claim), a row per record (its JSON with a CRC-32, so a
+/// changed byte is an error, never a wrong state). The tables are made by the first store that
+/// connects, in one transaction.
+///
+/// A claim is a lease: the thread's row names the store that holds it and until when, and the
+/// store renews its leases while it lives. Every claim raises the thread's claim number, and every
+/// append checks both the claim number and the last saved step in the same statement (fencing):
+/// a worker whose lease lapsed and whose thread was taken over never writes again. A claim
+/// dropped in a live process is given up at once; a killed process's claims lapse after the
+/// lease ([`PostgresOptions::lease`]), and until then the thread reads as running.
+///
+/// Connections are plain TCP or Unix sockets, without TLS: keep the database on a private
+/// network.
+///
+/// ```no_run
+/// use slateflow::checkpoint::{CheckpointStore, PostgresStore, RecordKind, Records, StepRecord};
+/// # async fn run() -> Result<(), slateflow::checkpoint::StoreError> {
+/// let store = PostgresStore::connect("postgres://slateflow@127.0.0.1:5432/runs").await?;
+/// let start = StepRecord::new(0, RecordKind::Start).with_snapshot(serde_json::json!({}));
+/// let mut claim = store.create("t-1", "Counter", &[start]).await?;
+/// store.append(&mut claim, &StepRecord::new(1, RecordKind::Step)).await?;
+/// assert_eq!(store.load("t-1", Records::All).await?.last_step, 1);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    config: Config,
+    /// Where the database is, for errors (no password).
+    place: PathBuf,
+    /// Names this store's claims in the table.
+    owner: String,
+    lease_ms: i64,
+    /// Claims dropped and not yet given up in the table.
+    releases: Mutex<Vec<(String, i64)>>,
+    /// Held while dropped claims are given up, so that a call after a drop sees it done.
+    settling: tokio::sync::Mutex<()>,
+    /// Claims alive.
+    held: AtomicUsize,
+    /// Wakes the lease keeper to give up dropped claims.
+    wake: Arc<Notify>,
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("database", &self.inner.place)
+            .field("owner", &self.inner.owner)
+            .field("lease_ms", &self.inner.lease_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A claim on a thread of a [`PostgresStore`]: the thread's claim number, leased to this store.
+/// Dropping it gives the thread up.
+pub struct PostgresClaim {
+    thread: String,
+    number: i64,
+    last_step: u64,
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for PostgresClaim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresClaim")
+            .field("thread", &self.thread)
+            .field("number", &self.number)
+            .field("last_step", &self.last_step)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresClaim {
+    /// The claimed thread.
+    pub fn thread(&self) -> &str {
+        &self.thread
+    }
+
+    fn new(inner: &Arc<Inner>, thread: &str, number: i64, last_step: i64) -> Self {
+        inner.held.fetch_add(1, Ordering::Relaxed);
+        Self {
+            thread: thread.to_string(),
+            number,
+            last_step: from_i64(last_step),
+            inner: Arc::clone(inner),
+        }
+    }
+}
+
+impl Drop for PostgresClaim {
+    fn drop(&mut self) {
+        self.inner.held.fetch_sub(1, Ordering::Relaxed);
+        let release = (std::mem::take(&mut self.thread), self.number);
+        // Given up by the lease keeper, or by this store's next call, whichever comes first.
+        self.inner
+            .releases
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(release);
+        self.inner.wake.notify_one();
+    }
+}
+
+/// What a worker took: a runnable thread, its flow's name, and the claim.
+#[derive(Debug)]
+pub struct Taken {
+    /// The thread's id.
+    pub thread: String,
+    /// The flow it was submitted for.
+    pub flow: String,
+    /// The claim, leased to the store that took it.
+    pub claim: PostgresClaim,
+}
+
+impl PostgresStore {
+    /// Connects with the default [`PostgresOptions`] (a pool of 16, a lease of 15 s).
+    ///
+    /// # Errors
+    /// As [`PostgresOptions::connect`].
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        PostgresOptions::default().connect(url).await
+    }
+
+    /// Options to connect with: the pool's size and the claims' lease.
+    pub fn options() -> PostgresOptions {
+        PostgresOptions::default()
+    }
+
+    /// Where the database is (`postgres://user@host:port/name`, without a password).
+    pub fn database(&self) -> &std::path::Path {
+        &self.inner.place
+    }
+
+    /// The lease of this store's claims.
+    pub fn lease(&self) -> Duration {
+        Duration::from_millis(u64::try_from(self.inner.lease_ms).unwrap_or(0))
+    }
+
+    /// The connection settings, for a connection of its own (a worker's `LISTEN`).
+    pub(crate) fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    async fn client(&self, thread: &str) -> Result<deadpool_postgres::Object, StoreError> {
+        self.inner
+            .pool
+            .get()
+            .await
+            .map_err(|error| self.backend(thread, "connect to the database", error))
+    }
+
+    fn backend(
+        &self,
+        thread: &str,
+        action: &'static str,
+        error: impl std::error::Error,
+    ) -> StoreError {
+        backend_error(thread, action, &self.inner.place, error)
+    }
+
+    /// Makes the tables in one transaction when they are missing; checks their version.
+    async fn set_up(&self) -> Result<(), StoreError> {
+        let mut client = self.client("").await?;
+        let run = async {
+            let transaction = client.transaction().await?;
+            transaction
+                .execute("SELECT pg_advisory_xact_lock($1)", &[&SETUP_LOCK])
+                .await?;
+            transaction
+                .batch_execute(
+                    "CREATE TABLE IF NOT EXISTS slateflow_schema (version INTEGER NOT NULL)",
+                )
+                .await?;
+            let version: Option<i32> = transaction
+                .query_opt("SELECT version FROM slateflow_schema", &[])
+                .await?
+                .map(|row| row.get(0));
+            if version.is_none() {
+                transaction.batch_execute(SCHEMA).await?;
+                transaction
+                    .execute(
+                        "INSERT INTO slateflow_schema (version) VALUES ($1)",
+                        &[&VERSION],
+                    )
+                    .await?;
+            }
+            transaction.commit().await?;
+            Ok::<_, tokio_postgres::Error>(version)
+        };
+        match run.await {
+            Ok(Some(version)) if version != VERSION => Err(StoreError::Corrupt {
+                thread: String::new(),
+                what: format!(
+                    "the slateflow_schema table of `{}`",
+                    self.inner.place.display()
+                ),
+                reason: format!(
+                    "it says version {version}; this version of slateflow uses version {VERSION}"
+                ),
+            }),
+            Ok(_) => Ok(()),
+            Err(error) => Err(self.backend("", "set up the tables", error)),
+        }
+    }
+
+    /// Gives up the claims dropped since the last call, in the table.
+    pub(crate) async fn settle(&self) -> Result<(), StoreError> {
+        settle(&self.inner).await
+    }
+
+    /// Takes the longest-waiting runnable thread of one of `flows`: one submitted or answered
+    /// ([`RunStatus::Queued`]), or one whose run stopped without ending (its claim given up or its
+    /// lease lapsed). `SELECT ... FOR UPDATE SKIP LOCKED`, so workers never wait on each other or
+    /// take the same thread. `None` when there is none.
+    ///
+    /// # Errors
+    /// The database's error.
+    pub async fn take_runnable(&self, flows: &[&str]) -> Result<Option<Taken>, StoreError> {
+        self.settle().await?;
+        let client = self.client("").await?;
+        let row = async {
+            let statement = client
+                .prepare_cached(
+                    "UPDATE slateflow_threads AS t
+                     SET claim = t.claim + 1, owner = $2,
+                         lease_until = now() + $3::BIGINT * INTERVAL '1 millisecond'
+                     FROM (SELECT id FROM slateflow_threads
+                           WHERE flow = ANY($1) AND phase IN ('queued', 'running')
+                             AND (owner IS NULL OR lease_until < now())
+                           ORDER BY updated_ms LIMIT 1
+                           FOR UPDATE SKIP LOCKED) AS next
+                     WHERE t.id = next.id
+                     RETURNING t.id, t.flow, t.claim, t.last_step",
+                )
+                .await?;
+            client
+                .query_opt(
+                    &statement,
+                    &[&flows, &self.inner.owner, &self.inner.lease_ms],
+                )
+                .await
+        }
+        .await
+        .map_err(|error| self.backend("", "take a runnable thread", error))?;
+        Ok(row.map(|row| {
+            let thread: String = row.get(0);
+            let claim = PostgresClaim::new(&self.inner, &thread, row.get(2), row.get(3));
+            Taken {
+                thread,
+                flow: row.get(1),
+                claim,
+            }
+        }))
+    }
+
+    /// Cancels a thread from any process, whoever runs it: its status becomes
+    /// [`RunStatus::Cancelled`] and its claim number moves on, so a worker running it is refused
+    /// at its next write ([`StoreError::Claimed`]) and no worker takes it again.
+    ///
+    /// # Errors
+    /// [`StoreError::UnknownThread`]; the database's error.
+    pub async fn cancel(&self, thread: &str) -> Result<(), StoreError> {
+        check_thread_id(thread)?;
+        let status = status_json(&RunStatus::Cancelled);
+        let client = self.client(thread).await?;
+        let changed = client
+            .execute(
+                "UPDATE slateflow_threads
+                 SET status = $2, phase = 'cancelled', claim = claim + 1, owner = NULL,
+                     lease_until = NULL, updated_ms = $3
+                 WHERE id = $1",
+                &[&thread, &status, &to_i64(now_ms())],
+            )
+            .await
+            .map_err(|error| self.backend(thread, "cancel", error))?;
+        if changed == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::UnknownThread {
+                thread: thread.to_string(),
+            })
+        }
+    }
+
+    /// Inserts the thread's row and records in one transaction; `false` when the id is taken.
+    async fn insert_thread(
+        client: &mut deadpool_postgres::Object,
+        row: &NewThread<'_>,
+        records: &[StepRecord],
+        bodies: &[String],
+    ) -> Result<bool, tokio_postgres::Error> {
+        let transaction = client.transaction().await?;
+        let created = transaction
+            .execute(
+                "INSERT INTO slateflow_threads
+                     (id, state_type, flow, status, phase, last_step, seq, claim, owner,
+                      lease_until, updated_ms)
+                 VALUES ($1, $2, $3, $4, 'running', $5, $6, 1, $7,
+                         now() + $8::BIGINT * INTERVAL '1 millisecond', $9)
+                 ON CONFLICT (id) DO NOTHING",
+                &[
+                    &row.thread,
+                    &row.state_type,
+                    &row.flow,
+                    &status_json(&RunStatus::Running),
+                    &to_i64(row.last_step),
+                    &to_i64(records.len() as u64),
+                    &row.owner,
+                    &row.lease_ms,
+                    &to_i64(now_ms()),
+                ],
+            )
+            .await?;
+        if created != 1 {
+            return Ok(false);
+        }
+        let insert = transaction
+            .prepare_cached(
+                "INSERT INTO slateflow_records (thread, seq, step, snapshot, crc, body)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .await?;
+        for (seq, (record, body)) in records.iter().zip(bodies).enumerate() {
+            transaction
+                .execute(
+                    &insert,
+                    &[
+                        &row.thread,
+                        &to_i64(seq as u64 + 1),
+                        &to_i64(record.step),
+                        &record.snapshot.is_some(),
+                        &i64::from(crc32(body.as_bytes())),
+                        body,
+                    ],
+                )
+                .await?;
+        }
+        transaction.commit().await?;
+        Ok(true)
+    }
+}
+
+/// The row of a new thread.
+struct NewThread<'a> {
+    thread: &'a str,
+    state_type: &'a str,
+    flow: &'a str,
+    last_step: u64,
+    owner: &'a str,
+    lease_ms: i64,
+}
+
+impl CheckpointStore for PostgresStore {
+    type Claim = PostgresClaim;
+
+    async fn create(
+        &self,
+        thread: &str,
+        state_type: &str,
+        records: &[StepRecord],
+    ) -> Result<PostgresClaim, StoreError> {
+        let last_step = check_new(thread, records)?;
+        let bodies = records
+            .iter()
+            .map(|record| encode(thread, record))
+            .collect::<Result<Vec<_>, _>>()?;
+        // The flow a worker runs the thread with: named in its start record.
+        let flow = records
+            .first()
+            .filter(|record| record.kind == RecordKind::Start)
+            .map_or("", |record| record.node.as_str());
+        let row = NewThread {
+            thread,
+            state_type,
+            flow,
+            last_step,
+            owner: &self.inner.owner,
+            lease_ms: self.inner.lease_ms,
+        };
+        let mut client = self.client(thread).await?;
+        match Self::insert_thread(&mut client, &row, records, &bodies).await {
+            Ok(true) => Ok(PostgresClaim::new(
+                &self.inner,
+                thread,
+                1,
+                to_i64(last_step),
+            )),
+            Ok(false) => Err(StoreError::ThreadExists {
+                thread: thread.to_string(),
+            }),
+            Err(error) => Err(self.backend(thread, "create", error)),
+        }
+    }
+
+    async fn claim(&self, thread: &str) -> Result<PostgresClaim, StoreError> {
+        check_thread_id(thread)?;
+        self.settle().await?;
+        let client = self.client(thread).await?;
+        let claimed = async {
+            let statement = client
+                .prepare_cached(
+                    "UPDATE slateflow_threads
+                     SET claim = claim + 1, owner = $2,
+                         lease_until = now() + $3::BIGINT * INTERVAL '1 millisecond'
+                     WHERE id = $1 AND (owner IS NULL OR lease_until < now())
+                     RETURNING claim, last_step",
+                )
+                .await?;
+            let row = client
+                .query_opt(
+                    &statement,
+                    &[&thread, &self.inner.owner, &self.inner.lease_ms],
+                )
+                .await?;
+            if let Some(row) = row {
+                return Ok(Ok((row.get::<_, i64>(0), row.get::<_, i64>(1))));
+            }
+            let known = client
+                .query_opt("SELECT 1 FROM slateflow_threads WHERE id = $1", &[&thread])
+                .await?
+                .is_some();
+            Ok(Err(known))
+        }
+        .await
+        .map_err(|error: tokio_postgres::Error| self.backend(thread, "claim", error))?;
+        match claimed {
+            Ok((number, last_step)) => {
+                Ok(PostgresClaim::new(&self.inner, thread, number, last_step))
+            }
+            Err(true) => Err(StoreError::Claimed {
+                thread: thread.to_string(),
+            }),
+            Err(false) => Err(StoreError::UnknownThread {
+                thread: thread.to_string(),
+            }),
+        }
+    }
+
+    async fn append(
+        &self,
+        claim: &mut PostgresClaim,
+        record: &StepRecord,
+    ) -> Result<(), StoreError> {
+        check_order(&claim.thread, claim.last_step, record)?;
+        let body = encode(&claim.thread, record)?;
+        let client = self.client(&claim.thread).await?;
+        // One statement, so one transaction: the thread moves on and the record is saved only if
+        // the claim is still the thread's and its last step is the one the claim knows.
+        let appended = async {
+            let statement = client
+                .prepare_cached(
+                    "WITH moved AS (
+                         UPDATE slateflow_threads
+                         SET last_step = $2, seq = seq + 1, updated_ms = $3
+                         WHERE id = $1 AND claim = $4 AND last_step = $5
+                         RETURNING seq)
+                     INSERT INTO slateflow_records (thread, seq, step, snapshot, crc, body)
+                     SELECT $1, seq, $2, $6, $7, $8 FROM moved",
+                )
+                .await?;
+            client
+                .execute(
+                    &statement,
+                    &[
+                        &claim.thread,
+                        &to_i64(record.step),
+                        &to_i64(record.saved_at_ms),
+                        &claim.number,
+                        &to_i64(claim.last_step),
+                        &record.snapshot.is_some(),
+                        &i64::from(crc32(body.as_bytes())),
+                        &body,
+                    ],
+                )
+                .await
+        }
+        .await
+        .map_err(|error| self.backend(&claim.thread, "append to", error))?;
+        if appended == 1 {
+            claim.last_step = record.step;
+            Ok(())
+        } else {
+            // Another worker claimed the thread (the lease lapsed), or it was cancelled.
+            Err(StoreError::Claimed {
+                thread: claim.thread.clone(),
+            })
+        }
+    }
+
+    async fn set_status(
+        &self,
+        claim: &mut PostgresClaim,
+        status: &RunStatus,
+    ) -> Result<(), StoreError> {
+        let text = status_json(status);
+        let client = self.client(&claim.thread).await?;
+        // A queued thread wakes the workers when the change commits.
+        let changed = async {
+            let statement = client
+                .prepare_cached(
+                    "WITH changed AS (
+                         UPDATE slateflow_threads SET status = $2, phase = $3
+                         WHERE id = $1 AND claim = $4
+                         RETURNING id),
+                     woken AS (
+                         SELECT pg_notify($5, id) FROM changed WHERE $3 = 'queued')
+                     SELECT (SELECT COUNT(*) FROM changed), (SELECT COUNT(*) FROM woken)",
+                )
+                .await?;
+            let row = client
+                .query_one(
+                    &statement,
+                    &[
+                        &claim.thread,
+                        &text,
+                        &phase(status),
+                        &claim.number,
+                        &CHANNEL,
+                    ],
+                )
+                .await?;
+            Ok::<i64, tokio_postgres::Error>(row.get(0))
+        }
+        .await
+        .map_err(|error| self.backend(&claim.thread, "set the status of", error))?;
+        if changed == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Claimed {
+                thread: claim.thread.clone(),
+            })
+        }
+    }
+
+    async fn load(&self, thread: &str, records: Records) -> Result<ThreadLog, StoreError> {
+        check_thread_id(thread)?;
+        self.settle().await?;
+        let mut client = self.client(thread).await?;
+        let query = match records {
+            Records::All => {
+                "SELECT seq, crc, body FROM slateflow_records WHERE thread = $1 ORDER BY seq"
+            }
+            Records::SinceSnapshot => {
+                "SELECT seq, crc, body FROM slateflow_records WHERE thread = $1 AND seq >= COALESCE(
+                     (SELECT MAX(seq) FROM slateflow_records WHERE thread = $1 AND snapshot), 0)
+                 ORDER BY seq"
+            }
+        };
+        // One snapshot of the database: the thread's row and its records agree.
+        let read = async {
+            let transaction = client
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await?;
+            let row = transaction
+                .query_opt(
+                    "SELECT state_type, status, last_step,
+                            owner IS NOT NULL AND lease_until >= now()
+                     FROM slateflow_threads WHERE id = $1",
+                    &[&thread],
+                )
+                .await?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            let statement = transaction.prepare_cached(query).await?;
+            let rows = transaction.query(&statement, &[&thread]).await?;
+            transaction.commit().await?;
+            Ok(Some((row, rows)))
+        }
+        .await
+        .map_err(|error: tokio_postgres::Error| self.backend(thread, "read", error))?;
+        let Some((row, rows)) = read else {
+            return Err(StoreError::UnknownThread {
+                thread: thread.to_string(),
+            });
+        };
+        let status = self.status(thread, row.get(1), row.get(3))?;
+        let mut loaded = Vec::with_capacity(rows.len());
+        for row in rows {
+            loaded.push(self.record(thread, row.get(0), row.get(1), row.get(2))?);
+        }
+        Ok(ThreadLog {
+            state_type: row.get(0),
+            status,
+            records: loaded,
+            last_step: from_i64(row.get(2)),
+            dropped_torn_record: false,
+        })
+    }
+
+    async fn threads(&self) -> Result<Vec<ThreadInfo>, StoreError> {
+        self.settle().await?;
+        let client = self.client("").await?;
+        let rows = client
+            .query(
+                "SELECT id, state_type, status, last_step, updated_ms,
+                        owner IS NOT NULL AND lease_until >= now()
+                 FROM slateflow_threads ORDER BY id COLLATE \"C\"",
+                &[],
+            )
+            .await
+            .map_err(|error| self.backend("", "list threads", error))?;
+        rows.into_iter()
+            .map(|row| {
+                let id: String = row.get(0);
+                Ok(ThreadInfo {
+                    status: self.status(&id, row.get(2), row.get(5))?,
+                    id,
+                    state_type: row.get(1),
+                    last_step: from_i64(row.get(3)),
+                    updated_at_ms: from_i64(row.get(4)),
+                })
+            })
+            .collect()
+    }
+
+    async fn delete(&self, claim: PostgresClaim) -> Result<(), StoreError> {
+        let client = self.client(&claim.thread).await?;
+        let deleted = client
+            .execute(
+                "DELETE FROM slateflow_threads WHERE id = $1 AND claim = $2",
+                &[&claim.thread, &claim.number],
+            )
+            .await
+            .map_err(|error| self.backend(&claim.thread, "delete", error))?;
+        if deleted == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Claimed {
+                thread: claim.thread.clone(),
+            })
+        }
+    }
+}
+
+impl PostgresStore {
+    /// The saved status, as a reader sees it.
+    fn status(&self, thread: &str, text: &str, leased: bool) -> Result<RunStatus, StoreError> {
+        let status: RunStatus =
+            serde_json::from_str(text).map_err(|error| StoreError::Corrupt {
+                thread: thread.to_string(),
+                what: format!(
+                    "its status in slateflow_threads of `{}`",
+                    self.inner.place.display()
+                ),
+                reason: error.to_string(),
+            })?;
+        Ok(as_read(status, leased))
+    }
+
+    /// A record read back, its checksum checked.
+    fn record(
+        &self,
+        thread: &str,
+        seq: i64,
+        crc: i64,
+        body: &str,
+    ) -> Result<StepRecord, StoreError> {
+        let corrupt = |reason: String| StoreError::Corrupt {
+            thread: thread.to_string(),
+            what: format!(
+                "record {seq} in slateflow_records of `{}`",
+                self.inner.place.display()
+            ),
+            reason,
+        };
+        if i64::from(crc32(body.as_bytes())) != crc {
+            return Err(corrupt("its checksum does not match its text".into()));
+        }
+        serde_json::from_str(body)
+            .map_err(|error| corrupt(format!("the record is not valid: {error}")))
+    }
+}
+
+/// Renews this store's leases every `every`, and gives up dropped claims as soon as they are
+/// dropped; ends with the store.
+async fn keep_leases(inner: Weak<Inner>, wake: Arc<Notify>, every: Duration) {
+    while let Some(inner) = inner.upgrade() {
+        // Errors are left for the calls that need the database to report: a lease that cannot
+        // be renewed lapses, and the fencing refuses this store's late writes.
+        let _ = settle(&inner).await;
+        if inner.held.load(Ordering::Relaxed) > 0
+            && let Ok(client) = inner.pool.get().await
+        {
+            let _ = client
+                .execute(
+                    "UPDATE slateflow_threads
+                     SET lease_until = now() + $2::BIGINT * INTERVAL '1 millisecond'
+                     WHERE owner = $1",
+                    &[&inner.owner, &inner.lease_ms],
+                )
+                .await;
+        }
+        drop(inner);
+        tokio::select! {
+            () = wake.notified() => {}
+            () = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// Gives up the claims dropped since the last call; a thread left running becomes runnable, and
+/// the workers are woken.
+async fn settle(inner: &Inner) -> Result<(), StoreError> {
+    let _settling = inner.settling.lock().await;
+    let next = || {
+        inner
+            .releases
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .last()
+            .cloned()
+    };
+    if next().is_none() {
+        return Ok(());
+    }
+    let client = inner
+        .pool
+        .get()
+        .await
+        .map_err(|error| backend_error("", "connect to the database", &inner.place, error))?;
+    let statement = client
+        .prepare_cached(
+            "WITH released AS (
+                 UPDATE slateflow_threads SET owner = NULL, lease_until = NULL
+                 WHERE id = $1 AND claim = $2 AND owner = $3
+                 RETURNING id, phase)
+             SELECT pg_notify($4, id)::TEXT FROM released WHERE phase IN ('queued', 'running')",
+        )
+        .await
+        .map_err(|error| backend_error("", "give up a claim", &inner.place, error))?;
+    while let Some((thread, number)) = next() {
+        client
+            .query(&statement, &[&thread, &number, &inner.owner, &CHANNEL])
+            .await
+            .map_err(|error| backend_error(&thread, "give up the claim", &inner.place, error))?;
+        inner
+            .releases
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|release| *release != (thread.clone(), number));
+    }
+    Ok(())
+}
+
+/// The phase column: what a worker looks for.
+fn phase(status: &RunStatus) -> &'static str {
+    match status {
+        RunStatus::Running | RunStatus::Interrupted => "running",
+        RunStatus::Queued => "queued",
+        RunStatus::Paused { .. } => "paused",
+        RunStatus::Finished { .. } => "finished",
+        RunStatus::Failed { .. } => "failed",
+        RunStatus::Cancelled => "cancelled",
+    }
+}
+
+fn backend_error(
+    thread: &str,
+    action: &'static str,
+    place: &std::path::Path,
+    error: impl std::error::Error,
+) -> StoreError {
+    StoreError::Backend {
+        thread: thread.to_string(),
+        action,
+        path: place.to_path_buf(),
+        source: Box::new(DatabaseError::from(&error)),
+    }
+}
+
+/// A database error with its causes in its text: the driver's own text is often only "db error"
+/// or "error connecting to server", the reason being in its sources.
+#[derive(Debug)]
+pub(crate) struct DatabaseError(String);
+
+impl<E: std::error::Error + ?Sized> From<&E> for DatabaseError {
+    fn from(error: &E) -> Self {
+        let mut text = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            let cause_text = cause.to_string();
+            if !text.contains(&cause_text) {
+                text.push_str(": ");
+                text.push_str(&cause_text);
+            }
+            source = cause.source();
+        }
+        Self(text)
+    }
+}
+
+impl fmt::Display for DatabaseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DatabaseError {}
+
+/// `postgres://user@host:port/name`, for errors.
+fn describe(config: &Config) -> PathBuf {
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(host)) => host.clone(),
+        Some(Host::Unix(path)) => path.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let user = config.get_user().unwrap_or("");
+    let name = config.get_dbname().unwrap_or(user);
+    let at = if user.is_empty() { "" } else { "@" };
+    PathBuf::from(format!("postgres://{user}{at}{host}:{port}/{name}"))
+}
+
+/// Names this store in the claims it holds: the machine, the process and when it connected.
+fn owner_id() -> String {
+    static STORES: AtomicUsize = AtomicUsize::new(0);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .unwrap_or_default();
+    format!(
+        "{host}:{}:{}:{}",
+        std::process::id(),
+        now_ms(),
+        STORES.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn from_i64(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
