@@ -124,6 +124,27 @@ fn a_durable_run_saves_every_step_and_its_end() {
 }
 
 #[test]
+fn a_submitted_thread_is_queued_runs_nothing_and_names_its_flow() {
+    let test = "submitted";
+    let flow = flow! { a >> b; }.with_params(params(test));
+    let durable = flow.durable(MemoryStore::new()).named("ledger");
+    block_on(durable.submit(test, &Ledger::default())).unwrap();
+    assert_eq!(block_on(durable.status(test)).unwrap(), RunStatus::Queued);
+    assert_eq!(ran("submitted/a"), 0, "submitting runs nothing");
+    let history = block_on(durable.history(test)).unwrap();
+    assert_eq!(
+        (history.len(), history[0].kind, history[0].node.as_str()),
+        (1, RecordKind::Start, "ledger"),
+        "the start record names the flow a worker runs it with"
+    );
+    let (ledger, outcome) = block_on(durable.resume(test)).unwrap();
+    assert_eq!(outcome, Outcome::Finished("default".into()));
+    assert_eq!(ledger.log, ["a", "b"]);
+    let error = block_on(durable.submit(test, &Ledger::default())).unwrap_err();
+    assert!(error.to_string().contains("already exists"), "{error}");
+}
+
+#[test]
 fn a_failed_run_resumes_from_its_last_saved_step_and_runs_no_saved_node_again() {
     let test = "failed";
     let flow = flow! { a >> b >> c >> d; }.with_params(params(test));

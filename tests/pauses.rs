@@ -185,9 +185,19 @@ fn branches_of_a_fork_pause_together_and_each_pause_takes_one_answer() {
             pauses: vec!["before:b@1".into(), "before:c@1".into()]
         }
     );
-    for pause in &before {
-        block_on(durable.answer(test, &pause.key, answer(&pause.key))).unwrap();
-    }
+    // One answer of two: still paused. Both: queued, ready for whoever resumes it (a worker).
+    block_on(durable.answer(test, &before[0].key, answer(&before[0].key))).unwrap();
+    assert!(matches!(
+        block_on(durable.status(test)).unwrap(),
+        RunStatus::Paused { .. }
+    ));
+    block_on(durable.answer(test, &before[1].key, answer(&before[1].key))).unwrap();
+    assert_eq!(block_on(durable.status(test)).unwrap(), RunStatus::Queued);
+    assert_eq!(
+        block_on(durable.pending(test)).unwrap(),
+        before,
+        "answered, not yet passed"
+    );
     let error = block_on(durable.answer(test, "before:d@1", answer("?"))).unwrap_err();
     assert!(
         error

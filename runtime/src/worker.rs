@@ -55,7 +55,7 @@ use crate::state::SharedState;
 ///     Command::new(Ticket::update().set_answer(format!("Re: {}", ticket.text)))
 /// }
 ///
-/// # async fn run() -> Result<(), slateflow::Error> {
+/// # async fn run(shutdown: impl Future<Output = ()>) -> Result<(), slateflow::Error> {
 /// let store = PostgresStore::connect("postgres://slateflow@127.0.0.1/runs").await?;
 /// let support = flow! { reply; };
 ///
@@ -63,11 +63,12 @@ use crate::state::SharedState;
 /// let durable = support.durable(store.clone()).named("support");
 /// durable.submit("ticket-7", &Ticket { text: "Refund?".into(), ..Ticket::default() }).await?;
 ///
-/// // Worker processes: run the submitted threads, 8 at a time, until Ctrl-C.
+/// // Worker processes: run the submitted threads, 8 at a time, until shut down
+/// // (`shutdown` completes: Ctrl-C, say, with `tokio::signal::ctrl_c`).
 /// let worker = Worker::new(store.clone())
 ///     .flow(support.durable(store.clone()).named("support"))
 ///     .concurrency(8);
-/// let report = worker.run(async { tokio::signal::ctrl_c().await.unwrap() }).await?;
+/// let report = worker.run(shutdown).await?;
 /// println!("{} runs finished", report.finished);
 /// # Ok(()) }
 /// ```

@@ -1,0 +1,355 @@
+//! Many workers on one real PostgreSQL database (started by the test setup): worker processes
+//! (`bin/pg_worker.rs`) killed with SIGKILL at random and started again must finish every thread
+//! with exactly the state of an uninterrupted run, no step applied twice and no thread lost; a
+//! pause answered from another process is run on by a worker; a worker shutting down gives its
+//! unfinished threads up at once; a cancelled thread is never run again; a worker set up wrong says
+//! so.
+
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use slateflow::checkpoint::{PostgresStore, RunStatus};
+use slateflow::worker::Worker;
+use slateflow::{Error, NodeError, SharedState, flow, node};
+
+/// Helpers shared by test files; each uses part of them.
+#[allow(dead_code)]
+mod support {
+    pub(crate) mod postgres;
+}
+
+use support::postgres::{database, sql};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_pg-worker");
+/// Threads of the kill test, and the steps of each.
+const THREADS: usize = 200;
+const STEPS: u64 = 20;
+/// Workers kept running, and the kills.
+const WORKERS: usize = 4;
+const KILLS: u32 = 12;
+
+fn client(arguments: &[&str]) -> Output {
+    let output = Command::new(BINARY).args(arguments).output().unwrap();
+    assert!(
+        output.status.success(),
+        "pg-worker {arguments:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn start_worker(url: &str) -> Child {
+    Command::new(BINARY)
+        .args(["work", url, "8"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Closes the worker's input (its shutdown signal) and reads its report.
+fn stop_worker(mut worker: Child) -> serde_json::Value {
+    drop(worker.stdin.take());
+    let output = worker.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "a worker failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn count_in(name: &str, phase: &str) -> usize {
+    sql(
+        name,
+        &format!("SELECT COUNT(*) FROM slateflow_threads WHERE phase = '{phase}'"),
+    )
+    .parse()
+    .unwrap()
+}
+
+/// Waits until `count` threads of database `name` are in `phase`.
+fn wait_for(name: &str, phase: &str, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count_in(name, phase) < count {
+        assert!(Instant::now() < deadline, "threads never reached `{phase}`");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Every thread of the database, as `pg-worker report` prints it.
+fn report(url: &str) -> Vec<serde_json::Value> {
+    let output = client(&["report", url]);
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+/// xorshift64: random kill instants and victims, reproducible.
+struct Random(u64);
+
+impl Random {
+    fn below(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % bound
+    }
+}
+
+#[test]
+fn four_workers_killed_at_random_finish_every_thread_exactly_once() {
+    let Some(url) = database("kills") else {
+        return;
+    };
+    client(&["submit", &url, "count", &THREADS.to_string()]);
+    let mut workers: Vec<(Child, Instant)> = (0..WORKERS)
+        .map(|_| (start_worker(&url), Instant::now()))
+        .collect();
+    let mut random = Random(0x9E37_79B9_7F4A_7C15);
+    let mut kills = 0;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(240);
+    while count_in("kills", "finished") < THREADS {
+        assert!(Instant::now() < deadline, "the threads never finished");
+        std::thread::sleep(Duration::from_millis(100 + random.below(150)));
+        if kills == KILLS {
+            continue;
+        }
+        // A worker that has been up long enough to have taken threads dies mid-run.
+        let victim = usize::try_from(random.below(WORKERS as u64)).unwrap();
+        if workers[victim].1.elapsed() < Duration::from_millis(200) {
+            continue;
+        }
+        let (mut child, _) =
+            std::mem::replace(&mut workers[victim], (start_worker(&url), Instant::now()));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kills += 1;
+        if kills == KILLS {
+            eprintln!(
+                "{kills} kills in {:?}, {} threads finished",
+                started.elapsed(),
+                count_in("kills", "finished")
+            );
+        }
+    }
+    assert_eq!(
+        kills, KILLS,
+        "the threads finished before every kill landed"
+    );
+    let mut finished = 0;
+    for (worker, _) in workers {
+        let report = stop_worker(worker);
+        assert_eq!(report["failed"], serde_json::json!([]), "{report}");
+        finished += report["finished"].as_u64().unwrap();
+    }
+    assert!(finished <= THREADS as u64);
+
+    let threads = report(&url);
+    assert_eq!(threads.len(), THREADS, "no thread lost");
+    let expected = serde_json::json!({
+        "count": STEPS,
+        "seen": (1..=STEPS).collect::<Vec<u64>>(),
+    });
+    for thread in &threads {
+        assert_eq!(thread["status"], "finished", "{thread}");
+        assert_eq!(thread["state"], expected, "{thread}");
+        // Each step saved once, in order: none applied twice, none skipped.
+        assert_eq!(
+            thread["steps"],
+            serde_json::json!((1..=STEPS).collect::<Vec<u64>>()),
+            "{thread}"
+        );
+    }
+    // The kills landed mid-run: threads were taken over from dead workers.
+    let taken_over: usize = sql(
+        "kills",
+        "SELECT COUNT(*) FROM slateflow_threads WHERE claim > 2",
+    )
+    .parse()
+    .unwrap();
+    assert!(taken_over > 0, "no thread was taken over");
+}
+
+#[test]
+fn a_pause_answered_from_another_process_is_run_on_by_a_worker() {
+    let Some(url) = database("pauses") else {
+        return;
+    };
+    client(&["submit", &url, "review", "3"]);
+    let worker = start_worker(&url);
+    wait_for("pauses", "paused", 3);
+    let threads = report(&url);
+    assert!(
+        threads
+            .iter()
+            .all(|thread| thread["state"]["published"] == false),
+        "nothing is published before approval"
+    );
+    for index in 0..3 {
+        let output = client(&["answer", &url, &format!("review-{index}")]);
+        assert_eq!(
+            String::from_utf8(output.stdout).unwrap().trim(),
+            "before:publish@1",
+            "the pause the worker reported"
+        );
+    }
+    wait_for("pauses", "finished", 3);
+    let report_of_worker = stop_worker(worker);
+    assert_eq!(report_of_worker["paused"], 3, "{report_of_worker}");
+    assert_eq!(report_of_worker["finished"], 3, "{report_of_worker}");
+    for thread in report(&url) {
+        assert_eq!(
+            thread["state"],
+            serde_json::json!({ "draft": "A reply", "approved": true, "published": true }),
+            "{thread}"
+        );
+    }
+}
+
+#[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+struct Job {
+    #[reducer(add)]
+    done: u32,
+}
+
+/// While set, `work` never finishes: the run is in flight when its worker shuts down.
+static HANG: AtomicBool = AtomicBool::new(true);
+
+#[node]
+async fn work(_: &Job) -> Result<slateflow::Command<Job>, NodeError> {
+    if HANG.load(Ordering::SeqCst) {
+        std::future::pending::<()>().await;
+    }
+    Ok(slateflow::Command::new(Job::update().add_done(1)))
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_worker_shutting_down_gives_its_unfinished_threads_up_at_once() {
+    let Some(url) = database("shutdown") else {
+        return;
+    };
+    runtime().block_on(async {
+        // A long lease: the thread can only move on because it was given up.
+        let connect = || {
+            PostgresStore::options()
+                .lease(Duration::from_secs(60))
+                .connect(&url)
+        };
+        let store = connect().await.unwrap();
+        let jobs = flow! { work; };
+        let durable = jobs.durable(store.clone()).named("jobs");
+        durable.submit("job-1", &Job::default()).await.unwrap();
+        let worker = Worker::new(store.clone())
+            .flow(jobs.durable(store.clone()).named("jobs"))
+            .grace(Duration::from_millis(50));
+        let report = worker
+            .run(async {
+                while durable.status("job-1").await.unwrap() != RunStatus::Running {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!(report.released, ["job-1"]);
+        assert_eq!(
+            durable.status("job-1").await.unwrap(),
+            RunStatus::Interrupted
+        );
+
+        // Another worker (another store, as in another process) takes it at once.
+        HANG.store(false, Ordering::SeqCst);
+        let other = connect().await.unwrap();
+        let other_durable = jobs.durable(other.clone()).named("jobs");
+        let report = Worker::new(other.clone())
+            .flow(jobs.durable(other.clone()).named("jobs"))
+            .run(async {
+                while !matches!(
+                    other_durable.status("job-1").await.unwrap(),
+                    RunStatus::Finished { .. }
+                ) {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!(report.finished, 1, "{report:?}");
+        assert_eq!(other_durable.state("job-1").await.unwrap().done, 1);
+    });
+}
+
+#[test]
+fn a_worker_set_up_wrong_says_what_to_fix() {
+    let Some(url) = database("setup-errors") else {
+        return;
+    };
+    runtime().block_on(async {
+        let store = PostgresStore::connect(&url).await.unwrap();
+        let jobs = flow! { work; };
+        let error = Worker::new(store.clone())
+            .flow(jobs.durable(store.clone()))
+            .run(async {})
+            .await
+            .unwrap_err();
+        assert!(matches!(error, Error::Worker { .. }));
+        assert_eq!(
+            error.to_string(),
+            "the worker cannot start: a flow has no name: give each flow a name with \
+             `Durable::named`, the same one its threads are submitted with"
+        );
+        let error = Worker::new(store.clone())
+            .flow(jobs.durable(store.clone()).named("jobs"))
+            .flow(jobs.durable(store.clone()).named("jobs"))
+            .run(async {})
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the worker cannot start: two flows are named `jobs`: a thread must name one flow"
+        );
+    });
+}
+
+#[test]
+fn a_cancelled_thread_is_not_resumed_nor_updated() {
+    let Some(url) = database("cancelled") else {
+        return;
+    };
+    runtime().block_on(async {
+        let store = PostgresStore::connect(&url).await.unwrap();
+        let jobs = flow! { work; };
+        let durable = jobs.durable(store.clone()).named("jobs");
+        durable.submit("job-1", &Job::default()).await.unwrap();
+        store.cancel("job-1").await.unwrap();
+        assert_eq!(durable.status("job-1").await.unwrap(), RunStatus::Cancelled);
+        let error = durable.resume("job-1").await.unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "cannot resume thread `job-1` at step 0: the thread was cancelled; branch it to go on"
+        );
+        let error = durable
+            .update("job-1", Job::update().add_done(1))
+            .await
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("cancelled thread takes no update"),
+            "{error}"
+        );
+        assert!(store.take_runnable(&["jobs"]).await.unwrap().is_none());
+    });
+}
