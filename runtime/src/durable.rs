@@ -163,7 +163,7 @@ where
     St: CheckpointStore + 'static,
 {
     /// Names the flow in the threads it starts (in their start record), so that a
-    /// [`Worker`](crate::worker::Worker) that knows a flow by this name can run them: see
+    /// `worker::Worker` (feature `postgres`) that knows a flow by this name can run them: see
     /// [`submit`](Self::submit).
     #[must_use]
     pub fn named(mut self, name: impl Into<String>) -> Self {
@@ -237,7 +237,7 @@ where
     }
 
     /// Saves a new thread with `state` as its step 0 and runs nothing: it waits, as
-    /// [`RunStatus::Queued`], for a [`Worker`](crate::worker::Worker) that knows this flow's
+    /// [`RunStatus::Queued`], for a `worker::Worker` (feature `postgres`) that knows this flow's
     /// [name](Self::named), or for anyone to [`resume`](Self::resume) it.
     ///
     /// # Errors

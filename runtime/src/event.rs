@@ -8,7 +8,7 @@
 //! - [`channel`]: a bounded queue whose reader is a [`Stream`](futures_util::Stream) of
 //!   [`OwnedEvent`]s, for UIs. The run never waits for the reader: when the queue is full the
 //!   event is dropped and counted ([`EventSender::dropped`]).
-//! - [`TracingObserver`] (feature `tracing`): a span per run and per step, with the thread, node,
+//! - `TracingObserver` (feature `tracing`): a span per run and per step, with the thread, node,
 //!   step, attempt, action and reason as fields.
 //! - [`from_fn`]: any `Fn(&Event<'_>) + Send + Sync` closure as an observer.
 //!

@@ -25,9 +25,20 @@ pub(crate) struct Server {
 static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
 
 /// A new, empty database named `name` (dropped first if an earlier run left it), and its URL;
-/// `None`, after saying why, when no server can be started and CI does not require one.
+/// `None`, after saying why, when no server can be started and CI does not require one. The
+/// server does not flush to disk (`fsync=off`): the tests kill workers, never the server.
 pub(crate) fn database(name: &str) -> Option<String> {
-    let server = match SERVER.get_or_init(start) {
+    open(name, false)
+}
+
+/// As [`database`], on a server that flushes every commit to disk, as in production: for
+/// benchmarks. Whichever of the two is called first starts the server.
+pub(crate) fn durable_database(name: &str) -> Option<String> {
+    open(name, true)
+}
+
+fn open(name: &str, fsync: bool) -> Option<String> {
+    let server = match SERVER.get_or_init(|| start(fsync)) {
         Ok(server) => server,
         Err(reason) => {
             assert!(
@@ -77,7 +88,7 @@ impl Server {
     }
 }
 
-fn start() -> Result<Server, String> {
+fn start(fsync: bool) -> Result<Server, String> {
     if let Ok(url) = std::env::var("SLATEFLOW_TEST_POSTGRES") {
         return own_server(&url);
     }
@@ -126,8 +137,9 @@ fn start() -> Result<Server, String> {
     )?;
     let port = free_port()?;
     let options = format!(
-        "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c max_connections=200",
-        root.display()
+        "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync={} -c max_connections=200",
+        root.display(),
+        if fsync { "on" } else { "off" }
     );
     run(
         tool("pg_ctl")

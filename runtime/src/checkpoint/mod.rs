@@ -3,19 +3,23 @@
 //! A store keeps, per thread, an append-only list of [`StepRecord`]s (each the update a step
 //! applied, as JSON, with where the run was and, every so often, a full snapshot of the state) and
 //! the thread's [`RunStatus`]. Stores know nothing about nodes or flows: the durable run turns
-//! steps into records and back. Three stores come with the crate:
+//! steps into records and back. Four stores come with the crate:
 //! - [`MemoryStore`], for tests;
 //! - [`FileStore`], the default: a directory per thread, an append-only log whose records carry a
 //!   checksum, and a status file replaced atomically;
-//! - `SqliteStore` (feature `sqlite`): one embedded database file, SQLite compiled in, WAL mode.
+//! - `SqliteStore` (feature `sqlite`): one embedded database file, SQLite compiled in, WAL mode;
+//! - `PostgresStore` (feature `postgres`): one PostgreSQL database shared by processes on many
+//!   machines, with leased claims; `worker::Worker`s run its threads.
 //!
 //! # One writer per thread
 //! Only the holder of a thread's [`CheckpointStore::Claim`] writes to it. A run claims its thread
 //! when it starts or resumes and keeps the claim until it ends, pauses or is dropped; a second
 //! worker asking for the claim meanwhile gets [`StoreError::Claimed`] at once and writes nothing.
-//! The claim is a lock the operating system releases when its process dies, so a thread whose run
-//! was killed can be resumed at once, and its status then reads [`RunStatus::Interrupted`] rather
-//! than [`RunStatus::Running`]. Every append is checked against the last saved step under the
+//! On one machine the claim is a lock the operating system releases when its process dies, so a
+//! thread whose run was killed can be resumed at once, and its status then reads
+//! [`RunStatus::Interrupted`] rather than [`RunStatus::Running`]; `PostgresStore`'s claims are
+//! leases that a dead process stops renewing, so its threads are free once the lease lapses.
+//! Every append is checked against the last saved step under the
 //! claim ([`StoreError::OutOfOrder`]): a record never goes backwards.
 //!
 //! # What readers may do
