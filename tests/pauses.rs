@@ -292,6 +292,33 @@ fn die_before_the_status<St: CheckpointStore>(store: &St, thread: &str) {
 }
 
 #[test]
+fn an_answer_saved_by_a_process_that_died_before_queueing_the_thread_is_queued_when_repeated() {
+    let test = "answer-died";
+    let flow = flow! { a >> ask >> b; }.with_params(params(test));
+    let durable = flow.durable(MemoryStore::new());
+    let outcome = block_on(durable.start(test, &mut Desk::default())).unwrap();
+    let key = outcome.pauses()[0].key.clone();
+    // The answer is saved, and the process dies before the status says the thread is queued.
+    block_on(async {
+        let mut claim = durable.store().claim(test).await.unwrap();
+        let mut input = StepRecord::new(2, RecordKind::Input);
+        input.key.clone_from(&key);
+        input.update = serde_json::to_value(answer("yes")).unwrap();
+        durable.store().append(&mut claim, &input).await.unwrap();
+    });
+    assert!(matches!(
+        block_on(durable.status(test)).unwrap(),
+        RunStatus::Paused { .. }
+    ));
+    // The application answers again: refused, counted once, and the thread is queued now.
+    let error = block_on(durable.answer(test, &key, answer("yes"))).unwrap_err();
+    assert!(error.to_string().contains("answered already"), "{error}");
+    assert_eq!(block_on(durable.status(test)).unwrap(), RunStatus::Queued);
+    let (desk, _) = block_on(durable.resume(test)).unwrap();
+    assert_eq!(desk.answers, ["yes"]);
+}
+
+#[test]
 fn a_pause_saved_but_never_reported_is_reported_on_resume_not_skipped() {
     for (test, interrupt) in [
         ("unreported-after", "after"),

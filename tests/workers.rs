@@ -230,6 +230,11 @@ async fn work(_: &Job) -> Result<slateflow::Command<Job>, NodeError> {
     Ok(slateflow::Command::new(Job::update().add_done(1)))
 }
 
+#[node]
+fn quick(_: &Job) -> slateflow::Command<Job> {
+    slateflow::Command::new(Job::update().add_done(1))
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -288,6 +293,45 @@ fn a_worker_shutting_down_gives_its_unfinished_threads_up_at_once() {
             .unwrap();
         assert_eq!(report.finished, 1, "{report:?}");
         assert_eq!(other_durable.state("job-1").await.unwrap().done, 1);
+    });
+}
+
+#[test]
+fn an_idle_worker_is_woken_by_a_submission_not_by_its_poll() {
+    let Some(url) = database("wake") else {
+        return;
+    };
+    runtime().block_on(async {
+        let store = PostgresStore::connect(&url).await.unwrap();
+        let jobs = flow! { quick; };
+        let client = jobs.durable(store.clone()).named("jobs");
+        let finished = AtomicBool::new(false);
+        // The worker looks once at its start, then only when woken: its poll is ten minutes.
+        let worker = Worker::new(store.clone())
+            .flow(jobs.durable(store.clone()).named("jobs"))
+            .poll(Duration::from_secs(600));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let (report, ()) = tokio::join!(
+            worker.run(async {
+                while !finished.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }),
+            async {
+                // Submitted once the worker has looked and found nothing.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                client.submit("job-1", &Job::default()).await.unwrap();
+                while !matches!(
+                    client.status("job-1").await.unwrap(),
+                    RunStatus::Finished { .. }
+                ) {
+                    assert!(Instant::now() < deadline, "the worker was never woken");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                finished.store(true, Ordering::SeqCst);
+            }
+        );
+        assert_eq!(report.unwrap().finished, 1);
     });
 }
 

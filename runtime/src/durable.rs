@@ -367,7 +367,9 @@ where
 
     /// Answers the pause `key` of a waiting thread with `update` (a human's input): saved as an
     /// input record, applied through the reducers when the thread resumes, and listed in its
-    /// history. Each pause takes one answer, however often it was reported.
+    /// history. Each pause takes one answer, however often it was reported. Once every pending
+    /// pause of the thread is answered, its status becomes [`RunStatus::Queued`]: a worker takes
+    /// it, or anyone resumes it.
     ///
     /// # Errors
     /// [`Error::Resume`] when no pause with that key is waiting (the message lists those that
@@ -381,7 +383,18 @@ where
             step: log.last_step,
             reason,
         };
+        let all_answered = |also: &str| {
+            at.pending
+                .iter()
+                .all(|pause| pause.key == also || at.answered.contains(&pause.key))
+        };
         if at.answered.iter().any(|answered| answered == key) {
+            if all_answered(key) && matches!(log.status, RunStatus::Paused { .. }) {
+                // Answered, and the process died before queueing it: queue it now.
+                self.store
+                    .set_status(&mut claim, &RunStatus::Queued)
+                    .await?;
+            }
             return Err(refuse(format!(
                 "pause `{key}` was answered already; an answer counts once"
             )));
@@ -401,11 +414,7 @@ where
         input.update = to_json(thread, log.last_step, &update)?;
         input.key = key.to_string();
         self.store.append(&mut claim, &input).await?;
-        let all_answered = at
-            .pending
-            .iter()
-            .all(|pause| pause.key == key || at.answered.contains(&pause.key));
-        if all_answered && matches!(log.status, RunStatus::Paused { .. }) {
+        if all_answered(key) && matches!(log.status, RunStatus::Paused { .. }) {
             // Ready to go on: a worker takes it now.
             self.store
                 .set_status(&mut claim, &RunStatus::Queued)

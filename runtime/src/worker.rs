@@ -97,6 +97,9 @@ pub struct WorkerReport {
     /// Runs given up at shutdown after the grace period, unfinished: their threads are runnable
     /// again, from their last saved step.
     pub released: Vec<String>,
+    /// Times the worker could not look for runnable threads (the database was away); it looked
+    /// again at its next poll. With feature `tracing`, each is also a warning.
+    pub take_errors: u64,
 }
 
 impl<'f> Worker<'f> {
@@ -169,8 +172,16 @@ impl<'f> Worker<'f> {
             while running.len() < self.concurrency {
                 match self.store.take_runnable(&names).await {
                     Ok(Some(taken)) => running.push(self.start(taken)),
-                    // None waiting; or the database is away: look again at the next poll.
-                    Ok(None) | Err(_) => break,
+                    Ok(None) => break,
+                    // The database is away: look again at the next poll.
+                    Err(error) => {
+                        report.take_errors += 1;
+                        #[cfg(feature = "tracing")]
+                        tracing::warn!(%error, "a worker could not look for runnable threads");
+                        #[cfg(not(feature = "tracing"))]
+                        let _ = error;
+                        break;
+                    }
                 }
             }
             tokio::select! {
