@@ -18,6 +18,8 @@ mod support {
     pub(crate) mod postgres;
 }
 
+use support::postgres::{database, runtime, sql};
+
 fn record(step: u64, node: &str) -> StepRecord {
     StepRecord {
         node: node.to_string(),
@@ -252,17 +254,9 @@ fn the_sqlite_store_keeps_the_contract_across_connections() {
     assert_eq!(log.status, RunStatus::Interrupted);
 }
 
-/// A runtime with the I/O and timers a PostgreSQL store needs.
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn the_postgres_store_keeps_the_contract_across_connections() {
-    let Some(url) = support::postgres::database("contract") else {
+    let Some(url) = database("contract") else {
         return;
     };
     runtime().block_on(async {
@@ -286,13 +280,13 @@ async fn postgres_thread(url: &str) -> PostgresStore {
 
 #[test]
 fn a_changed_byte_in_a_postgres_record_is_caught_by_its_checksum() {
-    let Some(url) = support::postgres::database("flipped") else {
+    let Some(url) = database("flipped") else {
         return;
     };
     runtime().block_on(async {
         let store = postgres_thread(&url).await;
         // Another program changes a digit of step 1's update: still valid JSON, another state.
-        support::postgres::sql(
+        sql(
             "flipped",
             "UPDATE slateflow_records SET body = replace(body, '\"count\":1', '\"count\":7') \
              WHERE seq = 2",
@@ -304,7 +298,7 @@ fn a_changed_byte_in_a_postgres_record_is_caught_by_its_checksum() {
 
 #[test]
 fn a_stale_claim_is_taken_over_when_its_lease_lapses_and_its_late_writes_are_refused() {
-    let Some(url) = support::postgres::database("fencing") else {
+    let Some(url) = database("fencing") else {
         return;
     };
     // The stale worker's runtime is not driven while it "hangs": its leases are not renewed.
@@ -363,7 +357,7 @@ fn a_stale_claim_is_taken_over_when_its_lease_lapses_and_its_late_writes_are_ref
 
 #[test]
 fn a_cancelled_thread_refuses_its_runner_and_is_never_taken_again() {
-    let Some(url) = support::postgres::database("cancel") else {
+    let Some(url) = database("cancel") else {
         return;
     };
     runtime().block_on(async {
@@ -429,7 +423,7 @@ fn a_cancelled_thread_refuses_its_runner_and_is_never_taken_again() {
 
 #[test]
 fn postgres_set_up_is_safe_to_race_and_refuses_other_versions() {
-    let Some(url) = support::postgres::database("setup") else {
+    let Some(url) = database("setup") else {
         return;
     };
     runtime().block_on(async {
@@ -439,7 +433,7 @@ fn postgres_set_up_is_safe_to_race_and_refuses_other_versions() {
         for store in stores {
             store.unwrap();
         }
-        support::postgres::sql("setup", "UPDATE slateflow_schema SET version = 9");
+        sql("setup", "UPDATE slateflow_schema SET version = 9");
         let error = PostgresStore::connect(&url).await.unwrap_err().to_string();
         assert_eq!(
             error,

@@ -34,17 +34,12 @@ fn expected(scenario: &str) -> serde_json::Value {
     })
 }
 
-/// xorshift64, seeded per store: random kill instants, reproducible.
-struct Random(u64);
-
-impl Random {
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % bound
-    }
+/// Helpers shared by test files.
+mod support {
+    pub(crate) mod random;
 }
+
+use support::random::Random;
 
 fn command(kind: &str, path: &Path, scenario: &str) -> Command {
     let mut command = Command::new(BINARY);

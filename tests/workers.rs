@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use slateflow::checkpoint::{PostgresStore, RunStatus};
+use slateflow::durable::Durable;
 use slateflow::worker::Worker;
 use slateflow::{Error, NodeError, SharedState, flow, node};
 
@@ -18,9 +19,11 @@ use slateflow::{Error, NodeError, SharedState, flow, node};
 #[allow(dead_code)]
 mod support {
     pub(crate) mod postgres;
+    pub(crate) mod random;
 }
 
-use support::postgres::{database, sql};
+use support::postgres::{database, runtime, sql};
+use support::random::Random;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_pg-worker");
 /// Threads of the kill test, and the steps of each.
@@ -88,18 +91,6 @@ fn report(url: &str) -> Vec<serde_json::Value> {
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
         .collect()
-}
-
-/// xorshift64: random kill instants and victims, reproducible.
-struct Random(u64);
-
-impl Random {
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % bound
-    }
 }
 
 #[test]
@@ -230,16 +221,26 @@ async fn work(_: &Job) -> Result<slateflow::Command<Job>, NodeError> {
     Ok(slateflow::Command::new(Job::update().add_done(1)))
 }
 
+fn is_finished(status: &RunStatus) -> bool {
+    matches!(status, RunStatus::Finished { .. })
+}
+
+/// Waits until the status of `thread` is `done`, for at most a minute.
+async fn until<G: slateflow::flow::FlowGraph<Job>>(
+    durable: &Durable<'_, Job, G, PostgresStore>,
+    thread: &str,
+    done: impl Fn(&RunStatus) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done(&durable.status(thread).await.unwrap()) {
+        assert!(Instant::now() < deadline, "`{thread}` never got there");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[node]
 fn quick(_: &Job) -> slateflow::Command<Job> {
     slateflow::Command::new(Job::update().add_done(1))
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 #[test]
@@ -262,11 +263,9 @@ fn a_worker_shutting_down_gives_its_unfinished_threads_up_at_once() {
             .flow(jobs.durable(store.clone()).named("jobs"))
             .grace(Duration::from_millis(50));
         let report = worker
-            .run(async {
-                while durable.status("job-1").await.unwrap() != RunStatus::Running {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            })
+            .run(until(&durable, "job-1", |status| {
+                *status == RunStatus::Running
+            }))
             .await
             .unwrap();
         assert_eq!(report.released, ["job-1"]);
@@ -281,14 +280,7 @@ fn a_worker_shutting_down_gives_its_unfinished_threads_up_at_once() {
         let other_durable = jobs.durable(other.clone()).named("jobs");
         let report = Worker::new(other.clone())
             .flow(jobs.durable(other.clone()).named("jobs"))
-            .run(async {
-                while !matches!(
-                    other_durable.status("job-1").await.unwrap(),
-                    RunStatus::Finished { .. }
-                ) {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            })
+            .run(until(&other_durable, "job-1", is_finished))
             .await
             .unwrap();
         assert_eq!(report.finished, 1, "{report:?}");
@@ -310,7 +302,6 @@ fn an_idle_worker_is_woken_by_a_submission_not_by_its_poll() {
         let worker = Worker::new(store.clone())
             .flow(jobs.durable(store.clone()).named("jobs"))
             .poll(Duration::from_secs(600));
-        let deadline = Instant::now() + Duration::from_secs(60);
         let (report, ()) = tokio::join!(
             worker.run(async {
                 while !finished.load(Ordering::SeqCst) {
@@ -321,13 +312,8 @@ fn an_idle_worker_is_woken_by_a_submission_not_by_its_poll() {
                 // Submitted once the worker has looked and found nothing.
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 client.submit("job-1", &Job::default()).await.unwrap();
-                while !matches!(
-                    client.status("job-1").await.unwrap(),
-                    RunStatus::Finished { .. }
-                ) {
-                    assert!(Instant::now() < deadline, "the worker was never woken");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
+                // Within a minute (`until`'s deadline), far less than the poll.
+                until(&client, "job-1", is_finished).await;
                 finished.store(true, Ordering::SeqCst);
             }
         );

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use postgres::runtime;
 use slateflow::checkpoint::{CheckpointStore, PostgresStore, SqliteStore};
 use slateflow::worker::Worker;
 use support::{Counter, chain_of_100};
@@ -27,13 +28,6 @@ use support::{Counter, chain_of_100};
 /// Threads per round, and steps per thread.
 const THREADS: u32 = 32;
 const STEPS: u32 = 100;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// Steps per second of the SQLite store, one thread after another.
 fn sqlite() -> f64 {

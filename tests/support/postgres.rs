@@ -67,6 +67,14 @@ pub(crate) fn sql(name: &str, sql: &str) -> String {
     server.sql(name, sql)
 }
 
+/// A runtime with the I/O and timers a PostgreSQL store needs.
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 impl Server {
     fn sql(&self, database: &str, sql: &str) -> String {
         let psql = self

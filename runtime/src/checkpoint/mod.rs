@@ -488,6 +488,19 @@ fn check_order(thread: &str, last: u64, record: &StepRecord) -> Result<(), Store
     }
 }
 
+/// `Ok` when a write guarded by the claim changed its row; [`StoreError::Claimed`] when it did not
+/// (another worker claimed the thread since, or it was cancelled).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+fn still_claimed(thread: &str, changed: bool) -> Result<(), StoreError> {
+    if changed {
+        Ok(())
+    } else {
+        Err(StoreError::Claimed {
+            thread: thread.to_string(),
+        })
+    }
+}
+
 /// The kind as it is saved.
 const fn kind_name(kind: RecordKind) -> &'static str {
     match kind {

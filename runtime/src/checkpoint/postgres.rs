@@ -13,7 +13,8 @@ use tokio_postgres::{Config, IsolationLevel, NoTls};
 
 use super::{
     CheckpointStore, RecordKind, Records, RunStatus, StepRecord, StoreError, ThreadInfo, ThreadLog,
-    as_read, check_new, check_order, check_thread_id, crc32, encode, now_ms, status_json, to_i64,
+    as_read, check_new, check_order, check_thread_id, crc32, encode, now_ms, status_json,
+    still_claimed, to_i64,
 };
 
 /// The schema's version, in `slateflow_schema`.
@@ -640,15 +641,10 @@ impl CheckpointStore for PostgresStore {
         }
         .await
         .map_err(|error| self.backend(&claim.thread, "append to", error))?;
-        if appended == 1 {
-            claim.last_step = record.step;
-            Ok(())
-        } else {
-            // Another worker claimed the thread (the lease lapsed), or it was cancelled.
-            Err(StoreError::Claimed {
-                thread: claim.thread.clone(),
-            })
-        }
+        // Refused when another worker claimed the thread (the lease lapsed), or it was cancelled.
+        still_claimed(&claim.thread, appended == 1)?;
+        claim.last_step = record.step;
+        Ok(())
     }
 
     async fn set_status(
@@ -687,13 +683,7 @@ impl CheckpointStore for PostgresStore {
         }
         .await
         .map_err(|error| self.backend(&claim.thread, "set the status of", error))?;
-        if changed == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::Claimed {
-                thread: claim.thread.clone(),
-            })
-        }
+        still_claimed(&claim.thread, changed == 1)
     }
 
     async fn load(&self, thread: &str, records: Records) -> Result<ThreadLog, StoreError> {
@@ -790,13 +780,7 @@ impl CheckpointStore for PostgresStore {
             )
             .await
             .map_err(|error| self.backend(&claim.thread, "delete", error))?;
-        if deleted == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::Claimed {
-                thread: claim.thread.clone(),
-            })
-        }
+        still_claimed(&claim.thread, deleted == 1)
     }
 }
 

@@ -9,7 +9,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use super::{
     CheckpointStore, Records, RunStatus, StepRecord, StoreError, ThreadInfo, ThreadLog, as_read,
     check_new, check_order, check_thread_id, crc32, encode, io_error, lock, now_ms, status_json,
-    to_i64,
+    still_claimed, to_i64,
 };
 
 /// The schema's version, in SQLite's `user_version`.
@@ -411,13 +411,7 @@ impl CheckpointStore for SqliteStore {
                 statement.execute(params![status, claim.thread, claim.number])
             })
             .map_err(|error| self.backend(&claim.thread, "set the status of", error))?;
-        if changed == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::Claimed {
-                thread: claim.thread.clone(),
-            })
-        }
+        still_claimed(&claim.thread, changed == 1)
     }
 
     async fn load(&self, thread: &str, records: Records) -> Result<ThreadLog, StoreError> {
@@ -544,11 +538,7 @@ impl CheckpointStore for SqliteStore {
             let _ = connection.execute_batch("ROLLBACK");
             self.backend(&claim.thread, "delete", error)
         })?;
-        if !deleted {
-            return Err(StoreError::Claimed {
-                thread: claim.thread.clone(),
-            });
-        }
+        still_claimed(&claim.thread, deleted)?;
         let _ = std::fs::remove_file(self.lock_path(&claim.thread));
         Ok(())
     }
