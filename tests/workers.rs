@@ -2,11 +2,12 @@
 //! (`bin/pg_worker.rs`) killed with SIGKILL at random and started again must finish every thread
 //! with exactly the state of an uninterrupted run, no step applied twice and no thread lost; a
 //! pause answered from another process is run on by a worker; a worker shutting down gives its
-//! unfinished threads up at once; a cancelled thread is never run again; a worker set up wrong says
+//! unfinished threads up at once; an idle worker is woken by a submission; a worker runs up to its
+//! concurrency limit at once; a cancelled thread is never run again; a worker set up wrong says
 //! so.
 
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -318,6 +319,49 @@ fn an_idle_worker_is_woken_by_a_submission_not_by_its_poll() {
             }
         );
         assert_eq!(report.unwrap().finished, 1);
+    });
+}
+
+/// Runs of `busy` in flight now, and the most at once.
+static IN_FLIGHT: AtomicU32 = AtomicU32::new(0);
+static MOST: AtomicU32 = AtomicU32::new(0);
+
+#[node]
+async fn busy(_: &Job) -> Result<slateflow::Command<Job>, NodeError> {
+    let now = IN_FLIGHT.fetch_add(1, Ordering::SeqCst) + 1;
+    MOST.fetch_max(now, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+    Ok(slateflow::Command::new(Job::update().add_done(1)))
+}
+
+#[test]
+fn a_worker_runs_up_to_its_concurrency_limit_at_once() {
+    let Some(url) = database("concurrency") else {
+        return;
+    };
+    runtime().block_on(async {
+        let store = PostgresStore::connect(&url).await.unwrap();
+        let jobs = flow! { busy; };
+        let client = jobs.durable(store.clone()).named("busy");
+        for index in 0..6 {
+            client
+                .submit(&format!("busy-{index}"), &Job::default())
+                .await
+                .unwrap();
+        }
+        let report = Worker::new(store.clone())
+            .flow(jobs.durable(store.clone()).named("busy"))
+            .concurrency(2)
+            .run(async {
+                for index in 0..6 {
+                    until(&client, &format!("busy-{index}"), is_finished).await;
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!(report.finished, 6, "{report:?}");
+        assert_eq!(MOST.load(Ordering::SeqCst), 2, "two at once, never more");
     });
 }
 
