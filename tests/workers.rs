@@ -394,6 +394,24 @@ fn a_worker_set_up_wrong_says_what_to_fix() {
             error.to_string(),
             "the worker cannot start: two flows are named `jobs`: a thread must name one flow"
         );
+        // An interrupt the flow cannot pause at stops the worker before it takes any thread.
+        let durable = jobs.durable(store.clone()).named("jobs");
+        durable.submit("job-1", &Job::default()).await.unwrap();
+        let error = Worker::new(store.clone())
+            .flow(
+                jobs.durable(store.clone())
+                    .named("jobs")
+                    .interrupt_before(&["wrok"]),
+            )
+            .run(async {})
+            .await
+            .unwrap_err();
+        assert!(matches!(error, Error::Interrupt { .. }), "{error:?}");
+        assert_eq!(
+            durable.status("job-1").await.unwrap(),
+            RunStatus::Queued,
+            "not taken"
+        );
     });
 }
 

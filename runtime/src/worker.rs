@@ -160,10 +160,16 @@ impl<'f> Worker<'f> {
     /// goes on; a database that cannot be reached is retried at the next poll.
     ///
     /// # Errors
-    /// [`Error::Worker`] when a flow has no name or two flows share one;
+    /// [`Error::Worker`] when a flow has no name or two flows share one; [`Error::Interrupt`] when
+    /// a flow's interrupts name a node it cannot pause at;
     /// [`Error::Store`] when the worker cannot open its listening connection.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<WorkerReport, Error> {
         let names = self.names()?;
+        // Once here, not per run: a flow that cannot run would otherwise fail every thread it
+        // takes, and give each up to be taken again.
+        for flow in &self.flows {
+            flow.check()?;
+        }
         let listener = Listener::start(&self.store).await?;
         let mut report = WorkerReport::default();
         let mut running = FuturesUnordered::new();
@@ -286,6 +292,9 @@ impl WorkerReport {
 trait Runs: Send + Sync {
     fn name(&self) -> &str;
 
+    /// Checks what can be checked before any thread is taken: the interrupts.
+    fn check(&self) -> Result<(), Error>;
+
     fn run(
         &self,
         taken: Taken,
@@ -302,12 +311,15 @@ where
         Durable::name(self)
     }
 
+    fn check(&self) -> Result<(), Error> {
+        self.check_interrupts()
+    }
+
     fn run(
         &self,
         taken: Taken,
     ) -> Pin<Box<dyn Future<Output = Result<Outcome, Error>> + Send + '_>> {
         Box::pin(async move {
-            self.check_interrupts()?;
             let (_, outcome) = self
                 .resume_claimed(taken.claim, &taken.thread, |_| {})
                 .await?;
