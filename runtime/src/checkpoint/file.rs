@@ -5,6 +5,7 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +23,8 @@ const CLAIM: &str = "claim.lock";
 const FORMAT: u32 = 2;
 /// How much of the log a tail read takes at a time.
 const CHUNK: u64 = 64 * 1024;
+/// How old a hidden folder of a thread being made must be before a sweep takes it for abandoned.
+const ABANDONED: Duration = Duration::from_secs(60);
 
 /// The default checkpoint store: a directory, one folder per thread.
 ///
@@ -32,7 +35,8 @@ const CHUNK: u64 = 64 * 1024;
 /// <root>/<thread>/claim.lock    locked (flock) by the run that holds the thread's claim
 /// ```
 /// A thread is made whole in a hidden folder, then renamed into place, so after a crash it exists
-/// with all its first records or not at all. Whole files are written to a temporary file,
+/// with all its first records or not at all; the hidden folders a crash leaves are swept when the
+/// store is next opened. Whole files are written to a temporary file,
 /// flushed and renamed over the old one, and the directory is flushed. The log is only appended
 /// to through the open file the claim keeps, and each append is flushed (`fdatasync`) before it
 /// returns.
@@ -91,11 +95,48 @@ impl FileStore {
     ///
     /// # Errors
     /// [`StoreError::Io`] when the directory cannot be created.
+    ///
+    /// Opening sweeps away what crashed processes left behind: hidden folders of threads being
+    /// made whose maker is gone (nobody holds their claim, and they are older than a minute), and
+    /// of threads being deleted. Both are invisible to every read.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let root = root.into();
         fs::create_dir_all(&root)
             .map_err(|source| io("", "create the store directory", &root, source))?;
-        Ok(Self { root })
+        let store = Self { root };
+        store.sweep(ABANDONED);
+        Ok(store)
+    }
+
+    /// Removes the hidden folders left by crashes: `.deleted-*` always (they were renamed away
+    /// whole), `.new-*` when their claim is free and they are older than `age` (their maker
+    /// creates the folder, then locks it at once). Best effort: a folder that cannot be read or
+    /// removed now is left for the next sweep.
+    fn sweep(&self, age: Duration) {
+        let Ok(entries) = fs::read_dir(&self.root) else {
+            return;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let path = entry.path();
+            let abandoned = if name.starts_with(".deleted-") {
+                true
+            } else if name.starts_with(".new-") {
+                let old = entry
+                    .metadata()
+                    .and_then(|metadata| metadata.modified())
+                    .ok()
+                    .and_then(|modified| modified.elapsed().ok())
+                    .is_some_and(|elapsed| elapsed >= age);
+                old && !lock::is_held(&path.join(CLAIM))
+            } else {
+                false
+            };
+            if abandoned {
+                let _ = fs::remove_dir_all(&path);
+            }
+        }
     }
 
     /// The store's directory.
@@ -433,9 +474,11 @@ impl CheckpointStore for FileStore {
         let dir = self.existing(thread)?;
         read_meta(thread, &dir)?;
         let lock = lock::exclusive(thread, &dir.join(CLAIM))?;
-        // Under the claim, nobody else writes: the tail read is the log as it stands.
-        let (records, good_end, torn) = read_log(thread, &dir, Records::SinceSnapshot)?;
+        // Under the claim, nobody else writes: the log as it stands ends with its last whole
+        // line and perhaps a torn one. Only that much is read (the run loads the rest once).
         let path = dir.join(LOG);
+        let (offset, bytes) = tail(thread, &path, checksum_matches)?;
+        let (records, good_end, torn) = parse_records(thread, &bytes, offset)?;
         let log = OpenOptions::new()
             .append(true)
             .open(&path)
@@ -574,5 +617,32 @@ mod tests {
         assert!(holds_a_record(&two));
         let error = parse_records("t", &two, 0).unwrap_err().to_string();
         assert!(error.contains("the end of its line is damaged"), "{error}");
+    }
+
+    #[test]
+    fn opening_sweeps_what_crashes_left_and_nothing_else() {
+        let root = std::env::temp_dir().join(format!("slateflow-sweep-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let store = FileStore::open(&root).unwrap();
+        let make = |name: &str| {
+            let dir = root.join(name);
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(dir.join(LOG), b"x").unwrap();
+            dir
+        };
+        let deleted = make(".deleted-t-1-0");
+        let crashed = make(".new-t-2-0");
+        let being_made = make(".new-u-3-0");
+        let _held = lock::exclusive("u", &being_made.join(CLAIM)).unwrap();
+        let thread = make("t");
+        // Too young to be taken for abandoned: its maker may not have locked it yet.
+        store.sweep(Duration::from_secs(3600));
+        assert!(!deleted.exists());
+        assert!(crashed.exists());
+        store.sweep(Duration::ZERO);
+        assert!(!crashed.exists());
+        assert!(being_made.exists(), "its maker holds its claim");
+        assert!(thread.exists(), "threads are never swept");
+        fs::remove_dir_all(&root).unwrap();
     }
 }
