@@ -452,7 +452,10 @@ async fn durable_runs_report_saved_steps_and_pauses() {
     );
     let last = recorder.events().pop().unwrap();
     assert_eq!(last.kind, "run_paused");
-    assert_eq!(last.text, "paused before finish");
+    assert_eq!(last.text, "paused before finish (before:finish@2)");
+    assert_eq!(last.step, Some(2));
+    assert_eq!(last.data["key"], "before:finish@2");
+    assert_eq!(last.data["when"], "before");
     // Every step is saved before the next starts.
     let kinds = recorder.kinds();
     let saved_first = kinds
@@ -474,6 +477,33 @@ async fn durable_runs_report_saved_steps_and_pauses() {
         ["run_started".to_string(), "node_started finish".to_string()]
     );
     assert!(recorder.events()[0].text.contains("started at step 3"));
+}
+
+#[node]
+fn confirm(ticket: &Ticket) -> Command<Ticket> {
+    Command::new(Ticket::update().push_log("confirm".into()))
+        .ask(format!("Send {:?}?", ticket.text))
+}
+
+#[tokio::test]
+async fn a_question_is_reported_with_its_key_and_payload() {
+    let flow = flow! { route >> confirm >> finish; };
+    let recorder = Recorder::default();
+    let durable = flow.durable(MemoryStore::new()).observe(recorder.clone());
+    let mut ticket = Ticket {
+        text: "hello".into(),
+        ..Ticket::default()
+    };
+    let outcome = durable.start("q", &mut ticket).await.unwrap();
+    let paused = recorder.of_kind("run_paused");
+    assert_eq!(paused.len(), 1, "{paused:?}");
+    assert_eq!(
+        paused[0].text,
+        "paused with a question after confirm (asked:confirm@2)"
+    );
+    assert_eq!(paused[0].data["key"], outcome.pauses()[0].key.as_str());
+    assert_eq!(paused[0].data["when"], "asked");
+    assert_eq!(paused[0].data["asked"], "Send \"hello\"?");
 }
 
 #[tokio::test]

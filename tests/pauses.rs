@@ -429,6 +429,50 @@ fn the_step_limit_counts_every_step_of_the_thread_across_resumes() {
     assert_eq!(runs("limit/spin"), 10);
 }
 
+#[test]
+fn a_nested_flows_step_limit_counts_from_where_it_was_entered_across_resumes() {
+    let test = "nested-limit";
+    let inner = flow! { spin - "again" >> spin; }.with_max_steps(4);
+    let flow = flow! { a >> inner; }
+        .with_params(params(test))
+        .with_max_steps(100);
+    let durable = flow
+        .durable(MemoryStore::new())
+        .interrupt_after(&["inner/spin"]);
+    let mut desk = Desk::default();
+    let mut outcome = block_on(durable.start(test, &mut desk));
+    while let Ok(Outcome::Paused(_)) = outcome {
+        outcome = block_on(durable.resume(test)).map(|(_, outcome)| outcome);
+    }
+    let error = outcome.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::StepLimit {
+                limit: 4,
+                step: 6,
+                node: "spin",
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(
+        runs("nested-limit/spin"),
+        4,
+        "four steps of the nested flow in all, not four per resume"
+    );
+    let history = block_on(durable.history(test)).unwrap();
+    let last = history
+        .iter()
+        .rfind(|record| record.kind == RecordKind::Step)
+        .unwrap();
+    assert_eq!(
+        (last.node.as_str(), last.entered.as_slice()),
+        ("inner/spin", &[1][..]),
+        "entered after step 1"
+    );
+}
+
 /// Holds its step until told to go on.
 struct Gate(Arc<tokio::sync::Notify>);
 

@@ -62,7 +62,7 @@ use crate::event::{Event, Observer};
 use crate::flow::{Flow, FlowGraph};
 use crate::graph::Graph;
 use crate::node::dispatch::Branch;
-use crate::run::{Commit, Hook, NoHook, Observe, Run, Watch, panic_message};
+use crate::run::{Commit, Entry, Hook, NoHook, Observe, Run, Watch, panic_message};
 use crate::state::SharedState;
 
 /// How a durable run ended for now.
@@ -341,6 +341,7 @@ where
             .find(|record| record.kind == RecordKind::Step)
             .map(|record| Cursor {
                 position: record.position.clone(),
+                entered: record.entered.clone(),
                 depth: 0,
                 action: record.action.clone(),
             });
@@ -622,6 +623,7 @@ where
             pending: None,
             kept_at: resume.steps,
             kept: resume.kept,
+            entered: Vec::new(),
             state: PhantomData,
         };
         let mut run = Run::new(recorder, self.flow.params().clone(), resume.steps);
@@ -675,11 +677,7 @@ where
             Err(Error::Paused { .. }) => {
                 if H::OBSERVES {
                     for pause in &paused {
-                        recorder.inner.event(&Event::RunPaused {
-                            node: &pause.node,
-                            before: pause.when == PauseWhen::Before,
-                            step: pause.step,
-                        });
+                        recorder.inner.event(&Event::RunPaused { pause });
                     }
                 }
                 Ok(Outcome::Paused(paused))
@@ -934,10 +932,12 @@ fn rebuild<S: SharedState + DeserializeOwned>(
     Ok(state)
 }
 
-/// Where a resumed run picks up: the saved step's position and action, one flow level at a time.
+/// Where a resumed run picks up: the saved step's position and action, one flow level at a time,
+/// and where its nested flows were entered.
 #[derive(Debug)]
 struct Cursor {
     position: Vec<u32>,
+    entered: Vec<u64>,
     depth: usize,
     action: String,
 }
@@ -973,6 +973,8 @@ struct Recorder<'a, S, St: CheckpointStore, H> {
     /// resumed), kept by an earlier attempt of it; cleared by the first commit.
     kept: Vec<StepRecord>,
     kept_at: u64,
+    /// The step after which each flow around the current node was entered, outermost first.
+    entered: Vec<u64>,
     state: PhantomData<fn(&S)>,
 }
 
@@ -1017,16 +1019,35 @@ where
 
     /// For a flow being entered on a resumed run: the position to go to and, at the innermost
     /// level, the saved action to route on instead of running the step again.
-    fn enter_flow(&mut self) -> Option<(usize, Option<String>)> {
-        let cursor = self.cursor.as_mut()?;
-        let index = *cursor.position.get(cursor.depth)? as usize;
-        cursor.depth += 1;
-        if cursor.depth == cursor.position.len() {
-            let cursor = self.cursor.take()?;
-            Some((index, Some(cursor.action)))
-        } else {
-            Some((index, None))
+    fn enter_flow(&mut self, depth: usize, steps: u64) -> Option<Entry> {
+        let entry = self.cursor.as_mut().and_then(|cursor| {
+            let position = *cursor.position.get(cursor.depth)? as usize;
+            let entered = depth
+                .checked_sub(1)
+                .and_then(|level| cursor.entered.get(level).copied());
+            cursor.depth += 1;
+            let action = if cursor.depth == cursor.position.len() {
+                Some(std::mem::take(&mut cursor.action))
+            } else {
+                None
+            };
+            Some(Entry {
+                position,
+                action,
+                entered,
+            })
+        });
+        if entry.as_ref().is_some_and(|entry| entry.action.is_some()) {
+            self.cursor = None;
         }
+        self.entered.truncate(depth);
+        self.entered.push(
+            entry
+                .as_ref()
+                .and_then(|entry| entry.entered)
+                .unwrap_or(steps),
+        );
+        entry
     }
 
     fn pause_before(&mut self, flows: &[&'static str], name: &'static str, step: u64) -> bool {
@@ -1157,6 +1178,11 @@ where
             action: commit.action.to_string(),
             reason: commit.notes.reason.map(str::to_string),
             position: commit.trail.positions().to_vec(),
+            entered: self
+                .entered
+                .get(1..names.len())
+                .map(<[u64]>::to_vec)
+                .unwrap_or_default(),
             update,
             pauses,
             snapshot,

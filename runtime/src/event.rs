@@ -33,6 +33,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::checkpoint::{Pause, PauseWhen};
 use crate::error::Error;
 
 /// Where something happened in a run: the node, the flows it is nested in, its step and, for a
@@ -175,14 +176,11 @@ pub enum Event<'a> {
         /// The action saved with it.
         action: &'a str,
     },
-    /// A durable run paused; resume its thread to go on.
+    /// A durable run paused at `pause` (one event per pending pause): answer it by its key and
+    /// resume the thread to go on.
     RunPaused {
-        /// The node's path.
-        node: &'a str,
-        /// Whether it paused before the node ran (or after its step was saved).
-        before: bool,
-        /// The last saved step.
-        step: u64,
+        /// Where and when it paused, its key, and the question a node asked.
+        pause: &'a Pause,
     },
     /// The run ended with `action`.
     RunFinished {
@@ -298,11 +296,14 @@ impl fmt::Display for Event<'_> {
                     .join(", ")
             ),
             Self::StepSaved { step, node, .. } => write!(formatter, "step {step} of {node} saved"),
-            Self::RunPaused { node, before, .. } => write!(
-                formatter,
-                "paused {} {node}",
-                if *before { "before" } else { "after" }
-            ),
+            Self::RunPaused { pause } => {
+                let when = match pause.when {
+                    PauseWhen::Before => "before",
+                    PauseWhen::After => "after",
+                    PauseWhen::Asked => "with a question after",
+                };
+                write!(formatter, "paused {when} {} ({})", pause.node, pause.key)
+            }
             Self::RunFinished { action, steps } => {
                 write!(
                     formatter,
@@ -418,7 +419,8 @@ pub struct OwnedEvent {
     /// For `batch_item_finished`: items finished so far and in all.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progress: Option<(usize, usize)>,
-    /// The custom event's name and data, the routing reason, the error, as text or JSON.
+    /// The custom event's name and data, the routing reason, the error, the pause (key, when, question),
+    /// as text or JSON.
     #[serde(skip_serializing_if = "Value::is_null")]
     pub data: Value,
     /// The event as one line of text ([`Event`]'s `Display`).
@@ -453,9 +455,10 @@ impl From<&Event<'_>> for OwnedEvent {
                 owned.node = Some((*node).to_string());
                 owned.action = Some((*action).to_string());
             }
-            Event::RunPaused { node, step, .. } => {
-                owned.step = Some(*step);
-                owned.node = Some((*node).to_string());
+            Event::RunPaused { pause } => {
+                owned.step = Some(pause.step);
+                owned.node = Some(pause.node.clone());
+                owned.data = serde_json::to_value(pause).unwrap_or(Value::Null);
             }
             Event::BatchItemFinished {
                 finished, total, ..
@@ -689,9 +692,17 @@ mod tracing_observer {
                     let span = self.run_span();
                     tracing::event!(parent: &span, Level::DEBUG, step, node, "step saved");
                 }
-                Event::RunPaused { node, before, step } => {
+                Event::RunPaused { pause } => {
                     let span = self.run_span();
-                    tracing::event!(parent: &span, Level::INFO, node, before, step, "run paused");
+                    tracing::event!(
+                        parent: &span,
+                        Level::INFO,
+                        node = pause.node,
+                        when = pause.when.as_str(),
+                        step = pause.step,
+                        key = pause.key,
+                        "run paused"
+                    );
                 }
                 Event::RunFinished { action, steps } => {
                     let span = self.run_span();

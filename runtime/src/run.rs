@@ -65,9 +65,10 @@ pub(crate) trait Hook<S: SharedState>: Watch {
     /// Whether the hook wants steps committed (saved): when not, the run skips that work.
     const COMMITS: bool = false;
 
-    /// A flow is entered: the position to start at and, when the step there already ran (a
-    /// resumed run), its saved action to route on instead of running it again.
-    fn enter_flow(&mut self) -> Option<(usize, Option<String>)> {
+    /// A flow is entered at nesting `depth` (0 for the outermost) after `steps` steps. For a
+    /// resumed run: where to go on (see [`Entry`]).
+    fn enter_flow(&mut self, depth: usize, steps: u64) -> Option<Entry> {
+        let _ = (depth, steps);
         None
     }
 
@@ -136,6 +137,19 @@ pub(crate) trait Hook<S: SharedState>: Watch {
         let _ = (state, commit);
         async { Ok(()) }
     }
+}
+
+/// Where a resumed run goes on in a flow it enters.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    /// The position to start at.
+    pub(crate) position: usize,
+    /// At the innermost level, the saved action of the step at `position`: the run routes on it
+    /// instead of running the step again.
+    pub(crate) action: Option<String>,
+    /// The step after which the flow was first entered, when it was saved: the flow's own step
+    /// limit counts from there.
+    pub(crate) entered: Option<u64>,
 }
 
 /// A committed step, as a hook sees it.
@@ -524,9 +538,17 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
                 limit: MAX_DEPTH,
             });
         }
+        let entry = if H::COMMITS {
+            self.hook.enter_flow(self.trail.depth, self.steps)
+        } else {
+            None
+        };
         self.trail.depth += 1;
         let outer = self.limit;
-        let origin = self.limit_origin.take().unwrap_or(self.steps);
+        let mut origin = self.limit_origin.take().unwrap_or(self.steps);
+        if let Some(entered) = entry.as_ref().and_then(|entry| entry.entered) {
+            origin = entered;
+        }
         let last_step = origin.saturating_add(max_steps);
         if last_step < outer.last_step {
             self.limit = Limit {
@@ -535,8 +557,11 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
             };
         }
         let mut position = G::START;
-        if H::COMMITS
-            && let Some((index, saved)) = self.hook.enter_flow()
+        if let Some(Entry {
+            position: index,
+            action: saved,
+            ..
+        }) = entry
         {
             // A resumed run enters at its saved position; at the innermost flow, the step there
             // already ran: route on its saved action instead of running it again.

@@ -95,6 +95,11 @@ pub struct StepRecord {
     /// Where the step ran: its position in each flow, outermost first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub position: Vec<u32>,
+    /// For a step inside nested flows: the step after which each of them was entered, outermost
+    /// nested flow first (the outermost flow counts from the thread's start). A resumed run
+    /// counts a nested flow's own step limit from there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entered: Vec<u64>,
     /// The update the record applies (the JSON of the state's update type): a step's or an
     /// input's; `null` for the others.
     #[serde(default)]
@@ -127,6 +132,7 @@ impl StepRecord {
             action: String::new(),
             reason: None,
             position: Vec::new(),
+            entered: Vec::new(),
             update: Value::Null,
             key: String::new(),
             pauses: Vec::new(),
