@@ -5,7 +5,8 @@
 //! lost or repeated would show too. Three scenarios: a chain of steps; steps that ask questions,
 //! answered by key after every restart (a pause skipped, or an answer counted twice, would show);
 //! a thread stopped by its step limit (a limit that restarted with each resume would show); and a
-//! concurrent batch flow whose finished runs must be kept, not executed again after a kill.
+//! concurrent batch flow whose finished runs must be kept, not executed again after a kill; and
+//! the same for the items of a kept batch node.
 //! Then two workers race to resume one thread: one runs it, the other is refused and writes
 //! nothing.
 
@@ -103,7 +104,7 @@ fn survives_kills(kind: &str, scenario: &str, seed: u64) {
             expected(scenario),
             "{kind} store, {scenario}, round {round}"
         );
-        if scenario == "batch" {
+        if matches!(scenario, "batch" | "items") {
             // Each kill loses at most the runs in flight; finished runs were kept, not redone.
             let executed = std::fs::read_to_string(path.join("runs.log"))
                 .unwrap()
@@ -169,6 +170,16 @@ fn a_file_store_batch_keeps_its_finished_runs_across_sigkills() {
 #[test]
 fn a_sqlite_store_batch_keeps_its_finished_runs_across_sigkills() {
     survives_kills("sqlite", "batch", 0xA54F_F53A_5F1D_36F1);
+}
+
+#[test]
+fn a_file_store_batch_node_keeps_its_finished_items_across_sigkills() {
+    survives_kills("file", "items", 0x8F1B_BCDC_BFA5_3E0B);
+}
+
+#[test]
+fn a_sqlite_store_batch_node_keeps_its_finished_items_across_sigkills() {
+    survives_kills("sqlite", "items", 0x2F7D_5A3B_9C0E_41A7);
 }
 
 #[test]

@@ -1,11 +1,12 @@
-//! Finished work kept: in a durable run, the branches of a fork and the runs of a batch flow
-//! (sequential or concurrent) that finished are saved as they finish, before their step is. A
+//! Finished work kept: in a durable run, the branches of a fork, the runs of a batch flow
+//! (sequential or concurrent) and the items of a kept batch node that finished are saved as they
+//! finish, before their step is. A
 //! resume after a failure runs only the rest; the step still merges in written order and applies
 //! once, and its step numbers are those of an uninterrupted run. An input at the step discards
 //! what was kept; a kept outcome is never reused for a later step.
 
 use serde::{Deserialize, Serialize};
-use slateflow::batch::{BatchFlow, plan};
+use slateflow::batch::{Batch, BatchFlow, BatchNode, plan};
 use slateflow::checkpoint::{FileStore, MemoryStore, RecordKind};
 use slateflow::durable::Outcome;
 use slateflow::{Command, Context, NodeError, Params, SharedState, flow, node};
@@ -272,5 +273,146 @@ fn a_failed_concurrent_batch_flow_resumes_with_the_runs_that_did_not_finish() {
             "concurrent/c#3"
         ],
         "merged in item order"
+    );
+}
+
+/// A map-reduce over the items its params name (`test`): each item counted as `test/call#item`
+/// and failing when told to; `post` logs the outputs in item order.
+struct Calls;
+
+impl BatchNode<Tally> for Calls {
+    type Item = (String, String);
+    type Output = String;
+
+    async fn prep(
+        &self,
+        _: &Tally,
+        context: &Context<'_>,
+    ) -> Result<Vec<(String, String)>, NodeError> {
+        let test = context.params().get_str("test").unwrap_or_default();
+        // Told to, the second item changes: its kept output must not be used for the new item.
+        let second = if support::runs::failing(&format!("{test}/rename")) {
+            "Y"
+        } else {
+            "y"
+        };
+        Ok(["x", second, "z", "w"]
+            .iter()
+            .map(|item| (test.to_string(), (*item).to_string()))
+            .collect())
+    }
+
+    async fn exec(&self, (test, item): &(String, String)) -> Result<String, NodeError> {
+        support::runs::count(&format!("{test}/call#{item}"))?;
+        Ok(format!("called {item}"))
+    }
+
+    async fn post(
+        &self,
+        _: &Tally,
+        _: Vec<(String, String)>,
+        outputs: Vec<String>,
+        _: &Context<'_>,
+    ) -> Result<Command<Tally>, NodeError> {
+        let count = outputs.len() as u64;
+        Ok(Command::new(
+            Tally::update().add_count(count).extend_log(outputs),
+        ))
+    }
+}
+
+#[test]
+fn a_failed_kept_batch_resumes_calling_only_the_items_that_did_not_finish() {
+    for (test, calls) in [
+        ("items-sequential", Batch::sequential(Calls).kept()),
+        ("items-concurrent", Batch::concurrent(Calls, 4).kept()),
+    ] {
+        let flow = flow! { a >> calls >> d; }.with_params(test_params(test));
+        let root =
+            std::env::temp_dir().join(format!("slateflow-kept-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let durable = flow.durable(FileStore::open(&root).unwrap());
+        fail(&format!("{test}/call#z"));
+        let error = block_on(durable.start(test, &mut Tally::default())).unwrap_err();
+        assert!(
+            error.to_string().contains("item 2 of the batch failed"),
+            "{error}"
+        );
+        let kept = kept_records(&block_on(durable.history(test)).unwrap());
+        assert_eq!(
+            kept.iter()
+                .map(|(node, key, step)| (node.as_str(), key.as_str(), *step))
+                .collect::<Vec<_>>(),
+            [("calls", "0", 1), ("calls", "1", 1)],
+            "{test}: the items that finished before the failure were kept"
+        );
+        heal(&format!("{test}/call#z"));
+        let (resumed, outcome) = block_on(durable.resume(test)).unwrap();
+        assert_eq!(outcome, Outcome::Finished("default".into()));
+        let calls: Vec<u32> = ["x", "y", "z", "w"]
+            .iter()
+            .map(|item| ran(&format!("{test}/call#{item}")))
+            .collect();
+        assert_eq!(
+            calls,
+            [1, 1, 2, 1],
+            "{test}: only the failed item and the rest ran"
+        );
+        assert_eq!(
+            resumed.log[1..5],
+            ["called x", "called y", "called z", "called w"],
+            "{test}: outputs in item order"
+        );
+        assert_eq!(resumed.count, 1 + 4 + 1, "{test}: the step applied once");
+        assert_eq!(block_on(durable.state(test)).unwrap(), resumed);
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}
+
+#[test]
+fn a_kept_output_is_not_used_for_an_item_that_changed() {
+    let test = "items-changed";
+    let calls = Batch::sequential(Calls).kept();
+    let flow = flow! { calls; }.with_params(test_params(test));
+    let durable = flow.durable(MemoryStore::new());
+    fail("items-changed/call#z");
+    assert!(block_on(durable.start(test, &mut Tally::default())).is_err());
+    // `prep` now returns `Y` where `y` was: `y`'s kept output does not answer it.
+    fail("items-changed/rename");
+    heal("items-changed/call#z");
+    let (resumed, _) = block_on(durable.resume(test)).unwrap();
+    let calls: Vec<u32> = ["x", "y", "Y", "z"]
+        .iter()
+        .map(|item| ran(&format!("{test}/call#{item}")))
+        .collect();
+    assert_eq!(calls, [1, 1, 1, 2]);
+    assert_eq!(
+        resumed.log,
+        ["called x", "called Y", "called z", "called w"]
+    );
+}
+
+#[test]
+fn a_kept_batch_inside_a_batch_flow_keeps_nothing_of_its_own() {
+    // Its items are keyed by index within one run of the batch flow; the batch flow keeps whole
+    // runs instead.
+    let test = "items-nested";
+    let calls = Batch::sequential(Calls).kept();
+    let batch = BatchFlow::new(flow! { calls; }, three_items(test));
+    let flow = flow! { batch; }.with_params(test_params(test));
+    let durable = flow.durable(MemoryStore::new());
+    let (_, outcome) = {
+        let mut tally = Tally::default();
+        let outcome = block_on(durable.start(test, &mut tally)).unwrap();
+        (tally, outcome)
+    };
+    assert_eq!(outcome, Outcome::Finished("default".into()));
+    let kept = kept_records(&block_on(durable.history(test)).unwrap());
+    assert_eq!(
+        kept.iter()
+            .map(|(node, _, _)| node.as_str())
+            .collect::<Vec<_>>(),
+        ["batch", "batch", "batch"],
+        "only the batch flow's runs"
     );
 }

@@ -3,7 +3,9 @@
 //! - A [`BatchNode`] returns items from `prep`; `exec` runs once per item, with the node's
 //!   [`Retry`] and `exec_fallback` applied to each item on its own; `post` receives the outputs in
 //!   input order. Wrap it in [`Batch::sequential`] or [`Batch::concurrent`] (with a limit on the
-//!   items in flight: model endpoints have rate limits) to use it as a [`Node`].
+//!   items in flight: model endpoints have rate limits) to use it as a [`Node`]. In a durable
+//!   run, [`Batch::kept`] saves each item's output as it finishes, so a resume after a crash
+//!   makes only the calls that had not answered.
 //! - A [`BatchFlow`] runs a sub-flow once per params item that its [`BatchPlan`] returns, with the
 //!   run's params merged with the item's (the item wins, as in PocketFlow). Its `post` receives
 //!   every run's params and last action ([`BatchRun`]); PocketFlow drops them.
@@ -16,6 +18,8 @@
 use std::future::Future;
 
 use futures_util::{StreamExt, stream};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Phase};
 use crate::graph::Graph;
@@ -214,11 +218,13 @@ async fn run_item<S: SharedState, B: BatchNode<S>>(
 
 impl<B> Batch<B> {
     /// Every item, in order or at most `concurrency` at a time; each finished item is reported
-    /// to `emitter` (for progress bars).
-    async fn run_items<S: SharedState>(
+    /// to `emitter` (for progress bars). An item whose output `keeper` gives back is not run; the
+    /// output of each item that runs is handed to `keeper` before it counts as finished.
+    async fn run_items<S: SharedState, K: Keeper<B::Output>>(
         &self,
         items: &[B::Item],
         emitter: Option<Emitter<'_>>,
+        keeper: &K,
     ) -> Result<Vec<B::Output>, NodeError>
     where
         B: BatchNode<S>,
@@ -231,21 +237,30 @@ impl<B> Batch<B> {
                 emitter.item_finished(index, finished, total);
             }
         };
+        let item = |index: usize| async move {
+            if let Some(output) = keeper.kept(index) {
+                return Ok(output);
+            }
+            let output = run_item(&self.node, index, &items[index], emitter).await?;
+            keeper.keep(index, &output).await?;
+            Ok(output)
+        };
         if self.concurrency == 1 {
             let mut outputs = Vec::with_capacity(total);
-            for (index, item) in items.iter().enumerate() {
-                outputs.push(run_item(&self.node, index, item, emitter).await?);
+            for index in 0..total {
+                outputs.push(item(index).await?);
                 done(index);
             }
             return Ok(outputs);
         }
-        run_ordered(
-            total,
-            self.concurrency,
-            |index| run_item(&self.node, index, &items[index], emitter),
-            done,
-        )
-        .await
+        run_ordered(total, self.concurrency, item, done).await
+    }
+
+    /// Keeps each item's output as it finishes, in a durable run: a resume after a failure or a
+    /// crash in the middle of the batch runs only the items that had not finished. Needs the
+    /// items and outputs to serialize; see [`KeptBatch`].
+    pub fn kept(self) -> KeptBatch<B> {
+        KeptBatch { batch: self }
     }
 }
 
@@ -268,7 +283,7 @@ impl<S: SharedState, B: BatchNode<S>> Node<S> for Batch<B> {
         &self,
         items: &Vec<B::Item>,
     ) -> impl Future<Output = Result<Vec<B::Output>, NodeError>> + Send {
-        self.run_items(items, None)
+        self.run_items(items, None, &KeepNothing)
     }
 
     fn exec_with(
@@ -276,7 +291,7 @@ impl<S: SharedState, B: BatchNode<S>> Node<S> for Batch<B> {
         items: &Vec<B::Item>,
         emitter: &Emitter<'_>,
     ) -> impl Future<Output = Result<Vec<B::Output>, NodeError>> + Send {
-        self.run_items(items, Some(*emitter))
+        self.run_items(items, Some(*emitter), &KeepNothing)
     }
 
     fn post(
@@ -287,6 +302,207 @@ impl<S: SharedState, B: BatchNode<S>> Node<S> for Batch<B> {
         context: &Context<'_>,
     ) -> impl Future<Output = Result<Command<S>, NodeError>> + Send {
         self.node.post(state, items, outputs, context)
+    }
+}
+
+/// A [`Batch`] whose items' outputs are kept as they finish, in a durable run: made by
+/// [`Batch::kept`].
+///
+/// A map-reduce of 200 model calls killed after 94 had answered resumes with those 94 answers and
+/// makes the other 106 calls. Each finished item's output is saved (as a
+/// [`RecordKind::Kept`](crate::checkpoint::RecordKind::Kept) record, with a checksum of its item)
+/// before the step is; on resume, `prep` runs again, and an item whose output was kept, and which
+/// is the same item (same JSON), is not run again. The step itself is saved once, as for any
+/// node. Outside a durable run, or where a step is not saved on its own (inside a batch flow's
+/// runs, or as a fork branch), it runs as the plain [`Batch`].
+///
+/// An input at the paused step ([`Durable::update`](crate::durable::Durable::update)) discards
+/// what was kept; so does a kept output that no longer reads back as `Output` (the item runs
+/// again).
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use slateflow::batch::{Batch, BatchNode};
+/// use slateflow::{Command, Context, NodeError, SharedState, flow};
+///
+/// #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// struct Docs {
+///     names: Vec<String>,
+///     #[reducer(append)]
+///     summaries: Vec<String>,
+/// }
+///
+/// struct Summarise;
+///
+/// impl BatchNode<Docs> for Summarise {
+///     type Item = String;
+///     type Output = String;
+///
+///     async fn prep(&self, docs: &Docs, _: &Context<'_>) -> Result<Vec<String>, NodeError> {
+///         Ok(docs.names.clone())
+///     }
+///
+///     async fn exec(&self, name: &String) -> Result<String, NodeError> {
+///         Ok(format!("summary of {name}")) // a model call in real life
+///     }
+///
+///     async fn post(
+///         &self,
+///         _: &Docs,
+///         _: Vec<String>,
+///         summaries: Vec<String>,
+///         _: &Context<'_>,
+///     ) -> Result<Command<Docs>, NodeError> {
+///         Ok(Command::new(Docs::update().extend_summaries(summaries)))
+///     }
+/// }
+///
+/// let summarise = Batch::concurrent(Summarise, 8).kept();
+/// let flow = flow! { summarise; };
+/// let mut docs = Docs { names: vec!["a.md".into(), "b.md".into()], ..Docs::default() };
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let durable = flow.durable(slateflow::checkpoint::MemoryStore::new());
+/// durable.start("docs", &mut docs).await?;
+/// assert_eq!(docs.summaries, ["summary of a.md", "summary of b.md"]);
+/// # Ok::<(), slateflow::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct KeptBatch<B> {
+    batch: Batch<B>,
+}
+
+impl<B> KeptBatch<B> {
+    /// The batch, as it runs where nothing is kept.
+    pub fn batch(&self) -> &Batch<B> {
+        &self.batch
+    }
+}
+
+/// The fingerprint a kept output carries of its item: the CRC-32 of the item's JSON.
+fn fingerprint<T: Serialize>(index: usize, item: &T) -> Result<u32, NodeError> {
+    let json = serde_json::to_vec(item).map_err(|error| {
+        format!("item {index} of the batch does not serialize, so it cannot be kept: {error}")
+    })?;
+    Ok(crate::checkpoint::crc32(&json))
+}
+
+impl<S, B> Node<S> for KeptBatch<B>
+where
+    S: SharedState,
+    B: BatchNode<S>,
+    B::Item: Serialize,
+    B::Output: Serialize + DeserializeOwned,
+{
+    type Prep = Vec<B::Item>;
+    type Exec = Vec<B::Output>;
+    const ACTIONS: &'static [&'static str] = B::ACTIONS;
+
+    fn prep(
+        &self,
+        state: &S,
+        context: &Context<'_>,
+    ) -> impl Future<Output = Result<Self::Prep, NodeError>> + Send {
+        self.batch.node.prep(state, context)
+    }
+
+    fn exec(
+        &self,
+        items: &Vec<B::Item>,
+    ) -> impl Future<Output = Result<Vec<B::Output>, NodeError>> + Send {
+        self.batch.run_items(items, None, &KeepNothing)
+    }
+
+    async fn exec_with(
+        &self,
+        items: &Vec<B::Item>,
+        emitter: &Emitter<'_>,
+    ) -> Result<Vec<B::Output>, NodeError> {
+        if !emitter.keeps_items() {
+            return self
+                .batch
+                .run_items(items, Some(*emitter), &KeepNothing)
+                .await;
+        }
+        let keeper = KeepThrough {
+            emitter: *emitter,
+            fingerprints: items
+                .iter()
+                .enumerate()
+                .map(|(index, item)| fingerprint(index, item))
+                .collect::<Result<_, _>>()?,
+        };
+        self.batch.run_items(items, Some(*emitter), &keeper).await
+    }
+
+    fn post(
+        &self,
+        state: &S,
+        items: Vec<B::Item>,
+        outputs: Vec<B::Output>,
+        context: &Context<'_>,
+    ) -> impl Future<Output = Result<Command<S>, NodeError>> + Send {
+        self.batch.node.post(state, items, outputs, context)
+    }
+}
+
+/// How a batch keeps its items' outputs: not at all ([`KeepNothing`]), or through the run's hook
+/// ([`KeepThrough`]).
+trait Keeper<T>: Sync {
+    /// The output of item `index`, kept by an earlier attempt of the step.
+    fn kept(&self, index: usize) -> Option<T>;
+
+    /// Keeps the output of item `index`.
+    fn keep(&self, index: usize, output: &T) -> impl Future<Output = Result<(), NodeError>> + Send;
+}
+
+/// A plain batch: nothing kept, and nothing in its items' futures for it.
+struct KeepNothing;
+
+impl<T> Keeper<T> for KeepNothing {
+    fn kept(&self, _: usize) -> Option<T> {
+        None
+    }
+
+    fn keep(&self, _: usize, _: &T) -> impl Future<Output = Result<(), NodeError>> + Send {
+        std::future::ready(Ok(()))
+    }
+}
+
+/// A kept batch in a durable step: outputs kept through the emitter, each with its item's
+/// fingerprint.
+struct KeepThrough<'a> {
+    emitter: Emitter<'a>,
+    fingerprints: Vec<u32>,
+}
+
+/// A kept item's output, with its item's fingerprint.
+#[derive(Serialize, Deserialize)]
+struct KeptItem<T> {
+    item: u32,
+    output: T,
+}
+
+impl<T: Serialize + DeserializeOwned> Keeper<T> for KeepThrough<'_> {
+    /// The kept output, when it was kept for the same item and still reads back as `T`;
+    /// otherwise the item runs again.
+    fn kept(&self, index: usize) -> Option<T> {
+        let kept: KeptItem<T> = serde_json::from_value(self.emitter.kept_item(index)?).ok()?;
+        (kept.item == self.fingerprints[index]).then_some(kept.output)
+    }
+
+    fn keep(&self, index: usize, output: &T) -> impl Future<Output = Result<(), NodeError>> + Send {
+        let kept = serde_json::to_value(KeptItem {
+            item: self.fingerprints[index],
+            output,
+        })
+        .map_err(|error| {
+            format!("the output of item {index} does not serialize, so it cannot be kept: {error}")
+        });
+        async move {
+            self.emitter.keep_item(index, kept?).await?;
+            Ok(())
+        }
     }
 }
 

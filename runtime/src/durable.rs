@@ -23,8 +23,9 @@
 //!   failure or a crash inside the step runs only the parts that did not finish, then merges all
 //!   of them in written order and saves the step once, with the step numbers of an uninterrupted
 //!   run. An input at the step ([`Durable::update`], [`Durable::answer`]) discards what was kept,
-//!   since it was made from the state before the input. Items of a batch node
-//!   ([`Batch`](crate::batch::Batch)) are not kept: their outputs need not serialize.
+//!   since it was made from the state before the input. The items of a batch node are kept the
+//!   same way when it is made with [`Batch::kept`](crate::batch::Batch::kept) (its items and
+//!   outputs serialize); a plain [`Batch`](crate::batch::Batch) keeps nothing.
 //! - Pauses. [`Durable::interrupt_before`] / [`interrupt_after`](Durable::interrupt_after) pause
 //!   at nodes named by their path (`review`, `inner/check`), including the branches of a fork;
 //!   the names are checked against the flow when a run starts, and a name the flow does not have
@@ -58,7 +59,7 @@ use serde_json::Value;
 use crate::checkpoint::{CheckpointStore, RecordKind, Records, RunStatus, StepRecord, ThreadLog};
 pub use crate::checkpoint::{Pause, PauseWhen, ThreadInfo};
 use crate::error::Error;
-use crate::event::{Event, Observer};
+use crate::event::{At, Event, KeepFuture, Observer};
 use crate::flow::{Flow, FlowGraph};
 use crate::graph::Graph;
 use crate::node::dispatch::Branch;
@@ -1006,6 +1007,33 @@ impl<S, St: CheckpointStore, H: Watch> Watch for Recorder<'_, S, St, H> {
 
     fn thread(&self) -> Option<&str> {
         Some(self.thread)
+    }
+
+    fn kept_item(&self, at: &At<'_>, index: usize) -> Option<Value> {
+        let before = at.step.checked_sub(1)?;
+        if before != self.kept_at || self.kept.is_empty() {
+            return None;
+        }
+        let key = index.to_string();
+        self.kept
+            .iter()
+            .rev()
+            .find(|record| record.key == key && path_is(&record.node, at.flows, at.node))
+            .map(|record| record.update.clone())
+    }
+
+    fn keep_item<'a>(&'a self, at: At<'a>, index: usize, output: Value) -> KeepFuture<'a> {
+        Box::pin(async move {
+            let record = StepRecord {
+                node: join_path(at.flows, at.node),
+                key: index.to_string(),
+                update: output,
+                ..StepRecord::new(at.step.saturating_sub(1), RecordKind::Kept)
+            };
+            let mut claim = self.claim.lock().await;
+            self.store.append(&mut claim, &record).await?;
+            Ok(())
+        })
     }
 }
 

@@ -24,6 +24,7 @@
 //! flow or store.
 
 use std::fmt;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -377,7 +378,25 @@ pub(crate) trait EventSink: Sync {
     fn observed(&self) -> bool;
     /// Delivers one event.
     fn send(&self, event: &Event<'_>);
+
+    /// The output (JSON) of item `index` of the batch node at `at`, kept by an earlier attempt
+    /// of its step in a durable run.
+    fn kept_item(&self, at: &At<'_>, index: usize) -> Option<Value> {
+        let _ = (at, index);
+        None
+    }
+
+    /// Keeps the output (JSON) of item `index` of the batch node at `at` until its step is
+    /// saved. Called from the items, concurrently.
+    fn keep_item<'a>(&'a self, at: At<'a>, index: usize, output: Value) -> KeepFuture<'a> {
+        let _ = (at, index, output);
+        Box::pin(async { Ok(()) })
+    }
 }
+
+/// What [`EventSink::keep_item`] returns: boxed, since the sink is a `dyn` (one box per kept
+/// item, beside the store's own write).
+pub(crate) type KeepFuture<'a> = Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'a>>;
 
 /// The sink of a context made outside a run: nobody watches.
 pub(crate) struct NoSink;

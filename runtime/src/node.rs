@@ -289,6 +289,8 @@ pub struct Context<'a> {
     // Where a `#[node]` function run under a retry policy records its attempts, for the run's
     // `NodeFinished` event.
     attempts: Option<&'a AtomicU32>,
+    // Whether a kept batch's items are kept through `sink` (a durable step saved on its own).
+    keeps: bool,
 }
 
 impl<'a> Context<'a> {
@@ -308,6 +310,7 @@ impl<'a> Context<'a> {
             thread: None,
             sink: &NO_SINK,
             attempts: None,
+            keeps: false,
         }
     }
 
@@ -334,7 +337,14 @@ impl<'a> Context<'a> {
             thread,
             sink,
             attempts: None,
+            keeps: false,
         }
+    }
+
+    /// This context, keeping the items of a kept batch when `keeps`.
+    pub(crate) fn keeping_items(mut self, keeps: bool) -> Self {
+        self.keeps = keeps;
+        self
     }
 
     /// This context, with `attempts` to count the attempts of a retried `#[node]` body in.
@@ -471,6 +481,32 @@ impl Emitter<'_> {
                 error: &**error,
                 wait,
             });
+        }
+    }
+
+    /// Whether the outputs of batch items are kept here (a durable step saved on its own).
+    pub(crate) fn keeps_items(self) -> bool {
+        self.context.keeps
+    }
+
+    /// The output of item `index` kept by an earlier attempt of this step.
+    pub(crate) fn kept_item(self, index: usize) -> Option<Value> {
+        if self.context.keeps {
+            self.context.sink.kept_item(&self.context.at, index)
+        } else {
+            None
+        }
+    }
+
+    /// Keeps the output of item `index` until this step is saved.
+    pub(crate) async fn keep_item(self, index: usize, output: Value) -> Result<(), Error> {
+        if self.context.keeps {
+            self.context
+                .sink
+                .keep_item(self.context.at, index, output)
+                .await
+        } else {
+            Ok(())
         }
     }
 

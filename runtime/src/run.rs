@@ -23,10 +23,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, NodeError, Phase};
-use crate::event::{At, Event, EventSink, Observer};
+use crate::event::{At, Event, EventSink, KeepFuture, Observer};
 use crate::node::dispatch::{Branch, BranchRunner, FlowGraph, Runner};
 use crate::node::{Command, Context, Limit, Node, Params, RetriedBody, TimedOut, with_retries};
 use crate::state::{SharedState, StateUpdate};
+use serde_json::Value;
 
 /// How deeply flows may nest (a flow in a flow in a flow ...).
 pub(crate) const MAX_DEPTH: usize = 16;
@@ -45,9 +46,22 @@ pub(crate) trait Watch: Send + Sync {
     fn thread(&self) -> Option<&str> {
         None
     }
+
+    /// See [`EventSink::kept_item`].
+    fn kept_item(&self, at: &At<'_>, index: usize) -> Option<Value> {
+        let _ = (at, index);
+        None
+    }
+
+    /// See [`EventSink::keep_item`].
+    fn keep_item<'a>(&'a self, at: At<'a>, index: usize, output: Value) -> KeepFuture<'a> {
+        let _ = (at, index, output);
+        Box::pin(async { Ok(()) })
+    }
 }
 
-/// Every hook is where events go, for the nodes' [`Context`] and [`Emitter`].
+/// Every hook is where events go (and batch items are kept), for the nodes' [`Context`] and
+/// [`Emitter`].
 impl<W: Watch> EventSink for W {
     fn observed(&self) -> bool {
         W::OBSERVES
@@ -55,6 +69,14 @@ impl<W: Watch> EventSink for W {
 
     fn send(&self, event: &Event<'_>) {
         self.event(event);
+    }
+
+    fn kept_item(&self, at: &At<'_>, index: usize) -> Option<Value> {
+        Watch::kept_item(self, at, index)
+    }
+
+    fn keep_item<'a>(&'a self, at: At<'a>, index: usize, output: Value) -> KeepFuture<'a> {
+        Watch::keep_item(self, at, index, output)
     }
 }
 
@@ -492,6 +514,7 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
             params: &self.params,
             hook: &self.hook,
             limit: self.limit,
+            keeps: pauses,
         };
         let Command {
             update,
@@ -864,6 +887,9 @@ struct Env<'a, H> {
     params: &'a Params,
     hook: &'a H,
     limit: Limit,
+    /// Whether the step's batch items may be kept: a step saved on its own (not inside a batch
+    /// flow's run or a fork branch).
+    keeps: bool,
 }
 
 impl<H> Clone for Env<'_, H> {
@@ -898,6 +924,7 @@ impl<S: SharedState, H: Hook<S>> BranchRunner<S> for BranchEnv<'_, H> {
             params: self.params,
             hook: self.hook,
             limit: self.limit,
+            keeps: false,
         };
         let at = At {
             flows: self.trail.flows(),
@@ -1030,7 +1057,8 @@ async fn node_command<S: SharedState, N: Node<S>, H: Watch>(
     }
     let body_attempts = AtomicU32::new(0);
     let context = Context::in_run(env.params, at, env.limit, env.hook.thread(), env.hook)
-        .counting_attempts(&body_attempts);
+        .counting_attempts(&body_attempts)
+        .keeping_items(env.keeps);
     let failed = |phase, attempts, source| Error::NodeFailed {
         node: at.node,
         step: at.step,

@@ -12,14 +12,16 @@
 //! - `paused`: starts the thread and stops at a pause after its first node (for the race);
 //! - `batch`: one concurrent batch flow of 100 runs, 4 at a time, each run one step; every run
 //!   that executes appends a line to `<store path>/runs.log`, so a kept run executed again shows.
+//! - `items`: the same with a kept batch node (`Batch::concurrent(..).kept()`) of 100 items: each
+//!   item's `exec` logs to `runs.log`, so a kept item executed again shows.
 //!
 //! Exits with 3 when another process holds the thread's claim.
 
 use serde::{Deserialize, Serialize};
-use slateflow::batch::{BatchFlow, plan};
+use slateflow::batch::{Batch, BatchFlow, BatchNode, plan};
 use slateflow::checkpoint::{CheckpointStore, FileStore, SqliteStore, StoreError};
 use slateflow::durable::Outcome;
-use slateflow::{Command, Context, Error, Params, SharedState, flow, node};
+use slateflow::{Command, Context, Error, NodeError, Params, SharedState, flow, node};
 
 /// Steps in a whole run.
 const STEPS: u64 = 100;
@@ -93,6 +95,45 @@ fn item(_: &Counter, context: &Context<'_>) -> Command<Counter> {
     Command::new(Counter::update().add_count(1).push_seen(number))
 }
 
+/// A map-reduce over the numbers 1 to 100: each item a millisecond of work (a model call in real
+/// life), logged to `runs.log`.
+struct Calls {
+    log: std::path::PathBuf,
+}
+
+impl BatchNode<Counter> for Calls {
+    type Item = u64;
+    type Output = u64;
+
+    async fn prep(&self, _: &Counter, _: &Context<'_>) -> Result<Vec<u64>, NodeError> {
+        Ok((1..=STEPS).collect())
+    }
+
+    async fn exec(&self, number: &u64) -> Result<u64, NodeError> {
+        use std::io::Write;
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        writeln!(file, "{number}")?;
+        Ok(*number)
+    }
+
+    async fn post(
+        &self,
+        _: &Counter,
+        _: Vec<u64>,
+        outputs: Vec<u64>,
+        _: &Context<'_>,
+    ) -> Result<Command<Counter>, NodeError> {
+        let count = outputs.len() as u64;
+        Ok(Command::new(
+            Counter::update().add_count(count).extend_seen(outputs),
+        ))
+    }
+}
+
 async fn run<St: CheckpointStore + 'static>(
     store: St,
     path: &str,
@@ -128,6 +169,17 @@ async fn run<St: CheckpointStore + 'static>(
             let log = std::path::Path::new(path).join("runs.log");
             let flow = flow! { begin >> batch; }
                 .with_params(Params::new().with("runs", log.to_str().unwrap()));
+            drive(&flow.durable(store), thread).await
+        }
+        "items" => {
+            let calls = Batch::concurrent(
+                Calls {
+                    log: std::path::Path::new(path).join("runs.log"),
+                },
+                BATCH_LIMIT,
+            )
+            .kept();
+            let flow = flow! { begin >> calls; };
             drive(&flow.durable(store), thread).await
         }
         other => panic!("unknown scenario {other}"),
@@ -192,6 +244,7 @@ fn main() {
         panic!("usage: durable-crash <file|sqlite> <store path> <thread> <scenario>");
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .unwrap();
     let state = runtime.block_on(async {

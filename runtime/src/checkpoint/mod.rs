@@ -612,8 +612,8 @@ pub fn now_ms() -> u64 {
         })
 }
 
-/// CRC-32 (IEEE) of `bytes`: every record's checksum.
-fn crc32(bytes: &[u8]) -> u32 {
+/// CRC-32 (IEEE) of `bytes`: every record's checksum (and a kept batch item's fingerprint).
+pub(crate) fn crc32(bytes: &[u8]) -> u32 {
     !crc32_update(!0, bytes)
 }
 
