@@ -2,11 +2,11 @@
 //! instants and started again until it finishes, on the file store and on the SQLite store; each
 //! time the final state must be exactly the state an uninterrupted run gives. Its counter uses the
 //! `add` reducer, so a step applied twice would show, and it logs every step number, so a step
-//! lost or repeated would show too. Three scenarios: a chain of steps; steps that ask questions,
-//! answered by key after every restart (a pause skipped, or an answer counted twice, would show);
-//! a thread stopped by its step limit (a limit that restarted with each resume would show); and a
-//! concurrent batch flow whose finished runs must be kept, not executed again after a kill; and
-//! the same for the items of a kept batch node.
+//! lost or repeated would show too. The scenarios: a chain of steps; steps that ask questions,
+//! answered by key after every restart (a pause skipped, or an answer counted twice, would show),
+//! at the top level and from inside a fork's branch; a thread stopped by its step limit (a limit
+//! that restarted with each resume would show); a concurrent batch flow whose finished runs must
+//! be kept, not executed again after a kill; and the same for the items of a kept batch node.
 //! Then two workers race to resume one thread: one runs it, the other is refused and writes
 //! nothing.
 
@@ -25,6 +25,11 @@ fn expected(scenario: &str) -> serde_json::Value {
     let answers: Vec<String> = match scenario {
         "questions" => (1..=10)
             .map(|k| format!("asked:ask@{}", k * 10 + 1))
+            .collect(),
+        // Round r (from 0) is the fork (steps 2 + 3r and 3 + 3r) and `check`; the branch asks
+        // in rounds 9, 19, ...; its part of the fork is 0.
+        "branch-questions" => (1..=10)
+            .map(|k| format!("asked:inner/ask_in@{}#0", 2 + 3 * (k * 10 - 1)))
             .collect(),
         _ => Vec::new(),
     };
@@ -160,6 +165,16 @@ fn file_store_questions_are_neither_skipped_nor_answered_twice_under_sigkill() {
 #[test]
 fn sqlite_store_questions_are_neither_skipped_nor_answered_twice_under_sigkill() {
     survives_kills("sqlite", "questions", 0x1405_7B7E_F767_814F);
+}
+
+#[test]
+fn file_store_questions_inside_fork_branches_are_neither_skipped_nor_answered_twice() {
+    survives_kills("file", "branch-questions", 0x7A3D_1F6B_C2E4_9085);
+}
+
+#[test]
+fn sqlite_store_questions_inside_fork_branches_are_neither_skipped_nor_answered_twice() {
+    survives_kills("sqlite", "branch-questions", 0x4B9E_08D1_F36A_2C57);
 }
 
 #[test]

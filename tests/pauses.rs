@@ -116,7 +116,8 @@ fn an_interrupt_the_flow_does_not_have_is_an_error_naming_the_closest_node() {
         (
             &["batch/d"],
             &[],
-            "cannot pause before `batch/d`: it is inside a batch flow, where a run cannot pause yet",
+            "cannot pause before `batch/d`: it is inside a sequential batch flow, where a run \
+             cannot pause yet",
         ),
     ];
     for (before, after, expected) in cases {
@@ -270,12 +271,224 @@ fn a_question_where_the_run_cannot_pause_is_a_clear_error() {
         "{error:?}"
     );
     assert!(error.to_string().contains("only a durable run"), "{error}");
+    // A node that is itself a branch cannot ask (nested in a flow, it can: see below).
     let forked = flow! { a >> [b, ask]; };
     let durable = forked.durable(MemoryStore::new());
     let error = block_on(durable.start("fork-ask", &mut Desk::default())).unwrap_err();
     assert!(
         matches!(error, Error::InputRequested { node: "ask", .. }),
         "{error:?}"
+    );
+    assert!(error.to_string().contains("nest it in a flow"), "{error}");
+    // Nor a node inside a sequential batch flow.
+    let batch = BatchFlow::new(flow! { ask; }, plan(|_: &Desk| vec![Params::new()]));
+    let sequential = flow! { a >> batch; };
+    let durable = sequential.durable(MemoryStore::new());
+    let error = block_on(durable.start("batch-ask", &mut Desk::default())).unwrap_err();
+    assert!(
+        matches!(error, Error::InputRequested { node: "ask", .. }),
+        "{error:?}"
+    );
+}
+
+/// Logs the answers it sees.
+#[node]
+fn reads(desk: &Desk, context: &Context<'_>) -> Command<Desk> {
+    let seen = visit(context, "reads");
+    Command::new(seen.push_log(format!("saw {:?}", desk.answers)))
+}
+
+#[test]
+fn a_question_inside_a_flow_nested_in_a_fork_branch_pauses_the_fork_and_goes_on_from_it() {
+    let test = "branch-ask";
+    let inner = flow! { ask >> reads; };
+    let flow = flow! { a >> [b, inner, c] >> d; }.with_params(params(test));
+    let root = std::env::temp_dir().join(format!("slateflow-pauses-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let durable = flow.durable(slateflow::checkpoint::FileStore::open(&root).unwrap());
+    let mut desk = Desk::default();
+    let outcome = block_on(durable.start(test, &mut desk)).unwrap();
+    // a is step 1; the branches are steps 2, 3 (ask, then reads) and 4 (c): the question stops
+    // `inner` after step 3, while `b` and `c` finish.
+    let mut expected = Pause::new("inner/ask", PauseWhen::Asked, 3);
+    expected.key = "asked:inner/ask@3#1".into();
+    expected.asked = Some(serde_json::json!({ "approve": 1 }));
+    assert_eq!(outcome.pauses(), std::slice::from_ref(&expected));
+    assert_eq!(
+        (
+            runs("branch-ask/b"),
+            runs("branch-ask/c"),
+            runs("branch-ask/reads")
+        ),
+        (1, 1, 0)
+    );
+    assert_eq!(block_on(durable.pending(test)).unwrap(), [expected.clone()]);
+    assert_eq!(
+        block_on(durable.status(test)).unwrap(),
+        RunStatus::Paused {
+            pauses: vec![expected.key.clone()]
+        }
+    );
+    assert_eq!(
+        block_on(durable.state(test)).unwrap().count,
+        1,
+        "only `a` saved as a step"
+    );
+    block_on(durable.answer(test, &expected.key, answer("yes"))).unwrap();
+    let (desk, outcome) = block_on(durable.resume(test)).unwrap();
+    assert_eq!(outcome, Outcome::Finished("default".into()));
+    // Nothing ran twice; `reads` saw the answer; the fork merged in written order.
+    for node in ["a", "b", "ask", "c", "d", "reads"] {
+        assert_eq!(runs(&format!("{test}/{node}")), 1, "{node}");
+    }
+    assert_eq!(
+        desk.log,
+        ["a", "b", "ask", "reads", "saw [\"yes\"]", "c", "d"]
+    );
+    assert_eq!(
+        (desk.count, desk.answers.clone()),
+        (6, vec!["yes".to_string()])
+    );
+    assert_eq!(block_on(durable.state(test)).unwrap(), desk);
+    // The fork was saved once, as one step, after the answer: steps 1 (a), 5 (the fork, whose
+    // branches ran four steps) and 6 (d).
+    let steps: Vec<u64> = block_on(durable.history(test))
+        .unwrap()
+        .iter()
+        .filter(|record| record.kind == RecordKind::Step)
+        .map(|record| record.step)
+        .collect();
+    assert_eq!(steps, [1, 5, 6]);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// Asks again, with the answers so far as the question.
+#[node]
+fn ask_again(desk: &Desk, context: &Context<'_>) -> Command<Desk> {
+    Command::new(visit(context, "ask_again")).ask(serde_json::json!(desk.answers))
+}
+
+#[test]
+fn a_branch_flow_that_asks_twice_stops_twice_and_a_crash_before_the_status_skips_nothing() {
+    let test = "branch-twice";
+    let inner = flow! { ask >> ask_again >> reads; };
+    let flow = flow! { a >> [b, inner]; }.with_params(params(test));
+    let store = MemoryStore::new();
+    let durable = flow.durable(store.clone());
+    let first = block_on(durable.start(test, &mut Desk::default())).unwrap();
+    assert_eq!(first.pauses()[0].key, "asked:inner/ask@3#1");
+    // The process dies after keeping the stopped branch, before saving the status: the resume
+    // reports the same pause and runs nothing.
+    die_before_the_status(&store, test);
+    let (_, again) = block_on(durable.resume(test)).unwrap();
+    assert_eq!(again, first);
+    block_on(durable.answer(test, "asked:inner/ask@3#1", answer("one"))).unwrap();
+    let (_, second) = block_on(durable.resume(test)).unwrap();
+    assert_eq!(second.pauses()[0].key, "asked:inner/ask_again@4#1");
+    assert_eq!(second.pauses()[0].asked, Some(serde_json::json!(["one"])));
+    block_on(durable.answer(test, "asked:inner/ask_again@4#1", answer("two"))).unwrap();
+    let (desk, outcome) = block_on(durable.resume(test)).unwrap();
+    assert_eq!(outcome, Outcome::Finished("default".into()));
+    assert_eq!(desk.answers, ["one", "two"]);
+    assert_eq!(
+        desk.log,
+        [
+            "a",
+            "b",
+            "ask",
+            "ask_again",
+            "reads",
+            "saw [\"one\", \"two\"]"
+        ]
+    );
+    for node in ["a", "b", "ask", "ask_again", "reads"] {
+        assert_eq!(runs(&format!("{test}/{node}")), 1, "{node}");
+    }
+}
+
+#[test]
+fn interrupts_in_a_fork_nested_in_a_branch_flow_are_refused() {
+    let inner = flow! { [b, c] >> d; };
+    let flow = flow! { a >> [inner, ask]; };
+    let durable = flow
+        .durable(MemoryStore::new())
+        .interrupt_before(&["inner/b"]);
+    let error = block_on(durable.start("nested-part", &mut Desk::default())).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "cannot pause before `inner/b`: it is inside a fork or batch flow inside a fork branch or \
+         a concurrent batch flow, where a run cannot pause yet"
+    );
+}
+
+#[test]
+fn runs_of_a_concurrent_batch_flow_pause_before_a_node_each_with_its_own_key() {
+    let test = "batch-before";
+    let runs_of = |_: &Desk| {
+        (0..3)
+            .map(|item| {
+                Params::new()
+                    .with("test", "batch-before")
+                    .with("item", item)
+            })
+            .collect()
+    };
+    let batch = BatchFlow::new(flow! { b >> c; }, plan(runs_of)).concurrent(3);
+    let flow = flow! { a >> batch >> d; }.with_params(params(test));
+    let durable = flow
+        .durable(MemoryStore::new())
+        .interrupt_before(&["batch/c"]);
+    let outcome = block_on(durable.start(test, &mut Desk::default())).unwrap();
+    // `a` is step 1, the batch's own step 2; each run numbers on from 3.
+    let keys: Vec<&str> = outcome
+        .pauses()
+        .iter()
+        .map(|pause| pause.key.as_str())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "before:batch/c@3#0",
+            "before:batch/c@3#1",
+            "before:batch/c@3#2"
+        ]
+    );
+    assert!(outcome.pauses().iter().all(|pause| pause.node == "batch/c"));
+    assert_eq!((runs("batch-before/b"), runs("batch-before/c")), (3, 0));
+    // A resume goes past every pause; each run goes on from where it stopped.
+    let (desk, outcome) = block_on(durable.resume(test)).unwrap();
+    assert_eq!(outcome, Outcome::Finished("default".into()));
+    assert_eq!((runs("batch-before/b"), runs("batch-before/c")), (3, 3));
+    assert_eq!(desk.count, 1 + 6 + 1);
+    assert_eq!(desk.log, ["a", "b", "c", "b", "c", "b", "c", "d"]);
+}
+
+#[test]
+fn interrupts_after_nodes_in_fork_branch_flows_pause_and_wait_for_the_other_branches() {
+    let test = "branch-after";
+    let left = flow! { b >> c; };
+    let right = flow! { d; };
+    let flow = flow! { a >> [left, right] >> ask; }.with_params(params(test));
+    let durable = flow
+        .durable(MemoryStore::new())
+        .interrupt_after(&["left/b", "right/d"]);
+    let outcome = block_on(durable.start(test, &mut Desk::default())).unwrap();
+    let keys: Vec<&str> = outcome
+        .pauses()
+        .iter()
+        .map(|pause| pause.key.as_str())
+        .collect();
+    assert_eq!(keys, ["after:left/b@2#0", "after:right/d@3#1"]);
+    let (_, outcome) = block_on(durable.resume(test)).unwrap();
+    // Both went on from their pauses, the fork was saved, and `ask` asks.
+    assert_eq!(outcome.pauses()[0].node, "ask");
+    assert_eq!(
+        (
+            runs("branch-after/b"),
+            runs("branch-after/c"),
+            runs("branch-after/d")
+        ),
+        (1, 1, 1)
     );
 }
 

@@ -765,7 +765,11 @@ where
                 kept.push(branches.kept(index, Some(F::ACTIONS))?);
             }
             let branches = &branches;
-            run_ordered(
+            // A run that pauses (in a durable run) does not stop the others: they finish and are
+            // kept, and the batch pauses once all are done.
+            let paused = std::sync::Mutex::new(None);
+            let paused_ref = &paused;
+            let outcomes = run_ordered(
                 total,
                 self.limit,
                 |index| {
@@ -774,10 +778,27 @@ where
                     let flow = &self.flow;
                     async move {
                         if let Some(kept) = kept {
-                            return Ok(kept);
+                            return Ok(Some(kept));
                         }
-                        let run = branches.on_copy(flow, shared, Some(params), name, step + 1);
-                        keeping(branches, index, run).await
+                        let run = branches.on_copy(
+                            flow,
+                            shared,
+                            Some(params),
+                            name,
+                            step + 1,
+                            Some(index),
+                        );
+                        match keeping(branches, index, run).await {
+                            Ok(outcome) => Ok(Some(outcome)),
+                            Err(error @ Error::Paused { .. }) => {
+                                paused_ref
+                                    .lock()
+                                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                    .get_or_insert(error);
+                                Ok(None)
+                            }
+                            Err(error) => Err(error),
+                        }
                     }
                 },
                 |index| {
@@ -785,7 +806,14 @@ where
                     emitter.item_finished(index, finished, total);
                 },
             )
-            .await?
+            .await?;
+            if let Some(error) = paused
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+            {
+                return Err(error);
+            }
+            outcomes.into_iter().flatten().collect()
         };
         let runs: Vec<BatchRun> = outcomes
             .iter()
@@ -806,6 +834,7 @@ where
     fn __graph(&self) -> Option<Graph> {
         self.flow.__graph().map(|graph| Graph {
             batch: true,
+            concurrent: true,
             ..graph
         })
     }

@@ -35,6 +35,15 @@
 //!   ([`Durable::answer`], an update applied through the reducers, counted once) and resumes.
 //!   Pauses are saved before they are reported, so a crash at any write neither skips one nor
 //!   reports one that was already passed.
+//! - Pauses inside the parts of a step: a node in a flow nested in a fork branch, or in a
+//!   concurrent batch flow's sub-flow, pauses its part. The other parts finish (and are kept);
+//!   the paused part is kept with what it had done and where it stood, with its pauses, and the
+//!   run pauses once all are done. Their keys end with the part (`asked:inner/ask@3#1`), since
+//!   the runs of a batch flow share paths and steps. On resume each paused part goes on from
+//!   where it stood, on a copy of the state that holds the answers, and the step is saved once.
+//!   A sequential batch flow's runs, and forks or batch flows nested inside a part, cannot pause
+//!   yet (an interrupt there is an [`Error::Interrupt`]; a question, an
+//!   [`Error::InputRequested`]).
 //! - [`Durable::history`] lists a thread's records, [`Durable::state_at`] rebuilds the state at any
 //!   step, [`Durable::branch`] starts a new thread from an earlier step, [`Durable::threads`] lists
 //!   threads and [`Durable::delete`] removes one.
@@ -63,7 +72,9 @@ use crate::event::{At, Event, KeepFuture, Observer};
 use crate::flow::{Flow, FlowGraph};
 use crate::graph::Graph;
 use crate::node::dispatch::Branch;
-use crate::run::{Commit, Entry, Hook, NoHook, Observe, Run, Watch, panic_message};
+use crate::run::{
+    Commit, Entry, Hook, NoHook, Observe, PartPause, Run, Stopped, Watch, join_path, panic_message,
+};
 use crate::state::SharedState;
 
 /// How a durable run ended for now.
@@ -187,8 +198,10 @@ where
     }
 
     /// Pauses before each of these nodes runs. Nodes in nested flows are named by their path
-    /// (`inner/check`); naming a branch of a fork pauses before the fork. Checked against the
-    /// flow when a run starts or resumes ([`Error::Interrupt`]).
+    /// (`inner/check`); naming a branch of a fork pauses before the fork; naming a node inside a
+    /// flow nested in a branch (or in a concurrent batch flow) pauses that part, after the other
+    /// parts finish (see [`durable`](crate::durable)). Checked against the flow when a run starts
+    /// or resumes ([`Error::Interrupt`]).
     #[must_use]
     pub fn interrupt_before(mut self, nodes: &[&str]) -> Self {
         self.before
@@ -621,6 +634,7 @@ where
             passing: resume.passing,
             pass_step: resume.steps,
             paused: Vec::new(),
+            part_paused: std::sync::Mutex::new(Vec::new()),
             pending: None,
             kept_at: resume.steps,
             kept: resume.kept,
@@ -647,7 +661,13 @@ where
             });
         let steps = run.steps();
         let mut recorder = run.into_hook();
-        let paused = std::mem::take(&mut recorder.paused);
+        let mut paused = std::mem::take(&mut recorder.paused);
+        let part_paused = std::mem::take(
+            recorder
+                .part_paused
+                .get_mut()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
         let claim = &mut **recorder.claim.get_mut();
         let status = match &result {
             Ok(action) => RunStatus::Finished {
@@ -666,6 +686,8 @@ where
                     record.pauses = before;
                     self.store.append(claim, &record).await?;
                 }
+                // Those inside parts were saved with the parts.
+                paused.extend(part_paused);
                 paused_status(&paused)
             }
             Err(error) => RunStatus::Failed {
@@ -731,10 +753,22 @@ impl Waiting {
                     if !record.key.is_empty() {
                         waiting.answered.push(record.key.clone());
                     }
-                    // Made from the state before this input: the parts run again.
-                    waiting.kept.clear();
+                    // Made from the state before this input, the parts run again; unless it
+                    // answers a part that stopped to ask for it.
+                    let answers_a_part = !record.key.is_empty()
+                        && waiting
+                            .kept
+                            .iter()
+                            .any(|kept| kept.pauses.iter().any(|pause| pause.key == record.key));
+                    if !answers_a_part {
+                        waiting.kept.clear();
+                    }
                 }
-                RecordKind::Kept => waiting.kept.push(record.clone()),
+                RecordKind::Kept => {
+                    // A part that stopped at pauses inside its own flow: they wait like others.
+                    waiting.pending.extend(record.pauses.iter().cloned());
+                    waiting.kept.push(record.clone());
+                }
                 _ => {}
             }
         }
@@ -747,15 +781,19 @@ impl Waiting {
 enum Place {
     /// A node the run steps through (at any depth of nested flows, or a branch of a fork).
     Node,
+    /// A node inside a part of a step: in a flow nested in a fork branch, or in a concurrent
+    /// batch flow's sub-flow. The part pauses there, and the step once all parts are done.
+    Part,
     /// A nested flow (pause at one of its nodes instead).
     Flow,
-    /// Inside a batch flow, or inside a flow nested in a fork branch: the run cannot pause there
-    /// yet.
+    /// Where a run cannot pause yet.
     Inside(&'static str),
 }
 
 /// Every node path of `graph` under `prefix`, and whether a run can pause there.
 fn pausable(graph: &Graph, prefix: &str, place: Place, out: &mut Vec<(String, Place)>) {
+    const NESTED_PART: Place =
+        Place::Inside("a fork or batch flow inside a fork branch or a concurrent batch flow");
     for node in &graph.nodes {
         let path = if prefix.is_empty() {
             node.name.to_string()
@@ -767,21 +805,26 @@ fn pausable(graph: &Graph, prefix: &str, place: Place, out: &mut Vec<(String, Pl
             .iter()
             .any(|fork| fork.branches.contains(&node.name));
         match &node.flow {
+            None if in_branch && place == Place::Part => out.push((path, NESTED_PART)),
             None => out.push((path, place)),
             Some(inner) => {
                 out.push((
                     path.clone(),
-                    if place == Place::Node {
+                    if matches!(place, Place::Node | Place::Part) {
                         Place::Flow
                     } else {
                         place
                     },
                 ));
+                let parts = inner.batch || in_branch;
                 let inner_place = match place {
                     Place::Inside(_) => place,
-                    _ if inner.batch => Place::Inside("a batch flow"),
-                    _ if in_branch => Place::Inside("a flow nested in a fork branch"),
-                    _ => Place::Node,
+                    _ if inner.batch && !inner.concurrent => {
+                        Place::Inside("a sequential batch flow")
+                    }
+                    Place::Part if parts => NESTED_PART,
+                    _ if parts => Place::Part,
+                    _ => place,
                 };
                 pausable(inner, &path, inner_place, out);
             }
@@ -800,7 +843,7 @@ fn check_interrupt(
         reason,
     };
     match places.iter().find(|(path, _)| path == name) {
-        Some((_, Place::Node)) => Ok(()),
+        Some((_, Place::Node | Place::Part)) => Ok(()),
         Some((_, Place::Flow)) => Err(problem(format!(
             "it is a nested flow; name one of its nodes (`{name}/...`)"
         ))),
@@ -810,7 +853,7 @@ fn check_interrupt(
         None => {
             let nodes: Vec<&str> = places
                 .iter()
-                .filter(|(_, place)| *place == Place::Node)
+                .filter(|(_, place)| matches!(place, Place::Node | Place::Part))
                 .map(|(path, _)| path.as_str())
                 .collect();
             let closest = nodes
@@ -968,6 +1011,9 @@ struct Recorder<'a, S, St: CheckpointStore, H> {
     pass_step: u64,
     /// The pauses this run stopped at.
     paused: Vec<Pause>,
+    /// The pauses parts of a step (a fork's branches, a concurrent batch flow's runs) stopped
+    /// at inside their own flows: saved with the parts, as they stopped.
+    part_paused: std::sync::Mutex<Vec<Pause>>,
     /// The update of the step being committed, as JSON: made before the update is applied.
     pending: Option<Value>,
     /// Finished parts of the step after step `kept_at` (the last one saved when the run
@@ -979,6 +1025,22 @@ struct Recorder<'a, S, St: CheckpointStore, H> {
     state: PhantomData<fn(&S)>,
 }
 
+impl<S, St: CheckpointStore, H> Recorder<'_, S, St, H> {
+    /// The last record kept for part `index` of `container` (nested in `flows`).
+    fn kept_part(
+        &self,
+        flows: &[&'static str],
+        container: &'static str,
+        index: usize,
+    ) -> Option<&StepRecord> {
+        let key = index.to_string();
+        self.kept
+            .iter()
+            .rev()
+            .find(|record| record.key == key && path_is(&record.node, flows, container))
+    }
+}
+
 /// Whether `path` (`a/b/c`) names the node `name` nested in `flows`.
 fn path_is(path: &str, flows: &[&str], name: &str) -> bool {
     let mut segments = path.split('/');
@@ -987,15 +1049,6 @@ fn path_is(path: &str, flows: &[&str], name: &str) -> bool {
         .chain(std::iter::once(&name))
         .all(|level| segments.next() == Some(level))
         && segments.next().is_none()
-}
-
-fn join_path(flows: &[&str], name: &str) -> String {
-    let mut path = flows.join("/");
-    if !path.is_empty() {
-        path.push('/');
-    }
-    path.push_str(name);
-    path
 }
 
 impl<S, St: CheckpointStore, H: Watch> Watch for Recorder<'_, S, St, H> {
@@ -1110,15 +1163,13 @@ where
         if before != self.kept_at || self.kept.is_empty() {
             return Ok(None);
         }
-        let key = index.to_string();
-        let Some(record) = self
-            .kept
-            .iter()
-            .rev()
-            .find(|record| record.key == key && path_is(&record.node, flows, container))
-        else {
+        let Some(record) = self.kept_part(flows, container, index) else {
             return Ok(None);
         };
+        if !record.pauses.is_empty() {
+            // It stopped at pauses: not finished (see `stopped_part`).
+            return Ok(None);
+        }
         let update = S::Update::deserialize(&record.update).map_err(|error| Error::Resume {
             thread: self.thread.to_string(),
             step: before,
@@ -1128,6 +1179,103 @@ where
             ),
         })?;
         Ok(Some((update, record.steps, record.action.as_str())))
+    }
+
+    fn interrupts(&self, before: bool, flows: &[&'static str], name: &'static str) -> bool {
+        let interrupts = if before { self.before } else { self.after };
+        interrupts.iter().any(|node| path_is(node, flows, name))
+    }
+
+    fn stopped_part(
+        &self,
+        flows: &[&'static str],
+        container: &'static str,
+        before: u64,
+        index: usize,
+    ) -> Result<Option<Stopped<S>>, Error> {
+        if before != self.kept_at {
+            return Ok(None);
+        }
+        let Some(record) = self.kept_part(flows, container, index) else {
+            return Ok(None);
+        };
+        if record.pauses.is_empty() {
+            return Ok(None);
+        }
+        let update = S::Update::deserialize(&record.update).map_err(|error| Error::Resume {
+            thread: self.thread.to_string(),
+            step: before,
+            reason: format!(
+                "the kept progress of part {index} of `{}` does not read back: {error}",
+                record.node
+            ),
+        })?;
+        Ok(Some(Stopped {
+            update,
+            steps: record.steps,
+            positions: record.position.clone(),
+            entered: record.entered.clone(),
+            action: (!record.action.is_empty()).then(|| record.action.clone()),
+            pauses: record
+                .pauses
+                .iter()
+                .map(|pause| PartPause {
+                    node: pause.node.clone(),
+                    step: pause.step,
+                    before: pause.when == PauseWhen::Before,
+                    asked: pause.asked.clone(),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn keep_stopped<'k>(
+        &'k self,
+        flows: &'k [&'static str],
+        container: &'static str,
+        before: u64,
+        index: usize,
+        stopped: Stopped<S>,
+    ) -> Result<(), Error>
+    where
+        S: 'k,
+    {
+        let pauses: Vec<Pause> = stopped
+            .pauses
+            .into_iter()
+            .map(|part| {
+                let when = match (part.before, &part.asked) {
+                    (true, _) => PauseWhen::Before,
+                    (false, None) => PauseWhen::After,
+                    (false, Some(_)) => PauseWhen::Asked,
+                };
+                let mut pause = Pause::new(part.node, when, part.step);
+                // Runs of a batch flow share their nodes' paths and steps: the part tells them
+                // apart.
+                pause.key = format!("{}#{index}", pause.key);
+                pause.asked = part.asked;
+                pause
+            })
+            .collect();
+        let record = StepRecord {
+            node: join_path(flows, container),
+            key: index.to_string(),
+            action: stopped.action.unwrap_or_default(),
+            position: stopped.positions,
+            entered: stopped.entered,
+            update: to_json(self.thread, before, &stopped.update)?,
+            steps: stopped.steps,
+            pauses,
+            ..StepRecord::new(before, RecordKind::Kept)
+        };
+        let mut claim = self.claim.lock().await;
+        self.store.append(&mut claim, &record).await?;
+        drop(claim);
+        self.part_paused
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(record.pauses);
+        Ok(())
     }
 
     async fn keep<'k>(

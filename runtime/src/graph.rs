@@ -27,6 +27,10 @@ pub struct Graph {
     /// Whether this is the sub-flow of a batch flow, run once per item.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub batch: bool,
+    /// For a batch flow's sub-flow: whether its runs go concurrently, each on its own copy of
+    /// the state.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub concurrent: bool,
 }
 
 /// A node of a [`Graph`].
@@ -147,6 +151,7 @@ mod tests {
             }],
             actions: &["done"],
             batch: false,
+            concurrent: false,
         };
         let outer = Graph {
             start: "route",
@@ -166,6 +171,7 @@ mod tests {
             }],
             actions: &["done"],
             batch: false,
+            concurrent: false,
         };
         assert_eq!(
             outer.mermaid(),

@@ -226,8 +226,10 @@ impl<S: SharedState> Command<S> {
     /// with `question` as the pause's payload ([`Pause::asked`]). The caller answers it with an
     /// update ([`Durable::answer`]) and resumes; the node does not run again, and the next node
     /// reads the answer from the state. A run that is not durable fails with
-    /// [`Error::InputRequested`], and so does a node that asks
-    /// inside a fork branch or a batch flow, where a run cannot pause yet.
+    /// [`Error::InputRequested`]. In a durable run a node may ask anywhere it runs as a step,
+    /// including inside a flow nested in a fork branch or a concurrent batch flow (the other
+    /// branches or runs finish first); not as a fork branch itself (nest it in a flow), nor
+    /// inside a sequential batch flow, where a run cannot pause yet.
     ///
     /// ```
     /// use slateflow::{Command, SharedState};
@@ -997,7 +999,7 @@ macro_rules! self_running_node {
         where
             S: Clone,
         {
-            branches.on_copy(self, state, None, name, step)
+            branches.on_copy(self, state, None, name, step, None)
         }
     };
 }
@@ -1213,7 +1215,8 @@ pub(crate) mod dispatch {
 
         /// A self-running node (a flow) on its own copy of the state, numbering its steps from
         /// `step`, with `params` instead of the run's when given; its update is the composition of
-        /// what it applied.
+        /// what it applied. `index` is its part of a concurrent batch flow (a fork's branch is
+        /// known by its step).
         fn on_copy<'a, N: Node<S>>(
             &'a self,
             node: &'a N,
@@ -1221,6 +1224,7 @@ pub(crate) mod dispatch {
             params: Option<&'a Params>,
             name: &'static str,
             step: u64,
+            index: Option<usize>,
         ) -> impl Future<Output = Result<Branch<S>, Error>> + Send + 'a
         where
             S: Clone;

@@ -14,6 +14,8 @@
 //!   ([`Error::ParallelOverwrite`]);
 //! - the first branch to fail fails the fork: the other branches are cancelled (dropped) and
 //!   nothing of the fork is applied. Retries apply to each branch on its own;
+//! - in a durable run, a branch that pauses inside its nested flow does not stop the others: it
+//!   keeps where it stood, they finish, and the fork pauses; on resume it goes on from there;
 //! - the fork's action is `"default"`, which the `>>` after the list follows (the join). A
 //!   branch's own action is checked against the actions it declares and does not route;
 //! - each branch is a step, numbered in written order after the step before the fork, and a fork
@@ -72,12 +74,24 @@ pub(crate) async fn join<S: SharedState, B: BranchRunner<S>, const N: usize>(
         *outcome = runner.kept(index, None)?;
     }
     let mut branches = branches;
+    // A branch that pauses (in a durable run) has kept where it stopped; the others go on, and
+    // the fork pauses once all are done.
+    let mut stopped = [false; N];
+    let mut paused = None;
     poll_fn(|context| {
         let mut pending = false;
-        for (branch, outcome) in branches.iter_mut().zip(outcomes.iter_mut()) {
-            if outcome.is_none() {
+        for ((branch, outcome), stopped) in branches
+            .iter_mut()
+            .zip(outcomes.iter_mut())
+            .zip(stopped.iter_mut())
+        {
+            if outcome.is_none() && !*stopped {
                 match branch.as_mut().poll(context) {
                     Poll::Ready(Ok(done)) => *outcome = Some(done),
+                    Poll::Ready(Err(error @ Error::Paused { .. })) => {
+                        *stopped = true;
+                        paused.get_or_insert(error);
+                    }
                     Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
                     Poll::Pending => pending = true,
                 }
@@ -90,6 +104,9 @@ pub(crate) async fn join<S: SharedState, B: BranchRunner<S>, const N: usize>(
         }
     })
     .await?;
+    if let Some(error) = paused {
+        return Err(error);
+    }
     merge_in_order(
         &mut outcomes,
         Conflicts::Fail {

@@ -13,6 +13,11 @@
 //! not know. A hook is a type parameter: statically dispatched, and free when absent ([`NoHook`]
 //! turns every call into nothing).
 //!
+//! A part of a step that runs on its own copy of the state (a nested flow in a fork branch, a run
+//! of a concurrent batch flow) gets a [`Part`] hook in a durable run: it pauses where its
+//! parent's interrupts say, tells its parent where it stopped ([`Stopped`]), and goes on from
+//! there when resumed.
+//!
 //! This module must not touch storage, serialization or any particular flow: it sees nodes through
 //! [`Node`] and flows through [`FlowGraph`].
 
@@ -87,6 +92,10 @@ pub(crate) trait Hook<S: SharedState>: Watch {
     /// Whether the hook wants steps committed (saved): when not, the run skips that work.
     const COMMITS: bool = false;
 
+    /// Whether the run may pause at its nodes (before them, after them, at a question): a
+    /// committing hook's run, or a [`Part`] of one.
+    const PAUSES: bool = Self::COMMITS;
+
     /// A flow is entered at nesting `depth` (0 for the outermost) after `steps` steps. For a
     /// resumed run: where to go on (see [`Entry`]).
     fn enter_flow(&mut self, depth: usize, steps: u64) -> Option<Entry> {
@@ -105,6 +114,61 @@ pub(crate) trait Hook<S: SharedState>: Watch {
     /// question it asked).
     fn pause_after(&self) -> bool {
         false
+    }
+
+    /// For a hook that pauses without committing (a [`Part`]): the node `name` (nested in
+    /// `flows`) ran as step `step` with `action`, asking `asked` if it asked; whether to pause
+    /// after it.
+    fn pause_after_part(
+        &mut self,
+        flows: &[&'static str],
+        name: &'static str,
+        step: u64,
+        action: &'static str,
+        asked: Option<&Value>,
+    ) -> bool {
+        let _ = (flows, name, step, action, asked);
+        false
+    }
+
+    /// Whether the run pauses before (or after) the node `name` nested in `flows`, by the
+    /// interrupts alone: what a [`Part`] asks its parent.
+    fn interrupts(&self, before: bool, flows: &[&'static str], name: &'static str) -> bool {
+        let _ = (before, flows, name);
+        false
+    }
+
+    /// Where part `index` of `container` (nested in `flows`) stopped at a pause in an earlier
+    /// run of the step after step `before`, to go on from there.
+    ///
+    /// # Errors
+    /// A kept update that does not read back.
+    fn stopped_part(
+        &self,
+        flows: &[&'static str],
+        container: &'static str,
+        before: u64,
+        index: usize,
+    ) -> Result<Option<Stopped<S>>, Error> {
+        let _ = (flows, container, before, index);
+        Ok(None)
+    }
+
+    /// Part `index` of `container` stopped at pauses: keep where, until the step is saved.
+    /// Called from the parts, concurrently: `&self`.
+    fn keep_stopped<'a>(
+        &'a self,
+        flows: &'a [&'static str],
+        container: &'static str,
+        before: u64,
+        index: usize,
+        stopped: Stopped<S>,
+    ) -> impl Future<Output = Result<(), Error>> + Send + 'a
+    where
+        S: 'a,
+    {
+        let _ = (flows, container, before, index, stopped);
+        async { Ok(()) }
     }
 
     /// A step's update, before it is applied and consumed.
@@ -174,6 +238,177 @@ pub(crate) struct Entry {
     pub(crate) entered: Option<u64>,
 }
 
+/// A part of a step (a fork's branch, a concurrent batch flow's run) that stopped at pauses
+/// inside its own flow, or that goes on from them: what it had done and where it stood.
+pub(crate) struct Stopped<S: SharedState> {
+    /// The composition of the updates it applied.
+    pub(crate) update: S::Update,
+    /// The node steps it ran.
+    pub(crate) steps: u64,
+    /// Its position in each of its flows, its own outermost first.
+    pub(crate) positions: Vec<u32>,
+    /// The step after which each of its flows was entered.
+    pub(crate) entered: Vec<u64>,
+    /// After a pause after a node: that node's action, to route on; before a node: none (the
+    /// node at the last position runs).
+    pub(crate) action: Option<String>,
+    /// The pauses: where, when, and what a node asked.
+    pub(crate) pauses: Vec<PartPause>,
+}
+
+/// A pause inside a part.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PartPause {
+    /// The node's path.
+    pub(crate) node: String,
+    /// The steps before it (for a pause before the node), or its own step.
+    pub(crate) step: u64,
+    /// Before the node; otherwise after it.
+    pub(crate) before: bool,
+    /// What the node asked, for a question.
+    pub(crate) asked: Option<Value>,
+}
+
+/// The hook of a part's run on its own copy of the state, in a durable run: events go to the
+/// parent; it pauses where the parent's interrupts say (or a node asks), and goes on from where a
+/// stopped part stood. Nothing is committed: the parent commits the part with its step.
+struct Part<'h, H> {
+    parent: &'h H,
+    /// The trail's depth where the part's own flow is entered.
+    base: usize,
+    /// Where a stopped part goes on: positions from the part's own flow down, entries, action.
+    cursor: Option<(Vec<u32>, Vec<u64>, Option<String>)>,
+    /// How many levels of the cursor were entered.
+    level: usize,
+    /// The pauses before nodes that the resumed part goes past: path and step.
+    passing: Vec<(String, u64)>,
+    /// The step after which each of the part's flows was entered.
+    entered: Vec<u64>,
+    pauses: Vec<PartPause>,
+    /// The action of the node after which it paused.
+    action: Option<&'static str>,
+}
+
+impl<'h, H> Part<'h, H> {
+    fn new(parent: &'h H, base: usize) -> Self {
+        Self {
+            parent,
+            base,
+            cursor: None,
+            level: 0,
+            passing: Vec::new(),
+            entered: Vec::new(),
+            pauses: Vec::new(),
+            action: None,
+        }
+    }
+}
+
+/// `flows/name`.
+pub(crate) fn join_path(flows: &[&str], name: &str) -> String {
+    let mut path = flows.join("/");
+    if !path.is_empty() {
+        path.push('/');
+    }
+    path.push_str(name);
+    path
+}
+
+impl<H: Watch> Watch for Part<'_, H> {
+    const OBSERVES: bool = H::OBSERVES;
+
+    fn event(&self, event: &Event<'_>) {
+        self.parent.event(event);
+    }
+
+    fn thread(&self) -> Option<&str> {
+        self.parent.thread()
+    }
+}
+
+impl<S: SharedState, H: Hook<S>> Hook<S> for Part<'_, H> {
+    const PAUSES: bool = true;
+
+    fn enter_flow(&mut self, depth: usize, steps: u64) -> Option<Entry> {
+        let relative = depth.checked_sub(self.base)?;
+        let entry = self
+            .cursor
+            .as_mut()
+            .and_then(|(positions, entered, action)| {
+                let position = *positions.get(self.level)? as usize;
+                let entry_step = entered.get(relative).copied();
+                self.level += 1;
+                let action = if self.level == positions.len() {
+                    action.take()
+                } else {
+                    None
+                };
+                Some((position, action, entry_step, self.level == positions.len()))
+            });
+        let entry = entry.map(|(position, action, entered, innermost)| {
+            if innermost {
+                self.cursor = None;
+            }
+            Entry {
+                position,
+                action,
+                entered,
+            }
+        });
+        self.entered.truncate(relative);
+        self.entered.push(
+            entry
+                .as_ref()
+                .and_then(|entry| entry.entered)
+                .unwrap_or(steps),
+        );
+        entry
+    }
+
+    fn pause_before(&mut self, flows: &[&'static str], name: &'static str, step: u64) -> bool {
+        let path = join_path(flows, name);
+        if let Some(index) = self
+            .passing
+            .iter()
+            .position(|(node, at)| *node == path && *at == step)
+        {
+            self.passing.swap_remove(index);
+            return false;
+        }
+        if self.parent.interrupts(true, flows, name) {
+            self.pauses.push(PartPause {
+                node: path,
+                step,
+                before: true,
+                asked: None,
+            });
+            return true;
+        }
+        false
+    }
+
+    fn pause_after_part(
+        &mut self,
+        flows: &[&'static str],
+        name: &'static str,
+        step: u64,
+        action: &'static str,
+        asked: Option<&Value>,
+    ) -> bool {
+        if asked.is_none() && !self.parent.interrupts(false, flows, name) {
+            return false;
+        }
+        self.pauses.push(PartPause {
+            node: join_path(flows, name),
+            step,
+            before: false,
+            asked: asked.cloned(),
+        });
+        self.action = Some(action);
+        true
+    }
+}
+
 /// A committed step, as a hook sees it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Commit<'a> {
@@ -195,8 +430,10 @@ pub(crate) struct Notes<'a> {
 }
 
 /// Why a run that cannot pause fails when a node asks for input.
-const CANNOT_PAUSE: &str = "only a durable run (`flow.durable(store)`) pauses, and not inside a \
-                            fork branch or a batch flow yet";
+const CANNOT_PAUSE: &str = "only a durable run (`flow.durable(store)`) pauses, and not at a node \
+                            that is itself a fork branch (nest it in a flow), nor inside a \
+                            sequential batch flow or a fork or batch flow nested in a fork branch \
+                            or a concurrent batch flow, yet";
 
 /// No hook: a plain run.
 #[derive(Debug, Clone, Copy, Default)]
@@ -493,7 +730,7 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
         state: &mut S,
         name: &'static str,
     ) -> Result<&'static str, Error> {
-        let pauses = H::COMMITS && self.composite == 0;
+        let pauses = H::PAUSES && self.composite == 0;
         if pauses && self.hook.pause_before(self.trail.flows(), name, self.steps) {
             return Err(Error::Paused {
                 node: name,
@@ -514,7 +751,7 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
             params: &self.params,
             hook: &self.hook,
             limit: self.limit,
-            keeps: pauses,
+            keeps: pauses && H::COMMITS,
         };
         let Command {
             update,
@@ -522,7 +759,20 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
             reason,
             asked,
         } = node_command(node, state, env, at, &mut self.phase).await?;
-        if pauses {
+        if pauses && !H::COMMITS {
+            // A part of a step: nothing to commit, but it may pause after the node.
+            let pause_here =
+                self.hook
+                    .pause_after_part(self.trail.flows(), name, step, action, asked.as_ref());
+            self.apply(state, update);
+            if pause_here {
+                return Err(Error::Paused {
+                    node: name,
+                    step,
+                    before: false,
+                });
+            }
+        } else if pauses {
             let notes = Notes {
                 reason: reason.as_deref(),
                 asked: asked.as_ref(),
@@ -561,7 +811,7 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
                 limit: MAX_DEPTH,
             });
         }
-        let entry = if H::COMMITS {
+        let entry = if H::PAUSES {
             self.hook.enter_flow(self.trail.depth, self.steps)
         } else {
             None
@@ -957,14 +1207,30 @@ impl<S: SharedState, H: Hook<S>> BranchRunner<S> for BranchEnv<'_, H> {
         params: Option<&Params>,
         name: &'static str,
         step: u64,
+        index: Option<usize>,
     ) -> Result<Branch<S>, Error>
     where
         S: Clone,
     {
-        let mut copy = state.clone();
-        let before = step - 1;
+        let start = step - 1;
         let params = params.unwrap_or(self.params).clone();
-        let mut run = Run::new(Forward(self.hook), params, before);
+        if H::COMMITS
+            && let Some((container, before)) = self.keeping
+        {
+            // A part of a durable step: it may pause inside its own flow. A fork's branches are
+            // numbered in written order after the step before the fork.
+            let index = index.unwrap_or_else(|| usize::try_from(start - before).unwrap_or(0));
+            let part = PartOf {
+                container,
+                before,
+                index,
+            };
+            // Boxed: only durable runs take this path, and its future (a whole run on a copy)
+            // would otherwise grow every plain run's fork by its size.
+            return Box::pin(self.on_copy_as_part(node, state, params, name, start, part)).await;
+        }
+        let mut copy = state.clone();
+        let mut run = Run::new(Forward(self.hook), params, start);
         run.record = Some(S::Update::default());
         run.trail = *self.trail;
         run.trail.rename(name);
@@ -974,7 +1240,7 @@ impl<S: SharedState, H: Hook<S>> BranchRunner<S> for BranchEnv<'_, H> {
             Ok(Ok(action)) => Ok(Branch::new(
                 action,
                 run.record.take().unwrap_or_default(),
-                run.steps - before,
+                run.steps - start,
             )),
             Ok(Err(error)) => Err(error),
             Err(payload) => Err(run.panic_error(payload)),
@@ -1006,6 +1272,94 @@ impl<S: SharedState, H: Hook<S>> BranchRunner<S> for BranchEnv<'_, H> {
                     .await
             }
             None => Ok(outcome),
+        }
+    }
+}
+
+/// Which part of which step a run on a copy is: part `index` of `container`, whose step follows
+/// step `before`.
+#[derive(Debug, Clone, Copy)]
+struct PartOf {
+    container: &'static str,
+    before: u64,
+    index: usize,
+}
+
+impl<H> BranchEnv<'_, H> {
+    /// A part of a durable step on its own copy of the state, after `start` steps: it goes on
+    /// from where it stopped at pauses in an earlier run of the step, and when it stops at pauses
+    /// again, keeps where before returning [`Error::Paused`].
+    async fn on_copy_as_part<S, N>(
+        &self,
+        node: &N,
+        state: &S,
+        params: Params,
+        name: &'static str,
+        start: u64,
+        part: PartOf,
+    ) -> Result<Branch<S>, Error>
+    where
+        S: SharedState + Clone,
+        N: Node<S>,
+        H: Hook<S>,
+    {
+        let flows = self.trail.flows();
+        let mut copy = state.clone();
+        let mut hook = Part::new(self.hook, self.trail.depth);
+        let mut done = S::Update::default();
+        let mut steps = start;
+        if let Some(stopped) =
+            self.hook
+                .stopped_part(flows, part.container, part.before, part.index)?
+        {
+            copy.apply(stopped.update.clone());
+            done = stopped.update;
+            steps += stopped.steps;
+            hook.passing = stopped
+                .pauses
+                .into_iter()
+                .filter(|pause| pause.before)
+                .map(|pause| (pause.node, pause.step))
+                .collect();
+            hook.cursor = Some((stopped.positions, stopped.entered, stopped.action));
+        }
+        let mut run = Run::new(hook, params, steps);
+        run.record = Some(done);
+        run.trail = *self.trail;
+        run.trail.rename(name);
+        run.branch_of = (!self.fork.is_empty()).then_some(self.fork);
+        let outcome = catch_panic(node.__run(&mut run, &mut copy, name)).await;
+        match outcome {
+            Ok(Ok(action)) => Ok(Branch::new(
+                action,
+                run.record.take().unwrap_or_default(),
+                run.steps - start,
+            )),
+            Ok(Err(error @ Error::Paused { .. })) => {
+                // The trail still holds where the pause happened, from the part's own flow down.
+                let positions = run
+                    .trail
+                    .positions()
+                    .get(self.trail.depth..)
+                    .unwrap_or_default()
+                    .to_vec();
+                let mut entered = std::mem::take(&mut run.hook.entered);
+                entered.truncate(positions.len());
+                let stopped = Stopped {
+                    update: run.record.take().unwrap_or_default(),
+                    steps: run.steps - start,
+                    positions,
+                    entered,
+                    action: run.hook.action.map(str::to_string),
+                    pauses: std::mem::take(&mut run.hook.pauses),
+                };
+                self.hook
+                    .keep_stopped(flows, part.container, part.before, part.index, stopped)
+                    .await?;
+                Err(error)
+            }
+            Ok(Err(error)) => Err(error),
+            Err(payload) => Err(run.panic_error(payload)),
         }
     }
 }

@@ -8,6 +8,9 @@
 //! - `chain`: 100 steps, then the end;
 //! - `questions`: every 10th step asks a question; the program answers each pending pause (again
 //!   after a restart) with its key, and an answer counted twice would show;
+//! - `branch-questions`: a loop over a fork whose first branch is a nested flow; its node asks a
+//!   question every tenth round, so the fork pauses inside a branch (the other branch finishes
+//!   first) and goes on from there after the answer;
 //! - `limit`: the steps never end, and the step limit of 100 stops the thread;
 //! - `paused`: starts the thread and stops at a pause after its first node (for the race);
 //! - `batch`: one concurrent batch flow of 100 runs, 4 at a time, each run one step; every run
@@ -63,6 +66,34 @@ fn tick_command(counter: &Counter) -> Command<Counter> {
     let next = counter.count + 1;
     let action = if next < STEPS { "again" } else { "done" };
     Command::new(Counter::update().add_count(1).push_seen(next)).with_action(action)
+}
+
+/// A branch's work in the `branch-questions` loop: as `tick`, asking every tenth time.
+#[node]
+fn ask_in(counter: &Counter) -> Command<Counter> {
+    std::thread::sleep(std::time::Duration::from_millis(1));
+    let command = Command::new(Counter::update().add_count(1).push_seen(counter.count + 1));
+    if counter.count % 10 == 9 {
+        command.ask(format!("go on after {}?", counter.count + 1))
+    } else {
+        command
+    }
+}
+
+/// The other branch: a step that changes nothing.
+#[node]
+fn idle(_: &Counter) -> Command<Counter> {
+    Command::new(Counter::update())
+}
+
+/// Loops until 100 steps of work are done.
+#[node(actions = ["again", "done"])]
+fn check(counter: &Counter) -> Command<Counter> {
+    Command::goto(if counter.count < STEPS {
+        "again"
+    } else {
+        "done"
+    })
 }
 
 /// Never done: only the step limit stops it.
@@ -152,6 +183,15 @@ async fn run<St: CheckpointStore + 'static>(
             Ok(state)
         }
         "questions" => drive(&questions.durable(store).snapshot_every(10), thread).await,
+        "branch-questions" => {
+            let inner = flow! { ask_in; };
+            let rounds = flow! {
+                begin >> [inner, idle] >> check;
+                check - "again" >> [inner, idle];
+            }
+            .with_max_steps(1_000);
+            drive(&rounds.durable(store), thread).await
+        }
         "limit" => {
             let durable = limit.durable(store).snapshot_every(10);
             match drive(&durable, thread).await {

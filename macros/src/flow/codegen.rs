@@ -635,6 +635,7 @@ fn describe(
             edges: ::std::vec![#(#described_edges)*],
             actions: <Self as #krate::flow::FlowGraph<__S>>::ACTIONS,
             batch: false,
+            concurrent: false,
         }
     }
 }
