@@ -200,25 +200,38 @@ fn observed_loop() {
 fn future_sizes() {
     let single = Noop;
     let one_node = flow! { single; };
-    let (n0, n1, n2, n3, n4, n5, n6, n7, start) =
-        (Noop, Noop, Noop, Noop, Noop, Noop, Noop, Noop, Noop);
+    let (n0, n1, n2, n3, n4, n5, n6, n7, n8, start) =
+        (Noop, Noop, Noop, Noop, Noop, Noop, Noop, Noop, Noop, Noop);
     let fork = flow! { start >> [n0, n1, n2, n3, n4, n5, n6, n7]; };
     let chain = support::chain_of_100();
+    let (branch, inner_node) = (Noop, Noop);
+    let inner = flow! { inner_node; };
+    let fork_with_flow = flow! { branch >> [inner, n8]; };
+    let durable = fork_with_flow.durable(slateflow::checkpoint::MemoryStore::new());
     let params = Params::new();
     let context = Context::new(&params, "noop", 1);
     let mut counter = Counter::default();
     let by_hand = std::mem::size_of_val(&step_by_hand(&Noop, &mut counter, &context));
-    let (mut a, mut b, mut c) = (Counter::default(), Counter::default(), Counter::default());
+    let mut states: [Counter; 5] = Default::default();
+    let [first, second, third, fourth, fifth] = &mut states;
     let sizes = [
-        ("one node", std::mem::size_of_val(&one_node.run(&mut a))),
-        ("fork of 8", std::mem::size_of_val(&fork.run(&mut b))),
-        ("chain of 100", std::mem::size_of_val(&chain.run(&mut c))),
+        ("one node", std::mem::size_of_val(&one_node.run(first))),
+        ("fork of 8", std::mem::size_of_val(&fork.run(second))),
+        ("chain of 100", std::mem::size_of_val(&chain.run(third))),
+        (
+            "fork with a nested flow",
+            std::mem::size_of_val(&fork_with_flow.run(fourth)),
+        ),
+        (
+            "the same, durable",
+            std::mem::size_of_val(&durable.start("t", fifth)),
+        ),
     ];
     // Sizes are small: `u32` holds them, and `f64` holds a `u32` exactly.
     let as_f64 = |size: usize| f64::from(u32::try_from(size).unwrap_or(u32::MAX));
     for (name, size) in sizes {
         println!(
-            "future of a run, {name:<14} {size:>6} B   one hand-written step {by_hand:>4} B   ratio {:>5.2}x",
+            "future of a run, {name:<24} {size:>6} B   one hand-written step {by_hand:>4} B   ratio {:>5.2}x",
             as_f64(size) / as_f64(by_hand)
         );
     }

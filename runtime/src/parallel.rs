@@ -33,6 +33,8 @@
 use std::future::{Future, poll_fn};
 use std::task::Poll;
 
+use futures_util::FutureExt;
+
 use crate::error::{Error, MergeConflict};
 use crate::graph::DEFAULT_ACTION;
 use crate::node::dispatch::{Branch, BranchFuture, BranchRunner};
@@ -121,13 +123,14 @@ pub(crate) async fn join<S: SharedState, B: BranchRunner<S>, const N: usize>(
 ///
 /// # Errors
 /// The branch's error, or the keeping's.
-pub(crate) async fn keeping<S: SharedState, B: BranchRunner<S>>(
-    runner: &B,
+pub(crate) fn keeping<'a, S: SharedState + 'a, B: BranchRunner<S>>(
+    runner: &'a B,
     index: usize,
-    branch: impl Future<Output = Result<Branch<S>, Error>>,
-) -> Result<Branch<S>, Error> {
-    let outcome = branch.await?;
-    runner.keep(index, outcome).await
+    branch: impl Future<Output = Result<Branch<S>, Error>> + 'a,
+) -> impl Future<Output = Result<Branch<S>, Error>> + 'a {
+    // A combinator, not an `async fn`: an `async fn` would hold the branch's future twice (as
+    // its argument and as the future it awaits), which tripled the size of a fork's future.
+    branch.then(move |outcome| async move { runner.keep(index, outcome?).await })
 }
 
 /// What merging does with a last-write-wins field written by more than one outcome.

@@ -303,14 +303,17 @@ pub use crate::text::{
 ///
 /// # Errors
 /// The first branch error, or [`Error::ParallelConflict`](crate::Error::ParallelConflict).
+// Plain functions handing back the runtime's futures: an `async fn` wrapper would be one more
+// future layer, holding its arguments beside the future it awaits (for `keeping`, the branch's
+// whole future twice).
 #[inline]
-pub async fn join<S: crate::SharedState, B: BranchRunner<S>, const N: usize>(
-    runner: &B,
-    branches: [BranchFuture<'_, S>; N],
+pub fn join<'a, S: crate::SharedState, B: BranchRunner<S>, const N: usize>(
+    runner: &'a B,
+    branches: [BranchFuture<'a, S>; N],
     names: &'static [&'static str; N],
     first_step: u64,
-) -> Result<Branch<S>, crate::Error> {
-    crate::parallel::join(runner, branches, names, first_step).await
+) -> impl Future<Output = Result<Branch<S>, crate::Error>> + 'a {
+    crate::parallel::join(runner, branches, names, first_step)
 }
 
 /// One branch of a fork, its outcome kept as soon as it finishes (durable runs); see
@@ -319,12 +322,12 @@ pub async fn join<S: crate::SharedState, B: BranchRunner<S>, const N: usize>(
 /// # Errors
 /// The branch's error, or the keeping's.
 #[inline]
-pub async fn keeping<S: crate::SharedState, B: BranchRunner<S>>(
-    runner: &B,
+pub fn keeping<'a, S: crate::SharedState + 'a, B: BranchRunner<S>>(
+    runner: &'a B,
     index: usize,
-    branch: impl Future<Output = Result<Branch<S>, crate::Error>>,
-) -> Result<Branch<S>, crate::Error> {
-    crate::parallel::keeping(runner, index, branch).await
+    branch: impl Future<Output = Result<Branch<S>, crate::Error>> + 'a,
+) -> impl Future<Output = Result<Branch<S>, crate::Error>> + 'a {
+    crate::parallel::keeping(runner, index, branch)
 }
 
 /// A branch of a fork in a flow over `S`: `flow!` requires it of a fork's first branch, so that a
