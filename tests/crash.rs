@@ -4,11 +4,11 @@
 //! `add` reducer, so a step applied twice would show, and it logs every step number, so a step
 //! lost or repeated would show too. The scenarios: a chain of steps; steps that ask questions,
 //! answered by key after every restart (a pause skipped, or an answer counted twice, would show),
-//! at the top level and from inside a fork's branch; a thread stopped by its step limit (a limit
-//! that restarted with each resume would show); a concurrent batch flow whose finished runs must
-//! be kept, not executed again after a kill; and the same for the items of a kept batch node.
-//! Then two workers race to resume one thread: one runs it, the other is refused and writes
-//! nothing.
+//! at the top level and from inside a fork's branch or a batch flow's run; a thread stopped by
+//! its step limit (a limit that restarted with each resume would show); a concurrent batch flow
+//! whose finished runs must be kept, not executed again after a kill; and the same for the items
+//! of a kept batch node. Then two workers race to resume one thread: one runs it, the other is
+//! refused and writes nothing.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -30,6 +30,13 @@ fn expected(scenario: &str) -> serde_json::Value {
         // in rounds 9, 19, ...; its part of the fork is 0.
         "branch-questions" => (1..=10)
             .map(|k| format!("asked:inner/ask_in@{}#0", 2 + 3 * (k * 10 - 1)))
+            .collect(),
+        // Run r (from 0) of the batch is step 3 + r; every tenth run asks.
+        "batch-questions" => (1..=10)
+            .map(|k| {
+                let run = k * 10 - 1;
+                format!("asked:batch/ask_in@{}#{run}", 3 + run)
+            })
             .collect(),
         _ => Vec::new(),
     };
@@ -175,6 +182,16 @@ fn file_store_questions_inside_fork_branches_are_neither_skipped_nor_answered_tw
 #[test]
 fn sqlite_store_questions_inside_fork_branches_are_neither_skipped_nor_answered_twice() {
     survives_kills("sqlite", "branch-questions", 0x4B9E_08D1_F36A_2C57);
+}
+
+#[test]
+fn file_store_questions_inside_batch_runs_are_neither_skipped_nor_answered_twice() {
+    survives_kills("file", "batch-questions", 0x19E3_7B4C_A85D_F261);
+}
+
+#[test]
+fn sqlite_store_questions_inside_batch_runs_are_neither_skipped_nor_answered_twice() {
+    survives_kills("sqlite", "batch-questions", 0x6D2B_79F5_0C1A_E843);
 }
 
 #[test]

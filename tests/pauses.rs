@@ -92,7 +92,7 @@ fn answer(text: &str) -> DeskUpdate {
 #[test]
 fn an_interrupt_the_flow_does_not_have_is_an_error_naming_the_closest_node() {
     let inner = flow! { b >> c; };
-    let batch = BatchFlow::new(flow! { d; }, plan(|_: &Desk| vec![Params::new()]));
+    let batch = BatchFlow::new(flow! { [d, ask]; }, plan(|_: &Desk| vec![Params::new()]));
     let flow = flow! { a >> inner >> batch; };
     let cases: [(&[&str], &[&str], &str); 4] = [
         (
@@ -116,8 +116,8 @@ fn an_interrupt_the_flow_does_not_have_is_an_error_naming_the_closest_node() {
         (
             &["batch/d"],
             &[],
-            "cannot pause before `batch/d`: it is inside a sequential batch flow, where a run \
-             cannot pause yet",
+            "cannot pause before `batch/d`: it is inside a fork or batch flow inside a fork \
+             branch or a batch flow, where a run cannot pause yet",
         ),
     ];
     for (before, after, expected) in cases {
@@ -280,15 +280,102 @@ fn a_question_where_the_run_cannot_pause_is_a_clear_error() {
         "{error:?}"
     );
     assert!(error.to_string().contains("nest it in a flow"), "{error}");
-    // Nor a node inside a sequential batch flow.
-    let batch = BatchFlow::new(flow! { ask; }, plan(|_: &Desk| vec![Params::new()]));
-    let sequential = flow! { a >> batch; };
-    let durable = sequential.durable(MemoryStore::new());
-    let error = block_on(durable.start("batch-ask", &mut Desk::default())).unwrap_err();
+    // Nor a node in a fork inside a batch flow.
+    let inner = flow! { b >> c; };
+    let batch = BatchFlow::new(
+        flow! { [inner, ask]; },
+        plan(|_: &Desk| vec![Params::new()]),
+    );
+    let nested = flow! { a >> batch; };
+    let durable = nested.durable(MemoryStore::new());
+    let error = block_on(durable.start("batch-fork-ask", &mut Desk::default())).unwrap_err();
     assert!(
         matches!(error, Error::InputRequested { node: "ask", .. }),
         "{error:?}"
     );
+}
+
+/// Three runs of a sequential batch flow, each one step, with the test's name.
+fn three_runs(test: &'static str) -> impl slateflow::batch::BatchPlan<Desk> {
+    plan(move |_: &Desk| {
+        (0..3)
+            .map(|item| Params::new().with("test", test).with("item", item))
+            .collect()
+    })
+}
+
+#[test]
+fn runs_of_a_sequential_batch_flow_ask_one_after_another_and_go_on_from_their_question() {
+    let test = "sequential-ask";
+    let batch = BatchFlow::new(flow! { b >> ask >> c; }, three_runs(test));
+    let flow = flow! { a >> batch >> d; }.with_params(params(test));
+    let durable = flow.durable(MemoryStore::new());
+    let mut desk = Desk::default();
+    let mut outcome = block_on(durable.start(test, &mut desk)).unwrap();
+    // `a` is step 1 and the batch's own step 2; run r's `ask` is step 4 + 3r.
+    let mut keys = Vec::new();
+    while let Outcome::Paused(pauses) = outcome {
+        assert_eq!(pauses.len(), 1, "{pauses:?}");
+        keys.push(pauses[0].key.clone());
+        block_on(durable.answer(test, &pauses[0].key, answer(&pauses[0].key))).unwrap();
+        let (_, next) = block_on(durable.resume(test)).unwrap();
+        outcome = next;
+    }
+    assert_eq!(
+        keys,
+        [
+            "asked:batch/ask@4#0",
+            "asked:batch/ask@7#1",
+            "asked:batch/ask@10#2"
+        ]
+    );
+    let desk = block_on(durable.state(test)).unwrap();
+    assert_eq!(desk.answers, keys, "each answer counted once");
+    for node in ["a", "b", "ask", "c", "d"] {
+        let expected = if matches!(node, "a" | "d") { 1 } else { 3 };
+        assert_eq!(runs(&format!("{test}/{node}")), expected, "{node}");
+    }
+    assert_eq!(
+        desk.log,
+        ["a", "b", "ask", "c", "b", "ask", "c", "b", "ask", "c", "d"]
+    );
+    // The batch was saved once, as one step, with the numbers of an uninterrupted run.
+    let steps: Vec<u64> = block_on(durable.history(test))
+        .unwrap()
+        .iter()
+        .filter(|record| record.kind == RecordKind::Step)
+        .map(|record| record.step)
+        .collect();
+    assert_eq!(steps, [1, 11, 12]);
+}
+
+#[test]
+fn an_interrupt_before_a_node_of_a_sequential_batch_flow_pauses_each_run() {
+    let test = "sequential-before";
+    let batch = BatchFlow::new(flow! { b >> c; }, three_runs(test));
+    let flow = flow! { a >> batch >> d; }.with_params(params(test));
+    let durable = flow
+        .durable(MemoryStore::new())
+        .interrupt_before(&["batch/c"]);
+    let mut outcome = block_on(durable.start(test, &mut Desk::default())).unwrap();
+    let mut keys = Vec::new();
+    while let Outcome::Paused(pauses) = outcome {
+        keys.extend(pauses.into_iter().map(|pause| pause.key));
+        outcome = block_on(durable.resume(test)).unwrap().1;
+    }
+    assert_eq!(
+        keys,
+        [
+            "before:batch/c@3#0",
+            "before:batch/c@5#1",
+            "before:batch/c@7#2"
+        ]
+    );
+    assert_eq!(
+        (runs("sequential-before/b"), runs("sequential-before/c")),
+        (3, 3)
+    );
+    assert_eq!(block_on(durable.state(test)).unwrap().count, 1 + 6 + 1);
 }
 
 /// Logs the answers it sees.
@@ -417,7 +504,7 @@ fn interrupts_in_a_fork_nested_in_a_branch_flow_are_refused() {
     assert_eq!(
         error.to_string(),
         "cannot pause before `inner/b`: it is inside a fork or batch flow inside a fork branch or \
-         a concurrent batch flow, where a run cannot pause yet"
+         a batch flow, where a run cannot pause yet"
     );
 }
 

@@ -708,11 +708,10 @@ where
                 continue;
             }
             let outer = runner.replace_params(params.clone());
-            runner.item_start();
+            runner.item_start(state, name, step, index)?;
             let outcome = self.flow.__run(runner, state, name).await;
             runner.replace_params(outer);
-            let action = outcome?;
-            runner.item_finish(name, step, index, action).await?;
+            let action = runner.item_finish(name, step, index, outcome).await?;
             runs.push(BatchRun { params, action });
             runner
                 .context(name, step)

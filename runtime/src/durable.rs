@@ -35,15 +35,17 @@
 //!   ([`Durable::answer`], an update applied through the reducers, counted once) and resumes.
 //!   Pauses are saved before they are reported, so a crash at any write neither skips one nor
 //!   reports one that was already passed.
-//! - Pauses inside the parts of a step: a node in a flow nested in a fork branch, or in a
-//!   concurrent batch flow's sub-flow, pauses its part. The other parts finish (and are kept);
-//!   the paused part is kept with what it had done and where it stood, with its pauses, and the
-//!   run pauses once all are done. Their keys end with the part (`asked:inner/ask@3#1`), since
-//!   the runs of a batch flow share paths and steps. On resume each paused part goes on from
-//!   where it stood, on a copy of the state that holds the answers, and the step is saved once.
-//!   A sequential batch flow's runs, and forks or batch flows nested inside a part, cannot pause
-//!   yet (an interrupt there is an [`Error::Interrupt`]; a question, an
-//!   [`Error::InputRequested`]).
+//! - Pauses inside the parts of a step: a node in a flow nested in a fork branch, or in a batch
+//!   flow's sub-flow, pauses its part. The other branches of a fork, or runs of a concurrent
+//!   batch flow, finish (and are kept); the paused part is kept with what it had done and where
+//!   it stood, with its pauses, and the run pauses once all are done (a sequential batch flow
+//!   pauses at once, its later runs not started). Their keys end with the part
+//!   (`asked:inner/ask@3#1`), since the runs of a batch flow share paths. On resume each paused
+//!   part goes on from where it stood, on a state that holds the answers, and the step is saved
+//!   once. (A sequential batch flow's runs work on the state in place, so the state a paused
+//!   [`start`](Durable::start) leaves holds the finished runs and the paused one's progress.)
+//!   Forks or batch flows nested inside a part cannot pause yet (an interrupt there is an
+//!   [`Error::Interrupt`]; a question, an [`Error::InputRequested`]).
 //! - [`Durable::history`] lists a thread's records, [`Durable::state_at`] rebuilds the state at any
 //!   step, [`Durable::branch`] starts a new thread from an earlier step, [`Durable::threads`] lists
 //!   threads and [`Durable::delete`] removes one.
@@ -199,8 +201,8 @@ where
 
     /// Pauses before each of these nodes runs. Nodes in nested flows are named by their path
     /// (`inner/check`); naming a branch of a fork pauses before the fork; naming a node inside a
-    /// flow nested in a branch (or in a concurrent batch flow) pauses that part, after the other
-    /// parts finish (see [`durable`](crate::durable)). Checked against the flow when a run starts
+    /// flow nested in a branch (or in a batch flow) pauses that part, after the other parts
+    /// finish (see [`durable`](crate::durable)). Checked against the flow when a run starts
     /// or resumes ([`Error::Interrupt`]).
     #[must_use]
     pub fn interrupt_before(mut self, nodes: &[&str]) -> Self {
@@ -781,8 +783,8 @@ impl Waiting {
 enum Place {
     /// A node the run steps through (at any depth of nested flows, or a branch of a fork).
     Node,
-    /// A node inside a part of a step: in a flow nested in a fork branch, or in a concurrent
-    /// batch flow's sub-flow. The part pauses there, and the step once all parts are done.
+    /// A node inside a part of a step: in a flow nested in a fork branch, or in a batch flow's
+    /// sub-flow. The part pauses there, and the step once all parts are done.
     Part,
     /// A nested flow (pause at one of its nodes instead).
     Flow,
@@ -793,7 +795,7 @@ enum Place {
 /// Every node path of `graph` under `prefix`, and whether a run can pause there.
 fn pausable(graph: &Graph, prefix: &str, place: Place, out: &mut Vec<(String, Place)>) {
     const NESTED_PART: Place =
-        Place::Inside("a fork or batch flow inside a fork branch or a concurrent batch flow");
+        Place::Inside("a fork or batch flow inside a fork branch or a batch flow");
     for node in &graph.nodes {
         let path = if prefix.is_empty() {
             node.name.to_string()
@@ -819,9 +821,6 @@ fn pausable(graph: &Graph, prefix: &str, place: Place, out: &mut Vec<(String, Pl
                 let parts = inner.batch || in_branch;
                 let inner_place = match place {
                     Place::Inside(_) => place,
-                    _ if inner.batch && !inner.concurrent => {
-                        Place::Inside("a sequential batch flow")
-                    }
                     Place::Part if parts => NESTED_PART,
                     _ if parts => Place::Part,
                     _ => place,
@@ -1011,7 +1010,7 @@ struct Recorder<'a, S, St: CheckpointStore, H> {
     pass_step: u64,
     /// The pauses this run stopped at.
     paused: Vec<Pause>,
-    /// The pauses parts of a step (a fork's branches, a concurrent batch flow's runs) stopped
+    /// The pauses parts of a step (a fork's branches, a batch flow's runs) stopped
     /// at inside their own flows: saved with the parts, as they stopped.
     part_paused: std::sync::Mutex<Vec<Pause>>,
     /// The update of the step being committed, as JSON: made before the update is applied.

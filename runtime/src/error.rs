@@ -137,8 +137,8 @@ pub enum Error {
         before: bool,
     },
     /// A node asked for input ([`Command::ask`](crate::Command::ask)) where the run cannot pause:
-    /// a run that is not durable, a node that is itself a fork branch, or a sequential batch flow
-    /// (see `where_`).
+    /// a run that is not durable, a node that is itself a fork branch, or a fork or batch flow
+    /// nested in a fork branch or a batch flow (see `where_`).
     #[error(
         "node `{node}` asked for input at step {step}, and this run cannot pause for it: {where_}"
     )]
@@ -151,9 +151,8 @@ pub enum Error {
         where_: &'static str,
     },
     /// An interrupt names a node the run cannot pause at: a name the flow does not have (a typo
-    /// would otherwise skip an approval), a nested flow rather than a node, or a node inside a
-    /// sequential batch flow (or in a fork or batch flow nested in a fork branch or a concurrent
-    /// batch flow).
+    /// would otherwise skip an approval), a nested flow rather than a node, or a node in a fork
+    /// or batch flow nested in a fork branch or a batch flow.
     #[error("cannot pause {when} `{name}`: {reason}")]
     Interrupt {
         /// `before` or `after`.

@@ -227,9 +227,9 @@ impl<S: SharedState> Command<S> {
     /// update ([`Durable::answer`]) and resumes; the node does not run again, and the next node
     /// reads the answer from the state. A run that is not durable fails with
     /// [`Error::InputRequested`]. In a durable run a node may ask anywhere it runs as a step,
-    /// including inside a flow nested in a fork branch or a concurrent batch flow (the other
-    /// branches or runs finish first); not as a fork branch itself (nest it in a flow), nor
-    /// inside a sequential batch flow, where a run cannot pause yet.
+    /// including inside a flow nested in a fork branch or a batch flow (the other branches or
+    /// concurrent runs finish first); not as a fork branch itself (nest it in a flow), nor in a
+    /// fork or batch flow nested in one of those, where a run cannot pause yet.
     ///
     /// ```
     /// use slateflow::{Command, SharedState};
@@ -1149,19 +1149,31 @@ pub(crate) mod dispatch {
             declared: &'static [&'static str],
         ) -> Result<Option<Branch<S>>, Error>;
 
-        /// A run of a sequential batch flow starts, in place: its updates are set apart, so that
-        /// [`item_finish`](Runner::item_finish) can keep them.
-        fn item_start(&mut self);
+        /// Run `index` of the sequential batch flow `name` (own step `step`) starts, in place:
+        /// its updates are set apart, so that [`item_finish`](Runner::item_finish) can keep
+        /// them; a run that stopped at pauses in an earlier attempt of the step has what it had
+        /// done applied, and goes on from where it stood.
+        ///
+        /// # Errors
+        /// A kept update that does not read back.
+        fn item_start(
+            &mut self,
+            state: &mut S,
+            name: &'static str,
+            step: u64,
+            index: usize,
+        ) -> Result<(), Error>;
 
-        /// Run `index` of the batch flow `name` (own step `step`) finished with `action`: keeps
-        /// its outcome until the step is saved.
+        /// Run `index` of the batch flow `name` (own step `step`) ended with `outcome`: keeps
+        /// its outcome until the step is saved, or where it stopped when it paused, and hands
+        /// the outcome back.
         fn item_finish<'a>(
             &'a mut self,
             name: &'static str,
             step: u64,
             index: usize,
-            action: &'static str,
-        ) -> impl Future<Output = Result<(), Error>> + Send + 'a;
+            outcome: Result<&'static str, Error>,
+        ) -> impl Future<Output = Result<&'static str, Error>> + Send + 'a;
 
         /// Applies (and commits) the merged outcome of the fork just started.
         fn fork_finish<'a>(

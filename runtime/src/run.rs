@@ -16,7 +16,8 @@
 //! A part of a step that runs on its own copy of the state (a nested flow in a fork branch, a run
 //! of a concurrent batch flow) gets a [`Part`] hook in a durable run: it pauses where its
 //! parent's interrupts say, tells its parent where it stopped ([`Stopped`]), and goes on from
-//! there when resumed.
+//! there when resumed. A sequential batch flow's run, in place on the run's own state, does the
+//! same through the run's [`Item`]; both keep their [`Stops`].
 //!
 //! This module must not touch storage, serialization or any particular flow: it sees nodes through
 //! [`Node`] and flows through [`FlowGraph`].
@@ -238,7 +239,7 @@ pub(crate) struct Entry {
     pub(crate) entered: Option<u64>,
 }
 
-/// A part of a step (a fork's branch, a concurrent batch flow's run) that stopped at pauses
+/// A part of a step (a fork's branch, a batch flow's run) that stopped at pauses
 /// inside its own flow, or that goes on from them: what it had done and where it stood.
 pub(crate) struct Stopped<S: SharedState> {
     /// The composition of the updates it applied.
@@ -269,11 +270,10 @@ pub(crate) struct PartPause {
     pub(crate) asked: Option<Value>,
 }
 
-/// The hook of a part's run on its own copy of the state, in a durable run: events go to the
-/// parent; it pauses where the parent's interrupts say (or a node asks), and goes on from where a
-/// stopped part stood. Nothing is committed: the parent commits the part with its step.
-struct Part<'h, H> {
-    parent: &'h H,
+/// Where a part of a step pauses and where it goes on from: what a [`Part`] hook keeps, and what
+/// a run keeps for a sequential batch flow's run in place.
+#[derive(Debug, Default)]
+pub(crate) struct Stops {
     /// The trail's depth where the part's own flow is entered.
     base: usize,
     /// Where a stopped part goes on: positions from the part's own flow down, entries, action.
@@ -289,19 +289,150 @@ struct Part<'h, H> {
     action: Option<&'static str>,
 }
 
-impl<'h, H> Part<'h, H> {
-    fn new(parent: &'h H, base: usize) -> Self {
-        Self {
-            parent,
+impl Stops {
+    /// A part whose own flow is entered at trail depth `base`, going on from where it `stopped`
+    /// (if it did): and what it had done then, its update and steps.
+    fn resuming<S: SharedState>(
+        base: usize,
+        stopped: Option<Stopped<S>>,
+    ) -> (Self, Option<(S::Update, u64)>) {
+        let mut stops = Self {
             base,
-            cursor: None,
-            level: 0,
-            passing: Vec::new(),
-            entered: Vec::new(),
-            pauses: Vec::new(),
-            action: None,
+            ..Self::default()
+        };
+        let Some(stopped) = stopped else {
+            return (stops, None);
+        };
+        stops.passing = stopped
+            .pauses
+            .into_iter()
+            .filter(|pause| pause.before)
+            .map(|pause| (pause.node, pause.step))
+            .collect();
+        stops.cursor = Some((stopped.positions, stopped.entered, stopped.action));
+        (stops, Some((stopped.update, stopped.steps)))
+    }
+
+    /// A flow of the part is entered at trail depth `depth` after `steps` steps.
+    fn enter_flow(&mut self, depth: usize, steps: u64) -> Option<Entry> {
+        let relative = depth.checked_sub(self.base)?;
+        let entry = self
+            .cursor
+            .as_mut()
+            .and_then(|(positions, entered, action)| {
+                let position = *positions.get(self.level)? as usize;
+                let entry_step = entered.get(relative).copied();
+                self.level += 1;
+                let innermost = self.level == positions.len();
+                let action = if innermost { action.take() } else { None };
+                Some((
+                    Entry {
+                        position,
+                        action,
+                        entered: entry_step,
+                    },
+                    innermost,
+                ))
+            });
+        let entry = entry.map(|(entry, innermost)| {
+            if innermost {
+                self.cursor = None;
+            }
+            entry
+        });
+        self.entered.truncate(relative);
+        self.entered.push(
+            entry
+                .as_ref()
+                .and_then(|entry| entry.entered)
+                .unwrap_or(steps),
+        );
+        entry
+    }
+
+    /// Whether the part pauses before the node `name` nested in `flows`, after `step` steps.
+    fn before<S: SharedState, H: Hook<S>>(
+        &mut self,
+        parent: &H,
+        flows: &[&'static str],
+        name: &'static str,
+        step: u64,
+    ) -> bool {
+        let path = join_path(flows, name);
+        if let Some(index) = self
+            .passing
+            .iter()
+            .position(|(node, at)| *node == path && *at == step)
+        {
+            self.passing.swap_remove(index);
+            return false;
+        }
+        if parent.interrupts(true, flows, name) {
+            self.pauses.push(PartPause {
+                node: path,
+                step,
+                before: true,
+                asked: None,
+            });
+            return true;
+        }
+        false
+    }
+
+    /// Whether the part pauses after the node `name` ran as step `step` with `action`.
+    fn after<S: SharedState, H: Hook<S>>(
+        &mut self,
+        parent: &H,
+        flows: &[&'static str],
+        name: &'static str,
+        step: u64,
+        action: &'static str,
+        asked: Option<&Value>,
+    ) -> bool {
+        if asked.is_none() && !parent.interrupts(false, flows, name) {
+            return false;
+        }
+        self.pauses.push(PartPause {
+            node: join_path(flows, name),
+            step,
+            before: false,
+            asked: asked.cloned(),
+        });
+        self.action = Some(action);
+        true
+    }
+
+    /// Where the part stopped: its update and steps so far, and the trail at the pause.
+    fn stopped<S: SharedState>(
+        &mut self,
+        update: S::Update,
+        steps: u64,
+        trail: &Trail,
+    ) -> Stopped<S> {
+        let positions = trail
+            .positions()
+            .get(self.base..)
+            .unwrap_or_default()
+            .to_vec();
+        let mut entered = std::mem::take(&mut self.entered);
+        entered.truncate(positions.len());
+        Stopped {
+            update,
+            steps,
+            positions,
+            entered,
+            action: self.action.map(str::to_string),
+            pauses: std::mem::take(&mut self.pauses),
         }
     }
+}
+
+/// The hook of a part's run on its own copy of the state, in a durable run: events go to the
+/// parent; it pauses where the parent's interrupts say (or a node asks), and goes on from where a
+/// stopped part stood. Nothing is committed: the parent commits the part with its step.
+struct Part<'h, H> {
+    parent: &'h H,
+    stops: Stops,
 }
 
 /// `flows/name`.
@@ -330,61 +461,11 @@ impl<S: SharedState, H: Hook<S>> Hook<S> for Part<'_, H> {
     const PAUSES: bool = true;
 
     fn enter_flow(&mut self, depth: usize, steps: u64) -> Option<Entry> {
-        let relative = depth.checked_sub(self.base)?;
-        let entry = self
-            .cursor
-            .as_mut()
-            .and_then(|(positions, entered, action)| {
-                let position = *positions.get(self.level)? as usize;
-                let entry_step = entered.get(relative).copied();
-                self.level += 1;
-                let action = if self.level == positions.len() {
-                    action.take()
-                } else {
-                    None
-                };
-                Some((position, action, entry_step, self.level == positions.len()))
-            });
-        let entry = entry.map(|(position, action, entered, innermost)| {
-            if innermost {
-                self.cursor = None;
-            }
-            Entry {
-                position,
-                action,
-                entered,
-            }
-        });
-        self.entered.truncate(relative);
-        self.entered.push(
-            entry
-                .as_ref()
-                .and_then(|entry| entry.entered)
-                .unwrap_or(steps),
-        );
-        entry
+        self.stops.enter_flow(depth, steps)
     }
 
     fn pause_before(&mut self, flows: &[&'static str], name: &'static str, step: u64) -> bool {
-        let path = join_path(flows, name);
-        if let Some(index) = self
-            .passing
-            .iter()
-            .position(|(node, at)| *node == path && *at == step)
-        {
-            self.passing.swap_remove(index);
-            return false;
-        }
-        if self.parent.interrupts(true, flows, name) {
-            self.pauses.push(PartPause {
-                node: path,
-                step,
-                before: true,
-                asked: None,
-            });
-            return true;
-        }
-        false
+        self.stops.before::<S, H>(self.parent, flows, name, step)
     }
 
     fn pause_after_part(
@@ -395,17 +476,8 @@ impl<S: SharedState, H: Hook<S>> Hook<S> for Part<'_, H> {
         action: &'static str,
         asked: Option<&Value>,
     ) -> bool {
-        if asked.is_none() && !self.parent.interrupts(false, flows, name) {
-            return false;
-        }
-        self.pauses.push(PartPause {
-            node: join_path(flows, name),
-            step,
-            before: false,
-            asked: asked.cloned(),
-        });
-        self.action = Some(action);
-        true
+        self.stops
+            .after::<S, H>(self.parent, flows, name, step, action, asked)
     }
 }
 
@@ -431,9 +503,8 @@ pub(crate) struct Notes<'a> {
 
 /// Why a run that cannot pause fails when a node asks for input.
 const CANNOT_PAUSE: &str = "only a durable run (`flow.durable(store)`) pauses, and not at a node \
-                            that is itself a fork branch (nest it in a flow), nor inside a \
-                            sequential batch flow or a fork or batch flow nested in a fork branch \
-                            or a concurrent batch flow, yet";
+                            that is itself a fork branch (nest it in a flow), nor in a fork or \
+                            batch flow nested in a fork branch or a batch flow, yet";
 
 /// No hook: a plain run.
 #[derive(Debug, Clone, Copy, Default)]
@@ -535,6 +606,15 @@ struct ForkAt {
     started: Option<Instant>,
 }
 
+/// A sequential batch flow's run in place, in a durable run: the batch's record before it, the
+/// steps before it, and where it pauses (or goes on from). Boxed in [`Run`], whose future every
+/// run carries.
+struct Item<S: SharedState> {
+    batch: S::Update,
+    steps_before: u64,
+    stops: Stops,
+}
+
 /// One run: what it carries from step to step, and its hook.
 pub(crate) struct Run<S: SharedState, H> {
     hook: H,
@@ -554,7 +634,7 @@ pub(crate) struct Run<S: SharedState, H> {
     composite: u32,
     /// In a sequential batch flow's run whose outcome is kept: the batch's record before the run,
     /// and the steps before it.
-    item: Option<(S::Update, u64)>,
+    item: Option<Box<Item<S>>>,
     fork: Option<ForkAt>,
     /// For a run on a copy made for a branch of a fork: that fork, for the events.
     branch_of: Option<&'static str>,
@@ -738,6 +818,20 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
                 before: true,
             });
         }
+        // In a sequential batch flow's run that a durable run keeps: it pauses on its own.
+        let in_item = H::COMMITS && self.composite == 1 && self.item.is_some();
+        if in_item
+            && let Some(item) = self.item.as_mut()
+            && item
+                .stops
+                .before::<S, H>(&self.hook, self.trail.flows(), name, self.steps)
+        {
+            return Err(Error::Paused {
+                node: name,
+                step: self.steps,
+                before: true,
+            });
+        }
         self.steps += 1;
         self.node = name;
         let step = self.steps;
@@ -759,7 +853,24 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
             reason,
             asked,
         } = node_command(node, state, env, at, &mut self.phase).await?;
-        if pauses && !H::COMMITS {
+        if in_item && let Some(item) = self.item.as_mut() {
+            let pause_here = item.stops.after::<S, H>(
+                &self.hook,
+                self.trail.flows(),
+                name,
+                step,
+                action,
+                asked.as_ref(),
+            );
+            self.apply(state, update);
+            if pause_here {
+                return Err(Error::Paused {
+                    node: name,
+                    step,
+                    before: false,
+                });
+            }
+        } else if pauses && !H::COMMITS {
             // A part of a step: nothing to commit, but it may pause after the node.
             let pause_here =
                 self.hook
@@ -811,11 +922,21 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
                 limit: MAX_DEPTH,
             });
         }
-        let entry = if H::PAUSES {
+        let mut entry = if H::PAUSES {
             self.hook.enter_flow(self.trail.depth, self.steps)
         } else {
             None
         };
+        if H::COMMITS
+            && self.composite == 1
+            && let Some(item) = self.item.as_mut()
+        {
+            // A sequential batch flow's run goes on from where it stopped.
+            entry = item
+                .stops
+                .enter_flow(self.trail.depth, self.steps)
+                .or(entry);
+        }
         self.trail.depth += 1;
         let outer = self.limit;
         let mut origin = self.limit_origin.take().unwrap_or(self.steps);
@@ -973,14 +1094,37 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
         resolve_kept(kept, Some(declared), name, step - 1, index)
     }
 
-    fn item_start(&mut self) {
-        if self.keeps_runs() {
-            let batch = self
-                .record
-                .replace(S::Update::default())
-                .unwrap_or_default();
-            self.item = Some((batch, self.steps));
+    fn item_start(
+        &mut self,
+        state: &mut S,
+        name: &'static str,
+        step: u64,
+        index: usize,
+    ) -> Result<(), Error> {
+        if !self.keeps_runs() {
+            return Ok(());
         }
+        let batch = self
+            .record
+            .replace(S::Update::default())
+            .unwrap_or_default();
+        let steps_before = self.steps;
+        let stopped = self
+            .hook
+            .stopped_part(self.trail.flows(), name, step - 1, index)?;
+        let (stops, done) = Stops::resuming(self.trail.depth, stopped);
+        if let Some((update, steps)) = done {
+            // It stopped at pauses in an earlier run of the step: what it had done is applied
+            // (and recorded), and it goes on from where it stood.
+            self.steps += steps;
+            self.apply(state, update);
+        }
+        self.item = Some(Box::new(Item {
+            batch,
+            steps_before,
+            stops,
+        }));
+        Ok(())
     }
 
     async fn item_finish(
@@ -988,19 +1132,34 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
         name: &'static str,
         step: u64,
         index: usize,
-        action: &'static str,
-    ) -> Result<(), Error> {
-        let Some((batch, steps_before)) = self.item.take() else {
-            return Ok(());
+        outcome: Result<&'static str, Error>,
+    ) -> Result<&'static str, Error> {
+        let Some(mut item) = self.item.take() else {
+            return outcome;
         };
+        // The batch flow's level: the run's own flows are below it.
+        let flows = &self.trail.names()[..item.stops.base.saturating_sub(1)];
         let update = self.record.take().unwrap_or_default();
-        let outcome = Branch::new(action, update, self.steps - steps_before);
-        let outcome = self
-            .hook
-            .keep(self.trail.flows(), name, step - 1, index, outcome)
-            .await?;
-        self.record = Some(batch.then(outcome.update));
-        Ok(())
+        let steps = self.steps - item.steps_before;
+        match outcome {
+            Ok(action) => {
+                let outcome = Branch::new(action, update, steps);
+                let outcome = self
+                    .hook
+                    .keep(flows, name, step - 1, index, outcome)
+                    .await?;
+                self.record = Some(item.batch.then(outcome.update));
+                Ok(action)
+            }
+            Err(error @ Error::Paused { .. }) => {
+                let stopped = item.stops.stopped(update, steps, &self.trail);
+                self.hook
+                    .keep_stopped(flows, name, step - 1, index, stopped)
+                    .await?;
+                Err(error)
+            }
+            Err(error) => Err(error),
+        }
     }
 
     async fn fork_finish(&mut self, state: &mut S, joined: Branch<S>) -> Result<(), Error> {
@@ -1305,26 +1464,23 @@ impl<H> BranchEnv<'_, H> {
     {
         let flows = self.trail.flows();
         let mut copy = state.clone();
-        let mut hook = Part::new(self.hook, self.trail.depth);
-        let mut done = S::Update::default();
-        let mut steps = start;
-        if let Some(stopped) =
-            self.hook
-                .stopped_part(flows, part.container, part.before, part.index)?
-        {
-            copy.apply(stopped.update.clone());
-            done = stopped.update;
-            steps += stopped.steps;
-            hook.passing = stopped
-                .pauses
-                .into_iter()
-                .filter(|pause| pause.before)
-                .map(|pause| (pause.node, pause.step))
-                .collect();
-            hook.cursor = Some((stopped.positions, stopped.entered, stopped.action));
+        let stopped = self
+            .hook
+            .stopped_part(flows, part.container, part.before, part.index)?;
+        let (stops, progress) = Stops::resuming(self.trail.depth, stopped);
+        let mut record = S::Update::default();
+        let mut steps_so_far = start;
+        if let Some((update, done)) = progress {
+            copy.apply(update.clone());
+            record = update;
+            steps_so_far += done;
         }
-        let mut run = Run::new(hook, params, steps);
-        run.record = Some(done);
+        let hook = Part {
+            parent: self.hook,
+            stops,
+        };
+        let mut run = Run::new(hook, params, steps_so_far);
+        run.record = Some(record);
         run.trail = *self.trail;
         run.trail.rename(name);
         run.branch_of = (!self.fork.is_empty()).then_some(self.fork);
@@ -1337,22 +1493,11 @@ impl<H> BranchEnv<'_, H> {
             )),
             Ok(Err(error @ Error::Paused { .. })) => {
                 // The trail still holds where the pause happened, from the part's own flow down.
-                let positions = run
-                    .trail
-                    .positions()
-                    .get(self.trail.depth..)
-                    .unwrap_or_default()
-                    .to_vec();
-                let mut entered = std::mem::take(&mut run.hook.entered);
-                entered.truncate(positions.len());
-                let stopped = Stopped {
-                    update: run.record.take().unwrap_or_default(),
-                    steps: run.steps - start,
-                    positions,
-                    entered,
-                    action: run.hook.action.map(str::to_string),
-                    pauses: std::mem::take(&mut run.hook.pauses),
-                };
+                let update = run.record.take().unwrap_or_default();
+                let stopped = run
+                    .hook
+                    .stops
+                    .stopped(update, run.steps - start, &run.trail);
                 self.hook
                     .keep_stopped(flows, part.container, part.before, part.index, stopped)
                     .await?;

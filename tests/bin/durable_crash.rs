@@ -11,6 +11,8 @@
 //! - `branch-questions`: a loop over a fork whose first branch is a nested flow; its node asks a
 //!   question every tenth round, so the fork pauses inside a branch (the other branch finishes
 //!   first) and goes on from there after the answer;
+//! - `batch-questions`: a sequential batch flow of 100 one-step runs whose node asks every tenth
+//!   run, so the batch pauses inside a run and goes on from there;
 //! - `limit`: the steps never end, and the step limit of 100 stops the thread;
 //! - `paused`: starts the thread and stops at a pause after its first node (for the race);
 //! - `batch`: one concurrent batch flow of 100 runs, 4 at a time, each run one step; every run
@@ -183,6 +185,11 @@ async fn run<St: CheckpointStore + 'static>(
             Ok(state)
         }
         "questions" => drive(&questions.durable(store).snapshot_every(10), thread).await,
+        "batch-questions" => {
+            let runs = plan(|_: &Counter| (0..STEPS).map(|_| Params::new()).collect());
+            let batch = BatchFlow::new(flow! { ask_in; }, runs);
+            drive(&flow! { begin >> batch; }.durable(store), thread).await
+        }
         "branch-questions" => {
             let inner = flow! { ask_in; };
             let rounds = flow! {
