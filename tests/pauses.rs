@@ -271,16 +271,14 @@ fn a_question_where_the_run_cannot_pause_is_a_clear_error() {
         "{error:?}"
     );
     assert!(error.to_string().contains("only a durable run"), "{error}");
-    // A node that is itself a branch cannot ask (nested in a flow, it can: see below).
+    // Nor in a fork of a run that is not durable.
     let forked = flow! { a >> [b, ask]; };
-    let durable = forked.durable(MemoryStore::new());
-    let error = block_on(durable.start("fork-ask", &mut Desk::default())).unwrap_err();
+    let error = forked.run_blocking(&mut Desk::default()).unwrap_err();
     assert!(
         matches!(error, Error::InputRequested { node: "ask", .. }),
         "{error:?}"
     );
-    assert!(error.to_string().contains("nest it in a flow"), "{error}");
-    // Nor a node in a fork inside a batch flow.
+    // Nor in a fork inside a batch flow, in a durable run.
     let inner = flow! { b >> c; };
     let batch = BatchFlow::new(
         flow! { [inner, ask]; },
@@ -293,6 +291,30 @@ fn a_question_where_the_run_cannot_pause_is_a_clear_error() {
         matches!(error, Error::InputRequested { node: "ask", .. }),
         "{error:?}"
     );
+}
+
+#[test]
+fn branches_that_ask_pause_the_run_after_the_fork_with_every_question() {
+    let test = "fork-asks";
+    let flow = flow! { a >> [ask, b, ask_again] >> d; }.with_params(params(test));
+    let durable = flow.durable(MemoryStore::new());
+    let mut desk = Desk::default();
+    let outcome = block_on(durable.start(test, &mut desk)).unwrap();
+    // The fork (steps 2 to 4) is saved as step 4, with both questions; then the run pauses.
+    let mut first = Pause::new("ask", PauseWhen::Asked, 4);
+    first.asked = Some(serde_json::json!({ "approve": 1 }));
+    let mut second = Pause::new("ask_again", PauseWhen::Asked, 4);
+    second.asked = Some(serde_json::json!([]));
+    assert_eq!(outcome.pauses(), [first.clone(), second.clone()]);
+    assert_eq!(desk.count, 4, "the fork was applied");
+    block_on(durable.answer(test, &first.key, answer("one"))).unwrap();
+    block_on(durable.answer(test, &second.key, answer("two"))).unwrap();
+    let (desk, outcome) = block_on(durable.resume(test)).unwrap();
+    assert_eq!(outcome, Outcome::Finished("default".into()));
+    assert_eq!(desk.answers, ["one", "two"]);
+    for node in ["a", "ask", "b", "ask_again", "d"] {
+        assert_eq!(runs(&format!("{test}/{node}")), 1, "{node}");
+    }
 }
 
 /// Three runs of a sequential batch flow, each one step, with the test's name.

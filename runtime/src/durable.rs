@@ -1339,7 +1339,17 @@ where
         } else {
             let flows = commit.trail.flows();
             for branch in commit.notes.branches {
-                if self.after.iter().any(|after| path_is(after, flows, branch)) {
+                let asked = commit
+                    .notes
+                    .branch_asks
+                    .iter()
+                    .find(|(asking, _)| asking == branch);
+                if let Some((_, question)) = asked {
+                    let mut pause =
+                        Pause::new(join_path(flows, branch), PauseWhen::Asked, commit.step);
+                    pause.asked = Some(question.clone());
+                    pauses.push(pause);
+                } else if self.after.iter().any(|after| path_is(after, flows, branch)) {
                     pauses.push(Pause::new(
                         join_path(flows, branch),
                         PauseWhen::After,

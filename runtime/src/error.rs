@@ -137,8 +137,8 @@ pub enum Error {
         before: bool,
     },
     /// A node asked for input ([`Command::ask`](crate::Command::ask)) where the run cannot pause:
-    /// a run that is not durable, a node that is itself a fork branch, or a fork or batch flow
-    /// nested in a fork branch or a batch flow (see `where_`).
+    /// a run that is not durable, or a fork or batch flow nested in a fork branch or a batch flow
+    /// (see `where_`).
     #[error(
         "node `{node}` asked for input at step {step}, and this run cannot pause for it: {where_}"
     )]

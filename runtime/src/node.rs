@@ -226,10 +226,11 @@ impl<S: SharedState> Command<S> {
     /// with `question` as the pause's payload ([`Pause::asked`]). The caller answers it with an
     /// update ([`Durable::answer`]) and resumes; the node does not run again, and the next node
     /// reads the answer from the state. A run that is not durable fails with
-    /// [`Error::InputRequested`]. In a durable run a node may ask anywhere it runs as a step,
-    /// including inside a flow nested in a fork branch or a batch flow (the other branches or
-    /// concurrent runs finish first); not as a fork branch itself (nest it in a flow), nor in a
-    /// fork or batch flow nested in one of those, where a run cannot pause yet.
+    /// [`Error::InputRequested`]. In a durable run a node may ask anywhere it runs: as a fork
+    /// branch (the run pauses after the fork is saved, with every branch's question), and inside
+    /// a flow nested in a fork branch or a batch flow (the other branches or concurrent runs
+    /// finish first); not in a fork or batch flow nested in one of those, where a run cannot
+    /// pause yet.
     ///
     /// ```
     /// use slateflow::{Command, SharedState};
@@ -1078,11 +1079,13 @@ pub(crate) mod dispatch {
         std::pin::Pin<&'a mut (dyn Future<Output = Result<Branch<S>, Error>> + Send + 'a)>;
 
     /// What a branch of a fork, a run on a copy of the state or a whole fork hands back: its
-    /// action, its update (not applied yet) and the node steps it took.
+    /// action, its update (not applied yet), the node steps it took, and the questions its
+    /// branches asked (by branch, in written order), which pause a durable run after the fork.
     pub struct Branch<S: SharedState> {
         pub(crate) action: &'static str,
         pub(crate) update: S::Update,
         pub(crate) steps: u64,
+        pub(crate) asked: Vec<(&'static str, serde_json::Value)>,
     }
 
     impl<S: SharedState> Branch<S> {
@@ -1091,6 +1094,7 @@ pub(crate) mod dispatch {
                 action,
                 update,
                 steps,
+                asked: Vec::new(),
             }
         }
     }

@@ -15,7 +15,9 @@
 //! - the first branch to fail fails the fork: the other branches are cancelled (dropped) and
 //!   nothing of the fork is applied. Retries apply to each branch on its own;
 //! - in a durable run, a branch that pauses inside its nested flow does not stop the others: it
-//!   keeps where it stood, they finish, and the fork pauses; on resume it goes on from there;
+//!   keeps where it stood, they finish, and the fork pauses; on resume it goes on from there. A
+//!   node that is itself a branch and asks a question pauses the run after the fork is saved,
+//!   with every branch's question;
 //! - the fork's action is `"default"`, which the `>>` after the list follows (the join). A
 //!   branch's own action is checked against the actions it declares and does not route;
 //! - each branch is a step, numbered in written order after the step before the fork, and a fork
@@ -162,6 +164,7 @@ pub(crate) fn merge_in_order<S: SharedState>(
         // As if the runs had happened one after another: `then`, and the later write wins.
         for outcome in outcomes.iter_mut().filter_map(Option::take) {
             merged.steps += outcome.steps;
+            merged.asked.extend(outcome.asked);
             merged.update = merged.update.then(outcome.update);
         }
         return Ok(merged);
@@ -198,6 +201,7 @@ pub(crate) fn merge_in_order<S: SharedState>(
             continue;
         };
         merged.steps += outcome.steps;
+        merged.asked.extend(outcome.asked);
         // `merge`, not `then`: an overwrite in any branch is the base the others' writes land on.
         // The check above found no conflict, so a failure here is an update whose `conflict` and
         // `merge` disagree; it is still reported, against the first branch.

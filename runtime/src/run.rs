@@ -499,12 +499,13 @@ pub(crate) struct Notes<'a> {
     pub(crate) asked: Option<&'a serde_json::Value>,
     /// For a fork, its branches.
     pub(crate) branches: &'static [&'static str],
+    /// For a fork, the questions its branches asked, by branch.
+    pub(crate) branch_asks: &'a [(&'static str, Value)],
 }
 
 /// Why a run that cannot pause fails when a node asks for input.
-const CANNOT_PAUSE: &str = "only a durable run (`flow.durable(store)`) pauses, and not at a node \
-                            that is itself a fork branch (nest it in a flow), nor in a fork or \
-                            batch flow nested in a fork branch or a batch flow, yet";
+const CANNOT_PAUSE: &str = "only a durable run (`flow.durable(store)`) pauses, and not in a fork \
+                            or batch flow nested in a fork branch or a batch flow, yet";
 
 /// No hook: a plain run.
 #[derive(Debug, Clone, Copy, Default)]
@@ -887,7 +888,7 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
             let notes = Notes {
                 reason: reason.as_deref(),
                 asked: asked.as_ref(),
-                branches: &[],
+                ..Notes::default()
             };
             self.commit(state, update, action, notes).await?;
             if self.hook.pause_after() {
@@ -1180,11 +1181,13 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
                     .unwrap_or_default(),
             });
         }
+        let Branch { update, asked, .. } = joined;
         let notes = Notes {
             branches: fork.branches,
+            branch_asks: &asked,
             ..Notes::default()
         };
-        self.commit(state, joined.update, crate::graph::DEFAULT_ACTION, notes)
+        self.commit(state, update, crate::graph::DEFAULT_ACTION, notes)
             .await?;
         if H::COMMITS && self.composite == 0 && self.hook.pause_after() {
             return Err(Error::Paused {
@@ -1270,7 +1273,7 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
             let notes = Notes {
                 reason: command.reason.as_deref(),
                 asked: command.asked.as_ref(),
-                branches: &[],
+                ..Notes::default()
             };
             self.hand_to_hook(state, command.action, notes).await?;
             if self.hook.pause_after() {
@@ -1344,11 +1347,25 @@ impl<S: SharedState, H: Hook<S>> BranchRunner<S> for BranchEnv<'_, H> {
         // Caught here, so that a panic names this branch.
         let outcome = catch_panic(node_command(node, state, env, at, &mut phase)).await;
         match outcome {
-            Ok(Ok(command)) if command.asked.is_some() => Err(Error::InputRequested {
-                node: name,
-                step,
-                where_: CANNOT_PAUSE,
-            }),
+            Ok(Ok(Command {
+                action,
+                update,
+                asked: Some(asked),
+                ..
+            })) => {
+                // A durable fork of its own pauses after it is saved, with this question.
+                if H::COMMITS && self.keeping.is_some() && !self.fork.is_empty() {
+                    let mut branch = Branch::new(action, update, 1);
+                    branch.asked.push((name, asked));
+                    Ok(branch)
+                } else {
+                    Err(Error::InputRequested {
+                        node: name,
+                        step,
+                        where_: CANNOT_PAUSE,
+                    })
+                }
+            }
             Ok(command) => command.map(|command| Branch::new(command.action, command.update, 1)),
             Err(payload) => Err(Error::Panic {
                 node: name,
@@ -1424,6 +1441,11 @@ impl<S: SharedState, H: Hook<S>> BranchRunner<S> for BranchEnv<'_, H> {
     where
         S: 'a,
     {
+        if !outcome.asked.is_empty() {
+            // Not kept: a resume before the fork is saved asks again (the question was never
+            // reported).
+            return Ok(outcome);
+        }
         match self.keeping {
             Some((container, before)) => {
                 self.hook
