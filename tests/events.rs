@@ -6,11 +6,13 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use slateflow::batch::{Batch, BatchNode};
+use slateflow::batch::{Batch, BatchFlow, BatchNode, plan};
 use slateflow::checkpoint::MemoryStore;
 use slateflow::durable::Outcome;
 use slateflow::event;
-use slateflow::{Command, Context, Emitter, Node, NodeError, Retry, SharedState, flow, node};
+use slateflow::{
+    Command, Context, Emitter, Node, NodeError, Params, Retry, SharedState, flow, node,
+};
 
 #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
 struct Ticket {
@@ -390,6 +392,35 @@ async fn batch_items_report_progress() {
         recorder.of_kind("batch_item_finished")[0]
             .text
             .ends_with("item 1/5")
+    );
+}
+
+/// Takes a little time, so that a duration that was never measured shows.
+#[node]
+fn slow(_: &Ticket) -> Command<Ticket> {
+    std::thread::sleep(Duration::from_millis(2));
+    Command::new(Ticket::update().add_count(1))
+}
+
+#[tokio::test]
+async fn a_batch_flow_reports_how_long_its_whole_step_took() {
+    let runs = plan(|_: &Ticket| vec![Params::new(), Params::new()]);
+    let batch = BatchFlow::new(flow! { slow; }, runs);
+    let flow = flow! { batch; };
+    let durations = Mutex::new(Vec::new());
+    let observer = event::from_fn(|event| {
+        if let event::Event::NodeFinished { at, duration, .. } = event {
+            durations.lock().unwrap().push((at.node, *duration));
+        }
+    });
+    let mut ticket = Ticket::default();
+    flow.observe(&observer).run(&mut ticket).await.unwrap();
+    let durations = durations.into_inner().unwrap();
+    let (node, batch) = durations.last().copied().unwrap();
+    assert_eq!(node, "batch", "{durations:?}");
+    assert!(
+        batch >= Duration::from_millis(4),
+        "the batch flow's step spans both runs: {durations:?}"
     );
 }
 

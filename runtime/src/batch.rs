@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Phase};
 use crate::graph::Graph;
-use crate::node::dispatch::{Branch, BranchRunner, Runner};
+use crate::node::dispatch::{Branch, BranchRunner, Composite, Runner};
 use crate::node::{
     Command, Context, DEFAULT_ACTION, Emitter, Node, NodeError, Params, Retry, self_running_node,
     with_retries,
@@ -630,13 +630,14 @@ async fn plan_prep<S: SharedState, P: BatchPlan<S>, R: Runner<S>>(
     state: &S,
     runner: &mut R,
     name: &'static str,
-) -> Result<(Vec<Params>, u64), Error> {
-    let step = runner.composite_start(name);
+) -> Result<(Vec<Params>, Composite), Error> {
+    let composite = runner.composite_start(name);
+    let step = composite.step;
     let items = plan
         .prep(state, &runner.context(name, step))
         .await
         .map_err(|source| failed(name, step, Phase::Prep, source))?;
-    Ok((items, step))
+    Ok((items, composite))
 }
 
 /// The plan's `post` with every run; its update is applied and the whole batch committed as one
@@ -646,16 +647,17 @@ async fn plan_post<S: SharedState, P: BatchPlan<S>, R: Runner<S>>(
     state: &mut S,
     runner: &mut R,
     name: &'static str,
-    step: u64,
+    composite: Composite,
     runs: Vec<BatchRun>,
 ) -> Result<&'static str, Error> {
     runner.resume_composite(name, Phase::Post);
+    let step = composite.step;
     let command = plan
         .post(state, runs, &runner.context(name, step))
         .await
         .map_err(|source| failed(name, step, Phase::Post, source))?;
     runner
-        .composite_finish(state, name, step, command, P::ACTIONS)
+        .composite_finish(state, name, composite, command, P::ACTIONS)
         .await
 }
 
@@ -690,7 +692,8 @@ where
         state: &mut S,
         name: &'static str,
     ) -> Result<&'static str, Error> {
-        let (items, step) = plan_prep(&self.plan, state, runner, name).await?;
+        let (items, composite) = plan_prep(&self.plan, state, runner, name).await?;
+        let step = composite.step;
         let base = runner.params().clone();
         let total = items.len();
         let mut runs = Vec::with_capacity(total);
@@ -718,7 +721,7 @@ where
                 .emitter()
                 .item_finished(index, index + 1, total);
         }
-        plan_post(&self.plan, state, runner, name, step, runs).await
+        plan_post(&self.plan, state, runner, name, composite, runs).await
     }
 
     fn __graph(&self) -> Option<Graph> {
@@ -746,7 +749,8 @@ where
         state: &mut S,
         name: &'static str,
     ) -> Result<&'static str, Error> {
-        let (items, step) = plan_prep(&self.plan, state, runner, name).await?;
+        let (items, composite) = plan_prep(&self.plan, state, runner, name).await?;
+        let step = composite.step;
         let base = runner.params().clone();
         let params: Vec<Params> = items.iter().map(|item| base.merged(item)).collect();
         let total = params.len();
@@ -827,7 +831,7 @@ where
         let merged = merge_in_order(&mut outcomes, Conflicts::LaterWins)?;
         runner.resume_composite(name, Phase::Apply);
         runner.apply_from_copies(state, merged.update, merged.steps);
-        plan_post(&self.plan, state, runner, name, step, runs).await
+        plan_post(&self.plan, state, runner, name, composite, runs).await
     }
 
     fn __graph(&self) -> Option<Graph> {

@@ -1099,6 +1099,13 @@ pub(crate) mod dispatch {
         }
     }
 
+    /// A composite step under way: its number, and when it started (when the run is watched).
+    #[derive(Debug, Clone, Copy)]
+    pub struct Composite {
+        pub(crate) step: u64,
+        pub(crate) started: Option<std::time::Instant>,
+    }
+
     /// A run, as nodes and generated flows see it. Implemented by the run module only.
     pub trait Runner<S: SharedState>: Send {
         /// What runs the branches of a fork, borrowed from the run.
@@ -1187,8 +1194,9 @@ pub(crate) mod dispatch {
         ) -> impl Future<Output = Result<(), Error>> + Send + 'a;
 
         /// Starts a step that runs other steps inside it (a batch flow's own): returns its
-        /// number. Its inner steps are committed with it, as one.
-        fn composite_start(&mut self, name: &'static str) -> u64;
+        /// number (and when it started, for its event). Its inner steps are committed with it,
+        /// as one.
+        fn composite_start(&mut self, name: &'static str) -> Composite;
 
         /// The context of a composite step's own `prep` and `post`.
         fn context(&self, name: &'static str, step: u64) -> Context<'_>;
@@ -1211,7 +1219,7 @@ pub(crate) mod dispatch {
             &'a mut self,
             state: &'a mut S,
             name: &'static str,
-            step: u64,
+            composite: Composite,
             command: crate::node::Command<S>,
             declared: &'static [&'static str],
         ) -> impl Future<Output = Result<&'static str, Error>> + Send + 'a;

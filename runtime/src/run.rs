@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, NodeError, Phase};
 use crate::event::{At, Event, EventSink, KeepFuture, Observer};
-use crate::node::dispatch::{Branch, BranchRunner, FlowGraph, Runner};
+use crate::node::dispatch::{Branch, BranchRunner, Composite, FlowGraph, Runner};
 use crate::node::{Command, Context, Limit, Node, Params, RetriedBody, TimedOut, with_retries};
 use crate::state::{SharedState, StateUpdate};
 use serde_json::Value;
@@ -1199,7 +1199,7 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
         Ok(())
     }
 
-    fn composite_start(&mut self, name: &'static str) -> u64 {
+    fn composite_start(&mut self, name: &'static str) -> Composite {
         if H::COMMITS && self.composite == 0 {
             self.record = Some(S::Update::default());
         }
@@ -1210,7 +1210,10 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
         self.emit(&Event::NodeStarted {
             at: self.at(name, self.steps),
         });
-        self.steps
+        Composite {
+            step: self.steps,
+            started: H::OBSERVES.then(Instant::now),
+        }
     }
 
     fn context(&self, name: &'static str, step: u64) -> Context<'_> {
@@ -1245,10 +1248,11 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
         &mut self,
         state: &mut S,
         name: &'static str,
-        step: u64,
+        composite: Composite,
         command: Command<S>,
         declared: &'static [&'static str],
     ) -> Result<&'static str, Error> {
+        let step = composite.step;
         if !is_declared(declared, command.action) {
             return Err(Error::UndeclaredAction {
                 node: name,
@@ -1265,7 +1269,10 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
             action: command.action,
             reason: command.reason.as_deref(),
             attempts: 1,
-            duration: Duration::ZERO,
+            duration: composite
+                .started
+                .map(|started| started.elapsed())
+                .unwrap_or_default(),
         });
         if H::COMMITS && self.composite == 0 {
             let record = self.record.take().unwrap_or_default();
