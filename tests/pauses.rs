@@ -362,12 +362,7 @@ fn runs_of_a_sequential_batch_flow_ask_one_after_another_and_go_on_from_their_qu
         ["a", "b", "ask", "c", "b", "ask", "c", "b", "ask", "c", "d"]
     );
     // The batch was saved once, as one step, with the numbers of an uninterrupted run.
-    let steps: Vec<u64> = block_on(durable.history(test))
-        .unwrap()
-        .iter()
-        .filter(|record| record.kind == RecordKind::Step)
-        .map(|record| record.step)
-        .collect();
+    let steps = step_numbers(&block_on(durable.history(test)).unwrap());
     assert_eq!(steps, [1, 11, 12]);
 }
 
@@ -398,6 +393,15 @@ fn an_interrupt_before_a_node_of_a_sequential_batch_flow_pauses_each_run() {
         (3, 3)
     );
     assert_eq!(block_on(durable.state(test)).unwrap().count, 1 + 6 + 1);
+}
+
+/// The numbers of the steps a thread saved, in order.
+fn step_numbers(history: &[StepRecord]) -> Vec<u64> {
+    history
+        .iter()
+        .filter(|record| record.kind == RecordKind::Step)
+        .map(|record| record.step)
+        .collect()
 }
 
 /// Logs the answers it sees.
@@ -461,12 +465,7 @@ fn a_question_inside_a_flow_nested_in_a_fork_branch_pauses_the_fork_and_goes_on_
     assert_eq!(block_on(durable.state(test)).unwrap(), desk);
     // The fork was saved once, as one step, after the answer: steps 1 (a), 5 (the fork, whose
     // branches ran four steps) and 6 (d).
-    let steps: Vec<u64> = block_on(durable.history(test))
-        .unwrap()
-        .iter()
-        .filter(|record| record.kind == RecordKind::Step)
-        .map(|record| record.step)
-        .collect();
+    let steps = step_numbers(&block_on(durable.history(test)).unwrap());
     assert_eq!(steps, [1, 5, 6]);
     let _ = std::fs::remove_dir_all(&root);
 }

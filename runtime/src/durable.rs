@@ -76,6 +76,7 @@ use crate::graph::Graph;
 use crate::node::dispatch::Branch;
 use crate::run::{
     Commit, Entry, Hook, NoHook, Observe, PartPause, Run, Stopped, Watch, join_path, panic_message,
+    pass, path_is,
 };
 use crate::state::SharedState;
 
@@ -373,7 +374,7 @@ where
             passing: passing
                 .into_iter()
                 .filter(|pause| pause.when == PauseWhen::Before)
-                .map(|pause| pause.node)
+                .map(|pause| (pause.node, pause.step))
                 .collect(),
             snapshot_bytes,
             kept: at.kept,
@@ -634,7 +635,6 @@ where
             before: &self.before,
             after: &self.after,
             passing: resume.passing,
-            pass_step: resume.steps,
             paused: Vec::new(),
             part_paused: std::sync::Mutex::new(Vec::new()),
             pending: None,
@@ -873,8 +873,9 @@ fn check_interrupt(
 struct Resume {
     steps: u64,
     cursor: Option<Cursor>,
-    /// The nodes (paths) before which the thread paused and which it now goes past.
-    passing: Vec<String>,
+    /// The nodes (paths) before which the thread paused and which it now goes past, with the
+    /// steps before them.
+    passing: Vec<(String, u64)>,
     /// The size of the last snapshot saved, as JSON.
     snapshot_bytes: usize,
     /// Finished parts of the step after `steps`, kept by an earlier attempt of it.
@@ -1005,9 +1006,8 @@ struct Recorder<'a, S, St: CheckpointStore, H> {
     snapshot_bytes: usize,
     before: &'a [String],
     after: &'a [String],
-    /// Nodes a resumed run goes past without pausing, at step `pass_step`.
-    passing: Vec<String>,
-    pass_step: u64,
+    /// Nodes a resumed run goes past without pausing, and the steps before them.
+    passing: Vec<(String, u64)>,
     /// The pauses this run stopped at.
     paused: Vec<Pause>,
     /// The pauses parts of a step (a fork's branches, a batch flow's runs) stopped
@@ -1024,30 +1024,41 @@ struct Recorder<'a, S, St: CheckpointStore, H> {
     state: PhantomData<fn(&S)>,
 }
 
-impl<S, St: CheckpointStore, H> Recorder<'_, S, St, H> {
-    /// The last record kept for part `index` of `container` (nested in `flows`).
+impl<S: SharedState, St: CheckpointStore, H> Recorder<'_, S, St, H> {
+    /// The last record kept for part `index` of `container` (nested in `flows`) by an earlier
+    /// attempt of the step after step `before`, with its update read back: when the part
+    /// `stopped` at pauses, or else when it finished, as asked.
     fn kept_part(
         &self,
         flows: &[&'static str],
         container: &'static str,
+        before: u64,
         index: usize,
-    ) -> Option<&StepRecord> {
+        stopped: bool,
+    ) -> Result<Option<(&StepRecord, S::Update)>, Error> {
+        if before != self.kept_at {
+            return Ok(None);
+        }
         let key = index.to_string();
-        self.kept
+        let record = self
+            .kept
             .iter()
             .rev()
-            .find(|record| record.key == key && path_is(&record.node, flows, container))
+            .find(|record| record.key == key && path_is(&record.node, flows, container));
+        let Some(record) = record.filter(|record| record.pauses.is_empty() != stopped) else {
+            return Ok(None);
+        };
+        let update = S::Update::deserialize(&record.update).map_err(|error| Error::Resume {
+            thread: self.thread.to_string(),
+            step: before,
+            reason: format!(
+                "the kept {} of part {index} of `{}` does not read back: {error}",
+                if stopped { "progress" } else { "outcome" },
+                record.node
+            ),
+        })?;
+        Ok(Some((record, update)))
     }
-}
-
-/// Whether `path` (`a/b/c`) names the node `name` nested in `flows`.
-fn path_is(path: &str, flows: &[&str], name: &str) -> bool {
-    let mut segments = path.split('/');
-    flows
-        .iter()
-        .chain(std::iter::once(&name))
-        .all(|level| segments.next() == Some(level))
-        && segments.next().is_none()
 }
 
 impl<S, St: CheckpointStore, H: Watch> Watch for Recorder<'_, S, St, H> {
@@ -1131,13 +1142,7 @@ where
     }
 
     fn pause_before(&mut self, flows: &[&'static str], name: &'static str, step: u64) -> bool {
-        if step == self.pass_step
-            && let Some(index) = self
-                .passing
-                .iter()
-                .position(|node| path_is(node, flows, name))
-        {
-            self.passing.swap_remove(index);
+        if pass(&mut self.passing, flows, name, step) {
             return false;
         }
         if self.before.iter().any(|node| path_is(node, flows, name)) {
@@ -1159,25 +1164,8 @@ where
         before: u64,
         index: usize,
     ) -> Result<Option<(S::Update, u64, &str)>, Error> {
-        if before != self.kept_at || self.kept.is_empty() {
-            return Ok(None);
-        }
-        let Some(record) = self.kept_part(flows, container, index) else {
-            return Ok(None);
-        };
-        if !record.pauses.is_empty() {
-            // It stopped at pauses: not finished (see `stopped_part`).
-            return Ok(None);
-        }
-        let update = S::Update::deserialize(&record.update).map_err(|error| Error::Resume {
-            thread: self.thread.to_string(),
-            step: before,
-            reason: format!(
-                "the kept outcome of part {index} of `{}` does not read back: {error}",
-                record.node
-            ),
-        })?;
-        Ok(Some((update, record.steps, record.action.as_str())))
+        let kept = self.kept_part(flows, container, before, index, false)?;
+        Ok(kept.map(|(record, update)| (update, record.steps, record.action.as_str())))
     }
 
     fn interrupts(&self, before: bool, flows: &[&'static str], name: &'static str) -> bool {
@@ -1192,23 +1180,9 @@ where
         before: u64,
         index: usize,
     ) -> Result<Option<Stopped<S>>, Error> {
-        if before != self.kept_at {
-            return Ok(None);
-        }
-        let Some(record) = self.kept_part(flows, container, index) else {
+        let Some((record, update)) = self.kept_part(flows, container, before, index, true)? else {
             return Ok(None);
         };
-        if record.pauses.is_empty() {
-            return Ok(None);
-        }
-        let update = S::Update::deserialize(&record.update).map_err(|error| Error::Resume {
-            thread: self.thread.to_string(),
-            step: before,
-            reason: format!(
-                "the kept progress of part {index} of `{}` does not read back: {error}",
-                record.node
-            ),
-        })?;
         Ok(Some(Stopped {
             update,
             steps: record.steps,

@@ -381,17 +381,11 @@ pub(crate) trait EventSink: Sync {
 
     /// The output (JSON) of item `index` of the batch node at `at`, kept by an earlier attempt
     /// of its step in a durable run.
-    fn kept_item(&self, at: &At<'_>, index: usize) -> Option<Value> {
-        let _ = (at, index);
-        None
-    }
+    fn kept_item(&self, at: &At<'_>, index: usize) -> Option<Value>;
 
     /// Keeps the output (JSON) of item `index` of the batch node at `at` until its step is
     /// saved. Called from the items, concurrently.
-    fn keep_item<'a>(&'a self, at: At<'a>, index: usize, output: Value) -> KeepFuture<'a> {
-        let _ = (at, index, output);
-        Box::pin(async { Ok(()) })
-    }
+    fn keep_item<'a>(&'a self, at: At<'a>, index: usize, output: Value) -> KeepFuture<'a>;
 }
 
 /// What [`EventSink::keep_item`] returns: boxed, since the sink is a `dyn` (one box per kept
@@ -407,6 +401,14 @@ impl EventSink for NoSink {
     }
 
     fn send(&self, _: &Event<'_>) {}
+
+    fn kept_item(&self, _: &At<'_>, _: usize) -> Option<Value> {
+        None
+    }
+
+    fn keep_item<'a>(&'a self, _: At<'a>, _: usize, _: Value) -> KeepFuture<'a> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 pub(crate) static NO_SINK: NoSink = NoSink;

@@ -358,18 +358,12 @@ impl Stops {
         name: &'static str,
         step: u64,
     ) -> bool {
-        let path = join_path(flows, name);
-        if let Some(index) = self
-            .passing
-            .iter()
-            .position(|(node, at)| *node == path && *at == step)
-        {
-            self.passing.swap_remove(index);
+        if pass(&mut self.passing, flows, name, step) {
             return false;
         }
         if parent.interrupts(true, flows, name) {
             self.pauses.push(PartPause {
-                node: path,
+                node: join_path(flows, name),
                 step,
                 before: true,
                 asked: None,
@@ -433,6 +427,33 @@ impl Stops {
 struct Part<'h, H> {
     parent: &'h H,
     stops: Stops,
+}
+
+/// Whether `path` (`a/b/c`) names the node `name` nested in `flows`.
+pub(crate) fn path_is(path: &str, flows: &[&str], name: &str) -> bool {
+    let mut segments = path.split('/');
+    flows
+        .iter()
+        .chain(std::iter::once(&name))
+        .all(|level| segments.next() == Some(level))
+        && segments.next().is_none()
+}
+
+/// Whether a resumed run goes past the pause before the node `name` (nested in `flows`) after
+/// `step` steps, as one of `passing` (paths and steps) says; each is passed once.
+pub(crate) fn pass(
+    passing: &mut Vec<(String, u64)>,
+    flows: &[&str],
+    name: &str,
+    step: u64,
+) -> bool {
+    let found = passing
+        .iter()
+        .position(|(node, at)| *at == step && path_is(node, flows, name));
+    if let Some(index) = found {
+        passing.swap_remove(index);
+    }
+    found.is_some()
 }
 
 /// `flows/name`.
