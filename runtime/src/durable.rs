@@ -75,8 +75,8 @@ use crate::flow::{Flow, FlowGraph};
 use crate::graph::Graph;
 use crate::node::dispatch::Branch;
 use crate::run::{
-    Commit, Entry, Hook, NoHook, Observe, PartPause, Run, Stopped, Watch, join_path, panic_message,
-    pass, path_is,
+    Commit, Entries, Entry, Hook, NoHook, Observe, PartPause, Run, Stopped, Watch, join_path,
+    panic_message, pass, path_is,
 };
 use crate::state::SharedState;
 
@@ -245,7 +245,7 @@ where
         let (claim, snapshot_bytes) = self.create(thread, state).await?;
         let resume = Resume {
             steps: 0,
-            cursor: None,
+            entries: Entries::default(),
             passing: Vec::new(),
             snapshot_bytes,
             kept: Vec::new(),
@@ -351,17 +351,21 @@ where
         } else {
             at.pending
         };
-        let cursor = log
+        // The saved step's `entered` leaves out the outermost flow, entered at the start.
+        let entries = log
             .records
             .iter()
             .rev()
             .find(|record| record.kind == RecordKind::Step)
-            .map(|record| Cursor {
-                position: record.position.clone(),
-                entered: record.entered.clone(),
-                depth: 0,
-                action: record.action.clone(),
-            });
+            .map(|record| {
+                let entered = std::iter::once(0).chain(record.entered.iter().copied());
+                Entries::resuming(
+                    record.position.clone(),
+                    entered.collect(),
+                    Some(record.action.clone()),
+                )
+            })
+            .unwrap_or_default();
         let snapshot_bytes = log
             .records
             .iter()
@@ -370,7 +374,7 @@ where
             .map_or(0, json_len);
         let resume = Resume {
             steps: log.last_step,
-            cursor,
+            entries,
             passing: passing
                 .into_iter()
                 .filter(|pause| pause.when == PauseWhen::Before)
@@ -627,7 +631,7 @@ where
             claim: tokio::sync::Mutex::new(&mut claim),
             thread,
             inner,
-            cursor: resume.cursor,
+            entries: resume.entries,
             snapshot_every: self.snapshot_every,
             since_snapshot: 0,
             bytes_since_snapshot: 0,
@@ -640,7 +644,6 @@ where
             pending: None,
             kept_at: resume.steps,
             kept: resume.kept,
-            entered: Vec::new(),
             state: PhantomData,
         };
         let mut run = Run::new(recorder, self.flow.params().clone(), resume.steps);
@@ -869,10 +872,10 @@ fn check_interrupt(
     }
 }
 
-/// Where a run of a thread starts: after `steps` saved steps, at `cursor`.
+/// Where a run of a thread starts: after `steps` saved steps, at `entries`.
 struct Resume {
     steps: u64,
-    cursor: Option<Cursor>,
+    entries: Entries,
     /// The nodes (paths) before which the thread paused and which it now goes past, with the
     /// steps before them.
     passing: Vec<(String, u64)>,
@@ -976,16 +979,6 @@ fn rebuild<S: SharedState + DeserializeOwned>(
     Ok(state)
 }
 
-/// Where a resumed run picks up: the saved step's position and action, one flow level at a time,
-/// and where its nested flows were entered.
-#[derive(Debug)]
-struct Cursor {
-    position: Vec<u32>,
-    entered: Vec<u64>,
-    depth: usize,
-    action: String,
-}
-
 /// The hook that makes a run durable: it saves each committed step to the store under the
 /// thread's claim, enters flows at the saved position on resume, and pauses at the interrupts.
 /// Its events go to `inner` (an observer, or nothing), with a [`Event::StepSaved`] after each
@@ -997,7 +990,8 @@ struct Recorder<'a, S, St: CheckpointStore, H> {
     claim: tokio::sync::Mutex<&'a mut St::Claim>,
     thread: &'a str,
     inner: H,
-    cursor: Option<Cursor>,
+    /// Where a resumed run goes on, and where the flows around the current node were entered.
+    entries: Entries,
     /// A snapshot at least every this many steps, if set.
     snapshot_every: Option<u64>,
     since_snapshot: u64,
@@ -1019,8 +1013,6 @@ struct Recorder<'a, S, St: CheckpointStore, H> {
     /// resumed), kept by an earlier attempt of it; cleared by the first commit.
     kept: Vec<StepRecord>,
     kept_at: u64,
-    /// The step after which each flow around the current node was entered, outermost first.
-    entered: Vec<u64>,
     state: PhantomData<fn(&S)>,
 }
 
@@ -1111,34 +1103,7 @@ where
     /// For a flow being entered on a resumed run: the position to go to and, at the innermost
     /// level, the saved action to route on instead of running the step again.
     fn enter_flow(&mut self, depth: usize, steps: u64) -> Option<Entry> {
-        let entry = self.cursor.as_mut().and_then(|cursor| {
-            let position = *cursor.position.get(cursor.depth)? as usize;
-            let entered = depth
-                .checked_sub(1)
-                .and_then(|level| cursor.entered.get(level).copied());
-            cursor.depth += 1;
-            let action = if cursor.depth == cursor.position.len() {
-                Some(std::mem::take(&mut cursor.action))
-            } else {
-                None
-            };
-            Some(Entry {
-                position,
-                action,
-                entered,
-            })
-        });
-        if entry.as_ref().is_some_and(|entry| entry.action.is_some()) {
-            self.cursor = None;
-        }
-        self.entered.truncate(depth);
-        self.entered.push(
-            entry
-                .as_ref()
-                .and_then(|entry| entry.entered)
-                .unwrap_or(steps),
-        );
-        entry
+        self.entries.enter(depth, steps)
     }
 
     fn pause_before(&mut self, flows: &[&'static str], name: &'static str, step: u64) -> bool {
@@ -1338,7 +1303,8 @@ where
             reason: commit.notes.reason.map(str::to_string),
             position: commit.trail.positions().to_vec(),
             entered: self
-                .entered
+                .entries
+                .entered()
                 .get(1..names.len())
                 .map(<[u64]>::to_vec)
                 .unwrap_or_default(),

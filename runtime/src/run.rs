@@ -239,6 +239,68 @@ pub(crate) struct Entry {
     pub(crate) entered: Option<u64>,
 }
 
+/// Where a resumed run goes on, level by level (the positions of a saved step, the steps after
+/// which its flows were entered, and the action to route on at the innermost level, if any); and
+/// the step after which each flow around the current node was entered, to save with a step.
+/// Levels count from where the resuming starts: the outermost flow, or a part's own flow.
+#[derive(Debug, Default)]
+pub(crate) struct Entries {
+    cursor: Option<(Vec<u32>, Vec<u64>, Option<String>)>,
+    /// How many levels of the cursor were entered.
+    level: usize,
+    entered: Vec<u64>,
+}
+
+impl Entries {
+    /// Going on from `positions`, with the flows entered after `entered` steps and `action` to
+    /// route on at the innermost level (none: the node there runs).
+    pub(crate) fn resuming(positions: Vec<u32>, entered: Vec<u64>, action: Option<String>) -> Self {
+        Self {
+            cursor: Some((positions, entered, action)),
+            ..Self::default()
+        }
+    }
+
+    /// A flow is entered at level `level` after `steps` steps: where to go on, on resume.
+    pub(crate) fn enter(&mut self, level: usize, steps: u64) -> Option<Entry> {
+        let entry = self
+            .cursor
+            .as_mut()
+            .and_then(|(positions, entered, action)| {
+                let position = *positions.get(self.level)? as usize;
+                self.level += 1;
+                let innermost = self.level == positions.len();
+                Some((
+                    Entry {
+                        position,
+                        action: if innermost { action.take() } else { None },
+                        entered: entered.get(level).copied(),
+                    },
+                    innermost,
+                ))
+            });
+        let entry = entry.map(|(entry, innermost)| {
+            if innermost {
+                self.cursor = None;
+            }
+            entry
+        });
+        self.entered.truncate(level);
+        self.entered.push(
+            entry
+                .as_ref()
+                .and_then(|entry| entry.entered)
+                .unwrap_or(steps),
+        );
+        entry
+    }
+
+    /// The step after which each flow around the current node was entered, outermost first.
+    pub(crate) fn entered(&self) -> &[u64] {
+        &self.entered
+    }
+}
+
 /// A part of a step (a fork's branch, a batch flow's run) that stopped at pauses
 /// inside its own flow, or that goes on from them: what it had done and where it stood.
 pub(crate) struct Stopped<S: SharedState> {
@@ -276,14 +338,11 @@ pub(crate) struct PartPause {
 pub(crate) struct Stops {
     /// The trail's depth where the part's own flow is entered.
     base: usize,
-    /// Where a stopped part goes on: positions from the part's own flow down, entries, action.
-    cursor: Option<(Vec<u32>, Vec<u64>, Option<String>)>,
-    /// How many levels of the cursor were entered.
-    level: usize,
+    /// Where a stopped part goes on, from the part's own flow down, and where its flows were
+    /// entered.
+    entries: Entries,
     /// The pauses before nodes that the resumed part goes past: path and step.
     passing: Vec<(String, u64)>,
-    /// The step after which each of the part's flows was entered.
-    entered: Vec<u64>,
     pauses: Vec<PartPause>,
     /// The action of the node after which it paused.
     action: Option<&'static str>,
@@ -309,45 +368,13 @@ impl Stops {
             .filter(|pause| pause.before)
             .map(|pause| (pause.node, pause.step))
             .collect();
-        stops.cursor = Some((stopped.positions, stopped.entered, stopped.action));
+        stops.entries = Entries::resuming(stopped.positions, stopped.entered, stopped.action);
         (stops, Some((stopped.update, stopped.steps)))
     }
 
     /// A flow of the part is entered at trail depth `depth` after `steps` steps.
     fn enter_flow(&mut self, depth: usize, steps: u64) -> Option<Entry> {
-        let relative = depth.checked_sub(self.base)?;
-        let entry = self
-            .cursor
-            .as_mut()
-            .and_then(|(positions, entered, action)| {
-                let position = *positions.get(self.level)? as usize;
-                let entry_step = entered.get(relative).copied();
-                self.level += 1;
-                let innermost = self.level == positions.len();
-                let action = if innermost { action.take() } else { None };
-                Some((
-                    Entry {
-                        position,
-                        action,
-                        entered: entry_step,
-                    },
-                    innermost,
-                ))
-            });
-        let entry = entry.map(|(entry, innermost)| {
-            if innermost {
-                self.cursor = None;
-            }
-            entry
-        });
-        self.entered.truncate(relative);
-        self.entered.push(
-            entry
-                .as_ref()
-                .and_then(|entry| entry.entered)
-                .unwrap_or(steps),
-        );
-        entry
+        self.entries.enter(depth.checked_sub(self.base)?, steps)
     }
 
     /// Whether the part pauses before the node `name` nested in `flows`, after `step` steps.
@@ -408,7 +435,7 @@ impl Stops {
             .get(self.base..)
             .unwrap_or_default()
             .to_vec();
-        let mut entered = std::mem::take(&mut self.entered);
+        let mut entered = std::mem::take(&mut self.entries.entered);
         entered.truncate(positions.len());
         Stopped {
             update,
