@@ -325,12 +325,18 @@ impl<'a> Context<'a> {
         self
     }
 
+    /// The context of a step of a run: where it is, its run's params, limit, thread and sink;
+    /// `attempts` counts the attempts of a retried `#[node]` body; `keeps` says whether a kept
+    /// batch's items are kept through `sink`.
+    #[inline]
     pub(crate) fn in_run(
         params: &'a Params,
         at: At<'a>,
         limit: Limit,
         thread: Option<&'a str>,
         sink: &'a dyn EventSink,
+        attempts: Option<&'a AtomicU32>,
+        keeps: bool,
     ) -> Self {
         Self {
             params,
@@ -339,21 +345,9 @@ impl<'a> Context<'a> {
             last_step: limit.last_step,
             thread,
             sink,
-            attempts: None,
-            keeps: false,
+            attempts,
+            keeps,
         }
-    }
-
-    /// This context, keeping the items of a kept batch when `keeps`.
-    pub(crate) fn keeping_items(mut self, keeps: bool) -> Self {
-        self.keeps = keeps;
-        self
-    }
-
-    /// This context, with `attempts` to count the attempts of a retried `#[node]` body in.
-    pub(crate) fn counting_attempts(mut self, attempts: &'a AtomicU32) -> Self {
-        self.attempts = Some(attempts);
-        self
     }
 
     /// Records how many attempts a retried `#[node]` body took.
@@ -361,6 +355,12 @@ impl<'a> Context<'a> {
         if let Some(count) = self.attempts {
             count.store(attempts, Ordering::Relaxed);
         }
+    }
+
+    /// How many attempts a retried `#[node]` body recorded (0 when none did).
+    pub(crate) fn body_attempts(&self) -> u32 {
+        self.attempts
+            .map_or(0, |count| count.load(Ordering::Relaxed))
     }
 
     /// The params the run was given (a flow's params reach every node it runs, nested ones too).

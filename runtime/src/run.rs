@@ -25,7 +25,7 @@
 use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, NodeError, Phase};
@@ -788,6 +788,34 @@ impl<S: SharedState, H: Hook<S>> Run<S, H> {
         }
     }
 
+    /// The context of node `name`'s step `step`, built once where the step's future keeps it,
+    /// beside the hook and the phase the step moves through. `attempts` counts a retried `#[node]` body's attempts;
+    /// `keeps` says whether a kept batch keeps its items.
+    fn step_context<'a>(
+        &'a mut self,
+        name: &'static str,
+        step: u64,
+        attempts: &'a AtomicU32,
+        keeps: bool,
+    ) -> (Context<'a>, &'a H, &'a mut Phase) {
+        let at = At {
+            flows: self.trail.flows(),
+            node: name,
+            step,
+            fork: self.branch_of,
+        };
+        let context = Context::in_run(
+            &self.params,
+            at,
+            self.limit,
+            self.hook.thread(),
+            &self.hook,
+            Some(attempts),
+            keeps,
+        );
+        (context, &self.hook, &mut self.phase)
+    }
+
     /// Whether the runs of the batch flow whose step this is are kept as they finish: in a
     /// durable run, for a batch flow that is a step of its own (not nested in another's run).
     fn keeps_runs(&self) -> bool {
@@ -884,24 +912,15 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
         self.steps += 1;
         self.node = name;
         let step = self.steps;
-        let at = At {
-            flows: self.trail.flows(),
-            node: name,
-            step,
-            fork: self.branch_of,
-        };
-        let env = Env {
-            params: &self.params,
-            hook: &self.hook,
-            limit: self.limit,
-            keeps: pauses && H::COMMITS,
-        };
+        let body_attempts = AtomicU32::new(0);
+        let (context, hook, phase) =
+            self.step_context(name, step, &body_attempts, pauses && H::COMMITS);
         let Command {
             update,
             action,
             reason,
             asked,
-        } = node_command(node, state, env, at, &mut self.phase).await?;
+        } = node_command(node, state, hook, &context, phase).await?;
         if in_item && let Some(item) = self.item.as_mut() {
             let pause_here = item.stops.after::<S, H>(
                 &self.hook,
@@ -956,6 +975,7 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
             // Nothing to commit: no future to make.
             self.apply(state, update);
         }
+        drop_question(asked);
         Ok(action)
     }
 
@@ -1271,6 +1291,8 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
             self.limit,
             self.hook.thread(),
             &self.hook,
+            None,
+            false,
         )
     }
 
@@ -1349,24 +1371,6 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
     }
 }
 
-/// What every step sees of its run.
-struct Env<'a, H> {
-    params: &'a Params,
-    hook: &'a H,
-    limit: Limit,
-    /// Whether the step's batch items may be kept: a step saved on its own (not inside a batch
-    /// flow's run or a fork branch).
-    keeps: bool,
-}
-
-impl<H> Clone for Env<'_, H> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<H> Copy for Env<'_, H> {}
-
 /// What runs the branches of a fork: shared borrows of the run's params, hook and trail.
 pub(crate) struct BranchEnv<'a, H> {
     params: &'a Params,
@@ -1387,20 +1391,23 @@ impl<S: SharedState, H: Hook<S>> BranchRunner<S> for BranchEnv<'_, H> {
         step: u64,
     ) -> Result<Branch<S>, Error> {
         let mut phase = Phase::Prep;
-        let env = Env {
-            params: self.params,
-            hook: self.hook,
-            limit: self.limit,
-            keeps: false,
-        };
-        let at = At {
-            flows: self.trail.flows(),
-            node: name,
-            step,
-            fork: Some(self.fork),
-        };
+        let body_attempts = AtomicU32::new(0);
+        let context = Context::in_run(
+            self.params,
+            At {
+                flows: self.trail.flows(),
+                node: name,
+                step,
+                fork: Some(self.fork),
+            },
+            self.limit,
+            self.hook.thread(),
+            self.hook,
+            Some(&body_attempts),
+            false,
+        );
         // Caught here, so that a panic names this branch.
-        let outcome = catch_panic(node_command(node, state, env, at, &mut phase)).await;
+        let outcome = catch_panic(node_command(node, state, self.hook, &context, &mut phase)).await;
         match outcome {
             Ok(Ok(Command {
                 action,
@@ -1617,73 +1624,70 @@ fn resolve_kept<S: SharedState>(
 }
 
 /// Prep, exec (retried, timed out, with its fallback) and post of one node over a shared borrow
-/// of the state, with its events; `phase` follows along. The command's action is checked against
-/// the node's.
+/// of the state, in `context` (built by the caller, where the step's future keeps it once), with
+/// its events; `phase` follows along. The command's action is checked against the node's.
 async fn node_command<S: SharedState, N: Node<S>, H: Watch>(
     node: &N,
     state: &S,
-    env: Env<'_, H>,
-    at: At<'_>,
+    hook: &H,
+    context: &Context<'_>,
     phase: &mut Phase,
 ) -> Result<Command<S>, Error> {
     *phase = Phase::Prep;
+    // `at` is read from the context where it is needed, not kept in the future beside it.
+    let at = || context.at();
     let started = H::OBSERVES.then(Instant::now);
     if H::OBSERVES {
-        env.hook.event(&Event::NodeStarted { at });
+        hook.event(&Event::NodeStarted { at: at() });
     }
-    let body_attempts = AtomicU32::new(0);
-    let context = Context::in_run(env.params, at, env.limit, env.hook.thread(), env.hook)
-        .counting_attempts(&body_attempts)
-        .keeping_items(env.keeps);
     let failed = |phase, attempts, source| Error::NodeFailed {
-        node: at.node,
-        step: at.step,
+        node: at().node,
+        step: at().step,
         phase,
         attempts,
         source,
     };
     let prep = node
-        .prep(state, &context)
+        .prep(state, context)
         .await
         .map_err(|source| failed(Phase::Prep, 1, source))?;
     *phase = Phase::Exec;
     let emitter = context.emitter();
-    let retry = node.retry();
-    let (exec, attempts) = if retry.is_single_attempt() {
+    let (exec, attempts) = if node.retry().is_single_attempt() {
         // The common case, without the retry loop's timers.
         match node.exec_with(&prep, &emitter).await {
             Ok(exec) => (exec, 1),
-            Err(error) => (fallback(node, &prep, error, phase, at, 1).await?, 1),
+            Err(error) => (fallback(node, &prep, error, phase, at(), 1).await?, 1),
         }
     } else {
         let on_retry = |attempt: u32, error: &NodeError, wait: Duration| {
             if H::OBSERVES {
-                env.hook.event(&Event::Retry {
-                    at,
+                hook.event(&Event::Retry {
+                    at: at(),
                     attempt,
                     error: &**error,
                     wait,
                 });
             }
         };
-        match with_retries(retry, || node.exec_with(&prep, &emitter), on_retry).await {
+        match with_retries(node.retry(), || node.exec_with(&prep, &emitter), on_retry).await {
             Ok(done) => done,
             Err((error, attempts)) => (
-                fallback(node, &prep, error, phase, at, attempts).await?,
+                fallback(node, &prep, error, phase, at(), attempts).await?,
                 attempts,
             ),
         }
     };
     *phase = Phase::Post;
     let command = node
-        .post(state, prep, exec, &context)
+        .post(state, prep, exec, context)
         .await
         .map_err(|source| match source.downcast::<RetriedBody>() {
             // A `#[node]` function's body, run under its retry policy.
             Ok(retried) => match retried.source.downcast::<TimedOut>() {
                 Ok(timed_out) => Error::Timeout {
-                    node: at.node,
-                    step: at.step,
+                    node: at().node,
+                    step: at().step,
                     attempts: retried.attempts,
                     after: timed_out.0,
                 },
@@ -1693,22 +1697,34 @@ async fn node_command<S: SharedState, N: Node<S>, H: Watch>(
         })?;
     if !is_declared(N::ACTIONS, command.action) {
         return Err(Error::UndeclaredAction {
-            node: at.node,
-            step: at.step,
+            node: at().node,
+            step: at().step,
             action: command.action,
             declared: N::ACTIONS,
         });
     }
     if H::OBSERVES {
-        env.hook.event(&Event::NodeFinished {
-            at,
+        hook.event(&Event::NodeFinished {
+            at: at(),
             action: command.action,
             reason: command.reason.as_deref(),
-            attempts: attempts.max(body_attempts.load(Ordering::Relaxed)),
+            attempts: attempts.max(context.body_attempts()),
             duration: started.map(|started| started.elapsed()).unwrap_or_default(),
         });
     }
     Ok(command)
+}
+
+/// Drops a step's question, if any, out of line: on the common path (no question) nothing is
+/// called, where the drop glue of `Option<Value>` would be a call every step.
+#[inline]
+fn drop_question(asked: Option<serde_json::Value>) {
+    #[cold]
+    #[inline(never)]
+    fn drop_asked(_: serde_json::Value) {}
+    if let Some(asked) = asked {
+        drop_asked(asked);
+    }
 }
 
 /// Whether `action` is one of `declared`. Usually the very same `&'static str`, so the addresses
