@@ -225,8 +225,19 @@ fn concurrent_batch_of_1000() {
 fn main() {
     // `cargo test --benches` runs this once as a smoke test; the figures need `cargo bench`.
     if std::env::args().any(|argument| argument == "--bench") {
-        fork_of_8();
-        concurrent_batch_of_1000();
+        // `cargo bench --bench parallel -- batch` runs only the scenarios whose name holds
+        // `batch` (for a profiler: `valgrind --tool=callgrind <bench binary> --bench batch`).
+        let filter = std::env::args()
+            .skip(1)
+            .find(|argument| !argument.starts_with("--"))
+            .unwrap_or_default();
+        let scenarios: [(&str, fn()); 2] =
+            [("fork", fork_of_8), ("batch", concurrent_batch_of_1000)];
+        for (name, scenario) in scenarios {
+            if name.contains(filter.as_str()) {
+                scenario();
+            }
+        }
     } else {
         println!("parallel benchmarks: run `cargo bench -p slateflow` for figures");
     }

@@ -17,7 +17,7 @@
 
 use std::future::Future;
 
-use futures_util::{StreamExt, stream};
+use futures_util::{FutureExt, StreamExt, stream};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -189,8 +189,8 @@ async fn run_item<S: SharedState, B: BatchNode<S>>(
     item: &B::Item,
     emitter: Option<Emitter<'_>>,
 ) -> Result<B::Output, NodeError> {
-    let retry = node.retry();
-    let outcome = if retry.is_single_attempt() {
+    // The policy is read again where it is used, so that it is not kept in every item's future.
+    let outcome = if node.retry().is_single_attempt() {
         // The common case, without the retry loop's timer (a much smaller future per item).
         node.exec(item).await.map_err(|error| (error, 1))
     } else {
@@ -200,7 +200,7 @@ async fn run_item<S: SharedState, B: BatchNode<S>>(
                 emitter.retry(attempt, error, wait);
             }
         };
-        Box::pin(with_retries(retry, || node.exec(item), on_retry))
+        Box::pin(with_retries(node.retry(), || node.exec(item), on_retry))
             .await
             .map(|(output, _)| output)
     };
@@ -859,14 +859,44 @@ where
 {
     let mut outputs: Vec<Option<T>> = std::iter::repeat_with(|| None).take(count).collect();
     let mut running = stream::iter(0..count)
-        .map(|index| {
-            let output = task(index);
-            async move { (index, output.await) }
-        })
+        .map(|index| tagged(index, task(index)))
         .buffer_unordered(limit);
     while let Some((index, output)) = running.next().await {
         outputs[index] = Some(output?);
         done(index);
     }
     Ok(outputs.into_iter().flatten().collect())
+}
+
+/// `future`, its output tagged with `index`. Through `map`, not an `async` block: a block keeps
+/// the future twice (as its capture and as the future it awaits), and every item in flight
+/// would carry both.
+fn tagged<Fut: Future>(index: usize, future: Fut) -> impl Future<Output = (usize, Fut::Output)> {
+    future.map(move |output| (index, output))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tagged;
+
+    #[test]
+    fn a_tagged_item_future_holds_its_future_once() {
+        let buffer = [7_u8; 512];
+        let item = async move {
+            std::future::ready(()).await;
+            buffer.len()
+        };
+        let size = std::mem::size_of_val(&item);
+        assert!(size >= 512);
+        let tagged = tagged(3, item);
+        assert!(
+            std::mem::size_of_val(&tagged) <= size + 16,
+            "{} bytes for a {size}-byte future",
+            std::mem::size_of_val(&tagged)
+        );
+        assert_eq!(
+            crate::run::block_on(async { Ok(tagged.await) }).unwrap(),
+            (3, 512)
+        );
+    }
 }
