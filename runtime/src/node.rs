@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use futures_util::future::{self, Either};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, ModelError};
@@ -778,14 +779,21 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, NodeError>>,
 {
+    // The timers are boxed, allocated only by a policy that times out or waits: inline, they
+    // would make the future of every step of a node with a retry policy (and of every branch of
+    // a fork, which keeps one inline) hundreds of bytes larger.
     let mut attempt = 0;
     loop {
         attempt += 1;
         let outcome = match retry.attempt_timeout() {
             None => exec().await,
-            Some(limit) => tokio::time::timeout(limit, exec())
-                .await
-                .unwrap_or_else(|_| Err(Box::new(TimedOut(limit)))),
+            Some(limit) => {
+                let attempt = std::pin::pin!(exec());
+                match future::select(attempt, Box::pin(tokio::time::sleep(limit))).await {
+                    Either::Left((outcome, _)) => outcome,
+                    Either::Right(((), _)) => Err(Box::new(TimedOut(limit)) as NodeError),
+                }
+            }
         };
         let error = match outcome {
             Ok(exec) => return Ok((exec, attempt)),
@@ -797,7 +805,7 @@ where
         let wait = retry.wait_after(attempt);
         on_retry(attempt, &error, wait);
         if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+            Box::pin(tokio::time::sleep(wait)).await;
         }
     }
 }
