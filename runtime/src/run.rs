@@ -789,8 +789,8 @@ impl<S: SharedState, H: Hook<S>> Run<S, H> {
     }
 
     /// The context of node `name`'s step `step`, built once where the step's future keeps it,
-    /// beside the hook and the phase the step moves through. `attempts` counts a retried `#[node]` body's attempts;
-    /// `keeps` says whether a kept batch keeps its items.
+    /// beside the hook and the phase the step moves through. `attempts` counts a retried
+    /// `#[node]` body's attempts; `keeps` says whether a kept batch keeps its items.
     fn step_context<'a>(
         &'a mut self,
         name: &'static str,
