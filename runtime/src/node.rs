@@ -779,9 +779,9 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, NodeError>>,
 {
-    // The timers are boxed, allocated only by a policy that times out or waits: inline, they
-    // would make the future of every step of a node with a retry policy (and of every branch of
-    // a fork, which keeps one inline) hundreds of bytes larger.
+    // The timers are boxed, allocated only by a policy that times out or waits: every node
+    // step's future (and every fork branch's) holds this future inline, retried or not, and
+    // inline timers would make each hundreds of bytes larger.
     let mut attempt = 0;
     loop {
         attempt += 1;
