@@ -24,7 +24,7 @@ mod support {
     pub(crate) mod runs;
 }
 
-use support::runs::{failing, ran};
+use support::runs::{block_on, failing, params, ran};
 
 /// Counts the run of `node` for the test named in the params, and fails if told to.
 fn visit(context: &Context<'_>, node: &str) -> Result<LedgerUpdate, NodeError> {
@@ -71,17 +71,6 @@ fn publish(ledger: &Ledger, context: &Context<'_>) -> Result<Command<Ledger>, No
         "rejected"
     };
     Ok(Command::new(update).with_action(action))
-}
-
-fn params(test: &str) -> slateflow::Params {
-    slateflow::Params::new().with("test", test)
-}
-
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap()
-        .block_on(future)
 }
 
 #[test]

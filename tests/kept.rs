@@ -31,7 +31,7 @@ mod support {
     pub(crate) mod runs;
 }
 
-use support::runs::{fail, heal, ran};
+use support::runs::{block_on, fail, heal, params as test_params, ran};
 
 /// Counts the run of `node` (keyed `test/node`, or `test/node#item` in a batch) and fails when
 /// told to.
@@ -72,17 +72,6 @@ fn d(_: &Tally, context: &Context<'_>) -> Result<Command<Tally>, NodeError> {
 #[node]
 fn e(_: &Tally, context: &Context<'_>) -> Result<Command<Tally>, NodeError> {
     Ok(Command::new(visit(context, "e")?))
-}
-
-fn test_params(test: &str) -> Params {
-    Params::new().with("test", test)
-}
-
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap()
-        .block_on(future)
 }
 
 fn kept_records(history: &[slateflow::checkpoint::StepRecord]) -> Vec<(String, String, u64)> {

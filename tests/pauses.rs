@@ -3,9 +3,7 @@
 //! points between saving a pause and reporting it. Also: the step limit across resumes, one claim
 //! per thread within a process, a reducer that panics while a thread is rebuilt.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use slateflow::batch::{BatchFlow, plan};
@@ -14,6 +12,14 @@ use slateflow::checkpoint::{
 };
 use slateflow::durable::{Outcome, Pause, PauseWhen};
 use slateflow::{Command, Context, Error, Params, SharedState, flow, node};
+
+/// Helpers shared by test files; each uses part of them.
+#[allow(dead_code)]
+mod support {
+    pub(crate) mod runs;
+}
+
+use support::runs::{block_on, params, ran};
 
 #[derive(SharedState, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 struct Desk {
@@ -26,25 +32,11 @@ struct Desk {
     answers: Vec<String>,
 }
 
-/// Counts each run of a node per test, in the params' `test`: `runs("t/b")`.
+/// Counts each run of a node per test, in the params' `test`: `ran("t/b")`.
 fn visit(context: &Context<'_>, node: &str) -> DeskUpdate {
     let test = context.params().get_str("test").unwrap_or_default();
-    counter(&format!("{test}/{node}")).fetch_add(1, Ordering::SeqCst);
+    support::runs::count(&format!("{test}/{node}")).unwrap();
     Desk::update().add_count(1).push_log(node.to_string())
-}
-
-fn counter(key: &str) -> &'static AtomicU32 {
-    static COUNTERS: Mutex<Option<HashMap<String, &'static AtomicU32>>> = Mutex::new(None);
-    COUNTERS
-        .lock()
-        .unwrap()
-        .get_or_insert_with(HashMap::new)
-        .entry(key.to_string())
-        .or_insert_with(|| Box::leak(Box::new(AtomicU32::new(0))))
-}
-
-fn runs(key: &str) -> u32 {
-    counter(key).load(Ordering::SeqCst)
 }
 
 #[node]
@@ -71,18 +63,6 @@ fn d(_: &Desk, context: &Context<'_>) -> Command<Desk> {
 #[node]
 fn ask(desk: &Desk, context: &Context<'_>) -> Command<Desk> {
     Command::new(visit(context, "ask")).ask(serde_json::json!({ "approve": desk.count }))
-}
-
-fn params(test: &str) -> Params {
-    Params::new().with("test", test)
-}
-
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap()
-        .block_on(future)
 }
 
 fn answer(text: &str) -> DeskUpdate {
@@ -160,7 +140,7 @@ fn pauses_inside_a_nested_flow_are_named_by_path_and_passed_on_resume() {
     assert_eq!(outcome, Outcome::Finished("default".into()));
     assert_eq!(desk.log, ["a", "b", "c", "d"]);
     for node in ["a", "b", "c", "d"] {
-        assert_eq!(runs(&format!("{test}/{node}")), 1, "{node}");
+        assert_eq!(ran(&format!("{test}/{node}")), 1, "{node}");
     }
 }
 
@@ -179,7 +159,7 @@ fn branches_of_a_fork_pause_together_and_each_pause_takes_one_answer() {
         Pause::new("c", PauseWhen::Before, 1),
     ];
     assert_eq!(outcome.pauses(), before);
-    assert_eq!(runs("fork/b") + runs("fork/c"), 0, "no branch ran");
+    assert_eq!(ran("fork/b") + ran("fork/c"), 0, "no branch ran");
     assert_eq!(
         block_on(durable.status(test)).unwrap(),
         RunStatus::Paused {
@@ -213,7 +193,7 @@ fn branches_of_a_fork_pause_together_and_each_pause_takes_one_answer() {
     assert_eq!(outcome, Outcome::Finished("default".into()));
     assert_eq!(desk.log, ["a", "b", "c", "d"]);
     assert_eq!(desk.answers, ["before:b@1", "before:c@1"]);
-    assert_eq!((runs("fork/b"), runs("fork/c"), runs("fork/d")), (1, 1, 1));
+    assert_eq!((ran("fork/b"), ran("fork/c"), ran("fork/d")), (1, 1, 1));
 }
 
 #[test]
@@ -234,7 +214,7 @@ fn a_node_asks_a_question_and_does_not_run_again_after_the_answer() {
         (desk.log.len(), desk.answers.clone()),
         (3, vec!["yes".into()])
     );
-    assert_eq!(runs("asks/ask"), 1);
+    assert_eq!(ran("asks/ask"), 1);
     // The history says what happened, in order.
     let kinds: Vec<RecordKind> = block_on(durable.history(test))
         .unwrap()
@@ -313,7 +293,7 @@ fn branches_that_ask_pause_the_run_after_the_fork_with_every_question() {
     assert_eq!(outcome, Outcome::Finished("default".into()));
     assert_eq!(desk.answers, ["one", "two"]);
     for node in ["a", "ask", "b", "ask_again", "d"] {
-        assert_eq!(runs(&format!("{test}/{node}")), 1, "{node}");
+        assert_eq!(ran(&format!("{test}/{node}")), 1, "{node}");
     }
 }
 
@@ -355,7 +335,7 @@ fn runs_of_a_sequential_batch_flow_ask_one_after_another_and_go_on_from_their_qu
     assert_eq!(desk.answers, keys, "each answer counted once");
     for node in ["a", "b", "ask", "c", "d"] {
         let expected = if matches!(node, "a" | "d") { 1 } else { 3 };
-        assert_eq!(runs(&format!("{test}/{node}")), expected, "{node}");
+        assert_eq!(ran(&format!("{test}/{node}")), expected, "{node}");
     }
     assert_eq!(
         desk.log,
@@ -389,7 +369,7 @@ fn an_interrupt_before_a_node_of_a_sequential_batch_flow_pauses_each_run() {
         ]
     );
     assert_eq!(
-        (runs("sequential-before/b"), runs("sequential-before/c")),
+        (ran("sequential-before/b"), ran("sequential-before/c")),
         (3, 3)
     );
     assert_eq!(block_on(durable.state(test)).unwrap().count, 1 + 6 + 1);
@@ -429,9 +409,9 @@ fn a_question_inside_a_flow_nested_in_a_fork_branch_pauses_the_fork_and_goes_on_
     assert_eq!(outcome.pauses(), std::slice::from_ref(&expected));
     assert_eq!(
         (
-            runs("branch-ask/b"),
-            runs("branch-ask/c"),
-            runs("branch-ask/reads")
+            ran("branch-ask/b"),
+            ran("branch-ask/c"),
+            ran("branch-ask/reads")
         ),
         (1, 1, 0)
     );
@@ -452,7 +432,7 @@ fn a_question_inside_a_flow_nested_in_a_fork_branch_pauses_the_fork_and_goes_on_
     assert_eq!(outcome, Outcome::Finished("default".into()));
     // Nothing ran twice; `reads` saw the answer; the fork merged in written order.
     for node in ["a", "b", "ask", "c", "d", "reads"] {
-        assert_eq!(runs(&format!("{test}/{node}")), 1, "{node}");
+        assert_eq!(ran(&format!("{test}/{node}")), 1, "{node}");
     }
     assert_eq!(
         desk.log,
@@ -510,7 +490,7 @@ fn a_branch_flow_that_asks_twice_stops_twice_and_a_crash_before_the_status_skips
         ]
     );
     for node in ["a", "b", "ask", "ask_again", "reads"] {
-        assert_eq!(runs(&format!("{test}/{node}")), 1, "{node}");
+        assert_eq!(ran(&format!("{test}/{node}")), 1, "{node}");
     }
 }
 
@@ -562,11 +542,11 @@ fn runs_of_a_concurrent_batch_flow_pause_before_a_node_each_with_its_own_key() {
         ]
     );
     assert!(outcome.pauses().iter().all(|pause| pause.node == "batch/c"));
-    assert_eq!((runs("batch-before/b"), runs("batch-before/c")), (3, 0));
+    assert_eq!((ran("batch-before/b"), ran("batch-before/c")), (3, 0));
     // A resume goes past every pause; each run goes on from where it stopped.
     let (desk, outcome) = block_on(durable.resume(test)).unwrap();
     assert_eq!(outcome, Outcome::Finished("default".into()));
-    assert_eq!((runs("batch-before/b"), runs("batch-before/c")), (3, 3));
+    assert_eq!((ran("batch-before/b"), ran("batch-before/c")), (3, 3));
     assert_eq!(desk.count, 1 + 6 + 1);
     assert_eq!(desk.log, ["a", "b", "c", "b", "c", "b", "c", "d"]);
 }
@@ -592,9 +572,9 @@ fn interrupts_after_nodes_in_fork_branch_flows_pause_and_wait_for_the_other_bran
     assert_eq!(outcome.pauses()[0].node, "ask");
     assert_eq!(
         (
-            runs("branch-after/b"),
-            runs("branch-after/c"),
-            runs("branch-after/d")
+            ran("branch-after/b"),
+            ran("branch-after/c"),
+            ran("branch-after/d")
         ),
         (1, 1, 1)
     );
@@ -662,7 +642,7 @@ fn a_pause_saved_but_never_reported_is_reported_on_resume_not_skipped() {
         // The resume reports the same pause and runs nothing.
         let (_, again) = block_on(durable.resume(test)).unwrap();
         assert_eq!(again, first, "{test}");
-        assert_eq!(runs(&format!("{test}/c")), 0, "{test}");
+        assert_eq!(ran(&format!("{test}/c")), 0, "{test}");
         // Now it was reported: the next resume goes past it.
         let (desk, outcome) = block_on(durable.resume(test)).unwrap();
         assert_eq!(outcome, Outcome::Finished("default".into()));
@@ -694,7 +674,7 @@ fn a_resume_that_died_after_passing_a_pause_does_not_report_it_again() {
     let (desk, outcome) = block_on(durable.resume(test)).unwrap();
     assert_eq!(outcome, Outcome::Finished("default".into()));
     assert_eq!(desk.answers, ["go"], "the answer counted once");
-    assert_eq!(runs("passed/c"), 1);
+    assert_eq!(ran("passed/c"), 1);
     // A late second answer (to a report seen twice) is refused: the thread went past the pause.
     let error = block_on(durable.answer(test, &key, answer("go"))).unwrap_err();
     assert!(
@@ -739,7 +719,7 @@ fn the_step_limit_counts_every_step_of_the_thread_across_resumes() {
     );
     assert_eq!(resumes, 10);
     assert_eq!(
-        runs("limit/spin"),
+        ran("limit/spin"),
         10,
         "ten steps in all, not ten per resume"
     );
@@ -747,7 +727,7 @@ fn the_step_limit_counts_every_step_of_the_thread_across_resumes() {
         block_on(durable.resume(test)),
         Err(Error::StepLimit { .. })
     ));
-    assert_eq!(runs("limit/spin"), 10);
+    assert_eq!(ran("limit/spin"), 10);
 }
 
 #[test]
@@ -778,7 +758,7 @@ fn a_nested_flows_step_limit_counts_from_where_it_was_entered_across_resumes() {
         "{error:?}"
     );
     assert_eq!(
-        runs("nested-limit/spin"),
+        ran("nested-limit/spin"),
         4,
         "four steps of the nested flow in all, not four per resume"
     );
@@ -851,7 +831,7 @@ fn a_second_run_of_a_running_thread_is_refused_and_writes_nothing() {
     }
     let desk = block_on(second.state("busy")).unwrap();
     assert_eq!((desk.count, desk.answers.len()), (2, 0));
-    assert_eq!(runs("claimed/a"), 1);
+    assert_eq!(ran("claimed/a"), 1);
 }
 
 #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]

@@ -1,5 +1,5 @@
 //! For behaviour tests of failures and resumes: how many times each node ran, and which nodes
-//! fail, keyed by text. The tests of one file run in parallel in one process, so each keys by its
+//! fail, keyed by text; the params that name a test, and a blocking runner with timers. The tests of one file run in parallel in one process, so each keys by its
 //! own name (`"test/node"`).
 
 use std::collections::HashMap;
@@ -45,4 +45,18 @@ pub(crate) fn heal(key: &str) {
 /// Whether `key` is set to fail.
 pub(crate) fn failing(key: &str) -> bool {
     FAILING.lock().unwrap().iter().any(|failing| failing == key)
+}
+
+/// Params naming the test `test`, for nodes that key their runs by it.
+pub(crate) fn params(test: &str) -> slateflow::Params {
+    slateflow::Params::new().with("test", test)
+}
+
+/// Runs `future` to its end on a current-thread runtime with timers.
+pub(crate) fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+        .block_on(future)
 }
