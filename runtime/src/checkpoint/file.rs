@@ -87,7 +87,7 @@ pub struct FileClaim {
     dir: PathBuf,
     log: File,
     last_step: u64,
-    _lock: File,
+    _lock: lock::Lock,
 }
 
 impl FileStore {

@@ -1,6 +1,5 @@
 //! A checkpoint store in one SQLite database file (feature `sqlite`).
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -78,7 +77,7 @@ pub struct SqliteClaim {
     thread: String,
     number: i64,
     last_step: u64,
-    _lock: File,
+    _lock: lock::Lock,
 }
 
 impl SqliteStore {
@@ -195,7 +194,7 @@ impl SqliteStore {
         self.claims.join(format!("{thread}.lock"))
     }
 
-    fn take_lock(&self, thread: &str) -> Result<File, StoreError> {
+    fn take_lock(&self, thread: &str) -> Result<lock::Lock, StoreError> {
         std::fs::create_dir_all(&self.claims)
             .map_err(|source| io_error(thread, "create the claims folder", &self.claims, source))?;
         lock::exclusive(thread, &self.lock_path(thread))
