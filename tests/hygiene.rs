@@ -231,6 +231,8 @@ mod shadowed_names {
     struct u32;
     const __state: () = ();
     const __state_type: () = ();
+    const __graph: () = ();
+    const __slateflow_first_branch: () = ();
     const __run: () = ();
     const __current: () = ();
     const __runner: () = ();

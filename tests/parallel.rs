@@ -645,3 +645,40 @@ fn a_flow_larger_than_a_chunk_runs_and_describes_itself_in_order() {
         "what no node wires, in node order: `unwired` from `n0`, `default` from the last"
     );
 }
+
+/// A node over any state: it counts its runs and changes nothing.
+struct Counted(Arc<AtomicU32>);
+
+impl<S: SharedState> Node<S> for Counted {
+    type Prep = ();
+    type Exec = ();
+
+    async fn prep(&self, _: &S, _: &Context<'_>) -> Result<(), NodeError> {
+        Ok(())
+    }
+
+    async fn exec(&self, (): &()) -> Result<(), NodeError> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn post(&self, _: &S, (): (), (): (), _: &Context<'_>) -> Result<Command<S>, NodeError> {
+        Ok(Command::default())
+    }
+}
+
+#[test]
+fn a_fork_of_nodes_over_any_state_takes_its_state_from_the_run() {
+    // Nothing in the flow names its state: the fork's `Clone` check waits for the run to say it.
+    let runs = Arc::new(AtomicU32::new(0));
+    let (first, left, right) = (
+        Counted(runs.clone()),
+        Counted(runs.clone()),
+        Counted(runs.clone()),
+    );
+    let flow = flow! { first >> [left, right]; };
+    let mut work = Work::default();
+    flow.run_blocking(&mut work).unwrap();
+    assert_eq!(runs.load(Ordering::Relaxed), 3);
+    assert_eq!(work, Work::default());
+}

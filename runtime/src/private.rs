@@ -330,18 +330,65 @@ pub fn keeping<'a, S: crate::SharedState + 'a, B: BranchRunner<S>>(
     crate::parallel::keeping(runner, index, branch)
 }
 
-/// A branch of a fork in a flow over `S`: `flow!` requires it of a fork's first branch, so that a
-/// state that is not `Clone` is reported at the fork.
+/// A branch of a fork in a flow over `S`: `flow!` passes its first fork's first branch through
+/// [`BranchOf::fork`], so that a state that is not `Clone` is reported at the fork, and then its
+/// graph through the [`Forks`] handed back. `M` tells the impls apart, and is inferred.
+///
+/// `Forks` is unknown to rustc when the bound does not hold, for the reason given at
+/// [`NodeOver`]; so are the graph that passes through it and the flow built on that graph, which
+/// are then not reported again.
 #[diagnostic::on_unimplemented(
     message = "a flow with parallel branches needs its state `{S}` to be `Clone`",
     label = "this fork needs `{S}: Clone`",
     note = "a nested flow in a branch runs on its own copy of the state: add `#[derive(Clone)]` \
             to `{S}`"
 )]
-pub trait BranchOf<S> {}
+pub trait BranchOf<S, M> {
+    /// What the graph passes through.
+    type Forks: Forks;
 
-#[diagnostic::do_not_recommend]
-impl<S: crate::parallel::ForkState, N> BranchOf<S> for N {}
+    /// Requires `S` to be a fork's state.
+    fn fork(state: &StateType<S>, branch: &Self) -> Self::Forks;
+}
+
+/// A flow's forks, checked: see [`BranchOf`].
+pub trait Forks {
+    /// The graph's own type.
+    type Graph<G>;
+
+    /// Hands `graph` back.
+    fn graph<G>(self, graph: G) -> Self::Graph<G>;
+}
+
+/// The forks of a flow over a state that is `Clone`.
+pub struct Checked;
+
+impl Forks for Checked {
+    type Graph<G> = G;
+
+    #[inline]
+    fn graph<G>(self, graph: G) -> G {
+        graph
+    }
+}
+
+impl<S: crate::parallel::ForkState, N> BranchOf<S, over::Holds> for N {
+    type Forks = Checked;
+
+    #[inline]
+    fn fork(_: &StateType<S>, _: &N) -> Checked {
+        Checked
+    }
+}
+
+impl<S, N: over::Never> BranchOf<S, over::Unreachable> for N {
+    type Forks = Checked;
+
+    #[inline]
+    fn fork(_: &StateType<S>, _: &N) -> Checked {
+        Checked
+    }
+}
 
 /// What a `#[node]` function may return: a command, or a result of one.
 #[diagnostic::on_unimplemented(
@@ -373,21 +420,60 @@ impl<S: crate::SharedState, E: Into<crate::NodeError>> NodeOutput<S>
     }
 }
 
-/// Requires the flow's state to be `Clone`, blaming `branch`: `flow!` passes a fork's first
-/// branch, so that the error points at the fork.
-#[inline]
-pub fn fork_branch<S, N>(_state: &StateType<S>, _branch: &N)
-where
-    N: BranchOf<S>,
-{
+/// A node over `S`: `flow!` passes each node through [`NodeOver::node`], so that a node over
+/// another state is an error at the node's name. `M` tells the impls apart, and is inferred.
+///
+/// The node comes back as [`NodeOver::Node`], and the trait has a second impl that never applies,
+/// so that rustc must look at `Node<S>` to choose between them. When it does not hold, neither
+/// impl applies, and rustc reports this one error and cannot name the node's type: it stays
+/// unknown to the graph, the flow and its uses, which are then not reported again (with one impl,
+/// rustc would take the type from it and report the graph's `Node<S>` bound a second time, and
+/// every method called on the flow a third).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a node over the state `{S}`",
+    label = "this is not a `Node<{S}>`",
+    note = "every node of a flow works on the same state type; implement `Node<{S}>`, use \
+            `#[slateflow::node]` on a function, or wrap a closure with `slateflow::node::from_fn`"
+)]
+pub trait NodeOver<S, M> {
+    /// The node's own type.
+    type Node;
+
+    /// Hands the node back. The state comes first, so that it is known (from the nodes before)
+    /// when the node is checked.
+    fn node(state: &StateType<S>, node: Self) -> Self::Node;
 }
 
-/// Hands `node` back, requiring it to be a node over the flow's state: a node over another state is
-/// an error at the node's name in `flow!`. The state comes first, so that it is known (from the
-/// nodes before) when the node is checked.
-#[inline]
-pub fn node<S: crate::SharedState, N: crate::Node<S>>(_state: &StateType<S>, node: N) -> N {
-    node
+/// The markers of [`NodeOver`] and [`BranchOf`], and the trait that keeps their second impls from
+/// ever applying: public in a private module, so that no other crate can name them (let alone
+/// implement `Never`).
+mod over {
+    /// `M` of the impl that applies when the bound holds.
+    pub enum Holds {}
+
+    /// `M` of the impl that never applies, for a type that is [`Never`].
+    pub enum Unreachable {}
+
+    /// Implemented by no type.
+    pub trait Never {}
+}
+
+impl<S: crate::SharedState, N: crate::Node<S>> NodeOver<S, over::Holds> for N {
+    type Node = N;
+
+    #[inline]
+    fn node(_: &StateType<S>, node: N) -> N {
+        node
+    }
+}
+
+impl<S, N: over::Never> NodeOver<S, over::Unreachable> for N {
+    type Node = N;
+
+    #[inline]
+    fn node(_: &StateType<S>, node: N) -> N {
+        node
+    }
 }
 
 /// A compile-time error message, built in a fixed buffer (`const fn` cannot allocate).

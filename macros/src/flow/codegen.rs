@@ -11,8 +11,10 @@
 //! its number of type parameters and `await` points, so chunks keep a large flow's compile time
 //! growing with its size.
 //! The checks that need the nodes' types are left to rustc, spanned at the user's tokens: each node
-//! passes through a function that requires `Node<S>` of the flow's state, and each edge becomes a
-//! `const` assertion that the node declares the action.
+//! passes through a check that requires `Node<S>` of the flow's state, the graph through one that
+//! requires a `Clone` state when it has forks, and each edge becomes a `const` assertion that the
+//! node declares the action. A failed check leaves rustc unable to name what passed through it,
+//! so that the graph and the flow built on it are not reported again: one mistake, one error.
 
 use proc_macro2::TokenStream;
 use std::ops::Range;
@@ -64,7 +66,12 @@ pub(crate) fn generate(krate: &TokenStream, graph: &Graph) -> TokenStream {
     let trait_item = nodes_trait(krate);
     let graph_item = graph_item(krate, graph, &names, &chunks, &wired_by_position, &locals);
     let construction = construction(krate, graph, &chunks, &locals);
-    let guards = crate::spans::local_guards(locals.all());
+    let guards = crate::spans::local_guards(
+        locals
+            .all()
+            .into_iter()
+            .chain(&graph.forks.first().map(first_branch)),
+    );
     quote! {
         #guards
         #trait_item
@@ -488,31 +495,46 @@ fn construction(
         let wrapped = nodes.clone().map(|index| {
             let node = &graph.nodes[index];
             let field = node_field(index);
-            // Only the function's path carries the node's span: a node over another state is
+            // Only the check's path carries the node's span: a node over another state is
             // reported there, while the marker keeps the macro's hygiene.
-            let check = quote_spanned!(node.span()=> #krate::__private::node);
+            let check = quote_spanned!(node.span()=> #krate::__private::NodeOver::node);
             quote!(#field: #check(&#marker, #node),)
         });
         quote!(#field: #name { #(#wrapped)* },)
     });
-    // A fork needs a `Clone` state (a nested flow in a branch runs on a copy): said at the fork.
-    // The first branch, as written in the fork, is the argument rustc blames for the bound. The
-    // check borrows it before the graph takes it.
-    let fork_state_checks = graph.forks.iter().map(|fork| {
-        let branch = &fork.first_branch;
-        let borrowed = quote_spanned!(branch.span()=> &#branch);
-        quote!(#krate::__private::fork_branch(&#marker, #borrowed);)
+    // A fork needs a `Clone` state (a nested flow in a branch runs on a copy): said once, at the
+    // first fork, whose first branch, as written there, is the argument rustc blames for the
+    // bound. Checked once the nodes have made the state known (with the state unknown, rustc would
+    // take the check for passed and report the graph instead); the graph passes through it.
+    let built = &locals.graph;
+    let fork_state_check = graph.forks.first().map(|fork| {
+        let node = fork.branches[0];
+        let (chunk, field) = (chunk_field(node / CHUNK), node_field(node));
+        let first = first_branch(fork);
+        quote! {
+            let #first = &#built.#chunk.#field;
+            let #built = #krate::__private::Forks::graph(
+                #krate::__private::BranchOf::fork(&#marker, #first),
+                #built,
+            );
+        }
     });
     quote! {
         let #marker = #krate::__private::StateType::new();
-        #(#fork_state_checks)*
-        #krate::Flow::__new(
-            __SlateflowGraph {
-                #(#chunk_values)*
-            },
-            #marker,
-        )
+        let #built = __SlateflowGraph {
+            #(#chunk_values)*
+        };
+        #fork_state_check
+        #krate::Flow::__new(#built, #marker)
     }
+}
+
+/// The local that borrows a fork's first branch for its check: the argument rustc blames, so it
+/// is the branch's name as written, in the user's hygiene. rustc points at the macro instead of a
+/// token of the macro's own hygiene, and a local of the user's hygiene is guarded as the others
+/// are, under a name that no user's node has.
+fn first_branch(fork: &Fork) -> Ident {
+    Ident::new("__slateflow_first_branch", fork.first_branch.span())
 }
 
 /// The routing tables: the start, where each `(position, action)` leads, and the actions wired at
@@ -556,6 +578,7 @@ fn tables(graph: &Graph, wired_by_position: &[Vec<&str>], locals: &Locals) -> To
 /// the same name.
 struct Locals {
     marker: Ident,
+    graph: Ident,
     state: Ident,
     runner: Ident,
     position: Ident,
@@ -569,9 +592,10 @@ struct Locals {
 }
 
 impl Locals {
-    fn all(&self) -> [&Ident; 11] {
+    fn all(&self) -> [&Ident; 12] {
         [
             &self.marker,
+            &self.graph,
             &self.state,
             &self.runner,
             &self.position,
@@ -589,6 +613,7 @@ impl Locals {
         let local = |name: &str| Ident::new(name, proc_macro2::Span::mixed_site());
         Self {
             marker: local("__state_type"),
+            graph: local("__graph"),
             state: local("__state"),
             runner: local("__runner"),
             position: local("__position"),

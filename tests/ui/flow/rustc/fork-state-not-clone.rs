@@ -24,7 +24,10 @@ fn refund(_: &Billing) -> Command<Billing> {
 }
 
 fn main() {
-    let _flow = flow! {
+    let flow = flow! {
         start >> [charge, refund];
     };
+    // Using the flow adds no error of its own: the one above says it all.
+    let mut state = Billing::default();
+    let _run = flow.run(&mut state);
 }

@@ -17,7 +17,10 @@ fn charge(_: &Billing) -> Command<Billing> {
 }
 
 fn main() {
-    let _flow = flow! {
+    let flow = flow! {
         classify >> charge;
     };
+    // Using the flow adds no error of its own: the one above says it all.
+    let mut state = Triage::default();
+    let _run = flow.run(&mut state);
 }
