@@ -529,9 +529,9 @@ fn construction(
     }
 }
 
-/// The local that borrows a fork's first branch for its check: the argument rustc blames, so it
-/// is the branch's name as written, in the user's hygiene. rustc points at the macro instead of a
-/// token of the macro's own hygiene, and a local of the user's hygiene is guarded as the others
+/// The local that borrows a fork's first branch for its check. It is the argument rustc blames, so
+/// it carries the branch's span, user's hygiene included: for a token of the macro's own hygiene,
+/// rustc would point at the whole macro. Being in the user's hygiene, it is guarded as the others
 /// are, under a name that no user's node has.
 fn first_branch(fork: &Fork) -> Ident {
     Ident::new("__slateflow_first_branch", fork.first_branch.span())
