@@ -47,6 +47,7 @@ struct Times10 {
     attempts: AtomicUsize,
 }
 
+#[node]
 impl BatchNode<Docs> for Times10 {
     type Item = i64;
     type Output = i64;
@@ -257,6 +258,7 @@ fn a_batch_flow_runs_once_per_item_with_the_item_winning_over_the_flow_params() 
 /// Lists one run per input and records every run's action in `post`.
 struct PerInput;
 
+#[node]
 impl BatchPlan<Docs> for PerInput {
     const ACTIONS: &'static [&'static str] = &["default", "had_odd"];
 

@@ -216,6 +216,79 @@ mod running {
         assert_eq!(trace.visited, ["first", "second"]);
     }
 
+    /// Picks `"left"` or `"right"` by the count; `#[node]` on its impl (generic over the state
+    /// and the node's own parameter) tells `cargo check` its actions.
+    struct Pick<T>(T);
+
+    #[node]
+    impl<S: SharedState, T: Fn(&S) -> bool + Send + Sync> Node<S> for Pick<T> {
+        type Prep = bool;
+        type Exec = ();
+        const ACTIONS: &'static [&'static str] = &["left", "right"];
+
+        async fn prep(&self, state: &S, _: &Context<'_>) -> Result<bool, NodeError> {
+            Ok((self.0)(state))
+        }
+
+        async fn exec(&self, _: &bool) -> Result<(), NodeError> {
+            Ok(())
+        }
+
+        async fn post(
+            &self,
+            _: &S,
+            left: bool,
+            (): (),
+            _: &Context<'_>,
+        ) -> Result<Command<S>, NodeError> {
+            Ok(Command::goto(if left { "left" } else { "right" }))
+        }
+    }
+
+    /// Counts; `#[node]` on an impl without `ACTIONS` declares `"default"`.
+    struct Count;
+
+    #[node]
+    impl Node<Trace> for Count {
+        type Prep = ();
+        type Exec = ();
+
+        async fn prep(&self, _: &Trace, _: &Context<'_>) -> Result<(), NodeError> {
+            Ok(())
+        }
+
+        async fn exec(&self, (): &()) -> Result<(), NodeError> {
+            Ok(())
+        }
+
+        async fn post(
+            &self,
+            _: &Trace,
+            (): (),
+            (): (),
+            _: &Context<'_>,
+        ) -> Result<Command<Trace>, NodeError> {
+            Ok(Command::new(visit("count").add_count(1)))
+        }
+    }
+
+    #[test]
+    fn nodes_under_node_on_their_impl_run_as_declared() {
+        let (count, pick) = (Count, Arc::new(Pick(|trace: &Trace| trace.count < 3)));
+        let flow = flow! {
+            count >> pick;
+            pick - "left" >> count;
+            pick - "right" >> third;
+        };
+        let mut trace = Trace::default();
+        assert_eq!(flow.run_blocking(&mut trace).unwrap(), "default");
+        assert_eq!(
+            trace.visited,
+            ["count", "count", "count", "third"],
+            "`pick` went left while the count was under 3, then right"
+        );
+    }
+
     #[test]
     fn one_node_is_shared_by_two_flows() {
         let shared = Arc::new(first);

@@ -10,12 +10,22 @@ const RECORDED_ON: &str = "1.95.";
 #[test]
 fn flow_errors() {
     let cases = trybuild::TestCases::new();
-    // A `pass` case makes trybuild build, not only check, every case: the undeclared-action and
-    // exhaustiveness checks are `const` assertions, which only a build evaluates.
+    // A `pass` case makes trybuild build, not only check, every case: the exhaustiveness check and
+    // the check of a hand-written node's actions are `const` assertions, which only a build
+    // evaluates.
     cases.pass("ui/flow/pass/*.rs");
     cases.compile_fail("ui/flow/*.rs");
     if rustc_is_recorded_release() {
         cases.compile_fail("ui/flow/rustc/*.rs");
+    }
+}
+
+/// The errors that `cargo check`, and so an editor, reports: this set has no `pass` case, so
+/// trybuild only checks it, as `cargo check` does.
+#[test]
+fn flow_errors_seen_by_cargo_check() {
+    if rustc_is_recorded_release() {
+        trybuild::TestCases::new().compile_fail("ui/flow/check/*.rs");
     }
 }
 

@@ -3,6 +3,7 @@
 //!
 //! Each entry point calls one module function that returns a `proc_macro2::TokenStream`.
 
+mod actions;
 mod errors;
 mod flow;
 mod node_fn;

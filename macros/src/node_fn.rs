@@ -8,13 +8,21 @@
 //! The function becomes a unit struct of the same name implementing `Node<State>`, whose `post` runs
 //! the body; `prep` and `exec` do nothing. With a retry option, `post` runs the body under the
 //! node's `Retry` policy (which `retry()` also returns), through the runtime's retry loop.
+//!
+//! ```text
+//! #[node] | #[node(crate = path)]
+//! impl<...> Node<State> for Type { const ACTIONS: &'static [&'static str] = &["a", "b"]; ... }
+//! ```
+//! On a `Node` (or `BatchNode`, `BatchPlan`) impl, the impl stays as written. Either way, the node's actions
+//! are also said as trait impls (see `actions`), so that `flow!` can check its edges in
+//! `cargo check`.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{quote, quote_spanned};
+use quote::{ToTokens, quote, quote_spanned};
 use syn::Ident;
 use syn::parse::Parser;
 use syn::spanned::Spanned;
-use syn::{FnArg, ItemFn, LitStr, Pat, Token, Type};
+use syn::{FnArg, ItemFn, ItemImpl, LitStr, Pat, Token, Type};
 
 use crate::errors::Errors;
 
@@ -82,13 +90,17 @@ fn parse_duration(literal: &LitStr) -> syn::Result<u128> {
 
 pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
+    if let Ok(node_impl) = syn::parse2::<ItemImpl>(item.clone()) {
+        return expand_impl(attr, &node_impl, errors);
+    }
     let options = parse_options(attr, &mut errors);
     let function: ItemFn = match syn::parse2(item.clone()) {
         Ok(function) => function,
         Err(error) => {
             errors.push(syn::Error::new(
                 error.span(),
-                "`#[node]` goes on a function: `fn name(state: &State) -> Result<Command<State>, E>`",
+                "`#[node]` goes on a function, `fn name(state: &State) -> Result<Command<State>, E>`, \
+                 or on an `impl Node<State> for Type`",
             ));
             // The item as written, so that one mistake gives one error (tokio-macros does this).
             let mut output = errors.into_compile_errors();
@@ -105,6 +117,117 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
         generated
     };
     quote!(#errors #generated)
+}
+
+/// `#[node]` on `impl Node<State> for Type`: the impl as written, and the impls that say its
+/// `ACTIONS` to the type system, so that `flow!`'s check of its edges is seen by `cargo check`.
+fn expand_impl(attr: TokenStream, node_impl: &ItemImpl, mut errors: Errors) -> TokenStream {
+    let mut krate = quote!(::slateflow);
+    let parser = syn::meta::parser(|meta| {
+        if meta.path.is_ident("crate") {
+            let path: syn::Path = meta.value()?.parse()?;
+            krate = quote!(#path);
+            Ok(())
+        } else {
+            Err(meta.error(
+                "on a `Node` impl, `#[node]` takes only `crate = path`: the actions are the \
+                 impl's `ACTIONS`, the retry policy its `retry()`",
+            ))
+        }
+    });
+    if let Err(error) = parser.parse2(attr) {
+        errors.push(error);
+    }
+    let declared = impl_state(node_impl, &mut errors).and_then(|state| {
+        let actions = impl_actions(node_impl, &mut errors)?;
+        let self_ty = &node_impl.self_ty;
+        Some(crate::actions::declare(
+            &krate,
+            &node_impl.generics,
+            &quote!(#self_ty),
+            &quote!(#state),
+            &actions,
+        ))
+    });
+    let errors = errors.into_compile_errors();
+    quote! {
+        #errors
+        #node_impl
+        const _: () = { #declared };
+    }
+}
+
+/// The state of `impl Node<State> for Type`, or an error at the trait.
+fn impl_state<'a>(node_impl: &'a ItemImpl, errors: &mut Errors) -> Option<&'a Type> {
+    let state = node_impl.trait_.as_ref().and_then(|(.., path, _)| {
+        let last = path.segments.last()?;
+        let syn::PathArguments::AngleBracketed(arguments) = &last.arguments else {
+            return None;
+        };
+        let node = ["Node", "BatchNode", "BatchPlan"]
+            .iter()
+            .any(|name| last.ident == name);
+        match (node, arguments.args.first(), arguments.args.len()) {
+            (true, Some(syn::GenericArgument::Type(state)), 1) => Some(state),
+            _ => None,
+        }
+    });
+    if state.is_none() {
+        let at = node_impl.trait_.as_ref().map_or_else(
+            || node_impl.self_ty.to_token_stream(),
+            |(.., path, _)| path.to_token_stream(),
+        );
+        errors.at(
+            at,
+            "`#[node]` goes on an impl of `Node<State>`, `BatchNode<State>` or `BatchPlan<State>`, \
+             or on a function over the state",
+        );
+    }
+    state
+}
+
+/// The impl's `ACTIONS` (`"default"` when it has none), which must be a list of string literals
+/// (or `DEFAULT_ACTION`); otherwise an error at it.
+fn impl_actions(node_impl: &ItemImpl, errors: &mut Errors) -> Option<Vec<String>> {
+    let actions = node_impl.items.iter().find_map(|item| match item {
+        syn::ImplItem::Const(constant) if constant.ident == "ACTIONS" => Some(&constant.expr),
+        _ => None,
+    });
+    let Some(actions) = actions else {
+        return Some(vec!["default".to_owned()]);
+    };
+    let list = match actions {
+        syn::Expr::Reference(reference) => match &*reference.expr {
+            syn::Expr::Array(array) => Some(&array.elems),
+            _ => None,
+        },
+        _ => None,
+    };
+    let action = |element: &syn::Expr| match element {
+        syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Str(action),
+            ..
+        }) => Some(action.value()),
+        syn::Expr::Path(path)
+            if path
+                .path
+                .segments
+                .last()
+                .is_some_and(|last| last.ident == "DEFAULT_ACTION") =>
+        {
+            Some("default".to_owned())
+        }
+        _ => None,
+    };
+    let declared = list.and_then(|list| list.iter().map(action).collect::<Option<Vec<_>>>());
+    if declared.is_none() {
+        errors.at(
+            actions,
+            "`#[node]` reads a node's actions from a list of string literals: \
+             `const ACTIONS: &'static [&'static str] = &[\"a\", \"b\"];`",
+        );
+    }
+    declared
 }
 
 /// `actions = ["a", "b"]` and `crate = path`, comma-separated, any order.
@@ -203,6 +326,18 @@ fn generate(options: &Options, function: &ItemFn, errors: &mut Errors) -> TokenS
         .iter()
         .filter(|attr| attr.path().is_ident("doc"));
     let actions: Vec<&LitStr> = options.actions.iter().collect();
+    let declared = if actions.is_empty() {
+        vec!["default".to_owned()]
+    } else {
+        actions.iter().map(|action| action.value()).collect()
+    };
+    let declared = crate::actions::declare(
+        krate,
+        &syn::Generics::default(),
+        &quote!(#name),
+        &quote!(#state_type),
+        &declared,
+    );
     let actions = if actions.is_empty() {
         quote!(&[#krate::DEFAULT_ACTION])
     } else {
@@ -248,6 +383,7 @@ fn generate(options: &Options, function: &ItemFn, errors: &mut Errors) -> TokenS
 
         const _: () = {
         #guards
+        #declared
 
         #[automatically_derived]
         impl #krate::Node<#state_type> for #name {

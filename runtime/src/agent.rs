@@ -299,6 +299,7 @@ pub struct Turn {
     pub request: ChatRequest,
 }
 
+#[slateflow_macros::node(crate = crate)]
 impl<S: Conversation, M: ChatModel> Node<S> for Agent<S, M> {
     type Prep = Turn;
     type Exec = Vec<Message>;

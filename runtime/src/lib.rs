@@ -124,10 +124,12 @@ pub mod prelude {
 /// one-branch fork, a node twice in a fork, a fork inside a fork, an action after a fork), the same
 /// action of a node (or the join of a fork) wired twice, a node unreachable from the start, nodes
 /// over different state types and a fork over a state that is not `Clone` (by
-/// `cargo check`); an edge whose action the node does not declare, and with `#![exhaustive]` a
-/// declared action without an edge (by `cargo build`, `cargo test` and `cargo run`: these read the
-/// nodes' `ACTIONS` constants, which Rust evaluates only when it generates code, so `cargo check`
-/// does not report them).
+/// `cargo check`); an edge whose action the node does not declare (by `cargo check` for a node
+/// whose actions the type system knows: a [`#[node]`](macro@node) function or a `Node` impl
+/// marked `#[node]`; for other nodes, such as a nested flow, by `cargo build`, `cargo test` and
+/// `cargo run`, which read the node's `ACTIONS` constant, a value that Rust evaluates only when it
+/// generates code); and with `#![exhaustive]` a declared action without an edge (by
+/// `cargo build`, for the same reason).
 ///
 /// The generated code dispatches with a `match` on the node and the action: no boxing, no maps, no
 /// state clone and no allocation per step (forks included: their branches are joined in place).
@@ -183,7 +185,8 @@ macro_rules! prompt {
     };
 }
 
-/// Turns a function into a [`Node`]: `#[node]` or `#[node(actions = ["a", "b"])]`.
+/// Turns a function into a [`Node`]: `#[node]` or `#[node(actions = ["a", "b"])]`; on a `Node`
+/// impl, tells `cargo check` the node's actions.
 ///
 /// The function takes `&State` (and optionally `&Context<'_>` second), may be `async`, and returns
 /// `Command<State>`, or `Result<Command<State>, E>` for any `E` that converts into [`NodeError`]. It becomes a unit struct
@@ -236,6 +239,60 @@ macro_rules! prompt {
 ///
 /// let mut ticket = Ticket { text: "site is down".into(), ..Ticket::default() };
 /// assert_eq!(slateflow::run_node_blocking(&route, &mut ticket)?, "urgent");
+/// # Ok::<(), slateflow::Error>(())
+/// ```
+///
+/// # On a `Node` impl
+/// `#[node]` on `impl Node<State> for Type` (or on an impl of `BatchNode` or `BatchPlan`, whose
+/// batches declare the same actions) leaves the impl as it is and tells the type system its
+/// `ACTIONS`, written as a list of string literals (or absent: `"default"`). `flow!` then checks
+/// each edge leaving the node while rustc type-checks, so that `cargo check`, and so an editor,
+/// reports an action the node does not declare, at the action; without `#[node]`, a node's edges
+/// are checked when the flow is built (`cargo build`, `test`, `run`). The same goes for `#[node]`
+/// functions, which always declare their actions so. An [`Arc`](std::sync::Arc) of a node
+/// declares what the node declares.
+/// On an impl, the only option is `crate = path`: the retry policy is the impl's
+/// [`retry`](Node::retry).
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// use slateflow::{Command, Context, Node, NodeError, SharedState, flow, node};
+///
+/// # #[derive(SharedState, Debug, Default, Serialize, Deserialize)]
+/// # struct Ticket { text: String }
+/// struct Triage;
+///
+/// #[node]
+/// impl Node<Ticket> for Triage {
+///     type Prep = bool;
+///     type Exec = bool;
+///     const ACTIONS: &'static [&'static str] = &["urgent", "normal"];
+///
+///     async fn prep(&self, ticket: &Ticket, _: &Context<'_>) -> Result<bool, NodeError> {
+///         Ok(ticket.text.contains("down"))
+///     }
+///
+///     async fn exec(&self, down: &bool) -> Result<bool, NodeError> {
+///         Ok(*down) // a model call in real life
+///     }
+///
+///     async fn post(
+///         &self,
+///         _: &Ticket,
+///         _: bool,
+///         urgent: bool,
+///         _: &Context<'_>,
+///     ) -> Result<Command<Ticket>, NodeError> {
+///         Ok(Command::goto(if urgent { "urgent" } else { "normal" }))
+///     }
+/// }
+///
+/// # #[node] fn page(_: &Ticket) -> Command<Ticket> { Command::default() }
+/// let triage = Triage;
+/// // `triage - "urgnet" >> page` would be an error in `cargo check`, at "urgnet".
+/// let flow = flow! { triage - "urgent" >> page; };
+/// let mut ticket = Ticket { text: "site is down".into() };
+/// assert_eq!(flow.run_blocking(&mut ticket)?, "default");
 /// # Ok::<(), slateflow::Error>(())
 /// ```
 pub use slateflow_macros::node;

@@ -33,7 +33,7 @@ pub use crate::graph::DEFAULT_ACTION;
 /// # Example
 /// ```
 /// use serde::{Deserialize, Serialize};
-/// use slateflow::{Command, Context, Node, NodeError, SharedState};
+/// use slateflow::{Command, Context, Node, NodeError, SharedState, node};
 ///
 /// #[derive(SharedState, Debug, Default, Serialize, Deserialize)]
 /// struct Doc {
@@ -44,6 +44,7 @@ pub use crate::graph::DEFAULT_ACTION;
 /// /// Summarises the text; routes to `"too_long"` when the summary is no shorter.
 /// struct Summarise;
 ///
+/// #[node] // optional: lets `cargo check` check the edges of `flow!` against `ACTIONS`
 /// impl Node<Doc> for Summarise {
 ///     type Prep = String;
 ///     type Exec = String;
@@ -86,8 +87,10 @@ pub trait Node<S: SharedState>: Send + Sync {
     /// What [`exec`](Node::exec) produces for [`post`](Node::post).
     type Exec: Send;
 
-    /// Every action [`post`](Node::post) may return. `flow!` checks its edges against this list, and
-    /// returning an action not in it fails the run.
+    /// Every action [`post`](Node::post) may return. `flow!` checks its edges against this list
+    /// (in `cargo check` when the impl is marked [`#[node]`](macro@crate::node), as a list of
+    /// string literals; otherwise when the flow is built), and returning an action not in it fails
+    /// the run.
     const ACTIONS: &'static [&'static str] = &[DEFAULT_ACTION];
 
     /// How [`exec`](Node::exec) is retried and timed out. One attempt, no timeout by default.
@@ -859,6 +862,7 @@ impl<F> std::fmt::Debug for FnNode<F> {
     }
 }
 
+#[slateflow_macros::node(crate = crate)]
 impl<S, F> Node<S> for FnNode<F>
 where
     S: SharedState,

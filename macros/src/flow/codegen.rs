@@ -13,7 +13,9 @@
 //! The checks that need the nodes' types are left to rustc, spanned at the user's tokens: each node
 //! passes through a check that requires `Node<S>` of the flow's state, the graph through one that
 //! requires a `Clone` state when it has forks, and each edge becomes a `const` assertion that the
-//! node declares the action. A failed check leaves rustc unable to name what passed through it,
+//! node declares the action, and a probe that requires the same as a trait bound of a node whose
+//! actions are types (`#[node]`), which `cargo check` reports too (the `const` only a build
+//! evaluates). A failed check leaves rustc unable to name what passed through it,
 //! so that the graph and the flow built on it are not reported again: one mistake, one error.
 
 use proc_macro2::TokenStream;
@@ -519,13 +521,43 @@ fn construction(
             );
         }
     });
+    let probes = action_probes(krate, graph, locals);
     quote! {
         let #marker = #krate::__private::StateType::new();
         let #built = __SlateflowGraph {
             #(#chunk_values)*
         };
+        #probes
         #fork_state_check
         #krate::Flow::__new(#built, #marker)
+    }
+}
+
+/// Each edge leaving a node, probed for its action as a trait bound, which `cargo check` reports
+/// at the action (the `const` checks are evaluated only by a build). Only a node whose actions the
+/// type system knows (a `#[node]`) is held to it; see `__private::DeclaresAction`.
+fn action_probes(krate: &TokenStream, graph: &Graph, locals: &Locals) -> TokenStream {
+    let Locals {
+        marker,
+        graph: built,
+        ..
+    } = locals;
+    let probes = graph.edges.iter().filter_map(|edge| {
+        let Pos::Node(from) = edge.from else {
+            return None;
+        };
+        let (chunk, field) = (chunk_field(from / CHUNK), node_field(from));
+        let key = crate::actions::key(&edge.action);
+        Some(quote_spanned! {edge.action_span=>
+            (&&#krate::__private::Edge::<_, _, #key>::of(&#marker, &#built.#chunk.#field))
+                .__slateflow_declared();
+        })
+    });
+    quote! {
+        {
+            use #krate::__private::{ConstEdge as _, TypedEdge as _};
+            #(#probes)*
+        }
     }
 }
 

@@ -1,0 +1,14 @@
+use slateflow::node;
+
+struct Classify;
+
+#[node]
+impl Default for Classify {
+    fn default() -> Self {
+        Classify
+    }
+}
+
+fn main() {
+    let _ = Classify::default();
+}
