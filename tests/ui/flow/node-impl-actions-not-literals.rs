@@ -1,7 +1,7 @@
 #[path = "support/common.rs"]
 mod common;
 use common::*;
-use slateflow::{Command, Context, Node, NodeError, node};
+use slateflow::{Node, node};
 
 // `#[node]` reads the actions as the impl writes them: a list of literals.
 const PAGING: &[&str] = &["page", "ticket"];
@@ -10,27 +10,8 @@ struct Escalate;
 
 #[node]
 impl Node<Triage> for Escalate {
-    type Prep = ();
-    type Exec = ();
     const ACTIONS: &'static [&'static str] = PAGING;
-
-    async fn prep(&self, _: &Triage, _: &Context<'_>) -> Result<(), NodeError> {
-        Ok(())
-    }
-
-    async fn exec(&self, (): &()) -> Result<(), NodeError> {
-        Ok(())
-    }
-
-    async fn post(
-        &self,
-        _: &Triage,
-        (): (),
-        (): (),
-        _: &Context<'_>,
-    ) -> Result<Command<Triage>, NodeError> {
-        Ok(Command::goto("page"))
-    }
+    paging_steps!();
 }
 
 fn main() {
