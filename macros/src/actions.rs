@@ -7,8 +7,8 @@ use proc_macro2::TokenStream;
 use quote::quote;
 
 /// The key of `action`: its 64-bit FNV-1a hash. Both macros compute it here, so they agree. A
-/// collision between two actions of one node would only let the probe pass an undeclared one on to
-/// the `const` check that a build still runs.
+/// collision between a declared and an undeclared action would only let the probe pass the
+/// undeclared one on to the `const` check that a build still runs.
 pub(crate) fn key(action: &str) -> u64 {
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
@@ -27,7 +27,10 @@ pub(crate) fn declare(
     actions: &[String],
 ) -> TokenStream {
     let (impl_generics, _, where_clause) = generics.split_for_impl();
-    let keys = actions.iter().map(|action| key(action));
+    // One impl per key: a list that repeats an action (or two actions of one key) is no conflict.
+    let mut keys: Vec<u64> = actions.iter().map(|action| key(action)).collect();
+    keys.sort_unstable();
+    keys.dedup();
     quote! {
         #[automatically_derived]
         impl #impl_generics #krate::__private::StaticActions<#state> for #ty #where_clause {}
@@ -44,7 +47,22 @@ pub(crate) fn declare(
 
 #[cfg(test)]
 mod tests {
-    use super::key;
+    use super::{declare, key};
+    use quote::quote;
+
+    #[test]
+    fn an_action_listed_twice_is_declared_once() {
+        let impls = declare(
+            &quote!(::slateflow),
+            &syn::Generics::default(),
+            &quote!(Route),
+            &quote!(Triage),
+            &["a".to_owned(), "b".to_owned(), "a".to_owned()],
+        )
+        .to_string();
+        assert_eq!(impls.matches("DeclaresAction").count(), 2, "{impls}");
+        assert_eq!(impls.matches("StaticActions").count(), 1, "{impls}");
+    }
 
     #[test]
     fn keys_are_fnv_1a_and_tell_actions_apart() {
