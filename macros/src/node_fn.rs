@@ -13,9 +13,9 @@
 //! #[node] | #[node(crate = path)]
 //! impl<...> Node<State> for Type { const ACTIONS: &'static [&'static str] = &["a", "b"]; ... }
 //! ```
-//! On a `Node` (or `BatchNode`, `BatchPlan`) impl, the impl stays as written. Either way, the node's actions
-//! are also said as trait impls (see `actions`), so that `flow!` can check its edges in
-//! `cargo check`.
+//! On a `Node` (or `BatchNode`, `BatchPlan`) impl, the impl stays as written. Either way, the
+//! node's actions are also said as trait impls (see `actions`), so that `flow!` can check its
+//! edges in `cargo check`.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, quote, quote_spanned};
