@@ -28,7 +28,7 @@ use crate::node::{
     Command, Context, DEFAULT_ACTION, Emitter, Node, NodeError, Params, Retry, self_running_node,
     with_retries,
 };
-use crate::parallel::{Conflicts, keeping, merge_in_order};
+use crate::parallel::{Conflicts, merge_in_order};
 use crate::state::SharedState;
 
 /// A node whose `exec` runs once per item. Use it in a flow through [`Batch`].
@@ -783,15 +783,14 @@ where
                         if let Some(kept) = kept {
                             return Ok(Some(kept));
                         }
-                        let run = branches.on_copy(
-                            flow,
-                            shared,
-                            Some(params),
-                            name,
-                            step + 1,
-                            Some(index),
-                        );
-                        match keeping(branches, index, run).await {
+                        let run = async {
+                            let outcome = branches
+                                .on_copy(flow, shared, Some(params), name, step + 1, Some(index))
+                                .await?;
+                            // Kept as soon as it finishes, while the other runs go on.
+                            branches.keep(index, outcome).await
+                        };
+                        match run.await {
                             Ok(outcome) => Ok(Some(outcome)),
                             Err(error @ Error::Paused { .. }) => {
                                 paused_ref

@@ -1109,6 +1109,15 @@ pub(crate) mod dispatch {
                 asked: Vec::new(),
             }
         }
+
+        /// Adds the questions another outcome asked after this one's. None, usually: then
+        /// nothing is called, not even the empty list's drop.
+        #[inline]
+        pub(crate) fn ask(&mut self, asked: Vec<(&'static str, serde_json::Value)>) {
+            if !asked.is_empty() {
+                self.asked.extend(asked);
+            }
+        }
     }
 
     /// A composite step under way: its number, and when it started (when the run is watched).
@@ -1277,6 +1286,10 @@ pub(crate) mod dispatch {
             index: usize,
             declared: Option<&'static [&'static str]>,
         ) -> Result<Option<Branch<S>>, Error>;
+
+        /// Whether parts' outcomes are kept as they finish (a durable step): when not,
+        /// [`keep`](BranchRunner::keep) hands every outcome back as it is, and need not be called.
+        fn keeps(&self) -> bool;
 
         /// Part `index` finished: keeps its outcome until the step is saved (durable runs only),
         /// and hands it back.

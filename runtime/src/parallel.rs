@@ -28,14 +28,13 @@
 //! The branches run inside the run's task (no spawn, no `'static` bound): they are concurrent, not
 //! parallel on several threads. Model calls are I/O, so that is where the time goes.
 //!
-//! This module owns joining branches and merging outcomes in order, which concurrent batch flows
-//! share (`Conflicts` says how each treats a field written twice). Starting a fork, numbering
+//! This module owns joining branches (in durable runs, keeping each outcome as it finishes) and
+//! merging outcomes in order, which concurrent batch flows share (`Conflicts` says how each treats
+//! a field written twice). Starting a fork, numbering
 //! its steps and applying the merged update are the run's; this module applies nothing.
 
 use std::future::{Future, poll_fn};
 use std::task::Poll;
-
-use futures_util::FutureExt;
 
 use crate::error::{Error, MergeConflict};
 use crate::graph::DEFAULT_ACTION;
@@ -57,16 +56,21 @@ pub trait ForkState: SharedState + Clone {}
 #[diagnostic::do_not_recommend]
 impl<S: SharedState + Clone> ForkState for S {}
 
+/// Keeping a branch's outcome in a durable run.
+type KeepFuture<'a, S> =
+    std::pin::Pin<Box<dyn Future<Output = Result<Branch<S>, Error>> + Send + 'a>>;
+
 /// Runs the branches of a fork concurrently and merges their updates in written order.
 ///
 /// `names` are the branches' names and `first_step` the step number of the first branch, for
 /// the conflict error. A branch whose outcome an earlier attempt of the fork kept (a durable run
-/// resumed after a failure or a crash) does not run: its future is dropped unpolled. (Each
-/// branch's future keeps its outcome as it finishes: [`keeping`].) Returns at the first branch
+/// resumed after a failure or a crash) does not run: its future is dropped unpolled. In a durable
+/// run, each branch's outcome is kept as soon as it finishes, while its siblings are still
+/// running: a crash loses only the branches that had not finished. Returns at the first branch
 /// error, dropping (cancelling) the others.
 ///
 /// # Errors
-/// The first branch error, or [`Error::ParallelConflict`].
+/// The first branch error (or keeping's), or [`Error::ParallelConflict`].
 pub(crate) async fn join<S: SharedState, B: BranchRunner<S>, const N: usize>(
     runner: &B,
     branches: [BranchFuture<'_, S>; N],
@@ -82,19 +86,43 @@ pub(crate) async fn join<S: SharedState, B: BranchRunner<S>, const N: usize>(
     // the fork pauses once all are done.
     let mut stopped = [false; N];
     let mut paused = None;
+    // In a durable run, a finished branch's outcome is kept while the others still run: keeping
+    // may wait on the store, which a sibling may hold. Boxed, since only durable runs keep (a
+    // write to the store each), and a plain run's fork should not grow by their futures.
+    let keeps = runner.keeps();
+    let mut keeping: [Option<KeepFuture<'_, S>>; N] = std::array::from_fn(|_| None);
     poll_fn(|context| {
         let mut pending = false;
-        for ((branch, outcome), stopped) in branches
-            .iter_mut()
-            .zip(outcomes.iter_mut())
-            .zip(stopped.iter_mut())
-        {
-            if outcome.is_none() && !*stopped {
+        for (index, branch) in branches.iter_mut().enumerate() {
+            if keeping[index].is_none() {
+                if outcomes[index].is_some() || stopped[index] {
+                    continue;
+                }
                 match branch.as_mut().poll(context) {
-                    Poll::Ready(Ok(done)) => *outcome = Some(done),
+                    Poll::Ready(Ok(done)) if keeps => {
+                        keeping[index] = Some(Box::pin(runner.keep(index, done)));
+                    }
+                    Poll::Ready(Ok(done)) => {
+                        outcomes[index] = Some(done);
+                        continue;
+                    }
                     Poll::Ready(Err(error @ Error::Paused { .. })) => {
-                        *stopped = true;
+                        stopped[index] = true;
                         paused.get_or_insert(error);
+                        continue;
+                    }
+                    Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                    Poll::Pending => {
+                        pending = true;
+                        continue;
+                    }
+                }
+            }
+            if let Some(keep) = keeping[index].as_mut() {
+                match keep.as_mut().poll(context) {
+                    Poll::Ready(Ok(kept)) => {
+                        keeping[index] = None;
+                        outcomes[index] = Some(kept);
                     }
                     Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
                     Poll::Pending => pending = true,
@@ -118,21 +146,6 @@ pub(crate) async fn join<S: SharedState, B: BranchRunner<S>, const N: usize>(
             step: first_step,
         },
     )
-}
-
-/// Runs `branch`, part `index` of a fork or a concurrent batch flow, and keeps its outcome through
-/// `runner` as soon as it finishes, while its siblings still run; a no-op outside durable runs.
-///
-/// # Errors
-/// The branch's error, or the keeping's.
-pub(crate) fn keeping<'a, S: SharedState + 'a, B: BranchRunner<S>>(
-    runner: &'a B,
-    index: usize,
-    branch: impl Future<Output = Result<Branch<S>, Error>> + 'a,
-) -> impl Future<Output = Result<Branch<S>, Error>> + 'a {
-    // A combinator, not an `async fn`: an `async fn` would hold the branch's future twice (as
-    // its argument and as the future it awaits), which tripled the size of a fork's future.
-    branch.then(move |outcome| async move { runner.keep(index, outcome?).await })
 }
 
 /// What merging does with a last-write-wins field written by more than one outcome.
@@ -164,7 +177,7 @@ pub(crate) fn merge_in_order<S: SharedState>(
         // As if the runs had happened one after another: `then`, and the later write wins.
         for outcome in outcomes.iter_mut().filter_map(Option::take) {
             merged.steps += outcome.steps;
-            merged.asked.extend(outcome.asked);
+            merged.ask(outcome.asked);
             merged.update = merged.update.then(outcome.update);
         }
         return Ok(merged);
@@ -201,7 +214,7 @@ pub(crate) fn merge_in_order<S: SharedState>(
             continue;
         };
         merged.steps += outcome.steps;
-        merged.asked.extend(outcome.asked);
+        merged.ask(outcome.asked);
         // `merge`, not `then`: an overwrite in any branch is the base the others' writes land on.
         // The check above found no conflict, so a failure here is an update whose `conflict` and
         // `merge` disagree; it is still reported, against the first branch.

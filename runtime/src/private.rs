@@ -305,9 +305,8 @@ pub use crate::text::{
 ///
 /// # Errors
 /// The first branch error, or [`Error::ParallelConflict`](crate::Error::ParallelConflict).
-// Plain functions handing back the runtime's futures: an `async fn` wrapper would be one more
-// future layer, holding its arguments beside the future it awaits (for `keeping`, the branch's
-// whole future twice).
+// A plain function handing back the runtime's future: an `async fn` wrapper would be one more
+// future layer, holding its arguments beside the future it awaits.
 #[inline]
 pub fn join<'a, S: crate::SharedState, B: BranchRunner<S>, const N: usize>(
     runner: &'a B,
@@ -316,20 +315,6 @@ pub fn join<'a, S: crate::SharedState, B: BranchRunner<S>, const N: usize>(
     first_step: u64,
 ) -> impl Future<Output = Result<Branch<S>, crate::Error>> + 'a {
     crate::parallel::join(runner, branches, names, first_step)
-}
-
-/// One branch of a fork, its outcome kept as soon as it finishes (durable runs); see
-/// [`parallel`](crate::parallel).
-///
-/// # Errors
-/// The branch's error, or the keeping's.
-#[inline]
-pub fn keeping<'a, S: crate::SharedState + 'a, B: BranchRunner<S>>(
-    runner: &'a B,
-    index: usize,
-    branch: impl Future<Output = Result<Branch<S>, crate::Error>> + 'a,
-) -> impl Future<Output = Result<Branch<S>, crate::Error>> + 'a {
-    crate::parallel::keeping(runner, index, branch)
 }
 
 /// A branch of a fork in a flow over `S`: `flow!` passes its first fork's first branch through

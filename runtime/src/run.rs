@@ -1499,6 +1499,10 @@ impl<S: SharedState, H: Hook<S>> BranchRunner<S> for BranchEnv<'_, H> {
         resolve_kept(kept, declared, container, before, index)
     }
 
+    fn keeps(&self) -> bool {
+        self.keeping.is_some()
+    }
+
     async fn keep<'a>(&'a self, index: usize, outcome: Branch<S>) -> Result<Branch<S>, Error>
     where
         S: 'a,

@@ -65,7 +65,7 @@ pub(crate) fn generate(krate: &TokenStream, graph: &Graph) -> TokenStream {
         };
         chunk_item(&context, chunk, nodes.clone(), &chunk_checks)
     });
-    let trait_item = nodes_trait(krate);
+    let trait_item = nodes_trait(krate, graph);
     let graph_item = graph_item(krate, graph, &names, &chunks, &wired_by_position, &locals);
     let construction = construction(krate, graph, &chunks, &locals);
     let guards = crate::spans::local_guards(
@@ -121,14 +121,15 @@ fn step_signature(krate: &TokenStream, params: [&dyn ToTokens; 3]) -> TokenStrea
     }
 }
 
-/// `fn branch(...)`'s signature and bound, as [`step_signature`]: the position, the branch runner,
-/// the shared state and the step number.
-fn branch_signature(krate: &TokenStream, params: [&dyn ToTokens; 4]) -> TokenStream {
-    let [position, branches, shared, step] = params;
+/// The signature and bound of the method that runs the node at `index` as a branch of a fork,
+/// as [`step_signature`]: the branch runner, the shared state and the step number. One method per
+/// node in a fork, so that a branch's future is its node's own, with no future around it.
+fn branch_signature(krate: &TokenStream, index: usize, params: [&dyn ToTokens; 3]) -> TokenStream {
+    let [branches, shared, step] = params;
+    let method = branch_method(index);
     quote! {
-        fn branch<'__a, __B: #krate::__private::BranchRunner<__S>>(
+        fn #method<'__a, __B: #krate::__private::BranchRunner<__S>>(
             &'__a self,
-            #position: ::core::primitive::usize,
             #branches: &'__a __B,
             #shared: &'__a __S,
             #step: ::core::primitive::u64,
@@ -140,13 +141,32 @@ fn branch_signature(krate: &TokenStream, params: [&dyn ToTokens; 4]) -> TokenStr
     }
 }
 
+/// The method of the chunks' trait that runs node `index` as a branch.
+fn branch_method(index: usize) -> Ident {
+    format_ident!("__branch_{}", index)
+}
+
+/// The nodes that are branches of forks, in order.
+fn in_forks(graph: &Graph) -> impl Iterator<Item = usize> + '_ {
+    (0..graph.nodes.len())
+        .filter(|index| graph.forks.iter().any(|fork| fork.branches.contains(index)))
+}
+
 /// The trait through which the graph reaches a chunk of its nodes. Its parameters are `_`: a
 /// declaration's parameter names would be patterns too.
-fn nodes_trait(krate: &TokenStream) -> TokenStream {
+fn nodes_trait(krate: &TokenStream, graph: &Graph) -> TokenStream {
     let usize_ty = quote!(::core::primitive::usize);
     let anonymous = quote!(_);
     let step_signature = step_signature(krate, [&anonymous; 3]);
-    let branch_signature = branch_signature(krate, [&anonymous; 4]);
+    // Each chunk runs its own nodes' branches; the others' are never called on it.
+    let branch_methods = in_forks(graph).map(|index| {
+        let signature = branch_signature(krate, index, [&anonymous; 3]);
+        quote! {
+            #signature {
+                async { ::core::unreachable!() }
+            }
+        }
+    });
     quote! {
         /// A chunk of the nodes of a flow built by `flow!`.
         trait __SlateflowNodes<__S: #krate::SharedState>:
@@ -163,8 +183,10 @@ fn nodes_trait(krate: &TokenStream) -> TokenStream {
             /// Runs the node at a position as a step.
             #step_signature;
 
-            /// Runs the node at a position as a branch of a fork.
-            #branch_signature;
+            #(
+                /// Runs a node of the chunk as a branch of a fork.
+                #branch_methods
+            )*
 
             /// Appends the chunk's nodes, in order.
             fn describe(&self, _: &mut ::std::vec::Vec<#krate::graph::GraphNode>);
@@ -193,15 +215,11 @@ fn chunk_item(
         state,
         runner,
         position,
-        branches,
-        shared,
-        step,
         nodes: described,
         ..
     } = locals;
     let usize_ty = quote!(::core::primitive::usize);
     let step_signature = step_signature(krate, [position, runner, state]);
-    let branch_signature = branch_signature(krate, [position, branches, shared, step]);
     let name = chunk_struct(chunk);
     let types: Vec<Ident> = nodes
         .clone()
@@ -251,16 +269,7 @@ fn chunk_item(
                 }
             }
 
-            #branch_signature
-            {
-                async move {
-                    let _ = (#branches, #shared, #step);
-                    match #position {
-                        #(#branch_arms)*
-                        _ => ::core::unreachable!(),
-                    }
-                }
-            }
+            #(#branch_arms)*
 
             fn describe(&self, #described: &mut ::std::vec::Vec<#krate::graph::GraphNode>) {
                 #(#describe)*
@@ -303,14 +312,17 @@ fn chunk_arms(context: &ChunkContext<'_>, nodes: Range<usize>) -> ChunkArms {
             let (node, field, name) = (node(index), node_field(index), &names[index]);
             quote!(#index => #node::__run(&self.#field, #runner, #state, #name).await,)
         });
-    let in_forks: Vec<usize> = nodes
-        .clone()
-        .filter(|index| graph.forks.iter().any(|fork| fork.branches.contains(index)))
-        .collect();
-    let branch_arms = in_forks.iter().map(|&index| {
-        let (node, field, name) = (node(index), node_field(index), &names[index]);
-        quote!(#index => #node::__branch(&self.#field, #branches, #shared, #name, #step).await,)
-    });
+    let branch_arms = in_forks(graph)
+        .filter(|index| nodes.contains(index))
+        .map(|index| {
+            let (node, field, name) = (node(index), node_field(index), &names[index]);
+            let signature = branch_signature(krate, index, [branches, shared, step]);
+            quote! {
+                #signature {
+                    #node::__branch(&self.#field, #branches, #shared, #name, #step)
+                }
+            }
+        });
     let terminal = nodes
         .clone()
         .filter(|&index| graph.steps[index])
@@ -725,17 +737,13 @@ fn fork_step(
         let chunk = index / CHUNK;
         let (field, ty) = (chunk_field(chunk), chunk_type(chunk));
         let step = offset as u64 + 1;
+        let method = branch_method(index);
         quote! {
-            ::core::pin::pin!(#krate::__private::keeping(
+            ::core::pin::pin!(<#ty as __SlateflowNodes<__S>>::#method(
+                &self.#field,
                 &#branches,
-                #offset,
-                <#ty as __SlateflowNodes<__S>>::branch(
-                    &self.#field,
-                    #index,
-                    &#branches,
-                    #shared,
-                    #before + #step,
-                ),
+                #shared,
+                #before + #step,
             ))
         }
     });
