@@ -73,6 +73,7 @@ use crate::error::Error;
 use crate::event::{At, Event, KeepFuture, Observer};
 use crate::flow::{Flow, FlowGraph};
 use crate::graph::Graph;
+use crate::node::Node;
 use crate::node::dispatch::Branch;
 use crate::run::{
     Commit, Entries, Entry, Hook, NoHook, Observe, PartPause, Run, Stopped, Watch, join_path,
@@ -1099,6 +1100,15 @@ where
     H: Hook<S>,
 {
     const COMMITS: bool = true;
+
+    fn step<'a, N: Node<S>>(
+        run: &'a mut Run<S, Self>,
+        node: &'a N,
+        state: &'a mut S,
+        name: &'static str,
+    ) -> impl Future<Output = Result<&'static str, Error>> + Send + 'a {
+        run.hooked_step(node, state, name)
+    }
 
     /// For a flow being entered on a resumed run: the position to go to and, at the innermost
     /// level, the saved action to route on instead of running the step again.

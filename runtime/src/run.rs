@@ -224,6 +224,21 @@ pub(crate) trait Hook<S: SharedState>: Watch {
         let _ = (state, commit);
         async { Ok(()) }
     }
+
+    /// Runs `node` as step `name` of `run`. By default a plain step ([`Run::plain_step`]), whose
+    /// future holds nothing for pauses or commits; a hook that pauses or commits runs
+    /// [`Run::hooked_step`] instead (`plain_step` refuses to compile for it).
+    fn step<'a, N: Node<S>>(
+        run: &'a mut Run<S, Self>,
+        node: &'a N,
+        state: &'a mut S,
+        name: &'static str,
+    ) -> impl Future<Output = Result<&'static str, Error>> + Send + 'a
+    where
+        Self: Sized,
+    {
+        run.plain_step(node, state, name)
+    }
 }
 
 /// Where a resumed run goes on in a flow it enters.
@@ -507,6 +522,15 @@ impl<H: Watch> Watch for Part<'_, H> {
 
 impl<S: SharedState, H: Hook<S>> Hook<S> for Part<'_, H> {
     const PAUSES: bool = true;
+
+    fn step<'a, N: Node<S>>(
+        run: &'a mut Run<S, Self>,
+        node: &'a N,
+        state: &'a mut S,
+        name: &'static str,
+    ) -> impl Future<Output = Result<&'static str, Error>> + Send + 'a {
+        run.hooked_step(node, state, name)
+    }
 
     fn enter_flow(&mut self, depth: usize, steps: u64) -> Option<Entry> {
         self.stops.enter_flow(depth, steps)
@@ -873,15 +897,47 @@ impl<S: SharedState, H: Hook<S>> Run<S, H> {
         };
         self.hook.committed(state, commit).await
     }
-}
 
-impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
-    type Branches<'b>
-        = BranchEnv<'b, H>
-    where
-        Self: 'b;
+    /// Runs `node` as step `name` for a hook that neither pauses nor commits: the node's steps,
+    /// then its update applied. Its future holds the context and the node's own futures, and
+    /// nothing that needs dropping for a node whose `Prep` needs none.
+    pub(crate) async fn plain_step<N: Node<S>>(
+        &mut self,
+        node: &N,
+        state: &mut S,
+        name: &'static str,
+    ) -> Result<&'static str, Error> {
+        const {
+            assert!(
+                !H::PAUSES && !H::COMMITS,
+                "a hook that pauses or commits runs `hooked_step`"
+            );
+        }
+        self.steps += 1;
+        self.node = name;
+        let step = self.steps;
+        let body_attempts = AtomicU32::new(0);
+        let (context, hook, phase) = self.step_context(name, step, &body_attempts, false);
+        let Command {
+            update,
+            action,
+            asked,
+            ..
+        } = node_command(node, state, hook, &context, phase).await?;
+        if drop_question(asked) {
+            return Err(Error::InputRequested {
+                node: name,
+                step,
+                where_: CANNOT_PAUSE,
+            });
+        }
+        self.apply(state, update);
+        Ok(action)
+    }
 
-    async fn node<N: Node<S>>(
+    /// Runs `node` as step `name`, with the pauses and the commit of a hook that pauses or
+    /// commits.
+    pub(crate) async fn hooked_step<N: Node<S>>(
         &mut self,
         node: &N,
         state: &mut S,
@@ -977,6 +1033,22 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
         }
         drop_question(asked);
         Ok(action)
+    }
+}
+
+impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
+    type Branches<'b>
+        = BranchEnv<'b, H>
+    where
+        Self: 'b;
+
+    fn node<'a, N: Node<S>>(
+        &'a mut self,
+        node: &'a N,
+        state: &'a mut S,
+        name: &'static str,
+    ) -> impl Future<Output = Result<&'static str, Error>> + Send + 'a {
+        H::step(self, node, state, name)
     }
 
     async fn flow<G: FlowGraph<S>>(
@@ -1719,15 +1791,19 @@ async fn node_command<S: SharedState, N: Node<S>, H: Watch>(
     Ok(command)
 }
 
-/// Drops a step's question, if any, out of line: on the common path (no question) nothing is
-/// called, where the drop glue of `Option<Value>` would be a call every step.
+/// Drops a step's question, if any, out of line, and says whether there was one: on the common
+/// path (no question) nothing is called, where the drop glue of `Option<Value>` would be a call
+/// every step.
 #[inline]
-fn drop_question(asked: Option<serde_json::Value>) {
+fn drop_question(asked: Option<serde_json::Value>) -> bool {
     #[cold]
     #[inline(never)]
     fn drop_asked(_: serde_json::Value) {}
     if let Some(asked) = asked {
         drop_asked(asked);
+        true
+    } else {
+        false
     }
 }
 
