@@ -156,6 +156,28 @@ fn loop_of_10_000() {
         assert_eq!(counter.steps, LOOP_STEPS);
     });
     report("2-node loop, 10,000 steps", LOOP_STEPS, flow, by_hand);
+    let (count, bounce) = (Noop, Bounce);
+    let async_loop = median(15, 5, || {
+        let mut counter = Counter::default();
+        ready(loop_by_hand(&count, &bounce, &params, &mut counter));
+        assert_eq!(counter.steps, LOOP_STEPS);
+    });
+    report("2-node loop, one async fn", LOOP_STEPS, flow, async_loop);
+}
+
+/// The 2-node loop as one hand-written `async fn`, polled once: what a developer would write
+/// without a flow. Its steps' futures live in its own, as a flow's do.
+async fn loop_by_hand(count: &Noop, bounce: &Bounce, params: &Params, counter: &mut Counter) {
+    let mut step = 0;
+    loop {
+        step += 1;
+        step_by_hand(count, counter, &Context::new(params, "count", step)).await;
+        step += 1;
+        let action = step_by_hand(bounce, counter, &Context::new(params, "bounce", step)).await;
+        if black_box(action) != "again" {
+            break;
+        }
+    }
 }
 
 /// Counts node steps; allocates nothing.

@@ -11,7 +11,8 @@
 //! update and action (a pause point after it), and every [`Event`]. Events are one implementation
 //! ([`Observe`]); durability is another, in [`durable`](crate::durable), which this module does
 //! not know. A hook is a type parameter: statically dispatched, and free when absent ([`NoHook`]
-//! turns every call into nothing).
+//! turns every call into nothing). It also picks how a node step runs ([`Hook::step`]): plainly,
+//! or with the pauses and commits of a durable run, whose future a plain run never carries.
 //!
 //! A part of a step that runs on its own copy of the state (a nested flow in a fork branch, a run
 //! of a concurrent batch flow) gets a [`Part`] hook in a durable run: it pauses where its
