@@ -30,8 +30,8 @@
 //!
 //! This module owns joining branches (in durable runs, keeping each outcome as it finishes) and
 //! merging outcomes in order, which concurrent batch flows share (`Conflicts` says how each treats
-//! a field written twice). Starting a fork, numbering
-//! its steps and applying the merged update are the run's; this module applies nothing.
+//! a field written twice). Starting a fork, numbering its steps and applying the merged update are
+//! the run's; this module applies nothing.
 
 use std::future::{Future, poll_fn};
 use std::task::Poll;
