@@ -94,30 +94,22 @@ pub(crate) async fn join<S: SharedState, B: BranchRunner<S>, const N: usize>(
     poll_fn(|context| {
         let mut pending = false;
         for (index, branch) in branches.iter_mut().enumerate() {
-            if keeping[index].is_none() {
-                if outcomes[index].is_some() || stopped[index] {
-                    continue;
-                }
+            let running = keeping[index].is_none() && outcomes[index].is_none() && !stopped[index];
+            if running {
                 match branch.as_mut().poll(context) {
                     Poll::Ready(Ok(done)) if keeps => {
                         keeping[index] = Some(Box::pin(runner.keep(index, done)));
                     }
-                    Poll::Ready(Ok(done)) => {
-                        outcomes[index] = Some(done);
-                        continue;
-                    }
+                    Poll::Ready(Ok(done)) => outcomes[index] = Some(done),
                     Poll::Ready(Err(error @ Error::Paused { .. })) => {
                         stopped[index] = true;
                         paused.get_or_insert(error);
-                        continue;
                     }
                     Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
-                    Poll::Pending => {
-                        pending = true;
-                        continue;
-                    }
+                    Poll::Pending => pending = true,
                 }
             }
+            // A branch that just finished is kept at once; one still keeping goes on.
             if let Some(keep) = keeping[index].as_mut() {
                 match keep.as_mut().poll(context) {
                     Poll::Ready(Ok(kept)) => {
