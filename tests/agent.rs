@@ -509,9 +509,11 @@ fn a_function_node_retries_its_body_under_its_policy() {
     );
     let flow = flow! { flaky; };
     let retries = Mutex::new(Vec::new());
+    let started = Mutex::new(Vec::new());
     let finished = Mutex::new(Vec::new());
     let observer = slateflow::event::from_fn(|event: &Event<'_>| match event {
         Event::Retry { attempt, .. } => retries.lock().unwrap().push(*attempt),
+        Event::NodeStarted { attempt, .. } => started.lock().unwrap().push(*attempt),
         Event::NodeFinished { attempts, .. } => finished.lock().unwrap().push(*attempts),
         _ => {}
     });
@@ -519,6 +521,7 @@ fn a_function_node_retries_its_body_under_its_policy() {
     block_on(flow.observe(&observer).run(&mut chat)).unwrap();
     assert_eq!(chat.tries, 3);
     assert_eq!(*retries.lock().unwrap(), [1, 2]);
+    assert_eq!(*started.lock().unwrap(), [1, 2, 3], "one start per attempt");
     assert_eq!(*finished.lock().unwrap(), [3], "the attempts of the body");
 }
 

@@ -198,6 +198,30 @@ fn retries_count_for_each_item_on_its_own() {
 }
 
 #[test]
+fn a_retried_item_is_reported_as_a_retry_not_as_a_new_attempt_of_its_node() {
+    let batch = Batch::sequential(Flaky::default());
+    let flow = flow! { batch; };
+    let events = std::sync::Mutex::new(Vec::new());
+    let observer = slateflow::event::from_fn(|event: &slateflow::Event<'_>| {
+        let attempt = match event {
+            slateflow::Event::NodeStarted { attempt, .. }
+            | slateflow::Event::Retry { attempt, .. } => *attempt,
+            _ => return,
+        };
+        events.lock().unwrap().push((event.kind(), attempt));
+    });
+    let mut state = docs(&[4]);
+    paused_runtime()
+        .block_on(flow.observe(&observer).run(&mut state))
+        .unwrap();
+    assert_eq!(state.outputs, [4]);
+    assert_eq!(
+        *events.lock().unwrap(),
+        [("node_started", 1), ("retry", 1), ("retry", 2)]
+    );
+}
+
+#[test]
 fn a_failing_item_fails_the_batch_names_the_item_and_cancels_the_rest() {
     let batch = Batch::concurrent(Times10::default(), 2);
     // Item 1 (-90) fails after 10 ms; item 0 (1) would take 99 ms and is cancelled; items 2 and 3

@@ -342,6 +342,28 @@ async fn retries_and_custom_events_reach_the_observer() {
         "node_finished writer".to_string(),
         "run_finished".to_string()
     ]));
+    // One `NodeStarted` per attempt, each after the failure and wait before it.
+    let attempts: Vec<(&str, Option<u32>)> = recorder
+        .events()
+        .iter()
+        .filter(|event| ["node_started", "retry", "node_finished"].contains(&event.kind))
+        .map(|event| (event.kind, event.attempt))
+        .collect();
+    assert_eq!(
+        attempts,
+        [
+            ("node_started", Some(1)),
+            ("retry", Some(1)),
+            ("node_started", Some(2)),
+            ("retry", Some(2)),
+            ("node_started", Some(3)),
+            ("node_finished", Some(3)),
+        ]
+    );
+    assert_eq!(
+        recorder.of_kind("node_started")[2].text,
+        "step 1: writer attempt 3 started"
+    );
 }
 
 /// Doubles numbers; a batch node.

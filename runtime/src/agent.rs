@@ -223,7 +223,8 @@ impl<S: Conversation, M: ChatModel> Agent<S, M> {
             }
             .map_err(NodeError::from)
         };
-        with_retries(self.retry, attempt, on_retry)
+        // A retried model call is part of the node's attempt: no `NodeStarted` for it.
+        with_retries(self.retry, attempt, on_retry, |_| {})
             .await
             .map(|(response, _)| response)
             .map_err(|(error, _)| error)

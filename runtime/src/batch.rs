@@ -200,9 +200,15 @@ async fn run_item<S: SharedState, B: BatchNode<S>>(
                 emitter.retry(attempt, error, wait);
             }
         };
-        Box::pin(with_retries(node.retry(), || node.exec(item), on_retry))
-            .await
-            .map(|(output, _)| output)
+        // A retried item is not a new attempt of the node: no `NodeStarted` for it.
+        Box::pin(with_retries(
+            node.retry(),
+            || node.exec(item),
+            on_retry,
+            |_| {},
+        ))
+        .await
+        .map(|(output, _)| output)
     };
     match outcome {
         Ok(output) => Ok(output),

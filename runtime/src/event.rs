@@ -14,7 +14,8 @@
 //!
 //! # Order
 //! Events of one run arrive in the order things happen: `RunStarted`, then for each step
-//! `NodeStarted`, any `Retry`, `Custom` and `BatchItemFinished`, `NodeFinished`, then
+//! `NodeStarted` (attempt 1), any `Custom` and `BatchItemFinished`, for each retried attempt a
+//! `Retry` and, after its wait, a `NodeStarted` with the next attempt, then `NodeFinished`, then
 //! `StepSaved` in a durable run; `RunFinished`, `RunPaused` or `RunFailed` last. A fork sends
 //! `ForkStarted`, then the events of its branches, which run concurrently, so that their events
 //! interleave as the branches make progress (each carries its branch in [`At::fork`]), and then
@@ -74,8 +75,10 @@ impl fmt::Display for At<'_> {
 /// use slateflow::event::{At, Event};
 ///
 /// let at = At { flows: &["review"], node: "check", step: 3, fork: None };
-/// let event = Event::NodeStarted { at };
+/// let event = Event::NodeStarted { at, attempt: 1 };
 /// assert_eq!(event.to_string(), "step 3: review/check started");
+/// let again = Event::NodeStarted { at, attempt: 2 };
+/// assert_eq!(again.to_string(), "step 3: review/check attempt 2 started");
 /// ```
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
@@ -89,10 +92,14 @@ pub enum Event<'a> {
         /// The run's step limit.
         max_steps: u64,
     },
-    /// A node is about to run its `prep`.
+    /// A node is about to run its `prep` (attempt 1) or, after a [`Retry`](Event::Retry) and its
+    /// wait, its next attempt of `exec` (of the body, for a `#[node]` function with a retry
+    /// policy). A step has one `NodeStarted` per attempt and one `NodeFinished`.
     NodeStarted {
         /// Where.
         at: At<'a>,
+        /// The attempt about to run, from 1.
+        attempt: u32,
     },
     /// An attempt of a node's `exec` failed and another follows after `wait`.
     Retry {
@@ -222,7 +229,7 @@ impl Event<'_> {
     /// Where it happened, for the events about one node or fork.
     pub fn at(&self) -> Option<&At<'_>> {
         match self {
-            Self::NodeStarted { at }
+            Self::NodeStarted { at, .. }
             | Self::Retry { at, .. }
             | Self::BatchItemFinished { at, .. }
             | Self::Custom { at, .. }
@@ -254,7 +261,16 @@ impl fmt::Display for Event<'_> {
                 Some(thread) => write!(formatter, "run of `{thread}` started at step {first_step}"),
                 None => write!(formatter, "run started"),
             },
-            Self::NodeStarted { at } => write!(formatter, "step {}: {at} started", at.step),
+            Self::NodeStarted { at, attempt: 1 } => {
+                write!(formatter, "step {}: {at} started", at.step)
+            }
+            Self::NodeStarted { at, attempt } => {
+                write!(
+                    formatter,
+                    "step {}: {at} attempt {attempt} started",
+                    at.step
+                )
+            }
             Self::Retry {
                 at,
                 attempt,
@@ -437,6 +453,9 @@ pub struct OwnedEvent {
     /// The action, for `node_finished`, `no_edge`, `step_saved` and `run_finished`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
+    /// For `node_started` and `retry`: the attempt; for `node_finished`: the attempts it took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
     /// For `batch_item_finished`: items finished so far and in all.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progress: Option<(usize, usize)>,
@@ -457,13 +476,21 @@ impl From<&Event<'_>> for OwnedEvent {
             step: at.map(|at| at.step),
             fork: at.and_then(|at| at.fork),
             action: None,
+            attempt: None,
             progress: None,
             data: Value::Null,
             text: event.to_string(),
         };
         match event {
-            Event::NodeFinished { action, reason, .. } => {
+            Event::NodeStarted { attempt, .. } => owned.attempt = Some(*attempt),
+            Event::NodeFinished {
+                action,
+                reason,
+                attempts,
+                ..
+            } => {
                 owned.action = Some((*action).to_string());
+                owned.attempt = Some(*attempts);
                 owned.data = reason.map_or(Value::Null, Value::from);
             }
             Event::NoEdge { action, .. } | Event::RunFinished { action, .. } => {
@@ -487,15 +514,15 @@ impl From<&Event<'_>> for OwnedEvent {
             Event::Custom { name, data, .. } => {
                 owned.data = serde_json::json!({ "name": name, "data": data });
             }
-            Event::Retry { error, .. } => owned.data = Value::from(error.to_string()),
+            Event::Retry { error, attempt, .. } => {
+                owned.attempt = Some(*attempt);
+                owned.data = Value::from(error.to_string());
+            }
             Event::RunFailed { error, steps } => {
                 owned.step = Some(*steps);
                 owned.data = Value::from(error.to_string());
             }
-            Event::RunStarted { .. }
-            | Event::NodeStarted { .. }
-            | Event::ForkStarted { .. }
-            | Event::ForkJoined { .. } => {}
+            Event::RunStarted { .. } | Event::ForkStarted { .. } | Event::ForkJoined { .. } => {}
         }
         owned
     }
@@ -659,7 +686,11 @@ mod tracing_observer {
                         *run = Some(span);
                     }
                 }
-                Event::NodeStarted { at } => {
+                Event::NodeStarted { at, attempt } if *attempt > 1 => {
+                    // A later attempt runs in its step's span.
+                    self.step_span(at.step, at.node).record("attempt", attempt);
+                }
+                Event::NodeStarted { at, attempt } => {
                     let parent = self.run_span();
                     let span = tracing::span!(
                         parent: &parent,
@@ -668,7 +699,7 @@ mod tracing_observer {
                         node = %at,
                         step = at.step,
                         fork = at.fork.unwrap_or(""),
-                        attempt = 1_u32,
+                        attempt,
                         action = field::Empty,
                         reason = field::Empty,
                     );
@@ -683,7 +714,6 @@ mod tracing_observer {
                     wait,
                 } => {
                     let span = self.step_span(at.step, at.node);
-                    span.record("attempt", attempt + 1);
                     tracing::event!(parent: &span, Level::WARN, attempt, error = %error, wait = ?wait, "attempt failed; retrying");
                 }
                 Event::NodeFinished {

@@ -491,6 +491,17 @@ impl Emitter<'_> {
         }
     }
 
+    /// Sends [`Event::NodeStarted`](crate::event::Event::NodeStarted) for attempt `attempt` (a
+    /// later one: the first is the run's to send).
+    pub(crate) fn attempt(self, attempt: u32) {
+        if self.context.sink.observed() {
+            self.context.sink.send(&Event::NodeStarted {
+                at: self.context.at,
+                attempt,
+            });
+        }
+    }
+
     /// Whether the outputs of batch items are kept here (a durable step saved on its own).
     pub(crate) fn keeps_items(self) -> bool {
         self.context.keeps
@@ -771,12 +782,15 @@ impl Retry {
 pub(crate) struct TimedOut(pub(crate) Duration);
 
 /// Runs `exec` under a retry policy: attempts while its predicate calls the error retryable,
-/// waits between them (never after the last), a timeout on each; `on_retry(attempt, error, wait)` before each wait. Returns the output and
-/// the attempts it took, or the last error and the number of attempts when every attempt failed.
+/// waits between them (never after the last), a timeout on each. `on_retry(attempt, error, wait)`
+/// is called before each wait, and `on_attempt(attempt)` after it, as the next attempt starts.
+/// Returns the output and the attempts it took, or the last error and the number of attempts
+/// when every attempt failed.
 pub(crate) async fn with_retries<T, F, Fut>(
     retry: Retry,
     mut exec: F,
     mut on_retry: impl FnMut(u32, &NodeError, Duration),
+    mut on_attempt: impl FnMut(u32),
 ) -> Result<(T, u32), (NodeError, u32)>
 where
     F: FnMut() -> Fut,
@@ -810,6 +824,7 @@ where
         if !wait.is_zero() {
             Box::pin(tokio::time::sleep(wait)).await;
         }
+        on_attempt(attempt + 1);
     }
 }
 

@@ -651,7 +651,8 @@ use std::future::Future;
 
 use crate::node::{Command, Context, NodeError, RetriedBody, Retry, with_retries};
 
-/// Runs a `#[node]` function's body under `retry`, sending a retry event before each wait.
+/// Runs a `#[node]` function's body under `retry`, sending a retry event before each wait and a
+/// node-started event as each later attempt starts.
 ///
 /// # Errors
 /// The body's last error, with the number of attempts, for the run to report.
@@ -666,9 +667,12 @@ where
     Fut: Future<Output = Result<Command<S>, NodeError>>,
 {
     let emitter = context.emitter();
-    with_retries(retry, body, |attempt, error, wait| {
-        emitter.retry(attempt, error, wait);
-    })
+    with_retries(
+        retry,
+        body,
+        |attempt, error, wait| emitter.retry(attempt, error, wait),
+        |attempt| emitter.attempt(attempt),
+    )
     .await
     .map(|(command, attempts)| {
         context.record_attempts(attempts);

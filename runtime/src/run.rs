@@ -1350,6 +1350,7 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
         self.phase = Phase::Prep;
         self.emit(&Event::NodeStarted {
             at: self.at(name, self.steps),
+            attempt: 1,
         });
         Composite {
             step: self.steps,
@@ -1715,7 +1716,10 @@ async fn node_command<S: SharedState, N: Node<S>, H: Watch>(
     let at = || context.at();
     let started = H::OBSERVES.then(Instant::now);
     if H::OBSERVES {
-        hook.event(&Event::NodeStarted { at: at() });
+        hook.event(&Event::NodeStarted {
+            at: at(),
+            attempt: 1,
+        });
     }
     let failed = |phase, attempts, source| Error::NodeFailed {
         node: at().node,
@@ -1747,7 +1751,18 @@ async fn node_command<S: SharedState, N: Node<S>, H: Watch>(
                 });
             }
         };
-        match with_retries(node.retry(), || node.exec_with(&prep, &emitter), on_retry).await {
+        let on_attempt = |attempt| {
+            if H::OBSERVES {
+                hook.event(&Event::NodeStarted { at: at(), attempt });
+            }
+        };
+        let attempts = with_retries(
+            node.retry(),
+            || node.exec_with(&prep, &emitter),
+            on_retry,
+            on_attempt,
+        );
+        match attempts.await {
             Ok(done) => done,
             Err((error, attempts)) => (
                 fallback(node, &prep, error, phase, at(), attempts).await?,
