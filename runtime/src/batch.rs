@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Phase};
 use crate::graph::Graph;
-use crate::node::dispatch::{Branch, BranchRunner, Composite, Runner};
+use crate::node::dispatch::{Branch, BranchRunner, Composite, Runner, Stepped};
 use crate::node::{
     Command, Context, DEFAULT_ACTION, Emitter, Node, NodeError, Params, Retry, self_running_node,
     with_retries,
@@ -655,7 +655,7 @@ async fn plan_post<S: SharedState, P: BatchPlan<S>, R: Runner<S>>(
     name: &'static str,
     composite: Composite,
     runs: Vec<BatchRun>,
-) -> Result<&'static str, Error> {
+) -> Stepped {
     runner.resume_composite(name, Phase::Post);
     let step = composite.step;
     let command = plan
@@ -697,7 +697,7 @@ where
         runner: &mut R,
         state: &mut S,
         name: &'static str,
-    ) -> Result<&'static str, Error> {
+    ) -> Stepped {
         let (items, composite) = plan_prep(&self.plan, state, runner, name).await?;
         let step = composite.step;
         let base = runner.params().clone();
@@ -754,7 +754,7 @@ where
         runner: &mut R,
         state: &mut S,
         name: &'static str,
-    ) -> Result<&'static str, Error> {
+    ) -> Stepped {
         let (items, composite) = plan_prep(&self.plan, state, runner, name).await?;
         let step = composite.step;
         let base = runner.params().clone();
@@ -819,7 +819,7 @@ where
                 .into_inner()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
             {
-                return Err(error);
+                return Err(Box::new(error));
             }
             outcomes.into_iter().flatten().collect()
         };

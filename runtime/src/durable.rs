@@ -74,7 +74,7 @@ use crate::event::{At, Event, KeepFuture, Observer};
 use crate::flow::{Flow, FlowGraph};
 use crate::graph::Graph;
 use crate::node::Node;
-use crate::node::dispatch::Branch;
+use crate::node::dispatch::{Branch, Stepped};
 use crate::run::{
     Commit, Entries, Entry, Hook, NoHook, Observe, PartPause, Run, Stopped, Watch, join_path,
     panic_message, pass, path_is,
@@ -1106,7 +1106,7 @@ where
         node: &'a N,
         state: &'a mut S,
         name: &'static str,
-    ) -> impl Future<Output = Result<&'static str, Error>> + Send + 'a {
+    ) -> impl Future<Output = Stepped> + Send + 'a {
         run.hooked_step(node, state, name)
     }
 

@@ -18,7 +18,7 @@ use std::marker::PhantomData;
 use crate::error::Error;
 use crate::event::Observer;
 use crate::graph::Graph;
-use crate::node::dispatch::{Runner, StateType};
+use crate::node::dispatch::{Runner, StateType, Stepped};
 use crate::node::{Node, Params, self_running_node};
 use crate::run::{Hook, NoHook, Observe, Run, block_on, short_type_name};
 use crate::state::SharedState;
@@ -272,7 +272,7 @@ impl<S: SharedState, G: FlowGraph<S>> Node<S> for Flow<S, G> {
         runner: &'a mut R,
         state: &'a mut S,
         _name: &'static str,
-    ) -> impl Future<Output = Result<&'static str, Error>> + Send + 'a {
+    ) -> impl Future<Output = Stepped> + Send + 'a {
         // The run's params, set by the outermost flow, replace this flow's own (PocketFlow).
         runner.flow(&self.graph, state, self.max_steps)
     }

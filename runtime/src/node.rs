@@ -150,7 +150,7 @@ pub trait Node<S: SharedState>: Send + Sync {
         runner: &'a mut R,
         state: &'a mut S,
         name: &'static str,
-    ) -> impl Future<Output = Result<&'static str, Error>> + Send + 'a
+    ) -> impl Future<Output = dispatch::Stepped> + Send + 'a
     where
         Self: Sized,
     {
@@ -961,7 +961,7 @@ impl<S: SharedState, N: Node<S>> Node<S> for Arc<N> {
         runner: &'a mut R,
         state: &'a mut S,
         name: &'static str,
-    ) -> impl Future<Output = Result<&'static str, Error>> + Send + 'a {
+    ) -> impl Future<Output = dispatch::Stepped> + Send + 'a {
         N::__run(self, runner, state, name)
     }
 
@@ -1046,6 +1046,12 @@ pub(crate) mod dispatch {
     use crate::state::SharedState;
     use crate::text::ActionSet;
 
+    /// What a step hands back up through a run's layers (the node, the generated `match`, the
+    /// flow's loop): its action, or the run's error, boxed. Each layer writes and moves its
+    /// outcome, which is then two words where an [`Error`] inline would make it ten; errors are
+    /// rare, and a box is one allocation on the way out.
+    pub type Stepped = Result<&'static str, Box<Error>>;
+
     /// What `flow!` generates: the static parts of a flow. The run owns the loop and asks only
     /// "run the node at this position" and "where does this action lead".
     ///
@@ -1077,7 +1083,7 @@ pub(crate) mod dispatch {
             position: usize,
             runner: &'a mut R,
             state: &'a mut S,
-        ) -> impl Future<Output = Result<&'static str, Error>> + Send + 'a;
+        ) -> impl Future<Output = Stepped> + Send + 'a;
 
         /// The graph, for export.
         fn describe(&self) -> Graph;
@@ -1155,7 +1161,7 @@ pub(crate) mod dispatch {
             node: &'a N,
             state: &'a mut S,
             name: &'static str,
-        ) -> impl Future<Output = Result<&'static str, Error>> + Send + 'a;
+        ) -> impl Future<Output = Stepped> + Send + 'a;
 
         /// A nested flow's walk, on the state in place, bounded by `max_steps` too.
         fn flow<'a, G: FlowGraph<S>>(
@@ -1163,7 +1169,7 @@ pub(crate) mod dispatch {
             graph: &'a G,
             state: &'a mut S,
             max_steps: u64,
-        ) -> impl Future<Output = Result<&'static str, Error>> + Send + 'a;
+        ) -> impl Future<Output = Stepped> + Send + 'a;
 
         /// A fork called `name` is about to run `branches`: checks they fit in the step limit and
         /// returns the steps before it (its first branch is the next step).
@@ -1219,8 +1225,8 @@ pub(crate) mod dispatch {
             name: &'static str,
             step: u64,
             index: usize,
-            outcome: Result<&'static str, Error>,
-        ) -> impl Future<Output = Result<&'static str, Error>> + Send + 'a;
+            outcome: Stepped,
+        ) -> impl Future<Output = Stepped> + Send + 'a;
 
         /// Applies (and commits) the merged outcome of the fork just started.
         fn fork_finish<'a>(
@@ -1258,7 +1264,7 @@ pub(crate) mod dispatch {
             composite: Composite,
             command: crate::node::Command<S>,
             declared: &'static [&'static str],
-        ) -> impl Future<Output = Result<&'static str, Error>> + Send + 'a;
+        ) -> impl Future<Output = Stepped> + Send + 'a;
     }
 
     /// What runs the branches of a fork (and the items of a concurrent batch flow): on a shared

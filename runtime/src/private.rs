@@ -294,7 +294,9 @@ where
 
 // ---- flow! support -------------------------------------------------------------------------------
 
-pub use crate::node::dispatch::{Branch, BranchFuture, BranchRunner, Composite, Runner, StateType};
+pub use crate::node::dispatch::{
+    Branch, BranchFuture, BranchRunner, Composite, Runner, StateType, Stepped,
+};
 pub use crate::text::{
     ActionSet, MAX_FLOW_ACTIONS, declares, first_unwired, str_eq, terminal_actions,
     terminal_actions_in,

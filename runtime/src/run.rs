@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, NodeError, Phase};
 use crate::event::{At, Event, EventSink, KeepFuture, Observer};
-use crate::node::dispatch::{Branch, BranchRunner, Composite, FlowGraph, Runner};
+use crate::node::dispatch::{Branch, BranchRunner, Composite, FlowGraph, Runner, Stepped};
 use crate::node::{Command, Context, Limit, Node, Params, RetriedBody, TimedOut, with_retries};
 use crate::state::{SharedState, StateUpdate};
 use serde_json::Value;
@@ -234,7 +234,7 @@ pub(crate) trait Hook<S: SharedState>: Watch {
         node: &'a N,
         state: &'a mut S,
         name: &'static str,
-    ) -> impl Future<Output = Result<&'static str, Error>> + Send + 'a
+    ) -> impl Future<Output = Stepped> + Send + 'a
     where
         Self: Sized,
     {
@@ -529,7 +529,7 @@ impl<S: SharedState, H: Hook<S>> Hook<S> for Part<'_, H> {
         node: &'a N,
         state: &'a mut S,
         name: &'static str,
-    ) -> impl Future<Output = Result<&'static str, Error>> + Send + 'a {
+    ) -> impl Future<Output = Stepped> + Send + 'a {
         run.hooked_step(node, state, name)
     }
 
@@ -689,6 +689,119 @@ struct Item<S: SharedState> {
     stops: Stops,
 }
 
+/// Prep, exec (retried, timed out, with its fallback) and post of one node over a shared borrow
+/// of the state, in `context` (built by the caller, where the step's future keeps it once), with
+/// its events; `phase` follows along. The command's action is checked against the node's. Its
+/// errors return from the function it is written in.
+///
+/// A macro, not an `async fn`: written into a step's own `async fn`, it adds no future of its own,
+/// so its arguments are not copied into a second future and its command not moved out of one
+/// (about 20 instructions a step). Its arguments are the names of the caller's `&N` node, `&S`
+/// state, `&H` hook, `&Context` and `&mut Phase`, then the node's and the hook's types.
+macro_rules! node_command {
+    ($node:ident, $state:ident, $hook:ident, $context:expr, $phase:ident, $N:ident, $H:ident) => {{
+        *$phase = Phase::Prep;
+        // `at` is read from the context where it is needed, not kept in the future beside it.
+        let at = || $context.at();
+        let started = $H::OBSERVES.then(Instant::now);
+        if $H::OBSERVES {
+            $hook.event(&Event::NodeStarted {
+                at: at(),
+                attempt: 1,
+            });
+        }
+        let failed = |phase, attempts, source| Error::NodeFailed {
+            node: at().node,
+            step: at().step,
+            phase,
+            attempts,
+            source,
+        };
+        let prep = $node
+            .prep(&*$state, $context)
+            .await
+            .map_err(|source| failed(Phase::Prep, 1, source))?;
+        *$phase = Phase::Exec;
+        let emitter = $context.emitter();
+        let (exec, attempts) = if $node.retry().is_single_attempt() {
+            // The common case, without the retry loop's timers.
+            match $node.exec_with(&prep, &emitter).await {
+                Ok(exec) => (exec, 1),
+                Err(error) => (
+                    fallback($node, &prep, error, &mut *$phase, at(), 1).await?,
+                    1,
+                ),
+            }
+        } else {
+            let on_retry = |attempt: u32, error: &NodeError, wait: Duration| {
+                if $H::OBSERVES {
+                    $hook.event(&Event::Retry {
+                        at: at(),
+                        attempt,
+                        error: &**error,
+                        wait,
+                    });
+                }
+            };
+            let on_attempt = |attempt| {
+                if $H::OBSERVES {
+                    $hook.event(&Event::NodeStarted { at: at(), attempt });
+                }
+            };
+            let attempts = with_retries(
+                $node.retry(),
+                || $node.exec_with(&prep, &emitter),
+                on_retry,
+                on_attempt,
+            );
+            match attempts.await {
+                Ok(done) => done,
+                Err((error, attempts)) => (
+                    fallback($node, &prep, error, &mut *$phase, at(), attempts).await?,
+                    attempts,
+                ),
+            }
+        };
+        *$phase = Phase::Post;
+        let command = $node
+            .post(&*$state, prep, exec, $context)
+            .await
+            .map_err(|source| match source.downcast::<RetriedBody>() {
+                // A `#[node]` function's body, run under its retry policy.
+                Ok(retried) => match retried.source.downcast::<TimedOut>() {
+                    Ok(timed_out) => Error::Timeout {
+                        node: at().node,
+                        step: at().step,
+                        attempts: retried.attempts,
+                        after: timed_out.0,
+                    },
+                    Err(source) => failed(Phase::Post, retried.attempts, source),
+                },
+                Err(source) => failed(Phase::Post, 1, source),
+            })?;
+        if !is_declared($N::ACTIONS, command.action) {
+            // `into`: the caller's error is an `Error` or a boxed one.
+            return Err(Error::UndeclaredAction {
+                node: at().node,
+                step: at().step,
+                action: command.action,
+                declared: $N::ACTIONS,
+            }
+            .into());
+        }
+        if $H::OBSERVES {
+            $hook.event(&Event::NodeFinished {
+                at: at(),
+                action: command.action,
+                reason: command.reason.as_deref(),
+                attempts: attempts.max($context.body_attempts()),
+                duration: started.map(|started| started.elapsed()).unwrap_or_default(),
+            });
+        }
+        command
+    }};
+}
+
 /// One run: what it carries from step to step, and its hook.
 pub(crate) struct Run<S: SharedState, H> {
     hook: H,
@@ -775,7 +888,10 @@ impl<S: SharedState, H: Hook<S>> Run<S, H> {
             max_steps: self.limit.max_steps,
         });
         let outcome = catch_panic(node.__run(self, state, name)).await;
-        let result = outcome.unwrap_or_else(|payload| Err(self.panic_error(payload)));
+        let result = match outcome {
+            Ok(stepped) => stepped.map_err(|error| *error),
+            Err(payload) => Err(self.panic_error(payload)),
+        };
         if H::OBSERVES {
             match &result {
                 Ok(action) => self.emit(&Event::RunFinished {
@@ -907,7 +1023,7 @@ impl<S: SharedState, H: Hook<S>> Run<S, H> {
         node: &N,
         state: &mut S,
         name: &'static str,
-    ) -> Result<&'static str, Error> {
+    ) -> Stepped {
         const {
             assert!(
                 !H::PAUSES && !H::COMMITS,
@@ -924,13 +1040,13 @@ impl<S: SharedState, H: Hook<S>> Run<S, H> {
             action,
             asked,
             ..
-        } = node_command(node, state, hook, &context, phase).await?;
+        } = node_command!(node, state, hook, &context, phase, N, H);
         if drop_question(asked) {
-            return Err(Error::InputRequested {
+            return Err(Box::new(Error::InputRequested {
                 node: name,
                 step,
                 where_: CANNOT_PAUSE,
-            });
+            }));
         }
         self.apply(state, update);
         Ok(action)
@@ -943,14 +1059,14 @@ impl<S: SharedState, H: Hook<S>> Run<S, H> {
         node: &N,
         state: &mut S,
         name: &'static str,
-    ) -> Result<&'static str, Error> {
+    ) -> Stepped {
         let pauses = H::PAUSES && self.composite == 0;
         if pauses && self.hook.pause_before(self.trail.flows(), name, self.steps) {
-            return Err(Error::Paused {
+            return Err(Box::new(Error::Paused {
                 node: name,
                 step: self.steps,
                 before: true,
-            });
+            }));
         }
         // In a sequential batch flow's run that a durable run keeps: it pauses on its own.
         let in_item = H::COMMITS && self.composite == 1 && self.item.is_some();
@@ -960,11 +1076,11 @@ impl<S: SharedState, H: Hook<S>> Run<S, H> {
                 .stops
                 .before::<S, H>(&self.hook, self.trail.flows(), name, self.steps)
         {
-            return Err(Error::Paused {
+            return Err(Box::new(Error::Paused {
                 node: name,
                 step: self.steps,
                 before: true,
-            });
+            }));
         }
         self.steps += 1;
         self.node = name;
@@ -977,7 +1093,7 @@ impl<S: SharedState, H: Hook<S>> Run<S, H> {
             action,
             reason,
             asked,
-        } = node_command(node, state, hook, &context, phase).await?;
+        } = node_command!(node, state, hook, &context, phase, N, H);
         if in_item && let Some(item) = self.item.as_mut() {
             let pause_here = item.stops.after::<S, H>(
                 &self.hook,
@@ -989,11 +1105,11 @@ impl<S: SharedState, H: Hook<S>> Run<S, H> {
             );
             self.apply(state, update);
             if pause_here {
-                return Err(Error::Paused {
+                return Err(Box::new(Error::Paused {
                     node: name,
                     step,
                     before: false,
-                });
+                }));
             }
         } else if pauses && !H::COMMITS {
             // A part of a step: nothing to commit, but it may pause after the node.
@@ -1002,11 +1118,11 @@ impl<S: SharedState, H: Hook<S>> Run<S, H> {
                     .pause_after_part(self.trail.flows(), name, step, action, asked.as_ref());
             self.apply(state, update);
             if pause_here {
-                return Err(Error::Paused {
+                return Err(Box::new(Error::Paused {
                     node: name,
                     step,
                     before: false,
-                });
+                }));
             }
         } else if pauses {
             let notes = Notes {
@@ -1016,18 +1132,18 @@ impl<S: SharedState, H: Hook<S>> Run<S, H> {
             };
             self.commit(state, update, action, notes).await?;
             if self.hook.pause_after() {
-                return Err(Error::Paused {
+                return Err(Box::new(Error::Paused {
                     node: name,
                     step,
                     before: false,
-                });
+                }));
             }
         } else if asked.is_some() {
-            return Err(Error::InputRequested {
+            return Err(Box::new(Error::InputRequested {
                 node: name,
                 step,
                 where_: CANNOT_PAUSE,
-            });
+            }));
         } else {
             // Nothing to commit: no future to make.
             self.apply(state, update);
@@ -1048,21 +1164,16 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
         node: &'a N,
         state: &'a mut S,
         name: &'static str,
-    ) -> impl Future<Output = Result<&'static str, Error>> + Send + 'a {
+    ) -> impl Future<Output = Stepped> + Send + 'a {
         H::step(self, node, state, name)
     }
 
-    async fn flow<G: FlowGraph<S>>(
-        &mut self,
-        graph: &G,
-        state: &mut S,
-        max_steps: u64,
-    ) -> Result<&'static str, Error> {
+    async fn flow<G: FlowGraph<S>>(&mut self, graph: &G, state: &mut S, max_steps: u64) -> Stepped {
         if self.trail.depth == MAX_DEPTH {
-            return Err(Error::NestingTooDeep {
+            return Err(Box::new(Error::NestingTooDeep {
                 node: self.node,
                 limit: MAX_DEPTH,
-            });
+            }));
         }
         let mut entry = if H::PAUSES {
             self.hook.enter_flow(self.trail.depth, self.steps)
@@ -1118,11 +1229,11 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
             let name = G::NAMES[position];
             self.trail.set(position, name);
             if self.steps >= self.limit.last_step {
-                return Err(Error::StepLimit {
+                return Err(Box::new(Error::StepLimit {
                     limit: self.limit.max_steps,
                     node: name,
                     step: self.steps + 1,
-                });
+                }));
             }
             let action = graph.step(position, self, state).await?;
             if let Some(next) = G::route(position, action) {
@@ -1274,8 +1385,8 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
         name: &'static str,
         step: u64,
         index: usize,
-        outcome: Result<&'static str, Error>,
-    ) -> Result<&'static str, Error> {
+        outcome: Stepped,
+    ) -> Stepped {
         let Some(mut item) = self.item.take() else {
             return outcome;
         };
@@ -1293,7 +1404,7 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
                 self.record = Some(item.batch.then(outcome.update));
                 Ok(action)
             }
-            Err(error @ Error::Paused { .. }) => {
+            Err(error) if matches!(*error, Error::Paused { .. }) => {
                 let stopped = item.stops.stopped(update, steps, &self.trail);
                 self.hook
                     .keep_stopped(flows, name, step - 1, index, stopped)
@@ -1395,15 +1506,15 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
         composite: Composite,
         command: Command<S>,
         declared: &'static [&'static str],
-    ) -> Result<&'static str, Error> {
+    ) -> Stepped {
         let step = composite.step;
         if !is_declared(declared, command.action) {
-            return Err(Error::UndeclaredAction {
+            return Err(Box::new(Error::UndeclaredAction {
                 node: name,
                 step,
                 action: command.action,
                 declared,
-            });
+            }));
         }
         self.node = name;
         self.apply(state, command.update);
@@ -1428,18 +1539,18 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
             };
             self.hand_to_hook(state, command.action, notes).await?;
             if self.hook.pause_after() {
-                return Err(Error::Paused {
+                return Err(Box::new(Error::Paused {
                     node: name,
                     step,
                     before: false,
-                });
+                }));
             }
         } else if command.asked.is_some() {
-            return Err(Error::InputRequested {
+            return Err(Box::new(Error::InputRequested {
                 node: name,
                 step,
                 where_: CANNOT_PAUSE,
-            });
+            }));
         }
         Ok(command.action)
     }
@@ -1554,7 +1665,7 @@ impl<S: SharedState, H: Hook<S>> BranchRunner<S> for BranchEnv<'_, H> {
                 run.record.take().unwrap_or_default(),
                 run.steps - start,
             )),
-            Ok(Err(error)) => Err(error),
+            Ok(Err(error)) => Err(*error),
             Err(payload) => Err(run.panic_error(payload)),
         }
     }
@@ -1653,7 +1764,7 @@ impl<H> BranchEnv<'_, H> {
                 run.record.take().unwrap_or_default(),
                 run.steps - start,
             )),
-            Ok(Err(error @ Error::Paused { .. })) => {
+            Ok(Err(error)) if matches!(*error, Error::Paused { .. }) => {
                 // The trail still holds where the pause happened, from the part's own flow down.
                 let update = run.record.take().unwrap_or_default();
                 let stopped = run
@@ -1663,9 +1774,9 @@ impl<H> BranchEnv<'_, H> {
                 self.hook
                     .keep_stopped(flows, part.container, part.before, part.index, stopped)
                     .await?;
-                Err(error)
+                Err(*error)
             }
-            Ok(Err(error)) => Err(error),
+            Ok(Err(error)) => Err(*error),
             Err(payload) => Err(run.panic_error(payload)),
         }
     }
@@ -1701,9 +1812,7 @@ fn resolve_kept<S: SharedState>(
     Ok(Some(Branch::new(action, update, steps)))
 }
 
-/// Prep, exec (retried, timed out, with its fallback) and post of one node over a shared borrow
-/// of the state, in `context` (built by the caller, where the step's future keeps it once), with
-/// its events; `phase` follows along. The command's action is checked against the node's.
+/// [`node_command!`] as a future of its own: a branch of a fork catches its panics.
 async fn node_command<S: SharedState, N: Node<S>, H: Watch>(
     node: &N,
     state: &S,
@@ -1711,100 +1820,7 @@ async fn node_command<S: SharedState, N: Node<S>, H: Watch>(
     context: &Context<'_>,
     phase: &mut Phase,
 ) -> Result<Command<S>, Error> {
-    *phase = Phase::Prep;
-    // `at` is read from the context where it is needed, not kept in the future beside it.
-    let at = || context.at();
-    let started = H::OBSERVES.then(Instant::now);
-    if H::OBSERVES {
-        hook.event(&Event::NodeStarted {
-            at: at(),
-            attempt: 1,
-        });
-    }
-    let failed = |phase, attempts, source| Error::NodeFailed {
-        node: at().node,
-        step: at().step,
-        phase,
-        attempts,
-        source,
-    };
-    let prep = node
-        .prep(state, context)
-        .await
-        .map_err(|source| failed(Phase::Prep, 1, source))?;
-    *phase = Phase::Exec;
-    let emitter = context.emitter();
-    let (exec, attempts) = if node.retry().is_single_attempt() {
-        // The common case, without the retry loop's timers.
-        match node.exec_with(&prep, &emitter).await {
-            Ok(exec) => (exec, 1),
-            Err(error) => (fallback(node, &prep, error, phase, at(), 1).await?, 1),
-        }
-    } else {
-        let on_retry = |attempt: u32, error: &NodeError, wait: Duration| {
-            if H::OBSERVES {
-                hook.event(&Event::Retry {
-                    at: at(),
-                    attempt,
-                    error: &**error,
-                    wait,
-                });
-            }
-        };
-        let on_attempt = |attempt| {
-            if H::OBSERVES {
-                hook.event(&Event::NodeStarted { at: at(), attempt });
-            }
-        };
-        let attempts = with_retries(
-            node.retry(),
-            || node.exec_with(&prep, &emitter),
-            on_retry,
-            on_attempt,
-        );
-        match attempts.await {
-            Ok(done) => done,
-            Err((error, attempts)) => (
-                fallback(node, &prep, error, phase, at(), attempts).await?,
-                attempts,
-            ),
-        }
-    };
-    *phase = Phase::Post;
-    let command = node
-        .post(state, prep, exec, context)
-        .await
-        .map_err(|source| match source.downcast::<RetriedBody>() {
-            // A `#[node]` function's body, run under its retry policy.
-            Ok(retried) => match retried.source.downcast::<TimedOut>() {
-                Ok(timed_out) => Error::Timeout {
-                    node: at().node,
-                    step: at().step,
-                    attempts: retried.attempts,
-                    after: timed_out.0,
-                },
-                Err(source) => failed(Phase::Post, retried.attempts, source),
-            },
-            Err(source) => failed(Phase::Post, 1, source),
-        })?;
-    if !is_declared(N::ACTIONS, command.action) {
-        return Err(Error::UndeclaredAction {
-            node: at().node,
-            step: at().step,
-            action: command.action,
-            declared: N::ACTIONS,
-        });
-    }
-    if H::OBSERVES {
-        hook.event(&Event::NodeFinished {
-            at: at(),
-            action: command.action,
-            reason: command.reason.as_deref(),
-            attempts: attempts.max(context.body_attempts()),
-            duration: started.map(|started| started.elapsed()).unwrap_or_default(),
-        });
-    }
-    Ok(command)
+    Ok(node_command!(node, state, hook, context, phase, N, H))
 }
 
 /// Drops a step's question, if any, out of line, and says whether there was one: on the common

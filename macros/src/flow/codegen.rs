@@ -115,9 +115,8 @@ fn step_signature(krate: &TokenStream, params: [&dyn ToTokens; 3]) -> TokenStrea
             #position: ::core::primitive::usize,
             #runner: &'__a mut __R,
             #state: &'__a mut __S,
-        ) -> impl ::core::future::Future<
-            Output = ::core::result::Result<&'static str, #krate::Error>,
-        > + ::core::marker::Send + '__a
+        ) -> impl ::core::future::Future<Output = #krate::__private::Stepped>
+            + ::core::marker::Send + '__a
     }
 }
 
