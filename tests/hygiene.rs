@@ -284,6 +284,7 @@ pub mod shadowed_derive_names {
     struct deserializer;
     const increment: () = ();
     const items: () = ();
+    const bits: () = ();
 
     /// A state derived beside the items above.
     #[derive(SharedState, ::core::default::Default, Serialize, Deserialize)]
@@ -307,5 +308,7 @@ pub mod shadowed_derive_names {
         let back: NearUpdate = serde_json::from_str(&json).unwrap();
         near.apply(back);
         ::core::assert_eq!((near.total, near.notes.len()), (7, 2));
+        // The overwritten `total` (field 0) is claimed; appended `notes` are not.
+        ::core::assert_eq!(reset.__contested(), ::core::option::Option::Some(1));
     }
 }

@@ -134,6 +134,34 @@ fn alphabet() -> Vec<ChatUpdate> {
 }
 
 #[test]
+fn the_fields_an_update_claims_alone_meet_exactly_when_two_updates_conflict() {
+    // What a fork checks in one pass must agree with the pairwise check that names the field.
+    let mut updates = alphabet();
+    updates.push(Chat::update().set_topic("refunds".into()));
+    updates.push(
+        Chat::update()
+            .set_topic("refunds".into())
+            .push_log("x".into()),
+    );
+    let mut conflicts = 0;
+    for first in &updates {
+        for second in &updates {
+            let (Some(left), Some(right)) = (first.__contested(), second.__contested()) else {
+                panic!("a derived update of a small state says which fields it claims");
+            };
+            let conflict = first.conflict(second);
+            assert_eq!(
+                left & right != 0,
+                conflict.is_some(),
+                "{first:?} against {second:?}"
+            );
+            conflicts += usize::from(conflict.is_some());
+        }
+    }
+    assert!(conflicts > 0 && conflicts < updates.len() * updates.len());
+}
+
+#[test]
 fn composing_then_applying_equals_applying_one_after_another() {
     let updates = alphabet();
     let mut checked = 0;

@@ -183,6 +183,61 @@ fn a_last_write_field_written_by_two_branches_is_a_conflict_even_for_equal_value
     assert_eq!(work.verdict, None);
 }
 
+/// Declares a state of 65 last-write-wins fields `f0` to `f64`: more than a fork's one-pass check
+/// has bits for.
+macro_rules! wide_state {
+    ($($field:ident)*) => {
+        #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+        struct Wide {
+            $($field: u8,)*
+        }
+    };
+}
+
+wide_state! {
+    f0 f1 f2 f3 f4 f5 f6 f7 f8 f9 f10 f11 f12 f13 f14 f15 f16 f17 f18 f19 f20 f21 f22 f23 f24 f25
+    f26 f27 f28 f29 f30 f31 f32 f33 f34 f35 f36 f37 f38 f39 f40 f41 f42 f43 f44 f45 f46 f47 f48 f49
+    f50 f51 f52 f53 f54 f55 f56 f57 f58 f59 f60 f61 f62 f63 f64
+}
+
+#[node]
+fn first_field(_: &Wide) -> Command<Wide> {
+    Command::new(Wide::update().set_f0(1))
+}
+
+#[node]
+fn last_field(_: &Wide) -> Command<Wide> {
+    Command::new(Wide::update().set_f64(1))
+}
+
+#[node]
+fn last_field_too(_: &Wide) -> Command<Wide> {
+    Command::new(Wide::update().set_f64(2))
+}
+
+#[test]
+fn a_state_too_wide_for_the_one_pass_check_is_checked_pair_by_pair() {
+    assert_eq!(Wide::update().set_f0(1).__contested(), None);
+    let apart = flow! { [first_field, last_field]; };
+    let mut wide = Wide::default();
+    apart.run_blocking(&mut wide).unwrap();
+    assert_eq!((wide.f0, wide.f64), (1, 1));
+    let clash = flow! { [first_field, last_field, last_field_too]; };
+    let error = clash.run_blocking(&mut Wide::default()).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::ParallelConflict {
+                field: "f64",
+                first: "last_field",
+                second: "last_field_too",
+                step: 1,
+            }
+        ),
+        "{error:?}"
+    );
+}
+
 /// Fails at once.
 #[node]
 fn fails(_: &Work) -> Result<Command<Work>, NodeError> {

@@ -154,9 +154,10 @@ pub(crate) enum Conflicts<'a> {
 }
 
 /// Merges outcomes in the order given, through the reducers, into one outcome whose steps are
-/// their sum and whose action is `"default"`; `None`s are skipped. With [`Conflicts::Fail`], each
-/// update is checked against each earlier one by reference before any is consumed, so that the
-/// error can name both; forks are small and a check compares a few `Option`s.
+/// their sum and whose action is `"default"`; `None`s are skipped. With [`Conflicts::Fail`], the
+/// updates are checked for conflicts before any is consumed: in one pass over the fields each
+/// claims alone ([`StateUpdate::__contested`]), and pair by pair where that finds a conflict (to
+/// name both branches and the field) or an update cannot say.
 ///
 /// # Errors
 /// [`Error::ParallelConflict`] or [`Error::ParallelOverwrite`], with [`Conflicts::Fail`] only.
@@ -192,9 +193,23 @@ pub(crate) fn merge_in_order<S: SharedState>(
             }
         }
     };
-    for later in 1..outcomes.len() {
-        for earlier in 0..later {
-            if let (Some(first), Some(second)) = (&outcomes[earlier], &outcomes[later])
+    // One pass while the updates say which fields they claim alone: the bits claimed so far.
+    // An update whose bits meet them (or that cannot say) is compared with each earlier one, to
+    // name the pair and the field; from then on, every later one is too.
+    let mut claimed = Some(0_u64);
+    for later in 0..outcomes.len() {
+        let Some(second) = &outcomes[later] else {
+            continue;
+        };
+        if let (Some(bits), Some(contested)) = (claimed, second.update.__contested())
+            && bits & contested == 0
+        {
+            claimed = Some(bits | contested);
+            continue;
+        }
+        claimed = None;
+        for (earlier, first) in outcomes[..later].iter().enumerate() {
+            if let Some(first) = first
                 && let Some(conflict) = first.update.conflict(&second.update)
             {
                 return Err(conflict_error(conflict, earlier, later));

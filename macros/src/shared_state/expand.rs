@@ -103,6 +103,7 @@ fn local_names(state: &State) -> Vec<Ident> {
         "slot",
         "serializer",
         "deserializer",
+        "bits",
     ];
     fixed
         .iter()
@@ -790,6 +791,36 @@ fn conflict_checks(state: &State) -> Vec<TokenStream> {
     .collect()
 }
 
+/// The body of `__contested`: a bit per field (in declaration order) that this update writes last
+/// write wins or overwrites, which no other branch's update may also do. `None` for a state with
+/// more fields than bits: a fork then checks its branches pair by pair.
+fn contested_bits(state: &State) -> TokenStream {
+    if state.fields.len() > 64 {
+        return quote!(::core::option::Option::None);
+    }
+    let overwrites = overwrites_field();
+    // Guarded, as the other locals: see `local_names`.
+    let bits = Ident::new("bits", Span::call_site());
+    let set = state.fields.iter().enumerate().map(|(bit, field)| {
+        let ident = field.ident;
+        let contested = match reducer_index(state, field) {
+            None => quote!(self.#ident.is_some()),
+            Some(index) => quote!(self.#ident.is_some() && self.#overwrites.has(#index)),
+        };
+        quote! {
+            if #contested {
+                #bits |= 1 << #bit;
+            }
+        }
+    });
+    quote! {{
+        #[allow(unused_mut)] // no field sets a bit in a state without fields
+        let mut #bits: ::core::primitive::u64 = 0;
+        #(#set)*
+        ::core::option::Option::Some(#bits)
+    }}
+}
+
 fn update_impl(state: &State) -> TokenStream {
     let krate = &state.crate_path;
     let name = &state.input.ident;
@@ -836,6 +867,7 @@ fn update_impl(state: &State) -> TokenStream {
         quote!(#ident: #slot,)
     });
     let conflicts = conflict_checks(state);
+    let contested = contested_bits(state);
     // Each reducer slot records whether the result is an overwrite; with none, nothing does.
     let overwrites_start = if reducer_names(state).is_empty() {
         quote!(let overwrites = #krate::__private::Overwrites::NONE;)
@@ -875,6 +907,11 @@ fn update_impl(state: &State) -> TokenStream {
                 let _ = other; // unused when the state has no fields
                 #(#conflicts)*
                 ::core::option::Option::None
+            }
+
+            #[inline]
+            fn __contested(&self) -> ::core::option::Option<::core::primitive::u64> {
+                #contested
             }
         }
     }
