@@ -236,13 +236,21 @@ impl<B> Batch<B> {
         B: BatchNode<S>,
     {
         let total = items.len();
+        // Asked once: nobody watching, no event built, no call made per item.
+        let emitter = emitter.filter(Emitter::is_observed);
         let mut finished = 0;
-        let mut done = |index: usize| {
+        let done = |index: usize| {
             finished += 1;
             if let Some(emitter) = &emitter {
                 emitter.item_finished(index, finished, total);
             }
         };
+        if !K::KEEPS {
+            // Each item's future is its own `run_item`'s, with nothing around it: a concurrent
+            // batch moves every item's future into a task of its own.
+            let item = |index: usize| run_item(&self.node, index, &items[index], emitter);
+            return run_all(total, self.concurrency, item, done).await;
+        }
         let item = |index: usize| async move {
             if let Some(output) = keeper.kept(index) {
                 return Ok(output);
@@ -251,15 +259,7 @@ impl<B> Batch<B> {
             keeper.keep(index, &output).await?;
             Ok(output)
         };
-        if self.concurrency == 1 {
-            let mut outputs = Vec::with_capacity(total);
-            for index in 0..total {
-                outputs.push(item(index).await?);
-                done(index);
-            }
-            return Ok(outputs);
-        }
-        run_ordered(total, self.concurrency, item, done).await
+        run_all(total, self.concurrency, item, done).await
     }
 
     /// Keeps each item's output as it finishes, in a durable run: a resume after a failure or a
@@ -455,6 +455,9 @@ where
 /// How a batch keeps its items' outputs: not at all ([`KeepNothing`]), or through the run's hook
 /// ([`KeepThrough`]).
 trait Keeper<T>: Sync {
+    /// Whether it keeps anything: a batch that keeps nothing runs each item's own future.
+    const KEEPS: bool = true;
+
     /// The output of item `index`, kept by an earlier attempt of the step.
     fn kept(&self, index: usize) -> Option<T>;
 
@@ -466,6 +469,8 @@ trait Keeper<T>: Sync {
 struct KeepNothing;
 
 impl<T> Keeper<T> for KeepNothing {
+    const KEEPS: bool = false;
+
     fn kept(&self, _: usize) -> Option<T> {
         None
     }
@@ -846,6 +851,29 @@ where
             ..graph
         })
     }
+}
+
+/// Runs `task(index)` for every index below `count`: one after another when `limit` is 1,
+/// otherwise as [`run_ordered`] does; `done(index)` is called as each finishes.
+async fn run_all<T, E, F, Fut>(
+    count: usize,
+    limit: usize,
+    mut task: F,
+    mut done: impl FnMut(usize),
+) -> Result<Vec<T>, E>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    if limit == 1 {
+        let mut outputs = Vec::with_capacity(count);
+        for index in 0..count {
+            outputs.push(task(index).await?);
+            done(index);
+        }
+        return Ok(outputs);
+    }
+    run_ordered(count, limit, task, done).await
 }
 
 /// Runs `task(index)` for every index below `count`, at most `limit` at a time, starting them in
