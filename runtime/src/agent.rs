@@ -18,14 +18,13 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::time::Duration;
 
 use serde_json::json;
 
 use crate::error::NodeError;
 use crate::message::{Histories, Message};
 use crate::model::{ChatModel, ChatRequest, ChatResponse, TOKEN_EVENT};
-use crate::node::{Command, Context, Emitter, Node, Retry, with_retries};
+use crate::node::{Between, Command, Context, Emitter, Node, Retry, with_retries};
 use crate::state::SharedState;
 use crate::template::Prompt;
 use crate::tool::Toolbox;
@@ -208,9 +207,10 @@ impl<S: Conversation, M: ChatModel> Agent<S, M> {
         emitter: Option<&Emitter<'_>>,
     ) -> Result<ChatResponse, NodeError> {
         let observed = emitter.filter(|emitter| emitter.is_observed());
-        let on_retry = |attempt: u32, error: &NodeError, wait: Duration| {
+        // A retried model call is part of the node's attempt: no `NodeStarted` for it.
+        let between = |between: Between<'_>| {
             if let Some(emitter) = emitter {
-                emitter.retry(attempt, error, wait);
+                emitter.between(between, false);
             }
         };
         let attempt = || async {
@@ -223,8 +223,7 @@ impl<S: Conversation, M: ChatModel> Agent<S, M> {
             }
             .map_err(NodeError::from)
         };
-        // A retried model call is part of the node's attempt: no `NodeStarted` for it.
-        with_retries(self.retry, attempt, on_retry, |_| {})
+        with_retries(self.retry, attempt, between)
             .await
             .map(|(response, _)| response)
             .map_err(|(error, _)| error)

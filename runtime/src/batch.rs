@@ -25,8 +25,8 @@ use crate::error::{Error, Phase};
 use crate::graph::Graph;
 use crate::node::dispatch::{Branch, BranchRunner, Composite, Runner, Stepped};
 use crate::node::{
-    Command, Context, DEFAULT_ACTION, Emitter, Node, NodeError, Params, Retry, self_running_node,
-    with_retries,
+    Between, Command, Context, DEFAULT_ACTION, Emitter, Node, NodeError, Params, Retry,
+    self_running_node, with_retries,
 };
 use crate::parallel::{Conflicts, merge_in_order};
 use crate::state::SharedState;
@@ -195,20 +195,15 @@ async fn run_item<S: SharedState, B: BatchNode<S>>(
         node.exec(item).await.map_err(|error| (error, 1))
     } else {
         // Boxed: the timers would make every item's future several times larger.
-        let on_retry = |attempt, error: &NodeError, wait| {
+        // A retried item is not a new attempt of the node: no `NodeStarted` for it.
+        let between = |between: Between<'_>| {
             if let Some(emitter) = &emitter {
-                emitter.retry(attempt, error, wait);
+                emitter.between(between, false);
             }
         };
-        // A retried item is not a new attempt of the node: no `NodeStarted` for it.
-        Box::pin(with_retries(
-            node.retry(),
-            || node.exec(item),
-            on_retry,
-            |_| {},
-        ))
-        .await
-        .map(|(output, _)| output)
+        Box::pin(with_retries(node.retry(), || node.exec(item), between))
+            .await
+            .map(|(output, _)| output)
     };
     match outcome {
         Ok(output) => Ok(output),

@@ -479,26 +479,17 @@ impl Emitter<'_> {
         self.context.sink.observed()
     }
 
-    /// Sends [`Event::Retry`](crate::event::Event::Retry): attempt `attempt` failed with `error`.
-    pub(crate) fn retry(self, attempt: u32, error: &NodeError, wait: Duration) {
-        if self.context.sink.observed() {
-            self.context.sink.send(&Event::Retry {
-                at: self.context.at,
-                attempt,
-                error: &**error,
-                wait,
-            });
-        }
-    }
-
-    /// Sends [`Event::NodeStarted`](crate::event::Event::NodeStarted) for attempt `attempt` (a
-    /// later one: the first is the run's to send).
-    pub(crate) fn attempt(self, attempt: u32) {
-        if self.context.sink.observed() {
-            self.context.sink.send(&Event::NodeStarted {
-                at: self.context.at,
-                attempt,
-            });
+    /// Sends what happened between two attempts of the node's step: [`Event::Retry`] for a
+    /// failed one and, when `starts` (the node's own attempts, not an item's or a call's),
+    /// [`Event::NodeStarted`] for the next.
+    ///
+    /// [`Event::Retry`]: crate::event::Event::Retry
+    /// [`Event::NodeStarted`]: crate::event::Event::NodeStarted
+    pub(crate) fn between(self, between: Between<'_>, starts: bool) {
+        if self.context.sink.observed()
+            && let Some(event) = between.event(self.context.at, starts)
+        {
+            self.context.sink.send(&event);
         }
     }
 
@@ -781,16 +772,48 @@ impl Retry {
 #[error("`exec` took longer than {0:?}")]
 pub(crate) struct TimedOut(pub(crate) Duration);
 
+/// What [`with_retries`] reports between two attempts.
+#[derive(Clone, Copy)]
+pub(crate) enum Between<'e> {
+    /// Attempt `attempt` failed with `error`; the next starts after `wait`.
+    Failed {
+        attempt: u32,
+        error: &'e NodeError,
+        wait: Duration,
+    },
+    /// Attempt `attempt` (the second or a later one) starts, after the wait.
+    Starts(u32),
+}
+
+impl<'e> Between<'e> {
+    /// Its event at `at`: a retry, or (when `starts`) the node started again.
+    pub(crate) fn event(self, at: At<'e>, starts: bool) -> Option<Event<'e>> {
+        match self {
+            Self::Failed {
+                attempt,
+                error,
+                wait,
+            } => Some(Event::Retry {
+                at,
+                attempt,
+                error: &**error,
+                wait,
+            }),
+            Self::Starts(attempt) => starts.then_some(Event::NodeStarted { at, attempt }),
+        }
+    }
+}
+
 /// Runs `exec` under a retry policy: attempts while its predicate calls the error retryable,
-/// waits between them (never after the last), a timeout on each. `on_retry(attempt, error, wait)`
-/// is called before each wait, and `on_attempt(attempt)` after it, as the next attempt starts.
+/// waits between them (never after the last), a timeout on each. `between` hears of each failed
+/// attempt before its wait, and of the next attempt as it starts: one callback, so that a future
+/// holding this one (every node step's and fork branch's does) holds one closure for both.
 /// Returns the output and the attempts it took, or the last error and the number of attempts
 /// when every attempt failed.
 pub(crate) async fn with_retries<T, F, Fut>(
     retry: Retry,
     mut exec: F,
-    mut on_retry: impl FnMut(u32, &NodeError, Duration),
-    mut on_attempt: impl FnMut(u32),
+    mut between: impl FnMut(Between<'_>),
 ) -> Result<(T, u32), (NodeError, u32)>
 where
     F: FnMut() -> Fut,
@@ -820,11 +843,15 @@ where
             return Err((error, attempt));
         }
         let wait = retry.wait_after(attempt);
-        on_retry(attempt, &error, wait);
+        between(Between::Failed {
+            attempt,
+            error: &error,
+            wait,
+        });
         if !wait.is_zero() {
             Box::pin(tokio::time::sleep(wait)).await;
         }
-        on_attempt(attempt + 1);
+        between(Between::Starts(attempt + 1));
     }
 }
 

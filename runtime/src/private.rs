@@ -669,18 +669,13 @@ where
     Fut: Future<Output = Result<Command<S>, NodeError>>,
 {
     let emitter = context.emitter();
-    with_retries(
-        retry,
-        body,
-        |attempt, error, wait| emitter.retry(attempt, error, wait),
-        |attempt| emitter.attempt(attempt),
-    )
-    .await
-    .map(|(command, attempts)| {
-        context.record_attempts(attempts);
-        command
-    })
-    .map_err(|(source, attempts)| Box::new(RetriedBody { attempts, source }) as NodeError)
+    with_retries(retry, body, |between| emitter.between(between, true))
+        .await
+        .map(|(command, attempts)| {
+            context.record_attempts(attempts);
+            command
+        })
+        .map_err(|(source, attempts)| Box::new(RetriedBody { attempts, source }) as NodeError)
 }
 
 // ---- prompt! support -----------------------------------------------------------------------------

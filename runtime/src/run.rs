@@ -27,12 +27,14 @@ use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::AtomicU32;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::error::{Error, NodeError, Phase};
 use crate::event::{At, Event, EventSink, KeepFuture, Observer};
 use crate::node::dispatch::{Branch, BranchRunner, Composite, FlowGraph, Runner, Stepped};
-use crate::node::{Command, Context, Limit, Node, Params, RetriedBody, TimedOut, with_retries};
+use crate::node::{
+    Between, Command, Context, Limit, Node, Params, RetriedBody, TimedOut, with_retries,
+};
 use crate::state::{SharedState, StateUpdate};
 use serde_json::Value;
 
@@ -733,27 +735,15 @@ macro_rules! node_command {
                 ),
             }
         } else {
-            let on_retry = |attempt: u32, error: &NodeError, wait: Duration| {
-                if $H::OBSERVES {
-                    $hook.event(&Event::Retry {
-                        at: at(),
-                        attempt,
-                        error: &**error,
-                        wait,
-                    });
+            let between = |between: Between<'_>| {
+                if $H::OBSERVES
+                    && let Some(event) = between.event(at(), true)
+                {
+                    $hook.event(&event);
                 }
             };
-            let on_attempt = |attempt| {
-                if $H::OBSERVES {
-                    $hook.event(&Event::NodeStarted { at: at(), attempt });
-                }
-            };
-            let attempts = with_retries(
-                $node.retry(),
-                || $node.exec_with(&prep, &emitter),
-                on_retry,
-                on_attempt,
-            );
+            let attempts =
+                with_retries($node.retry(), || $node.exec_with(&prep, &emitter), between);
             match attempts.await {
                 Ok(done) => done,
                 Err((error, attempts)) => (
