@@ -244,7 +244,7 @@ impl<B> Batch<B> {
             // Each item's future is its own `run_item`'s, with nothing around it: a concurrent
             // batch moves every item's future into a task of its own.
             let item = |index: usize| run_item(&self.node, index, &items[index], emitter);
-            return run_all(total, self.concurrency, item, done).await;
+            return run_ordered(total, self.concurrency, item, done).await;
         }
         let item = |index: usize| async move {
             if let Some(output) = keeper.kept(index) {
@@ -254,7 +254,7 @@ impl<B> Batch<B> {
             keeper.keep(index, &output).await?;
             Ok(output)
         };
-        run_all(total, self.concurrency, item, done).await
+        run_ordered(total, self.concurrency, item, done).await
     }
 
     /// Keeps each item's output as it finishes, in a durable run: a resume after a failure or a
@@ -848,9 +848,12 @@ where
     }
 }
 
-/// Runs `task(index)` for every index below `count`: one after another when `limit` is 1,
-/// otherwise as [`run_ordered`] does; `done(index)` is called as each finishes.
-async fn run_all<T, E, F, Fut>(
+/// Runs `task(index)` for every index below `count`, at most `limit` at a time, starting them in
+/// index order; the outputs come back in index order whatever order they finish in, and
+/// `done(index)` is called as each finishes. The first error returns at once, dropping
+/// (cancelling) the tasks still in flight. With a `limit` of 1 the tasks run one after another
+/// in this future, with no task of their own.
+async fn run_ordered<T, E, F, Fut>(
     count: usize,
     limit: usize,
     mut task: F,
@@ -868,23 +871,6 @@ where
         }
         return Ok(outputs);
     }
-    run_ordered(count, limit, task, done).await
-}
-
-/// Runs `task(index)` for every index below `count`, at most `limit` at a time, starting them in
-/// index order; the outputs come back in index order whatever order they finish in, and
-/// `done(index)` is called as each finishes. The first error returns at once, dropping
-/// (cancelling) the tasks still in flight.
-async fn run_ordered<T, E, F, Fut>(
-    count: usize,
-    limit: usize,
-    mut task: F,
-    mut done: impl FnMut(usize),
-) -> Result<Vec<T>, E>
-where
-    F: FnMut(usize) -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
     let mut outputs: Vec<Option<T>> = std::iter::repeat_with(|| None).take(count).collect();
     let mut running = stream::iter(0..count)
         .map(|index| tagged(index, task(index)))
