@@ -328,6 +328,54 @@ fn a_panicking_branch_is_named_and_nothing_of_the_fork_is_applied() {
     assert_eq!(work.visited, ["start"]);
 }
 
+/// Panics in `exec`, after a wait: on a later poll of its fork than the first.
+struct ExecBoom;
+
+impl Node<Work> for ExecBoom {
+    type Prep = ();
+    type Exec = ();
+
+    async fn prep(&self, _: &Work, _: &Context<'_>) -> Result<(), NodeError> {
+        Ok(())
+    }
+
+    async fn exec(&self, (): &()) -> Result<(), NodeError> {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        panic!("exec exploded")
+    }
+
+    async fn post(
+        &self,
+        _: &Work,
+        (): (),
+        (): (),
+        _: &Context<'_>,
+    ) -> Result<Command<Work>, NodeError> {
+        Ok(Command::new(visit("exec_boom")))
+    }
+}
+
+#[test]
+fn a_branch_that_panics_after_waiting_is_named_with_the_phase_it_was_in() {
+    let exec_boom = ExecBoom;
+    let flow = flow! { start >> [add_one, exec_boom, add_one_more] >> join; };
+    let mut work = Work::default();
+    let error = paused_runtime().block_on(flow.run(&mut work)).unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            Error::Panic {
+                node: "exec_boom",
+                step: 3,
+                phase: Phase::Exec,
+                message,
+            } if message == "exec exploded"
+        ),
+        "{error:?}"
+    );
+    assert_eq!(work.visited, ["start"], "nothing of the fork was applied");
+}
+
 /// Fails its first two attempts.
 struct Flaky {
     attempts: AtomicU32,

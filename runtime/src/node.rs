@@ -158,7 +158,8 @@ pub trait Node<S: SharedState>: Send + Sync {
     }
 
     /// Runs the node as a branch of a fork: on a shared borrow of `state`, handing its update back
-    /// instead of applying it. Self-running nodes override it to run on their own copy.
+    /// instead of applying it, its phase kept in `phase` for the join to name should it panic.
+    /// Self-running nodes override it to run on their own copy.
     #[doc(hidden)]
     fn __branch<'a, B: dispatch::BranchRunner<S>>(
         &'a self,
@@ -166,12 +167,13 @@ pub trait Node<S: SharedState>: Send + Sync {
         state: &'a S,
         name: &'static str,
         step: u64,
+        phase: &'a dispatch::PhaseCell,
     ) -> impl Future<Output = Result<dispatch::Branch<S>, Error>> + Send + 'a
     where
         Self: Sized,
         S: Clone,
     {
-        branches.node(self, state, name, step)
+        branches.node(self, state, name, step, phase)
     }
 
     /// The node's own graph, for flows; `None` for plain nodes.
@@ -998,11 +1000,12 @@ impl<S: SharedState, N: Node<S>> Node<S> for Arc<N> {
         state: &'a S,
         name: &'static str,
         step: u64,
+        phase: &'a dispatch::PhaseCell,
     ) -> impl Future<Output = Result<dispatch::Branch<S>, Error>> + Send + 'a
     where
         S: Clone,
     {
-        N::__branch(self, branches, state, name, step)
+        N::__branch(self, branches, state, name, step, phase)
     }
 
     fn __graph(&self) -> Option<Graph> {
@@ -1047,6 +1050,8 @@ macro_rules! self_running_node {
             state: &'a S,
             name: &'static str,
             step: u64,
+            // Its run on the copy catches its own panics, naming its own node and phase.
+            _: &'a $crate::node::dispatch::PhaseCell,
         ) -> impl ::std::future::Future<
             Output = Result<$crate::node::dispatch::Branch<S>, $crate::error::Error>,
         > + Send
@@ -1066,12 +1071,52 @@ pub(crate) use self_running_node;
 pub(crate) mod dispatch {
     use std::future::Future;
     use std::marker::PhantomData;
+    use std::sync::atomic::{AtomicU8, Ordering};
 
     use super::{Context, Node, Params};
     use crate::error::{Error, Phase};
     use crate::graph::Graph;
     use crate::state::SharedState;
     use crate::text::ActionSet;
+
+    /// The phase a node step is in, where whoever catches its panic can read it: the run's, or a
+    /// fork branch's (kept by the fork, which catches each branch's panics).
+    #[derive(Debug)]
+    pub struct PhaseCell(AtomicU8);
+
+    impl PhaseCell {
+        /// The phases by their discriminants, in declaration order.
+        const PHASES: [Phase; 5] = [
+            Phase::Prep,
+            Phase::Exec,
+            Phase::Fallback,
+            Phase::Post,
+            Phase::Apply,
+        ];
+
+        /// A cell at [`Phase::Prep`].
+        pub const fn new() -> Self {
+            Self(AtomicU8::new(Phase::Prep as u8))
+        }
+
+        /// Records `phase`: one store, on a step's path.
+        #[inline]
+        pub(crate) fn set(&self, phase: Phase) {
+            self.0.store(phase as u8, Ordering::Relaxed);
+        }
+
+        /// The phase recorded last.
+        pub(crate) fn get(&self) -> Phase {
+            let index = usize::from(self.0.load(Ordering::Relaxed));
+            Self::PHASES.get(index).copied().unwrap_or(Phase::Prep)
+        }
+    }
+
+    impl Default for PhaseCell {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
 
     /// What a step hands back up through a run's layers (the node, the generated `match`, the
     /// flow's loop): its action, or the run's error, boxed. Each layer writes and moves its
@@ -1297,13 +1342,14 @@ pub(crate) mod dispatch {
     /// What runs the branches of a fork (and the items of a concurrent batch flow): on a shared
     /// borrow of the state, handing updates back instead of applying them.
     pub trait BranchRunner<S: SharedState>: Sync {
-        /// A node as a branch.
+        /// A node as a branch, recording its phase in `phase`.
         fn node<'a, N: Node<S>>(
             &'a self,
             node: &'a N,
             state: &'a S,
             name: &'static str,
             step: u64,
+            phase: &'a PhaseCell,
         ) -> impl Future<Output = Result<Branch<S>, Error>> + Send + 'a;
 
         /// A self-running node (a flow) on its own copy of the state, numbering its steps from
@@ -1336,7 +1382,8 @@ pub(crate) mod dispatch {
         ) -> Result<Option<Branch<S>>, Error>;
 
         /// Whether parts' outcomes are kept as they finish (a durable step): when not,
-        /// [`keep`](BranchRunner::keep) hands every outcome back as it is, and need not be called.
+        /// [`keep`](BranchRunner::keep) hands every outcome back as it is and
+        /// [`kept`](BranchRunner::kept) has none, and neither need be called.
         fn keeps(&self) -> bool;
 
         /// Part `index` finished: keeps its outcome until the step is saved (durable runs only),
@@ -1354,6 +1401,7 @@ pub(crate) mod dispatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Phase;
 
     #[test]
     fn retry_waits_grow_by_the_factor_up_to_the_cap() {
@@ -1364,6 +1412,22 @@ mod tests {
         assert_eq!(waits, [100, 200, 400, 500, 500]);
         assert_eq!(Retry::default().wait_after(1), Duration::ZERO);
         assert_eq!(Retry::attempts(0).max_attempts(), 1, "at least one attempt");
+    }
+
+    #[test]
+    fn a_phase_cell_gives_back_each_phase_it_is_set_to() {
+        let cell = dispatch::PhaseCell::new();
+        assert_eq!(cell.get(), Phase::Prep);
+        for phase in [
+            Phase::Exec,
+            Phase::Fallback,
+            Phase::Post,
+            Phase::Apply,
+            Phase::Prep,
+        ] {
+            cell.set(phase);
+            assert_eq!(cell.get(), phase);
+        }
     }
 
     #[test]

@@ -34,11 +34,13 @@
 //! the run's; this module applies nothing.
 
 use std::future::{Future, poll_fn};
+use std::panic::AssertUnwindSafe;
 use std::task::Poll;
 
 use crate::error::{Error, MergeConflict};
 use crate::graph::DEFAULT_ACTION;
-use crate::node::dispatch::{Branch, BranchFuture, BranchRunner};
+use crate::node::dispatch::{Branch, BranchFuture, BranchRunner, PhaseCell};
+use crate::run::panic_message;
 use crate::state::{SharedState, StateUpdate};
 
 /// A state that a flow with parallel branches can run on.
@@ -63,7 +65,8 @@ type KeepFuture<'a, S> =
 /// Runs the branches of a fork concurrently and merges their updates in written order.
 ///
 /// `names` are the branches' names and `first_step` the step number of the first branch, for
-/// the conflict error. A branch whose outcome an earlier attempt of the fork kept (a durable run
+/// the errors. Each branch is polled inside a panic guard: a branch that panics fails the fork
+/// with [`Error::Panic`] naming it, its step and the phase it recorded in `phases`. A branch whose outcome an earlier attempt of the fork kept (a durable run
 /// resumed after a failure or a crash) does not run: its future is dropped unpolled. In a durable
 /// run, each branch's outcome is kept as soon as it finishes, while its siblings are still
 /// running: a crash loses only the branches that had not finished. Returns at the first branch
@@ -74,29 +77,45 @@ type KeepFuture<'a, S> =
 pub(crate) async fn join<S: SharedState, B: BranchRunner<S>, const N: usize>(
     runner: &B,
     branches: [BranchFuture<'_, S>; N],
+    phases: &[PhaseCell; N],
     names: &'static [&'static str; N],
     first_step: u64,
 ) -> Result<Branch<S>, Error> {
+    // In a durable run, a finished branch's outcome is kept while the others still run: keeping
+    // may wait on the store, which a sibling may hold. Boxed, since only durable runs keep (a
+    // write to the store each), and a plain run's fork should not grow by their futures.
+    let keeps = runner.keeps();
     let mut outcomes: [Option<Branch<S>>; N] = std::array::from_fn(|_| None);
-    for (index, outcome) in outcomes.iter_mut().enumerate() {
-        *outcome = runner.kept(index, None)?;
+    if keeps {
+        for (index, outcome) in outcomes.iter_mut().enumerate() {
+            *outcome = runner.kept(index, None)?;
+        }
     }
     let mut branches = branches;
     // A branch that pauses (in a durable run) has kept where it stopped; the others go on, and
     // the fork pauses once all are done.
     let mut stopped = [false; N];
     let mut paused = None;
-    // In a durable run, a finished branch's outcome is kept while the others still run: keeping
-    // may wait on the store, which a sibling may hold. Boxed, since only durable runs keep (a
-    // write to the store each), and a plain run's fork should not grow by their futures.
-    let keeps = runner.keeps();
     let mut keeping: [Option<KeepFuture<'_, S>>; N] = std::array::from_fn(|_| None);
     poll_fn(|context| {
         let mut pending = false;
         for (index, branch) in branches.iter_mut().enumerate() {
             let running = keeping[index].is_none() && outcomes[index].is_none() && !stopped[index];
             if running {
-                match branch.as_mut().poll(context) {
+                let polled =
+                    std::panic::catch_unwind(AssertUnwindSafe(|| branch.as_mut().poll(context)));
+                let polled = match polled {
+                    Ok(polled) => polled,
+                    Err(payload) => {
+                        return Poll::Ready(Err(Error::Panic {
+                            node: names[index],
+                            step: first_step + index as u64,
+                            phase: phases[index].get(),
+                            message: panic_message(payload),
+                        }));
+                    }
+                };
+                match polled {
                     Poll::Ready(Ok(done)) if keeps => {
                         keeping[index] = Some(Box::pin(runner.keep(index, done)));
                     }

@@ -295,7 +295,7 @@ where
 // ---- flow! support -------------------------------------------------------------------------------
 
 pub use crate::node::dispatch::{
-    Branch, BranchFuture, BranchRunner, Composite, Runner, StateType, Stepped,
+    Branch, BranchFuture, BranchRunner, Composite, PhaseCell, Runner, StateType, Stepped,
 };
 pub use crate::text::{
     ActionSet, MAX_FLOW_ACTIONS, declares, first_unwired, str_eq, terminal_actions,
@@ -313,10 +313,11 @@ pub use crate::text::{
 pub fn join<'a, S: crate::SharedState, B: BranchRunner<S>, const N: usize>(
     runner: &'a B,
     branches: [BranchFuture<'a, S>; N],
+    phases: &'a [PhaseCell; N],
     names: &'static [&'static str; N],
     first_step: u64,
 ) -> impl Future<Output = Result<Branch<S>, crate::Error>> + 'a {
-    crate::parallel::join(runner, branches, names, first_step)
+    crate::parallel::join(runner, branches, phases, names, first_step)
 }
 
 /// A branch of a fork in a flow over `S`: `flow!` passes its first fork's first branch through

@@ -31,7 +31,9 @@ use std::time::Instant;
 
 use crate::error::{Error, NodeError, Phase};
 use crate::event::{At, Event, EventSink, KeepFuture, Observer};
-use crate::node::dispatch::{Branch, BranchRunner, Composite, FlowGraph, Runner, Stepped};
+use crate::node::dispatch::{
+    Branch, BranchRunner, Composite, FlowGraph, PhaseCell, Runner, Stepped,
+};
 use crate::node::{
     Between, Command, Context, Limit, Node, Params, RetriedBody, TimedOut, with_retries,
 };
@@ -693,7 +695,7 @@ struct Item<S: SharedState> {
 
 /// Prep, exec (retried, timed out, with its fallback) and post of one node over a shared borrow
 /// of the state, in `context` (built by the caller, where the step's future keeps it once), with
-/// its events; `phase` follows along. The command's action is checked against the node's. Its
+/// its events; the `&PhaseCell` `phase` follows along. The command's action is checked against the node's. Its
 /// errors return from the function it is written in.
 ///
 /// A macro, not an `async fn`: written into a step's own `async fn`, it adds no future of its own,
@@ -702,7 +704,7 @@ struct Item<S: SharedState> {
 /// state, `&H` hook, `&Context` and `&mut Phase`, then the node's and the hook's types.
 macro_rules! node_command {
     ($node:ident, $state:ident, $hook:ident, $context:expr, $phase:ident, $N:ident, $H:ident) => {{
-        *$phase = Phase::Prep;
+        $phase.set(Phase::Prep);
         // `at` is read from the context where it is needed, not kept in the future beside it.
         let at = || $context.at();
         let started = $H::OBSERVES.then(Instant::now);
@@ -723,16 +725,13 @@ macro_rules! node_command {
             .prep(&*$state, $context)
             .await
             .map_err(|source| failed(Phase::Prep, 1, source))?;
-        *$phase = Phase::Exec;
+        $phase.set(Phase::Exec);
         let emitter = $context.emitter();
         let (exec, attempts) = if $node.retry().is_single_attempt() {
             // The common case, without the retry loop's timers.
             match $node.exec_with(&prep, &emitter).await {
                 Ok(exec) => (exec, 1),
-                Err(error) => (
-                    fallback($node, &prep, error, &mut *$phase, at(), 1).await?,
-                    1,
-                ),
+                Err(error) => (fallback($node, &prep, error, $phase, at(), 1).await?, 1),
             }
         } else {
             let between = |between: Between<'_>| {
@@ -747,12 +746,12 @@ macro_rules! node_command {
             match attempts.await {
                 Ok(done) => done,
                 Err((error, attempts)) => (
-                    fallback($node, &prep, error, &mut *$phase, at(), attempts).await?,
+                    fallback($node, &prep, error, $phase, at(), attempts).await?,
                     attempts,
                 ),
             }
         };
-        *$phase = Phase::Post;
+        $phase.set(Phase::Post);
         let command = $node
             .post(&*$state, prep, exec, $context)
             .await
@@ -802,7 +801,7 @@ pub(crate) struct Run<S: SharedState, H> {
     trail: Trail,
     /// The node running now and its phase: what a caught panic is attributed to.
     node: &'static str,
-    phase: Phase,
+    phase: PhaseCell,
     /// When set, every update applied is also composed into it: a run on a copy of the state
     /// hands it back to be merged; a composite step commits it as one.
     record: Option<S::Update>,
@@ -830,7 +829,7 @@ impl<S: SharedState, H: Hook<S>> Run<S, H> {
             limit: Limit::NONE,
             trail: Trail::new(),
             node: "",
-            phase: Phase::Prep,
+            phase: PhaseCell::new(),
             record: None,
             composite: 0,
             item: None,
@@ -905,7 +904,7 @@ impl<S: SharedState, H: Hook<S>> Run<S, H> {
         Error::Panic {
             node: self.node,
             step: self.steps,
-            phase: self.phase,
+            phase: self.phase.get(),
             message: panic_message(payload),
         }
     }
@@ -928,7 +927,7 @@ impl<S: SharedState, H: Hook<S>> Run<S, H> {
         step: u64,
         attempts: &'a AtomicU32,
         keeps: bool,
-    ) -> (Context<'a>, &'a H, &'a mut Phase) {
+    ) -> (Context<'a>, &'a H, &'a PhaseCell) {
         let at = At {
             flows: self.trail.flows(),
             node: name,
@@ -944,7 +943,7 @@ impl<S: SharedState, H: Hook<S>> Run<S, H> {
             Some(attempts),
             keeps,
         );
-        (context, &self.hook, &mut self.phase)
+        (context, &self.hook, &self.phase)
     }
 
     /// Whether the runs of the batch flow whose step this is are kept as they finish: in a
@@ -956,7 +955,7 @@ impl<S: SharedState, H: Hook<S>> Run<S, H> {
     /// Applies `update`, recording it when this run records.
     #[inline]
     fn apply(&mut self, state: &mut S, update: S::Update) {
-        self.phase = Phase::Apply;
+        self.phase.set(Phase::Apply);
         if self.record.is_some() {
             self.record(&update);
         }
@@ -1286,7 +1285,7 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
         });
         // A panic while the branches' updates merge is reported against the fork's first step.
         self.node = name;
-        self.phase = Phase::Apply;
+        self.phase.set(Phase::Apply);
         self.steps += 1;
         self.emit(&Event::ForkStarted {
             at: self.at(name, before + 1),
@@ -1448,7 +1447,7 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
         self.composite += 1;
         self.steps += 1;
         self.node = name;
-        self.phase = Phase::Prep;
+        self.phase.set(Phase::Prep);
         self.emit(&Event::NodeStarted {
             at: self.at(name, self.steps),
             attempt: 1,
@@ -1481,7 +1480,7 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
 
     fn resume_composite(&mut self, name: &'static str, phase: Phase) {
         self.node = name;
-        self.phase = phase;
+        self.phase.set(phase);
     }
 
     fn apply_from_copies(&mut self, state: &mut S, update: S::Update, steps: u64) {
@@ -1558,14 +1557,16 @@ pub(crate) struct BranchEnv<'a, H> {
 }
 
 impl<S: SharedState, H: Hook<S>> BranchRunner<S> for BranchEnv<'_, H> {
+    /// The node's steps are written into this future, with no panic guard of its own: the
+    /// fork's join catches each branch's panics, naming it with the phase kept in `phase`.
     async fn node<N: Node<S>>(
         &self,
         node: &N,
         state: &S,
         name: &'static str,
         step: u64,
+        phase: &PhaseCell,
     ) -> Result<Branch<S>, Error> {
-        let mut phase = Phase::Prep;
         let body_attempts = AtomicU32::new(0);
         let context = Context::in_run(
             self.params,
@@ -1581,35 +1582,27 @@ impl<S: SharedState, H: Hook<S>> BranchRunner<S> for BranchEnv<'_, H> {
             Some(&body_attempts),
             false,
         );
-        // Caught here, so that a panic names this branch.
-        let outcome = catch_panic(node_command(node, state, self.hook, &context, &mut phase)).await;
-        match outcome {
-            Ok(Ok(Command {
-                action,
-                update,
-                asked: Some(asked),
-                ..
-            })) => {
-                // A durable fork of its own pauses after it is saved, with this question.
-                if H::COMMITS && self.keeping.is_some() && !self.fork.is_empty() {
-                    let mut branch = Branch::new(action, update, 1);
-                    branch.asked.push((name, asked));
-                    Ok(branch)
-                } else {
-                    Err(Error::InputRequested {
-                        node: name,
-                        step,
-                        where_: CANNOT_PAUSE,
-                    })
-                }
-            }
-            Ok(command) => command.map(|command| Branch::new(command.action, command.update, 1)),
-            Err(payload) => Err(Error::Panic {
+        let hook = self.hook;
+        let Command {
+            action,
+            update,
+            asked,
+            ..
+        } = node_command!(node, state, hook, &context, phase, N, H);
+        let Some(asked) = asked else {
+            return Ok(Branch::new(action, update, 1));
+        };
+        // A durable fork of its own pauses after it is saved, with this question.
+        if H::COMMITS && self.keeping.is_some() && !self.fork.is_empty() {
+            let mut branch = Branch::new(action, update, 1);
+            branch.asked.push((name, asked));
+            Ok(branch)
+        } else {
+            Err(Error::InputRequested {
                 node: name,
                 step,
-                phase,
-                message: panic_message(payload),
-            }),
+                where_: CANNOT_PAUSE,
+            })
         }
     }
 
@@ -1802,17 +1795,6 @@ fn resolve_kept<S: SharedState>(
     Ok(Some(Branch::new(action, update, steps)))
 }
 
-/// [`node_command!`] as a future of its own: a branch of a fork catches its panics.
-async fn node_command<S: SharedState, N: Node<S>, H: Watch>(
-    node: &N,
-    state: &S,
-    hook: &H,
-    context: &Context<'_>,
-    phase: &mut Phase,
-) -> Result<Command<S>, Error> {
-    Ok(node_command!(node, state, hook, context, phase, N, H))
-}
-
 /// Drops a step's question, if any, out of line, and says whether there was one: on the common
 /// path (no question) nothing is called, where the drop glue of `Option<Value>` would be a call
 /// every step.
@@ -1843,11 +1825,11 @@ async fn fallback<S: SharedState, N: Node<S>>(
     node: &N,
     prep: &N::Prep,
     error: NodeError,
-    phase: &mut Phase,
+    phase: &PhaseCell,
     at: At<'_>,
     attempts: u32,
 ) -> Result<N::Exec, Error> {
-    *phase = Phase::Fallback;
+    phase.set(Phase::Fallback);
     node.exec_fallback(prep, error)
         .await
         .map_err(|source| match source.downcast::<TimedOut>() {

@@ -121,10 +121,11 @@ fn step_signature(krate: &TokenStream, params: [&dyn ToTokens; 3]) -> TokenStrea
 }
 
 /// The signature and bound of the method that runs the node at `index` as a branch of a fork,
-/// as [`step_signature`]: the branch runner, the shared state and the step number. One method per
-/// node in a fork, so that a branch's future is its node's own, with no future around it.
-fn branch_signature(krate: &TokenStream, index: usize, params: [&dyn ToTokens; 3]) -> TokenStream {
-    let [branches, shared, step] = params;
+/// as [`step_signature`]: the branch runner, the shared state, the step number and the cell of
+/// the branch's phase. One method per node in a fork, so that a branch's future is its node's
+/// own, with no future around it.
+fn branch_signature(krate: &TokenStream, index: usize, params: [&dyn ToTokens; 4]) -> TokenStream {
+    let [branches, shared, step, phase] = params;
     let method = branch_method(index);
     quote! {
         fn #method<'__a, __B: #krate::__private::BranchRunner<__S>>(
@@ -132,6 +133,7 @@ fn branch_signature(krate: &TokenStream, index: usize, params: [&dyn ToTokens; 3
             #branches: &'__a __B,
             #shared: &'__a __S,
             #step: ::core::primitive::u64,
+            #phase: &'__a #krate::__private::PhaseCell,
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<#krate::__private::Branch<__S>, #krate::Error>,
         > + ::core::marker::Send + '__a
@@ -159,7 +161,7 @@ fn nodes_trait(krate: &TokenStream, graph: &Graph) -> TokenStream {
     let step_signature = step_signature(krate, [&anonymous; 3]);
     // Each chunk runs its own nodes' branches; the others' are never called on it.
     let branch_methods = in_forks(graph).map(|index| {
-        let signature = branch_signature(krate, index, [&anonymous; 3]);
+        let signature = branch_signature(krate, index, [&anonymous; 4]);
         quote! {
             #signature {
                 async { ::core::unreachable!() }
@@ -300,6 +302,7 @@ fn chunk_arms(context: &ChunkContext<'_>, nodes: Range<usize>) -> ChunkArms {
         branches,
         shared,
         step,
+        phase,
         nodes: described,
         ..
     } = locals;
@@ -315,10 +318,10 @@ fn chunk_arms(context: &ChunkContext<'_>, nodes: Range<usize>) -> ChunkArms {
         .filter(|index| nodes.contains(index))
         .map(|index| {
             let (node, field, name) = (node(index), node_field(index), &names[index]);
-            let signature = branch_signature(krate, index, [branches, shared, step]);
+            let signature = branch_signature(krate, index, [branches, shared, step, phase]);
             quote! {
                 #signature {
-                    #node::__branch(&self.#field, #branches, #shared, #name, #step)
+                    #node::__branch(&self.#field, #branches, #shared, #name, #step, #phase)
                 }
             }
         });
@@ -631,11 +634,13 @@ struct Locals {
     shared: Ident,
     branches: Ident,
     step: Ident,
+    phase: Ident,
+    phases: Ident,
     nodes: Ident,
 }
 
 impl Locals {
-    fn all(&self) -> [&Ident; 12] {
+    fn all(&self) -> [&Ident; 14] {
         [
             &self.marker,
             &self.graph,
@@ -648,6 +653,8 @@ impl Locals {
             &self.shared,
             &self.branches,
             &self.step,
+            &self.phase,
+            &self.phases,
             &self.nodes,
         ]
     }
@@ -666,6 +673,8 @@ impl Locals {
             shared: local("__shared"),
             branches: local("__branches"),
             step: local("__step"),
+            phase: local("__phase"),
+            phases: local("__phases"),
             nodes: local("__nodes"),
         }
     }
@@ -725,6 +734,7 @@ fn fork_step(
         joined,
         shared,
         branches,
+        phases,
         ..
     } = locals;
     let fork_name = &fork.name;
@@ -743,6 +753,7 @@ fn fork_step(
                 &#branches,
                 #shared,
                 #before + #step,
+                &#phases[#offset],
             ))
         }
     });
@@ -753,9 +764,13 @@ fn fork_step(
             let #joined = {
                 let #shared: &__S = &*#state;
                 let #branches = #krate::__private::Runner::branches(&*#runner);
+                // Each branch's phase, where the join reads it when the branch panics.
+                let #phases: [#krate::__private::PhaseCell; #count] =
+                    ::core::array::from_fn(|_| #krate::__private::PhaseCell::new());
                 #krate::__private::join::<__S, _, #count>(
                     &#branches,
                     [#(#futures),*],
+                    &#phases,
                     BRANCHES,
                     #before + 1,
                 )
