@@ -65,7 +65,7 @@ type KeepFuture<'a, S> =
 /// Runs the branches of a fork concurrently and merges their updates in written order.
 ///
 /// `names` are the branches' names and `first_step` the step number of the first branch, for
-/// the errors. Each branch is polled inside a panic guard: a branch that panics fails the fork
+/// the errors. The branches are polled inside a panic guard: a branch that panics fails the fork
 /// with [`Error::Panic`] naming it, its step and the phase it recorded in `phases`. A branch whose outcome an earlier attempt of the fork kept (a durable run
 /// resumed after a failure or a crash) does not run: its future is dropped unpolled. In a durable
 /// run, each branch's outcome is kept as soon as it finishes, while its siblings are still
@@ -98,53 +98,55 @@ pub(crate) async fn join<S: SharedState, B: BranchRunner<S>, const N: usize>(
     let mut paused = None;
     let mut keeping: [Option<KeepFuture<'_, S>>; N] = std::array::from_fn(|_| None);
     poll_fn(|context| {
-        let mut pending = false;
-        for (index, branch) in branches.iter_mut().enumerate() {
-            let running = keeping[index].is_none() && outcomes[index].is_none() && !stopped[index];
-            if running {
-                let polled =
-                    std::panic::catch_unwind(AssertUnwindSafe(|| branch.as_mut().poll(context)));
-                let polled = match polled {
-                    Ok(polled) => polled,
-                    Err(payload) => {
-                        return Poll::Ready(Err(Error::Panic {
-                            node: names[index],
-                            step: first_step + index as u64,
-                            phase: phases[index].get(),
-                            message: panic_message(payload),
-                        }));
+        // One panic guard around the round, not one per branch: `current` says which branch
+        // (or its keeping) was being polled when one panicked.
+        let mut current = 0;
+        let round = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let mut pending = false;
+            for (index, branch) in branches.iter_mut().enumerate() {
+                current = index;
+                let running =
+                    keeping[index].is_none() && outcomes[index].is_none() && !stopped[index];
+                if running {
+                    match branch.as_mut().poll(context) {
+                        Poll::Ready(Ok(done)) if keeps => {
+                            keeping[index] = Some(Box::pin(runner.keep(index, done)));
+                        }
+                        Poll::Ready(Ok(done)) => outcomes[index] = Some(done),
+                        Poll::Ready(Err(error @ Error::Paused { .. })) => {
+                            stopped[index] = true;
+                            paused.get_or_insert(error);
+                        }
+                        Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                        Poll::Pending => pending = true,
                     }
-                };
-                match polled {
-                    Poll::Ready(Ok(done)) if keeps => {
-                        keeping[index] = Some(Box::pin(runner.keep(index, done)));
+                }
+                // A branch that just finished is kept at once; one still keeping goes on.
+                if let Some(keep) = keeping[index].as_mut() {
+                    match keep.as_mut().poll(context) {
+                        Poll::Ready(Ok(kept)) => {
+                            keeping[index] = None;
+                            outcomes[index] = Some(kept);
+                        }
+                        Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                        Poll::Pending => pending = true,
                     }
-                    Poll::Ready(Ok(done)) => outcomes[index] = Some(done),
-                    Poll::Ready(Err(error @ Error::Paused { .. })) => {
-                        stopped[index] = true;
-                        paused.get_or_insert(error);
-                    }
-                    Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
-                    Poll::Pending => pending = true,
                 }
             }
-            // A branch that just finished is kept at once; one still keeping goes on.
-            if let Some(keep) = keeping[index].as_mut() {
-                match keep.as_mut().poll(context) {
-                    Poll::Ready(Ok(kept)) => {
-                        keeping[index] = None;
-                        outcomes[index] = Some(kept);
-                    }
-                    Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
-                    Poll::Pending => pending = true,
-                }
+            if pending {
+                Poll::Pending
+            } else {
+                Poll::Ready(Ok(()))
             }
-        }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(Ok(()))
-        }
+        }));
+        round.unwrap_or_else(|payload| {
+            Poll::Ready(Err(Error::Panic {
+                node: names[current],
+                step: first_step + current as u64,
+                phase: phases[current].get(),
+                message: panic_message(payload),
+            }))
+        })
     })
     .await?;
     if let Some(error) = paused {
