@@ -922,28 +922,26 @@ impl<S: SharedState, H: Hook<S>> Run<S, H> {
     /// beside the hook and the phase the step moves through. `attempts` counts a retried
     /// `#[node]` body's attempts; `keeps` says whether a kept batch keeps its items.
     fn step_context<'a>(
-        &'a mut self,
+        &'a self,
         name: &'static str,
         step: u64,
         attempts: &'a AtomicU32,
         keeps: bool,
     ) -> (Context<'a>, &'a H, &'a PhaseCell) {
-        let at = At {
-            flows: self.trail.flows(),
-            node: name,
-            step,
-            fork: self.branch_of,
-        };
-        let context = Context::in_run(
-            &self.params,
-            at,
-            self.limit,
-            self.hook.thread(),
-            &self.hook,
-            Some(attempts),
-            keeps,
-        );
+        let context = self
+            .scope()
+            .context(name, step, self.branch_of, Some(attempts), keeps);
         (context, &self.hook, &self.phase)
+    }
+
+    /// What the contexts of this run's steps are made of.
+    fn scope(&self) -> Scope<'_, H> {
+        Scope {
+            params: &self.params,
+            hook: &self.hook,
+            limit: self.limit,
+            trail: &self.trail,
+        }
     }
 
     /// Whether the runs of the batch flow whose step this is are kept as they finish: in a
@@ -1302,10 +1300,7 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
             .filter(|_| H::COMMITS && self.composite == 0)
             .map(|fork| (fork.name, fork.before));
         BranchEnv {
-            params: &self.params,
-            hook: &self.hook,
-            limit: self.limit,
-            trail: &self.trail,
+            scope: self.scope(),
             fork: self.fork.map_or("", |fork| fork.name),
             keeping,
         }
@@ -1313,10 +1308,7 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
 
     fn batch_branches(&self, name: &'static str, step: u64) -> BranchEnv<'_, H> {
         BranchEnv {
-            params: &self.params,
-            hook: &self.hook,
-            limit: self.limit,
-            trail: &self.trail,
+            scope: self.scope(),
             fork: "",
             keeping: self.keeps_runs().then_some((name, step - 1)),
         }
@@ -1459,15 +1451,8 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
     }
 
     fn context(&self, name: &'static str, step: u64) -> Context<'_> {
-        Context::in_run(
-            &self.params,
-            self.at(name, step),
-            self.limit,
-            self.hook.thread(),
-            &self.hook,
-            None,
-            false,
-        )
+        self.scope()
+            .context(name, step, self.branch_of, None, false)
     }
 
     fn params(&self) -> &Params {
@@ -1545,12 +1530,56 @@ impl<S: SharedState, H: Hook<S>> Runner<S> for Run<S, H> {
     }
 }
 
-/// What runs the branches of a fork: shared borrows of the run's params, hook and trail.
-pub(crate) struct BranchEnv<'a, H> {
+/// What a node step's context is made of, borrowed from the run or from a fork's view of it: the
+/// one place a run builds a [`Context`].
+struct Scope<'a, H> {
     params: &'a Params,
     hook: &'a H,
     limit: Limit,
     trail: &'a Trail,
+}
+
+impl<H> Clone for Scope<'_, H> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<H> Copy for Scope<'_, H> {}
+
+impl<'a, H: Watch> Scope<'a, H> {
+    /// The context of node `node`'s step `step` (a branch of `fork`, if any). `attempts` counts
+    /// a retried `#[node]` body's attempts; `keeps` says whether a kept batch keeps its items.
+    fn context(
+        self,
+        node: &'static str,
+        step: u64,
+        fork: Option<&'static str>,
+        attempts: Option<&'a AtomicU32>,
+        keeps: bool,
+    ) -> Context<'a> {
+        let at = At {
+            flows: self.trail.flows(),
+            node,
+            step,
+            fork,
+        };
+        let thread = self.hook.thread();
+        Context::in_run(
+            self.params,
+            at,
+            self.limit,
+            thread,
+            self.hook,
+            attempts,
+            keeps,
+        )
+    }
+}
+
+/// What runs the branches of a fork: shared borrows of the run's params, hook and trail.
+pub(crate) struct BranchEnv<'a, H> {
+    scope: Scope<'a, H>,
     fork: &'static str,
     /// When the parts are kept: the fork or batch flow, and the steps before its step.
     keeping: Option<(&'static str, u64)>,
@@ -1568,21 +1597,10 @@ impl<S: SharedState, H: Hook<S>> BranchRunner<S> for BranchEnv<'_, H> {
         phase: &PhaseCell,
     ) -> Result<Branch<S>, Error> {
         let body_attempts = AtomicU32::new(0);
-        let context = Context::in_run(
-            self.params,
-            At {
-                flows: self.trail.flows(),
-                node: name,
-                step,
-                fork: Some(self.fork),
-            },
-            self.limit,
-            self.hook.thread(),
-            self.hook,
-            Some(&body_attempts),
-            false,
-        );
-        let hook = self.hook;
+        let context = self
+            .scope
+            .context(name, step, Some(self.fork), Some(&body_attempts), false);
+        let hook = self.scope.hook;
         let Command {
             action,
             update,
@@ -1619,7 +1637,7 @@ impl<S: SharedState, H: Hook<S>> BranchRunner<S> for BranchEnv<'_, H> {
         S: Clone,
     {
         let start = step - 1;
-        let params = params.unwrap_or(self.params).clone();
+        let params = params.unwrap_or(self.scope.params).clone();
         if H::COMMITS
             && let Some((container, before)) = self.keeping
         {
@@ -1636,9 +1654,9 @@ impl<S: SharedState, H: Hook<S>> BranchRunner<S> for BranchEnv<'_, H> {
             return Box::pin(self.on_copy_as_part(node, state, params, name, start, part)).await;
         }
         let mut copy = state.clone();
-        let mut run = Run::new(Forward(self.hook), params, start);
+        let mut run = Run::new(Forward(self.scope.hook), params, start);
         run.record = Some(S::Update::default());
-        run.trail = *self.trail;
+        run.trail = *self.scope.trail;
         run.trail.rename(name);
         run.branch_of = (!self.fork.is_empty()).then_some(self.fork);
         let outcome = catch_panic(node.__run(&mut run, &mut copy, name)).await;
@@ -1662,8 +1680,9 @@ impl<S: SharedState, H: Hook<S>> BranchRunner<S> for BranchEnv<'_, H> {
             return Ok(None);
         };
         let kept = self
+            .scope
             .hook
-            .kept(self.trail.flows(), container, before, index)?;
+            .kept(self.scope.trail.flows(), container, before, index)?;
         resolve_kept(kept, declared, container, before, index)
     }
 
@@ -1682,8 +1701,9 @@ impl<S: SharedState, H: Hook<S>> BranchRunner<S> for BranchEnv<'_, H> {
         }
         match self.keeping {
             Some((container, before)) => {
-                self.hook
-                    .keep(self.trail.flows(), container, before, index, outcome)
+                self.scope
+                    .hook
+                    .keep(self.scope.trail.flows(), container, before, index, outcome)
                     .await
             }
             None => Ok(outcome),
@@ -1718,12 +1738,13 @@ impl<H> BranchEnv<'_, H> {
         N: Node<S>,
         H: Hook<S>,
     {
-        let flows = self.trail.flows();
+        let flows = self.scope.trail.flows();
         let mut copy = state.clone();
-        let stopped = self
-            .hook
-            .stopped_part(flows, part.container, part.before, part.index)?;
-        let (stops, progress) = Stops::resuming(self.trail.depth, stopped);
+        let stopped =
+            self.scope
+                .hook
+                .stopped_part(flows, part.container, part.before, part.index)?;
+        let (stops, progress) = Stops::resuming(self.scope.trail.depth, stopped);
         let mut record = S::Update::default();
         let mut steps_so_far = start;
         if let Some((update, done)) = progress {
@@ -1732,12 +1753,12 @@ impl<H> BranchEnv<'_, H> {
             steps_so_far += done;
         }
         let hook = Part {
-            parent: self.hook,
+            parent: self.scope.hook,
             stops,
         };
         let mut run = Run::new(hook, params, steps_so_far);
         run.record = Some(record);
-        run.trail = *self.trail;
+        run.trail = *self.scope.trail;
         run.trail.rename(name);
         run.branch_of = (!self.fork.is_empty()).then_some(self.fork);
         let outcome = catch_panic(node.__run(&mut run, &mut copy, name)).await;
@@ -1754,7 +1775,8 @@ impl<H> BranchEnv<'_, H> {
                     .hook
                     .stops
                     .stopped(update, run.steps - start, &run.trail);
-                self.hook
+                self.scope
+                    .hook
                     .keep_stopped(flows, part.container, part.before, part.index, stopped)
                     .await?;
                 Err(*error)
