@@ -13,7 +13,8 @@
 //!   overwriting branch is written; two branches overwriting one field are a conflict
 //!   ([`Error::ParallelOverwrite`]);
 //! - the first branch to fail fails the fork: the other branches are cancelled (dropped) and
-//!   nothing of the fork is applied. Retries apply to each branch on its own;
+//!   nothing of the fork is applied. A branch that panics fails it too, with [`Error::Panic`]
+//!   naming the branch, its step and the phase it was in. Retries apply to each branch on its own;
 //! - in a durable run, a branch that pauses inside its nested flow does not stop the others: it
 //!   keeps where it stood, they finish, and the fork pauses; on resume it goes on from there. A
 //!   node that is itself a branch and asks a question pauses the run after the fork is saved,
@@ -28,10 +29,10 @@
 //! The branches run inside the run's task (no spawn, no `'static` bound): they are concurrent, not
 //! parallel on several threads. Model calls are I/O, so that is where the time goes.
 //!
-//! This module owns joining branches (in durable runs, keeping each outcome as it finishes) and
-//! merging outcomes in order, which concurrent batch flows share (`Conflicts` says how each treats
-//! a field written twice). Starting a fork, numbering its steps and applying the merged update are
-//! the run's; this module applies nothing.
+//! This module owns joining branches (catching their panics; in durable runs, keeping each
+//! outcome as it finishes) and merging outcomes in order, which concurrent batch flows share
+//! (`Conflicts` says how each treats a field written twice). Starting a fork, numbering its steps
+//! and applying the merged update are the run's; this module applies nothing.
 
 use std::future::{Future, poll_fn};
 use std::panic::AssertUnwindSafe;
