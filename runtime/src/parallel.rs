@@ -65,13 +65,13 @@ type KeepFuture<'a, S> =
 
 /// Runs the branches of a fork concurrently and merges their updates in written order.
 ///
-/// `names` are the branches' names and `first_step` the step number of the first branch, for
-/// the errors. The branches are polled inside a panic guard: a branch that panics fails the fork
-/// with [`Error::Panic`] naming it, its step and the phase it recorded in `phases`. A branch whose outcome an earlier attempt of the fork kept (a durable run
-/// resumed after a failure or a crash) does not run: its future is dropped unpolled. In a durable
-/// run, each branch's outcome is kept as soon as it finishes, while its siblings are still
-/// running: a crash loses only the branches that had not finished. Returns at the first branch
-/// error, dropping (cancelling) the others.
+/// `names` are the branches' names and `first_step` the step number of the first branch, for the
+/// errors. The branches are polled inside a panic guard: a branch that panics fails the fork with
+/// [`Error::Panic`] naming it, its step and the phase it recorded in `phases`. A branch whose
+/// outcome an earlier attempt of the fork kept (a durable run resumed after a failure or a crash)
+/// does not run: its future is dropped unpolled. In a durable run, each branch's outcome is kept as
+/// soon as it finishes, while its siblings are still running: a crash loses only the branches that
+/// had not finished. Returns at the first branch error, dropping (cancelling) the others.
 ///
 /// # Errors
 /// The first branch error (or keeping's), or [`Error::ParallelConflict`].
@@ -82,9 +82,7 @@ pub(crate) async fn join<S: SharedState, B: BranchRunner<S>, const N: usize>(
     names: &'static [&'static str; N],
     first_step: u64,
 ) -> Result<Branch<S>, Error> {
-    // In a durable run, a finished branch's outcome is kept while the others still run: keeping
-    // may wait on the store, which a sibling may hold. Boxed, since only durable runs keep (a
-    // write to the store each), and a plain run's fork should not grow by their futures.
+    // Only a durable run keeps outcomes, and has kept ones to ask for.
     let keeps = runner.keeps();
     let mut outcomes: [Option<Branch<S>>; N] = std::array::from_fn(|_| None);
     if keeps {
@@ -97,6 +95,9 @@ pub(crate) async fn join<S: SharedState, B: BranchRunner<S>, const N: usize>(
     // the fork pauses once all are done.
     let mut stopped = [false; N];
     let mut paused = None;
+    // In a durable run, a finished branch's outcome is kept while the others still run: keeping
+    // may wait on the store, which a sibling may hold. Boxed, since only durable runs keep (a
+    // write to the store each), and a plain run's fork should not grow by their futures.
     let mut keeping: [Option<KeepFuture<'_, S>>; N] = std::array::from_fn(|_| None);
     poll_fn(|context| {
         // One panic guard around the round, not one per branch: `current` says which branch

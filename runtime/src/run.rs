@@ -695,13 +695,14 @@ struct Item<S: SharedState> {
 
 /// Prep, exec (retried, timed out, with its fallback) and post of one node over a shared borrow
 /// of the state, in `context` (built by the caller, where the step's future keeps it once), with
-/// its events; the `&PhaseCell` `phase` follows along. The command's action is checked against the node's. Its
-/// errors return from the function it is written in.
+/// its events; the phase it is in is recorded in `phase`. The command's action is checked against
+/// the node's. Its errors return from the function it is written in.
 ///
-/// A macro, not an `async fn`: written into a step's own `async fn`, it adds no future of its own,
-/// so its arguments are not copied into a second future and its command not moved out of one
-/// (about 20 instructions a step). Its arguments are the names of the caller's `&N` node, `&S`
-/// state, `&H` hook, `&Context` and `&mut Phase`, then the node's and the hook's types.
+/// A macro, not an `async fn`: written into a step's (or a fork branch's) own `async fn`, it adds
+/// no future of its own, so its arguments are not copied into a second future and its command not
+/// moved out of one (about 20 instructions a step, 100 a branch). Its arguments are the names of
+/// the caller's `&N` node, `&S` state, `&H` hook, `&Context` and `&PhaseCell`, then the node's and
+/// the hook's types.
 macro_rules! node_command {
     ($node:ident, $state:ident, $hook:ident, $context:expr, $phase:ident, $N:ident, $H:ident) => {{
         $phase.set(Phase::Prep);
