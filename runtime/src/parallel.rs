@@ -151,16 +151,22 @@ pub(crate) async fn join<S: SharedState, B: BranchRunner<S>, const N: usize>(
         })
     })
     .await?;
+    // Every branch finished and its keeping with it: no slot holds a future, and dropping the
+    // array would only look at each to find it empty.
+    std::mem::forget(keeping);
     if let Some(error) = paused {
         return Err(error);
     }
-    merge_in_order(
+    let merged = merge_in_order(
         &mut outcomes,
         Conflicts::Fail {
             names,
             step: first_step,
         },
-    )
+    )?;
+    // A merge that succeeds takes every outcome: the slots are empty, as above.
+    std::mem::forget(outcomes);
+    Ok(merged)
 }
 
 /// What merging does with a last-write-wins field written by more than one outcome.
