@@ -1,10 +1,12 @@
-//! Per-step overhead of a flow against a hand-written loop that calls the same node's steps.
+//! Per-step overhead of a flow against a hand-written loop that calls the same node's steps, and
+//! (for the loop) against one that also does by hand the checks a run makes at each step.
 //!
 //! Run with `cargo bench -p slateflow`. Both sides poll their future with a no-op waker (nothing
 //! here waits), so the figures compare the runtime with the loop, not executors. Each figure is
 //! the median of several samples, and the ratio is taken within the same run: the machines are
 //! shared and noisy, so absolute numbers vary, ratios much less.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::pin;
@@ -13,7 +15,7 @@ use std::time::{Duration, Instant};
 
 mod support;
 
-use slateflow::{Command, Context, Node, NodeError, Params, SharedState, flow};
+use slateflow::{Command, Context, Error, Node, NodeError, Params, Phase, SharedState, flow};
 use support::{Counter, Noop};
 
 /// Sends the run back to the other node until `LOOP_STEPS` steps have run.
@@ -163,6 +165,131 @@ fn loop_of_10_000() {
         assert_eq!(counter.steps, LOOP_STEPS);
     });
     report("2-node loop, one async fn", LOOP_STEPS, flow, async_loop);
+    let (count, bounce) = (Noop, Bounce);
+    let checked_loop = median(15, 5, || {
+        let mut counter = Counter::default();
+        let at = At::default();
+        let ended = ready(checked_loop_by_hand(
+            &count,
+            &bounce,
+            &params,
+            &mut counter,
+            &at,
+        ));
+        assert_eq!(black_box(ended).unwrap(), "done");
+        assert_eq!(counter.steps, LOOP_STEPS);
+        assert_eq!(at.step.get(), u64::from(LOOP_STEPS));
+    });
+    report(
+        "2-node loop, checked by hand",
+        LOOP_STEPS,
+        flow,
+        checked_loop,
+    );
+}
+
+/// Where a hand-written run is, as a run records it for the error of a node that panics: the
+/// node, its step and its phase.
+struct At {
+    node: Cell<&'static str>,
+    step: Cell<u64>,
+    phase: Cell<Phase>,
+}
+
+impl Default for At {
+    fn default() -> Self {
+        Self {
+            node: Cell::new(""),
+            step: Cell::new(0),
+            phase: Cell::new(Phase::Prep),
+        }
+    }
+}
+
+/// The 2-node loop as one `async fn` that does by hand the work a run does at each step, beside
+/// calling the node: the step limit checked, where the run is recorded (for a panic's error),
+/// the context carrying the limit, errors returned rather than unwrapped, the action checked
+/// against the node's, and the next node looked up by action. What this costs over
+/// [`loop_by_hand`] is the price of that work, whoever writes it.
+async fn checked_loop_by_hand(
+    count: &Noop,
+    bounce: &Bounce,
+    params: &Params,
+    counter: &mut Counter,
+    at: &At,
+) -> Result<&'static str, Box<Error>> {
+    const NAMES: [&str; 2] = ["count", "bounce"];
+    let max_steps = u64::from(LOOP_STEPS);
+    let mut position = 0;
+    loop {
+        let name = NAMES[position];
+        let step = at.step.get();
+        if step >= max_steps {
+            return Err(Box::new(Error::StepLimit {
+                limit: max_steps,
+                node: name,
+                step: step + 1,
+            }));
+        }
+        at.node.set(name);
+        at.step.set(step + 1);
+        let context = Context::new(params, name, step + 1).with_max_steps(max_steps);
+        let action = if position == 0 {
+            checked_step(count, counter, &context, at).await?
+        } else {
+            checked_step(bounce, counter, &context, at).await?
+        };
+        position = match (position, action) {
+            (0, "default") => 1,
+            (1, "again") => 0,
+            _ => return Ok(action),
+        };
+    }
+}
+
+/// One step of [`checked_loop_by_hand`]: the node's steps with their phase recorded and their
+/// errors named, the action checked, then the update applied.
+async fn checked_step<N: Node<Counter>>(
+    node: &N,
+    counter: &mut Counter,
+    context: &Context<'_>,
+    at: &At,
+) -> Result<&'static str, Box<Error>> {
+    let failed = |phase, source| {
+        Box::new(Error::NodeFailed {
+            node: context.node(),
+            step: context.step(),
+            phase,
+            attempts: 1,
+            source,
+        })
+    };
+    at.phase.set(Phase::Prep);
+    let prep = node
+        .prep(counter, context)
+        .await
+        .map_err(|source| failed(Phase::Prep, source))?;
+    at.phase.set(Phase::Exec);
+    let exec = node
+        .exec(&prep)
+        .await
+        .map_err(|source| failed(Phase::Exec, source))?;
+    at.phase.set(Phase::Post);
+    let command = node
+        .post(counter, prep, exec, context)
+        .await
+        .map_err(|source| failed(Phase::Post, source))?;
+    if !N::ACTIONS.contains(&command.action) {
+        return Err(Box::new(Error::UndeclaredAction {
+            node: context.node(),
+            step: context.step(),
+            action: command.action,
+            declared: N::ACTIONS,
+        }));
+    }
+    at.phase.set(Phase::Apply);
+    counter.apply(command.update);
+    Ok(command.action)
 }
 
 /// The 2-node loop as one hand-written `async fn`, polled once: what a developer would write
