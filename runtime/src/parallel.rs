@@ -153,6 +153,10 @@ pub(crate) async fn join<S: SharedState, B: BranchRunner<S>, const N: usize>(
     .await?;
     // Every branch finished and its keeping with it: no slot holds a future, and dropping the
     // array would only look at each to find it empty.
+    debug_assert!(
+        keeping.iter().all(Option::is_none),
+        "a keeping outlived the join"
+    );
     std::mem::forget(keeping);
     if let Some(error) = paused {
         return Err(error);
@@ -165,6 +169,10 @@ pub(crate) async fn join<S: SharedState, B: BranchRunner<S>, const N: usize>(
         },
     )?;
     // A merge that succeeds takes every outcome: the slots are empty, as above.
+    debug_assert!(
+        outcomes.iter().all(Option::is_none),
+        "an outcome was not merged"
+    );
     std::mem::forget(outcomes);
     Ok(merged)
 }
