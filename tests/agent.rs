@@ -350,10 +350,7 @@ fn the_tool_rounds_run_out_with_a_warning_and_a_model_that_ignores_it_fails_the_
 
 #[test]
 fn an_agent_retries_model_calls_that_may_succeed_and_no_others() {
-    let busy = || ModelError::Status {
-        status: 503,
-        message: "busy".into(),
-    };
+    let busy = || ModelError::status(503, "busy");
     let model = Arc::new(ScriptedModel::new().fail(busy()).fail(busy()).reply("ok"));
     let agent = Agent::new(model.clone()).retry(Retry::attempts(3).wait(Duration::from_millis(1)));
     let flow = flow! { agent; };
@@ -366,10 +363,7 @@ fn an_agent_retries_model_calls_that_may_succeed_and_no_others() {
 
     let refused = Arc::new(
         ScriptedModel::new()
-            .fail(ModelError::Status {
-                status: 401,
-                message: "bad key".into(),
-            })
+            .fail(ModelError::status(401, "bad key"))
             .reply("never"),
     );
     let agent = Agent::new(refused.clone()).retry(Retry::attempts(3));
@@ -379,6 +373,51 @@ fn an_agent_retries_model_calls_that_may_succeed_and_no_others() {
         error.to_string().contains("answered 401: bad key"),
         "{error}"
     );
+}
+
+#[test]
+fn a_rate_limited_call_waits_what_the_endpoint_asked_for_up_to_the_policy_limit() {
+    let ms = Duration::from_millis;
+    // What the endpoint asked for, the policy's limit on it, and the wait that follows; the
+    // policy's own wait is 100 ms.
+    let cases = [
+        (ms(2_000), None, ms(2_000)),
+        (ms(10), None, ms(100)),
+        (ms(600_000), None, ms(60_000)),
+        (ms(600_000), Some(ms(5_000)), ms(5_000)),
+        (ms(2_000), Some(Duration::ZERO), ms(100)),
+    ];
+    for (asked, limit, expected) in cases {
+        let limited = ModelError::status(429, "slow down").with_retry_after(asked);
+        let model = Arc::new(ScriptedModel::new().fail(limited).reply("ok"));
+        let mut retry = Retry::attempts(2).wait(ms(100));
+        if let Some(limit) = limit {
+            retry = retry.max_retry_after(limit);
+        }
+        let agent = Agent::new(model.clone()).retry(retry);
+        let flow = flow! { agent; };
+        let waits = Mutex::new(Vec::new());
+        let observer = slateflow::event::from_fn(|event: &Event<'_>| {
+            if let Event::Retry { wait, .. } = event {
+                waits.lock().unwrap().push(*wait);
+            }
+        });
+        let mut state = alert();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let elapsed = runtime.block_on(async {
+            let started = tokio::time::Instant::now();
+            flow.observe(&observer).run(&mut state).await.unwrap();
+            started.elapsed()
+        });
+        assert_eq!(*waits.lock().unwrap(), [expected], "asked {asked:?}");
+        assert_eq!(elapsed, expected, "the run waited what the event says");
+        assert_eq!(model.requests().len(), 2);
+        assert_eq!(state.messages.last().unwrap().content(), "ok");
+    }
 }
 
 #[test]
@@ -496,10 +535,7 @@ fn a_function_node_retries_its_body_under_its_policy() {
         let mut calls = CALLS.lock().unwrap();
         *calls += 1;
         if *calls < 3 {
-            return Err(ModelError::Status {
-                status: 429,
-                message: "slow down".into(),
-            });
+            return Err(ModelError::status(429, "slow down"));
         }
         Ok(Command::new(Chat::update().add_tries(*calls)))
     }
@@ -526,15 +562,50 @@ fn a_function_node_retries_its_body_under_its_policy() {
 }
 
 #[test]
+fn a_function_node_caps_the_wait_an_endpoint_asks_for_at_its_max_retry_after() {
+    static CALLS: Mutex<u32> = Mutex::new(0);
+    #[node(attempts = 2, wait = "10ms", max_retry_after = "2s")]
+    fn limited(_: &Chat) -> Result<Command<Chat>, ModelError> {
+        let mut calls = CALLS.lock().unwrap();
+        *calls += 1;
+        if *calls == 1 {
+            let asked = Duration::from_secs(600);
+            return Err(ModelError::status(429, "slow down").with_retry_after(asked));
+        }
+        Ok(Command::new(Chat::update().add_tries(*calls)))
+    }
+    assert_eq!(
+        slateflow::Node::<Chat>::retry(&limited),
+        Retry::attempts(2)
+            .wait(Duration::from_millis(10))
+            .max_retry_after(Duration::from_secs(2))
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let mut chat = Chat::default();
+    let elapsed = runtime.block_on(async {
+        let started = tokio::time::Instant::now();
+        slateflow::run_node(&limited, &mut chat).await.unwrap();
+        started.elapsed()
+    });
+    assert_eq!(chat.tries, 2);
+    assert_eq!(
+        elapsed,
+        Duration::from_secs(2),
+        "the cap, not the 600 s asked"
+    );
+}
+
+#[test]
 fn a_function_node_fails_at_once_on_an_error_that_is_not_retryable() {
     static CALLS: Mutex<u32> = Mutex::new(0);
     #[node(attempts = 5)]
     fn refused(_: &Chat) -> Result<Command<Chat>, ModelError> {
         *CALLS.lock().unwrap() += 1;
-        Err(ModelError::Status {
-            status: 400,
-            message: "bad request".into(),
-        })
+        Err(ModelError::status(400, "bad request"))
     }
     let error = slateflow::run_node_blocking(&refused, &mut Chat::default()).unwrap_err();
     assert_eq!(*CALLS.lock().unwrap(), 1, "a 400 is not retried");

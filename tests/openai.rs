@@ -33,7 +33,12 @@ struct Recorded {
     gate: Option<Arc<Notify>>,
     /// Wait this long before answering at all.
     stall: Duration,
+    /// Headers besides the content type.
+    headers: Headers,
 }
+
+/// Response headers, as names and values.
+type Headers = &'static [(&'static str, &'static str)];
 
 impl Recorded {
     fn json(status: u16, body: &str) -> Self {
@@ -43,7 +48,13 @@ impl Recorded {
             chunks: vec![body.to_string()],
             gate: None,
             stall: Duration::ZERO,
+            headers: &[],
         }
+    }
+
+    fn with_headers(mut self, headers: Headers) -> Self {
+        self.headers = headers;
+        self
     }
 
     fn events(events: &[&str]) -> Self {
@@ -56,6 +67,7 @@ impl Recorded {
                 .collect(),
             gate: None,
             stall: Duration::ZERO,
+            headers: &[],
         }
     }
 }
@@ -150,11 +162,13 @@ async fn respond(recorded: Recorded) -> Response<BoxBody<Bytes, Infallible>> {
             BodyExt::boxed(StreamBody::new(frames))
         }
     };
-    Response::builder()
+    let mut response = Response::builder()
         .status(recorded.status)
-        .header("content-type", recorded.content_type)
-        .body(body)
-        .unwrap()
+        .header("content-type", recorded.content_type);
+    for (name, value) in recorded.headers {
+        response = response.header(*name, *value);
+    }
+    response.body(body).unwrap()
 }
 
 fn ask(text: &str) -> ChatRequest {
@@ -357,6 +371,50 @@ async fn error_statuses_say_whether_to_retry() {
 }
 
 #[tokio::test]
+async fn the_wait_an_error_answer_asks_for_is_read_from_its_headers() {
+    let cases: [(Headers, Option<Duration>); 7] = [
+        (&[("retry-after", "2")], Some(Duration::from_secs(2))),
+        (
+            &[("retry-after", " 1.5 ")],
+            Some(Duration::from_millis(1500)),
+        ),
+        (
+            &[("retry-after-ms", "250")],
+            Some(Duration::from_millis(250)),
+        ),
+        // OpenAI's milliseconds are the finer figure when both are sent.
+        (
+            &[("retry-after-ms", "250"), ("retry-after", "1")],
+            Some(Duration::from_millis(250)),
+        ),
+        // The date form is not read; nor is a number that is not a wait.
+        (&[("retry-after", "Wed, 21 Oct 2026 07:28:00 GMT")], None),
+        (&[("retry-after", "-3"), ("retry-after-ms", "NaN")], None),
+        (&[], None),
+    ];
+    for (headers, expected) in cases {
+        let recorded =
+            Recorded::json(429, r#"{"error": {"message": "slow down"}}"#).with_headers(headers);
+        let server = Server::start(vec![recorded.clone(), recorded]).await;
+        for streaming in [false, true] {
+            let client = server.client();
+            let error = if streaming {
+                client.stream(&ask("Hi"), &|_| {}).await.unwrap_err()
+            } else {
+                client.chat(&ask("Hi")).await.unwrap_err()
+            };
+            assert_eq!(error.retry_after(), expected, "{headers:?}");
+            assert!(error.is_retryable());
+            let said = match expected {
+                Some(wait) => format!("answered 429: slow down (retryable, after the {wait:?} it"),
+                None => "answered 429: slow down (retryable)".to_string(),
+            };
+            assert!(error.to_string().contains(&said), "{error}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn malformed_bodies_are_invalid_responses_that_quote_the_body() {
     let cases = [
         (
@@ -459,7 +517,8 @@ struct Desk {
 #[tokio::test]
 async fn an_agent_over_http_streams_tokens_as_events_and_retries_a_rate_limit() {
     let server = Server::start(vec![
-        Recorded::json(429, r#"{"error": {"message": "slow down"}}"#),
+        Recorded::json(429, r#"{"error": {"message": "slow down"}}"#)
+            .with_headers(&[("retry-after-ms", "20")]),
         Recorded::events(&[
             r#"{"choices":[{"index":0,"delta":{"content":"Blocked "}}]}"#,
             r#"{"choices":[{"index":0,"delta":{"content":"IP."},"finish_reason":"stop"}]}"#,
@@ -471,18 +530,19 @@ async fn an_agent_over_http_streams_tokens_as_events_and_retries_a_rate_limit() 
         .retry(slateflow::Retry::attempts(2).wait(Duration::from_millis(1)));
     let flow = flow! { agent; };
     let tokens = Arc::new(Mutex::new(Vec::new()));
-    let seen = tokens.clone();
-    let observer = slateflow::event::from_fn(move |event: &Event<'_>| {
-        if let Event::Custom {
+    let waits = Arc::new(Mutex::new(Vec::new()));
+    let (seen, waited) = (tokens.clone(), waits.clone());
+    let observer = slateflow::event::from_fn(move |event: &Event<'_>| match event {
+        Event::Custom {
             name: "token",
             data,
             ..
-        } = event
-        {
-            seen.lock()
-                .unwrap()
-                .push(data.as_str().unwrap().to_string());
-        }
+        } => seen
+            .lock()
+            .unwrap()
+            .push(data.as_str().unwrap().to_string()),
+        Event::Retry { wait, .. } => waited.lock().unwrap().push(*wait),
+        _ => {}
     });
     let mut desk = Desk {
         messages: vec![Message::human("Is 10.0.0.5 bad?")],
@@ -490,6 +550,11 @@ async fn an_agent_over_http_streams_tokens_as_events_and_retries_a_rate_limit() 
     };
     flow.observe(observer).run(&mut desk).await.unwrap();
     assert_eq!(*tokens.lock().unwrap(), ["Blocked ", "IP."]);
+    assert_eq!(
+        *waits.lock().unwrap(),
+        [Duration::from_millis(20)],
+        "the endpoint's 20 ms, not the policy's 1 ms"
+    );
     assert_eq!(desk.messages.last().unwrap().content(), "Blocked IP.");
     assert_eq!(server.received().len(), 2);
 }

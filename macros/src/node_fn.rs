@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! #[node]  |  #[node(actions = ["a", "b"])]  |  #[node(crate = path, actions = [...])]
-//! #[node(attempts = 3, wait = "200ms", backoff = 2.0, max_wait = "5s", timeout = "30s", retry_if = path)]
+//! #[node(attempts = 3, wait = "200ms", backoff = 2.0, max_wait = "5s", timeout = "30s",
+//!        retry_if = path, max_retry_after = "30s")]
 //! [async] fn name(state: &State [, context: &Context<'_>]) -> Command<State> | Result<Command<State>, E>
 //! ```
 //! The function becomes a unit struct of the same name implementing `Node<State>`, whose `post` runs
@@ -42,6 +43,7 @@ struct RetryOptions {
     max_wait: Option<(LitStr, u128)>,
     timeout: Option<(LitStr, u128)>,
     retry_if: Option<syn::Path>,
+    max_retry_after: Option<(LitStr, u128)>,
 }
 
 impl RetryOptions {
@@ -51,6 +53,7 @@ impl RetryOptions {
             && self.backoff.is_none()
             && self.timeout.is_none()
             && self.retry_if.is_none()
+            && self.max_retry_after.is_none()
     }
 }
 
@@ -275,6 +278,7 @@ fn parse_options(attr: TokenStream, errors: &mut Errors) -> Options {
         } else if meta.path.is_ident("wait")
             || meta.path.is_ident("max_wait")
             || meta.path.is_ident("timeout")
+            || meta.path.is_ident("max_retry_after")
         {
             let literal: LitStr = meta.value()?.parse()?;
             let nanos = parse_duration(&literal)?;
@@ -282,6 +286,8 @@ fn parse_options(attr: TokenStream, errors: &mut Errors) -> Options {
                 &mut options.retry.wait
             } else if meta.path.is_ident("max_wait") {
                 &mut options.retry.max_wait
+            } else if meta.path.is_ident("max_retry_after") {
+                &mut options.retry.max_retry_after
             } else {
                 &mut options.retry.timeout
             };
@@ -302,7 +308,8 @@ fn parse_options(attr: TokenStream, errors: &mut Errors) -> Options {
             Err(meta.error(
                 "unknown `node` option; write `#[node(actions = [\"a\", \"b\"])]`, the retry \
                  options `attempts = 3, wait = \"200ms\", backoff = 2.0, max_wait = \"5s\", \
-                 timeout = \"30s\", retry_if = path`, and `crate = path` when slateflow is renamed",
+                 timeout = \"30s\", retry_if = path, max_retry_after = \"30s\"`, and `crate = \
+                 path` when slateflow is renamed",
             ))
         }
     });
@@ -504,6 +511,10 @@ fn retry_policy(krate: &TokenStream, retry: &RetryOptions, errors: &mut Errors) 
     }
     if let Some(path) = &retry.retry_if {
         policy = quote!(#policy.retry_if(#path));
+    }
+    if let Some((_, limit)) = retry.max_retry_after {
+        let limit = nanos(limit);
+        policy = quote!(#policy.max_retry_after(#limit));
     }
     policy
 }

@@ -363,11 +363,17 @@ impl std::error::Error for MergeConflict {}
 /// fails at once instead of after every attempt.
 ///
 /// ```
+/// use std::time::Duration;
 /// use slateflow::error::ModelError;
 ///
-/// let limited = ModelError::Status { status: 429, message: "slow down".into() };
+/// let limited = ModelError::status(429, "slow down").with_retry_after(Duration::from_secs(2));
 /// assert!(limited.is_retryable());
-/// let refused = ModelError::Status { status: 401, message: "bad key".into() };
+/// assert_eq!(limited.retry_after(), Some(Duration::from_secs(2)));
+/// assert_eq!(
+///     limited.to_string(),
+///     "the model endpoint answered 429: slow down (retryable, after the 2s it asked for)"
+/// );
+/// let refused = ModelError::status(401, "bad key");
 /// assert!(!refused.is_retryable());
 /// assert_eq!(
 ///     refused.to_string(),
@@ -378,12 +384,17 @@ impl std::error::Error for MergeConflict {}
 #[non_exhaustive]
 pub enum ModelError {
     /// The endpoint answered with an HTTP error status. 429 and 5xx are retryable; other 4xx are not.
-    #[error("the model endpoint answered {status}: {message}{}", status_text(*.status))]
+    #[error("the model endpoint answered {status}: {message}{}", status_text(*.status, *.retry_after))]
     Status {
         /// The HTTP status code.
         status: u16,
         /// The error message from the body, or the body itself.
         message: String,
+        /// How long the endpoint asked to be left alone before the next call (its `Retry-After`
+        /// or `retry-after-ms` header), if it said. A [`Retry`](crate::Retry) policy waits at
+        /// least this long before the next attempt, up to its
+        /// [`max_retry_after`](crate::Retry::max_retry_after).
+        retry_after: Option<Duration>,
     },
     /// No answer within the time allowed. Retryable.
     #[error("the model call timed out after {after:?} (retryable)")]
@@ -438,6 +449,33 @@ pub enum ModelError {
 }
 
 impl ModelError {
+    /// An HTTP error status from the endpoint, with its message and no `Retry-After`.
+    pub fn status(status: u16, message: impl Into<String>) -> Self {
+        Self::Status {
+            status,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// The same error, saying the endpoint asked for `wait` before the next call (for a
+    /// [`Status`](ModelError::Status); other errors are returned as they are).
+    #[must_use]
+    pub fn with_retry_after(mut self, wait: Duration) -> Self {
+        if let Self::Status { retry_after, .. } = &mut self {
+            *retry_after = Some(wait);
+        }
+        self
+    }
+
+    /// How long the endpoint asked to be left alone before the next call, if it said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
     /// A failure that another attempt may get past.
     pub fn retryable(message: impl Into<String>) -> Self {
         Self::Failed {
@@ -470,11 +508,11 @@ fn is_retryable_status(status: u16) -> bool {
     status == 429 || status >= 500
 }
 
-fn status_text(status: u16) -> &'static str {
-    if is_retryable_status(status) {
-        " (retryable)"
-    } else {
-        " (not retried: fix the request or the configuration)"
+fn status_text(status: u16, retry_after: Option<Duration>) -> String {
+    match (is_retryable_status(status), retry_after) {
+        (true, Some(wait)) => format!(" (retryable, after the {wait:?} it asked for)"),
+        (true, None) => " (retryable)".into(),
+        (false, _) => " (not retried: fix the request or the configuration)".into(),
     }
 }
 

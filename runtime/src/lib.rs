@@ -195,12 +195,14 @@ macro_rules! prompt {
 ///
 /// Retry options make the body retried and timed out as [`Retry`] does for `exec`:
 /// `#[node(attempts = 3, wait = "200ms", backoff = 2.0, max_wait = "5s", timeout = "30s",
-/// retry_if = path)]`. `attempts` counts every attempt (3 means up to two retries), durations are
-/// written `"200ms"`, `"30s"`, `"2m"`, `backoff` multiplies the wait after each attempt (up to
-/// `max_wait`), `timeout` bounds each attempt (an `async` body is stopped at its next `.await`),
-/// and `retry_if` names a `fn(&NodeError) -> bool` that picks the errors worth another attempt (by
-/// default all of them, except a [`ModelError`] that says it is permanent). The body only reads the
-/// state, so running it again is as safe as retrying `exec`.
+/// retry_if = path, max_retry_after = "30s")]`. `attempts` counts every attempt (3 means up to two
+/// retries), durations are written `"200ms"`, `"30s"`, `"2m"`, `backoff` multiplies the wait after
+/// each attempt (up to `max_wait`), `timeout` bounds each attempt (an `async` body is stopped at its
+/// next `.await`), `retry_if` names a `fn(&NodeError) -> bool` that picks the errors worth another
+/// attempt (by default all of them, except a [`ModelError`] that says it is permanent), and
+/// `max_retry_after` caps the wait an endpoint's `Retry-After` can ask for (a minute by default;
+/// see [`Retry::wait_for`]). The body only reads the state, so running it again is as safe as
+/// retrying `exec`.
 ///
 /// ```
 /// # use serde::{Deserialize, Serialize};

@@ -632,6 +632,12 @@ impl<K: Into<String>, V: Into<Value>> FromIterator<(K, V)> for Params {
 /// 401 from a model endpoint, a reply that does not parse): those fail at once, without waiting
 /// through the attempts that would fail the same way.
 ///
+/// An endpoint that limits its callers says how long to wait (`Retry-After`): when a failed
+/// attempt's error is a [`ModelError`] carrying that wait, the next attempt waits at least as
+/// long, up to [`max_retry_after`](Retry::max_retry_after) (a minute by default), even past
+/// `max_wait`, since an earlier attempt would only be refused again. See
+/// [`wait_for`](Retry::wait_for).
+///
 /// ```
 /// use std::time::Duration;
 /// use slateflow::Retry;
@@ -639,8 +645,8 @@ impl<K: Into<String>, V: Into<Value>> FromIterator<(K, V)> for Params {
 ///
 /// let retry = Retry::attempts(3).wait(Duration::from_millis(200)).backoff(2.0, Duration::from_secs(5));
 /// assert_eq!(retry.wait_after(2), Duration::from_millis(400));
-/// assert!(retry.retries(&ModelError::Status { status: 503, message: "busy".into() }.into()));
-/// assert!(!retry.retries(&ModelError::Status { status: 400, message: "bad".into() }.into()));
+/// assert!(retry.retries(&ModelError::status(503, "busy").into()));
+/// assert!(!retry.retries(&ModelError::status(400, "bad").into()));
 /// ```
 #[derive(Debug, Clone, Copy)]
 pub struct Retry {
@@ -650,7 +656,14 @@ pub struct Retry {
     max_wait: Duration,
     timeout: Option<Duration>,
     predicate: fn(&NodeError) -> bool,
+    /// In whole milliseconds: a `u32` fits beside `max_attempts`, where a `Duration` would make
+    /// every node step's future (which holds its policy) 16 bytes larger.
+    max_retry_after_ms: u32,
 }
+
+/// The longest wait, in milliseconds, an endpoint's `Retry-After` can ask of a [`Retry`] policy
+/// by default: a minute.
+const MAX_RETRY_AFTER_MS: u32 = 60_000;
 
 impl Default for Retry {
     fn default() -> Self {
@@ -661,6 +674,7 @@ impl Default for Retry {
             max_wait: Duration::MAX,
             timeout: None,
             predicate: is_retryable,
+            max_retry_after_ms: MAX_RETRY_AFTER_MS,
         }
     }
 }
@@ -673,6 +687,7 @@ impl PartialEq for Retry {
             && self.max_wait == other.max_wait
             && self.timeout == other.timeout
             && std::ptr::fn_addr_eq(self.predicate, other.predicate)
+            && self.max_retry_after_ms == other.max_retry_after_ms
     }
 }
 
@@ -734,6 +749,24 @@ impl Retry {
         self
     }
 
+    /// The longest wait an endpoint's `Retry-After` may impose between two attempts (a minute by
+    /// default); one that asks for more is cut to this, and [`Duration::ZERO`] ignores it. It is
+    /// kept in whole milliseconds, up to 49 days.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use slateflow::{ModelError, Retry};
+    ///
+    /// let limited = ModelError::status(429, "slow down").with_retry_after(Duration::from_secs(600));
+    /// let retry = Retry::attempts(3).max_retry_after(Duration::from_secs(30));
+    /// assert_eq!(retry.wait_for(1, &limited.into()), Duration::from_secs(30));
+    /// ```
+    #[must_use]
+    pub fn max_retry_after(mut self, limit: Duration) -> Self {
+        self.max_retry_after_ms = u32::try_from(limit.as_millis()).unwrap_or(u32::MAX);
+        self
+    }
+
     /// Whether the policy's predicate calls `error` worth another attempt (attempts left aside).
     pub fn retries(&self, error: &NodeError) -> bool {
         (self.predicate)(error)
@@ -756,7 +789,8 @@ impl Retry {
         self.timeout
     }
 
-    /// The wait after the failed attempt number `attempt` (from 1) and before the next.
+    /// The policy's own wait after the failed attempt number `attempt` (from 1) and before the
+    /// next; [`wait_for`](Retry::wait_for) adds what the error asked for.
     pub fn wait_after(&self, attempt: u32) -> Duration {
         let exponent = i32::try_from(attempt.saturating_sub(1)).unwrap_or(i32::MAX);
         let factor = self.backoff_factor.powi(exponent);
@@ -766,6 +800,32 @@ impl Retry {
         } else {
             Duration::from_secs_f64(wait)
         }
+    }
+
+    /// The wait after the failed attempt number `attempt` (from 1), which failed with `error`,
+    /// and before the next: the policy's [`wait_after`](Retry::wait_after), or longer when
+    /// `error` is a [`ModelError`] whose endpoint asked for a longer wait
+    /// ([`ModelError::retry_after`]), up to [`max_retry_after`](Retry::max_retry_after).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use slateflow::{ModelError, Retry};
+    ///
+    /// let retry = Retry::attempts(3).wait(Duration::from_millis(100));
+    /// let busy = ModelError::status(503, "busy");
+    /// assert_eq!(retry.wait_for(1, &busy.clone().into()), Duration::from_millis(100));
+    /// let asked = busy.with_retry_after(Duration::from_secs(2));
+    /// assert_eq!(retry.wait_for(1, &asked.into()), Duration::from_secs(2));
+    /// ```
+    pub fn wait_for(&self, attempt: u32, error: &NodeError) -> Duration {
+        let own = self.wait_after(attempt);
+        error
+            .downcast_ref::<ModelError>()
+            .and_then(ModelError::retry_after)
+            .map_or(own, |asked| {
+                let limit = Duration::from_millis(self.max_retry_after_ms.into());
+                own.max(asked.min(limit))
+            })
     }
 }
 
@@ -844,7 +904,7 @@ where
         if attempt >= retry.max_attempts() || !(error.is::<TimedOut>() || retry.retries(&error)) {
             return Err((error, attempt));
         }
-        let wait = retry.wait_after(attempt);
+        let wait = retry.wait_for(attempt, &error);
         between(Between::Failed {
             attempt,
             error: &error,

@@ -315,7 +315,7 @@ type Responder = dyn Fn(&ChatRequest) -> Result<ChatResponse, ModelError> + Send
 /// use slateflow::ModelError;
 ///
 /// let model = ScriptedModel::new()
-///     .fail(ModelError::Status { status: 503, message: "overloaded".into() })
+///     .fail(ModelError::status(503, "overloaded"))
 ///     .call_tools(vec![ToolCall::new("c1", "lookup_ip", r#"{"ip": "10.0.0.5"}"#)])
 ///     .reply("10.0.0.5 is on the block list.");
 ///

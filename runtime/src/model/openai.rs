@@ -27,9 +27,11 @@ const QUOTED: usize = 300;
 /// default endpoint; local servers often need none) and `OPENAI_MODEL` (default `gpt-4o-mini`).
 ///
 /// Rate limits (429), server errors (5xx), timeouts and broken connections are retryable
-/// [`ModelError`]s; other 4xx are not. [`stream`](ChatModel::stream) reads server-sent events and
-/// hands each text delta on as it arrives (an [`Agent`](crate::agent::Agent) emits them as
-/// [`TOKEN_EVENT`](super::TOKEN_EVENT) events).
+/// [`ModelError`]s; other 4xx are not. The wait an error answer asks for (its `Retry-After` or
+/// `retry-after-ms` header) is kept on the error, and a node's [`Retry`](crate::Retry) policy
+/// waits at least that long before its next attempt. [`stream`](ChatModel::stream) reads
+/// server-sent events and hands each text delta on as it arrives (an
+/// [`Agent`](crate::agent::Agent) emits them as [`TOKEN_EVENT`](super::TOKEN_EVENT) events).
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -211,6 +213,7 @@ impl OpenAi {
         if status.is_success() {
             return Ok(response);
         }
+        let retry_after = retry_after(response.headers());
         let text = response.text().await.unwrap_or_default();
         let message = serde_json::from_str::<Value>(&text)
             .ok()
@@ -219,6 +222,7 @@ impl OpenAi {
         Err(ModelError::Status {
             status: status.as_u16(),
             message,
+            retry_after,
         })
     }
 
@@ -467,6 +471,26 @@ impl Reply {
             finish_reason: self.finish_reason,
         }
     }
+}
+
+/// How long an error answer asks the client to wait: OpenAI's `retry-after-ms` (milliseconds),
+/// else the standard `Retry-After` in seconds. Its other form, an HTTP date, is not read (the
+/// policy's own wait applies), nor is a value that is not a finite, non-negative number.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let number = |name| {
+        headers
+            .get(name)?
+            .to_str()
+            .ok()?
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|number| number.is_finite() && *number >= 0.0)
+    };
+    number("retry-after-ms")
+        .map(|millis| millis / 1000.0)
+        .or_else(|| number("retry-after"))
+        .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
 }
 
 /// The start of `text`, for an error message.
