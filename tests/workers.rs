@@ -3,10 +3,11 @@
 //! with exactly the state of an uninterrupted run, no step applied twice and no thread lost; a
 //! pause answered from another process is run on by a worker; a worker shutting down gives its
 //! unfinished threads up at once; an idle worker is woken by a submission; a worker runs up to its
-//! concurrency limit at once; a cancelled thread is never run again; a worker set up wrong says
-//! so.
+//! concurrency limit at once; a worker puts back the state's unsaved fields before each run; a
+//! cancelled thread is never run again; a worker set up wrong says so.
 
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -227,11 +228,14 @@ fn is_finished(status: &RunStatus) -> bool {
 }
 
 /// Waits until the status of `thread` is `done`, for at most a minute.
-async fn until<G: slateflow::flow::FlowGraph<Job>>(
-    durable: &Durable<'_, Job, G, PostgresStore>,
+async fn until<S, G>(
+    durable: &Durable<'_, S, G, PostgresStore>,
     thread: &str,
     done: impl Fn(&RunStatus) -> bool,
-) {
+) where
+    S: slateflow::SharedState + Serialize + serde::de::DeserializeOwned + Send + 'static,
+    G: slateflow::flow::FlowGraph<S>,
+{
     let deadline = Instant::now() + Duration::from_secs(60);
     while !done(&durable.status(thread).await.unwrap()) {
         assert!(Instant::now() < deadline, "`{thread}` never got there");
@@ -362,6 +366,73 @@ fn a_worker_runs_up_to_its_concurrency_limit_at_once() {
             .unwrap();
         assert_eq!(report.finished, 6, "{report:?}");
         assert_eq!(MOST.load(Ordering::SeqCst), 2, "two at once, never more");
+    });
+}
+
+/// A state with a field no saved state holds: a handle each worker puts back before a run.
+#[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+struct Call {
+    #[reducer(append)]
+    log: Vec<String>,
+    #[serde(skip)]
+    endpoint: Option<Arc<String>>,
+}
+
+#[node]
+fn call(state: &Call) -> Result<slateflow::Command<Call>, NodeError> {
+    let endpoint = state
+        .endpoint
+        .as_deref()
+        .ok_or("no endpoint: put it back with `Worker::flow_with`")?;
+    Ok(slateflow::Command::new(
+        Call::update().push_log(format!("called {endpoint}")),
+    ))
+}
+
+#[test]
+fn a_worker_puts_back_the_fields_no_saved_state_holds_before_each_run() {
+    let Some(url) = database("restore") else {
+        return;
+    };
+    runtime().block_on(async {
+        let store = PostgresStore::connect(&url).await.unwrap();
+        let calls = flow! { call; };
+        let client = calls.durable(store.clone()).named("calls");
+        // The submitter's endpoint is not saved, so no worker sees it.
+        let submitted = Call {
+            endpoint: Some(Arc::new("the submitter's endpoint".into())),
+            ..Call::default()
+        };
+        client.submit("bare", &submitted).await.unwrap();
+        let report = Worker::new(store.clone())
+            .flow(calls.durable(store.clone()).named("calls"))
+            .run(until(&client, "bare", |status| {
+                matches!(status, RunStatus::Failed { .. })
+            }))
+            .await
+            .unwrap();
+        assert_eq!(report.failed.len(), 1, "{report:?}");
+        assert!(report.failed[0].1.contains("no endpoint"), "{report:?}");
+
+        client.submit("restored", &submitted).await.unwrap();
+        let restores = AtomicU32::new(0);
+        let report = Worker::new(store.clone())
+            .flow_with(
+                calls.durable(store.clone()).named("calls"),
+                |state: &mut Call| {
+                    restores.fetch_add(1, Ordering::SeqCst);
+                    state.endpoint = Some(Arc::new("the worker's endpoint".into()));
+                },
+            )
+            .run(until(&client, "restored", is_finished))
+            .await
+            .unwrap();
+        assert_eq!(report.finished, 1, "{report:?}");
+        assert_eq!(restores.load(Ordering::SeqCst), 1, "once, before the run");
+        assert_eq!(
+            client.state("restored").await.unwrap().log,
+            ["called the worker's endpoint"]
+        );
     });
 }
 

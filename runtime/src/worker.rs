@@ -119,13 +119,71 @@ impl<'f> Worker<'f> {
     /// Runs the threads submitted for this flow: those whose start record names it
     /// ([`Durable::named`]). Interrupts and the observer set on `durable` apply to every run.
     #[must_use]
-    pub fn flow<S, G>(mut self, durable: Durable<'f, S, G, PostgresStore>) -> Self
+    pub fn flow<S, G>(self, durable: Durable<'f, S, G, PostgresStore>) -> Self
     where
         S: SharedState + Serialize + DeserializeOwned + Send + 'static,
         G: FlowGraph<S> + Sync,
         S::Update: Send,
     {
-        self.flows.push(Box::new(durable));
+        self.flow_with(durable, |_: &mut S| {})
+    }
+
+    /// As [`flow`](Self::flow), calling `restore` on each run's state once it is rebuilt from the
+    /// store and before any node runs: the place to put back the fields that are
+    /// `#[serde(skip)]` (a model client, a channel), as [`Durable::resume_with`] does. No saved
+    /// state holds them, so without it a worker's runs see their `Default`, whatever the
+    /// submitted state had.
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use serde::{Deserialize, Serialize};
+    /// use slateflow::checkpoint::PostgresStore;
+    /// use slateflow::worker::Worker;
+    /// use slateflow::{Command, SharedState, flow, node};
+    ///
+    /// /// A client that each worker makes once and shares between its runs.
+    /// #[derive(Debug)]
+    /// struct Crm {
+    ///     url: String,
+    /// }
+    ///
+    /// #[derive(SharedState, Default, Serialize, Deserialize)]
+    /// struct Ticket {
+    ///     text: String,
+    ///     /// Never saved: each worker puts its own back.
+    ///     #[serde(skip)]
+    ///     crm: Option<Arc<Crm>>,
+    /// }
+    ///
+    /// #[node]
+    /// fn reply(ticket: &Ticket) -> Command<Ticket> {
+    ///     let crm = ticket.crm.as_ref().expect("put back by the worker");
+    ///     Command::new(Ticket::update().set_text(format!("logged at {}", crm.url)))
+    /// }
+    ///
+    /// # async fn run(shutdown: impl Future<Output = ()>) -> Result<(), slateflow::Error> {
+    /// let store = PostgresStore::connect("postgres://slateflow@127.0.0.1/runs").await?;
+    /// let support = flow! { reply; };
+    /// let crm = Arc::new(Crm { url: "https://crm.internal".into() });
+    /// let worker = Worker::new(store.clone()).flow_with(
+    ///     support.durable(store.clone()).named("support"),
+    ///     move |ticket: &mut Ticket| ticket.crm = Some(Arc::clone(&crm)),
+    /// );
+    /// worker.run(shutdown).await?;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn flow_with<S, G>(
+        mut self,
+        durable: Durable<'f, S, G, PostgresStore>,
+        restore: impl Fn(&mut S) + Send + Sync + 'f,
+    ) -> Self
+    where
+        S: SharedState + Serialize + DeserializeOwned + Send + 'static,
+        G: FlowGraph<S> + Sync,
+        S::Update: Send,
+    {
+        self.flows.push(Box::new(Restored { durable, restore }));
         self
     }
 
@@ -301,18 +359,25 @@ trait Runs: Send + Sync {
     ) -> Pin<Box<dyn Future<Output = Result<Outcome, Error>> + Send + '_>>;
 }
 
-impl<S, G> Runs for Durable<'_, S, G, PostgresStore>
+/// A durable flow, with what puts back its state's unsaved fields before each run.
+struct Restored<'f, S: SharedState, G, R> {
+    durable: Durable<'f, S, G, PostgresStore>,
+    restore: R,
+}
+
+impl<S, G, R> Runs for Restored<'_, S, G, R>
 where
     S: SharedState + Serialize + DeserializeOwned + Send + 'static,
     G: FlowGraph<S> + Sync,
     S::Update: Send,
+    R: Fn(&mut S) + Send + Sync,
 {
     fn name(&self) -> &str {
-        Durable::name(self)
+        self.durable.name()
     }
 
     fn check(&self) -> Result<(), Error> {
-        self.check_interrupts()
+        self.durable.check_interrupts()
     }
 
     fn run(
@@ -321,7 +386,8 @@ where
     ) -> Pin<Box<dyn Future<Output = Result<Outcome, Error>> + Send + '_>> {
         Box::pin(async move {
             let (_, outcome) = self
-                .resume_claimed(taken.claim, &taken.thread, |_| {})
+                .durable
+                .resume_claimed(taken.claim, &taken.thread, &self.restore)
                 .await?;
             Ok(outcome)
         })
