@@ -474,23 +474,27 @@ impl Reply {
 }
 
 /// How long an error answer asks the client to wait: OpenAI's `retry-after-ms` (milliseconds),
-/// else the standard `Retry-After` in seconds. Its other form, an HTTP date, is not read (the
-/// policy's own wait applies), nor is a value that is not a finite, non-negative number.
+/// else the standard `Retry-After`, in seconds or as an HTTP date (the time until then, zero for
+/// a date past). A value that is neither, or a negative number, says nothing.
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let number = |name| {
-        headers
-            .get(name)?
-            .to_str()
-            .ok()?
-            .trim()
-            .parse::<f64>()
+    let text = |name| Some(headers.get(name)?.to_str().ok()?.trim());
+    // A finite, non-negative number of seconds.
+    let seconds = |text: &str| {
+        text.parse::<f64>()
             .ok()
-            .filter(|number| number.is_finite() && *number >= 0.0)
+            .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
     };
-    number("retry-after-ms")
-        .map(|millis| millis / 1000.0)
-        .or_else(|| number("retry-after"))
-        .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
+    if let Some(thousand_times) = text("retry-after-ms").and_then(seconds) {
+        return Some(thousand_times / 1000);
+    }
+    let text = text("retry-after")?;
+    seconds(text).or_else(|| {
+        let date = httpdate::parse_http_date(text).ok()?;
+        Some(
+            date.duration_since(std::time::SystemTime::now())
+                .unwrap_or_default(),
+        )
+    })
 }
 
 /// The start of `text`, for an error message.
