@@ -325,6 +325,16 @@ async fn streamed_tool_calls_are_put_together_from_their_pieces() {
     );
 }
 
+/// The errors of a plain call and of a streamed one, each answered with `recorded`.
+async fn errors_of(recorded: Recorded) -> [ModelError; 2] {
+    let server = Server::start(vec![recorded.clone(), recorded]).await;
+    let client = server.client();
+    [
+        client.chat(&ask("Hi")).await.unwrap_err(),
+        client.stream(&ask("Hi"), &|_| {}).await.unwrap_err(),
+    ]
+}
+
 #[tokio::test]
 async fn error_statuses_say_whether_to_retry() {
     let cases = [
@@ -359,14 +369,7 @@ async fn error_statuses_say_whether_to_retry() {
         ),
     ];
     for (recorded, retryable, text) in cases {
-        let server = Server::start(vec![recorded.clone(), recorded]).await;
-        for streaming in [false, true] {
-            let client = server.client();
-            let error = if streaming {
-                client.stream(&ask("Hi"), &|_| {}).await.unwrap_err()
-            } else {
-                client.chat(&ask("Hi")).await.unwrap_err()
-            };
+        for error in errors_of(recorded).await {
             assert_eq!(error.is_retryable(), retryable, "{error}");
             assert!(error.to_string().contains(text), "{error}");
         }
@@ -405,14 +408,7 @@ async fn the_wait_an_error_answer_asks_for_is_read_from_its_headers() {
     for (headers, expected) in cases {
         let recorded =
             Recorded::json(429, r#"{"error": {"message": "slow down"}}"#).with_headers(headers);
-        let server = Server::start(vec![recorded.clone(), recorded]).await;
-        for streaming in [false, true] {
-            let client = server.client();
-            let error = if streaming {
-                client.stream(&ask("Hi"), &|_| {}).await.unwrap_err()
-            } else {
-                client.chat(&ask("Hi")).await.unwrap_err()
-            };
+        for error in errors_of(recorded).await {
             let read = error.retry_after();
             if *headers == [("retry-after", ahead.as_str())] {
                 // Dates are whole seconds, and the test's own time passes meanwhile: at most
