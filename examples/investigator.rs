@@ -12,11 +12,11 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use slateflow::agent::Agent;
+use slateflow::agent::message::{Histories, Message, ToolCall};
+use slateflow::agent::model::{ChatModel, ChatRequest, ChatResponse, OpenAi, ScriptedModel};
+use slateflow::agent::template::Prompt;
+use slateflow::agent::tool::{Toolbox, from_fn};
 use slateflow::event::{self, Event};
-use slateflow::message::{Histories, Message, ToolCall};
-use slateflow::model::{ChatModel, ChatRequest, ChatResponse, OpenAi, ScriptedModel};
-use slateflow::template::Prompt;
-use slateflow::tool::{Toolbox, tool_fn};
 use slateflow::{Command, Context, Node, NodeError, Retry, SharedState, flow, node, prompt};
 
 /// The shared state: named fields the agents fill in, the global conversation, and one history
@@ -124,7 +124,7 @@ fn tools() -> Toolbox {
     struct Ip {
         ip: String,
     }
-    Toolbox::new().with(tool_fn(
+    Toolbox::new().with(from_fn(
         "lookup_ip",
         "Reputation and recent activity of an IP address",
         json!({

@@ -117,12 +117,10 @@ async fn show(mut events: event::EventStream) {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let summarise = Batch::concurrent(
-        Summarise {
-            failed_once: AtomicBool::new(false),
-        },
-        8,
-    );
+    let summarise = Batch::items(Summarise {
+        failed_once: AtomicBool::new(false),
+    })
+    .concurrent(8);
     let digest_flow = flow! { summarise >> judge; };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()

@@ -6,16 +6,15 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use slateflow::agent::ModelError;
+use slateflow::agent::message::{Histories, Message, Messages, ToolCall};
+use slateflow::agent::model::{ChatResponse, ScriptedModel};
+use slateflow::agent::tool::{Toolbox, from_fn};
 use slateflow::agent::{Agent, Conversation};
 use slateflow::checkpoint::MemoryStore;
 use slateflow::durable::Outcome;
 use slateflow::event::Event;
-use slateflow::message::{Histories, Message, Messages, ToolCall};
-use slateflow::model::{ChatResponse, ScriptedModel};
-use slateflow::tool::{Toolbox, tool_fn};
-use slateflow::{
-    Command, Context, Error, ModelError, NodeError, Retry, SharedState, flow, node, prompt,
-};
+use slateflow::{Command, Context, Error, NodeError, Retry, SharedState, flow, node, prompt};
 
 #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
 struct Triage {
@@ -63,6 +62,8 @@ fn alert() -> Triage {
 #[allow(dead_code)]
 mod support {
     pub(crate) mod events;
+    #[allow(dead_code)]
+    pub(crate) mod runs;
 }
 
 use support::events::Recorder;
@@ -188,7 +189,7 @@ fn lookup_tools(calls: Arc<Mutex<Vec<String>>>) -> Toolbox {
     struct Ip {
         ip: String,
     }
-    Toolbox::new().with(tool_fn(
+    Toolbox::new().with(from_fn(
         "lookup_ip",
         "Reputation of an IP address",
         json!({"type": "object", "properties": {"ip": {"type": "string"}}, "required": ["ip"]}),
@@ -313,7 +314,7 @@ fn the_tool_rounds_run_out_with_a_warning_and_a_model_that_ignores_it_fails_the_
         .tools(lookup_tools(Arc::default()))
         .max_tool_rounds(2);
     let mut state = alert();
-    slateflow::run_node_blocking(&agent, &mut state).unwrap();
+    support::runs::alone_blocking(&agent, &mut state).unwrap();
     let requests = model.requests();
     assert_eq!(requests.len(), 3);
     assert!(
@@ -334,7 +335,7 @@ fn the_tool_rounds_run_out_with_a_warning_and_a_model_that_ignores_it_fails_the_
         .tools(lookup_tools(Arc::default()))
         .max_tool_rounds(1);
     let mut state = alert();
-    let error = slateflow::run_node_blocking(&agent, &mut state).unwrap_err();
+    let error = support::runs::alone_blocking(&agent, &mut state).unwrap_err();
     assert!(
         error
             .to_string()
@@ -367,7 +368,7 @@ fn an_agent_retries_model_calls_that_may_succeed_and_no_others() {
             .reply("never"),
     );
     let agent = Agent::new(refused.clone()).retry(Retry::attempts(3));
-    let error = slateflow::run_node_blocking(&agent, &mut alert()).unwrap_err();
+    let error = support::runs::alone_blocking(&agent, &mut alert()).unwrap_err();
     assert_eq!(refused.requests().len(), 1, "a 401 is not retried");
     assert!(
         error.to_string().contains("answered 401: bad key"),
@@ -541,7 +542,10 @@ fn a_function_node_retries_its_body_under_its_policy() {
     }
     assert_eq!(
         slateflow::Node::<Chat>::retry(&flaky),
-        Retry::attempts(3).wait(Duration::from_millis(1))
+        Retry::attempts(3)
+            .wait(Duration::from_millis(1))
+            .hints::<ModelError>(),
+        "the function's error type gives its hints"
     );
     let flow = flow! { flaky; };
     let retries = Mutex::new(Vec::new());
@@ -579,6 +583,7 @@ fn a_function_node_caps_the_wait_an_endpoint_asks_for_at_its_max_retry_after() {
         Retry::attempts(2)
             .wait(Duration::from_millis(10))
             .max_retry_after(Duration::from_secs(2))
+            .hints::<ModelError>()
     );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -588,7 +593,7 @@ fn a_function_node_caps_the_wait_an_endpoint_asks_for_at_its_max_retry_after() {
     let mut chat = Chat::default();
     let elapsed = runtime.block_on(async {
         let started = tokio::time::Instant::now();
-        slateflow::run_node(&limited, &mut chat).await.unwrap();
+        support::runs::alone(&limited, &mut chat).await.unwrap();
         started.elapsed()
     });
     assert_eq!(chat.tries, 2);
@@ -607,7 +612,7 @@ fn a_function_node_fails_at_once_on_an_error_that_is_not_retryable() {
         *CALLS.lock().unwrap() += 1;
         Err(ModelError::status(400, "bad request"))
     }
-    let error = slateflow::run_node_blocking(&refused, &mut Chat::default()).unwrap_err();
+    let error = support::runs::alone_blocking(&refused, &mut Chat::default()).unwrap_err();
     assert_eq!(*CALLS.lock().unwrap(), 1, "a 400 is not retried");
     assert!(
         matches!(error, Error::NodeFailed { attempts: 1, .. }),
@@ -630,7 +635,7 @@ fn a_function_node_retries_what_its_predicate_chooses() {
         }
         Err("a parse error".into())
     }
-    let error = slateflow::run_node_blocking(&picky, &mut Chat::default()).unwrap_err();
+    let error = support::runs::alone_blocking(&picky, &mut Chat::default()).unwrap_err();
     assert_eq!(*CALLS.lock().unwrap(), 3);
     assert!(
         matches!(error, Error::NodeFailed { attempts: 3, .. }),
@@ -658,9 +663,7 @@ async fn a_function_node_times_out_each_attempt() {
         tokio::time::sleep(Duration::from_secs(60)).await;
         Command::default()
     }
-    let error = slateflow::run_node(&slow, &mut Chat::default())
-        .await
-        .unwrap_err();
+    let error = flow! { slow; }.run(&mut Chat::default()).await.unwrap_err();
     match error {
         Error::Timeout {
             node,

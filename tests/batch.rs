@@ -8,10 +8,15 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use slateflow::batch::{Batch, BatchFlow, BatchNode, BatchPlan, BatchRun, ItemFailed, plan};
+use slateflow::batch::{self, Batch, BatchNode, BatchPlan, BatchRun, ItemFailed};
 use slateflow::{
     Command, Context, Error, NodeError, Params, Phase, Retry, SharedState, flow, node,
 };
+
+mod support {
+    #[allow(dead_code)]
+    pub(crate) mod runs;
+}
 
 #[derive(SharedState, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 struct Docs {
@@ -98,47 +103,47 @@ fn docs(inputs: &[i64]) -> Docs {
 
 #[test]
 fn a_sequential_batch_keeps_input_order_and_falls_back_per_item() {
-    let batch = Batch::sequential(Times10 {
+    let batch = Batch::items(Times10 {
         fallback: true,
         ..Times10::default()
     });
     let mut state = docs(&[1, -2, 3]);
     paused_runtime()
-        .block_on(slateflow::run_node(&batch, &mut state))
+        .block_on(support::runs::alone(&batch, &mut state))
         .unwrap();
     assert_eq!(
         state.outputs,
         [10, -1, 30],
         "PocketFlow's [1, fallback(2), 3]"
     );
-    assert_eq!(batch.inner().most_in_flight.load(Ordering::SeqCst), 1);
+    assert_eq!(batch.node().most_in_flight.load(Ordering::SeqCst), 1);
 }
 
 #[test]
 fn a_concurrent_batch_keeps_input_order_within_its_limit() {
-    let batch = Batch::concurrent(Times10::default(), 3);
+    let batch = Batch::items(Times10::default()).concurrent(3);
     let inputs: Vec<i64> = (1..=10).collect();
     let mut state = docs(&inputs);
     paused_runtime()
-        .block_on(slateflow::run_node(&batch, &mut state))
+        .block_on(support::runs::alone(&batch, &mut state))
         .unwrap();
     // Later items are faster, so they finished first; the outputs are still in input order.
     let expected: Vec<i64> = inputs.iter().map(|item| item * 10).collect();
     assert_eq!(state.outputs, expected);
-    assert_eq!(batch.inner().most_in_flight.load(Ordering::SeqCst), 3);
-    assert_eq!(batch.concurrency(), 3);
+    assert_eq!(batch.node().most_in_flight.load(Ordering::SeqCst), 3);
+    assert_eq!(batch.limit(), 3);
 }
 
 #[test]
 fn an_empty_batch_reaches_post_with_nothing() {
     for batch in [
-        Batch::sequential(Times10::default()),
-        Batch::concurrent(Times10::default(), 4),
+        Batch::items(Times10::default()),
+        Batch::items(Times10::default()).concurrent(4),
     ] {
         let mut state = docs(&[]);
-        slateflow::run_node_blocking(&batch, &mut state).unwrap();
+        support::runs::alone_blocking(&batch, &mut state).unwrap();
         assert!(state.outputs.is_empty());
-        assert_eq!(batch.inner().attempts.load(Ordering::SeqCst), 0);
+        assert_eq!(batch.node().attempts.load(Ordering::SeqCst), 0);
     }
 }
 
@@ -187,19 +192,19 @@ impl BatchNode<Docs> for Flaky {
 
 #[test]
 fn retries_count_for_each_item_on_its_own() {
-    let batch = Batch::concurrent(Flaky::default(), 8);
+    let batch = Batch::items(Flaky::default()).concurrent(8);
     let mut state = docs(&[4, 5, 6]);
     paused_runtime()
-        .block_on(slateflow::run_node(&batch, &mut state))
+        .block_on(support::runs::alone(&batch, &mut state))
         .unwrap();
     assert_eq!(state.outputs, [4, 5, 6]);
-    let attempts = batch.inner().attempts.lock().unwrap().clone();
+    let attempts = batch.node().attempts.lock().unwrap().clone();
     assert!(attempts.values().all(|&count| count == 3), "{attempts:?}");
 }
 
 #[test]
 fn a_retried_item_is_reported_as_a_retry_not_as_a_new_attempt_of_its_node() {
-    let batch = Batch::sequential(Flaky::default());
+    let batch = Batch::items(Flaky::default());
     let flow = flow! { batch; };
     let events = std::sync::Mutex::new(Vec::new());
     let observer = slateflow::event::from_fn(|event: &slateflow::Event<'_>| {
@@ -223,13 +228,13 @@ fn a_retried_item_is_reported_as_a_retry_not_as_a_new_attempt_of_its_node() {
 
 #[test]
 fn a_failing_item_fails_the_batch_names_the_item_and_cancels_the_rest() {
-    let batch = Batch::concurrent(Times10::default(), 2);
+    let batch = Batch::items(Times10::default()).concurrent(2);
     // Item 1 (-90) fails after 10 ms; item 0 (1) would take 99 ms and is cancelled; items 2 and 3
     // never start.
     let mut state = docs(&[1, -90, 2, 3]);
     let runtime = paused_runtime();
     let error = runtime
-        .block_on(slateflow::run_node(&batch, &mut state))
+        .block_on(support::runs::alone(&batch, &mut state))
         .unwrap_err();
     let Error::NodeFailed {
         phase: Phase::Exec,
@@ -246,7 +251,7 @@ fn a_failing_item_fails_the_batch_names_the_item_and_cancels_the_rest() {
         error.to_string().contains("item 1 of the batch failed"),
         "{error}"
     );
-    assert_eq!(batch.inner().attempts.load(Ordering::SeqCst), 2);
+    assert_eq!(batch.node().attempts.load(Ordering::SeqCst), 2);
     assert!(state.outputs.is_empty(), "nothing of the step applied");
 }
 
@@ -265,13 +270,13 @@ fn leaf(_: &Docs, context: &Context<'_>) -> Command<Docs> {
 #[test]
 fn a_batch_flow_runs_once_per_item_with_the_item_winning_over_the_flow_params() {
     let sub = flow! { leaf; };
-    let items = plan(|_: &Docs| {
+    let items = batch::from_fn(|_: &Docs| {
         vec![
             Params::new().with("k", 1),
             Params::new().with("k", 2).with("fp", "over"),
         ]
     });
-    let batch = BatchFlow::new(sub, items);
+    let batch = Batch::flow(sub, items);
     let outer = flow! { batch; }.with_params(Params::new().with("fp", "flow").with("k", 0));
     let mut state = Docs::default();
     outer.run_blocking(&mut state).unwrap();
@@ -339,7 +344,7 @@ fn after_odd(_: &Docs) -> Command<Docs> {
 #[test]
 fn a_sequential_batch_flow_runs_in_place_and_hands_every_action_to_post() {
     let sub = flow! { parity; };
-    let batch = BatchFlow::new(sub, PerInput);
+    let batch = Batch::flow(sub, PerInput);
     let outer = flow! { batch - "had_odd" >> after_odd; };
     let mut state = docs(&[2, 3, 4]);
     paused_runtime().block_on(outer.run(&mut state)).unwrap();
@@ -351,7 +356,7 @@ fn a_sequential_batch_flow_runs_in_place_and_hands_every_action_to_post() {
 #[test]
 fn a_concurrent_batch_flow_runs_on_copies_and_merges_back_in_item_order() {
     let sub = flow! { parity; };
-    let batch = BatchFlow::new(sub, PerInput).concurrent(10);
+    let batch = Batch::flow(sub, PerInput).concurrent(10);
     let outer = flow! { batch - "had_odd" >> after_odd; };
     let mut state = docs(&[2, 3, 4]);
     paused_runtime().block_on(outer.run(&mut state)).unwrap();
@@ -365,17 +370,17 @@ fn a_concurrent_batch_flow_runs_on_copies_and_merges_back_in_item_order() {
 #[test]
 fn nested_batch_flows_accumulate_params_level_by_level() {
     let sub = flow! { leaf; };
-    let inner = BatchFlow::new(
+    let inner = Batch::flow(
         sub,
-        plan(|_: &Docs| vec![Params::new().with("b", "x"), Params::new().with("b", "y")]),
+        batch::from_fn(|_: &Docs| vec![Params::new().with("b", "x"), Params::new().with("b", "y")]),
     );
-    let outer = BatchFlow::new(
+    let outer = Batch::flow(
         inner,
-        plan(|_: &Docs| vec![Params::new().with("a", 1), Params::new().with("a", 2)]),
+        batch::from_fn(|_: &Docs| vec![Params::new().with("a", 1), Params::new().with("a", 2)]),
     )
     .concurrent(2);
     let mut state = Docs::default();
-    slateflow::run_node_blocking(&outer, &mut state).unwrap();
+    support::runs::alone_blocking(&outer, &mut state).unwrap();
     assert_eq!(
         state.seen,
         [
@@ -408,7 +413,7 @@ static FINISHED: AtomicBool = AtomicBool::new(false);
 #[test]
 fn a_failing_run_of_a_concurrent_batch_flow_cancels_the_others_and_applies_nothing() {
     let sub = flow! { fail_on_three; };
-    let batch = Arc::new(BatchFlow::new(sub, PerInput).concurrent(4));
+    let batch = Arc::new(Batch::flow(sub, PerInput).concurrent(4));
     let outer = flow! { batch; };
     let mut state = docs(&[2, 3, 4]);
     let runtime = paused_runtime();

@@ -504,19 +504,19 @@ fn fields_that_are_not_saved_are_restored_by_the_caller_on_resume() {
     let error = block_on(durable.resume(test)).unwrap_err();
     assert!(error.to_string().contains("no client"), "{error}");
     // The caller puts it back before any node runs.
-    let (state, outcome) = block_on(durable.resume_with(test, |state| {
+    let restoring = durable.restore(|state: &mut WithClient| {
         state.client = Some(std::sync::Arc::new("model-endpoint".into()));
-    }))
-    .unwrap();
+    });
+    let (state, outcome) = block_on(restoring.resume(test)).unwrap();
     assert_eq!(outcome, Outcome::Finished("default".into()));
     assert_eq!(state.log, ["prepared", "called model-endpoint"]);
 }
 
 #[test]
 fn a_batch_flow_is_saved_as_one_step_and_runs_again_whole_after_a_failure() {
-    use slateflow::batch::{BatchFlow, plan};
+    use slateflow::batch::{self, Batch};
     let test = "batch";
-    let items = plan(|_: &Ledger| {
+    let items = batch::from_fn(|_: &Ledger| {
         (1..=3)
             .map(|item| {
                 slateflow::Params::new()
@@ -526,7 +526,7 @@ fn a_batch_flow_is_saved_as_one_step_and_runs_again_whole_after_a_failure() {
             .collect()
     });
     let per_item = flow! { b >> c; };
-    let batch = BatchFlow::new(per_item, items);
+    let batch = Batch::flow(per_item, items);
     let flow = flow! { a >> batch >> d; }.with_params(params(test));
     let durable = flow.durable(MemoryStore::new());
     fail(test, "d");
@@ -565,9 +565,9 @@ fn a_batch_flow_is_saved_as_one_step_and_runs_again_whole_after_a_failure() {
 
 #[test]
 fn a_failure_inside_a_batch_flow_resumes_from_before_the_batch() {
-    use slateflow::batch::{BatchFlow, plan};
+    use slateflow::batch::{self, Batch};
     let test = "inside";
-    let items = plan(|_: &Ledger| {
+    let items = batch::from_fn(|_: &Ledger| {
         (1..=3)
             .map(|item| {
                 slateflow::Params::new()
@@ -577,7 +577,7 @@ fn a_failure_inside_a_batch_flow_resumes_from_before_the_batch() {
             .collect()
     });
     let per_item = flow! { b >> c; };
-    let batch = BatchFlow::new(per_item, items);
+    let batch = Batch::flow(per_item, items);
     let flow = flow! { a >> batch >> d; }.with_params(params(test));
     let durable = flow.durable(MemoryStore::new());
     fail(test, "c");

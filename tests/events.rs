@@ -6,13 +6,11 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use slateflow::batch::{Batch, BatchFlow, BatchNode, plan};
+use slateflow::batch::{self, Batch, BatchNode};
 use slateflow::checkpoint::MemoryStore;
 use slateflow::durable::Outcome;
 use slateflow::event;
-use slateflow::{
-    Command, Context, Emitter, Node, NodeError, Params, Retry, SharedState, flow, node,
-};
+use slateflow::{Command, Context, Node, NodeError, Params, Retry, SharedState, flow, node};
 
 #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
 struct Ticket {
@@ -279,7 +277,7 @@ impl Node<Ticket> for Flaky {
         unreachable!("the run calls `exec_with`")
     }
 
-    async fn exec_with(&self, (): &(), emitter: &Emitter<'_>) -> Result<String, NodeError> {
+    async fn exec_with(&self, (): &(), context: &Context<'_>) -> Result<String, NodeError> {
         let call = {
             let mut calls = self.calls.lock().unwrap();
             *calls += 1;
@@ -290,7 +288,7 @@ impl Node<Ticket> for Flaky {
         }
         let mut text = String::new();
         for token in ["Hel", "lo"] {
-            emitter.emit("token", &json!(token));
+            context.emit("token", &json!(token));
             text.push_str(token);
         }
         Ok(text)
@@ -397,7 +395,7 @@ impl BatchNode<Ticket> for Doubler {
 
 #[tokio::test(start_paused = true)]
 async fn batch_items_report_progress() {
-    let doubler = Batch::concurrent(Doubler, 5);
+    let doubler = Batch::items(Doubler).concurrent(5);
     let flow = flow! { doubler; };
     let recorder = Recorder::default();
     let mut ticket = Ticket::default();
@@ -426,8 +424,8 @@ fn slow(_: &Ticket) -> Command<Ticket> {
 
 #[tokio::test]
 async fn a_batch_flow_reports_how_long_its_whole_step_took() {
-    let runs = plan(|_: &Ticket| vec![Params::new(), Params::new()]);
-    let batch = BatchFlow::new(flow! { slow; }, runs);
+    let runs = batch::from_fn(|_: &Ticket| vec![Params::new(), Params::new()]);
+    let batch = Batch::flow(flow! { slow; }, runs);
     let flow = flow! { batch; };
     let durations = Mutex::new(Vec::new());
     let observer = event::from_fn(|event| {
@@ -485,9 +483,9 @@ async fn durable_runs_report_saved_steps_and_pauses() {
     let flow = flow! { route >> handle >> finish; };
     let recorder = Recorder::default();
     let durable = flow
+        .observe(recorder.clone())
         .durable(MemoryStore::new())
-        .interrupt_before(&["finish"])
-        .observe(recorder.clone());
+        .interrupt_before(&["finish"]);
     let mut ticket = Ticket::default();
     let outcome = durable.start("t", &mut ticket).await.unwrap();
     assert!(matches!(outcome, Outcome::Paused(_)));
@@ -542,7 +540,7 @@ fn confirm(ticket: &Ticket) -> Command<Ticket> {
 async fn a_question_is_reported_with_its_key_and_payload() {
     let flow = flow! { route >> confirm >> finish; };
     let recorder = Recorder::default();
-    let durable = flow.durable(MemoryStore::new()).observe(recorder.clone());
+    let durable = flow.observe(recorder.clone()).durable(MemoryStore::new());
     let mut ticket = Ticket {
         text: "hello".into(),
         ..Ticket::default()
@@ -685,8 +683,8 @@ fn the_tracing_observer_makes_a_span_per_run_and_per_step() {
         .unwrap();
     tracing::subscriber::with_default(spans, || {
         let durable = flow
-            .durable(MemoryStore::new())
-            .observe(event::TracingObserver::new());
+            .observe(event::TracingObserver::new())
+            .durable(MemoryStore::new());
         runtime
             .block_on(durable.start("ticket-7", &mut Ticket::default()))
             .unwrap();

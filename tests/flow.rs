@@ -14,6 +14,11 @@ use slateflow::{
     Command, Context, Error, Node, NodeError, Params, Phase, Retry, SharedState, flow, node,
 };
 
+mod support {
+    #[allow(dead_code)]
+    pub(crate) mod runs;
+}
+
 #[derive(SharedState, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 struct Trace {
     /// Which nodes ran, in order.
@@ -195,7 +200,7 @@ mod running {
             ..Trace::default()
         };
         assert_eq!(
-            slateflow::run_node_blocking(&route, &mut trace).unwrap(),
+            support::runs::alone_blocking(&route, &mut trace).unwrap(),
             "intrusion"
         );
         assert_eq!(trace.visited, ["route"]);
@@ -372,7 +377,7 @@ mod nesting {
     fn a_flow_is_not_run_through_prep() {
         let inner = flow! { first; };
         let mut trace = Trace::default();
-        let error = slateflow::run_node_blocking(&inner, &mut trace);
+        let error = support::runs::alone_blocking(&inner, &mut trace);
         assert!(error.is_ok(), "running a flow as a node runs its graph");
         assert_eq!(trace.visited, ["first"]);
     }
@@ -399,21 +404,20 @@ mod params {
     }
 
     #[test]
-    fn run_with_params_replaces_the_flows_own() {
-        let flow = flow! { read_model; }.with_params(Params::new().with("model", "own"));
+    fn params_set_again_replace_the_earlier_ones() {
+        let flow = flow! { read_model; }
+            .with_params(Params::new().with("model", "own"))
+            .with_params(Params::new().with("model", "given"));
         let mut trace = Trace::default();
-        let runtime = paused_runtime();
-        runtime
-            .block_on(flow.run_with_params(&mut trace, Params::new().with("model", "given")))
-            .unwrap();
+        flow.run_blocking(&mut trace).unwrap();
         assert_eq!(trace.visited, ["read_model:given"]);
-        assert_eq!(flow.params().get_str("model"), Some("own"));
+        assert_eq!(flow.params().get_str("model"), Some("given"));
     }
 
     #[test]
     fn a_node_run_alone_sees_no_params() {
         let mut trace = Trace::default();
-        slateflow::run_node_blocking(&read_model, &mut trace).unwrap();
+        flow! { read_model; }.run_blocking(&mut trace).unwrap();
         assert_eq!(trace.visited, ["read_model:none"]);
     }
 }
@@ -490,11 +494,11 @@ impl Node<Trace> for Flaky {
 mod retries {
     use super::*;
 
-    fn run_alone(node: &Flaky, trace: &mut Trace) -> (Result<&'static str, Error>, Duration) {
+    fn run_alone(flaky: &Flaky, trace: &mut Trace) -> (Result<&'static str, Error>, Duration) {
         let runtime = paused_runtime();
         runtime.block_on(async {
             let start = tokio::time::Instant::now();
-            let result = slateflow::run_node(node, trace).await;
+            let result = flow! { flaky; }.run(trace).await;
             (result, start.elapsed())
         })
     }
@@ -531,7 +535,7 @@ mod retries {
         ));
         assert_eq!(
             error.to_string(),
-            "node `Flaky` failed in `exec` at step 1 after 2 attempts: attempt 2 failed"
+            "node `flaky` failed in `exec` at step 1 after 2 attempts: attempt 2 failed"
         );
         assert_eq!(
             std::error::Error::source(&error).unwrap().to_string(),
@@ -623,7 +627,7 @@ mod retries {
                 in_prep,
                 calls: AtomicU32::new(0),
             };
-            let error = slateflow::run_node_blocking(&node, &mut Trace::default()).unwrap_err();
+            let error = support::runs::alone_blocking(&node, &mut Trace::default()).unwrap_err();
             assert!(
                 matches!(error, Error::NodeFailed { phase: p, attempts: 1, .. } if p == phase),
                 "{error}"
@@ -652,7 +656,7 @@ mod retries {
         assert!(
             error
                 .to_string()
-                .starts_with("node `Flaky` timed out at step 1")
+                .starts_with("node `flaky` timed out at step 1")
         );
         assert_eq!(elapsed, Duration::from_millis(20));
     }
@@ -689,7 +693,7 @@ mod retries {
         let node = SlowOnce(AtomicU32::new(0));
         let mut trace = Trace::default();
         paused_runtime()
-            .block_on(slateflow::run_node(&node, &mut trace))
+            .block_on(support::runs::alone(&node, &mut trace))
             .unwrap();
         assert_eq!(trace.count, 1);
     }
@@ -765,7 +769,7 @@ mod failures {
         );
         assert_eq!(trace.visited, ["first", "second"]);
         let mut trace = Trace::default();
-        let error = slateflow::run_node_blocking(&panics_in_prep, &mut trace).unwrap_err();
+        let error = support::runs::alone_blocking(&panics_in_prep, &mut trace).unwrap_err();
         assert!(matches!(error, Error::Panic { step: 1, .. }), "{error}");
     }
 
@@ -791,7 +795,7 @@ mod failures {
     #[test]
     fn a_panic_in_a_reducer_is_reported_in_apply_and_says_the_update_may_be_partial() {
         let mut ledger = Ledger::default();
-        let error = slateflow::run_node_blocking(&refund, &mut ledger).unwrap_err();
+        let error = support::runs::alone_blocking(&refund, &mut ledger).unwrap_err();
         assert!(
             matches!(
                 error,

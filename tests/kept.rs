@@ -6,7 +6,7 @@
 //! what was kept; a kept outcome is never reused for a later step.
 
 use serde::{Deserialize, Serialize};
-use slateflow::batch::{Batch, BatchFlow, BatchNode, plan};
+use slateflow::batch::{self, Batch, BatchNode};
 use slateflow::checkpoint::{FileStore, MemoryStore, RecordKind};
 use slateflow::durable::Outcome;
 use slateflow::{Command, Context, NodeError, Params, SharedState, flow, node};
@@ -180,7 +180,7 @@ fn a_kept_branch_is_not_reused_when_the_fork_runs_again_later() {
 }
 
 fn three_items(test: &'static str) -> impl slateflow::batch::BatchPlan<Tally> {
-    plan(move |_: &Tally| {
+    batch::from_fn(move |_: &Tally| {
         (1..=3)
             .map(|item| Params::new().with("test", test).with("item", item))
             .collect()
@@ -190,7 +190,7 @@ fn three_items(test: &'static str) -> impl slateflow::batch::BatchPlan<Tally> {
 #[test]
 fn a_failed_sequential_batch_flow_resumes_with_the_runs_that_did_not_finish() {
     let test = "sequential";
-    let batch = BatchFlow::new(flow! { b >> c; }, three_items(test));
+    let batch = Batch::flow(flow! { b >> c; }, three_items(test));
     let flow = flow! { a >> batch >> d; }.with_params(test_params(test));
     let durable = flow.durable(MemoryStore::new());
     fail("sequential/c#2");
@@ -214,7 +214,7 @@ fn a_failed_sequential_batch_flow_resumes_with_the_runs_that_did_not_finish() {
     );
     assert_eq!(resumed.count, 1 + 6 + 1, "every part applied once");
     let mut plain = Tally::default();
-    let batch = BatchFlow::new(flow! { b >> c; }, three_items("plain-sequential"));
+    let batch = Batch::flow(flow! { b >> c; }, three_items("plain-sequential"));
     block_on(
         flow! { a >> batch >> d; }
             .with_params(test_params("plain-sequential"))
@@ -227,7 +227,7 @@ fn a_failed_sequential_batch_flow_resumes_with_the_runs_that_did_not_finish() {
 #[test]
 fn a_failed_concurrent_batch_flow_resumes_with_the_runs_that_did_not_finish() {
     let test = "concurrent";
-    let batch = BatchFlow::new(flow! { b >> c; }, three_items(test)).concurrent(3);
+    let batch = Batch::flow(flow! { b >> c; }, three_items(test)).concurrent(3);
     let flow = flow! { a >> batch >> d; }.with_params(test_params(test));
     let durable = flow.durable(MemoryStore::new());
     fail("concurrent/c#3");
@@ -313,8 +313,8 @@ impl BatchNode<Tally> for Calls {
 #[test]
 fn a_failed_kept_batch_resumes_calling_only_the_items_that_did_not_finish() {
     for (test, calls) in [
-        ("items-sequential", Batch::sequential(Calls).kept()),
-        ("items-concurrent", Batch::concurrent(Calls, 4).kept()),
+        ("items-sequential", Batch::items(Calls).kept()),
+        ("items-concurrent", Batch::items(Calls).concurrent(4).kept()),
     ] {
         let flow = flow! { a >> calls >> d; }.with_params(test_params(test));
         let root =
@@ -361,7 +361,7 @@ fn a_failed_kept_batch_resumes_calling_only_the_items_that_did_not_finish() {
 #[test]
 fn a_kept_output_is_not_used_for_an_item_that_changed() {
     let test = "items-changed";
-    let calls = Batch::sequential(Calls).kept();
+    let calls = Batch::items(Calls).kept();
     let flow = flow! { calls; }.with_params(test_params(test));
     let durable = flow.durable(MemoryStore::new());
     fail("items-changed/call#z");
@@ -386,8 +386,8 @@ fn a_kept_batch_inside_a_batch_flow_keeps_nothing_of_its_own() {
     // Its items are keyed by index within one run of the batch flow; the batch flow keeps whole
     // runs instead.
     let test = "items-nested";
-    let calls = Batch::sequential(Calls).kept();
-    let batch = BatchFlow::new(flow! { calls; }, three_items(test));
+    let calls = Batch::items(Calls).kept();
+    let batch = Batch::flow(flow! { calls; }, three_items(test));
     let flow = flow! { batch; }.with_params(test_params(test));
     let durable = flow.durable(MemoryStore::new());
     let (_, outcome) = {

@@ -16,10 +16,11 @@ use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use slateflow::agent::Agent;
+use slateflow::agent::ModelError;
+use slateflow::agent::message::{Histories, Message, ToolCall};
+use slateflow::agent::model::{ChatModel, ChatRequest, OpenAi, ToolSpec};
 use slateflow::event::Event;
-use slateflow::message::{Histories, Message, ToolCall};
-use slateflow::model::{ChatModel, ChatRequest, OpenAi, ToolSpec};
-use slateflow::{ModelError, SharedState, flow};
+use slateflow::{SharedState, flow};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 

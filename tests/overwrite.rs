@@ -4,10 +4,10 @@
 //! and durable replay.
 
 use serde::{Deserialize, Serialize};
-use slateflow::batch::BatchFlow;
+use slateflow::agent::message::{Message, Messages};
+use slateflow::batch::Batch;
 use slateflow::checkpoint::MemoryStore;
 use slateflow::durable::Outcome;
-use slateflow::message::{Message, Messages};
 use slateflow::{Command, Context, Error, Params, SharedState, StateUpdate, flow, node};
 
 fn keep_max(current: &mut u32, value: u32) {
@@ -355,20 +355,20 @@ fn restart(_: &Chat, context: &Context<'_>) -> Command<Chat> {
 
 #[test]
 fn concurrent_batch_runs_compose_as_if_they_ran_one_after_another() {
-    let items = slateflow::batch::plan(|_: &Chat| {
+    let items = slateflow::batch::from_fn(|_: &Chat| {
         (1..=3)
             .map(|item| Params::new().with("item", item))
             .collect()
     });
-    let batch = BatchFlow::new(flow! { restart; }, items);
+    let batch = Batch::flow(flow! { restart; }, items);
     let mut sequential = filled();
     flow! { batch; }.run_blocking(&mut sequential).unwrap();
-    let items = slateflow::batch::plan(|_: &Chat| {
+    let items = slateflow::batch::from_fn(|_: &Chat| {
         (1..=3)
             .map(|item| Params::new().with("item", item))
             .collect()
     });
-    let batch = BatchFlow::new(flow! { restart; }, items).concurrent(3);
+    let batch = Batch::flow(flow! { restart; }, items).concurrent(3);
     let mut concurrent = filled();
     flow! { batch; }.run_blocking(&mut concurrent).unwrap();
     assert_eq!(concurrent, sequential);

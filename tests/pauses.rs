@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use slateflow::batch::{BatchFlow, plan};
+use slateflow::batch::{self, Batch};
 use slateflow::checkpoint::{
     CheckpointStore, MemoryStore, RecordKind, RunStatus, StepRecord, StoreError,
 };
@@ -72,7 +72,10 @@ fn answer(text: &str) -> DeskUpdate {
 #[test]
 fn an_interrupt_the_flow_does_not_have_is_an_error_naming_the_closest_node() {
     let inner = flow! { b >> c; };
-    let batch = BatchFlow::new(flow! { [d, ask]; }, plan(|_: &Desk| vec![Params::new()]));
+    let batch = Batch::flow(
+        flow! { [d, ask]; },
+        batch::from_fn(|_: &Desk| vec![Params::new()]),
+    );
     let flow = flow! { a >> inner >> batch; };
     let cases: [(&[&str], &[&str], &str); 4] = [
         (
@@ -260,9 +263,9 @@ fn a_question_where_the_run_cannot_pause_is_a_clear_error() {
     );
     // Nor in a fork inside a batch flow, in a durable run.
     let inner = flow! { b >> c; };
-    let batch = BatchFlow::new(
+    let batch = Batch::flow(
         flow! { [inner, ask]; },
-        plan(|_: &Desk| vec![Params::new()]),
+        batch::from_fn(|_: &Desk| vec![Params::new()]),
     );
     let nested = flow! { a >> batch; };
     let durable = nested.durable(MemoryStore::new());
@@ -299,7 +302,7 @@ fn branches_that_ask_pause_the_run_after_the_fork_with_every_question() {
 
 /// Three runs of a sequential batch flow, each one step, with the test's name.
 fn three_runs(test: &'static str) -> impl slateflow::batch::BatchPlan<Desk> {
-    plan(move |_: &Desk| {
+    batch::from_fn(move |_: &Desk| {
         (0..3)
             .map(|item| Params::new().with("test", test).with("item", item))
             .collect()
@@ -309,7 +312,7 @@ fn three_runs(test: &'static str) -> impl slateflow::batch::BatchPlan<Desk> {
 #[test]
 fn runs_of_a_sequential_batch_flow_ask_one_after_another_and_go_on_from_their_question() {
     let test = "sequential-ask";
-    let batch = BatchFlow::new(flow! { b >> ask >> c; }, three_runs(test));
+    let batch = Batch::flow(flow! { b >> ask >> c; }, three_runs(test));
     let flow = flow! { a >> batch >> d; }.with_params(params(test));
     let durable = flow.durable(MemoryStore::new());
     let mut desk = Desk::default();
@@ -349,7 +352,7 @@ fn runs_of_a_sequential_batch_flow_ask_one_after_another_and_go_on_from_their_qu
 #[test]
 fn an_interrupt_before_a_node_of_a_sequential_batch_flow_pauses_each_run() {
     let test = "sequential-before";
-    let batch = BatchFlow::new(flow! { b >> c; }, three_runs(test));
+    let batch = Batch::flow(flow! { b >> c; }, three_runs(test));
     let flow = flow! { a >> batch >> d; }.with_params(params(test));
     let durable = flow
         .durable(MemoryStore::new())
@@ -521,7 +524,7 @@ fn runs_of_a_concurrent_batch_flow_pause_before_a_node_each_with_its_own_key() {
             })
             .collect()
     };
-    let batch = BatchFlow::new(flow! { b >> c; }, plan(runs_of)).concurrent(3);
+    let batch = Batch::flow(flow! { b >> c; }, batch::from_fn(runs_of)).concurrent(3);
     let flow = flow! { a >> batch >> d; }.with_params(params(test));
     let durable = flow
         .durable(MemoryStore::new())

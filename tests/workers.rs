@@ -383,7 +383,7 @@ fn call(state: &Call) -> Result<slateflow::Command<Call>, NodeError> {
     let endpoint = state
         .endpoint
         .as_deref()
-        .ok_or("no endpoint: put it back with `Worker::flow_with`")?;
+        .ok_or("no endpoint: put it back with `Durable::restore`")?;
     Ok(slateflow::Command::new(
         Call::update().push_log(format!("called {endpoint}")),
     ))
@@ -416,14 +416,15 @@ fn a_worker_puts_back_the_fields_no_saved_state_holds_before_each_run() {
 
         client.submit("restored", &submitted).await.unwrap();
         let restores = AtomicU32::new(0);
+        let restored = calls
+            .durable(store.clone())
+            .named("calls")
+            .restore(|state: &mut Call| {
+                restores.fetch_add(1, Ordering::SeqCst);
+                state.endpoint = Some(Arc::new("the worker's endpoint".into()));
+            });
         let report = Worker::new(store.clone())
-            .flow_with(
-                calls.durable(store.clone()).named("calls"),
-                |state: &mut Call| {
-                    restores.fetch_add(1, Ordering::SeqCst);
-                    state.endpoint = Some(Arc::new("the worker's endpoint".into()));
-                },
-            )
+            .flow(restored)
             .run(until(&client, "restored", is_finished))
             .await
             .unwrap();

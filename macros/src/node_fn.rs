@@ -346,7 +346,7 @@ fn generate(options: &Options, function: &ItemFn, errors: &mut Errors) -> TokenS
         &declared,
     );
     let actions = if actions.is_empty() {
-        quote!(&[#krate::DEFAULT_ACTION])
+        quote!(&[#krate::__private::DEFAULT_ACTION])
     } else {
         quote!(&[#(#actions),*])
     };
@@ -381,7 +381,11 @@ fn generate(options: &Options, function: &ItemFn, errors: &mut Errors) -> TokenS
         let #output = #call;
         #convert(#output)
     };
-    let (retry_fn, result) = retried(options, state_type, &context, result, errors);
+    let output_type = match &signature.output {
+        syn::ReturnType::Default => quote!(()),
+        syn::ReturnType::Type(_, ty) => quote!(#ty),
+    };
+    let (retry_fn, result) = retried(options, state_type, &output_type, &context, result, errors);
     quote! {
         #(#docs)*
         #[allow(non_camel_case_types)]
@@ -393,7 +397,7 @@ fn generate(options: &Options, function: &ItemFn, errors: &mut Errors) -> TokenS
         #declared
 
         #[automatically_derived]
-        impl #krate::Node<#state_type> for #name {
+        impl #krate::__private::Node<#state_type> for #name {
             type Prep = ();
             type Exec = ();
             const ACTIONS: &'static [&'static str] = #actions;
@@ -403,12 +407,12 @@ fn generate(options: &Options, function: &ItemFn, errors: &mut Errors) -> TokenS
             async fn prep(
                 &self,
                 _: &#state_type,
-                _: &#krate::Context<'_>,
-            ) -> ::core::result::Result<(), #krate::NodeError> {
+                _: &#krate::__private::Context<'_>,
+            ) -> ::core::result::Result<(), #krate::__private::NodeError> {
                 ::core::result::Result::Ok(())
             }
 
-            async fn exec(&self, (): &()) -> ::core::result::Result<(), #krate::NodeError> {
+            async fn exec(&self, (): &()) -> ::core::result::Result<(), #krate::__private::NodeError> {
                 ::core::result::Result::Ok(())
             }
 
@@ -417,8 +421,8 @@ fn generate(options: &Options, function: &ItemFn, errors: &mut Errors) -> TokenS
                 #state: &#state_type,
                 (): (),
                 (): (),
-                #context: &#krate::Context<'_>,
-            ) -> ::core::result::Result<#krate::Command<#state_type>, #krate::NodeError> {
+                #context: &#krate::__private::Context<'_>,
+            ) -> ::core::result::Result<#krate::__private::Command<#state_type>, #krate::__private::NodeError> {
                 #body_fn
                 let _ = #context;
                 #result
@@ -433,6 +437,7 @@ fn generate(options: &Options, function: &ItemFn, errors: &mut Errors) -> TokenS
 fn retried(
     options: &Options,
     state_type: &Type,
+    output_type: &TokenStream,
     context: &Ident,
     result: TokenStream,
     errors: &mut Errors,
@@ -448,14 +453,19 @@ fn retried(
         (TokenStream::new(), result)
     } else {
         let policy = retry_policy(krate, &options.retry, errors);
+        // The policy reads the retry hints of the function's error type, when it has them.
         let retry_fn = quote! {
-            fn retry(&self) -> #krate::Retry {
-                #policy
+            fn retry(&self) -> #krate::__private::Retry {
+                use #krate::__private::{HintsRead as _, NoHintsRead as _};
+                (&&#krate::__private::HintsOf::<
+                    <#output_type as #krate::__private::NodeOutput<#state_type>>::Error,
+                >::new())
+                    .__slateflow_hints(#policy)
             }
         };
         let result = quote! {
             #krate::__private::retry_body(
-                <Self as #krate::Node<#state_type>>::retry(self),
+                <Self as #krate::__private::Node<#state_type>>::retry(self),
                 #context,
                 || async { #result },
             )
@@ -475,7 +485,7 @@ fn retry_policy(krate: &TokenStream, retry: &RetryOptions, errors: &mut Errors) 
         .attempts
         .as_ref()
         .map_or_else(|| quote!(1), |attempts| quote!(#attempts));
-    let mut policy = quote!(#krate::Retry::attempts(#attempts));
+    let mut policy = quote!(#krate::__private::Retry::attempts(#attempts));
     if let Some((_, wait)) = retry.wait {
         let wait = nanos(wait);
         policy = quote!(#policy.wait(#wait));

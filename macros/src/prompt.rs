@@ -75,7 +75,7 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
             let error = syn::Error::new(template.span(), message).to_compile_error();
             return quote! {{
                 #error
-                #krate::template::Prompt::<#state>::__checked(&[])
+                #krate::__private::prompt::<#state>(&[])
             }};
         }
     };
@@ -93,17 +93,17 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
     });
     let parts = pieces.iter().map(|piece| match piece {
         Piece::Text(text) => {
-            quote!(#krate::template::Part::Text(::std::borrow::Cow::Borrowed(#text)))
+            quote!(#krate::__private::PromptPart::Text(::std::borrow::Cow::Borrowed(#text)))
         }
         Piece::Field(name) => {
-            quote!(#krate::template::Part::Field(::std::borrow::Cow::Borrowed(#name)))
+            quote!(#krate::__private::PromptPart::Field(::std::borrow::Cow::Borrowed(#name)))
         }
     });
     let parts_ident = syn::Ident::new("__SLATEFLOW_PROMPT_PARTS", Span::mixed_site());
     quote! {{
         #(#checks)*
-        const #parts_ident: &[#krate::template::Part] = &[#(#parts),*];
-        #krate::template::Prompt::<#state>::__checked(#parts_ident)
+        const #parts_ident: &[#krate::__private::PromptPart] = &[#(#parts),*];
+        #krate::__private::prompt::<#state>(#parts_ident)
     }}
 }
 

@@ -193,10 +193,11 @@ fn fork_of_8() {
 }
 
 fn concurrent_batch_of_1000() {
-    let batch = Batch::concurrent(NoopItems, usize::MAX);
+    let batch = Batch::items(NoopItems).concurrent(usize::MAX);
+    let flow = flow! { batch; };
     let ours = median(21, 20, || {
         let mut counter = Counter::default();
-        black_box(ready(slateflow::run_node(&batch, &mut counter)).unwrap());
+        black_box(ready(flow.run(&mut counter)).unwrap());
         assert_eq!(u64::from(counter.steps), ITEMS);
     });
     let node = NoopItems;

@@ -7,10 +7,11 @@
 //! own graph in place on the same state, applies each of its nodes' updates once, and returns its
 //! last action for the parent to route on.
 //!
-//! This module owns the [`Flow`] value (its graph, step limit and params) and the ways to start a
-//! run: plainly, with an [`Observer`], or one node alone ([`run_node`]). The loop itself is the run
-//! module's; forks are [`parallel`](crate::parallel)'s; saving is [`durable`](crate::durable)'s,
-//! which this module does not know.
+//! This module owns the [`Flow`] value (its graph, step limit and params) and the one way to run it:
+//! [`Flow::run`] (or [`Flow::run_blocking`]), on a flow watched by an [`Observer`] when it is
+//! [`observe`](Flow::observe)d. A node on its own runs as a flow of one node: `flow! { node; }`.
+//! The loop itself is the run module's; forks are [`parallel`](crate::parallel)'s; saving is
+//! [`durable`](crate::durable)'s, which this module does not know.
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -20,7 +21,7 @@ use crate::event::Observer;
 use crate::graph::Graph;
 use crate::node::dispatch::{Runner, StateType, Stepped};
 use crate::node::{Node, Params, self_running_node};
-use crate::run::{Hook, NoHook, Observe, Run, block_on, short_type_name};
+use crate::run::{Journal, NoJournal, NoWatch, Observe, Run, Watch, block_on};
 use crate::state::SharedState;
 
 pub use crate::node::dispatch::FlowGraph;
@@ -72,9 +73,8 @@ pub struct Flow<S, G> {
 }
 
 impl<S: SharedState, G: FlowGraph<S>> Flow<S, G> {
-    /// Called by `flow!`.
-    #[doc(hidden)]
-    pub fn __new(graph: G, _state: StateType<S>) -> Self {
+    /// The flow `flow!` built over `graph` (called through `__private` only).
+    pub(crate) fn from_graph(graph: G, _state: StateType<S>) -> Self {
         // Forces the compile-time checks of the wiring (declared actions, exhaustiveness).
         let () = G::CHECKS;
         Self {
@@ -94,7 +94,31 @@ impl<S: SharedState, G: FlowGraph<S>> Flow<S, G> {
         self
     }
 
-    /// Sets the params every node of a run reads. They replace those of the flows nested in it.
+    /// Sets the params every node of its runs reads ([`Context::params`](crate::Context::params)).
+    /// They replace those of the flows nested in it. A flow is cheap to build: to run one with
+    /// other params, build it with them.
+    ///
+    /// ```
+    /// use serde::{Deserialize, Serialize};
+    /// use slateflow::{Command, Context, NodeError, Params, SharedState, flow, node};
+    ///
+    /// #[derive(SharedState, Debug, Default, Serialize, Deserialize)]
+    /// struct Reply {
+    ///     model: Option<String>,
+    /// }
+    ///
+    /// #[node]
+    /// fn answer(_: &Reply, context: &Context<'_>) -> Command<Reply> {
+    ///     let model = context.params().get_str("model").map(str::to_string);
+    ///     Command::new(Reply::update().set_model(model))
+    /// }
+    ///
+    /// let flow = flow! { answer; }.with_params(Params::new().with("model", "small"));
+    /// let mut reply = Reply::default();
+    /// flow.run_blocking(&mut reply)?;
+    /// assert_eq!(reply.model.as_deref(), Some("small"));
+    /// # Ok::<(), slateflow::Error>(())
+    /// ```
     #[must_use]
     pub fn with_params(mut self, params: Params) -> Self {
         self.params = params;
@@ -113,36 +137,78 @@ impl<S: SharedState, G: FlowGraph<S>> Flow<S, G> {
 
     /// Runs the flow on `state` from its start node and returns the last action.
     ///
+    /// ```
+    /// use serde::{Deserialize, Serialize};
+    /// use slateflow::{Command, SharedState, flow, node};
+    ///
+    /// #[derive(SharedState, Debug, Default, Serialize, Deserialize)]
+    /// struct Count {
+    ///     #[reducer(add)]
+    ///     n: u32,
+    /// }
+    ///
+    /// #[node]
+    /// fn bump(_: &Count) -> Command<Count> {
+    ///     Command::new(Count::update().add_n(1))
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), slateflow::Error> {
+    /// let flow = flow! { bump; };
+    /// let mut count = Count::default();
+    /// assert_eq!(flow.run(&mut count).await?, "default");
+    /// assert_eq!(count.n, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Errors
     /// The first [`Error`] of a node step, or [`Error::StepLimit`]. The state keeps every update
     /// applied before the failing step; nothing of that step is applied. A panic in a node is caught
     /// and returned as [`Error::Panic`], naming the node, the step and the phase.
     pub async fn run(&self, state: &mut S) -> Result<&'static str, Error> {
-        self.run_with_params(state, self.params.clone()).await
+        self.run_in(NoWatch, NoJournal::default(), state).await
     }
 
-    /// Runs the flow with `params` instead of its own.
+    /// [`run`](Self::run) for synchronous callers: runs the flow to the end on a new
+    /// single-threaded tokio runtime with IO and timers (any client works inside a node).
+    ///
+    /// ```
+    /// use serde::{Deserialize, Serialize};
+    /// use slateflow::{Command, SharedState, flow, node};
+    ///
+    /// #[derive(SharedState, Debug, Default, Serialize, Deserialize)]
+    /// struct Count {
+    ///     #[reducer(add)]
+    ///     n: u32,
+    /// }
+    ///
+    /// #[node]
+    /// fn bump(_: &Count) -> Command<Count> {
+    ///     Command::new(Count::update().add_n(1))
+    /// }
+    ///
+    /// let mut count = Count::default();
+    /// flow! { bump; }.run_blocking(&mut count)?;
+    /// assert_eq!(count.n, 1);
+    /// # Ok::<(), slateflow::Error>(())
+    /// ```
     ///
     /// # Errors
-    /// As [`run`](Self::run).
-    pub async fn run_with_params(
-        &self,
-        state: &mut S,
-        params: Params,
-    ) -> Result<&'static str, Error> {
-        self.run_hooked(NoHook, state, params).await
-    }
-
-    /// Runs the flow to the end on a new single-threaded tokio runtime, for synchronous callers.
-    /// Call it outside any tokio runtime (tokio refuses to start one inside another).
-    ///
-    /// # Errors
-    /// As [`run`](Self::run), and [`Error::Runtime`] when the runtime cannot start.
+    /// As [`run`](Self::run); [`Error::BlockingInRuntime`] when called inside a tokio runtime
+    /// (`.await` [`run`](Self::run) there), and [`Error::Runtime`] when the runtime cannot start.
     pub fn run_blocking(&self, state: &mut S) -> Result<&'static str, Error> {
-        block_on(self.run(state))
+        block_on(
+            "Flow::run_blocking",
+            "flow.run(&mut state).await",
+            self.run(state),
+        )
     }
 
-    /// Runs of this flow whose events go to `observer`: see [`event`](crate::event).
+    /// This flow, its runs watched by `observer`: its [`run`](Observed::run),
+    /// [`run_blocking`](Observed::run_blocking) and [`durable`](Observed::durable) runs send
+    /// their events there; see [`event`](crate::event). With no observer, a run builds no events
+    /// at all.
     ///
     /// ```
     /// use std::sync::Mutex;
@@ -189,15 +255,15 @@ impl<S: SharedState, G: FlowGraph<S>> Flow<S, G> {
         self.graph().mermaid()
     }
 
-    /// Runs the whole flow with `hook`: what plain and observed runs share.
-    pub(crate) async fn run_hooked<H: Hook<S>>(
+    /// Runs the whole flow watched by `watch`, with `journal`: what every run of it shares.
+    pub(crate) async fn run_in<W: Watch, J: Journal<S>>(
         &self,
-        hook: H,
+        watch: W,
+        journal: J,
         state: &mut S,
-        params: Params,
     ) -> Result<&'static str, Error> {
-        let mut run = Run::new(hook, params, 0);
-        run.run(self, state, "").await
+        let mut run = Run::new(watch, journal, self.params.clone(), 0);
+        run.run(self, state, "", self.max_steps).await
     }
 }
 
@@ -211,32 +277,21 @@ impl<S, G> std::fmt::Debug for Flow<S, G> {
     }
 }
 
-/// A flow whose runs send their events to an [`Observer`]. Made by [`Flow::observe`].
+/// A flow whose runs send their events to an [`Observer`]: made by [`Flow::observe`]; its
+/// durable runs are [`durable`](Observed::durable)'s.
 pub struct Observed<'f, S, G, O> {
     flow: &'f Flow<S, G>,
     observer: O,
 }
 
-impl<S: SharedState, G: FlowGraph<S>, O: Observer> Observed<'_, S, G, O> {
+impl<'f, S: SharedState, G: FlowGraph<S>, O: Observer> Observed<'f, S, G, O> {
     /// As [`Flow::run`], with events.
     ///
     /// # Errors
     /// As [`Flow::run`].
     pub async fn run(&self, state: &mut S) -> Result<&'static str, Error> {
-        self.run_with_params(state, self.flow.params.clone()).await
-    }
-
-    /// As [`Flow::run_with_params`], with events.
-    ///
-    /// # Errors
-    /// As [`Flow::run`].
-    pub async fn run_with_params(
-        &self,
-        state: &mut S,
-        params: Params,
-    ) -> Result<&'static str, Error> {
         self.flow
-            .run_hooked(Observe(&self.observer), state, params)
+            .run_in(Observe(&self.observer), NoJournal::default(), state)
             .await
     }
 
@@ -245,7 +300,16 @@ impl<S: SharedState, G: FlowGraph<S>, O: Observer> Observed<'_, S, G, O> {
     /// # Errors
     /// As [`Flow::run_blocking`].
     pub fn run_blocking(&self, state: &mut S) -> Result<&'static str, Error> {
-        block_on(self.run(state))
+        block_on(
+            "Observed::run_blocking",
+            "flow.observe(observer).run(&mut state).await",
+            self.run(state),
+        )
+    }
+
+    /// The flow and its observer.
+    pub(crate) fn into_parts(self) -> (&'f Flow<S, G>, O) {
+        (self.flow, self.observer)
     }
 }
 
@@ -280,27 +344,4 @@ impl<S: SharedState, G: FlowGraph<S>> Node<S> for Flow<S, G> {
     fn __graph(&self) -> Option<Graph> {
         Some(self.graph())
     }
-}
-
-/// Runs `node` alone on `state`, with no params, and returns its action (PocketFlow's `node.run`).
-///
-/// # Errors
-/// As [`Flow::run`].
-pub async fn run_node<S: SharedState, N: Node<S>>(
-    node: &N,
-    state: &mut S,
-) -> Result<&'static str, Error> {
-    let mut run = Run::new(NoHook, Params::new(), 0);
-    run.run(node, state, short_type_name::<N>()).await
-}
-
-/// [`run_node`] on a new single-threaded tokio runtime, for synchronous callers.
-///
-/// # Errors
-/// As [`Flow::run_blocking`].
-pub fn run_node_blocking<S: SharedState, N: Node<S>>(
-    node: &N,
-    state: &mut S,
-) -> Result<&'static str, Error> {
-    block_on(run_node(node, state))
 }

@@ -33,16 +33,12 @@ pub mod error;
 pub mod event;
 pub mod flow;
 pub mod graph;
-pub mod message;
-pub mod model;
 pub mod node;
 pub mod parallel;
 pub mod reducer;
 mod run;
 pub mod state;
-pub mod template;
 mod text;
-pub mod tool;
 #[cfg(feature = "postgres")]
 pub mod worker;
 
@@ -50,14 +46,14 @@ pub mod worker;
 pub mod example_generated;
 
 #[doc(hidden)]
-#[path = "private.rs"]
+#[path = "private/mod.rs"]
 pub mod __private;
 
-pub use error::{Error, MergeConflict, ModelError, Phase};
+pub use error::{Error, MergeConflict, Phase};
 pub use event::{Event, Observer};
-pub use flow::{Flow, run_node, run_node_blocking};
+pub use flow::Flow;
 pub use graph::Graph;
-pub use node::{Command, Context, DEFAULT_ACTION, Emitter, Node, NodeError, Params, Retry};
+pub use node::{Command, Context, DEFAULT_ACTION, Node, NodeError, Params, Retry, RetryHint};
 pub use reducer::{Addable, Append, Reducer};
 pub use state::{Field, SharedState, StateUpdate, UpdateOf};
 
@@ -90,7 +86,7 @@ pub use slateflow_macros::SharedState;
 
 /// The traits and the derive, for `use slateflow::prelude::*;`.
 pub mod prelude {
-    pub use crate::batch::{Batch, BatchFlow, BatchNode, BatchPlan, BatchRun};
+    pub use crate::batch::{Batch, BatchNode, BatchPlan, BatchRun};
     pub use crate::{
         Command, Context, Flow, Node, NodeError, Params, Retry, SharedState, StateUpdate,
     };
@@ -206,7 +202,8 @@ macro_rules! prompt {
 ///
 /// ```
 /// # use serde::{Deserialize, Serialize};
-/// use slateflow::{Command, ModelError, SharedState, node};
+/// use slateflow::agent::ModelError;
+/// use slateflow::{Command, SharedState, node};
 ///
 /// # #[derive(SharedState, Debug, Default, Serialize, Deserialize)]
 /// # struct Ticket { reply: Option<String> }
@@ -216,7 +213,7 @@ macro_rules! prompt {
 ///     Ok(Command::new(Ticket::update().set_reply(Some("On it.".into()))))
 /// }
 /// # let mut ticket = Ticket::default();
-/// # slateflow::run_node_blocking(&draft, &mut ticket)?;
+/// # slateflow::flow! { draft; }.run_blocking(&mut ticket)?;
 /// # assert_eq!(ticket.reply.as_deref(), Some("On it."));
 /// # Ok::<(), slateflow::Error>(())
 /// ```
@@ -240,7 +237,7 @@ macro_rules! prompt {
 /// }
 ///
 /// let mut ticket = Ticket { text: "site is down".into(), ..Ticket::default() };
-/// assert_eq!(slateflow::run_node_blocking(&route, &mut ticket)?, "urgent");
+/// assert_eq!(slateflow::flow! { route; }.run_blocking(&mut ticket)?, "urgent");
 /// # Ok::<(), slateflow::Error>(())
 /// ```
 ///

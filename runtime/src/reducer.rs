@@ -99,7 +99,7 @@ pub trait Append: Default {
     /// [`append`](Append::append).
     ///
     /// `append` composes two updates; `apply` writes one into the state. They differ for a
-    /// collection whose items edit earlier ones by id ([`Messages`](crate::message::Messages)):
+    /// collection whose items edit earlier ones by id ([`Messages`](crate::agent::message::Messages)):
     /// composing keeps the edits that the earlier update cannot resolve (they are for the state),
     /// applying resolves them. The law: applying `a` then `b` equals applying `a` appended with `b`.
     fn apply(&mut self, new: Self) {

@@ -181,9 +181,8 @@ pub struct Field {
 }
 
 impl Field {
-    /// Field metadata; called by the derive.
-    #[doc(hidden)]
-    pub const fn __new(name: &'static str, reducer: Reducer, type_name: &'static str) -> Self {
+    /// Field metadata; the derive's, through `__private`.
+    pub(crate) const fn new(name: &'static str, reducer: Reducer, type_name: &'static str) -> Self {
         Self {
             name,
             reducer,
@@ -276,7 +275,7 @@ pub const fn field_index(fields: &[Field], name: &str) -> Option<usize> {
 /// The field whose name is nearest to `name`, if one is near enough to suggest; usable in `const`
 /// context (the compile-time check of `prompt!` uses it, and so does [`Prompt::parse`]).
 ///
-/// [`Prompt::parse`]: crate::template::Prompt::parse
+/// [`Prompt::parse`]: crate::agent::template::Prompt::parse
 pub(crate) const fn nearest_field(fields: &[Field], name: &str) -> Option<&'static str> {
     let mut nearest = None;
     let mut best = usize::MAX;
@@ -298,8 +297,8 @@ mod tests {
     use super::*;
 
     const FIELDS: &[Field] = &[
-        Field::__new("alert", Reducer::LastWrite, "String"),
-        Field::__new("count", Reducer::Add, "u64"),
+        Field::new("alert", Reducer::LastWrite, "String"),
+        Field::new("count", Reducer::Add, "u64"),
     ];
 
     #[test]

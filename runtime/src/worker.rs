@@ -117,22 +117,10 @@ impl<'f> Worker<'f> {
     }
 
     /// Runs the threads submitted for this flow: those whose start record names it
-    /// ([`Durable::named`]). Interrupts and the observer set on `durable` apply to every run.
-    #[must_use]
-    pub fn flow<S, G>(self, durable: Durable<'f, S, G, PostgresStore>) -> Self
-    where
-        S: SharedState + Serialize + DeserializeOwned + Send + 'static,
-        G: FlowGraph<S> + Sync,
-        S::Update: Send,
-    {
-        self.flow_with(durable, |_: &mut S| {})
-    }
-
-    /// As [`flow`](Self::flow), calling `restore` on each run's state once it is rebuilt from the
-    /// store and before any node runs: the place to put back the fields that are
-    /// `#[serde(skip)]` (a model client, a channel), as [`Durable::resume_with`] does. No saved
-    /// state holds them, so without it a worker's runs see their `Default`, whatever the
-    /// submitted state had.
+    /// ([`Durable::named`]). Interrupts, the observer ([`Flow::observe`]) and the
+    /// [`restore`](Durable::restore) set on `durable` apply to every run: a worker rebuilds each
+    /// run's state from the store, so `restore` is where the fields that are `#[serde(skip)]`
+    /// (a model client, a channel) are put back.
     ///
     /// ```no_run
     /// use std::sync::Arc;
@@ -165,25 +153,24 @@ impl<'f> Worker<'f> {
     /// let store = PostgresStore::connect("postgres://slateflow@127.0.0.1/runs").await?;
     /// let support = flow! { reply; };
     /// let crm = Arc::new(Crm { url: "https://crm.internal".into() });
-    /// let worker = Worker::new(store.clone()).flow_with(
-    ///     support.durable(store.clone()).named("support"),
-    ///     move |ticket: &mut Ticket| ticket.crm = Some(Arc::clone(&crm)),
-    /// );
+    /// let durable = support
+    ///     .durable(store.clone())
+    ///     .named("support")
+    ///     .restore(move |ticket: &mut Ticket| ticket.crm = Some(Arc::clone(&crm)));
+    /// let worker = Worker::new(store.clone()).flow(durable);
     /// worker.run(shutdown).await?;
     /// # Ok(()) }
     /// ```
+    ///
+    /// [`Flow::observe`]: crate::Flow::observe
     #[must_use]
-    pub fn flow_with<S, G>(
-        mut self,
-        durable: Durable<'f, S, G, PostgresStore>,
-        restore: impl Fn(&mut S) + Send + Sync + 'f,
-    ) -> Self
+    pub fn flow<S, G>(mut self, durable: Durable<'f, S, G, PostgresStore>) -> Self
     where
         S: SharedState + Serialize + DeserializeOwned + Send + 'static,
         G: FlowGraph<S> + Sync,
         S::Update: Send,
     {
-        self.flows.push(Box::new(Restored { durable, restore }));
+        self.flows.push(Box::new(durable));
         self
     }
 
@@ -359,25 +346,18 @@ trait Runs: Send + Sync {
     ) -> Pin<Box<dyn Future<Output = Result<Outcome, Error>> + Send + '_>>;
 }
 
-/// A durable flow, with what puts back its state's unsaved fields before each run.
-struct Restored<'f, S: SharedState, G, R> {
-    durable: Durable<'f, S, G, PostgresStore>,
-    restore: R,
-}
-
-impl<S, G, R> Runs for Restored<'_, S, G, R>
+impl<S, G> Runs for Durable<'_, S, G, PostgresStore>
 where
     S: SharedState + Serialize + DeserializeOwned + Send + 'static,
     G: FlowGraph<S> + Sync,
     S::Update: Send,
-    R: Fn(&mut S) + Send + Sync,
 {
     fn name(&self) -> &str {
-        self.durable.name()
+        Durable::name(self)
     }
 
     fn check(&self) -> Result<(), Error> {
-        self.durable.check_interrupts()
+        self.check_interrupts()
     }
 
     fn run(
@@ -385,10 +365,7 @@ where
         taken: Taken,
     ) -> Pin<Box<dyn Future<Output = Result<Outcome, Error>> + Send + '_>> {
         Box::pin(async move {
-            let (_, outcome) = self
-                .durable
-                .resume_claimed(taken.claim, &taken.thread, &self.restore)
-                .await?;
+            let (_, outcome) = self.resume_claimed(taken.claim, &taken.thread).await?;
             Ok(outcome)
         })
     }

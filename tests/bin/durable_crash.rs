@@ -17,13 +17,13 @@
 //! - `paused`: starts the thread and stops at a pause after its first node (for the race);
 //! - `batch`: one concurrent batch flow of 100 runs, 4 at a time, each run one step; every run
 //!   that executes appends a line to `<store path>/runs.log`, so a kept run executed again shows.
-//! - `items`: the same with a kept batch node (`Batch::concurrent(..).kept()`) of 100 items: each
+//! - `items`: the same with a kept batch node (`Batch::items(..).concurrent(..).kept()`) of 100 items: each
 //!   item's `exec` logs to `runs.log`, so a kept item executed again shows.
 //!
 //! Exits with 3 when another process holds the thread's claim.
 
 use serde::{Deserialize, Serialize};
-use slateflow::batch::{Batch, BatchFlow, BatchNode, plan};
+use slateflow::batch::{self, Batch, BatchNode};
 use slateflow::checkpoint::{CheckpointStore, FileStore, SqliteStore, StoreError};
 use slateflow::durable::Outcome;
 use slateflow::{Command, Context, Error, NodeError, Params, SharedState, flow, node};
@@ -186,8 +186,8 @@ async fn run<St: CheckpointStore + 'static>(
         }
         "questions" => drive(&questions.durable(store).snapshot_every(10), thread).await,
         "batch-questions" => {
-            let runs = plan(|_: &Counter| (0..STEPS).map(|_| Params::new()).collect());
-            let batch = BatchFlow::new(flow! { ask_in; }, runs);
+            let runs = batch::from_fn(|_: &Counter| (0..STEPS).map(|_| Params::new()).collect());
+            let batch = Batch::flow(flow! { ask_in; }, runs);
             drive(&flow! { begin >> batch; }.durable(store), thread).await
         }
         "branch-questions" => {
@@ -207,24 +207,22 @@ async fn run<St: CheckpointStore + 'static>(
             }
         }
         "batch" => {
-            let runs = plan(|_: &Counter| {
+            let runs = batch::from_fn(|_: &Counter| {
                 (1..=STEPS)
                     .map(|number| Params::new().with("item", number))
                     .collect()
             });
-            let batch = BatchFlow::new(flow! { item; }, runs).concurrent(BATCH_LIMIT);
+            let batch = Batch::flow(flow! { item; }, runs).concurrent(BATCH_LIMIT);
             let log = std::path::Path::new(path).join("runs.log");
             let flow = flow! { begin >> batch; }
                 .with_params(Params::new().with("runs", log.to_str().unwrap()));
             drive(&flow.durable(store), thread).await
         }
         "items" => {
-            let calls = Batch::concurrent(
-                Calls {
-                    log: std::path::Path::new(path).join("runs.log"),
-                },
-                BATCH_LIMIT,
-            )
+            let calls = Batch::items(Calls {
+                log: std::path::Path::new(path).join("runs.log"),
+            })
+            .concurrent(BATCH_LIMIT)
             .kept();
             let flow = flow! { begin >> calls; };
             drive(&flow.durable(store), thread).await

@@ -60,3 +60,24 @@ pub(crate) fn block_on<F: std::future::Future>(future: F) -> F::Output {
         .unwrap()
         .block_on(future)
 }
+
+/// Runs `node` alone, as a flow of one node that borrows it (so the test can read it after).
+pub(crate) async fn alone<S, N>(node: &N, state: &mut S) -> Result<&'static str, slateflow::Error>
+where
+    S: slateflow::SharedState,
+    N: slateflow::Node<S>,
+{
+    slateflow::flow! { node; }.run(state).await
+}
+
+/// [`alone`], blocking.
+pub(crate) fn alone_blocking<S, N>(
+    node: &N,
+    state: &mut S,
+) -> Result<&'static str, slateflow::Error>
+where
+    S: slateflow::SharedState,
+    N: slateflow::Node<S>,
+{
+    slateflow::flow! { node; }.run_blocking(state)
+}

@@ -86,7 +86,7 @@ pub(crate) fn generate(krate: &TokenStream, graph: &Graph) -> TokenStream {
 /// `<__N3 as Node<__S>>`.
 fn node_trait(krate: &TokenStream, index: usize) -> TokenStream {
     let ty = format_ident!("__N{}", index);
-    quote!(<#ty as #krate::Node<__S>>)
+    quote!(<#ty as #krate::__private::Node<__S>>)
 }
 
 fn node_field(index: usize) -> Ident {
@@ -135,7 +135,7 @@ fn branch_signature(krate: &TokenStream, index: usize, params: [&dyn ToTokens; 4
             #step: ::core::primitive::u64,
             #phase: &'__a #krate::__private::PhaseCell,
         ) -> impl ::core::future::Future<
-            Output = ::core::result::Result<#krate::__private::Branch<__S>, #krate::Error>,
+            Output = ::core::result::Result<#krate::__private::Branch<__S>, #krate::__private::Error>,
         > + ::core::marker::Send + '__a
         where
             __S: ::core::clone::Clone
@@ -170,7 +170,7 @@ fn nodes_trait(krate: &TokenStream, graph: &Graph) -> TokenStream {
     });
     quote! {
         /// A chunk of the nodes of a flow built by `flow!`.
-        trait __SlateflowNodes<__S: #krate::SharedState>:
+        trait __SlateflowNodes<__S: #krate::__private::SharedState>:
             ::core::marker::Send + ::core::marker::Sync
         {
             /// The compile-time checks of the chunk's nodes' edges.
@@ -190,7 +190,7 @@ fn nodes_trait(krate: &TokenStream, graph: &Graph) -> TokenStream {
             )*
 
             /// Appends the chunk's nodes, in order.
-            fn describe(&self, _: &mut ::std::vec::Vec<#krate::graph::GraphNode>);
+            fn describe(&self, _: &mut ::std::vec::Vec<#krate::__private::GraphNode>);
         }
     }
 }
@@ -243,8 +243,8 @@ fn chunk_item(
         #[automatically_derived]
         impl<__S, #(#types),*> __SlateflowNodes<__S> for #name<#(#types),*>
         where
-            __S: #krate::SharedState,
-            #(#types: #krate::Node<__S>,)*
+            __S: #krate::__private::SharedState,
+            #(#types: #krate::__private::Node<__S>,)*
         {
             const CHECKS: () = {
                 #(#checks)*
@@ -272,7 +272,7 @@ fn chunk_item(
 
             #(#branch_arms)*
 
-            fn describe(&self, #described: &mut ::std::vec::Vec<#krate::graph::GraphNode>) {
+            fn describe(&self, #described: &mut ::std::vec::Vec<#krate::__private::GraphNode>) {
                 #(#describe)*
             }
         }
@@ -339,7 +339,7 @@ fn chunk_arms(context: &ChunkContext<'_>, nodes: Range<usize>) -> ChunkArms {
     let describe = nodes.clone().map(|index| {
         let (node, field, name) = (node(index), node_field(index), &names[index]);
         quote! {
-            #described.push(#krate::graph::GraphNode {
+            #described.push(#krate::__private::GraphNode {
                 name: #name,
                 actions: #node::ACTIONS,
                 flow: #node::__graph(&self.#field),
@@ -385,7 +385,7 @@ fn graph_item(
     // A fork without a join ends the flow with its "default".
     let fork_ends = (0..graph.forks.len())
         .filter(|&fork| wired_by_position[graph.index(Pos::Fork(fork))].is_empty())
-        .map(|_| quote!((&[#krate::DEFAULT_ACTION], &[])));
+        .map(|_| quote!((&[#krate::__private::DEFAULT_ACTION], &[])));
     let chunk_checks = (0..chunks.len()).map(|chunk| {
         let nodes = as_nodes(chunk);
         quote!(let () = #nodes::CHECKS;)
@@ -400,14 +400,14 @@ fn graph_item(
         .map(|fork| graph.index(Pos::Fork(fork)))
         .collect();
     let fork_declared = (!fork_positions.is_empty())
-        .then(|| quote!(#(#fork_positions)|* => &[#krate::DEFAULT_ACTION],));
+        .then(|| quote!(#(#fork_positions)|* => &[#krate::__private::DEFAULT_ACTION],));
     let declared_chunks = (0..chunks.len()).map(|chunk| {
         let nodes = as_nodes(chunk);
         quote!(#chunk => #nodes::declared(#position),)
     });
     let step_body = graph_step(krate, graph, names, chunks, locals);
     let describe = describe(krate, graph, chunks, &position_names, &locals.nodes);
-    let fork_bound = (!graph.forks.is_empty()).then(|| quote!(__S: #krate::parallel::ForkState,));
+    let fork_bound = (!graph.forks.is_empty()).then(|| quote!(__S: #krate::__private::ForkState,));
     quote! {
         /// The nodes of a flow built by `flow!`, in chunks.
         struct __SlateflowGraph<#(#types),*> {
@@ -415,9 +415,9 @@ fn graph_item(
         }
 
         #[automatically_derived]
-        impl<__S, #(#types),*> #krate::flow::FlowGraph<__S> for __SlateflowGraph<#(#types),*>
+        impl<__S, #(#types),*> #krate::__private::FlowGraph<__S> for __SlateflowGraph<#(#types),*>
         where
-            __S: #krate::SharedState,
+            __S: #krate::__private::SharedState,
             #fork_bound
             #(#types: __SlateflowNodes<__S>,)*
         {
@@ -446,7 +446,7 @@ fn graph_item(
                 #step_body
             }
 
-            fn describe(&self) -> #krate::Graph {
+            fn describe(&self) -> #krate::__private::Graph {
                 #describe
             }
         }
@@ -543,7 +543,7 @@ fn construction(
         };
         #probes
         #fork_state_check
-        #krate::Flow::__new(#built, #marker)
+        #krate::__private::new_flow(#built, #marker)
     }
 }
 
@@ -693,24 +693,24 @@ fn describe(
     let described_forks = graph.forks.iter().map(|fork| {
         let branches = fork.branches.iter().map(|&index| position_names[index]);
         let name = &fork.name;
-        quote!(#krate::graph::Fork { name: #name, branches: &[#(#branches),*] },)
+        quote!(#krate::__private::GraphFork { name: #name, branches: &[#(#branches),*] },)
     });
     let described_edges = graph.edges.iter().map(|edge| {
         let from = position_names[graph.index(edge.from)];
         let to = position_names[graph.index(edge.to)];
         let action = &edge.action;
-        quote!(#krate::graph::Edge { from: #from, action: #action, to: #to },)
+        quote!(#krate::__private::GraphEdge { from: #from, action: #action, to: #to },)
     });
     let start_name = position_names[graph.index(graph.start)];
     quote! {
         let mut #nodes = ::std::vec::Vec::with_capacity(#node_count);
         #(__SlateflowNodes::<__S>::describe(&self.#chunk_fields, &mut #nodes);)*
-        #krate::Graph {
+        #krate::__private::Graph {
             start: #start_name,
             nodes: #nodes,
             forks: ::std::vec![#(#described_forks)*],
             edges: ::std::vec![#(#described_edges)*],
-            actions: <Self as #krate::flow::FlowGraph<__S>>::ACTIONS,
+            actions: <Self as #krate::__private::FlowGraph<__S>>::ACTIONS,
             batch: false,
             concurrent: false,
         }
@@ -777,7 +777,7 @@ fn fork_step(
                 .await?
             };
             #krate::__private::Runner::fork_finish(#runner, #state, #joined).await?;
-            ::core::result::Result::Ok(#krate::DEFAULT_ACTION)
+            ::core::result::Result::Ok(#krate::__private::DEFAULT_ACTION)
         }
     }
 }

@@ -61,20 +61,20 @@ fn conversation_impl(state: &State) -> TokenStream {
     let record_histories = quote_spanned!(histories.span()=> .#append(histories));
     quote! {
         #[automatically_derived]
-        impl #impl_generics #krate::agent::Conversation for #name #type_generics #where_clause {
-            fn messages(&self) -> &[#krate::message::Message] {
+        impl #impl_generics #krate::__private::Conversation for #name #type_generics #where_clause {
+            fn messages(&self) -> &[#krate::__private::ChatMessage] {
                 #read_messages
             }
 
-            fn histories(&self) -> &#krate::message::Histories {
+            fn histories(&self) -> &#krate::__private::Histories {
                 #read_histories
             }
 
             fn record(
-                messages: ::std::vec::Vec<#krate::message::Message>,
-                histories: #krate::message::Histories,
-            ) -> <Self as #krate::SharedState>::Update {
-                <Self as #krate::SharedState>::update()
+                messages: ::std::vec::Vec<#krate::__private::ChatMessage>,
+                histories: #krate::__private::Histories,
+            ) -> <Self as #krate::__private::SharedState>::Update {
+                <Self as #krate::__private::SharedState>::update()
                     #record_messages
                     #record_histories
             }
@@ -421,7 +421,7 @@ fn append_setters(state: &State, field: &Field, bound: &TokenStream) -> TokenStr
     let append_doc = format!(
         "Appends the collection `new` to `{name}`, as the reducer appends (for \
              collections whose updates carry edits as well as items, such as \
-             `slateflow::message::Messages`)."
+             `slateflow::agent::message::Messages`)."
     );
     let refusal = refusing_setter(state, field, "AppendFieldTakesItems");
     let overwrites = overwrites_field();
@@ -433,7 +433,7 @@ fn append_setters(state: &State, field: &Field, bound: &TokenStream) -> TokenStr
         #[must_use]
         #vis fn #push(
             mut self,
-            item: <#ty as #krate::reducer::Append>::Item,
+            item: <#ty as #krate::__private::Append>::Item,
         ) -> Self where #bound {
             #krate::__private::push_item(&mut self.#ident, item);
             self
@@ -444,7 +444,7 @@ fn append_setters(state: &State, field: &Field, bound: &TokenStream) -> TokenStr
         #vis fn #extend(
             mut self,
             items: impl ::core::iter::IntoIterator<
-                Item = <#ty as #krate::reducer::Append>::Item,
+                Item = <#ty as #krate::__private::Append>::Item,
             >,
         ) -> Self where #bound {
             #krate::__private::extend_items(&mut self.#ident, items);
@@ -579,8 +579,8 @@ fn reducer_bound(krate: &syn::Path, field: &Field) -> TokenStream {
     // Every token of the bound carries the type's span: rustc points at the bound's path.
     let krate = crate::spans::respan(krate.to_token_stream(), span);
     match field.reducer {
-        Reducer::Add => quote_spanned!(span=> #ty: #krate::reducer::Addable),
-        Reducer::Append => quote_spanned!(span=> #ty: #krate::reducer::Append),
+        Reducer::Add => quote_spanned!(span=> #ty: #krate::__private::Addable),
+        Reducer::Append => quote_spanned!(span=> #ty: #krate::__private::Append),
         Reducer::LastWrite | Reducer::With(_) => TokenStream::new(),
     }
 }
@@ -724,7 +724,7 @@ fn state_impl(state: &State) -> TokenStream {
             }
         };
         quote! {
-            #krate::state::Field::__new(#name, #krate::reducer::Reducer::#reducer, #type_name)
+            #krate::__private::field(#name, #krate::__private::Reducer::#reducer, #type_name)
         }
     });
     let texts = state.fields.iter().map(|field| {
@@ -739,10 +739,10 @@ fn state_impl(state: &State) -> TokenStream {
     });
     quote! {
         #[automatically_derived]
-        impl #impl_generics #krate::SharedState for #name #type_generics #where_clause {
+        impl #impl_generics #krate::__private::SharedState for #name #type_generics #where_clause {
             type Update = #update #type_generics;
 
-            const FIELDS: &'static [#krate::state::Field] = &[#(#metadata),*];
+            const FIELDS: &'static [#krate::__private::Field] = &[#(#metadata),*];
 
             #[inline]
             fn apply(&mut self, update: Self::Update) {
@@ -774,7 +774,7 @@ fn conflict_checks(state: &State) -> Vec<TokenStream> {
         match reducer_index(state, field) {
             None => quote! {
                 if self.#ident.is_some() && other.#ident.is_some() {
-                    return ::core::option::Option::Some(#krate::MergeConflict::new(#name));
+                    return ::core::option::Option::Some(#krate::__private::MergeConflict::new(#name));
                 }
             },
             Some(index) => quote! {
@@ -783,7 +783,7 @@ fn conflict_checks(state: &State) -> Vec<TokenStream> {
                     && self.#overwrites.has(#index)
                     && other.#overwrites.has(#index)
                 {
-                    return ::core::option::Option::Some(#krate::MergeConflict::overwrite(#name));
+                    return ::core::option::Option::Some(#krate::__private::MergeConflict::overwrite(#name));
                 }
             },
         }
@@ -876,7 +876,7 @@ fn update_impl(state: &State) -> TokenStream {
     };
     quote! {
         #[automatically_derived]
-        impl #impl_generics #krate::StateUpdate for #update #type_generics #where_clause {
+        impl #impl_generics #krate::__private::StateUpdate for #update #type_generics #where_clause {
             type State = #name #type_generics;
 
             #[inline]
@@ -894,7 +894,7 @@ fn update_impl(state: &State) -> TokenStream {
             fn merge(
                 self,
                 other: Self,
-            ) -> ::core::result::Result<Self, #krate::MergeConflict> {
+            ) -> ::core::result::Result<Self, #krate::__private::MergeConflict> {
                 #overwrites_start
                 ::core::result::Result::Ok(Self { #(#merge)* #overwrites: overwrites })
             }
@@ -903,7 +903,7 @@ fn update_impl(state: &State) -> TokenStream {
             fn conflict(
                 &self,
                 other: &Self,
-            ) -> ::core::option::Option<#krate::MergeConflict> {
+            ) -> ::core::option::Option<#krate::__private::MergeConflict> {
                 let _ = other; // unused when the state has no fields
                 #(#conflicts)*
                 ::core::option::Option::None

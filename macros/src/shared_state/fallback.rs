@@ -30,9 +30,9 @@ pub(crate) fn stub(input: &syn::DeriveInput, krate: &syn::Path) -> TokenStream {
 
         const _: () = {
             #[automatically_derived]
-            impl #krate::SharedState for #name {
+            impl #krate::__private::SharedState for #name {
                 type Update = #update;
-                const FIELDS: &'static [#krate::state::Field] = &[];
+                const FIELDS: &'static [#krate::__private::Field] = &[];
                 fn apply(&mut self, _: #update) {}
                 fn field_text(
                     &self,
@@ -43,7 +43,7 @@ pub(crate) fn stub(input: &syn::DeriveInput, krate: &syn::Path) -> TokenStream {
             }
 
             #[automatically_derived]
-            impl #krate::StateUpdate for #update {
+            impl #krate::__private::StateUpdate for #update {
                 type State = #name;
                 fn is_empty(&self) -> ::core::primitive::bool {
                     true
@@ -51,7 +51,7 @@ pub(crate) fn stub(input: &syn::DeriveInput, krate: &syn::Path) -> TokenStream {
                 fn then(self, _: Self) -> Self {
                     self
                 }
-                fn merge(self, _: Self) -> ::core::result::Result<Self, #krate::MergeConflict> {
+                fn merge(self, _: Self) -> ::core::result::Result<Self, #krate::__private::MergeConflict> {
                     ::core::result::Result::Ok(self)
                 }
             }

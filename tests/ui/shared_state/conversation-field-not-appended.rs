@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 use slateflow::SharedState;
-use slateflow::message::{Histories, Message};
+use slateflow::agent::message::{Histories, Message};
 
 #[derive(SharedState, Debug, Default, Serialize, Deserialize)]
 #[slateflow(conversation)]

@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 use slateflow::SharedState;
-use slateflow::message::Message;
+use slateflow::agent::message::Message;
 
 #[derive(SharedState, Debug, Default, Serialize, Deserialize)]
 #[slateflow(conversation)]

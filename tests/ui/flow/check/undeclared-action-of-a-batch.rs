@@ -32,7 +32,7 @@ impl BatchNode<Triage> for Doubler {
 }
 
 fn main() {
-    let doubler = Batch::concurrent(Doubler, 2);
+    let doubler = Batch::items(Doubler).concurrent(2);
     let _flow = flow! {
         classify >> doubler;
         doubler - "partial" >> report;

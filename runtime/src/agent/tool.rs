@@ -1,4 +1,4 @@
-//! Tools a model can call: the [`Tool`] trait, [`tool_fn`] for a closure, and the [`Toolbox`] an
+//! Tools a model can call: the [`Tool`] trait, [`from_fn`] for a closure, and the [`Toolbox`] an
 //! [`Agent`](crate::agent::Agent) offers its model.
 //!
 //! A tool never fails the run: arguments that are not JSON, arguments that do not fit the tool's
@@ -15,9 +15,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::agent::message::{Message, ToolCall};
+use crate::agent::model::ToolSpec;
 use crate::error::NodeError;
-use crate::message::{Message, ToolCall};
-use crate::model::ToolSpec;
 
 /// A tool: a name, a description and an argument schema for the model, and the call itself.
 ///
@@ -25,7 +25,7 @@ use crate::model::ToolSpec;
 /// use serde::Deserialize;
 /// use serde_json::{Value, json};
 /// use slateflow::NodeError;
-/// use slateflow::tool::Tool;
+/// use slateflow::agent::tool::Tool;
 ///
 /// #[derive(Deserialize)]
 /// struct Args { ip: String }
@@ -65,7 +65,7 @@ pub trait Tool: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Self::Output, NodeError>> + Send;
 }
 
-/// A tool made from a closure; see [`tool_fn`].
+/// A tool made from a closure; see [`from_fn`].
 pub struct FnTool<F, A> {
     name: String,
     description: String,
@@ -79,12 +79,12 @@ pub struct FnTool<F, A> {
 /// ```
 /// use serde::Deserialize;
 /// use serde_json::json;
-/// use slateflow::tool::{Toolbox, tool_fn};
+/// use slateflow::agent::tool::{Toolbox, from_fn};
 ///
 /// #[derive(Deserialize)]
 /// struct Sum { a: i64, b: i64 }
 ///
-/// let add = tool_fn(
+/// let add = from_fn(
 ///     "add",
 ///     "Adds two integers",
 ///     json!({"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}}),
@@ -93,7 +93,7 @@ pub struct FnTool<F, A> {
 /// let tools = Toolbox::new().with(add);
 /// assert_eq!(tools.specs()[0].name, "add");
 /// ```
-pub fn tool_fn<A, O, F, Fut>(
+pub fn from_fn<A, O, F, Fut>(
     name: impl Into<String>,
     description: impl Into<String>,
     parameters: Value,
@@ -218,10 +218,10 @@ impl<T: Tool> AnyTool for T {
 ///
 /// ```
 /// use serde_json::json;
-/// use slateflow::message::{Message, ToolCall};
-/// use slateflow::tool::{Toolbox, tool_fn};
+/// use slateflow::agent::message::{Message, ToolCall};
+/// use slateflow::agent::tool::{Toolbox, from_fn};
 ///
-/// let tools = Toolbox::new().with(tool_fn(
+/// let tools = Toolbox::new().with(from_fn(
 ///     "double", "Doubles n", json!({"type": "object"}),
 ///     |args: serde_json::Value| async move { Ok(args["n"].as_i64().unwrap_or(0) * 2) },
 /// ));
@@ -265,7 +265,7 @@ impl Toolbox {
         self.tools.is_empty()
     }
 
-    /// The tools' definitions, for a [`ChatRequest`](crate::model::ChatRequest).
+    /// The tools' definitions, for a [`ChatRequest`](crate::agent::model::ChatRequest).
     pub fn specs(&self) -> Vec<ToolSpec> {
         self.tools.iter().map(|tool| tool.spec()).collect()
     }
@@ -318,7 +318,7 @@ mod tests {
     }
 
     fn divide() -> impl Tool {
-        tool_fn(
+        from_fn(
             "divide",
             "a / b",
             json!({"type": "object"}),

@@ -16,8 +16,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use crate::error::ModelError;
-use crate::message::{Message, ToolCall};
+mod error;
+use crate::agent::message::{Message, ToolCall};
+pub use error::ModelError;
 
 #[cfg(feature = "openai")]
 mod openai;
@@ -42,8 +43,8 @@ pub struct ToolSpec {
 /// A request for one chat completion.
 ///
 /// ```
-/// use slateflow::message::Message;
-/// use slateflow::model::ChatRequest;
+/// use slateflow::agent::message::Message;
+/// use slateflow::agent::model::ChatRequest;
 ///
 /// let request = ChatRequest::new(vec![Message::system("Be brief."), Message::human("Hi")])
 ///     .with_temperature(0.0);
@@ -164,8 +165,8 @@ impl ChatResponse {
     ///
     /// ```
     /// use serde::Deserialize;
-    /// use slateflow::message::Message;
-    /// use slateflow::model::ChatResponse;
+    /// use slateflow::agent::message::Message;
+    /// use slateflow::agent::model::ChatResponse;
     ///
     /// #[derive(Debug, Deserialize)]
     /// struct Verdict { category: String, severity: u8 }
@@ -176,7 +177,7 @@ impl ChatResponse {
     /// let wrong = ChatResponse::new(Message::ai(r#"{"category": "intrusion", "severity": "high"}"#));
     /// let error = wrong.parse::<Verdict>().unwrap_err();
     /// assert!(error.to_string().contains("Verdict` at `severity`: invalid type: string \"high\""));
-    /// # Ok::<(), slateflow::ModelError>(())
+    /// # Ok::<(), slateflow::agent::ModelError>(())
     /// ```
     ///
     /// # Errors
@@ -226,9 +227,9 @@ fn strip_fence(text: &str) -> &str {
 /// with `Arc` (an `Arc<M>` is a model too).
 ///
 /// ```
-/// use slateflow::message::Message;
-/// use slateflow::model::{ChatModel, ChatRequest, ChatResponse};
-/// use slateflow::ModelError;
+/// use slateflow::agent::message::Message;
+/// use slateflow::agent::model::{ChatModel, ChatRequest, ChatResponse};
+/// use slateflow::agent::ModelError;
 ///
 /// /// Repeats the last message, shouted.
 /// struct Echo;
@@ -310,9 +311,9 @@ type Responder = dyn Fn(&ChatRequest) -> Result<ChatResponse, ModelError> + Send
 /// [`ModelError`] that says so.
 ///
 /// ```
-/// use slateflow::message::{Message, ToolCall};
-/// use slateflow::model::{ChatModel, ChatRequest, ScriptedModel};
-/// use slateflow::ModelError;
+/// use slateflow::agent::message::{Message, ToolCall};
+/// use slateflow::agent::model::{ChatModel, ChatRequest, ScriptedModel};
+/// use slateflow::agent::ModelError;
 ///
 /// let model = ScriptedModel::new()
 ///     .fail(ModelError::status(503, "overloaded"))

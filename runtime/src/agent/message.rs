@@ -27,7 +27,7 @@ use crate::reducer::Append;
 /// One message of a conversation.
 ///
 /// ```
-/// use slateflow::message::{Message, ToolCall};
+/// use slateflow::agent::message::{Message, ToolCall};
 ///
 /// let question = Message::human("Is 10.0.0.5 on the block list?");
 /// let call = ToolCall::new("call_1", "lookup_ip", r#"{"ip": "10.0.0.5"}"#);
@@ -237,7 +237,7 @@ impl fmt::Display for Message {
 ///
 /// let params = Params::new();
 /// let context = Context::new(&params, "investigate", 4);
-/// assert_eq!(slateflow::message::mint_id(&context, 1), "run:4:investigate:1");
+/// assert_eq!(slateflow::agent::message::mint_id(&context, 1), "run:4:investigate:1");
 /// ```
 pub fn mint_id(context: &Context<'_>, index: usize) -> String {
     format!(
@@ -282,13 +282,13 @@ fn content_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D:
 /// object, is read too.
 ///
 /// ```
-/// use slateflow::message::ToolCall;
+/// use slateflow::agent::message::ToolCall;
 ///
 /// let call = ToolCall::new("call_7", "add", r#"{"a": 2, "b": 3}"#);
 /// assert_eq!(call.arguments()?["b"], 3);
 /// let broken = ToolCall::new("call_8", "add", r#"{"a": 2,"#);
 /// assert!(broken.arguments().unwrap_err().to_string().contains("not valid JSON"));
-/// # Ok::<(), slateflow::message::ArgumentsError>(())
+/// # Ok::<(), slateflow::agent::message::ArgumentsError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ToolCall {
@@ -432,7 +432,7 @@ fn known_ids(known: &[String]) -> String {
 /// ```
 /// use serde::{Deserialize, Serialize};
 /// use slateflow::SharedState;
-/// use slateflow::message::{Message, Messages};
+/// use slateflow::agent::message::{Message, Messages};
 ///
 /// #[derive(SharedState, Debug, Default, Serialize, Deserialize)]
 /// struct Chat {
@@ -451,7 +451,7 @@ fn known_ids(known: &[String]) -> String {
 ///
 /// let error = chat.messages.remove("nope").unwrap_err();
 /// assert_eq!(error.to_string(), "no message has the id `nope`, so it cannot be removed; the ids are: a");
-/// # Ok::<(), slateflow::message::UnknownMessage>(())
+/// # Ok::<(), slateflow::agent::message::UnknownMessage>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Messages {
@@ -694,7 +694,7 @@ impl<'de> Deserialize<'de> for Messages {
 ///
 /// ```
 /// use slateflow::reducer::Append;
-/// use slateflow::message::{Histories, Message};
+/// use slateflow::agent::message::{Histories, Message};
 ///
 /// let mut histories = Histories::default();
 /// histories.apply(Histories::of("investigate", [Message::ai("47 failed logins")]));

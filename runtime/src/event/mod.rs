@@ -25,11 +25,7 @@
 //! flow or store.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -123,8 +119,8 @@ pub enum Event<'a> {
         /// How many items the batch has.
         total: usize,
     },
-    /// An event a node sent through [`Context::emit`](crate::Context::emit) or
-    /// [`Emitter::emit`](crate::node::Emitter::emit): its own progress, a model's token deltas.
+    /// An event a node sent through [`Context::emit`](crate::Context::emit): its own progress, a
+    /// model's token deltas.
     Custom {
         /// The node that sent it.
         at: At<'a>,
@@ -387,26 +383,15 @@ impl<O: Observer + ?Sized> Observer for Box<O> {
     }
 }
 
-/// Where a run's events go, as nodes and emitters see it: the run's hook behind a `dyn`, so that
-/// [`Context`](crate::Context) has no type parameter.
+/// Where a run's events go, as nodes see it: the run's observer behind a `dyn`, so that
+/// [`Context`](crate::Context) has no type parameter. Events only: what a durable run keeps goes
+/// through its journal, never through here.
 pub(crate) trait EventSink: Sync {
     /// Whether anyone watches; when not, no event is built.
     fn observed(&self) -> bool;
     /// Delivers one event.
     fn send(&self, event: &Event<'_>);
-
-    /// The output (JSON) of item `index` of the batch node at `at`, kept by an earlier attempt
-    /// of its step in a durable run.
-    fn kept_item(&self, at: &At<'_>, index: usize) -> Option<Value>;
-
-    /// Keeps the output (JSON) of item `index` of the batch node at `at` until its step is
-    /// saved. Called from the items, concurrently.
-    fn keep_item<'a>(&'a self, at: At<'a>, index: usize, output: Value) -> KeepFuture<'a>;
 }
-
-/// What [`EventSink::keep_item`] returns: boxed, since the sink is a `dyn` (one box per kept
-/// item, beside the store's own write).
-pub(crate) type KeepFuture<'a> = Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'a>>;
 
 /// The sink of a context made outside a run: nobody watches.
 pub(crate) struct NoSink;
@@ -417,14 +402,6 @@ impl EventSink for NoSink {
     }
 
     fn send(&self, _: &Event<'_>) {}
-
-    fn kept_item(&self, _: &At<'_>, _: usize) -> Option<Value> {
-        None
-    }
-
-    fn keep_item<'a>(&'a self, _: At<'a>, _: usize, _: Value) -> KeepFuture<'a> {
-        Box::pin(async { Ok(()) })
-    }
 }
 
 pub(crate) static NO_SINK: NoSink = NoSink;
@@ -528,261 +505,13 @@ impl From<&Event<'_>> for OwnedEvent {
     }
 }
 
-/// A bounded queue of events from a run to a reader that may be slow (a UI): the run never waits.
-///
-/// ```
-/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-/// use futures_util::StreamExt;
-/// use slateflow::event::{Event, Observer, channel};
-///
-/// let (sender, mut events) = channel(2);
-/// let event = Event::RunFinished { action: "default", steps: 1 };
-/// for _ in 0..3 {
-///     sender.on_event(&event); // the third does not fit: dropped, counted
-/// }
-/// drop(sender);
-/// assert_eq!(events.next().await.unwrap().kind, "run_finished");
-/// assert_eq!(events.next().await.unwrap().kind, "run_finished");
-/// assert!(events.next().await.is_none());
-/// assert_eq!(events.dropped(), 1);
-/// # });
-/// ```
-pub fn channel(capacity: usize) -> (EventSender, EventStream) {
-    let (sender, receiver) = tokio::sync::mpsc::channel(capacity.max(1));
-    let dropped = Arc::new(AtomicU64::new(0));
-    (
-        EventSender {
-            sender,
-            dropped: Arc::clone(&dropped),
-        },
-        EventStream { receiver, dropped },
-    )
-}
-
-/// The observer half of [`channel`]: pass it to [`Flow::observe`](crate::Flow::observe).
-#[derive(Debug, Clone)]
-pub struct EventSender {
-    sender: tokio::sync::mpsc::Sender<OwnedEvent>,
-    dropped: Arc<AtomicU64>,
-}
-
-impl EventSender {
-    /// How many events were dropped because the queue was full (or the reader gone).
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
-}
-
-impl Observer for EventSender {
-    fn on_event(&self, event: &Event<'_>) {
-        if self.sender.try_send(event.to_owned()).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-/// The reader half of [`channel`]: a [`Stream`](futures_util::Stream) of events that ends when
-/// every [`EventSender`] is gone (the run is over and its flow dropped the observer).
-#[derive(Debug)]
-pub struct EventStream {
-    receiver: tokio::sync::mpsc::Receiver<OwnedEvent>,
-    dropped: Arc<AtomicU64>,
-}
-
-impl EventStream {
-    /// How many events the run dropped because this reader was behind.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
-
-    /// The next event, or `None` once the senders are gone.
-    pub async fn recv(&mut self) -> Option<OwnedEvent> {
-        self.receiver.recv().await
-    }
-}
-
-impl futures_util::Stream for EventStream {
-    type Item = OwnedEvent;
-
-    fn poll_next(
-        mut self: Pin<&mut Self>,
-        context: &mut TaskContext<'_>,
-    ) -> Poll<Option<Self::Item>> {
-        self.receiver.poll_recv(context)
-    }
-}
-
+mod channel;
 #[cfg(feature = "tracing")]
-pub use self::tracing_observer::TracingObserver;
+mod tracing_observer;
 
+pub use channel::{EventSender, EventStream, channel};
 #[cfg(feature = "tracing")]
-mod tracing_observer {
-    use std::collections::HashMap;
-    use std::sync::Mutex;
-
-    use tracing::{Level, Span, field};
-
-    use super::{Event, Observer};
-
-    /// Turns a run's events into `tracing` spans and events (feature `tracing`): a `slateflow.run`
-    /// span per run (field `thread`, as the conversation id of the OpenTelemetry `GenAI`
-    /// conventions), a `slateflow.step` span per node step inside it (fields `node`, `step`,
-    /// `attempt`, `action`, `reason`), and an event for each retry, custom event, flow end without
-    /// an edge, saved step and pause. Use one observer per run.
-    ///
-    /// ```
-    /// # #[cfg(feature = "tracing")] {
-    /// let observer = slateflow::event::TracingObserver::new();
-    /// # let _ = observer; }
-    /// ```
-    #[derive(Debug, Default)]
-    pub struct TracingObserver {
-        run: Mutex<Option<Span>>,
-        /// Open step spans by step and node: a nested flow in a branch of a fork numbers its
-        /// steps on from its branch's, so a number alone can be shared.
-        steps: Mutex<HashMap<(u64, &'static str), Span>>,
-    }
-
-    impl TracingObserver {
-        /// A new observer.
-        pub fn new() -> Self {
-            Self::default()
-        }
-
-        fn run_span(&self) -> Span {
-            self.run
-                .lock()
-                .ok()
-                .and_then(|run| run.clone())
-                .unwrap_or_else(Span::none)
-        }
-
-        fn step_span(&self, step: u64, node: &'static str) -> Span {
-            self.steps
-                .lock()
-                .ok()
-                .and_then(|steps| steps.get(&(step, node)).cloned())
-                .unwrap_or_else(|| self.run_span())
-        }
-    }
-
-    impl Observer for TracingObserver {
-        fn on_event(&self, event: &Event<'_>) {
-            match event {
-                Event::RunStarted {
-                    thread,
-                    first_step,
-                    max_steps,
-                } => {
-                    let span = tracing::span!(
-                        Level::INFO,
-                        "slateflow.run",
-                        thread = thread.unwrap_or(""),
-                        gen_ai.conversation.id = thread.unwrap_or(""),
-                        first_step,
-                        max_steps,
-                    );
-                    if let Ok(mut run) = self.run.lock() {
-                        *run = Some(span);
-                    }
-                }
-                Event::NodeStarted { at, attempt } if *attempt > 1 => {
-                    // A later attempt runs in its step's span.
-                    self.step_span(at.step, at.node).record("attempt", attempt);
-                }
-                Event::NodeStarted { at, attempt } => {
-                    let parent = self.run_span();
-                    let span = tracing::span!(
-                        parent: &parent,
-                        Level::INFO,
-                        "slateflow.step",
-                        node = %at,
-                        step = at.step,
-                        fork = at.fork.unwrap_or(""),
-                        attempt,
-                        action = field::Empty,
-                        reason = field::Empty,
-                    );
-                    if let Ok(mut steps) = self.steps.lock() {
-                        steps.insert((at.step, at.node), span);
-                    }
-                }
-                Event::Retry {
-                    at,
-                    attempt,
-                    error,
-                    wait,
-                } => {
-                    let span = self.step_span(at.step, at.node);
-                    tracing::event!(parent: &span, Level::WARN, attempt, error = %error, wait = ?wait, "attempt failed; retrying");
-                }
-                Event::NodeFinished {
-                    at, action, reason, ..
-                } => {
-                    let span = self
-                        .steps
-                        .lock()
-                        .ok()
-                        .and_then(|mut steps| steps.remove(&(at.step, at.node)));
-                    if let Some(span) = span {
-                        span.record("action", *action);
-                        if let Some(reason) = reason {
-                            span.record("reason", *reason);
-                        }
-                    }
-                }
-                Event::Custom { at, name, data } => {
-                    let span = self.step_span(at.step, at.node);
-                    tracing::event!(parent: &span, Level::DEBUG, name, data = %data, "custom event");
-                }
-                Event::NoEdge { at, action, wired } => {
-                    let span = self.run_span();
-                    tracing::event!(parent: &span, Level::WARN, node = %at, action, wired = ?wired, "flow ends: the action has no edge");
-                }
-                Event::StepSaved { step, node, .. } => {
-                    let span = self.run_span();
-                    tracing::event!(parent: &span, Level::DEBUG, step, node, "step saved");
-                }
-                Event::RunPaused { pause } => {
-                    let span = self.run_span();
-                    tracing::event!(
-                        parent: &span,
-                        Level::INFO,
-                        node = pause.node,
-                        when = pause.when.as_str(),
-                        step = pause.step,
-                        key = pause.key,
-                        "run paused"
-                    );
-                }
-                Event::RunFinished { action, steps } => {
-                    let span = self.run_span();
-                    tracing::event!(parent: &span, Level::INFO, action, steps, "run finished");
-                    self.close();
-                }
-                Event::RunFailed { error, steps } => {
-                    let span = self.run_span();
-                    tracing::event!(parent: &span, Level::ERROR, error = %error, steps, "run failed");
-                    self.close();
-                }
-                Event::BatchItemFinished { .. }
-                | Event::ForkStarted { .. }
-                | Event::ForkJoined { .. } => {}
-            }
-        }
-    }
-
-    impl TracingObserver {
-        fn close(&self) {
-            if let Ok(mut steps) = self.steps.lock() {
-                steps.clear();
-            }
-            if let Ok(mut run) = self.run.lock() {
-                *run = None;
-            }
-        }
-    }
-}
+pub use tracing_observer::TracingObserver;
 
 #[cfg(test)]
 mod tests {

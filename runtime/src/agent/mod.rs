@@ -16,23 +16,32 @@
 //! This module builds on the state, nodes, messages, templates, models and tools; it knows nothing
 //! of how runs are executed or saved.
 
+pub mod message;
+pub mod model;
+pub mod template;
+pub mod tool;
+
+pub use message::{Histories, Message, Messages, ToolCall};
+#[cfg(feature = "openai")]
+pub use model::OpenAi;
+pub use model::{ChatModel, ChatRequest, ChatResponse, ModelError, ScriptedModel};
+pub use template::Prompt;
+pub use tool::{Tool, Toolbox};
+
 use std::fmt;
 use std::marker::PhantomData;
 
 use serde_json::json;
 
 use crate::error::NodeError;
-use crate::message::{Histories, Message};
-use crate::model::{ChatModel, ChatRequest, ChatResponse, TOKEN_EVENT};
-use crate::node::{Between, Command, Context, Emitter, Node, Retry, with_retries};
+use crate::node::{Between, Command, Context, Node, Retry, with_retries};
 use crate::state::SharedState;
-use crate::template::Prompt;
-use crate::tool::Toolbox;
+use model::TOKEN_EVENT;
 
 /// A state with a conversation: global messages and per-agent histories.
 ///
 /// `#[slateflow(conversation)]` on the state implements it over the fields `messages` (a
-/// `Vec<Message>` or [`Messages`](crate::message::Messages)) and `histories` ([`Histories`]), both
+/// `Vec<Message>` or [`Messages`](crate::agent::message::Messages)) and `histories` ([`Histories`]), both
 /// with `#[reducer(append)]`; `#[slateflow(conversation(messages = chat, histories = agents))]`
 /// names other fields.
 ///
@@ -40,7 +49,7 @@ use crate::tool::Toolbox;
 /// use serde::{Deserialize, Serialize};
 /// use slateflow::SharedState;
 /// use slateflow::agent::Conversation;
-/// use slateflow::message::{Histories, Message};
+/// use slateflow::agent::message::{Histories, Message};
 ///
 /// #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
 /// #[slateflow(conversation)]
@@ -63,7 +72,7 @@ use crate::tool::Toolbox;
 /// # use serde::{Deserialize, Serialize};
 /// # use slateflow::SharedState;
 /// # use slateflow::agent::Conversation;
-/// # use slateflow::message::{Histories, Message};
+/// # use slateflow::agent::message::{Histories, Message};
 /// #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
 /// struct Desk {
 ///     #[reducer(append)]
@@ -99,7 +108,7 @@ pub trait Conversation: SharedState {
 /// ```
 /// # use serde::{Deserialize, Serialize};
 /// # use slateflow::SharedState;
-/// # use slateflow::message::{Histories, Message};
+/// # use slateflow::agent::message::{Histories, Message};
 /// # #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
 /// # #[slateflow(conversation)]
 /// # struct Triage {
@@ -111,7 +120,7 @@ pub trait Conversation: SharedState {
 /// use std::sync::Arc;
 /// use slateflow::{flow, prompt};
 /// use slateflow::agent::Agent;
-/// use slateflow::model::ScriptedModel;
+/// use slateflow::agent::model::ScriptedModel;
 ///
 /// let model = Arc::new(ScriptedModel::new().reply("47 failed logins from 10.0.0.5."));
 /// let investigate = Agent::new(model.clone())
@@ -192,8 +201,9 @@ impl<S: Conversation, M: ChatModel> Agent<S, M> {
     }
 
     /// How each model call is retried and timed out (once, without a timeout, by default). The
-    /// agent retries each call on its own, so that a retry never runs tools a second time; by
-    /// default only [`ModelError`](crate::ModelError)s that say so are retried.
+    /// agent retries each call on its own, so that a retry never runs tools a second time, and
+    /// reads the [`ModelError`]'s hints: only the errors that say so are retried, after at least
+    /// the wait the endpoint asked for.
     #[must_use]
     pub fn retry(mut self, retry: Retry) -> Self {
         self.retry = retry;
@@ -204,26 +214,26 @@ impl<S: Conversation, M: ChatModel> Agent<S, M> {
     async fn call(
         &self,
         request: &ChatRequest,
-        emitter: Option<&Emitter<'_>>,
+        context: Option<&Context<'_>>,
     ) -> Result<ChatResponse, NodeError> {
-        let observed = emitter.filter(|emitter| emitter.is_observed());
+        let observed = context.filter(|context| context.is_observed());
         // A retried model call is part of the node's attempt: no `NodeStarted` for it.
         let between = |between: Between<'_>| {
-            if let Some(emitter) = emitter {
-                emitter.between(between, false);
+            if let Some(context) = context {
+                context.between(between, false);
             }
         };
         let attempt = || async {
             match observed {
-                Some(emitter) => {
-                    let on_text = |text: &str| emitter.emit(TOKEN_EVENT, &json!(text));
+                Some(context) => {
+                    let on_text = |text: &str| context.emit(TOKEN_EVENT, &json!(text));
                     self.model.stream(request, &on_text).await
                 }
                 None => self.model.chat(request).await,
             }
             .map_err(NodeError::from)
         };
-        with_retries(self.retry, attempt, between)
+        with_retries(self.retry.hints::<ModelError>(), attempt, between)
             .await
             .map(|(response, _)| response)
             .map_err(|(error, _)| error)
@@ -233,7 +243,7 @@ impl<S: Conversation, M: ChatModel> Agent<S, M> {
     async fn turn(
         &self,
         turn: &Turn,
-        emitter: Option<&Emitter<'_>>,
+        context: Option<&Context<'_>>,
     ) -> Result<Vec<Message>, NodeError> {
         let mut request = turn.request.clone();
         let first = request.messages.len();
@@ -244,7 +254,7 @@ impl<S: Conversation, M: ChatModel> Agent<S, M> {
             if !offer_tools {
                 request.tools.clear();
             }
-            let reply = self.call(&request, emitter).await?.message;
+            let reply = self.call(&request, context).await?.message;
             let calls = reply.tool_calls().to_vec();
             request.messages.push(reply);
             if calls.is_empty() {
@@ -265,9 +275,9 @@ impl<S: Conversation, M: ChatModel> Agent<S, M> {
             }
             for call in &calls {
                 let answer = self.tools.call(call).await;
-                if let Some(emitter) = emitter.filter(|emitter| emitter.is_observed()) {
+                if let Some(context) = context.filter(|context| context.is_observed()) {
                     let is_error = matches!(answer, Message::Tool { is_error: true, .. });
-                    emitter.emit(
+                    context.emit(
                         TOOL_EVENT,
                         &json!({"id": call.id, "name": call.name, "is_error": is_error}),
                     );
@@ -335,9 +345,9 @@ impl<S: Conversation, M: ChatModel> Node<S> for Agent<S, M> {
     async fn exec_with(
         &self,
         turn: &Turn,
-        emitter: &Emitter<'_>,
+        context: &Context<'_>,
     ) -> Result<Vec<Message>, NodeError> {
-        self.turn(turn, Some(emitter)).await
+        self.turn(turn, Some(context)).await
     }
 
     async fn post(

@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use serde_json::{Map, Value, json};
 
 use super::{ChatModel, ChatRequest, ChatResponse, ModelError, Usage};
-use crate::message::{Message, ToolCall};
+use crate::agent::message::{Message, ToolCall};
 
 /// The endpoint used when none is configured.
 const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
@@ -35,10 +35,10 @@ const QUOTED: usize = 300;
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use slateflow::message::Message;
-/// use slateflow::model::{ChatModel, ChatRequest, OpenAi};
+/// use slateflow::agent::message::Message;
+/// use slateflow::agent::model::{ChatModel, ChatRequest, OpenAi};
 ///
-/// # async fn example() -> Result<(), slateflow::ModelError> {
+/// # async fn example() -> Result<(), slateflow::agent::ModelError> {
 /// let model = OpenAi::new("gpt-4o-mini")
 ///     .with_api_key(std::env::var("OPENAI_API_KEY").unwrap_or_default())
 ///     .with_timeout(Duration::from_secs(30));

@@ -50,35 +50,45 @@
 //!   step, [`Durable::branch`] starts a new thread from an earlier step, [`Durable::threads`] lists
 //!   threads and [`Durable::delete`] removes one.
 //!
-//! Fields that cannot be serialized (a channel, a client) are `#[serde(skip)]`: a resumed state
-//! has their `Default` value, and [`Durable::resume_with`] lets the caller put them back before any
-//! node runs.
+//! - Every call has a blocking form for synchronous programs (a command-line tool that asks a
+//!   person): [`Durable::blocking`].
 //!
-//! This module owns what makes a run durable, as a hook on the run (the run module's seam): it saves
-//! each committed step, tells the run where to enter each flow on resume, and answers whether to
-//! pause at a node. The run knows nothing of it. It stores through [`CheckpointStore`] and knows no
-//! storage format; stores know no nodes.
+//! Fields that cannot be serialized (a channel, a client) are `#[serde(skip)]`: a resumed state
+//! has their `Default` value, and [`Durable::restore`] puts them back before any node runs, in
+//! every resume and every worker's run.
+//!
+//! This module owns what makes a run durable, as the run's journal (the run module's seam): the
+//! [`Durable`] calls (here), the journal that saves each committed step and keeps the parts of a
+//! step (`recorder`), pauses inside those parts (`parts`), the interrupts and their check
+//! (`interrupts`), rebuilding a thread from its records and the resume cursors (`resume`), and the
+//! blocking forms (`blocking`). The run knows nothing of it. It stores through
+//! [`CheckpointStore`] and knows no storage format; stores know no nodes.
+
+mod blocking;
+mod interrupts;
+mod parts;
+mod recorder;
+mod resume;
 
 use std::marker::PhantomData;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+
+pub use blocking::Blocking;
+use interrupts::Interrupts;
+use recorder::Recorder;
+use resume::{
+    Entries, Resume, Waiting, json_len, paused_status, rebuild, snapshot, state_type, to_json,
+};
 
 use crate::checkpoint::{CheckpointStore, RecordKind, Records, RunStatus, StepRecord, ThreadLog};
 pub use crate::checkpoint::{Pause, PauseWhen, ThreadInfo};
 use crate::error::Error;
-use crate::event::{At, Event, KeepFuture, Observer};
-use crate::flow::{Flow, FlowGraph};
-use crate::graph::Graph;
-use crate::node::Node;
-use crate::node::dispatch::{Branch, Stepped};
-use crate::run::{
-    Commit, Entries, Entry, Hook, NoHook, Observe, PartPause, Run, Stopped, Watch, join_path,
-    panic_message, pass, path_is,
-};
+use crate::event::{Event, Observer};
+use crate::flow::{Flow, FlowGraph, Observed};
+use crate::run::{NoWatch, Observe, Run, Watch};
 use crate::state::SharedState;
 
 /// How a durable run ended for now.
@@ -148,36 +158,91 @@ pub struct Durable<'f, S, G, St> {
     name: String,
     store: Arc<St>,
     snapshot_every: Option<u64>,
-    before: Vec<String>,
-    after: Vec<String>,
-    observer: Option<Arc<dyn Observer>>,
+    interrupts: Interrupts,
+    /// The observer given to [`Flow::observe`], if the runs are watched.
+    observer: Option<Box<dyn Observer + 'f>>,
+    /// What puts back a rebuilt state's unsaved fields.
+    restore: Option<Restore<'f, S>>,
 }
+
+/// What [`Durable::restore`] keeps.
+type Restore<'f, S> = Box<dyn Fn(&mut S) + Send + Sync + 'f>;
 
 impl<S, G> Flow<S, G>
 where
     S: SharedState + Serialize + DeserializeOwned + 'static,
     G: FlowGraph<S>,
 {
-    /// Runs of this flow that save every step to `store`; see [`durable`](crate::durable).
+    /// Runs of this flow that save every step to `store`; see [`durable`](crate::durable). To
+    /// watch them, start from [`Flow::observe`]: `flow.observe(observer).durable(store)`.
     pub fn durable<St: CheckpointStore + 'static>(&self, store: St) -> Durable<'_, S, G, St> {
-        Durable {
-            flow: self,
-            name: String::new(),
-            store: Arc::new(store),
-            snapshot_every: None,
-            before: Vec::new(),
-            after: Vec::new(),
-            observer: None,
-        }
+        Durable::new(self, store, None)
     }
 }
 
-impl<S, G, St> Durable<'_, S, G, St>
+impl<'f, S, G, O> Observed<'f, S, G, O>
+where
+    S: SharedState + Serialize + DeserializeOwned + 'static,
+    G: FlowGraph<S>,
+    O: Observer + 'f,
+{
+    /// Durable runs of the flow whose events go to this observer, with
+    /// [`Event::StepSaved`] after each saved step and [`Event::RunPaused`] at a pause.
+    ///
+    /// ```
+    /// use std::sync::Mutex;
+    /// use serde::{Deserialize, Serialize};
+    /// use slateflow::checkpoint::MemoryStore;
+    /// use slateflow::event::{self, Event};
+    /// use slateflow::{Command, SharedState, flow, node};
+    ///
+    /// #[derive(SharedState, Debug, Default, Serialize, Deserialize)]
+    /// struct Count {
+    ///     #[reducer(add)]
+    ///     n: u32,
+    /// }
+    ///
+    /// #[node]
+    /// fn bump(_: &Count) -> Command<Count> {
+    ///     Command::new(Count::update().add_n(1))
+    /// }
+    ///
+    /// let flow = flow! { bump; };
+    /// let saved = Mutex::new(Vec::new());
+    /// let observer = event::from_fn(|event: &Event<'_>| {
+    ///     if let Event::StepSaved { step, node, .. } = event {
+    ///         saved.lock().unwrap().push(format!("{node}@{step}"));
+    ///     }
+    /// });
+    /// let durable = flow.observe(&observer).durable(MemoryStore::new());
+    /// durable.blocking()?.start("count-1", &mut Count::default())?;
+    /// assert_eq!(*saved.lock().unwrap(), ["bump@1"]);
+    /// # Ok::<(), slateflow::Error>(())
+    /// ```
+    pub fn durable<St: CheckpointStore + 'static>(self, store: St) -> Durable<'f, S, G, St> {
+        let (flow, observer) = self.into_parts();
+        Durable::new(flow, store, Some(Box::new(observer)))
+    }
+}
+
+impl<'f, S, G, St> Durable<'f, S, G, St>
 where
     S: SharedState + Serialize + DeserializeOwned + 'static,
     G: FlowGraph<S>,
     St: CheckpointStore + 'static,
 {
+    fn new(flow: &'f Flow<S, G>, store: St, observer: Option<Box<dyn Observer + 'f>>) -> Self {
+        Self {
+            flow,
+            name: String::new(),
+            store: Arc::new(store),
+            snapshot_every: None,
+            interrupts: Interrupts::default(),
+            observer,
+            restore: None,
+        }
+    }
+
     /// Names the flow in the threads it starts (in their start record), so that a
     /// `worker::Worker` (feature `postgres`) that knows a flow by this name can run them: see
     /// [`submit`](Self::submit).
@@ -208,7 +273,8 @@ where
     /// or resumes ([`Error::Interrupt`]).
     #[must_use]
     pub fn interrupt_before(mut self, nodes: &[&str]) -> Self {
-        self.before
+        self.interrupts
+            .before
             .extend(nodes.iter().map(|node| (*node).to_string()));
         self
     }
@@ -217,16 +283,57 @@ where
     /// [`interrupt_before`](Self::interrupt_before)).
     #[must_use]
     pub fn interrupt_after(mut self, nodes: &[&str]) -> Self {
-        self.after
+        self.interrupts
+            .after
             .extend(nodes.iter().map(|node| (*node).to_string()));
         self
     }
 
-    /// Sends the events of every run (start, resume) to `observer`, with
-    /// [`Event::StepSaved`] after each saved step and [`Event::RunPaused`] at a pause.
+    /// Calls `restore` on every state rebuilt from the store (in [`resume`](Self::resume), and
+    /// in the runs of a `worker::Worker`), before any node runs: the place to put back the
+    /// fields that are `#[serde(skip)]`, a model client or a channel, which no saved state holds.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use serde::{Deserialize, Serialize};
+    /// use slateflow::checkpoint::MemoryStore;
+    /// use slateflow::{Command, SharedState, flow, node};
+    ///
+    /// /// A client made once and shared between runs.
+    /// #[derive(Debug)]
+    /// struct Crm {
+    ///     url: String,
+    /// }
+    ///
+    /// #[derive(SharedState, Default, Serialize, Deserialize)]
+    /// struct Ticket {
+    ///     logged_at: Option<String>,
+    ///     /// Never saved: put back by `restore`.
+    ///     #[serde(skip)]
+    ///     crm: Option<Arc<Crm>>,
+    /// }
+    ///
+    /// #[node]
+    /// fn log(ticket: &Ticket) -> Command<Ticket> {
+    ///     let crm = ticket.crm.as_ref().expect("put back by restore");
+    ///     Command::new(Ticket::update().set_logged_at(Some(crm.url.clone())))
+    /// }
+    ///
+    /// let crm = Arc::new(Crm { url: "https://crm.internal".into() });
+    /// let flow = flow! { log; };
+    /// let durable = flow
+    ///     .durable(MemoryStore::new())
+    ///     .interrupt_before(&["log"])
+    ///     .restore(move |ticket: &mut Ticket| ticket.crm = Some(Arc::clone(&crm)))
+    ///     .blocking()?;
+    /// durable.start("t-1", &mut Ticket::default())?; // pauses before `log`
+    /// let (ticket, _) = durable.resume("t-1")?; // rebuilt from the store, then restored
+    /// assert_eq!(ticket.logged_at.as_deref(), Some("https://crm.internal"));
+    /// # Ok::<(), slateflow::Error>(())
+    /// ```
     #[must_use]
-    pub fn observe(mut self, observer: impl Observer + 'static) -> Self {
-        self.observer = Some(Arc::new(observer));
+    pub fn restore(mut self, restore: impl Fn(&mut S) + Send + Sync + 'f) -> Self {
+        self.restore = Some(Box::new(restore));
         self
     }
 
@@ -284,7 +391,8 @@ where
     /// Resumes a thread from its last saved step and runs it until it ends or pauses; returns the
     /// state. A finished thread is not run again. A thread waiting at pauses goes on past them
     /// (answer them first with [`answer`](Self::answer)); one whose pauses were saved but never
-    /// reported (its process died first) reports them now instead, running nothing.
+    /// reported (its process died first) reports them now instead, running nothing. The rebuilt
+    /// state goes through [`restore`](Self::restore) first, when one was given.
     ///
     /// # Errors
     /// As [`start`](Self::start); [`StoreError::Claimed`](crate::checkpoint::StoreError::Claimed)
@@ -292,22 +400,9 @@ where
     /// this flow or state (another state type, an update that does not read back, a position the
     /// flow does not have, a reducer that panics).
     pub async fn resume(&self, thread: &str) -> Result<(S, Outcome), Error> {
-        self.resume_with(thread, |_| {}).await
-    }
-
-    /// As [`resume`](Self::resume), calling `restore` on the rebuilt state before any node runs:
-    /// the place to put back fields that are `#[serde(skip)]` (a channel, a client).
-    ///
-    /// # Errors
-    /// As [`resume`](Self::resume).
-    pub async fn resume_with(
-        &self,
-        thread: &str,
-        restore: impl FnOnce(&mut S),
-    ) -> Result<(S, Outcome), Error> {
         self.check_interrupts()?;
         let claim = self.store.claim(thread).await?;
-        self.resume_claimed(claim, thread, restore).await
+        self.resume_claimed(claim, thread).await
     }
 
     /// Resumes a thread whose claim the caller took (a worker).
@@ -315,11 +410,12 @@ where
         &self,
         mut claim: St::Claim,
         thread: &str,
-        restore: impl FnOnce(&mut S),
     ) -> Result<(S, Outcome), Error> {
         let log = self.load(thread, Records::SinceSnapshot).await?;
         let mut state = rebuild::<S>(thread, &log.records, u64::MAX)?;
-        restore(&mut state);
+        if let Some(restore) = &self.restore {
+            restore(&mut state);
+        }
         match &log.status {
             RunStatus::Finished { action } => {
                 return Ok((state, Outcome::Finished(action.clone())));
@@ -589,17 +685,7 @@ where
 
     /// Checks every interrupt against the flow's nodes.
     pub(crate) fn check_interrupts(&self) -> Result<(), Error> {
-        if self.before.is_empty() && self.after.is_empty() {
-            return Ok(());
-        }
-        let mut places = Vec::new();
-        pausable(&self.flow.graph(), "", Place::Node, &mut places);
-        for (when, names) in [("before", &self.before), ("after", &self.after)] {
-            for name in names {
-                check_interrupt(when, name, &places)?;
-            }
-        }
-        Ok(())
+        self.interrupts.check(&self.flow.graph())
     }
 
     /// Runs to the end or a pause, with or without the observer, then saves the status.
@@ -615,13 +701,13 @@ where
                 self.drive_with(Observe(observer), claim, thread, state, resume)
                     .await
             }
-            None => self.drive_with(NoHook, claim, thread, state, resume).await,
+            None => self.drive_with(NoWatch, claim, thread, state, resume).await,
         }
     }
 
-    async fn drive_with<H: Hook<S>>(
+    async fn drive_with<W: Watch>(
         &self,
-        inner: H,
+        watch: W,
         mut claim: St::Claim,
         thread: &str,
         state: &mut S,
@@ -631,26 +717,26 @@ where
             store: &*self.store,
             claim: tokio::sync::Mutex::new(&mut claim),
             thread,
-            inner,
+            events: &watch,
             entries: resume.entries,
             snapshot_every: self.snapshot_every,
             since_snapshot: 0,
             bytes_since_snapshot: 0,
             snapshot_bytes: resume.snapshot_bytes,
-            before: &self.before,
-            after: &self.after,
+            interrupts: &self.interrupts,
             passing: resume.passing,
             paused: Vec::new(),
             part_paused: std::sync::Mutex::new(Vec::new()),
             pending: None,
             kept_at: resume.steps,
             kept: resume.kept,
+            in_place: None,
             state: PhantomData,
         };
-        let mut run = Run::new(recorder, self.flow.params().clone(), resume.steps);
+        let mut run = Run::new(&watch, recorder, self.flow.params().clone(), resume.steps);
         run.count_limit_from(0);
         let result = run
-            .run(self.flow, state, "")
+            .run(self.flow, state, "", self.flow.max_steps())
             .await
             .map_err(|error| match error {
                 // The run knows the flow, not the thread.
@@ -666,7 +752,7 @@ where
                 other => other,
             });
         let steps = run.steps();
-        let mut recorder = run.into_hook();
+        let mut recorder = run.into_journal();
         let mut paused = std::mem::take(&mut recorder.paused);
         let part_paused = std::mem::take(
             recorder
@@ -704,9 +790,9 @@ where
         match result {
             Ok(action) => Ok(Outcome::Finished(action.to_string())),
             Err(Error::Paused { .. }) => {
-                if H::OBSERVES {
+                if W::OBSERVES {
                     for pause in &paused {
-                        recorder.inner.event(&Event::RunPaused { pause });
+                        watch.event(&Event::RunPaused { pause });
                     }
                 }
                 Ok(Outcome::Paused(paused))
@@ -716,624 +802,14 @@ where
     }
 }
 
-/// The status of a thread waiting at `pauses`.
-fn paused_status(pauses: &[Pause]) -> RunStatus {
-    RunStatus::Paused {
-        pauses: pauses.iter().map(|pause| pause.key.clone()).collect(),
-    }
-}
-
-/// The pauses at the end of a thread's records.
-#[derive(Debug, Default)]
-struct Waiting {
-    /// Saved and not yet gone past.
-    pending: Vec<Pause>,
-    /// Gone past by the last resume at this step: a node before which it paused runs now.
-    passed: Vec<Pause>,
-    /// The keys of the pauses answered at this step.
-    answered: Vec<String>,
-    /// Finished parts of the next step (fork branches, batch flow runs), kept since the last
-    /// input at this step.
-    kept: Vec<StepRecord>,
-}
-
-impl Waiting {
-    /// Reads the records after the last step (a step's own pauses, then pause, resume and input
-    /// records, in order).
-    fn at_end(records: &[StepRecord]) -> Self {
-        let mut waiting = Self::default();
-        let last = records
-            .iter()
-            .rposition(|record| matches!(record.kind, RecordKind::Step | RecordKind::Start));
-        let Some(last) = last else {
-            return waiting;
-        };
-        waiting.pending.clone_from(&records[last].pauses);
-        for record in &records[last + 1..] {
-            match record.kind {
-                RecordKind::Pause => waiting.pending.extend(record.pauses.iter().cloned()),
-                RecordKind::Resume => {
-                    waiting.passed = std::mem::take(&mut waiting.pending);
-                }
-                RecordKind::Input => {
-                    if !record.key.is_empty() {
-                        waiting.answered.push(record.key.clone());
-                    }
-                    // Made from the state before this input, the parts run again; unless it
-                    // answers a part that stopped to ask for it.
-                    let answers_a_part = !record.key.is_empty()
-                        && waiting
-                            .kept
-                            .iter()
-                            .any(|kept| kept.pauses.iter().any(|pause| pause.key == record.key));
-                    if !answers_a_part {
-                        waiting.kept.clear();
-                    }
-                }
-                RecordKind::Kept => {
-                    // A part that stopped at pauses inside its own flow: they wait like others.
-                    waiting.pending.extend(record.pauses.iter().cloned());
-                    waiting.kept.push(record.clone());
-                }
-                _ => {}
-            }
-        }
-        waiting
-    }
-}
-
-/// Where a node sits, for the interrupts that name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Place {
-    /// A node the run steps through (at any depth of nested flows, or a branch of a fork).
-    Node,
-    /// A node inside a part of a step: in a flow nested in a fork branch, or in a batch flow's
-    /// sub-flow. The part pauses there, and the step once all parts are done.
-    Part,
-    /// A nested flow (pause at one of its nodes instead).
-    Flow,
-    /// Where a run cannot pause yet.
-    Inside(&'static str),
-}
-
-/// Every node path of `graph` under `prefix`, and whether a run can pause there.
-fn pausable(graph: &Graph, prefix: &str, place: Place, out: &mut Vec<(String, Place)>) {
-    const NESTED_PART: Place =
-        Place::Inside("a fork or batch flow inside a fork branch or a batch flow");
-    for node in &graph.nodes {
-        let path = if prefix.is_empty() {
-            node.name.to_string()
-        } else {
-            format!("{prefix}/{}", node.name)
-        };
-        let in_branch = graph
-            .forks
-            .iter()
-            .any(|fork| fork.branches.contains(&node.name));
-        match &node.flow {
-            None if in_branch && place == Place::Part => out.push((path, NESTED_PART)),
-            None => out.push((path, place)),
-            Some(inner) => {
-                out.push((
-                    path.clone(),
-                    if matches!(place, Place::Node | Place::Part) {
-                        Place::Flow
-                    } else {
-                        place
-                    },
-                ));
-                let parts = inner.batch || in_branch;
-                let inner_place = match place {
-                    Place::Inside(_) => place,
-                    Place::Part if parts => NESTED_PART,
-                    _ if parts => Place::Part,
-                    _ => place,
-                };
-                pausable(inner, &path, inner_place, out);
-            }
-        }
-    }
-}
-
-fn check_interrupt(
-    when: &'static str,
-    name: &str,
-    places: &[(String, Place)],
-) -> Result<(), Error> {
-    let problem = |reason: String| Error::Interrupt {
-        when,
-        name: name.to_string(),
-        reason,
-    };
-    match places.iter().find(|(path, _)| path == name) {
-        Some((_, Place::Node | Place::Part)) => Ok(()),
-        Some((_, Place::Flow)) => Err(problem(format!(
-            "it is a nested flow; name one of its nodes (`{name}/...`)"
-        ))),
-        Some((_, Place::Inside(what))) => Err(problem(format!(
-            "it is inside {what}, where a run cannot pause yet"
-        ))),
-        None => {
-            let nodes: Vec<&str> = places
-                .iter()
-                .filter(|(_, place)| matches!(place, Place::Node | Place::Part))
-                .map(|(path, _)| path.as_str())
-                .collect();
-            let closest = nodes
-                .iter()
-                .min_by_key(|node| crate::text::edit_distance(node, name))
-                .filter(|node| crate::text::is_near(name, node));
-            Err(problem(format!(
-                "the flow has no node of that name{}; nodes nested in flows are named by their \
-                 path; the nodes are: {}",
-                closest.map_or(String::new(), |node| format!(" (did you mean `{node}`?)")),
-                nodes.join(", ")
-            )))
-        }
-    }
-}
-
-/// Where a run of a thread starts: after `steps` saved steps, at `entries`.
-struct Resume {
-    steps: u64,
-    entries: Entries,
-    /// The nodes (paths) before which the thread paused and which it now goes past, with the
-    /// steps before them.
-    passing: Vec<(String, u64)>,
-    /// The size of the last snapshot saved, as JSON.
-    snapshot_bytes: usize,
-    /// Finished parts of the step after `steps`, kept by an earlier attempt of it.
-    kept: Vec<StepRecord>,
-}
-
-/// The length of `value` as compact JSON, counted without building the text.
-fn json_len(value: &Value) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0 += bytes.len();
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    let _ = serde_json::to_writer(&mut count, value);
-    count.0
-}
-
-/// The state type's name, saved with a thread and checked when it is loaded.
-fn state_type<S>() -> &'static str {
-    std::any::type_name::<S>()
-}
-
-fn snapshot<S: Serialize>(thread: &str, step: u64, state: &S) -> Result<Value, Error> {
-    serde_json::to_value(state).map_err(|error| Error::Save {
-        thread: thread.to_string(),
-        step,
-        reason: format!(
-            "the state does not serialize ({error}); mark fields that cannot be saved \
-             `#[serde(skip)]`"
-        ),
-    })
-}
-
-fn to_json<T: Serialize>(thread: &str, step: u64, update: &T) -> Result<Value, Error> {
-    serde_json::to_value(update).map_err(|error| Error::Save {
-        thread: thread.to_string(),
-        step,
-        reason: format!("the update does not serialize: {error}"),
-    })
-}
-
-/// The state after step `until` (inclusive, with its inputs): the last snapshot at or before it,
-/// then the updates after that snapshot. A reducer that panics is an error, not an unwind.
-fn rebuild<S: SharedState + DeserializeOwned>(
-    thread: &str,
-    records: &[StepRecord],
-    until: u64,
-) -> Result<S, Error> {
-    let end = records
-        .iter()
-        .position(|record| record.step > until)
-        .unwrap_or(records.len());
-    let records = &records[..end];
-    let bad = |step: u64, reason: String| Error::Resume {
-        thread: thread.to_string(),
-        step,
-        reason,
-    };
-    let start = records
-        .iter()
-        .rposition(|record| record.snapshot.is_some())
-        .ok_or_else(|| bad(0, "no snapshot of the state was saved".into()))?;
-    let base = &records[start];
-    let mut state: S =
-        S::deserialize(base.snapshot.as_ref().unwrap_or(&Value::Null)).map_err(|error| {
-            bad(
-                base.step,
-                format!("the saved state does not read back: {error}"),
-            )
-        })?;
-    for record in &records[start + 1..] {
-        if matches!(record.kind, RecordKind::Step | RecordKind::Input) {
-            let update = S::Update::deserialize(&record.update).map_err(|error| {
-                bad(
-                    record.step,
-                    format!("the saved update does not read back: {error}"),
-                )
-            })?;
-            std::panic::catch_unwind(AssertUnwindSafe(|| state.apply(update))).map_err(
-                |payload| {
-                    bad(
-                        record.step,
-                        format!(
-                            "a reducer panicked while the state was rebuilt: {}",
-                            panic_message(payload)
-                        ),
-                    )
-                },
-            )?;
-        }
-    }
-    Ok(state)
-}
-
-/// The hook that makes a run durable: it saves each committed step to the store under the
-/// thread's claim, enters flows at the saved position on resume, and pauses at the interrupts.
-/// Its events go to `inner` (an observer, or nothing), with a [`Event::StepSaved`] after each
-/// save.
-struct Recorder<'a, S, St: CheckpointStore, H> {
-    store: &'a St,
-    /// Locked by the parts of a step that keep their outcomes concurrently; the rest of the run
-    /// has it to itself (`get_mut`).
-    claim: tokio::sync::Mutex<&'a mut St::Claim>,
-    thread: &'a str,
-    inner: H,
-    /// Where a resumed run goes on, and where the flows around the current node were entered.
-    entries: Entries,
-    /// A snapshot at least every this many steps, if set.
-    snapshot_every: Option<u64>,
-    since_snapshot: u64,
-    /// The JSON bytes of the updates saved since the last snapshot, and that snapshot's.
-    bytes_since_snapshot: usize,
-    snapshot_bytes: usize,
-    before: &'a [String],
-    after: &'a [String],
-    /// Nodes a resumed run goes past without pausing, and the steps before them.
-    passing: Vec<(String, u64)>,
-    /// The pauses this run stopped at.
-    paused: Vec<Pause>,
-    /// The pauses parts of a step (a fork's branches, a batch flow's runs) stopped
-    /// at inside their own flows: saved with the parts, as they stopped.
-    part_paused: std::sync::Mutex<Vec<Pause>>,
-    /// The update of the step being committed, as JSON: made before the update is applied.
-    pending: Option<Value>,
-    /// Finished parts of the step after step `kept_at` (the last one saved when the run
-    /// resumed), kept by an earlier attempt of it; cleared by the first commit.
-    kept: Vec<StepRecord>,
-    kept_at: u64,
-    state: PhantomData<fn(&S)>,
-}
-
-impl<S: SharedState, St: CheckpointStore, H> Recorder<'_, S, St, H> {
-    /// The last record kept for part `index` of `container` (nested in `flows`) by an earlier
-    /// attempt of the step after step `before`, with its update read back: when the part
-    /// `stopped` at pauses, or else when it finished, as asked.
-    fn kept_part(
-        &self,
-        flows: &[&'static str],
-        container: &'static str,
-        before: u64,
-        index: usize,
-        stopped: bool,
-    ) -> Result<Option<(&StepRecord, S::Update)>, Error> {
-        if before != self.kept_at {
-            return Ok(None);
-        }
-        let key = index.to_string();
-        let record = self
-            .kept
-            .iter()
-            .rev()
-            .find(|record| record.key == key && path_is(&record.node, flows, container));
-        let Some(record) = record.filter(|record| record.pauses.is_empty() != stopped) else {
-            return Ok(None);
-        };
-        let update = S::Update::deserialize(&record.update).map_err(|error| Error::Resume {
-            thread: self.thread.to_string(),
-            step: before,
-            reason: format!(
-                "the kept {} of part {index} of `{}` does not read back: {error}",
-                if stopped { "progress" } else { "outcome" },
-                record.node
-            ),
-        })?;
-        Ok(Some((record, update)))
-    }
-}
-
-impl<S, St: CheckpointStore, H: Watch> Watch for Recorder<'_, S, St, H> {
-    const OBSERVES: bool = H::OBSERVES;
-
-    fn event(&self, event: &Event<'_>) {
-        self.inner.event(event);
-    }
-
-    fn thread(&self) -> Option<&str> {
-        Some(self.thread)
-    }
-
-    fn kept_item(&self, at: &At<'_>, index: usize) -> Option<Value> {
-        let before = at.step.checked_sub(1)?;
-        if before != self.kept_at || self.kept.is_empty() {
-            return None;
-        }
-        let key = index.to_string();
-        self.kept
-            .iter()
-            .rev()
-            .find(|record| record.key == key && path_is(&record.node, at.flows, at.node))
-            .map(|record| record.update.clone())
-    }
-
-    fn keep_item<'a>(&'a self, at: At<'a>, index: usize, output: Value) -> KeepFuture<'a> {
-        Box::pin(async move {
-            let record = StepRecord {
-                node: join_path(at.flows, at.node),
-                key: index.to_string(),
-                update: output,
-                ..StepRecord::new(at.step.saturating_sub(1), RecordKind::Kept)
-            };
-            let mut claim = self.claim.lock().await;
-            self.store.append(&mut claim, &record).await?;
-            Ok(())
-        })
-    }
-}
-
-impl<S, St, H> Hook<S> for Recorder<'_, S, St, H>
-where
-    S: SharedState + Serialize,
-    St: CheckpointStore,
-    H: Hook<S>,
-{
-    const COMMITS: bool = true;
-
-    fn step<'a, N: Node<S>>(
-        run: &'a mut Run<S, Self>,
-        node: &'a N,
-        state: &'a mut S,
-        name: &'static str,
-    ) -> impl Future<Output = Stepped> + Send + 'a {
-        run.hooked_step(node, state, name)
-    }
-
-    /// For a flow being entered on a resumed run: the position to go to and, at the innermost
-    /// level, the saved action to route on instead of running the step again.
-    fn enter_flow(&mut self, depth: usize, steps: u64) -> Option<Entry> {
-        self.entries.enter(depth, steps)
-    }
-
-    fn pause_before(&mut self, flows: &[&'static str], name: &'static str, step: u64) -> bool {
-        if pass(&mut self.passing, flows, name, step) {
-            return false;
-        }
-        if self.before.iter().any(|node| path_is(node, flows, name)) {
-            self.paused
-                .push(Pause::new(join_path(flows, name), PauseWhen::Before, step));
-            return true;
-        }
-        false
-    }
-
-    fn pause_after(&self) -> bool {
-        !self.paused.is_empty()
-    }
-
-    fn kept(
-        &self,
-        flows: &[&'static str],
-        container: &'static str,
-        before: u64,
-        index: usize,
-    ) -> Result<Option<(S::Update, u64, &str)>, Error> {
-        let kept = self.kept_part(flows, container, before, index, false)?;
-        Ok(kept.map(|(record, update)| (update, record.steps, record.action.as_str())))
-    }
-
-    fn interrupts(&self, before: bool, flows: &[&'static str], name: &'static str) -> bool {
-        let interrupts = if before { self.before } else { self.after };
-        interrupts.iter().any(|node| path_is(node, flows, name))
-    }
-
-    fn stopped_part(
-        &self,
-        flows: &[&'static str],
-        container: &'static str,
-        before: u64,
-        index: usize,
-    ) -> Result<Option<Stopped<S>>, Error> {
-        let Some((record, update)) = self.kept_part(flows, container, before, index, true)? else {
-            return Ok(None);
-        };
-        Ok(Some(Stopped {
-            update,
-            steps: record.steps,
-            positions: record.position.clone(),
-            entered: record.entered.clone(),
-            action: (!record.action.is_empty()).then(|| record.action.clone()),
-            pauses: record
-                .pauses
-                .iter()
-                .map(|pause| PartPause {
-                    node: pause.node.clone(),
-                    step: pause.step,
-                    before: pause.when == PauseWhen::Before,
-                    asked: pause.asked.clone(),
-                })
-                .collect(),
-        }))
-    }
-
-    async fn keep_stopped<'k>(
-        &'k self,
-        flows: &'k [&'static str],
-        container: &'static str,
-        before: u64,
-        index: usize,
-        stopped: Stopped<S>,
-    ) -> Result<(), Error>
-    where
-        S: 'k,
-    {
-        let pauses: Vec<Pause> = stopped
-            .pauses
-            .into_iter()
-            .map(|part| {
-                let when = match (part.before, &part.asked) {
-                    (true, _) => PauseWhen::Before,
-                    (false, None) => PauseWhen::After,
-                    (false, Some(_)) => PauseWhen::Asked,
-                };
-                let mut pause = Pause::new(part.node, when, part.step);
-                // Runs of a batch flow share their nodes' paths and steps: the part tells them
-                // apart.
-                pause.key = format!("{}#{index}", pause.key);
-                pause.asked = part.asked;
-                pause
-            })
-            .collect();
-        let record = StepRecord {
-            node: join_path(flows, container),
-            key: index.to_string(),
-            action: stopped.action.unwrap_or_default(),
-            position: stopped.positions,
-            entered: stopped.entered,
-            update: to_json(self.thread, before, &stopped.update)?,
-            steps: stopped.steps,
-            pauses,
-            ..StepRecord::new(before, RecordKind::Kept)
-        };
-        let mut claim = self.claim.lock().await;
-        self.store.append(&mut claim, &record).await?;
-        drop(claim);
-        self.part_paused
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend(record.pauses);
-        Ok(())
-    }
-
-    async fn keep<'k>(
-        &'k self,
-        flows: &'k [&'static str],
-        container: &'static str,
-        before: u64,
-        index: usize,
-        outcome: Branch<S>,
-    ) -> Result<Branch<S>, Error>
-    where
-        S: 'k,
-    {
-        let record = StepRecord {
-            node: join_path(flows, container),
-            key: index.to_string(),
-            action: outcome.action.to_string(),
-            update: to_json(self.thread, before, &outcome.update)?,
-            steps: outcome.steps,
-            ..StepRecord::new(before, RecordKind::Kept)
-        };
-        let mut claim = self.claim.lock().await;
-        self.store.append(&mut claim, &record).await?;
-        Ok(outcome)
-    }
-
-    fn before_apply(&mut self, step: u64, update: &S::Update) -> Result<(), Error> {
-        self.pending = Some(to_json(self.thread, step, update)?);
-        Ok(())
-    }
-
-    async fn committed(&mut self, state: &S, commit: Commit<'_>) -> Result<(), Error> {
-        let update = self.pending.take().unwrap_or_default();
-        self.since_snapshot += 1;
-        self.bytes_since_snapshot += json_len(&update);
-        let due = self.bytes_since_snapshot >= self.snapshot_bytes
-            || self
-                .snapshot_every
-                .is_some_and(|every| self.since_snapshot >= every);
-        let snapshot = if due {
-            let snapshot = snapshot(self.thread, commit.step, state)?;
-            self.since_snapshot = 0;
-            self.bytes_since_snapshot = 0;
-            self.snapshot_bytes = json_len(&snapshot);
-            Some(snapshot)
-        } else {
-            None
-        };
-        let names = commit.trail.names();
-        let node = names.join("/");
-        // The pauses after this step, saved with it.
-        let mut pauses = Vec::new();
-        if commit.notes.branches.is_empty() {
-            let (name, flows) = names.split_last().map_or(("", names), |(n, f)| (*n, f));
-            if let Some(asked) = commit.notes.asked {
-                let mut pause = Pause::new(node.clone(), PauseWhen::Asked, commit.step);
-                pause.asked = Some(asked.clone());
-                pauses.push(pause);
-            } else if self.after.iter().any(|after| path_is(after, flows, name)) {
-                pauses.push(Pause::new(node.clone(), PauseWhen::After, commit.step));
-            }
-        } else {
-            let flows = commit.trail.flows();
-            for branch in commit.notes.branches {
-                let asked = commit
-                    .notes
-                    .branch_asks
-                    .iter()
-                    .find(|(asking, _)| asking == branch);
-                if let Some((_, question)) = asked {
-                    let mut pause =
-                        Pause::new(join_path(flows, branch), PauseWhen::Asked, commit.step);
-                    pause.asked = Some(question.clone());
-                    pauses.push(pause);
-                } else if self.after.iter().any(|after| path_is(after, flows, branch)) {
-                    pauses.push(Pause::new(
-                        join_path(flows, branch),
-                        PauseWhen::After,
-                        commit.step,
-                    ));
-                }
-            }
-        }
-        let record = StepRecord {
-            node,
-            action: commit.action.to_string(),
-            reason: commit.notes.reason.map(str::to_string),
-            position: commit.trail.positions().to_vec(),
-            entered: self
-                .entries
-                .entered()
-                .get(1..names.len())
-                .map(<[u64]>::to_vec)
-                .unwrap_or_default(),
-            update,
-            pauses,
-            snapshot,
-            ..StepRecord::new(commit.step, RecordKind::Step)
-        };
-        self.store.append(self.claim.get_mut(), &record).await?;
-        self.kept.clear();
-        self.paused.extend(record.pauses.iter().cloned());
-        if H::OBSERVES {
-            self.inner.event(&Event::StepSaved {
-                thread: self.thread,
-                step: commit.step,
-                node: &record.node,
-                action: &record.action,
-            });
-        }
-        Ok(())
+impl<S, G, St> std::fmt::Debug for Durable<'_, S, G, St> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Durable")
+            .field("name", &self.name)
+            .field("snapshot_every", &self.snapshot_every)
+            .field("interrupts", &self.interrupts)
+            .field("observed", &self.observer.is_some())
+            .finish_non_exhaustive()
     }
 }

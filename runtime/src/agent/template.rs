@@ -24,7 +24,7 @@ use crate::state::{SharedState, field_index, nearest_field};
 /// ```
 /// use serde::{Deserialize, Serialize};
 /// use slateflow::{SharedState, prompt};
-/// use slateflow::template::Prompt;
+/// use slateflow::agent::template::Prompt;
 ///
 /// #[derive(SharedState, Debug, Default, Serialize, Deserialize)]
 /// struct Triage {
@@ -94,9 +94,8 @@ impl<S: SharedState> Prompt<S> {
         })
     }
 
-    /// A template `prompt!` has checked.
-    #[doc(hidden)]
-    pub const fn __checked(parts: &'static [Part]) -> Self {
+    /// A template `prompt!` has checked, through `__private`.
+    pub(crate) const fn checked(parts: &'static [Part]) -> Self {
         Self {
             parts: Cow::Borrowed(parts),
             state: PhantomData,

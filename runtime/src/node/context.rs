@@ -1,0 +1,242 @@
+//! [`Context`]: what a node's steps know of the run they are part of, and how they send events.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde_json::Value;
+
+use super::Params;
+use super::retry::Between;
+use crate::error::Error;
+use crate::event::{At, Event, EventSink, NO_SINK};
+
+/// What a node's steps know about the run: params, where the node is, the step limit and the
+/// steps left, the durable thread; and the one way a node sends events of its own
+/// ([`emit`](Context::emit)).
+///
+/// [`prep`](super::Node::prep) and [`post`](super::Node::post) get it, and so does
+/// [`exec_with`](super::Node::exec_with), the form of `exec` for work that reports as it goes (a
+/// model's token deltas, progress).
+///
+/// ```
+/// use slateflow::{Context, Params};
+///
+/// let params = Params::new().with("model", "small");
+/// let context = Context::new(&params, "summarise", 3).with_max_steps(10);
+/// assert_eq!(context.params().get_str("model"), Some("small"));
+/// assert_eq!((context.step(), context.max_steps(), context.steps_left()), (3, 10, 7));
+/// assert_eq!(context.thread(), None);
+/// assert!(!context.is_observed());
+/// context.emit("progress", &serde_json::json!({ "done": 1 })); // no observer: goes nowhere
+/// ```
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    params: &'a Params,
+    at: At<'a>,
+    max_steps: u64,
+    last_step: u64,
+    thread: Option<&'a str>,
+    events: &'a dyn EventSink,
+    // Where a `#[node]` function run under a retry policy records its attempts, for the run's
+    // `NodeFinished` event.
+    attempts: Option<&'a AtomicU32>,
+    // Where a kept batch keeps its items' outputs: a durable step saved on its own.
+    items: Option<&'a dyn ItemJournal>,
+}
+
+/// Where a batch node keeps its items' outputs until its step is saved: the journal of a durable
+/// run, reached by the step's [`Context`]. Store writes, never events.
+pub(crate) trait ItemJournal: Sync {
+    /// The output (JSON) of item `index` of the batch node at `at`, kept by an earlier attempt
+    /// of its step.
+    fn kept_item(&self, at: &At<'_>, index: usize) -> Option<Value>;
+
+    /// Keeps the output (JSON) of item `index` of the batch node at `at` until its step is saved.
+    /// Called from the items, concurrently.
+    fn keep_item<'a>(&'a self, at: At<'a>, index: usize, output: Value) -> KeepItem<'a>;
+}
+
+/// What [`ItemJournal::keep_item`] returns: boxed, since the journal is a `dyn` (one box per kept
+/// item, beside the store's own write).
+pub(crate) type KeepItem<'a> = Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'a>>;
+
+impl<'a> Context<'a> {
+    /// A context for calling a node's steps directly, as in a unit test of the node or a benchmark
+    /// baseline (no step limit, no thread, events go nowhere); runs make their own.
+    pub fn new(params: &'a Params, node: &'static str, step: u64) -> Self {
+        Self {
+            params,
+            at: At {
+                flows: &[],
+                node,
+                step,
+                fork: None,
+            },
+            max_steps: Limit::NONE.max_steps,
+            last_step: Limit::NONE.last_step,
+            thread: None,
+            events: &NO_SINK,
+            attempts: None,
+            items: None,
+        }
+    }
+
+    /// This context with a step limit of `max_steps` (counted from step 1).
+    #[must_use]
+    pub fn with_max_steps(mut self, max_steps: u64) -> Self {
+        self.max_steps = max_steps;
+        self.last_step = max_steps;
+        self
+    }
+
+    /// The context of a step of a run: where it is, its run's params, limit, thread and event
+    /// sink; `attempts` counts the attempts of a retried `#[node]` body; `items` is where a kept
+    /// batch keeps its items, when the step keeps them.
+    #[inline]
+    #[allow(clippy::too_many_arguments)] // Each is one field, gathered in one place by the run.
+    pub(crate) fn in_run(
+        params: &'a Params,
+        at: At<'a>,
+        limit: Limit,
+        thread: Option<&'a str>,
+        events: &'a dyn EventSink,
+        attempts: Option<&'a AtomicU32>,
+        items: Option<&'a dyn ItemJournal>,
+    ) -> Self {
+        Self {
+            params,
+            at,
+            max_steps: limit.max_steps,
+            last_step: limit.last_step,
+            thread,
+            events,
+            attempts,
+            items,
+        }
+    }
+
+    /// Records how many attempts a retried `#[node]` body took.
+    pub(crate) fn record_attempts(&self, attempts: u32) {
+        if let Some(count) = self.attempts {
+            count.store(attempts, Ordering::Relaxed);
+        }
+    }
+
+    /// How many attempts a retried `#[node]` body recorded (0 when none did).
+    pub(crate) fn body_attempts(&self) -> u32 {
+        self.attempts
+            .map_or(0, |count| count.load(Ordering::Relaxed))
+    }
+
+    /// The params the run was given (a flow's params reach every node it runs, nested ones too).
+    pub fn params(&self) -> &'a Params {
+        self.params
+    }
+
+    /// The node's name in its flow (the variable named in `flow!`).
+    pub fn node(&self) -> &'static str {
+        self.at.node
+    }
+
+    /// Where the node is: its flows, name, step and fork; `to_string()` gives its path.
+    pub fn at(&self) -> At<'a> {
+        self.at
+    }
+
+    /// The step number in the run, from 1.
+    pub fn step(&self) -> u64 {
+        self.at.step
+    }
+
+    /// The step limit that bounds this step (the flow's, or an enclosing flow's when that one
+    /// leaves fewer steps).
+    pub fn max_steps(&self) -> u64 {
+        self.max_steps
+    }
+
+    /// How many more steps the run may take after this one before it reaches its step limit
+    /// (LangGraph's `RemainingSteps`): a node can wrap up when it sees few left.
+    pub fn steps_left(&self) -> u64 {
+        self.last_step.saturating_sub(self.at.step)
+    }
+
+    /// The durable run's thread id; `None` for a run that is not durable.
+    pub fn thread(&self) -> Option<&'a str> {
+        self.thread
+    }
+
+    /// Sends a custom event ([`Event::Custom`]) named `name` with `data` to the run's observer:
+    /// the node's own progress, a model's token deltas. Without an observer it does nothing, and
+    /// costs a branch.
+    pub fn emit(&self, name: &str, data: &Value) {
+        if self.events.observed() {
+            self.events.send(&Event::Custom {
+                at: self.at,
+                name,
+                data,
+            });
+        }
+    }
+
+    /// Whether anyone watches the run's events: skip building costly event data when not.
+    pub fn is_observed(&self) -> bool {
+        self.events.observed()
+    }
+
+    /// Sends what happened between two attempts of the node's step: [`Event::Retry`] for a
+    /// failed one and, when `starts` (the node's own attempts, not an item's or a call's),
+    /// [`Event::NodeStarted`] for the next.
+    pub(crate) fn between(&self, between: Between<'_>, starts: bool) {
+        if self.events.observed()
+            && let Some(event) = between.event(self.at, starts)
+        {
+            self.events.send(&event);
+        }
+    }
+
+    /// Sends [`Event::BatchItemFinished`].
+    pub(crate) fn item_finished(&self, index: usize, finished: usize, total: usize) {
+        if self.events.observed() {
+            self.events.send(&Event::BatchItemFinished {
+                at: self.at,
+                index,
+                finished,
+                total,
+            });
+        }
+    }
+
+    /// Where this step keeps a batch's items, when it keeps them (a durable step saved on its
+    /// own).
+    pub(crate) fn item_journal(&self) -> Option<&'a dyn ItemJournal> {
+        self.items
+    }
+}
+
+impl std::fmt::Debug for Context<'_> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Context")
+            .field("params", &self.params)
+            .field("at", &self.at)
+            .field("max_steps", &self.max_steps)
+            .field("thread", &self.thread)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The step limit in force for a step: the limit, and the last step number it allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limit {
+    pub(crate) max_steps: u64,
+    pub(crate) last_step: u64,
+}
+
+impl Limit {
+    /// No limit: a context made outside a run, a run before it enters a flow.
+    pub(crate) const NONE: Self = Self {
+        max_steps: u64::MAX,
+        last_step: u64::MAX,
+    };
+}

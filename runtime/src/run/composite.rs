@@ -1,0 +1,216 @@
+//! Composite steps: a node's own step that runs other steps inside it (a batch flow runs its
+//! sub-flow once per item), applied and committed as one step.
+//!
+//! A composite node kind is written once, in its own file, against [`Runner`]'s composite
+//! methods; this room implements them: the step's number and events, the runs in place (with
+//! their own params, kept as they finish when the journal keeps the step's parts, going on from
+//! where one stopped at pauses), the runs on copies, and the end (the step's own update, the
+//! commit).
+//!
+//! [`Runner`]: crate::node::dispatch::Runner
+
+use std::time::Instant;
+
+use super::fork::resolve_kept;
+use super::step::{CANNOT_PAUSE, is_declared};
+use super::{BranchEnv, Journal, Notes, PartOf, Run, Trail, Watch};
+use crate::error::{Error, Phase};
+use crate::event::Event;
+use crate::node::dispatch::{Composite, Stepped};
+use crate::node::{Command, Node, Params};
+use crate::state::{SharedState, StateUpdate};
+
+impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
+    /// Starts a composite step for the node `name`.
+    pub(super) fn start_composite(&mut self, name: &'static str) -> Composite {
+        if self.record.is_none() && self.journal.commits(self.here(name, self.steps)) {
+            // Committed as one: every update applied inside it is composed.
+            self.record = Some(S::Update::default());
+        }
+        self.composite += 1;
+        self.steps += 1;
+        self.node = name;
+        self.phase.set(Phase::Prep);
+        self.emit(&Event::NodeStarted {
+            at: self.at(name, self.steps),
+            attempt: 1,
+        });
+        Composite {
+            name,
+            step: self.steps,
+            started: W::OBSERVES.then(Instant::now),
+        }
+    }
+
+    /// Where the journal is asked about the composite step's parts: at the step's own level.
+    fn composite_here(&self, composite: &Composite) -> super::Here<'_> {
+        super::Here {
+            flows: self.trail.flows(),
+            name: composite.name,
+            step: composite.step - 1,
+            composite: self.composite - 1,
+        }
+    }
+
+    /// Run `index` of the composite step, `node` in place with `params`.
+    pub(super) async fn in_place<N: Node<S>>(
+        &mut self,
+        composite: &Composite,
+        index: usize,
+        params: Params,
+        node: &N,
+        state: &mut S,
+    ) -> Stepped {
+        if !self.journal.keeps(self.composite_here(composite)) {
+            let outer = std::mem::replace(&mut self.params, params);
+            let outcome = node.__run(self, state, composite.name).await;
+            self.params = outer;
+            return outcome;
+        }
+        // Boxed: only durable runs keep the runs of a batch flow, and a plain run's composite
+        // step should not carry this future.
+        Box::pin(self.in_place_kept(composite, index, params, node, state)).await
+    }
+
+    /// A run in place whose outcome the journal keeps: one an earlier run of the step finished
+    /// is applied from what was kept; one that stopped at pauses goes on from where it stood.
+    async fn in_place_kept<N: Node<S>>(
+        &mut self,
+        composite: &Composite,
+        index: usize,
+        params: Params,
+        node: &N,
+        state: &mut S,
+    ) -> Stepped {
+        // Where the composite step is: the trail goes deeper while the run goes, and stays where
+        // a pause happened.
+        let at: Trail = self.trail;
+        let part = PartOf {
+            flows: at.flows(),
+            container: composite.name,
+            before: composite.step - 1,
+            index,
+        };
+        let kept = self.journal.kept(part)?;
+        let kept = resolve_kept::<S>(kept, Some(N::ACTIONS), part.container, part.before, index)?;
+        if let Some(kept) = kept {
+            self.node = composite.name;
+            self.steps += kept.steps;
+            self.apply(state, kept.update);
+            return Ok(kept.action);
+        }
+        let outer = std::mem::replace(&mut self.params, params);
+        let before = self
+            .record
+            .replace(S::Update::default())
+            .unwrap_or_default();
+        let steps_before = self.steps;
+        if let Some((update, steps)) = self.journal.run_start(part, at.depth())? {
+            // It stopped at pauses in an earlier run of the step: what it had done is applied
+            // (and recorded), and it goes on from where it stood.
+            self.steps += steps;
+            self.apply(state, update);
+        }
+        let outcome = node.__run(self, state, composite.name).await;
+        self.params = outer;
+        let update = self.record.take().unwrap_or_default();
+        let steps = self.steps - steps_before;
+        match outcome {
+            Ok(action) => {
+                let trail = self.trail;
+                let kept = self
+                    .journal
+                    .run_finish(part, Some(action), update, steps, &trail)
+                    .await?;
+                self.record = Some(before.then(kept));
+                Ok(action)
+            }
+            Err(error) if matches!(*error, Error::Paused { .. }) => {
+                let trail = self.trail;
+                self.journal
+                    .run_finish(part, None, update, steps, &trail)
+                    .await?;
+                Err(error)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// What runs the composite step's runs on copies of the state, kept as they finish when the
+    /// journal keeps the step's parts.
+    pub(super) fn copies_of(&self, composite: &Composite) -> BranchEnv<'_, W, J> {
+        BranchEnv {
+            scope: self.scope(),
+            journal: &self.journal,
+            fork: "",
+            container: (composite.name, composite.step),
+            keeping: self
+                .journal
+                .keeps(self.composite_here(composite))
+                .then_some((composite.name, composite.step - 1)),
+        }
+    }
+
+    /// Ends a composite step: applies its own update, then commits the whole step when the
+    /// journal commits it on its own.
+    pub(super) async fn finish_composite(
+        &mut self,
+        state: &mut S,
+        composite: Composite,
+        command: Command<S>,
+        declared: &'static [&'static str],
+    ) -> Stepped {
+        let Composite {
+            name,
+            step,
+            started,
+        } = composite;
+        if !is_declared(declared, command.action) {
+            return Err(Box::new(Error::UndeclaredAction {
+                node: name,
+                step,
+                action: command.action,
+                declared,
+            }));
+        }
+        self.node = name;
+        self.apply(state, command.update);
+        self.composite -= 1;
+        self.emit(&Event::NodeFinished {
+            at: self.at(name, step),
+            action: command.action,
+            reason: command.reason.as_deref(),
+            attempts: 1,
+            duration: started.map(|started| started.elapsed()).unwrap_or_default(),
+        });
+        if self.journal.commits(self.here(name, step - 1)) {
+            let record = self.record.take().unwrap_or_default();
+            self.journal.prepare(self.steps, &record)?;
+            let notes = Notes {
+                reason: command.reason.as_deref(),
+                asked: command.asked.as_ref(),
+                ..Notes::default()
+            };
+            let commit = super::Commit {
+                step: self.steps,
+                trail: &self.trail,
+                action: command.action,
+                notes,
+            };
+            if self.journal.commit(state, commit).await? {
+                return Err(Box::new(Error::Paused {
+                    node: name,
+                    step,
+                    before: false,
+                }));
+            }
+        } else if command.asked.is_some() {
+            return Err(Box::new(Error::InputRequested {
+                node: name,
+                step,
+                where_: CANNOT_PAUSE,
+            }));
+        }
+        Ok(command.action)
+    }
+}

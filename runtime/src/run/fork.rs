@@ -1,0 +1,390 @@
+//! Forks, as the run sees them: a fork's start (step limit, pauses before its branches) and its
+//! end (the merged update applied and committed), and [`BranchEnv`], what runs its branches and
+//! any run on a copy of the state (a nested flow in a branch, a concurrent batch flow's run).
+//! Joining the branches and merging their outcomes is `parallel`'s.
+
+use std::sync::atomic::AtomicU32;
+use std::time::Instant;
+
+use super::step::{CANNOT_PAUSE, fallback, is_declared, node_command};
+use super::{
+    After, ForkAt, Here, Journal, NoJournal, Notes, PartOf, Run, Scope, Watch, catch_panic,
+};
+use crate::error::{Error, Phase};
+use crate::event::Event;
+use crate::graph::DEFAULT_ACTION;
+use crate::node::dispatch::{Branch, BranchRunner, PhaseCell};
+use crate::node::{Between, Command, Node, Params, RetriedBody, TimedOut, with_retries};
+use crate::state::SharedState;
+
+impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
+    /// A fork called `name` is about to run `branches`: checks they fit in the step limit, asks
+    /// the journal whether to pause before them (every branch is asked, so that a pause lists
+    /// all of them), and returns the steps before the fork.
+    pub(super) fn start_fork(
+        &mut self,
+        name: &'static str,
+        branches: &'static [&'static str],
+    ) -> Result<u64, Error> {
+        let left = self.limit.last_step.saturating_sub(self.steps);
+        if let Some(node) = usize::try_from(left)
+            .ok()
+            .and_then(|left| branches.get(left))
+        {
+            return Err(Error::StepLimit {
+                limit: self.limit.max_steps,
+                node,
+                step: self.steps + left + 1,
+            });
+        }
+        if J::PAUSES {
+            let mut pause = false;
+            for branch in branches {
+                let here = Here::of(&self.trail, self.composite, branch, self.steps);
+                pause |= self.journal.pause_before(here);
+            }
+            if pause {
+                return Err(Error::Paused {
+                    node: name,
+                    step: self.steps,
+                    before: true,
+                });
+            }
+        }
+        let before = self.steps;
+        self.fork = Some(ForkAt {
+            name,
+            branches,
+            before,
+            started: W::OBSERVES.then(Instant::now),
+        });
+        // A panic while the branches' updates merge is reported against the fork's first step.
+        self.node = name;
+        self.phase.set(Phase::Apply);
+        self.steps += 1;
+        self.emit(&Event::ForkStarted {
+            at: self.at(name, before + 1),
+            branches,
+        });
+        Ok(before)
+    }
+
+    /// What runs the branches of the fork just started; their outcomes are kept as they finish
+    /// when the journal keeps the fork's parts.
+    pub(super) fn fork_branches(&self) -> BranchEnv<'_, W, J> {
+        let keeping = self
+            .fork
+            .filter(|fork| self.journal.keeps(self.here(fork.name, fork.before)))
+            .map(|fork| (fork.name, fork.before));
+        BranchEnv {
+            scope: self.scope(),
+            journal: &self.journal,
+            fork: self.fork.map_or("", |fork| fork.name),
+            container: self
+                .fork
+                .map_or(("", 0), |fork| (fork.name, fork.before + 1)),
+            keeping,
+        }
+    }
+
+    /// Applies the merged outcome of the fork just started, as one step, and commits it when the
+    /// journal says.
+    pub(super) async fn finish_fork(
+        &mut self,
+        state: &mut S,
+        joined: Branch<S>,
+    ) -> Result<(), Error> {
+        let fork = self.fork.take().unwrap_or(ForkAt {
+            name: "",
+            branches: &[],
+            before: self.steps,
+            started: None,
+        });
+        self.steps = fork.before + joined.steps;
+        if W::OBSERVES {
+            self.emit(&Event::ForkJoined {
+                at: self.at(fork.name, fork.before + 1),
+                steps: joined.steps,
+                duration: fork
+                    .started
+                    .map(|started| started.elapsed())
+                    .unwrap_or_default(),
+            });
+        }
+        let Branch { update, asked, .. } = joined;
+        let here = Here::of(&self.trail, self.composite, fork.name, self.steps);
+        let paused = match self.journal.after(here, DEFAULT_ACTION, None) {
+            After::Commit => {
+                let notes = Notes {
+                    branches: fork.branches,
+                    branch_asks: &asked,
+                    ..Notes::default()
+                };
+                self.commit(state, update, DEFAULT_ACTION, notes).await?
+            }
+            After::Pause => {
+                self.apply(state, update);
+                true
+            }
+            After::Apply | After::CannotAsk => {
+                self.apply(state, update);
+                false
+            }
+        };
+        if paused {
+            return Err(Error::Paused {
+                node: fork.name,
+                step: self.steps,
+                before: false,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What runs the branches of a fork, and runs on copies of the state: shared borrows of the
+/// run's params, watch, trail and journal.
+pub(crate) struct BranchEnv<'a, W, J> {
+    pub(super) scope: Scope<'a, W>,
+    pub(super) journal: &'a J,
+    /// The fork, or empty for the runs of a composite step.
+    pub(super) fork: &'static str,
+    /// The fork or composite step and its step number, for the events about it.
+    pub(super) container: (&'static str, u64),
+    /// When the parts are kept: the fork or batch flow, and the steps before its step.
+    pub(super) keeping: Option<(&'static str, u64)>,
+}
+
+impl<'a, W, J> BranchEnv<'a, W, J> {
+    /// Part `index` of what this runs the parts of (kept ones only).
+    fn part(&self, container: &'static str, before: u64, index: usize) -> PartOf<'a> {
+        PartOf {
+            flows: self.scope.trail.flows(),
+            container,
+            before,
+            index,
+        }
+    }
+}
+
+impl<S: SharedState, W: Watch, J: Journal<S>> BranchRunner<S> for BranchEnv<'_, W, J> {
+    /// The node's steps are written into this future, with no panic guard of its own: the
+    /// fork's join catches each branch's panics, naming it with the phase kept in `phase`.
+    async fn node<N: Node<S>>(
+        &self,
+        node: &N,
+        state: &S,
+        name: &'static str,
+        step: u64,
+        phase: &PhaseCell,
+    ) -> Result<Branch<S>, Error> {
+        let body_attempts = AtomicU32::new(0);
+        let context = self
+            .scope
+            .context(name, step, Some(self.fork), Some(&body_attempts), None);
+        let watch = self.scope.watch;
+        let Command {
+            action,
+            update,
+            asked,
+            ..
+        } = node_command!(node, state, watch, &context, phase, N, W);
+        let Some(asked) = asked else {
+            return Ok(Branch::new(action, update, 1));
+        };
+        // A fork that is a kept step of a durable run pauses after it is saved, with this
+        // question.
+        if self.keeping.is_some() && !self.fork.is_empty() {
+            let mut branch = Branch::new(action, update, 1);
+            branch.asked.push((name, asked));
+            Ok(branch)
+        } else {
+            Err(Error::InputRequested {
+                node: name,
+                step,
+                where_: CANNOT_PAUSE,
+            })
+        }
+    }
+
+    async fn on_copy<N: Node<S>>(
+        &self,
+        node: &N,
+        state: &S,
+        params: Option<&Params>,
+        name: &'static str,
+        step: u64,
+        index: Option<usize>,
+    ) -> Result<Branch<S>, Error>
+    where
+        S: Clone,
+    {
+        let start = step - 1;
+        let params = params.unwrap_or(self.scope.params).clone();
+        if let Some((container, before)) = self.keeping {
+            // A part of a kept step: it may pause inside its own flow. A fork's branches are
+            // numbered in written order after the step before the fork.
+            let index = index.unwrap_or_else(|| usize::try_from(start - before).unwrap_or(0));
+            let part = self.part(container, before, index);
+            // Boxed: only durable runs take this path, and its future (a whole run on a copy)
+            // would otherwise grow every plain run's fork by its size.
+            return Box::pin(self.on_copy_as_part(node, state, params, name, start, part)).await;
+        }
+        let mut copy = state.clone();
+        let journal = NoJournal {
+            thread: self.scope.thread,
+        };
+        let mut run = Run::new(self.scope.watch, journal, params, start);
+        run.record = Some(S::Update::default());
+        run.trail = *self.scope.trail;
+        run.trail.rename(name);
+        run.branch_of = (!self.fork.is_empty()).then_some(self.fork);
+        let outcome = catch_panic(node.__run(&mut run, &mut copy, name)).await;
+        match outcome {
+            Ok(Ok(action)) => Ok(Branch::new(
+                action,
+                run.record.take().unwrap_or_default(),
+                run.steps - start,
+            )),
+            Ok(Err(error)) => Err(*error),
+            Err(payload) => Err(run.panic_error(payload)),
+        }
+    }
+
+    fn kept(
+        &self,
+        index: usize,
+        declared: Option<&'static [&'static str]>,
+    ) -> Result<Option<Branch<S>>, Error> {
+        let Some((container, before)) = self.keeping else {
+            return Ok(None);
+        };
+        let kept = self.journal.kept(self.part(container, before, index))?;
+        resolve_kept(kept, declared, container, before, index)
+    }
+
+    fn keeps(&self) -> bool {
+        self.keeping.is_some()
+    }
+
+    fn progress(&self, index: usize, finished: usize, total: usize) {
+        if W::OBSERVES {
+            let (node, step) = self.container;
+            self.scope.watch.event(&Event::BatchItemFinished {
+                at: crate::event::At {
+                    flows: self.scope.trail.flows(),
+                    node,
+                    step,
+                    fork: None,
+                },
+                index,
+                finished,
+                total,
+            });
+        }
+    }
+
+    async fn keep<'k>(&'k self, index: usize, outcome: Branch<S>) -> Result<Branch<S>, Error>
+    where
+        S: 'k,
+    {
+        if !outcome.asked.is_empty() {
+            // Not kept: a resume before the fork is saved asks again (the question was never
+            // reported).
+            return Ok(outcome);
+        }
+        match self.keeping {
+            Some((container, before)) => {
+                let part = self.part(container, before, index);
+                self.journal.keep(part, outcome).await
+            }
+            None => Ok(outcome),
+        }
+    }
+}
+
+impl<'a, W: Watch, J> BranchEnv<'a, W, J> {
+    /// A part of a kept step on its own copy of the state, after `start` steps: it goes on from
+    /// where it stopped at pauses in an earlier run of the step, and when it stops at pauses
+    /// again, keeps where before returning [`Error::Paused`].
+    async fn on_copy_as_part<S, N>(
+        &self,
+        node: &N,
+        state: &S,
+        params: Params,
+        name: &'static str,
+        start: u64,
+        part: PartOf<'a>,
+    ) -> Result<Branch<S>, Error>
+    where
+        S: SharedState + Clone,
+        N: Node<S>,
+        J: Journal<S>,
+    {
+        let mut copy = state.clone();
+        let (journal, progress) = self.journal.part(part, self.scope.trail.depth())?;
+        let mut record = S::Update::default();
+        let mut steps_so_far = start;
+        if let Some((update, done)) = progress {
+            copy.apply(update.clone());
+            record = update;
+            steps_so_far += done;
+        }
+        let mut run = Run::new(self.scope.watch, journal, params, steps_so_far);
+        run.record = Some(record);
+        run.trail = *self.scope.trail;
+        run.trail.rename(name);
+        run.branch_of = (!self.fork.is_empty()).then_some(self.fork);
+        let outcome = catch_panic(node.__run(&mut run, &mut copy, name)).await;
+        match outcome {
+            Ok(Ok(action)) => Ok(Branch::new(
+                action,
+                run.record.take().unwrap_or_default(),
+                run.steps - start,
+            )),
+            Ok(Err(error)) if matches!(*error, Error::Paused { .. }) => {
+                // The trail still holds where the pause happened, from the part's own flow down.
+                let update = run.record.take().unwrap_or_default();
+                let steps = run.steps - start;
+                let trail = run.trail;
+                let journal = run.into_journal();
+                self.journal
+                    .keep_stopped(part, journal, update, steps, &trail)
+                    .await?;
+                Err(*error)
+            }
+            Ok(Err(error)) => Err(*error),
+            Err(payload) => Err(run.panic_error(payload)),
+        }
+    }
+}
+
+/// A kept outcome as a [`Branch`], its action looked up in `declared` (`"default"` when there is
+/// no list: a fork's branch, whose action does not route).
+pub(super) fn resolve_kept<S: SharedState>(
+    kept: Option<(S::Update, u64, &str)>,
+    declared: Option<&'static [&'static str]>,
+    container: &'static str,
+    before: u64,
+    index: usize,
+) -> Result<Option<Branch<S>>, Error> {
+    let Some((update, steps, action)) = kept else {
+        return Ok(None);
+    };
+    let action = match declared {
+        None => DEFAULT_ACTION,
+        Some(declared) => declared
+            .iter()
+            .copied()
+            .find(|declared| *declared == action)
+            .ok_or_else(|| Error::Resume {
+                thread: String::new(),
+                step: before,
+                reason: format!(
+                    "the kept outcome of part {index} of `{container}` has the action \
+                     \"{action}\", which is not one of {declared:?}"
+                ),
+            })?,
+    };
+    Ok(Some(Branch::new(action, update, steps)))
+}
