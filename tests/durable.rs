@@ -593,3 +593,84 @@ fn a_failure_inside_a_batch_flow_resumes_from_before_the_batch() {
     );
     assert_eq!(ran("inside/b"), 1 + 3, "the batch ran again from its start");
 }
+
+/// Asks a person whether to publish.
+#[node]
+fn ask_to_publish(ledger: &Ledger, context: &Context<'_>) -> Result<Command<Ledger>, NodeError> {
+    let update = visit(context, "ask")?;
+    Ok(Command::new(update).ask(format!("Publish after {} steps?", ledger.count)))
+}
+
+/// A synchronous program (an approval tool) drives a durable thread from start to finish on a real
+/// directory store, with no runtime of its own: start, pause, answer, resume, read.
+#[test]
+fn a_blocking_durable_run_starts_pauses_is_answered_and_finishes() {
+    let test = "blocking";
+    let dir = std::env::temp_dir().join(format!("slateflow-durable-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let flow = flow! { a >> ask_to_publish >> publish; }.with_params(params(test));
+    let durable = flow
+        .durable(FileStore::open(&dir).unwrap())
+        .blocking()
+        .unwrap();
+    let mut ledger = Ledger::default();
+    let Outcome::Paused(pauses) = durable.start(test, &mut ledger).unwrap() else {
+        panic!("the question pauses the run");
+    };
+    assert_eq!(pauses.len(), 1);
+    assert_eq!(pauses[0].when, PauseWhen::Asked);
+    assert_eq!(pauses[0].asked, Some("Publish after 1 steps?".into()));
+    assert_eq!(durable.pending(test).unwrap(), pauses);
+    assert!(matches!(
+        durable.status(test).unwrap(),
+        RunStatus::Paused { .. }
+    ));
+    durable
+        .answer(
+            test,
+            &pauses[0].key,
+            Ledger::update().set_approved(Some(true)),
+        )
+        .unwrap();
+    let (ledger, outcome) = durable.resume(test).unwrap();
+    assert_eq!(outcome, Outcome::Finished("published".into()));
+    assert_eq!(ledger.log, ["a", "ask", "publish"]);
+    assert_eq!(
+        (ran("blocking/a"), ran("blocking/ask")),
+        (1, 1),
+        "none ran twice"
+    );
+    assert_eq!(durable.state(test).unwrap(), ledger);
+    let steps: Vec<u64> = durable
+        .history(test)
+        .unwrap()
+        .iter()
+        .filter(|record| record.kind == RecordKind::Step)
+        .map(|record| record.step)
+        .collect();
+    assert_eq!(steps, [1, 2, 3]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Inside a tokio runtime the blocking calls are refused at once, with what to call instead.
+#[tokio::test]
+async fn blocking_durable_calls_inside_a_runtime_say_to_await_instead() {
+    let flow = flow! { a; };
+    let error = flow.durable(MemoryStore::new()).blocking().unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::BlockingInRuntime {
+                call: "Durable::blocking",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("use `durable.start(thread, &mut state).await` there"),
+        "{error}"
+    );
+}

@@ -574,3 +574,61 @@ async fn an_agent_over_http_streams_tokens_as_events_and_retries_a_rate_limit() 
     assert_eq!(desk.messages.last().unwrap().content(), "Blocked IP.");
     assert_eq!(server.received().len(), 2);
 }
+
+/// The README's agent, run from synchronous code: `run_blocking` gives its runtime IO as well as
+/// timers, so an HTTP client works inside a node (a runtime with timers alone failed every call
+/// with "IO is disabled").
+#[test]
+fn a_blocking_run_calls_the_model_over_http() {
+    // The server runs on a runtime of its own, on its own threads, while this one blocks.
+    let serving = tokio::runtime::Runtime::new().unwrap();
+    let server = serving.block_on(Server::start(vec![Recorded::json(200, PLAIN)]));
+    let agent = Agent::new(server.client());
+    let flow = flow! { agent; };
+    let mut desk = Desk {
+        messages: vec![Message::human("Hello?")],
+        ..Desk::default()
+    };
+    assert_eq!(flow.run_blocking(&mut desk).unwrap(), "default");
+    assert_eq!(
+        desk.messages.last().unwrap().content(),
+        "Hello! How can I help?"
+    );
+    let received = server.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].body["messages"][0]["content"], "Hello?");
+}
+
+/// Inside a tokio runtime a blocking run would stall the runtime's thread: it is refused with an
+/// error that names the async call to use, never tokio's panic.
+#[tokio::test]
+async fn a_blocking_run_inside_a_runtime_says_to_await_instead() {
+    let agent = Agent::new(OpenAi::new("unused"));
+    let flow = flow! { agent; };
+    let error = flow.run_blocking(&mut Desk::default()).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            slateflow::Error::BlockingInRuntime {
+                call: "Flow::run_blocking",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        "`Flow::run_blocking` blocks its thread until the work is done, and was called inside a \
+         tokio runtime, which it would stall: use `flow.run(&mut state).await` there, or call it \
+         from `tokio::task::spawn_blocking`"
+    );
+    // The async form works in the same place.
+    let server = Server::start(vec![Recorded::json(200, PLAIN)]).await;
+    let agent = Agent::new(server.client());
+    let mut desk = Desk {
+        messages: vec![Message::human("Hello?")],
+        ..Desk::default()
+    };
+    flow! { agent; }.run(&mut desk).await.unwrap();
+    assert_eq!(desk.messages.len(), 2);
+}

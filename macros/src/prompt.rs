@@ -218,6 +218,6 @@ mod tests {
     fn the_expansion_checks_each_placeholder() {
         let expanded = expand(quote!((::slateflow) Triage, "{a} and {b}")).to_string();
         assert_eq!(expanded.matches("check_placeholder").count(), 2);
-        assert!(expanded.contains("Prompt :: < Triage > :: __checked"));
+        assert!(expanded.contains("__private :: prompt :: < Triage >"));
     }
 }

@@ -211,8 +211,9 @@ pub enum Error {
     /// A blocking call was made inside a tokio runtime, where blocking would stall the runtime's
     /// own thread (and tokio refuses to start a runtime inside another).
     #[error(
-        "`{call}` blocks until the run is done, and was called inside a tokio runtime, which it \
-         would stall: use `{instead}` there, or call it from `tokio::task::spawn_blocking`"
+        "`{call}` blocks its thread until the work is done, and was called inside a tokio \
+         runtime, which it would stall: use `{instead}` there, or call it from \
+         `tokio::task::spawn_blocking`"
     )]
     BlockingInRuntime {
         /// The blocking call.

@@ -73,10 +73,9 @@ pub struct Flow<S, G> {
 }
 
 impl<S: SharedState, G: FlowGraph<S>> Flow<S, G> {
-    /// The flow `flow!` built over `graph` (called through `__private` only).
+    /// The flow `flow!` built over `graph` (through `__private`, which forces the compile-time
+    /// checks of its wiring first).
     pub(crate) fn from_graph(graph: G, _state: StateType<S>) -> Self {
-        // Forces the compile-time checks of the wiring (declared actions, exhaustiveness).
-        let () = G::CHECKS;
         Self {
             graph,
             max_steps: DEFAULT_MAX_STEPS,

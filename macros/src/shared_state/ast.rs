@@ -5,7 +5,7 @@ use proc_macro2::Span;
 use syn::spanned::Spanned;
 use syn::{Attribute, Data, DeriveInput, Fields, Ident, Type, Visibility};
 
-use super::attr;
+use super::attr::{self, Reducer};
 use crate::errors::Errors;
 
 /// A state struct with named fields.
@@ -28,15 +28,6 @@ pub(crate) struct Field<'a> {
     pub(crate) serialized: bool,
     /// The field's own `#[doc]` attributes, repeated on its update slot.
     pub(crate) docs: Vec<&'a Attribute>,
-}
-
-/// How writes to a field combine.
-#[cfg_attr(test, derive(Debug, PartialEq))]
-pub(crate) enum Reducer {
-    LastWrite,
-    Add,
-    Append,
-    With(syn::ExprPath),
 }
 
 impl<'a> State<'a> {

@@ -13,10 +13,18 @@ use syn::ext::IdentExt;
 use syn::parse::ParseStream;
 use syn::{Attribute, Ident, Meta, Token};
 
-use super::ast::Reducer;
 use crate::errors::Errors;
 
 const REDUCER_FORMS: &str = "`#[reducer(add)]`, `#[reducer(append)]` or `#[reducer(with = path)]`";
+
+/// How writes to a field combine.
+#[cfg_attr(test, derive(Debug, PartialEq))]
+pub(crate) enum Reducer {
+    LastWrite,
+    Add,
+    Append,
+    With(syn::ExprPath),
+}
 
 /// The field's reducer; `LastWrite` without a `#[reducer]`, and after a mistake (which is recorded).
 pub(crate) fn field_reducer(attrs: &[Attribute], errors: &mut Errors) -> Reducer {

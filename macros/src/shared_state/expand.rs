@@ -9,7 +9,8 @@ use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::{Ident, LitStr};
 
-use super::ast::{Field, Reducer, State};
+use super::ast::{Field, State};
+use super::attr::Reducer;
 
 /// The update type, its inherent methods and the two trait impls.
 pub(crate) fn expand(state: &State) -> TokenStream {
@@ -1007,8 +1008,8 @@ mod tests {
         }
         assert!(text.contains("pub struct TriageUpdate"));
         assert!(text.contains("\"type\""), "metadata uses the unraw name");
-        assert!(text.contains("u64 : :: slateflow :: reducer :: Addable"));
-        assert!(text.contains("Vec < String > : :: slateflow :: reducer :: Append"));
+        assert!(text.contains("u64 : :: slateflow :: __private :: Addable"));
+        assert!(text.contains("Vec < String > : :: slateflow :: __private :: Append"));
     }
 
     #[test]

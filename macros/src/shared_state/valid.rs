@@ -1,6 +1,7 @@
 //! Rules about the state as a whole, one function per rule.
 
-use super::ast::{Reducer, State};
+use super::ast::State;
+use super::attr::Reducer;
 use crate::errors::Errors;
 
 /// Runs every rule; `false` when the state cannot be expanded without follow-on errors.

@@ -70,7 +70,10 @@ where
     /// [`Error::BlockingInRuntime`] when called inside a tokio runtime (use the async calls
     /// there); [`Error::Runtime`] when the runtime cannot start.
     pub fn blocking(self) -> Result<Blocking<'f, S, G, St>, Error> {
-        let runtime = blocking_runtime("Durable::blocking", "the async calls of `Durable`")?;
+        let runtime = blocking_runtime(
+            "Durable::blocking",
+            "durable.start(thread, &mut state).await",
+        )?;
         Ok(Blocking {
             durable: self,
             runtime,

@@ -41,9 +41,11 @@ pub use crate::text::{
     terminal_actions_in,
 };
 
-/// The flow `flow!` built over `graph`.
+/// The flow `flow!` built over `graph`, its wiring checked: evaluating `G::CHECKS` here, in the
+/// function the user's `flow!` calls, has rustc name that call when a check fails.
 #[inline]
 pub fn new_flow<S: SharedState, G: FlowGraph<S>>(graph: G, state: StateType<S>) -> Flow<S, G> {
+    let () = G::CHECKS;
     Flow::from_graph(graph, state)
 }
 

@@ -3,13 +3,19 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::sync::Notify;
 use tokio_postgres::config::Host;
 use tokio_postgres::{Config, IsolationLevel, NoTls};
+
+mod queue;
+
+pub(crate) use queue::CHANNEL;
+pub use queue::Taken;
+use queue::keep_leases;
 
 use super::{
     CheckpointStore, RecordKind, Records, RunStatus, StepRecord, StoreError, ThreadInfo, ThreadLog,
@@ -22,9 +28,6 @@ const VERSION: i32 = 1;
 
 /// Serializes concurrent set-ups of one database (`pg_advisory_xact_lock`): `slate` in ASCII.
 const SETUP_LOCK: i64 = 0x0073_6C61_7465;
-
-/// The channel workers listen on: a thread id is sent when it becomes runnable.
-pub(crate) const CHANNEL: &str = "slateflow_runnable";
 
 /// The tables, made in one transaction by the first store that connects. Plain `CREATE INDEX`
 /// (never `CONCURRENTLY`, which cannot run inside a transaction).
@@ -266,17 +269,6 @@ impl Drop for PostgresClaim {
     }
 }
 
-/// What a worker took: a runnable thread, its flow's name, and the claim.
-#[derive(Debug)]
-pub struct Taken {
-    /// The thread's id.
-    pub thread: String,
-    /// The flow it was submitted for.
-    pub flow: String,
-    /// The claim, leased to the store that took it.
-    pub claim: PostgresClaim,
-}
-
 impl PostgresStore {
     /// Connects with the default [`PostgresOptions`] (a pool of 16, a lease of 15 s).
     ///
@@ -365,85 +357,6 @@ impl PostgresStore {
             }),
             Ok(_) => Ok(()),
             Err(error) => Err(self.backend("", "set up the tables", error)),
-        }
-    }
-
-    /// Gives up the claims dropped since the last call, in the table.
-    pub(crate) async fn settle(&self) -> Result<(), StoreError> {
-        settle(&self.inner).await
-    }
-
-    /// Takes the longest-waiting runnable thread of one of `flows`: one submitted or answered
-    /// ([`RunStatus::Queued`]), or one whose run stopped without ending (its claim given up or its
-    /// lease lapsed). `SELECT ... FOR UPDATE SKIP LOCKED`, so workers never wait on each other or
-    /// take the same thread. `None` when there is none.
-    ///
-    /// # Errors
-    /// The database's error.
-    pub async fn take_runnable(&self, flows: &[&str]) -> Result<Option<Taken>, StoreError> {
-        self.settle().await?;
-        let client = self.client("").await?;
-        let row = async {
-            let statement = client
-                .prepare_cached(
-                    "UPDATE slateflow_threads AS t
-                     SET claim = t.claim + 1, owner = $2,
-                         lease_until = now() + $3::BIGINT * INTERVAL '1 millisecond'
-                     FROM (SELECT id FROM slateflow_threads
-                           WHERE flow = ANY($1) AND phase IN ('queued', 'running')
-                             AND (owner IS NULL OR lease_until < now())
-                           ORDER BY updated_ms LIMIT 1
-                           FOR UPDATE SKIP LOCKED) AS next
-                     WHERE t.id = next.id
-                     RETURNING t.id, t.flow, t.claim, t.last_step",
-                )
-                .await?;
-            client
-                .query_opt(
-                    &statement,
-                    &[&flows, &self.inner.owner, &self.inner.lease_ms],
-                )
-                .await
-        }
-        .await
-        .map_err(|error| self.backend("", "take a runnable thread", error))?;
-        Ok(row.map(|row| {
-            let thread: String = row.get(0);
-            let claim = PostgresClaim::new(&self.inner, &thread, row.get(2), row.get(3));
-            Taken {
-                thread,
-                flow: row.get(1),
-                claim,
-            }
-        }))
-    }
-
-    /// Cancels a thread from any process, whoever runs it: its status becomes
-    /// [`RunStatus::Cancelled`] and its claim number moves on, so a worker running it is refused
-    /// at its next write ([`StoreError::Claimed`]) and no worker takes it again.
-    ///
-    /// # Errors
-    /// [`StoreError::UnknownThread`]; the database's error.
-    pub async fn cancel(&self, thread: &str) -> Result<(), StoreError> {
-        check_thread_id(thread)?;
-        let status = status_json(&RunStatus::Cancelled);
-        let client = self.client(thread).await?;
-        let changed = client
-            .execute(
-                "UPDATE slateflow_threads
-                 SET status = $2, phase = 'cancelled', claim = claim + 1, owner = NULL,
-                     lease_until = NULL, updated_ms = $3
-                 WHERE id = $1",
-                &[&thread, &status, &to_i64(now_ms())],
-            )
-            .await
-            .map_err(|error| self.backend(thread, "cancel", error))?;
-        if changed == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::UnknownThread {
-                thread: thread.to_string(),
-            })
         }
     }
 
@@ -821,77 +734,6 @@ impl PostgresStore {
         serde_json::from_str(body)
             .map_err(|error| corrupt(format!("the record is not valid: {error}")))
     }
-}
-
-/// Renews this store's leases every `every`, and gives up dropped claims as soon as they are
-/// dropped; ends with the store.
-async fn keep_leases(inner: Weak<Inner>, wake: Arc<Notify>, every: Duration) {
-    while let Some(inner) = inner.upgrade() {
-        // Errors are left for the calls that need the database to report: a lease that cannot
-        // be renewed lapses, and the fencing refuses this store's late writes.
-        let _ = settle(&inner).await;
-        if inner.held.load(Ordering::Relaxed) > 0
-            && let Ok(client) = inner.pool.get().await
-        {
-            let _ = client
-                .execute(
-                    "UPDATE slateflow_threads
-                     SET lease_until = now() + $2::BIGINT * INTERVAL '1 millisecond'
-                     WHERE owner = $1",
-                    &[&inner.owner, &inner.lease_ms],
-                )
-                .await;
-        }
-        drop(inner);
-        tokio::select! {
-            () = wake.notified() => {}
-            () = tokio::time::sleep(every) => {}
-        }
-    }
-}
-
-/// Gives up the claims dropped since the last call; a thread left running becomes runnable, and
-/// the workers are woken.
-async fn settle(inner: &Inner) -> Result<(), StoreError> {
-    let _settling = inner.settling.lock().await;
-    let next = || {
-        inner
-            .releases
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .last()
-            .cloned()
-    };
-    if next().is_none() {
-        return Ok(());
-    }
-    let client = inner
-        .pool
-        .get()
-        .await
-        .map_err(|error| backend_error("", "connect to the database", &inner.place, error))?;
-    let statement = client
-        .prepare_cached(
-            "WITH released AS (
-                 UPDATE slateflow_threads SET owner = NULL, lease_until = NULL
-                 WHERE id = $1 AND claim = $2 AND owner = $3
-                 RETURNING id, phase)
-             SELECT pg_notify($4, id)::TEXT FROM released WHERE phase IN ('queued', 'running')",
-        )
-        .await
-        .map_err(|error| backend_error("", "give up a claim", &inner.place, error))?;
-    while let Some((thread, number)) = next() {
-        client
-            .query(&statement, &[&thread, &number, &inner.owner, &CHANNEL])
-            .await
-            .map_err(|error| backend_error(&thread, "give up the claim", &inner.place, error))?;
-        inner
-            .releases
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|release| *release != (thread.clone(), number));
-    }
-    Ok(())
 }
 
 /// The phase column: what a worker looks for.
