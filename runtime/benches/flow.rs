@@ -386,7 +386,51 @@ fn future_sizes() {
     }
 }
 
+/// Runs `variant` of the 2-node loop `runs` times and nothing else, for an instruction count:
+/// `valgrind --tool=callgrind <bench binary> --bench count <variant> <runs>`, where the count of
+/// two runs less that of one is one run's 10,000 steps (`runtime/benches/instructions.sh` does
+/// this for every variant).
+fn count_instructions(variant: &str, runs: u32) {
+    let (count, bounce) = (Noop, Bounce);
+    let cycle = flow! {
+        count >> bounce;
+        bounce - "again" >> count;
+    };
+    let params = Params::new();
+    let (count, bounce) = (Noop, Bounce);
+    for _ in 0..runs {
+        let mut counter = Counter::default();
+        match variant {
+            "flow" => {
+                black_box(ready(cycle.run(&mut counter)).unwrap());
+            }
+            "checked" => {
+                let at = At::default();
+                let ended = ready(checked_loop_by_hand(
+                    &count,
+                    &bounce,
+                    &params,
+                    &mut counter,
+                    &at,
+                ));
+                black_box(ended.unwrap());
+            }
+            "async" => ready(loop_by_hand(&count, &bounce, &params, &mut counter)),
+            other => panic!("no variant `{other}`: flow, checked or async"),
+        }
+        assert_eq!(counter.steps, LOOP_STEPS);
+    }
+}
+
 fn main() {
+    let arguments: Vec<String> = std::env::args().collect();
+    if let [_, bench, count, variant, runs] = arguments.as_slice()
+        && bench == "--bench"
+        && count == "count"
+    {
+        count_instructions(variant, runs.parse().expect("a number of runs"));
+        return;
+    }
     // `cargo test --benches` runs this once as a smoke test; the figures need `cargo bench`.
     if std::env::args().any(|argument| argument == "--bench") {
         // `cargo bench --bench flow -- loop` runs only the scenarios whose name holds `loop`

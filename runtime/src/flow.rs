@@ -334,10 +334,10 @@ impl<S: SharedState, G: FlowGraph<S>> Node<S> for Flow<S, G> {
         &'a self,
         runner: &'a mut R,
         state: &'a mut S,
-        _name: &'static str,
+        name: &'static str,
     ) -> impl Future<Output = Stepped> + Send + 'a {
         // The run's params, set by the outermost flow, replace this flow's own (PocketFlow).
-        runner.flow(&self.graph, state, self.max_steps)
+        runner.flow(&self.graph, state, name, self.max_steps)
     }
 
     fn __graph(&self) -> Option<Graph> {

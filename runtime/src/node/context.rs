@@ -32,17 +32,52 @@ use crate::event::{At, Event, EventSink, NO_SINK};
 /// ```
 #[derive(Clone, Copy)]
 pub struct Context<'a> {
-    params: &'a Params,
+    // What the step reads from its run: params, thread, where events go, where a kept batch keeps
+    // its items. One pointer, so that a context, built for every step, stays small.
+    run: &'a dyn RunScope,
     at: At<'a>,
     max_steps: u64,
     last_step: u64,
-    thread: Option<&'a str>,
-    events: &'a dyn EventSink,
     // Where a `#[node]` function run under a retry policy records its attempts, for the run's
     // `NodeFinished` event.
     attempts: Option<&'a AtomicU32>,
-    // Where a kept batch keeps its items' outputs: a durable step saved on its own.
-    items: Option<&'a dyn ItemJournal>,
+}
+
+/// What a step's [`Context`] reads from the run it is part of: the run's params and thread,
+/// where its events go, and where a kept batch keeps its items. Implemented by the run (and by
+/// what runs a fork's branches), behind a `dyn` so that `Context` has no type parameter; by
+/// [`Params`] for a context made outside a run.
+pub(crate) trait RunScope: Sync {
+    /// The run's params.
+    fn params(&self) -> &Params;
+
+    /// The durable thread, if any.
+    fn thread(&self) -> Option<&str>;
+
+    /// Where the run's events go.
+    fn events(&self) -> &dyn EventSink;
+
+    /// Where the batch node at `at` keeps its items' outputs, when its step keeps them.
+    fn items(&self, at: &At<'_>) -> Option<&dyn ItemJournal>;
+}
+
+/// A context made outside a run has only its params.
+impl RunScope for Params {
+    fn params(&self) -> &Params {
+        self
+    }
+
+    fn thread(&self) -> Option<&str> {
+        None
+    }
+
+    fn events(&self) -> &dyn EventSink {
+        &NO_SINK
+    }
+
+    fn items(&self, _: &At<'_>) -> Option<&dyn ItemJournal> {
+        None
+    }
 }
 
 /// Where a batch node keeps its items' outputs until its step is saved: the journal of a durable
@@ -66,7 +101,7 @@ impl<'a> Context<'a> {
     /// baseline (no step limit, no thread, events go nowhere); runs make their own.
     pub fn new(params: &'a Params, node: &'static str, step: u64) -> Self {
         Self {
-            params,
+            run: params,
             at: At {
                 flows: &[],
                 node,
@@ -75,10 +110,7 @@ impl<'a> Context<'a> {
             },
             max_steps: Limit::NONE.max_steps,
             last_step: Limit::NONE.last_step,
-            thread: None,
-            events: &NO_SINK,
             attempts: None,
-            items: None,
         }
     }
 
@@ -90,29 +122,21 @@ impl<'a> Context<'a> {
         self
     }
 
-    /// The context of a step of a run: where it is, its run's params, limit, thread and event
-    /// sink; `attempts` counts the attempts of a retried `#[node]` body; `items` is where a kept
-    /// batch keeps its items, when the step keeps them.
+    /// The context of a step of `run`: where it is and the limit in force; `attempts` counts the
+    /// attempts of a retried `#[node]` body.
     #[inline]
-    #[allow(clippy::too_many_arguments)] // Each is one field, gathered in one place by the run.
     pub(crate) fn in_run(
-        params: &'a Params,
+        run: &'a dyn RunScope,
         at: At<'a>,
         limit: Limit,
-        thread: Option<&'a str>,
-        events: &'a dyn EventSink,
         attempts: Option<&'a AtomicU32>,
-        items: Option<&'a dyn ItemJournal>,
     ) -> Self {
         Self {
-            params,
+            run,
             at,
             max_steps: limit.max_steps,
             last_step: limit.last_step,
-            thread,
-            events,
             attempts,
-            items,
         }
     }
 
@@ -131,7 +155,7 @@ impl<'a> Context<'a> {
 
     /// The params the run was given (a flow's params reach every node it runs, nested ones too).
     pub fn params(&self) -> &'a Params {
-        self.params
+        self.run.params()
     }
 
     /// The node's name in its flow (the variable named in `flow!`).
@@ -163,15 +187,16 @@ impl<'a> Context<'a> {
 
     /// The durable run's thread id; `None` for a run that is not durable.
     pub fn thread(&self) -> Option<&'a str> {
-        self.thread
+        self.run.thread()
     }
 
     /// Sends a custom event ([`Event::Custom`]) named `name` with `data` to the run's observer:
     /// the node's own progress, a model's token deltas. Without an observer it does nothing, and
     /// costs a branch.
     pub fn emit(&self, name: &str, data: &Value) {
-        if self.events.observed() {
-            self.events.send(&Event::Custom {
+        let events = self.run.events();
+        if events.observed() {
+            events.send(&Event::Custom {
                 at: self.at,
                 name,
                 data,
@@ -181,24 +206,26 @@ impl<'a> Context<'a> {
 
     /// Whether anyone watches the run's events: skip building costly event data when not.
     pub fn is_observed(&self) -> bool {
-        self.events.observed()
+        self.run.events().observed()
     }
 
     /// Sends what happened between two attempts of the node's step: [`Event::Retry`] for a
     /// failed one and, when `starts` (the node's own attempts, not an item's or a call's),
     /// [`Event::NodeStarted`] for the next.
     pub(crate) fn between(&self, between: Between<'_>, starts: bool) {
-        if self.events.observed()
+        let events = self.run.events();
+        if events.observed()
             && let Some(event) = between.event(self.at, starts)
         {
-            self.events.send(&event);
+            events.send(&event);
         }
     }
 
     /// Sends [`Event::BatchItemFinished`].
     pub(crate) fn item_finished(&self, index: usize, finished: usize, total: usize) {
-        if self.events.observed() {
-            self.events.send(&Event::BatchItemFinished {
+        let events = self.run.events();
+        if events.observed() {
+            events.send(&Event::BatchItemFinished {
                 at: self.at,
                 index,
                 finished,
@@ -210,7 +237,7 @@ impl<'a> Context<'a> {
     /// Where this step keeps a batch's items, when it keeps them (a durable step saved on its
     /// own).
     pub(crate) fn item_journal(&self) -> Option<&'a dyn ItemJournal> {
-        self.items
+        self.run.items(&self.at)
     }
 }
 
@@ -218,10 +245,10 @@ impl std::fmt::Debug for Context<'_> {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("Context")
-            .field("params", &self.params)
+            .field("params", self.params())
             .field("at", &self.at)
             .field("max_steps", &self.max_steps)
-            .field("thread", &self.thread)
+            .field("thread", &self.thread())
             .finish_non_exhaustive()
     }
 }

@@ -185,11 +185,13 @@ pub trait Runner<S: SharedState>: Send {
         name: &'static str,
     ) -> impl Future<Output = Stepped> + Send + 'a;
 
-    /// A nested flow's walk, on the state in place, bounded by `max_steps` too.
+    /// A nested flow's walk (the node `name` of the flow around it), on the state in place,
+    /// bounded by `max_steps` too.
     fn flow<'a, G: FlowGraph<S>>(
         &'a mut self,
         graph: &'a G,
         state: &'a mut S,
+        name: &'static str,
         max_steps: u64,
     ) -> impl Future<Output = Stepped> + Send + 'a;
 

@@ -23,11 +23,11 @@ use crate::state::{SharedState, StateUpdate};
 impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
     /// Starts a composite step for the node `name`.
     pub(super) fn start_composite(&mut self, name: &'static str) -> Composite {
-        if self.record.is_none() && self.journal.commits(self.here(name, self.steps)) {
+        if self.record.is_none() && self.host.journal.commits(self.here(name, self.steps)) {
             // Committed as one: every update applied inside it is composed.
             self.record = Some(S::Update::default());
         }
-        self.composite += 1;
+        self.host.composite += 1;
         self.steps += 1;
         self.node = name;
         self.phase.set(Phase::Prep);
@@ -48,7 +48,7 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
             flows: self.trail.flows(),
             name: composite.name,
             step: composite.step - 1,
-            composite: self.composite - 1,
+            composite: self.host.composite - 1,
         }
     }
 
@@ -61,10 +61,10 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
         node: &N,
         state: &mut S,
     ) -> Stepped {
-        if !self.journal.keeps(self.composite_here(composite)) {
-            let outer = std::mem::replace(&mut self.params, params);
+        if !self.host.journal.keeps(self.composite_here(composite)) {
+            let outer = std::mem::replace(&mut self.host.params, params);
             let outcome = node.__run(self, state, composite.name).await;
-            self.params = outer;
+            self.host.params = outer;
             return outcome;
         }
         // Boxed: only durable runs keep the runs of a batch flow, and a plain run's composite
@@ -91,7 +91,7 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
             before: composite.step - 1,
             index,
         };
-        let kept = self.journal.kept(part)?;
+        let kept = self.host.journal.kept(part)?;
         let kept = resolve_kept::<S>(kept, Some(N::ACTIONS), part.container, part.before, index)?;
         if let Some(kept) = kept {
             self.node = composite.name;
@@ -99,27 +99,27 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
             self.apply(state, kept.update);
             return Ok(kept.action);
         }
-        let outer = std::mem::replace(&mut self.params, params);
+        let outer = std::mem::replace(&mut self.host.params, params);
         let before = self
             .record
             .replace(S::Update::default())
             .unwrap_or_default();
         let steps_before = self.steps;
-        if let Some((update, steps)) = self.journal.run_start(part, at.depth())? {
+        if let Some((update, steps)) = self.host.journal.run_start(part, at.depth())? {
             // It stopped at pauses in an earlier run of the step: what it had done is applied
             // (and recorded), and it goes on from where it stood.
             self.steps += steps;
             self.apply(state, update);
         }
         let outcome = node.__run(self, state, composite.name).await;
-        self.params = outer;
+        self.host.params = outer;
         let update = self.record.take().unwrap_or_default();
         let steps = self.steps - steps_before;
         match outcome {
             Ok(action) => {
                 let trail = self.trail;
                 let kept = self
-                    .journal
+                    .host.journal
                     .run_finish(part, Some(action), update, steps, &trail)
                     .await?;
                 self.record = Some(before.then(kept));
@@ -127,7 +127,7 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
             }
             Err(error) if matches!(*error, Error::Paused { .. }) => {
                 let trail = self.trail;
-                self.journal
+                self.host.journal
                     .run_finish(part, None, update, steps, &trail)
                     .await?;
                 Err(error)
@@ -138,14 +138,15 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
 
     /// What runs the composite step's runs on copies of the state, kept as they finish when the
     /// journal keeps the step's parts.
-    pub(super) fn copies_of(&self, composite: &Composite) -> BranchEnv<'_, W, J> {
+    pub(super) fn copies_of(&self, composite: &Composite) -> BranchEnv<'_, S, W, J> {
         BranchEnv {
-            scope: self.scope(),
-            journal: &self.journal,
+            host: &self.host,
+            limit: self.limit,
+            trail: &self.trail,
             fork: "",
             container: (composite.name, composite.step),
             keeping: self
-                .journal
+                .host.journal
                 .keeps(self.composite_here(composite))
                 .then_some((composite.name, composite.step - 1)),
         }
@@ -175,7 +176,7 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
         }
         self.node = name;
         self.apply(state, command.update);
-        self.composite -= 1;
+        self.host.composite -= 1;
         self.emit(&Event::NodeFinished {
             at: self.at(name, step),
             action: command.action,
@@ -183,9 +184,10 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
             attempts: 1,
             duration: started.map(|started| started.elapsed()).unwrap_or_default(),
         });
-        if self.journal.commits(self.here(name, step - 1)) {
+        if self.host.journal.commits(self.here(name, step - 1)) {
             let record = self.record.take().unwrap_or_default();
-            self.journal.prepare(self.steps, &record)?;
+            self.host.journal.prepare(self.steps, &record)?;
+            self.trail.rename(name);
             let notes = Notes {
                 reason: command.reason.as_deref(),
                 asked: command.asked.as_ref(),
@@ -197,7 +199,7 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
                 action: command.action,
                 notes,
             };
-            if self.journal.commit(state, commit).await? {
+            if self.host.journal.commit(state, commit).await? {
                 return Err(Box::new(Error::Paused {
                     node: name,
                     step,

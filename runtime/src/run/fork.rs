@@ -8,13 +8,15 @@ use std::time::Instant;
 
 use super::step::{CANNOT_PAUSE, fallback, is_declared, node_command};
 use super::{
-    After, ForkAt, Here, Journal, NoJournal, Notes, PartOf, Run, Scope, Watch, catch_panic,
+    After, ForkAt, Here, Host, Journal, NoJournal, Notes, PartOf, Run, Trail, Watch, catch_panic,
 };
 use crate::error::{Error, Phase};
-use crate::event::Event;
+use crate::event::{At, Event};
 use crate::graph::DEFAULT_ACTION;
 use crate::node::dispatch::{Branch, BranchRunner, PhaseCell};
-use crate::node::{Between, Command, Node, Params, RetriedBody, TimedOut, with_retries};
+use crate::node::{
+    Between, Command, Context, Limit, Node, Params, RetriedBody, TimedOut, with_retries,
+};
 use crate::state::SharedState;
 
 impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
@@ -40,8 +42,8 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
         if J::PAUSES {
             let mut pause = false;
             for branch in branches {
-                let here = Here::of(&self.trail, self.composite, branch, self.steps);
-                pause |= self.journal.pause_before(here);
+                let here = Here::of(&self.trail, self.host.composite, branch, self.steps);
+                pause |= self.host.journal.pause_before(here);
             }
             if pause {
                 return Err(Error::Paused {
@@ -71,14 +73,15 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
 
     /// What runs the branches of the fork just started; their outcomes are kept as they finish
     /// when the journal keeps the fork's parts.
-    pub(super) fn fork_branches(&self) -> BranchEnv<'_, W, J> {
+    pub(super) fn fork_branches(&self) -> BranchEnv<'_, S, W, J> {
         let keeping = self
             .fork
-            .filter(|fork| self.journal.keeps(self.here(fork.name, fork.before)))
+            .filter(|fork| self.host.journal.keeps(self.here(fork.name, fork.before)))
             .map(|fork| (fork.name, fork.before));
         BranchEnv {
-            scope: self.scope(),
-            journal: &self.journal,
+            host: &self.host,
+            limit: self.limit,
+            trail: &self.trail,
             fork: self.fork.map_or("", |fork| fork.name),
             container: self
                 .fork
@@ -112,9 +115,10 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
             });
         }
         let Branch { update, asked, .. } = joined;
-        let here = Here::of(&self.trail, self.composite, fork.name, self.steps);
-        let paused = match self.journal.after(here, DEFAULT_ACTION, None) {
+        let here = Here::of(&self.trail, self.host.composite, fork.name, self.steps);
+        let paused = match self.host.journal.after(here, DEFAULT_ACTION, None) {
             After::Commit => {
+                self.trail.rename(fork.name);
                 let notes = Notes {
                     branches: fork.branches,
                     branch_asks: &asked,
@@ -143,10 +147,11 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
 }
 
 /// What runs the branches of a fork, and runs on copies of the state: shared borrows of the
-/// run's params, watch, trail and journal.
-pub(crate) struct BranchEnv<'a, W, J> {
-    pub(super) scope: Scope<'a, W>,
-    pub(super) journal: &'a J,
+/// run's host (params, watch, journal) and trail, and the limit in force.
+pub(crate) struct BranchEnv<'a, S, W, J> {
+    pub(super) host: &'a Host<S, W, J>,
+    pub(super) limit: Limit,
+    pub(super) trail: &'a Trail,
     /// The fork, or empty for the runs of a composite step.
     pub(super) fork: &'static str,
     /// The fork or composite step and its step number, for the events about it.
@@ -155,11 +160,11 @@ pub(crate) struct BranchEnv<'a, W, J> {
     pub(super) keeping: Option<(&'static str, u64)>,
 }
 
-impl<'a, W, J> BranchEnv<'a, W, J> {
+impl<'a, S, W, J> BranchEnv<'a, S, W, J> {
     /// Part `index` of what this runs the parts of (kept ones only).
     fn part(&self, container: &'static str, before: u64, index: usize) -> PartOf<'a> {
         PartOf {
-            flows: self.scope.trail.flows(),
+            flows: self.trail.flows(),
             container,
             before,
             index,
@@ -167,7 +172,7 @@ impl<'a, W, J> BranchEnv<'a, W, J> {
     }
 }
 
-impl<S: SharedState, W: Watch, J: Journal<S>> BranchRunner<S> for BranchEnv<'_, W, J> {
+impl<S: SharedState, W: Watch, J: Journal<S>> BranchRunner<S> for BranchEnv<'_, S, W, J> {
     /// The node's steps are written into this future, with no panic guard of its own: the
     /// fork's join catches each branch's panics, naming it with the phase kept in `phase`.
     async fn node<N: Node<S>>(
@@ -179,10 +184,14 @@ impl<S: SharedState, W: Watch, J: Journal<S>> BranchRunner<S> for BranchEnv<'_, 
         phase: &PhaseCell,
     ) -> Result<Branch<S>, Error> {
         let body_attempts = AtomicU32::new(0);
-        let context = self
-            .scope
-            .context(name, step, Some(self.fork), Some(&body_attempts), None);
-        let watch = self.scope.watch;
+        let at = At {
+            flows: self.trail.flows(),
+            node: name,
+            step,
+            fork: Some(self.fork),
+        };
+        let context = Context::in_run(self.host, at, self.limit, Some(&body_attempts));
+        let watch = &self.host.watch;
         let Command {
             action,
             update,
@@ -220,7 +229,7 @@ impl<S: SharedState, W: Watch, J: Journal<S>> BranchRunner<S> for BranchEnv<'_, 
         S: Clone,
     {
         let start = step - 1;
-        let params = params.unwrap_or(self.scope.params).clone();
+        let params = params.unwrap_or(&self.host.params).clone();
         if let Some((container, before)) = self.keeping {
             // A part of a kept step: it may pause inside its own flow. A fork's branches are
             // numbered in written order after the step before the fork.
@@ -232,11 +241,11 @@ impl<S: SharedState, W: Watch, J: Journal<S>> BranchRunner<S> for BranchEnv<'_, 
         }
         let mut copy = state.clone();
         let journal = NoJournal {
-            thread: self.scope.thread,
+            thread: self.host.journal.thread(),
         };
-        let mut run = Run::new(self.scope.watch, journal, params, start);
+        let mut run = Run::new(&self.host.watch, journal, params, start);
         run.record = Some(S::Update::default());
-        run.trail = *self.scope.trail;
+        run.trail = *self.trail;
         run.trail.rename(name);
         run.branch_of = (!self.fork.is_empty()).then_some(self.fork);
         let outcome = catch_panic(node.__run(&mut run, &mut copy, name)).await;
@@ -259,7 +268,7 @@ impl<S: SharedState, W: Watch, J: Journal<S>> BranchRunner<S> for BranchEnv<'_, 
         let Some((container, before)) = self.keeping else {
             return Ok(None);
         };
-        let kept = self.journal.kept(self.part(container, before, index))?;
+        let kept = self.host.journal.kept(self.part(container, before, index))?;
         resolve_kept(kept, declared, container, before, index)
     }
 
@@ -270,9 +279,9 @@ impl<S: SharedState, W: Watch, J: Journal<S>> BranchRunner<S> for BranchEnv<'_, 
     fn progress(&self, index: usize, finished: usize, total: usize) {
         if W::OBSERVES {
             let (node, step) = self.container;
-            self.scope.watch.event(&Event::BatchItemFinished {
-                at: crate::event::At {
-                    flows: self.scope.trail.flows(),
+            self.host.watch.event(&Event::BatchItemFinished {
+                at: At {
+                    flows: self.trail.flows(),
                     node,
                     step,
                     fork: None,
@@ -296,18 +305,18 @@ impl<S: SharedState, W: Watch, J: Journal<S>> BranchRunner<S> for BranchEnv<'_, 
         match self.keeping {
             Some((container, before)) => {
                 let part = self.part(container, before, index);
-                self.journal.keep(part, outcome).await
+                self.host.journal.keep(part, outcome).await
             }
             None => Ok(outcome),
         }
     }
 }
 
-impl<'a, W: Watch, J> BranchEnv<'a, W, J> {
+impl<'a, S: SharedState, W: Watch, J: Journal<S>> BranchEnv<'a, S, W, J> {
     /// A part of a kept step on its own copy of the state, after `start` steps: it goes on from
     /// where it stopped at pauses in an earlier run of the step, and when it stops at pauses
     /// again, keeps where before returning [`Error::Paused`].
-    async fn on_copy_as_part<S, N>(
+    async fn on_copy_as_part<N>(
         &self,
         node: &N,
         state: &S,
@@ -317,12 +326,11 @@ impl<'a, W: Watch, J> BranchEnv<'a, W, J> {
         part: PartOf<'a>,
     ) -> Result<Branch<S>, Error>
     where
-        S: SharedState + Clone,
+        S: Clone,
         N: Node<S>,
-        J: Journal<S>,
     {
         let mut copy = state.clone();
-        let (journal, progress) = self.journal.part(part, self.scope.trail.depth())?;
+        let (journal, progress) = self.host.journal.part(part, self.trail.depth())?;
         let mut record = S::Update::default();
         let mut steps_so_far = start;
         if let Some((update, done)) = progress {
@@ -330,9 +338,9 @@ impl<'a, W: Watch, J> BranchEnv<'a, W, J> {
             record = update;
             steps_so_far += done;
         }
-        let mut run = Run::new(self.scope.watch, journal, params, steps_so_far);
+        let mut run = Run::new(&self.host.watch, journal, params, steps_so_far);
         run.record = Some(record);
-        run.trail = *self.scope.trail;
+        run.trail = *self.trail;
         run.trail.rename(name);
         run.branch_of = (!self.fork.is_empty()).then_some(self.fork);
         let outcome = catch_panic(node.__run(&mut run, &mut copy, name)).await;
@@ -348,7 +356,7 @@ impl<'a, W: Watch, J> BranchEnv<'a, W, J> {
                 let steps = run.steps - start;
                 let trail = run.trail;
                 let journal = run.into_journal();
-                self.journal
+                self.host.journal
                     .keep_stopped(part, journal, update, steps, &trail)
                     .await?;
                 Err(*error)

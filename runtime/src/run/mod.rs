@@ -24,7 +24,9 @@ mod step;
 
 use std::any::Any;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::AtomicU32;
 use std::time::Instant;
 
 pub(crate) use fork::BranchEnv;
@@ -34,9 +36,9 @@ pub(crate) use hook::{
 };
 
 use crate::error::{Error, Phase};
-use crate::event::{At, Event};
+use crate::event::{At, Event, EventSink};
 use crate::node::dispatch::{Branch, Composite, FlowGraph, PhaseCell, Runner, Stepped};
-use crate::node::{Command, Context, Limit, Node, Params};
+use crate::node::{Command, Context, ItemJournal, Limit, Node, Params, RunScope};
 use crate::state::{SharedState, StateUpdate};
 
 /// How deeply flows may nest (a flow in a flow in a flow ...).
@@ -44,6 +46,10 @@ pub(crate) const MAX_DEPTH: usize = 16;
 
 /// Where a run is: the position and name at each level of nested flows, outermost first.
 /// Fixed-size, so that walking nested flows allocates nothing.
+///
+/// A step sets only its position: a level's name is written when something reads it, which is
+/// when a flow nested at that level is entered (the levels above a node are its flows), and when
+/// a step is committed or a part of one keeps where it stopped (the whole path is saved).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Trail {
     names: [&'static str; MAX_DEPTH],
@@ -84,14 +90,15 @@ impl Trail {
         self.depth
     }
 
+    /// The current level is at `position`.
     #[inline]
-    fn set(&mut self, position: usize, name: &'static str) {
+    fn set(&mut self, position: usize) {
         if let Some(level) = self.depth.checked_sub(1) {
-            self.names[level] = name;
             self.positions[level] = u32::try_from(position).unwrap_or(u32::MAX);
         }
     }
 
+    /// The current level's node is `name`.
     #[inline]
     fn rename(&mut self, name: &'static str) {
         if let Some(level) = self.depth.checked_sub(1) {
@@ -109,11 +116,46 @@ struct ForkAt {
     started: Option<Instant>,
 }
 
-/// One run: what it carries from step to step, its watch and its journal.
-pub(crate) struct Run<S: SharedState, W, J> {
+/// What a run's steps read while they run (through their [`Context`]): its params, its watch,
+/// its journal, and how many composite steps it is inside. Apart from the rest of the run, so
+/// that a step's context points at it with one shared borrow while the step holds the run.
+pub(crate) struct Host<S, W, J> {
+    params: Params,
     watch: W,
     journal: J,
-    params: Params,
+    /// How many composite steps (batch flows) the run is inside; their inner steps are not
+    /// committed one by one.
+    composite: u32,
+    state: PhantomData<fn() -> S>,
+}
+
+impl<S: SharedState, W: Watch, J: Journal<S>> RunScope for Host<S, W, J> {
+    fn params(&self) -> &Params {
+        &self.params
+    }
+
+    fn thread(&self) -> Option<&str> {
+        self.journal.thread()
+    }
+
+    fn events(&self) -> &dyn EventSink {
+        &self.watch
+    }
+
+    fn items(&self, at: &At<'_>) -> Option<&dyn ItemJournal> {
+        let here = Here {
+            flows: at.flows,
+            name: at.node,
+            step: at.step.saturating_sub(1),
+            composite: self.composite,
+        };
+        self.journal.items(here)
+    }
+}
+
+/// One run: what it carries from step to step, with its watch and its journal.
+pub(crate) struct Run<S: SharedState, W, J> {
+    host: Host<S, W, J>,
     /// Node steps started so far (in a resumed run, counted from the thread's start).
     steps: u64,
     limit: Limit,
@@ -124,9 +166,6 @@ pub(crate) struct Run<S: SharedState, W, J> {
     /// When set, every update applied is also composed into it: a run on a copy of the state
     /// hands it back to be merged; a composite step commits it as one.
     record: Option<S::Update>,
-    /// How many composite steps (batch flows) the run is inside; their inner steps are not
-    /// committed one by one.
-    composite: u32,
     fork: Option<ForkAt>,
     /// For a run on a copy made for a branch of a fork: that fork, for the events.
     branch_of: Option<&'static str>,
@@ -139,16 +178,19 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
     /// A run after `steps` steps (0 for a new one).
     pub(crate) fn new(watch: W, journal: J, params: Params, steps: u64) -> Self {
         Self {
-            watch,
-            journal,
-            params,
+            host: Host {
+                params,
+                watch,
+                journal,
+                composite: 0,
+                state: PhantomData,
+            },
             steps,
             limit: Limit::NONE,
             trail: Trail::new(),
             node: "",
             phase: PhaseCell::new(),
             record: None,
-            composite: 0,
             fork: None,
             branch_of: None,
             limit_origin: None,
@@ -168,14 +210,14 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
 
     /// The journal, when the run is over.
     pub(crate) fn into_journal(self) -> J {
-        self.journal
+        self.host.journal
     }
 
     /// Sends an event, when the run is watched.
     #[inline]
     pub(crate) fn emit(&self, event: &Event<'_>) {
         if W::OBSERVES {
-            self.watch.event(event);
+            self.host.watch.event(event);
         }
     }
 
@@ -189,7 +231,7 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
         max_steps: u64,
     ) -> Result<&'static str, Error> {
         self.emit(&Event::RunStarted {
-            thread: self.journal.thread(),
+            thread: self.host.journal.thread(),
             first_step: self.steps + 1,
             max_steps,
         });
@@ -237,18 +279,25 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
 
     /// Where the run is, for its journal: at `name` after `step` steps.
     fn here(&self, name: &'static str, step: u64) -> Here<'_> {
-        Here::of(&self.trail, self.composite, name, step)
+        Here::of(&self.trail, self.host.composite, name, step)
     }
 
-    /// What the contexts of this run's steps are made of.
-    fn scope(&self) -> Scope<'_, W> {
-        Scope {
-            params: &self.params,
-            watch: &self.watch,
-            thread: self.journal.thread(),
-            limit: self.limit,
-            trail: &self.trail,
-        }
+    /// The context of node `name`'s step `step`: the one place a run builds a [`Context`] (a
+    /// fork's branches build theirs from the same host). `attempts` counts a retried `#[node]`
+    /// body's attempts.
+    fn context<'a>(
+        &'a self,
+        name: &'static str,
+        step: u64,
+        attempts: Option<&'a AtomicU32>,
+    ) -> Context<'a> {
+        let at = At {
+            flows: self.trail.flows(),
+            node: name,
+            step,
+            fork: self.branch_of,
+        };
+        Context::in_run(&self.host, at, self.limit, attempts)
     }
 
     /// Applies `update`, recording it when this run records.
@@ -277,7 +326,7 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
         action: &'static str,
         notes: Notes<'_>,
     ) -> Result<bool, Error> {
-        self.journal.prepare(self.steps, &update)?;
+        self.host.journal.prepare(self.steps, &update)?;
         self.apply(state, update);
         let commit = Commit {
             step: self.steps,
@@ -285,12 +334,19 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
             action,
             notes,
         };
-        self.journal.commit(state, commit).await
+        self.host.journal.commit(state, commit).await
     }
 
-    /// Walks the flow `G` on `state` from its start (or, for a resumed run, from where its
-    /// journal says), bounded by `max_steps` within the limit of the flows around it.
-    async fn walk<G: FlowGraph<S>>(&mut self, graph: &G, state: &mut S, max_steps: u64) -> Stepped {
+    /// Walks the flow `G`, the node `name` of the flow around it, on `state` from its start (or,
+    /// for a resumed run, from where its journal says), bounded by `max_steps` within the limit
+    /// of the flows around it.
+    async fn walk<G: FlowGraph<S>>(
+        &mut self,
+        graph: &G,
+        state: &mut S,
+        name: &'static str,
+        max_steps: u64,
+    ) -> Stepped {
         if self.trail.depth == MAX_DEPTH {
             return Err(Box::new(Error::NestingTooDeep {
                 node: self.node,
@@ -298,11 +354,13 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
             }));
         }
         let entry = if J::PAUSES {
-            self.journal
-                .enter_flow(self.trail.depth, self.steps, self.composite)
+            self.host.journal
+                .enter_flow(self.trail.depth, self.steps, self.host.composite)
         } else {
             None
         };
+        // The flow is the node `name` of the level around it: its nodes' flows end with it.
+        self.trail.rename(name);
         self.trail.depth += 1;
         let outer = self.limit;
         let mut origin = self.limit_origin.take().unwrap_or(self.steps);
@@ -328,7 +386,7 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
             position = resume_position(index, G::NAMES, self.steps)?;
             if let Some(saved) = saved {
                 let name = G::NAMES[position];
-                self.trail.set(position, name);
+                self.trail.set(position);
                 let action = saved_action(G::declared(position), &saved, name, self.steps)?;
                 let Some(next) = G::route(position, action) else {
                     self.trail.depth -= 1;
@@ -339,12 +397,11 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
             }
         }
         let action = loop {
-            let name = G::NAMES[position];
-            self.trail.set(position, name);
+            self.trail.set(position);
             if self.steps >= self.limit.last_step {
                 return Err(Box::new(Error::StepLimit {
                     limit: self.limit.max_steps,
-                    node: name,
+                    node: G::NAMES[position],
                     step: self.steps + 1,
                 }));
             }
@@ -355,7 +412,7 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
                 let wired = G::wired(position);
                 if W::OBSERVES && !wired.is_empty() {
                     self.emit(&Event::NoEdge {
-                        at: self.at(name, self.steps),
+                        at: self.at(G::NAMES[position], self.steps),
                         action,
                         wired,
                     });
@@ -373,7 +430,7 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
 /// of its kind: `step`, `fork`, `composite`; the walk is above.
 impl<S: SharedState, W: Watch, J: Journal<S>> Runner<S> for Run<S, W, J> {
     type Branches<'b>
-        = BranchEnv<'b, W, J>
+        = BranchEnv<'b, S, W, J>
     where
         Self: 'b;
 
@@ -390,9 +447,10 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Runner<S> for Run<S, W, J> {
         &'a mut self,
         graph: &'a G,
         state: &'a mut S,
+        name: &'static str,
         max_steps: u64,
     ) -> impl Future<Output = Stepped> + Send + 'a {
-        self.walk(graph, state, max_steps)
+        self.walk(graph, state, name, max_steps)
     }
 
     fn fork_start(
@@ -403,7 +461,7 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Runner<S> for Run<S, W, J> {
         self.start_fork(name, branches)
     }
 
-    fn branches(&self) -> BranchEnv<'_, W, J> {
+    fn branches(&self) -> BranchEnv<'_, S, W, J> {
         self.fork_branches()
     }
 
@@ -422,8 +480,7 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Runner<S> for Run<S, W, J> {
     fn composite_context(&mut self, composite: &Composite, phase: Phase) -> Context<'_> {
         self.node = composite.name;
         self.phase.set(phase);
-        self.scope()
-            .context(composite.name, composite.step, self.branch_of, None, None)
+        self.context(composite.name, composite.step, None)
     }
 
     fn run_in_place<'a, N: Node<S>>(
@@ -437,7 +494,7 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Runner<S> for Run<S, W, J> {
         self.in_place(composite, index, params, node, state)
     }
 
-    fn runs_on_copies(&self, composite: &Composite) -> BranchEnv<'_, W, J> {
+    fn runs_on_copies(&self, composite: &Composite) -> BranchEnv<'_, S, W, J> {
         self.copies_of(composite)
     }
 
@@ -455,53 +512,6 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Runner<S> for Run<S, W, J> {
         declared: &'static [&'static str],
     ) -> impl Future<Output = Stepped> + Send + 'a {
         self.finish_composite(state, composite, command, declared)
-    }
-}
-
-/// What a node step's context is made of, borrowed from the run or from a fork's view of it: the
-/// one place a run builds a [`Context`].
-struct Scope<'a, W> {
-    params: &'a Params,
-    watch: &'a W,
-    thread: Option<&'a str>,
-    limit: Limit,
-    trail: &'a Trail,
-}
-
-impl<W> Clone for Scope<'_, W> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<W> Copy for Scope<'_, W> {}
-
-impl<'a, W: Watch> Scope<'a, W> {
-    /// The context of node `node`'s step `step` (a branch of `fork`, if any). `attempts` counts
-    /// a retried `#[node]` body's attempts; `items` is where a kept batch keeps its items.
-    fn context(
-        self,
-        node: &'static str,
-        step: u64,
-        fork: Option<&'static str>,
-        attempts: Option<&'a std::sync::atomic::AtomicU32>,
-        items: Option<&'a dyn crate::node::ItemJournal>,
-    ) -> Context<'a> {
-        let at = At {
-            flows: self.trail.flows(),
-            node,
-            step,
-            fork,
-        };
-        Context::in_run(
-            self.params,
-            at,
-            self.limit,
-            self.thread,
-            self.watch,
-            attempts,
-            items,
-        )
     }
 }
 
@@ -599,9 +609,11 @@ mod tests {
         let mut trail = Trail::new();
         assert!(trail.flows().is_empty());
         trail.depth = 1;
-        trail.set(2, "outer");
+        trail.set(2);
+        trail.rename("outer");
         trail.depth = 2;
-        trail.set(0, "inner");
+        trail.set(0);
+        trail.rename("inner");
         assert_eq!(trail.flows(), ["outer"]);
         assert_eq!(trail.names(), ["outer", "inner"]);
         assert_eq!(trail.positions(), [2, 0]);

@@ -50,11 +50,17 @@ macro_rules! node_command {
             .await
             .map_err(|source| failed(Phase::Prep, 1, source))?;
         $phase.set(Phase::Exec);
+        // The retry loop and the fallback are boxed: rare paths (a policy that retries or times
+        // out; a failed attempt), whose futures would otherwise make every step's future, and so
+        // every run's and every fork branch's, hundreds of bytes larger.
         let (exec, attempts) = if $node.retry().is_single_attempt() {
             // The common case, without the retry loop's timers.
             match $node.exec_with(&prep, $context).await {
                 Ok(exec) => (exec, 1),
-                Err(error) => (fallback($node, &prep, error, $phase, at(), 1).await?, 1),
+                Err(error) => (
+                    Box::pin(fallback($node, &prep, error, $phase, at(), 1)).await?,
+                    1,
+                ),
             }
         } else {
             let between = |between: Between<'_>| {
@@ -66,10 +72,10 @@ macro_rules! node_command {
             };
             let attempts =
                 with_retries($node.retry(), || $node.exec_with(&prep, $context), between);
-            match attempts.await {
+            match Box::pin(attempts).await {
                 Ok(done) => done,
                 Err((error, attempts)) => (
-                    fallback($node, &prep, error, $phase, at(), attempts).await?,
+                    Box::pin(fallback($node, &prep, error, $phase, at(), attempts)).await?,
                     attempts,
                 ),
             }
@@ -132,10 +138,8 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
         self.node = name;
         let step = self.steps;
         let body_attempts = AtomicU32::new(0);
-        let context = self
-            .scope()
-            .context(name, step, self.branch_of, Some(&body_attempts), None);
-        let (watch, phase) = (&self.watch, &self.phase);
+        let context = self.context(name, step, Some(&body_attempts));
+        let (watch, phase) = (&self.host.watch, &self.phase);
         let Command {
             update,
             action,
@@ -161,8 +165,8 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
         name: &'static str,
     ) -> Stepped {
         if self
-            .journal
-            .pause_before(Here::of(&self.trail, self.composite, name, self.steps))
+            .host.journal
+            .pause_before(Here::of(&self.trail, self.host.composite, name, self.steps))
         {
             return Err(Box::new(Error::Paused {
                 node: name,
@@ -174,19 +178,16 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
         self.node = name;
         let step = self.steps;
         let body_attempts = AtomicU32::new(0);
-        let items = self.journal.items(self.here(name, step - 1));
-        let context = self
-            .scope()
-            .context(name, step, self.branch_of, Some(&body_attempts), items);
-        let (watch, phase) = (&self.watch, &self.phase);
+        let context = self.context(name, step, Some(&body_attempts));
+        let (watch, phase) = (&self.host.watch, &self.phase);
         let Command {
             update,
             action,
             reason,
             asked,
         } = node_command!(node, state, watch, &context, phase, N, W);
-        let here = Here::of(&self.trail, self.composite, name, step);
-        let paused = match self.journal.after(here, action, asked.as_ref()) {
+        let here = Here::of(&self.trail, self.host.composite, name, step);
+        let paused = match self.host.journal.after(here, action, asked.as_ref()) {
             After::Apply => {
                 self.apply(state, update);
                 false
@@ -196,6 +197,7 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
                 true
             }
             After::Commit => {
+                self.trail.rename(name);
                 let notes = Notes {
                     reason: reason.as_deref(),
                     asked: asked.as_ref(),
