@@ -15,7 +15,7 @@ use slateflow::agent::Agent;
 use slateflow::agent::message::{Histories, Message, ToolCall};
 use slateflow::agent::model::{ChatModel, ChatRequest, ChatResponse, OpenAi, ScriptedModel};
 use slateflow::agent::template::Prompt;
-use slateflow::agent::tool::{Toolbox, from_fn};
+use slateflow::agent::tool::{self, Toolbox};
 use slateflow::event::{self, Event};
 use slateflow::{Command, Context, Node, NodeError, Retry, SharedState, flow, node, prompt};
 
@@ -124,7 +124,7 @@ fn tools() -> Toolbox {
     struct Ip {
         ip: String,
     }
-    Toolbox::new().with(from_fn(
+    Toolbox::new().with(tool::from_fn(
         "lookup_ip",
         "Reputation and recent activity of an IP address",
         json!({

@@ -13,7 +13,7 @@ use serde_json::json;
 use slateflow::agent::Agent;
 use slateflow::agent::message::{Histories, Message, ToolCall};
 use slateflow::agent::model::{ChatModel, OpenAi, ScriptedModel};
-use slateflow::agent::tool::{Toolbox, from_fn};
+use slateflow::agent::tool::{self, Toolbox};
 use slateflow::event::{self, Event};
 use slateflow::{NodeError, SharedState, flow, prompt};
 
@@ -42,7 +42,7 @@ struct City {
 
 fn tools() -> Toolbox {
     Toolbox::new()
-        .with(from_fn(
+        .with(tool::from_fn(
             "convert_currency",
             "Converts an amount between EUR, USD and GBP",
             json!({
@@ -65,7 +65,7 @@ fn tools() -> Toolbox {
                 Ok(json!({"amount": (args.amount * rate * 100.0).round() / 100.0, "currency": args.to}))
             },
         ))
-        .with(from_fn(
+        .with(tool::from_fn(
             "shipping_days",
             "Days to ship an order to a city",
             json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}),

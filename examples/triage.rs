@@ -183,13 +183,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         report - "revise" >> investigate;
     };
     // Every step is saved to the folder before the next starts: a killed run resumes there.
-    let durable = triage.durable(FileStore::open(RUNS)?);
-    let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+    // `blocking()`: the durable calls for a synchronous program, on a runtime of their own.
+    let durable = triage.durable(FileStore::open(RUNS)?).blocking()?;
 
     let arguments: Vec<String> = std::env::args().skip(1).collect();
     let (thread, state, outcome) = match arguments.as_slice() {
         [command, thread] if command == "resume" => {
-            let (state, outcome) = runtime.block_on(durable.resume(thread))?;
+            let (state, outcome) = durable.resume(thread)?;
             (thread.clone(), state, outcome)
         }
         [] => {
@@ -198,7 +198,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 alert_text: "Login for admin from 203.0.113.7 at 03:12".into(),
                 ..Triage::default()
             };
-            let outcome = runtime.block_on(durable.start(&thread, &mut state))?;
+            let outcome = durable.start(&thread, &mut state)?;
             (thread, state, outcome)
         }
         _ => return Err("usage: triage [resume <thread>]".into()),
@@ -219,7 +219,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!("\nfinal state:\n{}", serde_json::to_string_pretty(&state)?);
     println!("\ngraph (Mermaid):\n{}", triage.mermaid());
     println!("\nsaved steps:");
-    for entry in runtime.block_on(durable.history(&thread))? {
+    for entry in durable.history(&thread)? {
         let reason = entry
             .reason
             .map_or(String::new(), |reason| format!(" ({reason})"));

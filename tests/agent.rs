@@ -9,7 +9,7 @@ use serde_json::json;
 use slateflow::agent::ModelError;
 use slateflow::agent::message::{Histories, Message, Messages, ToolCall};
 use slateflow::agent::model::{ChatResponse, ScriptedModel};
-use slateflow::agent::tool::{Toolbox, from_fn};
+use slateflow::agent::tool::{self, Toolbox};
 use slateflow::agent::{Agent, Conversation};
 use slateflow::checkpoint::MemoryStore;
 use slateflow::durable::Outcome;
@@ -189,7 +189,7 @@ fn lookup_tools(calls: Arc<Mutex<Vec<String>>>) -> Toolbox {
     struct Ip {
         ip: String,
     }
-    Toolbox::new().with(from_fn(
+    Toolbox::new().with(tool::from_fn(
         "lookup_ip",
         "Reputation of an IP address",
         json!({"type": "object", "properties": {"ip": {"type": "string"}}, "required": ["ip"]}),

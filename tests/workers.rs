@@ -416,7 +416,7 @@ fn a_worker_puts_back_the_fields_no_saved_state_holds_before_each_run() {
 
         client.submit("restored", &submitted).await.unwrap();
         let restores = AtomicU32::new(0);
-        let restored = calls
+        let restoring = calls
             .durable(store.clone())
             .named("calls")
             .restore(|state: &mut Call| {
@@ -424,7 +424,7 @@ fn a_worker_puts_back_the_fields_no_saved_state_holds_before_each_run() {
                 state.endpoint = Some(Arc::new("the worker's endpoint".into()));
             });
         let report = Worker::new(store.clone())
-            .flow(restored)
+            .flow(restoring)
             .run(until(&client, "restored", is_finished))
             .await
             .unwrap();

@@ -1,26 +1,384 @@
-#![doc = include_str!("../../README.md")]
-#![forbid(unsafe_code)]
+//! LLM-agent workflows as typed graphs: a shared state whose fields merge by reducer, nodes wired
+//! at compile time, runs that survive a crash and pause for a person.
+//!
+//! Declare the state once with [`#[derive(SharedState)]`](derive@SharedState), write small steps
+//! as [`#[node]`](macro@node) functions (or [`Node`] impls: `prep`, `exec`, `post`), wire them with
+//! [`flow!`], and run the flow: plainly, watched, over batches, or durably, saving every step to a
+//! [`checkpoint`] store so that a killed run resumes where it stopped.
+//!
+//! # To do this, call that
+//!
+//! | to do this | call |
+//! |---|---|
+//! | [declare the state](#declare-the-state) | `#[derive(SharedState)]` on a struct |
+//! | [write a step](#write-a-step) | `#[node] fn name(state: &State) -> Command<State>` |
+//! | [wire steps into a flow](#wire-steps-into-a-flow) | `flow! { a >> b - "action" >> c; }` |
+//! | [run a flow](#run-a-flow) | `flow.run(&mut state).await` |
+//! | [run it from synchronous code](#run-it-from-synchronous-code) | `flow.run_blocking(&mut state)` |
+//! | [give its nodes params](#give-its-nodes-params) | `flow.with_params(params)` |
+//! | [watch its events](#watch-its-events) | `flow.observe(observer).run(&mut state).await` |
+//! | [emit an event from a node](#emit-an-event-from-a-node) | `context.emit(name, &data)` |
+//! | [retry a node's work](#retry-a-nodes-work) | `#[node(attempts = 3)]`, or `Node::retry` |
+//! | [run a node once per item](#run-a-node-once-per-item) | `Batch::items(node).concurrent(8)` |
+//! | [run a flow once per params item](#run-a-flow-once-per-params-item) | `Batch::flow(sub_flow, plan)` |
+//! | [start a durable run](#start-a-durable-run) | `flow.durable(store).start(thread, &mut state).await` |
+//! | [resume it after a crash](#resume-it-after-a-crash) | `durable.resume(thread).await` |
+//! | [answer a pause](#answer-a-pause) | `durable.answer(thread, &pause.key, update).await` |
+//! | [do all of that from synchronous code](#do-all-of-that-from-synchronous-code) | `durable.blocking()?`, then the same calls |
+//! | [let a model answer in a node](#let-a-model-answer-in-a-node) | `Agent::new(model)`, a node |
+//!
+//! Each row, as code:
+//!
+//! ### Declare the state
+//! Fields without a reducer are last-write-wins; `add` fields take increments, `append` fields
+//! take new items. The derive writes the update type, `CountUpdate`, with a setter per field.
+//! ```
+//! use serde::{Deserialize, Serialize};
+//! use slateflow::SharedState;
+//!
+//! #[derive(SharedState, Debug, Default, Serialize, Deserialize)]
+//! struct Count {
+//!     label: String,
+//!     #[reducer(add)]
+//!     n: u32,
+//!     #[reducer(append)]
+//!     log: Vec<String>,
+//! }
+//!
+//! let mut count = Count::default();
+//! count.apply(Count::update().set_label("total".into()).add_n(2).push_log("two".into()));
+//! count.apply(Count::update().add_n(3));
+//! assert_eq!((count.label.as_str(), count.n, count.log.len()), ("total", 5, 1));
+//! ```
+//!
+//! ### Write a step
+//! A node reads the state and returns a [`Command`]: the update to apply and the action that picks
+//! the next node.
+//! ```
+//! # use serde::{Deserialize, Serialize};
+//! use slateflow::{Command, SharedState, node};
+//! # #[derive(SharedState, Debug, Default, Serialize, Deserialize)]
+//! # struct Count { #[reducer(add)] n: u32 }
+//!
+//! #[node(actions = ["again", "done"])]
+//! fn bump(count: &Count) -> Command<Count> {
+//!     let action = if count.n < 2 { "again" } else { "done" };
+//!     Command::new(Count::update().add_n(1)).with_action(action)
+//! }
+//! ```
+//!
+//! ### Wire steps into a flow
+//! Checked while compiling: an action the node does not declare, a node nobody reaches, two edges
+//! for one action are errors at your token.
+//! ```
+//! # use serde::{Deserialize, Serialize};
+//! # use slateflow::{Command, SharedState, flow, node};
+//! # #[derive(SharedState, Debug, Default, Serialize, Deserialize)]
+//! # struct Count { #[reducer(add)] n: u32 }
+//! # #[node(actions = ["again", "done"])]
+//! # fn bump(count: &Count) -> Command<Count> {
+//! #     Command::new(Count::update().add_n(1)).with_action(if count.n < 2 { "again" } else { "done" })
+//! # }
+//! # #[node] fn report(_: &Count) -> Command<Count> { Command::default() }
+//! let flow = flow! {
+//!     bump - "again" >> bump;
+//!     bump - "done" >> report;
+//! };
+//! println!("{}", flow.mermaid());
+//! ```
+//!
+//! ### Run a flow
+//! ```
+//! # use serde::{Deserialize, Serialize};
+//! # use slateflow::{Command, SharedState, flow, node};
+//! # #[derive(SharedState, Debug, Default, Serialize, Deserialize)]
+//! # struct Count { #[reducer(add)] n: u32 }
+//! # #[node] fn bump(_: &Count) -> Command<Count> { Command::new(Count::update().add_n(1)) }
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), slateflow::Error> {
+//! let flow = flow! { bump; };
+//! let mut count = Count::default();
+//! let action = flow.run(&mut count).await?;
+//! assert_eq!((action, count.n), ("default", 1));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ### Run it from synchronous code
+//! On a runtime of its own, with IO and timers (any client works inside a node). Inside a tokio
+//! runtime it returns [`Error::BlockingInRuntime`]: `.await` [`Flow::run`] there.
+//! ```
+//! # use serde::{Deserialize, Serialize};
+//! # use slateflow::{Command, SharedState, flow, node};
+//! # #[derive(SharedState, Debug, Default, Serialize, Deserialize)]
+//! # struct Count { #[reducer(add)] n: u32 }
+//! # #[node] fn bump(_: &Count) -> Command<Count> { Command::new(Count::update().add_n(1)) }
+//! let mut count = Count::default();
+//! flow! { bump; }.run_blocking(&mut count)?;
+//! assert_eq!(count.n, 1);
+//! # Ok::<(), slateflow::Error>(())
+//! ```
+//!
+//! ### Give its nodes params
+//! ```
+//! # use serde::{Deserialize, Serialize};
+//! use slateflow::{Command, Context, Params, SharedState, flow, node};
+//! # #[derive(SharedState, Debug, Default, Serialize, Deserialize)]
+//! # struct Reply { model: String }
+//!
+//! #[node]
+//! fn answer(_: &Reply, context: &Context<'_>) -> Command<Reply> {
+//!     let model = context.params().get_str("model").unwrap_or("none").to_string();
+//!     Command::new(Reply::update().set_model(model))
+//! }
+//!
+//! let flow = flow! { answer; }.with_params(Params::new().with("model", "small"));
+//! let mut reply = Reply::default();
+//! flow.run_blocking(&mut reply)?;
+//! assert_eq!(reply.model, "small");
+//! # Ok::<(), slateflow::Error>(())
+//! ```
+//!
+//! ### Watch its events
+//! An [`Observer`] (here a closure, [`event::from_fn`]) sees every step as it happens; a run
+//! nobody watches builds no events at all. The same observer watches durable runs:
+//! `flow.observe(observer).durable(store)`.
+//! ```
+//! # use serde::{Deserialize, Serialize};
+//! # use slateflow::{Command, SharedState, flow, node};
+//! # #[derive(SharedState, Debug, Default, Serialize, Deserialize)]
+//! # struct Count { #[reducer(add)] n: u32 }
+//! # #[node] fn bump(_: &Count) -> Command<Count> { Command::new(Count::update().add_n(1)) }
+//! use slateflow::event::{self, Event};
+//!
+//! let printer = event::from_fn(|event: &Event<'_>| println!("{event}"));
+//! flow! { bump; }.observe(printer).run_blocking(&mut Count::default())?;
+//! # Ok::<(), slateflow::Error>(())
+//! ```
+//!
+//! ### Emit an event from a node
+//! ```
+//! # use serde::{Deserialize, Serialize};
+//! use slateflow::{Command, Context, SharedState, node};
+//! # #[derive(SharedState, Debug, Default, Serialize, Deserialize)]
+//! # struct Count { #[reducer(add)] n: u32 }
+//!
+//! #[node]
+//! fn bump(_: &Count, context: &Context<'_>) -> Command<Count> {
+//!     context.emit("progress", &serde_json::json!({ "done": 1 }));
+//!     Command::new(Count::update().add_n(1))
+//! }
+//! ```
+//!
+//! ### Retry a node's work
+//! `attempts` counts every attempt; a [`RetryHint`] error (a model endpoint's 400, say) that says
+//! another attempt cannot help fails at once, and one that says how long to wait is waited for.
+//! ```
+//! # use serde::{Deserialize, Serialize};
+//! use slateflow::agent::ModelError;
+//! use slateflow::{Command, SharedState, node};
+//! # #[derive(SharedState, Debug, Default, Serialize, Deserialize)]
+//! # struct Ticket { reply: Option<String> }
+//!
+//! #[node(attempts = 3, wait = "200ms", timeout = "30s")]
+//! async fn draft(ticket: &Ticket) -> Result<Command<Ticket>, ModelError> {
+//!     Ok(Command::new(Ticket::update().set_reply(Some("On it.".into())))) // a model call here
+//! }
+//! ```
+//!
+//! ### Run a node once per item
+//! See [`batch`] for the [`BatchNode`](batch::BatchNode) it runs; the outputs stay in input
+//! order.
+//! ```
+//! # use serde::{Deserialize, Serialize};
+//! use slateflow::batch::{Batch, BatchNode};
+//! use slateflow::{Command, Context, NodeError, SharedState, flow};
+//! # #[derive(SharedState, Debug, Default, Serialize, Deserialize)]
+//! # struct Docs { names: Vec<String>, #[reducer(append)] sizes: Vec<usize> }
+//! # struct Measure;
+//! # impl BatchNode<Docs> for Measure {
+//! #     type Item = String;
+//! #     type Output = usize;
+//! #     async fn prep(&self, docs: &Docs, _: &Context<'_>) -> Result<Vec<String>, NodeError> { Ok(docs.names.clone()) }
+//! #     async fn exec(&self, name: &String) -> Result<usize, NodeError> { Ok(name.len()) }
+//! #     async fn post(&self, _: &Docs, _: Vec<String>, sizes: Vec<usize>, _: &Context<'_>) -> Result<Command<Docs>, NodeError> {
+//! #         Ok(Command::new(Docs::update().extend_sizes(sizes)))
+//! #     }
+//! # }
+//! let measure = Batch::items(Measure).concurrent(8);
+//! let mut docs = Docs { names: vec!["a.md".into(), "notes.txt".into()], ..Docs::default() };
+//! flow! { measure; }.run_blocking(&mut docs)?;
+//! assert_eq!(docs.sizes, [4, 9]);
+//! # Ok::<(), slateflow::Error>(())
+//! ```
+//!
+//! ### Run a flow once per params item
+//! ```
+//! # use serde::{Deserialize, Serialize};
+//! use slateflow::batch::{self, Batch};
+//! use slateflow::{Command, Context, Params, SharedState, flow, node};
+//! # #[derive(SharedState, Debug, Default, Serialize, Deserialize)]
+//! # struct Docs { names: Vec<String>, #[reducer(append)] seen: Vec<String> }
+//!
+//! #[node]
+//! fn read(_: &Docs, context: &Context<'_>) -> Command<Docs> {
+//!     let name = context.params().get_str("name").unwrap_or_default().to_string();
+//!     Command::new(Docs::update().push_seen(name))
+//! }
+//!
+//! let plan = batch::from_fn(|docs: &Docs| {
+//!     docs.names.iter().map(|name| Params::new().with("name", name.as_str())).collect()
+//! });
+//! let each = Batch::flow(flow! { read; }, plan);
+//! let mut docs = Docs { names: vec!["a.md".into(), "b.md".into()], ..Docs::default() };
+//! flow! { each; }.run_blocking(&mut docs)?;
+//! assert_eq!(docs.seen, ["a.md", "b.md"]);
+//! # Ok::<(), slateflow::Error>(())
+//! ```
+//!
+//! ### Start a durable run
+//! Every step is saved before the next begins ([`checkpoint::FileStore`] keeps a directory of
+//! files; `SqliteStore` and `PostgresStore` come with features `sqlite` and `postgres`).
+//! ```
+//! # use serde::{Deserialize, Serialize};
+//! # use slateflow::{Command, SharedState, flow, node};
+//! # #[derive(SharedState, Debug, Default, Serialize, Deserialize)]
+//! # struct Count { #[reducer(add)] n: u32 }
+//! # #[node] fn bump(_: &Count) -> Command<Count> { Command::new(Count::update().add_n(1)) }
+//! use slateflow::checkpoint::FileStore;
+//! use slateflow::durable::Outcome;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), slateflow::Error> {
+//! # let dir = std::env::temp_dir().join(format!("slateflow-doc-start-{}", std::process::id()));
+//! let flow = flow! { bump; };
+//! let durable = flow.durable(FileStore::open(&dir)?);
+//! let outcome = durable.start("count-1", &mut Count::default()).await?;
+//! assert_eq!(outcome, Outcome::Finished("default".into()));
+//! # std::fs::remove_dir_all(&dir).unwrap();
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ### Resume it after a crash
+//! The state is rebuilt from the store and the run goes on after the last saved step; no saved
+//! step runs again.
+//! ```
+//! # use serde::{Deserialize, Serialize};
+//! # use slateflow::{Command, SharedState, flow, node};
+//! # #[derive(SharedState, Debug, Default, Serialize, Deserialize)]
+//! # struct Count { #[reducer(add)] n: u32 }
+//! # #[node] fn bump(_: &Count) -> Command<Count> { Command::new(Count::update().add_n(1)) }
+//! # use slateflow::checkpoint::MemoryStore;
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), slateflow::Error> {
+//! # let flow = flow! { bump; };
+//! # let durable = flow.durable(MemoryStore::new()).interrupt_before(&["bump"]);
+//! # durable.start("count-1", &mut Count::default()).await?;
+//! let (count, outcome) = durable.resume("count-1").await?;
+//! assert_eq!(count.n, 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ### Answer a pause
+//! A node asks with [`Command::ask`]; the run pauses after it, and the answer is an update.
+//! ```
+//! # use serde::{Deserialize, Serialize};
+//! use slateflow::checkpoint::MemoryStore;
+//! use slateflow::durable::Outcome;
+//! use slateflow::{Command, SharedState, flow, node};
+//!
+//! # #[derive(SharedState, Debug, Default, Serialize, Deserialize)]
+//! # struct Refund { approved: Option<bool>, paid: bool }
+//! #[node]
+//! fn check(_: &Refund) -> Command<Refund> {
+//!     Command::default().ask("Pay back 120 EUR?")
+//! }
+//!
+//! #[node]
+//! fn pay(refund: &Refund) -> Command<Refund> {
+//!     Command::new(Refund::update().set_paid(refund.approved == Some(true)))
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), slateflow::Error> {
+//! let flow = flow! { check >> pay; };
+//! let durable = flow.durable(MemoryStore::new());
+//! let outcome = durable.start("refund-1", &mut Refund::default()).await?;
+//! let pause = &outcome.pauses()[0];
+//! durable.answer("refund-1", &pause.key, Refund::update().set_approved(Some(true))).await?;
+//! let (refund, _) = durable.resume("refund-1").await?;
+//! assert!(refund.paid);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ### Do all of that from synchronous code
+//! [`Durable::blocking`](durable::Durable::blocking) gives the same calls on a runtime of their
+//! own: a command-line tool that asks a person needs no `async`.
+//! ```
+//! # use serde::{Deserialize, Serialize};
+//! # use slateflow::checkpoint::MemoryStore;
+//! # use slateflow::{Command, SharedState, flow, node};
+//! # #[derive(SharedState, Debug, Default, Serialize, Deserialize)]
+//! # struct Refund { approved: Option<bool>, paid: bool }
+//! # #[node] fn check(_: &Refund) -> Command<Refund> { Command::default().ask("Pay back 120 EUR?") }
+//! # #[node] fn pay(refund: &Refund) -> Command<Refund> { Command::new(Refund::update().set_paid(refund.approved == Some(true))) }
+//! let flow = flow! { check >> pay; };
+//! let durable = flow.durable(MemoryStore::new()).blocking()?;
+//! let outcome = durable.start("refund-1", &mut Refund::default())?;
+//! let pause = &outcome.pauses()[0];
+//! durable.answer("refund-1", &pause.key, Refund::update().set_approved(Some(true)))?;
+//! let (refund, _) = durable.resume("refund-1")?;
+//! assert!(refund.paid);
+//! # Ok::<(), slateflow::Error>(())
+//! ```
+//!
+//! ### Let a model answer in a node
+//! An [`Agent`](agent::Agent) prompts a [`ChatModel`](agent::ChatModel) from the state, runs the
+//! tools it calls, and writes the conversation back; [`ScriptedModel`](agent::ScriptedModel)
+//! answers offline, `OpenAi` (feature `openai`) over HTTP.
+//! ```
+//! use serde::{Deserialize, Serialize};
+//! use slateflow::agent::{Agent, Histories, Message, ScriptedModel};
+//! use slateflow::{SharedState, flow};
+//!
+//! #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+//! #[slateflow(conversation)]
+//! struct Chat {
+//!     #[reducer(append)]
+//!     messages: Vec<Message>,
+//!     #[reducer(append)]
+//!     histories: Histories,
+//! }
+//!
+//! let assistant = Agent::new(ScriptedModel::new().reply("Hello!"));
+//! let mut chat = Chat { messages: vec![Message::human("Hi")], ..Chat::default() };
+//! flow! { assistant; }.run_blocking(&mut chat)?;
+//! assert_eq!(chat.messages[1].content(), "Hello!");
+//! # Ok::<(), slateflow::Error>(())
+//! ```
 //!
 //! # Modules
-//! - [`state`]: the [`SharedState`] and [`StateUpdate`] traits and field metadata;
-//! - [`node`](mod@node): the [`Node`] trait, [`Command`], [`Params`], [`Retry`];
-//! - [`flow`](mod@flow): [`Flow`] and how to start a run; [`graph`]: a flow's shape, as JSON or
-//!   Mermaid;
-//! - `run` (private): the one run loop, node steps, and the hook through which a run is watched
-//!   and recorded;
+//! - [`state`]: the [`SharedState`] and [`StateUpdate`] traits and field metadata; [`reducer`]: how
+//!   writes combine;
+//! - [`node`](mod@node): the [`Node`] trait, [`Command`], [`Context`], [`Params`], [`Retry`];
+//! - [`flow`](mod@flow): [`Flow`] and how to run it; [`graph`]: a flow's shape, as JSON or Mermaid;
+//! - [`parallel`]: how forks run and merge; [`batch`]: batches of items and batch flows;
 //! - [`event`]: what a run tells its observer; a channel for UIs and a `tracing` adapter;
-//! - [`parallel`]: how forks run and merge; [`batch`]: batch nodes and batch flows;
-//! - [`reducer`]: how writes combine, and the [`Addable`] and [`Append`] traits;
-//! - [`checkpoint`]: where durable runs save their steps ([`checkpoint::FileStore`], ...);
-//! - [`durable`]: durable runs: save, resume, pause, history;
+//! - [`durable`]: durable runs: save, resume, pause, history; [`checkpoint`]: the stores;
 //! - `worker` (feature `postgres`): workers on many machines that run the threads of one
 //!   PostgreSQL database;
-//! - the agent layer: [`message`] (messages, an editable conversation, per-agent histories),
-//!   [`template`] (`{field}` prompts, checked by [`prompt!`]), [`model`] (the [`ChatModel`](model::ChatModel)
-//!   trait, a scripted model, the OpenAI-compatible client with feature `openai`), [`tool`] (tools
-//!   and toolboxes) and [`agent`] (the [`Agent`](agent::Agent) node and its tool loop);
+//! - [`agent`]: messages, `{field}` templates (checked by [`prompt!`]), chat models, tools and the
+//!   [`Agent`](agent::Agent) node;
 //! - [`error`]: the errors;
-//! - `example_generated` (in the documentation only): what the derive generates for an example state.
+//! - `example_generated` (in the documentation only): what the derive generates for an example
+//!   state.
+//!
+//! Inside, the run's loop (`run`) owns steps, forks and composite steps and knows durability only
+//! through its journal; generated code reaches the runtime through one hidden module.
+#![forbid(unsafe_code)]
 
 // Lets the crate's own documentation use the derive, whose output names `::slateflow`.
 extern crate self as slateflow;
@@ -48,6 +406,11 @@ pub mod example_generated;
 #[doc(hidden)]
 #[path = "private/mod.rs"]
 pub mod __private;
+
+/// The README's code, tested as the rest of the documentation is.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
 
 pub use error::{Error, MergeConflict, Phase};
 pub use event::{Event, Observer};
@@ -144,13 +507,13 @@ macro_rules! flow {
 }
 
 /// A prompt template over a state, its `{field}` placeholders checked while compiling:
-/// `prompt!(State, "... {field} ...")` is a [`template::Prompt<State>`].
+/// `prompt!(State, "... {field} ...")` is a [`Prompt<State>`](agent::Prompt).
 ///
 /// `cargo check` reports a placeholder that names no field of the state, with the nearest field
 /// ("the template placeholder `{clasification}` names no field of `Triage`; the nearest field is
 /// `classification`"), and a brace that is neither a placeholder nor doubled (`{{`, `}}`). The
 /// state must be a concrete type (a `const` checks each placeholder, and cannot see a function's
-/// type parameters). See [`template`] for how it renders.
+/// type parameters). See [`agent::template`] for how it renders.
 ///
 /// ```
 /// # use serde::{Deserialize, Serialize};
@@ -195,10 +558,12 @@ macro_rules! prompt {
 /// retries), durations are written `"200ms"`, `"30s"`, `"2m"`, `backoff` multiplies the wait after
 /// each attempt (up to `max_wait`), `timeout` bounds each attempt (an `async` body is stopped at its
 /// next `.await`), `retry_if` names a `fn(&NodeError) -> bool` that picks the errors worth another
-/// attempt (by default all of them, except a [`ModelError`] that says it is permanent), and
-/// `max_retry_after` caps the wait an endpoint's `Retry-After` can ask for (a minute by default;
-/// see [`Retry::wait_for`]). The body only reads the state, so running it again is as safe as
-/// retrying `exec`.
+/// attempt, and `max_retry_after` caps the wait an endpoint's `Retry-After` can ask for (a minute
+/// by default; see [`Retry::wait_for`]). When the function's error type `E` implements
+/// [`RetryHint`] (as [`ModelError`](agent::ModelError) does), its policy reads `E`'s hints
+/// ([`Retry::hints`]): an error that says another attempt cannot help fails at once, and the wait
+/// it asks for is honoured; otherwise every error is retried. The body only reads the state, so
+/// running it again is as safe as retrying `exec`.
 ///
 /// ```
 /// # use serde::{Deserialize, Serialize};

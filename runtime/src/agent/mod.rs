@@ -41,7 +41,7 @@ use model::TOKEN_EVENT;
 /// A state with a conversation: global messages and per-agent histories.
 ///
 /// `#[slateflow(conversation)]` on the state implements it over the fields `messages` (a
-/// `Vec<Message>` or [`Messages`](crate::agent::message::Messages)) and `histories` ([`Histories`]), both
+/// `Vec<Message>` or [`Messages`]) and `histories` ([`Histories`]), both
 /// with `#[reducer(append)]`; `#[slateflow(conversation(messages = chat, histories = agents))]`
 /// names other fields.
 ///

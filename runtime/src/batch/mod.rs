@@ -128,7 +128,7 @@ pub struct Runs<F, P> {
     plan: P,
 }
 
-/// What [`concurrent`](Batch::<Runs<F, P>>::concurrent) makes of a batch flow: its runs concurrent, each on its own copy
+/// What `concurrent` makes of a batch flow ([`Batch::flow`]): its runs concurrent, each on its own copy
 /// of the state.
 #[derive(Debug, Clone, Copy)]
 pub struct ConcurrentRuns<F, P> {

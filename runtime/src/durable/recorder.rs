@@ -200,7 +200,7 @@ impl<S: SharedState, St: CheckpointStore> Recorder<'_, S, St> {
 
 /// A durable run's steps, at the top level of the thread, are committed one by one; the parts
 /// of such a step are kept as they finish; a batch flow's run in place pauses on its own.
-impl<'r, S, St> Journal<S> for Recorder<'r, S, St>
+impl<S, St> Journal<S> for Recorder<'_, S, St>
 where
     S: SharedState + Serialize,
     St: CheckpointStore,
@@ -229,7 +229,7 @@ where
         let entry = self.entries.enter(depth, steps);
         match &mut self.in_place {
             // A batch flow's run in place goes on from where it stopped.
-            Some(stops) if composite == 1 => stops.enter_flow(depth, steps).or(entry),
+            Some(in_place) if composite == 1 => in_place.enter_flow(depth, steps).or(entry),
             _ => entry,
         }
     }
@@ -403,18 +403,14 @@ where
     where
         S: 'a,
     {
-        let mut stops = self.in_place.take().unwrap_or_default();
-        match action {
-            Some(action) => {
-                let kept = self.keep(part, Branch::new(action, update, steps)).await?;
-                Ok(kept.update)
-            }
-            None => {
-                let stopped = stops.stopped(update, steps, trail);
-                self.keep_stopped_part(part, stopped).await?;
-                Ok(S::Update::default())
-            }
+        let mut in_place = self.in_place.take().unwrap_or_default();
+        if let Some(action) = action {
+            let kept = self.keep(part, Branch::new(action, update, steps)).await?;
+            return Ok(kept.update);
         }
+        let stopped = in_place.stopped(update, steps, trail);
+        self.keep_stopped_part(part, stopped).await?;
+        Ok(S::Update::default())
     }
 
     fn items(&self, here: Here<'_>) -> Option<&dyn ItemJournal> {

@@ -21,8 +21,8 @@
 //! interleave as the branches make progress (each carries its branch in [`At::fork`]), and then
 //! `ForkJoined` once every branch has finished and their updates are merged.
 //!
-//! This module owns the event types and the adapters. It does not run anything and knows no node,
-//! flow or store.
+//! This module owns the event types and the adapters. It does not run anything and knows no node
+//! or flow; of durable runs it knows the [`Pause`] a paused run reports.
 
 use std::fmt;
 use std::sync::Arc;

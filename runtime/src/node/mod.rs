@@ -6,11 +6,12 @@
 //! functions: [`#[node]`](macro@crate::node) on a `fn` or `async fn`, or [`from_fn`] for a closure.
 //!
 //! This module owns what a node is and what it returns; what it sees of the run ([`Context`],
-//! [`Params`], in `context` and `params`); how its `exec` is retried ([`Retry`], in `retry`); and,
-//! in `dispatch`, the interface through which generated flows and self-running nodes (flows,
-//! batch flows) reach the run that runs them. It runs nothing: the run module implements that
-//! interface, so that the layers stay in one direction: `node` knows no run, journal, store or
-//! flow.
+//! [`Params`], in `context` and `params`); how its `exec` is retried ([`Retry`], in `retry`); in
+//! `dispatch`, the interface through which generated flows and self-running nodes (flows, batch
+//! flows) reach the run that runs them; and in `actions`, the actions a node declares to the type
+//! system, for `flow!`'s checks. It runs nothing: it defines the interfaces the run implements
+//! for it (`dispatch`, and what a context reads of its run), so that the layers stay in one
+//! direction: `node` knows no run, store or flow.
 
 pub(crate) mod actions;
 mod context;
@@ -227,7 +228,7 @@ impl<S: SharedState> Command<S> {
     }
 
     /// Records why the action was chosen: the run's observer sees it in
-    /// [`Event::NodeFinished`], and the `tracing` adapter as the
+    /// [`Event::NodeFinished`](crate::Event::NodeFinished), and the `tracing` adapter as the
     /// step's `reason`.
     #[must_use]
     pub fn with_reason(mut self, reason: impl Into<Cow<'static, str>>) -> Self {

@@ -119,7 +119,8 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
             Ok(action) => {
                 let trail = self.trail;
                 let kept = self
-                    .host.journal
+                    .host
+                    .journal
                     .run_finish(part, Some(action), update, steps, &trail)
                     .await?;
                 self.record = Some(before.then(kept));
@@ -127,7 +128,8 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
             }
             Err(error) if matches!(*error, Error::Paused { .. }) => {
                 let trail = self.trail;
-                self.host.journal
+                self.host
+                    .journal
                     .run_finish(part, None, update, steps, &trail)
                     .await?;
                 Err(error)
@@ -146,7 +148,8 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
             fork: "",
             container: (composite.name, composite.step),
             keeping: self
-                .host.journal
+                .host
+                .journal
                 .keeps(self.composite_here(composite))
                 .then_some((composite.name, composite.step - 1)),
         }

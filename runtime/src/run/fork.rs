@@ -268,7 +268,10 @@ impl<S: SharedState, W: Watch, J: Journal<S>> BranchRunner<S> for BranchEnv<'_, 
         let Some((container, before)) = self.keeping else {
             return Ok(None);
         };
-        let kept = self.host.journal.kept(self.part(container, before, index))?;
+        let kept = self
+            .host
+            .journal
+            .kept(self.part(container, before, index))?;
         resolve_kept(kept, declared, container, before, index)
     }
 
@@ -356,7 +359,8 @@ impl<'a, S: SharedState, W: Watch, J: Journal<S>> BranchEnv<'a, S, W, J> {
                 let steps = run.steps - start;
                 let trail = run.trail;
                 let journal = run.into_journal();
-                self.host.journal
+                self.host
+                    .journal
                     .keep_stopped(part, journal, update, steps, &trail)
                     .await?;
                 Err(*error)

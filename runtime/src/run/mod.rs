@@ -14,8 +14,9 @@
 //! observer pays for neither. Durability is the one journal that records, in `durable/`, which
 //! this module does not know.
 //!
-//! This module must not touch storage, serialization or any particular flow or node kind: it sees
-//! nodes through [`Node`] and flows through [`FlowGraph`].
+//! This module must not touch storage, the saved form of steps, or any particular flow or node
+//! kind: it sees nodes through [`Node`], flows through [`FlowGraph`] and composite node kinds
+//! through their calls of [`Runner`].
 
 mod composite;
 mod fork;
@@ -354,7 +355,8 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
             }));
         }
         let entry = if J::PAUSES {
-            self.host.journal
+            self.host
+                .journal
                 .enter_flow(self.trail.depth, self.steps, self.host.composite)
         } else {
             None

@@ -164,10 +164,12 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
         state: &mut S,
         name: &'static str,
     ) -> Stepped {
-        if self
-            .host.journal
-            .pause_before(Here::of(&self.trail, self.host.composite, name, self.steps))
-        {
+        if self.host.journal.pause_before(Here::of(
+            &self.trail,
+            self.host.composite,
+            name,
+            self.steps,
+        )) {
             return Err(Box::new(Error::Paused {
                 node: name,
                 step: self.steps,

@@ -7,10 +7,12 @@ use crate::node::RetryHint;
 /// A chat model's call failed: what the endpoint said, and whether trying again may help.
 ///
 /// Returned by [`ChatModel`](crate::agent::model::ChatModel) implementations. Inside a node's `exec` it
-/// becomes a [`NodeError`] with `?`, and the node's [`Retry`](crate::Retry) policy reads it back:
-/// by default, only errors whose [`is_retryable`](ModelError::is_retryable) is true are retried
-/// (rate limits, server errors, timeouts, dropped connections), so a bad request or a wrong key
-/// fails at once instead of after every attempt.
+/// becomes a [`NodeError`](crate::NodeError) with `?`, and a [`Retry`](crate::Retry) policy
+/// told of it ([`Retry::hints`](crate::Retry::hints); an [`Agent`](crate::agent::Agent)'s model
+/// calls and `#[node]` functions that return it are) reads its [`RetryHint`]: only errors whose
+/// [`is_retryable`](ModelError::is_retryable) is true are retried (rate limits, server errors,
+/// timeouts, dropped connections), so a bad request or a wrong key fails at once instead of after
+/// every attempt, and the wait an endpoint asks for is honoured.
 ///
 /// ```
 /// use std::time::Duration;
