@@ -120,6 +120,45 @@ fn chain_of_100() {
         assert_eq!(counter.steps, 100);
     });
     report("chain of 100 no-op nodes", 100, flow, by_hand);
+    let checked = median(21, 200, || {
+        let mut counter = Counter::default();
+        let at = At::default();
+        let ended = ready(checked_chain_by_hand(&nodes, &params, &mut counter, &at));
+        assert_eq!(black_box(ended).unwrap(), "default");
+        assert_eq!(counter.steps, 100);
+    });
+    report("chain of 100, checked by hand", 100, flow, checked);
+}
+
+/// The chain as one `async fn` doing by hand what a run checks at each step, as
+/// [`checked_loop_by_hand`] does for the loop: the step limit, where the run is, the context with
+/// the limit, errors named, the action checked, and the next node looked up by action.
+async fn checked_chain_by_hand(
+    nodes: &[Noop],
+    params: &Params,
+    counter: &mut Counter,
+    at: &At,
+) -> Result<&'static str, Box<Error>> {
+    let max_steps = 10_000;
+    let mut position = 0;
+    loop {
+        let step = at.step.get();
+        if step >= max_steps {
+            return Err(Box::new(Error::StepLimit {
+                limit: max_steps,
+                node: "noop",
+                step: step + 1,
+            }));
+        }
+        at.node.set("noop");
+        at.step.set(step + 1);
+        let context = Context::new(params, "noop", step + 1).with_max_steps(max_steps);
+        let action = checked_step(&nodes[position], counter, &context, at).await?;
+        position = match action {
+            "default" if position + 1 < nodes.len() => position + 1,
+            _ => return Ok(action),
+        };
+    }
 }
 
 fn loop_of_10_000() {
@@ -386,11 +425,29 @@ fn future_sizes() {
     }
 }
 
-/// Runs `variant` of the 2-node loop `runs` times and nothing else, for an instruction count:
-/// `valgrind --tool=callgrind <bench binary> --bench count <variant> <runs>`, where the count of
-/// two runs less that of one is one run's 10,000 steps (`runtime/benches/instructions.sh` does
-/// this for every variant).
+/// Runs `variant` `runs` times and nothing else, for an instruction count:
+/// `valgrind --tool=callgrind <bench binary> --bench count <variant> <runs>`; the count of `2n`
+/// runs less that of `n` is `n` runs' steps (`runtime/benches/instructions.sh` does this for
+/// every variant). The 2-node loop (`flow`, `checked`, `async`) takes 10,000 steps a run; the
+/// chain of 100 (`chain`, `chain-checked`), 100.
 fn count_instructions(variant: &str, runs: u32) {
+    if variant.starts_with("chain") {
+        let chain = support::chain_of_100();
+        let nodes: Vec<Noop> = (0..100).map(|_| Noop).collect();
+        let params = Params::new();
+        for _ in 0..runs {
+            let mut counter = Counter::default();
+            if variant == "chain" {
+                black_box(ready(chain.run(&mut counter)).unwrap());
+            } else {
+                let at = At::default();
+                let ended = ready(checked_chain_by_hand(&nodes, &params, &mut counter, &at));
+                black_box(ended.unwrap());
+            }
+            assert_eq!(counter.steps, 100);
+        }
+        return;
+    }
     let (count, bounce) = (Noop, Bounce);
     let cycle = flow! {
         count >> bounce;
@@ -416,7 +473,7 @@ fn count_instructions(variant: &str, runs: u32) {
                 black_box(ended.unwrap());
             }
             "async" => ready(loop_by_hand(&count, &bounce, &params, &mut counter)),
-            other => panic!("no variant `{other}`: flow, checked or async"),
+            other => panic!("no variant `{other}`: flow, checked, async, chain or chain-checked"),
         }
         assert_eq!(counter.steps, LOOP_STEPS);
     }

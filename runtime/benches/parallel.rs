@@ -135,54 +135,62 @@ fn report(name: &str, unit: &str, count: u32, ours: Duration, by_hand: Duration)
     );
 }
 
-fn fork_of_8() {
+/// The fork flow: a node, eight branches, a node that sends the run back for `ROUNDS` rounds.
+fn forks() -> slateflow::Flow<Counter, impl slateflow::flow::FlowGraph<Counter>> {
     let (before, again) = (Noop, Again);
     let (b0, b1, b2, b3, b4, b5, b6, b7) = (Noop, Noop, Noop, Noop, Noop, Noop, Noop, Noop);
-    let forks = flow! {
+    flow! {
         before >> [b0, b1, b2, b3, b4, b5, b6, b7] >> again;
         again - "again" >> before;
     }
-    .with_max_steps(u64::MAX);
+    .with_max_steps(u64::MAX)
+}
+
+/// The same rounds by hand: the node, `join_all` over the branches' steps, the merge, the node.
+fn forks_by_hand(params: &Params) {
+    let (before, again) = (Noop, Again);
+    let branches: Vec<Noop> = (0..BRANCHES).map(|_| Noop).collect();
+    let mut counter = Counter::default();
+    let mut step = 0;
+    loop {
+        step += 1;
+        let context = Context::new(params, "before", step);
+        let update = ready(branch_by_hand(&before, &counter, &context));
+        counter.apply(update);
+        let contexts: Vec<Context<'_>> = (0..u64::from(BRANCHES))
+            .map(|branch| Context::new(params, "branch", step + branch + 1))
+            .collect();
+        step += u64::from(BRANCHES);
+        let updates =
+            ready(join_all(branches.iter().zip(&contexts).map(
+                |(branch, context)| branch_by_hand(branch, &counter, context),
+            )));
+        let merged = updates
+            .into_iter()
+            .try_fold(CounterUpdate::default(), StateUpdate::merge)
+            .unwrap();
+        counter.apply(merged);
+        step += 1;
+        let context = Context::new(params, "again", step);
+        let prep = ready(again.prep(&counter, &context)).unwrap();
+        ready(again.exec(&prep)).unwrap();
+        let command = ready(again.post(&counter, prep, (), &context)).unwrap();
+        if black_box(command.action) != "again" {
+            break;
+        }
+    }
+    assert_eq!(counter.steps, ROUNDS * ROUND_STEPS);
+}
+
+fn fork_of_8() {
+    let forks = forks();
     let ours = median(11, 3, || {
         let mut counter = Counter::default();
         black_box(ready(forks.run(&mut counter)).unwrap());
         assert_eq!(counter.steps, ROUNDS * ROUND_STEPS);
     });
-    let (before, again) = (Noop, Again);
-    let branches: Vec<Noop> = (0..BRANCHES).map(|_| Noop).collect();
     let params = Params::new();
-    let by_hand = median(11, 3, || {
-        let mut counter = Counter::default();
-        let mut step = 0;
-        loop {
-            step += 1;
-            let context = Context::new(&params, "before", step);
-            let update = ready(branch_by_hand(&before, &counter, &context));
-            counter.apply(update);
-            let contexts: Vec<Context<'_>> = (0..u64::from(BRANCHES))
-                .map(|branch| Context::new(&params, "branch", step + branch + 1))
-                .collect();
-            step += u64::from(BRANCHES);
-            let updates =
-                ready(join_all(branches.iter().zip(&contexts).map(
-                    |(branch, context)| branch_by_hand(branch, &counter, context),
-                )));
-            let merged = updates
-                .into_iter()
-                .try_fold(CounterUpdate::default(), StateUpdate::merge)
-                .unwrap();
-            counter.apply(merged);
-            step += 1;
-            let context = Context::new(&params, "again", step);
-            let prep = ready(again.prep(&counter, &context)).unwrap();
-            ready(again.exec(&prep)).unwrap();
-            let command = ready(again.post(&counter, prep, (), &context)).unwrap();
-            if black_box(command.action) != "again" {
-                break;
-            }
-        }
-        assert_eq!(counter.steps, ROUNDS * ROUND_STEPS);
-    });
+    let by_hand = median(11, 3, || forks_by_hand(&params));
     report(
         "fork of 8 no-op branches, 1,000 rounds",
         "branch",
@@ -190,6 +198,22 @@ fn fork_of_8() {
         ours,
         by_hand,
     );
+}
+
+/// The batch by hand: `prep`, `join_all` over every item's `exec` (a buffered stream with no
+/// limit), `post`, the update applied.
+fn batch_by_hand(params: &Params) {
+    let node = NoopItems;
+    let mut counter = Counter::default();
+    let context = Context::new(params, "batch", 1);
+    let items = ready(node.prep(&counter, &context)).unwrap();
+    let outputs: Vec<u64> = ready(join_all(items.iter().map(|item| node.exec(item))))
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let command = ready(node.post(&counter, items, outputs, &context)).unwrap();
+    counter.apply(command.update);
+    assert_eq!(u64::from(counter.steps), ITEMS);
 }
 
 fn concurrent_batch_of_1000() {
@@ -200,20 +224,8 @@ fn concurrent_batch_of_1000() {
         black_box(ready(flow.run(&mut counter)).unwrap());
         assert_eq!(u64::from(counter.steps), ITEMS);
     });
-    let node = NoopItems;
     let params = Params::new();
-    let by_hand = median(21, 20, || {
-        let mut counter = Counter::default();
-        let context = Context::new(&params, "batch", 1);
-        let items = ready(node.prep(&counter, &context)).unwrap();
-        let outputs: Vec<u64> = ready(join_all(items.iter().map(|item| node.exec(item))))
-            .into_iter()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        let command = ready(node.post(&counter, items, outputs, &context)).unwrap();
-        counter.apply(command.update);
-        assert_eq!(u64::from(counter.steps), ITEMS);
-    });
+    let by_hand = median(21, 20, || batch_by_hand(&params));
     report(
         "concurrent batch of 1,000 no-op items",
         "item",
@@ -223,7 +235,39 @@ fn concurrent_batch_of_1000() {
     );
 }
 
+/// Runs `variant` `runs` times and nothing else, for an instruction count (see
+/// `runtime/benches/instructions.sh`): `fork` or `fork-by-hand` (8,000 branches a run), `batch`
+/// or `batch-by-hand` (1,000 items a run).
+fn count_instructions(variant: &str, runs: u32) {
+    let params = Params::new();
+    let forks = forks();
+    let batch = Batch::items(NoopItems).concurrent(usize::MAX);
+    let batch = flow! { batch; };
+    for _ in 0..runs {
+        let mut counter = Counter::default();
+        match variant {
+            "fork" => {
+                black_box(ready(forks.run(&mut counter)).unwrap());
+            }
+            "fork-by-hand" => forks_by_hand(&params),
+            "batch" => {
+                black_box(ready(batch.run(&mut counter)).unwrap());
+            }
+            "batch-by-hand" => batch_by_hand(&params),
+            other => panic!("no variant `{other}`: fork, fork-by-hand, batch or batch-by-hand"),
+        }
+    }
+}
+
 fn main() {
+    let arguments: Vec<String> = std::env::args().collect();
+    if let [_, bench, count, variant, runs] = arguments.as_slice()
+        && bench == "--bench"
+        && count == "count"
+    {
+        count_instructions(variant, runs.parse().expect("a number of runs"));
+        return;
+    }
     // `cargo test --benches` runs this once as a smoke test; the figures need `cargo bench`.
     if std::env::args().any(|argument| argument == "--bench") {
         // `cargo bench --bench parallel -- batch` runs only the scenarios whose name holds

@@ -6,7 +6,9 @@
 use std::sync::atomic::AtomicU32;
 use std::time::Instant;
 
-use super::step::{CANNOT_PAUSE, fallback, is_declared, node_command};
+use super::step::{
+    CANNOT_PAUSE, exec_rare, failed, is_declared, node_command, post_failed, undeclared,
+};
 use super::{
     After, ForkAt, Here, Host, Journal, NoJournal, Notes, PartOf, Run, Trail, Watch, catch_panic,
 };
@@ -14,9 +16,7 @@ use crate::error::{Error, Phase};
 use crate::event::{At, Event};
 use crate::graph::DEFAULT_ACTION;
 use crate::node::dispatch::{Branch, BranchRunner, PhaseCell};
-use crate::node::{
-    Between, Command, Context, Limit, Node, Params, RetriedBody, TimedOut, with_retries,
-};
+use crate::node::{Command, Context, Limit, Node, Params};
 use crate::state::SharedState;
 
 impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {

@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use super::{After, Here, Journal, Notes, Run, Watch};
 use crate::error::{Error, NodeError, Phase};
-use crate::event::{At, Event};
+use crate::event::Event;
 use crate::node::dispatch::{PhaseCell, Stepped};
-use crate::node::{Between, Command, Node, RetriedBody, TimedOut, with_retries};
+use crate::node::{Between, Command, Context, Node, RetriedBody, TimedOut, with_retries};
 use crate::state::SharedState;
 
 /// Why a run that cannot pause fails when a node asks for input.
@@ -23,93 +23,60 @@ pub(super) const CANNOT_PAUSE: &str = "only a durable run (`flow.durable(store)`
 ///
 /// A macro, not an `async fn`: written into a step's (or a fork branch's) own `async fn`, it adds
 /// no future of its own, so its arguments are not copied into a second future and its command not
-/// moved out of one (about 20 instructions a step, 100 a branch). Its arguments are the names of
-/// the caller's `&N` node, `&S` state, `&W` watch, `&Context` and `&PhaseCell`, then the node's and
-/// the watch's types.
+/// moved out of one. What is rare is out of line: the errors are built by cold functions, and a
+/// policy that retries, or a failed attempt, goes through one boxed future ([`exec_rare`]), so
+/// that the step's own code, and its future, hold only the common path. Its arguments are the
+/// names of the caller's `&N` node, `&S` state, `&W` watch, `&Context` and `&PhaseCell`, then the
+/// node's and the watch's types.
 macro_rules! node_command {
     ($node:ident, $state:ident, $watch:ident, $context:expr, $phase:ident, $N:ident, $W:ident) => {{
         $phase.set(Phase::Prep);
-        // `at` is read from the context where it is needed, not kept in the future beside it.
-        let at = || $context.at();
         let started = $W::OBSERVES.then(Instant::now);
         if $W::OBSERVES {
             $watch.event(&Event::NodeStarted {
-                at: at(),
+                at: $context.at(),
                 attempt: 1,
             });
         }
-        let failed = |phase, attempts, source| Error::NodeFailed {
-            node: at().node,
-            step: at().step,
-            phase,
-            attempts,
-            source,
+        let prep = match $node.prep(&*$state, $context).await {
+            Ok(prep) => prep,
+            Err(source) => return Err(failed($context, Phase::Prep, 1, source).into()),
         };
-        let prep = $node
-            .prep(&*$state, $context)
-            .await
-            .map_err(|source| failed(Phase::Prep, 1, source))?;
         $phase.set(Phase::Exec);
-        // The retry loop and the fallback are boxed: rare paths (a policy that retries or times
-        // out; a failed attempt), whose futures would otherwise make every step's future, and so
-        // every run's and every fork branch's, hundreds of bytes larger.
-        let (exec, attempts) = if $node.retry().is_single_attempt() {
-            // The common case, without the retry loop's timers.
+        let exec = if $node.retry().is_single_attempt() {
+            // The common case: one attempt, without the retry loop's timers.
             match $node.exec_with(&prep, $context).await {
-                Ok(exec) => (exec, 1),
-                Err(error) => (
-                    Box::pin(fallback($node, &prep, error, $phase, at(), 1)).await?,
-                    1,
-                ),
+                Ok(exec) => Ok((exec, 1)),
+                Err(error) => Err(Some(error)),
             }
         } else {
-            let between = |between: Between<'_>| {
-                if $W::OBSERVES
-                    && let Some(event) = between.event(at(), true)
-                {
-                    $watch.event(&event);
-                }
-            };
-            let attempts =
-                with_retries($node.retry(), || $node.exec_with(&prep, $context), between);
-            match Box::pin(attempts).await {
-                Ok(done) => done,
-                Err((error, attempts)) => (
-                    Box::pin(fallback($node, &prep, error, $phase, at(), attempts)).await?,
-                    attempts,
-                ),
+            Err(None)
+        };
+        let (exec, attempts) = match exec {
+            Ok(done) => done,
+            Err(failed_once) => {
+                Box::pin(exec_rare::<_, $N, $W>(
+                    $node,
+                    &prep,
+                    failed_once,
+                    $context,
+                    $phase,
+                    $watch,
+                ))
+                .await?
             }
         };
         $phase.set(Phase::Post);
-        let command = $node
-            .post(&*$state, prep, exec, $context)
-            .await
-            .map_err(|source| match source.downcast::<RetriedBody>() {
-                // A `#[node]` function's body, run under its retry policy.
-                Ok(retried) => match retried.source.downcast::<TimedOut>() {
-                    Ok(timed_out) => Error::Timeout {
-                        node: at().node,
-                        step: at().step,
-                        attempts: retried.attempts,
-                        after: timed_out.0,
-                    },
-                    Err(source) => failed(Phase::Post, retried.attempts, source),
-                },
-                Err(source) => failed(Phase::Post, 1, source),
-            })?;
+        let command = match $node.post(&*$state, prep, exec, $context).await {
+            Ok(command) => command,
+            Err(source) => return Err(post_failed($context, source).into()),
+        };
         if !is_declared($N::ACTIONS, command.action) {
-            // `into`: the caller's error is an `Error` or a boxed one.
-            return Err(Error::UndeclaredAction {
-                node: at().node,
-                step: at().step,
-                action: command.action,
-                declared: $N::ACTIONS,
-            }
-            .into());
+            return Err(undeclared($context, command.action, $N::ACTIONS).into());
         }
         if $W::OBSERVES {
             $watch.event(&Event::NodeFinished {
-                at: at(),
+                at: $context.at(),
                 action: command.action,
                 reason: command.reason.as_deref(),
                 attempts: attempts.max($context.body_attempts()),
@@ -252,31 +219,104 @@ pub(crate) fn is_declared(declared: &[&str], action: &str) -> bool {
         .any(|candidate| std::ptr::eq(*candidate, action) || *candidate == action)
 }
 
-/// Runs `exec_fallback` after the last failed attempt; its error fails the step.
-pub(super) async fn fallback<S: SharedState, N: Node<S>>(
+/// The rare path of a node's `exec`: the attempts of a policy that retries (or times out), or the
+/// fallback of a single attempt that failed (`failed_once`); then, if every attempt failed, the
+/// node's `exec_fallback`, whose error fails the step. Boxed by its caller: a step's future holds
+/// only the common path.
+pub(super) async fn exec_rare<S: SharedState, N: Node<S>, W: Watch>(
     node: &N,
     prep: &N::Prep,
-    error: NodeError,
+    failed_once: Option<NodeError>,
+    context: &Context<'_>,
     phase: &PhaseCell,
-    at: At<'_>,
-    attempts: u32,
-) -> Result<N::Exec, Error> {
+    watch: &W,
+) -> Result<(N::Exec, u32), Error> {
+    let (error, attempts) = if let Some(error) = failed_once {
+        (error, 1)
+    } else {
+        let between = |between: Between<'_>| {
+            if W::OBSERVES
+                && let Some(event) = between.event(context.at(), true)
+            {
+                watch.event(&event);
+            }
+        };
+        match with_retries(node.retry(), || node.exec_with(prep, context), between).await {
+            Ok(done) => return Ok(done),
+            Err(failed) => failed,
+        }
+    };
     phase.set(Phase::Fallback);
-    node.exec_fallback(prep, error)
-        .await
-        .map_err(|source| match source.downcast::<TimedOut>() {
+    match node.exec_fallback(prep, error).await {
+        Ok(exec) => Ok((exec, attempts)),
+        Err(source) => Err(fallback_failed(context, attempts, source)),
+    }
+}
+
+/// The error of a node step's `prep` (or, with `attempts`, `exec`) that failed with `source`.
+#[cold]
+#[inline(never)]
+pub(super) fn failed(
+    context: &Context<'_>,
+    phase: Phase,
+    attempts: u32,
+    source: NodeError,
+) -> Error {
+    Error::NodeFailed {
+        node: context.node(),
+        step: context.step(),
+        phase,
+        attempts,
+        source,
+    }
+}
+
+/// The error of a node's `exec_fallback` that failed: a timeout when its last attempt timed out.
+#[cold]
+#[inline(never)]
+fn fallback_failed(context: &Context<'_>, attempts: u32, source: NodeError) -> Error {
+    match source.downcast::<TimedOut>() {
+        Ok(timed_out) => Error::Timeout {
+            node: context.node(),
+            step: context.step(),
+            attempts,
+            after: timed_out.0,
+        },
+        Err(source) => failed(context, Phase::Exec, attempts, source),
+    }
+}
+
+/// The error of a node's `post` that failed: for a `#[node]` function whose body ran under its
+/// retry policy, after that many attempts (a timeout when the last one timed out).
+#[cold]
+#[inline(never)]
+pub(super) fn post_failed(context: &Context<'_>, source: NodeError) -> Error {
+    match source.downcast::<RetriedBody>() {
+        Ok(retried) => match retried.source.downcast::<TimedOut>() {
             Ok(timed_out) => Error::Timeout {
-                node: at.node,
-                step: at.step,
-                attempts,
+                node: context.node(),
+                step: context.step(),
+                attempts: retried.attempts,
                 after: timed_out.0,
             },
-            Err(source) => Error::NodeFailed {
-                node: at.node,
-                step: at.step,
-                phase: Phase::Exec,
-                attempts,
-                source,
-            },
-        })
+            Err(source) => failed(context, Phase::Post, retried.attempts, source),
+        },
+        Err(source) => failed(context, Phase::Post, 1, source),
+    }
+}
+
+/// The error of a node that returned an action it does not declare.
+#[cold]
+#[inline(never)]
+pub(super) fn undeclared(
+    context: &Context<'_>,
+    action: &'static str,
+    declared: &'static [&'static str],
+) -> Error {
+    Error::UndeclaredAction {
+        node: context.node(),
+        step: context.step(),
+        action,
+        declared,
+    }
 }
