@@ -998,22 +998,22 @@ struct Nested {
 
 #[test]
 fn flows_nested_past_the_tracked_depth_fail_with_a_clear_error() {
-    let fifteen = flow! { deepest; };
-    // The node runs at depth 16: the deepest the run tracks.
-    let fifteen = nest!(fifteen; l2 l3 l4 l5 l6 l7 l8 l9 l10 l11 l12 l13 l14 l15 l16);
+    let seven = flow! { deepest; };
+    // The node runs at depth 8: the deepest the run tracks.
+    let seven = nest!(seven; l2 l3 l4 l5 l6 l7 l8);
     let mut state = Nested::default();
-    fifteen.run_blocking(&mut state).unwrap();
+    seven.run_blocking(&mut state).unwrap();
     assert_eq!(state.count, 1);
-    let seventeen = nest!(fifteen; l17);
-    let error = seventeen.run_blocking(&mut state).unwrap_err();
+    let nine = nest!(seven; l9);
+    let error = nine.run_blocking(&mut state).unwrap_err();
     assert!(
-        matches!(error, slateflow::Error::NestingTooDeep { limit: 16, .. }),
+        matches!(error, slateflow::Error::NestingTooDeep { limit: 8, .. }),
         "{error:?}"
     );
     assert!(
         error
             .to_string()
-            .starts_with("flows are nested more than 16 deep"),
+            .starts_with("flows are nested more than 8 deep"),
         "{error}"
     );
     assert_eq!(state.count, 1, "nothing ran");

@@ -43,7 +43,7 @@ use crate::node::{Command, Context, ItemJournal, Limit, Node, Params, RunScope};
 use crate::state::{SharedState, StateUpdate};
 
 /// How deeply flows may nest (a flow in a flow in a flow ...).
-pub(crate) const MAX_DEPTH: usize = 16;
+pub(crate) const MAX_DEPTH: usize = 8;
 
 /// Where a run is: the position and name at each level of nested flows, outermost first.
 /// Fixed-size, so that walking nested flows allocates nothing.
@@ -223,7 +223,9 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
     }
 
     /// Runs `node` as the whole run (a flow, or a node alone) under a step limit of
-    /// `max_steps`, catching panics once around it, with the run's started and ended events.
+    /// `max_steps`, catching panics once around it, with the run's started and ended events; hands
+    /// the run back with its outcome. The run is the future's own, not borrowed by it: a parked
+    /// run is one future, with nothing around it.
     pub(crate) async fn run<N: Node<S>>(
         &mut self,
         node: &N,
@@ -376,28 +378,16 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
                 last_step,
             };
         }
-        let mut position = G::START;
-        if let Some(Entry {
-            position: index,
-            action: saved,
-            ..
-        }) = entry
-        {
-            // A resumed run enters at its saved position; at the innermost flow, the step there
-            // already ran: route on its saved action instead of running it again.
-            position = resume_position(index, G::NAMES, self.steps)?;
-            if let Some(saved) = saved {
-                let name = G::NAMES[position];
-                self.trail.set(position);
-                let action = saved_action(G::declared(position), &saved, name, self.steps)?;
-                let Some(next) = G::route(position, action) else {
-                    self.trail.depth -= 1;
-                    self.limit = outer;
-                    return Ok(action);
-                };
-                position = next;
+        // The entry is consumed here, in a function of its own, so that the walk's future does not
+        // keep it beside every step's.
+        let mut position = match self.start_at::<G>(entry)? {
+            Ok(position) => position,
+            Err(action) => {
+                self.trail.depth -= 1;
+                self.limit = outer;
+                return Ok(action);
             }
-        }
+        };
         let action = loop {
             self.trail.set(position);
             if self.steps >= self.limit.last_step {
@@ -425,6 +415,34 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
         self.trail.depth -= 1;
         self.limit = outer;
         Ok(action)
+    }
+}
+
+impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
+    /// Where the flow `G`, just entered, starts: its start position, or, for a resumed run, its
+    /// saved position; at the innermost flow, the step there already ran, and the run routes on
+    /// its saved action instead of running it again (`Err`: that action has no edge, and the
+    /// flow ends with it).
+    fn start_at<G: FlowGraph<S>>(
+        &mut self,
+        entry: Option<Entry>,
+    ) -> Result<Result<usize, &'static str>, Box<Error>> {
+        let Some(Entry {
+            position: index,
+            action: saved,
+            ..
+        }) = entry
+        else {
+            return Ok(Ok(G::START));
+        };
+        let position = resume_position(index, G::NAMES, self.steps)?;
+        let Some(saved) = saved else {
+            return Ok(Ok(position));
+        };
+        let name = G::NAMES[position];
+        self.trail.set(position);
+        let action = saved_action(G::declared(position), &saved, name, self.steps)?;
+        Ok(G::route(position, action).ok_or(action))
     }
 }
 
