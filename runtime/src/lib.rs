@@ -407,8 +407,9 @@ pub mod example_generated;
 #[path = "private/mod.rs"]
 pub mod __private;
 
-/// The README's code, tested as the rest of the documentation is.
-#[cfg(doctest)]
+/// The README's code, tested as the rest of the documentation is, with the feature its worker
+/// examples need (`cargo test --workspace` turns it on).
+#[cfg(all(doctest, feature = "postgres"))]
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
 
