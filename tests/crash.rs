@@ -7,8 +7,10 @@
 //! at the top level and from inside a fork's branch or a batch flow's run; a thread stopped by
 //! its step limit (a limit that restarted with each resume would show); a concurrent batch flow
 //! whose finished runs must be kept, not executed again after a kill; and the same for the items
-//! of a kept batch node. Then two workers race to resume one thread: one runs it, the other is
-//! refused and writes nothing.
+//! of a kept batch node; and a fork whose merge fails in a buggy build, killed around that
+//! failure, then resumed by the fixed build, which must finish the thread (nothing of the failed
+//! merge is kept to fail it again). Then two workers race to resume one thread: one runs it, the
+//! other is refused and writes nothing.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -40,11 +42,15 @@ fn expected(scenario: &str) -> serde_json::Value {
             .collect(),
         _ => Vec::new(),
     };
-    serde_json::json!({
+    let mut state = serde_json::json!({
         "count": STEPS,
         "seen": (1..=STEPS).collect::<Vec<u64>>(),
         "answers": answers,
-    })
+    });
+    if scenario == "conflict" {
+        state["winner"] = STEPS.into();
+    }
+    state
 }
 
 /// Helpers shared by test files.
@@ -193,6 +199,52 @@ fn survives_kills(kind: &str, scenario: &str, seed: u64) {
     );
 }
 
+/// `ROUNDS` times: the buggy build of the `conflict` loop runs and is killed at a random instant
+/// (before its fork's merge fails in round 50, while it fails, or after: the window is a whole
+/// failing run), sometimes twice; then the fixed build resumes the thread and must finish it with
+/// the uninterrupted state. A merge that failed keeps nothing of its branches, and outcomes kept
+/// by a run killed before it could void them are run again when they conflict.
+fn a_failed_merge_never_poisons_its_thread(kind: &str, seed: u64) {
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("crash-{kind}-conflict"));
+    let _ = std::fs::remove_dir_all(&root);
+    let started = Instant::now();
+    let failed = command(kind, &root.join("timing"), "conflict-buggy")
+        .output()
+        .unwrap();
+    let window = u64::try_from(started.elapsed().as_millis())
+        .unwrap()
+        .max(20);
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        !failed.status.success()
+            && stderr.contains("both wrote the last-write-wins field `winner`"),
+        "the buggy build fails on its conflict: {stderr}"
+    );
+    assert_eq!(
+        finish(kind, &root.join("timing"), "conflict"),
+        expected("conflict"),
+        "the fixed build finishes the failed thread"
+    );
+    let mut random = Random(seed);
+    let mut killed = 0;
+    for round in 0..ROUNDS {
+        let path = root.join(format!("round-{round}"));
+        for _ in 0..=random.below(2) {
+            let wait = Duration::from_millis(random.below(window + window / 4));
+            killed += u32::from(start_and_kill(command(kind, &path, "conflict-buggy"), wait));
+        }
+        assert_eq!(
+            finish(kind, &path, "conflict"),
+            expected("conflict"),
+            "{kind} store, round {round}"
+        );
+    }
+    assert!(
+        killed >= ROUNDS / 2,
+        "only {killed} kills landed before the buggy runs ended"
+    );
+}
+
 /// How many records the killed run left (the log's lines; a torn last one counts too).
 fn saved_records(kind: &str, path: &Path) -> usize {
     match kind {
@@ -265,6 +317,16 @@ fn a_file_store_batch_node_keeps_its_finished_items_across_sigkills() {
 #[test]
 fn a_sqlite_store_batch_node_keeps_its_finished_items_across_sigkills() {
     survives_kills("sqlite", "items", 0x2F7D_5A3B_9C0E_41A7);
+}
+
+#[test]
+fn a_file_store_fork_whose_merge_failed_runs_again_once_fixed_across_sigkills() {
+    a_failed_merge_never_poisons_its_thread("file", 0x0C0F_F1C7);
+}
+
+#[test]
+fn a_sqlite_store_fork_whose_merge_failed_runs_again_once_fixed_across_sigkills() {
+    a_failed_merge_never_poisons_its_thread("sqlite", 0x5EED_C0F1);
 }
 
 #[test]

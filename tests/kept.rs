@@ -7,7 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 use slateflow::batch::{self, Batch, BatchNode};
-use slateflow::checkpoint::{FileStore, MemoryStore, RecordKind};
+use slateflow::checkpoint::{
+    CheckpointStore, FileStore, MemoryStore, PostgresStore, RecordKind, SqliteStore,
+};
 use slateflow::durable::Outcome;
 use slateflow::{Command, Context, NodeError, Params, SharedState, flow, node};
 
@@ -28,6 +30,7 @@ struct Tally {
 /// Helpers shared by test files; each uses part of them.
 #[allow(dead_code)]
 mod support {
+    pub(crate) mod postgres;
     pub(crate) mod runs;
 }
 
@@ -403,5 +406,260 @@ fn a_kept_batch_inside_a_batch_flow_keeps_nothing_of_its_own() {
             .collect::<Vec<_>>(),
         ["batch", "batch", "batch"],
         "only the batch flow's runs"
+    );
+}
+
+/// The nodes (`test/node`) whose deployed code writes `approved`, a last-write-wins field: two
+/// branches of one fork that both do conflict.
+static WRITES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Deploys the version of `key`'s node that writes `approved` (`true`) or the one that does not.
+fn deploy(key: &str, writes: bool) {
+    let mut deployed = WRITES.lock().unwrap();
+    deployed.retain(|node| node != key);
+    if writes {
+        deployed.push(key.to_string());
+    }
+}
+
+/// As [`visit`], writing `approved` when the deployed version of the node does.
+fn visit_writing(context: &Context<'_>, node: &str) -> Result<TallyUpdate, NodeError> {
+    let update = visit(context, node)?;
+    let key = format!(
+        "{}/{node}",
+        context.params().get_str("test").unwrap_or_default()
+    );
+    let writes = WRITES.lock().unwrap().contains(&key);
+    Ok(if writes {
+        update.set_approved(Some(true))
+    } else {
+        update
+    })
+}
+
+#[node]
+fn left(_: &Tally, context: &Context<'_>) -> Result<Command<Tally>, NodeError> {
+    Ok(Command::new(visit_writing(context, "left")?))
+}
+
+#[node]
+fn right(_: &Tally, context: &Context<'_>) -> Result<Command<Tally>, NodeError> {
+    Ok(Command::new(visit_writing(context, "right")?))
+}
+
+fn kinds(history: &[slateflow::checkpoint::StepRecord]) -> Vec<RecordKind> {
+    history.iter().map(|record| record.kind).collect()
+}
+
+/// On `store`: a fork whose branches conflict fails and keeps nothing of them; once the code is
+/// fixed, a resume runs both again and the thread finishes. A fork that failed because one branch
+/// failed keeps its finished sibling, which a resume does not run again.
+async fn a_failed_merge_runs_again_once_fixed<St: CheckpointStore + 'static>(
+    store: St,
+    test: &str,
+) {
+    let flow = flow! { a >> [left, right] >> d; }.with_params(test_params(test));
+    let durable = flow.durable(store);
+    let key = |node: &str| format!("{test}/{node}");
+    deploy(&key("left"), true);
+    deploy(&key("right"), true);
+    let error = durable
+        .start(test, &mut Tally::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            slateflow::Error::ParallelConflict {
+                field: "approved",
+                first: "left",
+                second: "right",
+                step: 2
+            }
+        ),
+        "{error:?}"
+    );
+    let history = durable.history(test).await.unwrap();
+    assert_eq!(
+        kinds(&history),
+        [
+            RecordKind::Start,
+            RecordKind::Step,
+            RecordKind::Kept,
+            RecordKind::Kept,
+            RecordKind::Discard,
+        ],
+        "both branches were kept as they finished, then void when they did not merge"
+    );
+    assert_eq!(history[4].node, "[left, right]");
+    // A resume with the code unchanged meets the same conflict, from branches run again.
+    let again = durable.resume(test).await.unwrap_err();
+    assert!(
+        matches!(again, slateflow::Error::ParallelConflict { .. }),
+        "{again:?}"
+    );
+    assert_eq!((ran(&key("left")), ran(&key("right"))), (2, 2));
+    // The fix: only `left` writes the field.
+    deploy(&key("right"), false);
+    let (resumed, outcome) = durable.resume(test).await.unwrap();
+    assert_eq!(outcome, Outcome::Finished("default".into()));
+    assert_eq!(
+        (
+            ran(&key("a")),
+            ran(&key("left")),
+            ran(&key("right")),
+            ran(&key("d"))
+        ),
+        (1, 3, 3, 1),
+        "the fixed branches ran, not outcomes kept from before the fix"
+    );
+    assert_eq!(resumed.approved, Some(true));
+    assert_eq!(resumed.count, 4, "a, left, right, d: each applied once");
+    assert_eq!(durable.state(test).await.unwrap(), resumed);
+
+    // A failed branch, not a failed merge: its finished sibling stays kept.
+    let thread = format!("{test}-failing");
+    let before = (ran(&key("left")), ran(&key("right")));
+    fail(&key("right"));
+    let error = durable
+        .start(&thread, &mut Tally::default())
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("is failing"), "{error}");
+    heal(&key("right"));
+    let (resumed, _) = durable.resume(&thread).await.unwrap();
+    assert_eq!(
+        (ran(&key("left")) - before.0, ran(&key("right")) - before.1),
+        (1, 2),
+        "the finished sibling was kept, not run again"
+    );
+    assert_eq!(resumed.count, 4);
+}
+
+#[test]
+fn a_failed_merge_runs_again_once_fixed_on_the_memory_store() {
+    block_on(a_failed_merge_runs_again_once_fixed(
+        MemoryStore::new(),
+        "merge-memory",
+    ));
+}
+
+#[test]
+fn a_failed_merge_runs_again_once_fixed_on_the_file_store() {
+    let root = std::env::temp_dir().join(format!("slateflow-merge-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    block_on(a_failed_merge_runs_again_once_fixed(
+        FileStore::open(&root).unwrap(),
+        "merge-file",
+    ));
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn a_failed_merge_runs_again_once_fixed_on_the_sqlite_store() {
+    let root = std::env::temp_dir().join(format!("slateflow-merge-sqlite-{}", std::process::id()));
+    std::fs::create_dir_all(&root).unwrap();
+    block_on(a_failed_merge_runs_again_once_fixed(
+        SqliteStore::open(root.join("runs.db")).unwrap(),
+        "merge-sqlite",
+    ));
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn a_failed_merge_runs_again_once_fixed_on_the_postgres_store() {
+    let Some(url) = support::postgres::database("kept_merge") else {
+        return;
+    };
+    support::postgres::runtime().block_on(async {
+        let store = PostgresStore::connect(&url).await.unwrap();
+        a_failed_merge_runs_again_once_fixed(store, "merge-postgres").await;
+    });
+}
+
+/// Kept outcomes of an earlier attempt that conflict with a branch run now (the code changed in
+/// between: `left` wrote `approved`, now `right` does) are void, and their branches run again at
+/// once: the resume finishes. When the branch run again still conflicts, the fork fails, and
+/// nothing is kept for the next resume.
+#[test]
+fn kept_outcomes_that_conflict_with_new_code_are_run_again() {
+    let test = "replayed";
+    let key = |node: &str| format!("{test}/{node}");
+    let flow = flow! { a >> [left, right] >> d; }.with_params(test_params(test));
+    let durable = flow.durable(MemoryStore::new());
+    // Before: `left` writes the field; `right` fails, after `left` finished and was kept.
+    deploy(&key("left"), true);
+    fail(&key("right"));
+    assert!(block_on(durable.start(test, &mut Tally::default())).is_err());
+    assert_eq!(
+        kept_records(&block_on(durable.history(test)).unwrap()),
+        [("[left, right]".to_string(), "0".to_string(), 1)]
+    );
+    // Deployed: `right` writes the field too, and works; `left` still writes it.
+    heal(&key("right"));
+    deploy(&key("right"), true);
+    let error = block_on(durable.resume(test)).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            slateflow::Error::ParallelConflict {
+                field: "approved",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(
+        (ran(&key("left")), ran(&key("right"))),
+        (2, 2),
+        "the kept `left` conflicted, ran again, and conflicted again"
+    );
+    let history = block_on(durable.history(test)).unwrap();
+    assert_eq!(
+        kinds(&history)[2..],
+        [
+            RecordKind::Kept,    // `left`, before
+            RecordKind::Kept,    // `right`, now
+            RecordKind::Discard, // the conflict with the kept `left`
+            RecordKind::Kept,    // `left`, run again
+            RecordKind::Discard, // the same conflict, from branches both run now
+        ]
+    );
+    // Fixed: `left` no longer writes the field. Kept `left` outcomes are void: it runs again.
+    deploy(&key("left"), false);
+    let (resumed, outcome) = block_on(durable.resume(test)).unwrap();
+    assert_eq!(outcome, Outcome::Finished("default".into()));
+    assert_eq!((ran(&key("left")), ran(&key("right"))), (3, 3));
+    assert_eq!((resumed.count, resumed.approved), (4, Some(true)));
+
+    // The same change, with nothing between: the resume that meets the conflict finishes.
+    let thread = "replayed-fixed";
+    deploy(&key("left"), true);
+    deploy(&key("right"), false);
+    fail(&key("right"));
+    assert!(block_on(durable.start(thread, &mut Tally::default())).is_err());
+    let before = (ran(&key("left")), ran(&key("right")));
+    heal(&key("right"));
+    deploy(&key("right"), true);
+    deploy(&key("left"), false);
+    let (resumed, outcome) = block_on(durable.resume(thread)).unwrap();
+    assert_eq!(outcome, Outcome::Finished("default".into()));
+    assert_eq!(
+        (ran(&key("left")) - before.0, ran(&key("right")) - before.1),
+        (1, 1),
+        "the kept `left`, which conflicted with the new `right`, ran again"
+    );
+    assert_eq!((resumed.count, resumed.approved), (4, Some(true)));
+    let kinds = kinds(&block_on(durable.history(thread)).unwrap());
+    assert_eq!(
+        kinds[2..],
+        [
+            RecordKind::Kept,
+            RecordKind::Kept,
+            RecordKind::Discard,
+            RecordKind::Kept,
+            RecordKind::Step,
+            RecordKind::Step,
+        ]
     );
 }

@@ -71,7 +71,15 @@ type KeepFuture<'a, S> =
 /// outcome an earlier attempt of the fork kept (a durable run resumed after a failure or a crash)
 /// does not run: its future is dropped unpolled. In a durable run, each branch's outcome is kept as
 /// soon as it finishes, while its siblings are still running: a crash loses only the branches that
-/// had not finished. Returns at the first branch error, dropping (cancelling) the others.
+/// had not finished. Returns at the first branch error, dropping (cancelling) the others; the
+/// outcomes kept of the finished ones stay kept.
+///
+/// Outcomes that do not merge (a conflict) are not kept: in a durable run, the join voids every
+/// outcome kept for the fork before it fails, so that a resume runs the branches again (with the
+/// code it has then). When some of the outcomes merged were kept by an earlier attempt, their
+/// branches run again at once (their futures were never polled) and the fork merges once more
+/// before it fails: the conflict may be theirs, made by code fixed since, or the earlier attempt
+/// may have failed on it and been killed before it could void them.
 ///
 /// # Errors
 /// The first branch error (or keeping's), or [`Error::ParallelConflict`].
@@ -85,96 +93,159 @@ pub(crate) async fn join<S: SharedState, B: BranchRunner<S>, const N: usize>(
     // Only a durable run keeps outcomes, and has kept ones to ask for.
     let keeps = runner.keeps();
     let mut outcomes: [Option<Branch<S>>; N] = std::array::from_fn(|_| None);
+    let mut replayed = [false; N];
     if keeps {
         for (index, outcome) in outcomes.iter_mut().enumerate() {
             *outcome = runner.kept(index, None)?;
+            replayed[index] = outcome.is_some();
         }
     }
     let mut branches = branches;
-    // A branch that pauses (in a durable run) has kept where it stopped; the others go on, and
-    // the fork pauses once all are done.
-    let mut stopped = [false; N];
-    let mut paused = None;
+    let joined = Joined {
+        runner,
+        phases,
+        names,
+        first_step,
+    };
     // In a durable run, a finished branch's outcome is kept while the others still run: keeping
     // may wait on the store, which a sibling may hold. Boxed, since only durable runs keep (a
     // write to the store each), and a plain run's fork should not grow by their futures.
     let mut keeping: [Option<KeepFuture<'_, S>>; N] = std::array::from_fn(|_| None);
-    poll_fn(|context| {
-        // One panic guard around the round, not one per branch: `current` says which branch
-        // (or its keeping) was being polled when one panicked.
-        let mut current = 0;
-        let round = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            let mut pending = false;
-            for (index, branch) in branches.iter_mut().enumerate() {
-                current = index;
-                let running =
-                    keeping[index].is_none() && outcomes[index].is_none() && !stopped[index];
-                if running {
-                    match branch.as_mut().poll(context) {
-                        Poll::Ready(Ok(done)) if keeps => {
-                            keeping[index] = Some(Box::pin(runner.keep(index, done)));
-                        }
-                        Poll::Ready(Ok(done)) => outcomes[index] = Some(done),
-                        Poll::Ready(Err(error @ Error::Paused { .. })) => {
-                            stopped[index] = true;
-                            paused.get_or_insert(error);
-                        }
-                        Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
-                        Poll::Pending => pending = true,
-                    }
-                }
-                // A branch that just finished is kept at once; one still keeping goes on.
-                if let Some(keep) = keeping[index].as_mut() {
-                    match keep.as_mut().poll(context) {
-                        Poll::Ready(Ok(kept)) => {
-                            keeping[index] = None;
-                            outcomes[index] = Some(kept);
-                        }
-                        Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
-                        Poll::Pending => pending = true,
-                    }
-                }
+    // Whether the replayed branches ran again, after their outcomes conflicted.
+    let mut again = false;
+    loop {
+        joined
+            .drive(&mut branches, &mut outcomes, &mut keeping)
+            .await?;
+        let conflict = match merge_in_order(&mut outcomes, joined.conflicts()) {
+            Ok(merged) => {
+                // Every branch finished and its keeping with it, and a merge that succeeds takes
+                // every outcome: no slot holds anything, and dropping the arrays would only look
+                // at each to find it empty.
+                debug_assert!(
+                    keeping.iter().all(Option::is_none),
+                    "a keeping outlived the join"
+                );
+                debug_assert!(
+                    outcomes.iter().all(Option::is_none),
+                    "an outcome was not merged"
+                );
+                std::mem::forget(keeping);
+                std::mem::forget(outcomes);
+                return Ok(merged);
             }
-            if pending {
-                Poll::Pending
-            } else {
-                Poll::Ready(Ok(()))
+            Err(conflict) if keeps => conflict,
+            Err(conflict) => return Err(conflict),
+        };
+        // Boxed: only a durable run keeps outcomes, and a plain run's fork should not grow by
+        // this rare path's future.
+        Box::pin(runner.discard()).await?;
+        // The check before the merge consumes nothing; only an update whose `conflict` and
+        // `merge` disagree leaves a slot empty, and then no branch runs again.
+        let whole = outcomes.iter().all(Option::is_some);
+        if again || !whole || !replayed.contains(&true) {
+            return Err(conflict);
+        }
+        // The replayed branches' futures were never polled: they run now.
+        again = true;
+        for (outcome, replayed) in outcomes.iter_mut().zip(replayed) {
+            if replayed {
+                *outcome = None;
             }
-        }));
-        round.unwrap_or_else(|payload| {
-            Poll::Ready(Err(Error::Panic {
-                node: names[current],
-                step: first_step + current as u64,
-                phase: phases[current].get(),
-                message: panic_message(payload),
-            }))
-        })
-    })
-    .await?;
-    // Every branch finished and its keeping with it: no slot holds a future, and dropping the
-    // array would only look at each to find it empty.
-    debug_assert!(
-        keeping.iter().all(Option::is_none),
-        "a keeping outlived the join"
-    );
-    std::mem::forget(keeping);
-    if let Some(error) = paused {
-        return Err(error);
+        }
     }
-    let merged = merge_in_order(
-        &mut outcomes,
+}
+
+/// What a fork's join polls its branches with, and names them by.
+struct Joined<'r, B, const N: usize> {
+    runner: &'r B,
+    phases: &'r [PhaseCell; N],
+    names: &'static [&'static str; N],
+    first_step: u64,
+}
+
+impl<B, const N: usize> Joined<'_, B, N> {
+    fn conflicts(&self) -> Conflicts<'static> {
         Conflicts::Fail {
-            names,
-            step: first_step,
-        },
-    )?;
-    // A merge that succeeds takes every outcome: the slots are empty, as above.
-    debug_assert!(
-        outcomes.iter().all(Option::is_none),
-        "an outcome was not merged"
-    );
-    std::mem::forget(outcomes);
-    Ok(merged)
+            names: self.names,
+            step: self.first_step,
+        }
+    }
+
+    /// Polls the branches that have no outcome yet until all are done, keeping each outcome as it
+    /// finishes when the runner keeps them. A branch that pauses (in a durable run) has kept where
+    /// it stopped; the others go on, and the fork pauses once all are done.
+    ///
+    /// # Errors
+    /// The first branch error (or keeping's, or a panic), or, once every branch is done, the first
+    /// pause.
+    fn drive<'d, 'r: 'd, S: SharedState + 'r>(
+        &'r self,
+        branches: &'d mut [BranchFuture<'_, S>; N],
+        outcomes: &'d mut [Option<Branch<S>>; N],
+        keeping: &'d mut [Option<KeepFuture<'r, S>>; N],
+    ) -> impl Future<Output = Result<(), Error>> + 'd
+    where
+        B: BranchRunner<S>,
+    {
+        let runner = self.runner;
+        let keeps = runner.keeps();
+        let mut stopped = [false; N];
+        let mut paused = None;
+        // The join's own future, with no `async` layer around it.
+        poll_fn(move |context| {
+            // One panic guard around the round, not one per branch: `current` says which branch
+            // (or its keeping) was being polled when one panicked.
+            let mut current = 0;
+            let round = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                let mut pending = false;
+                for (index, branch) in branches.iter_mut().enumerate() {
+                    current = index;
+                    let running =
+                        keeping[index].is_none() && outcomes[index].is_none() && !stopped[index];
+                    if running {
+                        match branch.as_mut().poll(context) {
+                            Poll::Ready(Ok(done)) if keeps => {
+                                keeping[index] = Some(Box::pin(runner.keep(index, done)));
+                            }
+                            Poll::Ready(Ok(done)) => outcomes[index] = Some(done),
+                            Poll::Ready(Err(error @ Error::Paused { .. })) => {
+                                stopped[index] = true;
+                                paused.get_or_insert(error);
+                            }
+                            Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                            Poll::Pending => pending = true,
+                        }
+                    }
+                    // A branch that just finished is kept at once; one still keeping goes on.
+                    if let Some(keep) = keeping[index].as_mut() {
+                        match keep.as_mut().poll(context) {
+                            Poll::Ready(Ok(kept)) => {
+                                keeping[index] = None;
+                                outcomes[index] = Some(kept);
+                            }
+                            Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                            Poll::Pending => pending = true,
+                        }
+                    }
+                }
+                if pending {
+                    Poll::Pending
+                } else {
+                    // Every branch finished, and its keeping with it.
+                    Poll::Ready(paused.take().map_or(Ok(()), Err))
+                }
+            }));
+            round.unwrap_or_else(|payload| {
+                Poll::Ready(Err(Error::Panic {
+                    node: self.names[current],
+                    step: self.first_step + current as u64,
+                    phase: self.phases[current].get(),
+                    message: panic_message(payload),
+                }))
+            })
+        })
+    }
 }
 
 /// What merging does with a last-write-wins field written by more than one outcome.

@@ -17,6 +17,9 @@
 //! - `paused`: starts the thread and stops at a pause after its first node (for the race);
 //! - `batch`: one concurrent batch flow of 100 runs, 4 at a time, each run one step; every run
 //!   that executes appends a line to `<store path>/runs.log`, so a kept run executed again shows.
+//! - `conflict`: a loop over a fork of two branches, `left` doing the work and writing the
+//!   last-write-wins `winner`, `right` idle; `conflict-buggy` is the same before a fix: its
+//!   `right` writes `winner` too in round 50, and the fork's merge fails there;
 //! - `items`: the same with a kept batch node (`Batch::items(..).concurrent(..).kept()`) of 100 items: each
 //!   item's `exec` logs to `runs.log`, so a kept item executed again shows.
 //!
@@ -39,6 +42,10 @@ struct Counter {
     seen: Vec<u64>,
     #[reducer(append)]
     answers: Vec<String>,
+    /// Last write wins: written by one branch of the `conflict` fork (and, in the buggy build, by
+    /// its sibling once). Left out of the JSON while unset, as in the other scenarios.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    winner: Option<u64>,
 }
 
 #[node]
@@ -86,6 +93,44 @@ fn ask_in(counter: &Counter) -> Command<Counter> {
 #[node]
 fn idle(_: &Counter) -> Command<Counter> {
     Command::new(Counter::update())
+}
+
+/// The work of a `conflict` round: as `tick`, and the step's number is the winner.
+#[node]
+fn left(counter: &Counter) -> Command<Counter> {
+    std::thread::sleep(std::time::Duration::from_millis(1));
+    let next = counter.count + 1;
+    Command::new(
+        Counter::update()
+            .add_count(1)
+            .push_seen(next)
+            .set_winner(Some(next)),
+    )
+}
+
+/// The other branch of a `conflict` round: changes nothing, in a millisecond.
+#[node]
+fn right(_: &Counter) -> Command<Counter> {
+    std::thread::sleep(std::time::Duration::from_millis(1));
+    Command::new(Counter::update())
+}
+
+/// The `conflict` loop's nodes as they were before a fix.
+mod buggy {
+    use super::{Command, Counter, SharedState, node};
+
+    /// As `right`, but in round 50 it writes the winner too, which `left` writes, and the fork's
+    /// merge fails.
+    #[node]
+    pub(super) fn right(counter: &Counter) -> Command<Counter> {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        let update = Counter::update();
+        Command::new(if counter.count == 49 {
+            update.set_winner(Some(0))
+        } else {
+            update
+        })
+    }
 }
 
 /// Loops until 100 steps of work are done.
@@ -195,6 +240,23 @@ async fn run<St: CheckpointStore + 'static>(
             let rounds = flow! {
                 begin >> [inner, idle] >> check;
                 check - "again" >> [inner, idle];
+            }
+            .with_max_steps(1_000);
+            drive(&rounds.durable(store), thread).await
+        }
+        "conflict" => {
+            let rounds = flow! {
+                begin >> [left, right] >> check;
+                check - "again" >> [left, right];
+            }
+            .with_max_steps(1_000);
+            drive(&rounds.durable(store), thread).await
+        }
+        "conflict-buggy" => {
+            use buggy::right;
+            let rounds = flow! {
+                begin >> [left, right] >> check;
+                check - "again" >> [left, right];
             }
             .with_max_steps(1_000);
             drive(&rounds.durable(store), thread).await

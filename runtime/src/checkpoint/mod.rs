@@ -170,6 +170,11 @@ pub enum RecordKind {
     /// `action` and `steps` its outcome. An input at the step discards the kept parts (they were
     /// made from the state before it).
     Kept,
+    /// The parts kept for the step after this one (the [`Kept`](RecordKind::Kept) records before
+    /// this one, at the same step) are void: merging them failed (two branches of a fork wrote one
+    /// field), and a resume runs them again, with whatever code it has then. `node` names the
+    /// fork (a path).
+    Discard,
 }
 
 /// When a pause happens, relative to its node.
@@ -516,6 +521,7 @@ const fn kind_name(kind: RecordKind) -> &'static str {
         RecordKind::Pause => "pause",
         RecordKind::Resume => "resume",
         RecordKind::Kept => "kept",
+        RecordKind::Discard => "discard",
     }
 }
 

@@ -17,15 +17,21 @@
 //!   runs again. A run that failed (a node error, a parallel conflict) or was killed resumes the
 //!   same way, from its last good step. The step limit counts every step of the thread, across
 //!   resumes.
-//! - A fork is saved as one step (its merged update), and so is a batch flow. Their parts are kept
-//!   as they finish, before the step is saved: each branch of a fork, each run of a batch flow
-//!   (sequential or concurrent) is saved as a [`RecordKind::Kept`] record. A resume after a
-//!   failure or a crash inside the step runs only the parts that did not finish, then merges all
-//!   of them in written order and saves the step once, with the step numbers of an uninterrupted
-//!   run. An input at the step ([`Durable::update`], [`Durable::answer`]) discards what was kept,
-//!   since it was made from the state before the input. The items of a batch node are kept the
-//!   same way when it is made with [`Batch::kept`](crate::batch::Batch::kept) (its items and
-//!   outputs serialize); a plain [`Batch`](crate::batch::Batch) keeps nothing.
+//! - A fork is saved as one step (its merged update), and so is a batch flow. Their parts are
+//!   kept as they finish, before the step is saved: each branch of a fork, each run of a batch
+//!   flow (sequential or concurrent) is saved as a [`RecordKind::Kept`] record. A resume after
+//!   a failure or a crash inside the step runs only the parts that did not finish, then merges
+//!   all of them in written order and saves the step once, with the step numbers of an
+//!   uninterrupted run. An input at the step ([`Durable::update`], [`Durable::answer`])
+//!   discards what was kept, since it was made from the state before the input. Branches whose
+//!   updates do not merge (two wrote one last-write-wins field) are not kept: the fork fails
+//!   after a [`RecordKind::Discard`] record voids them, and a resume runs them again, with the
+//!   code it has then (a conflict with outcomes kept by an earlier attempt runs those branches
+//!   again at once, so a fix deployed in between is used, and a crash between the failure and
+//!   its record cannot fail the thread twice). A branch that fails keeps its finished siblings.
+//!   The items of a batch node are kept the same way when it is made with
+//!   [`Batch::kept`](crate::batch::Batch::kept) (its items and outputs serialize); a plain
+//!   [`Batch`](crate::batch::Batch) keeps nothing.
 //! - Pauses. [`Durable::interrupt_before`] / [`interrupt_after`](Durable::interrupt_after) pause
 //!   at nodes named by their path (`review`, `inner/check`), including the branches of a fork;
 //!   the names are checked against the flow when a run starts, and a name the flow does not have

@@ -355,6 +355,14 @@ where
         Ok(outcome)
     }
 
+    async fn discard<'a>(&'a self, part: PartOf<'a>) -> Result<(), Error> {
+        let record = StepRecord {
+            node: join_path(part.flows, part.container),
+            ..StepRecord::new(part.before, RecordKind::Discard)
+        };
+        self.append_shared(&record).await
+    }
+
     fn part(
         &self,
         part: PartOf<'_>,

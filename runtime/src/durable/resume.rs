@@ -139,6 +139,15 @@ impl Waiting {
                     waiting.pending.extend(record.pauses.iter().cloned());
                     waiting.kept.push(record.clone());
                 }
+                RecordKind::Discard => {
+                    // Their merge failed: the parts run again, and the pauses they had stopped
+                    // at (answered, for the merge to happen) are theirs no longer.
+                    for kept in waiting.kept.drain(..) {
+                        waiting.pending.retain(|pending| {
+                            !kept.pauses.iter().any(|pause| pause.key == pending.key)
+                        });
+                    }
+                }
                 _ => {}
             }
         }

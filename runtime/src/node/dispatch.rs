@@ -315,6 +315,10 @@ pub trait BranchRunner<S: SharedState>: Sync {
     ) -> impl Future<Output = Result<Branch<S>, Error>> + Send + 'a
     where
         S: 'a;
+
+    /// The parts' outcomes failed to merge: voids every outcome kept for the step (durable runs
+    /// only), so that a resume runs the parts again.
+    fn discard(&self) -> impl Future<Output = Result<(), Error>> + Send + '_;
 }
 
 #[cfg(test)]

@@ -313,6 +313,16 @@ impl<S: SharedState, W: Watch, J: Journal<S>> BranchRunner<S> for BranchEnv<'_, 
             None => Ok(outcome),
         }
     }
+
+    async fn discard(&self) -> Result<(), Error> {
+        match self.keeping {
+            Some((container, before)) => {
+                let part = self.part(container, before, 0);
+                self.host.journal.discard(part).await
+            }
+            None => Ok(()),
+        }
+    }
 }
 
 impl<'a, S: SharedState, W: Watch, J: Journal<S>> BranchEnv<'a, S, W, J> {

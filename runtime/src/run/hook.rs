@@ -162,7 +162,8 @@ pub(crate) struct Notes<'a> {
 /// - commits: [`prepare`](Journal::prepare) (the update, before it is applied and consumed) and
 ///   [`commit`](Journal::commit) (the state after it);
 /// - the parts of a step (a fork's branches, a batch flow's runs, a batch's items), kept as they
-///   finish: [`keeps`](Journal::keeps), [`kept`](Journal::kept), [`keep`](Journal::keep), the
+///   finish: [`keeps`](Journal::keeps), [`kept`](Journal::kept), [`keep`](Journal::keep),
+///   [`discard`](Journal::discard) (when they do not merge), the
 ///   journal of a part on a copy of the state ([`part`](Journal::part),
 ///   [`keep_stopped`](Journal::keep_stopped)), a batch flow's run in place
 ///   ([`run_start`](Journal::run_start), [`run_finish`](Journal::run_finish)) and a batch's items
@@ -274,6 +275,16 @@ pub(crate) trait Journal<S: SharedState>: Send + Sync + Sized {
     {
         let _ = part;
         async { Ok(outcome) }
+    }
+
+    /// The parts of the step `part` belongs to failed to merge: void every outcome kept for
+    /// them, so that a resume runs them again.
+    fn discard<'a>(
+        &'a self,
+        part: PartOf<'a>,
+    ) -> impl Future<Output = Result<(), Error>> + Send + 'a {
+        let _ = part;
+        async { Ok(()) }
     }
 
     /// The journal of `part`'s run on its own copy of the state, whose own flow is entered at
