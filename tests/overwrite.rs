@@ -414,3 +414,125 @@ fn an_overwrite_is_saved_and_replayed_on_resume() {
     assert_eq!(resumed.turns, 1);
     assert_eq!(block_on(durable.state("t")).unwrap(), resumed);
 }
+
+/// A state of 300 fields, 200 of them `add` reducers: more than one word of overwrite bits, and
+/// more fields than a fork's one-pass conflict check has bits for (it compares pairs instead).
+// Most of the 300 fields' setters are never called, and with the derive inside `macro_rules!`,
+// rustc lints them as it does not for a state written out.
+#[allow(dead_code)]
+mod wide {
+    use super::*;
+
+    macro_rules! wide_state {
+        ($($add:ident)*; $($last:ident)*) => {
+            #[derive(SharedState, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+            pub(super) struct Wide {
+                $(#[reducer(add)] pub(super) $add: u64,)*
+                $(pub(super) $last: Option<u64>,)*
+            }
+        };
+    }
+
+    wide_state! {
+        a0 a1 a2 a3 a4 a5 a6 a7 a8 a9 a10 a11 a12 a13 a14 a15 a16 a17 a18 a19 a20 a21 a22
+        a23 a24 a25 a26 a27 a28 a29 a30 a31 a32 a33 a34 a35 a36 a37 a38 a39 a40 a41 a42 a43
+        a44 a45 a46 a47 a48 a49 a50 a51 a52 a53 a54 a55 a56 a57 a58 a59 a60 a61 a62 a63 a64
+        a65 a66 a67 a68 a69 a70 a71 a72 a73 a74 a75 a76 a77 a78 a79 a80 a81 a82 a83 a84 a85
+        a86 a87 a88 a89 a90 a91 a92 a93 a94 a95 a96 a97 a98 a99 a100 a101 a102 a103 a104
+        a105 a106 a107 a108 a109 a110 a111 a112 a113 a114 a115 a116 a117 a118 a119 a120 a121
+        a122 a123 a124 a125 a126 a127 a128 a129 a130 a131 a132 a133 a134 a135 a136 a137 a138
+        a139 a140 a141 a142 a143 a144 a145 a146 a147 a148 a149 a150 a151 a152 a153 a154 a155
+        a156 a157 a158 a159 a160 a161 a162 a163 a164 a165 a166 a167 a168 a169 a170 a171 a172
+        a173 a174 a175 a176 a177 a178 a179 a180 a181 a182 a183 a184 a185 a186 a187 a188 a189
+        a190 a191 a192 a193 a194 a195 a196 a197 a198 a199;
+        w0 w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 w12 w13 w14 w15 w16 w17 w18 w19 w20 w21 w22
+        w23 w24 w25 w26 w27 w28 w29 w30 w31 w32 w33 w34 w35 w36 w37 w38 w39 w40 w41 w42 w43
+        w44 w45 w46 w47 w48 w49 w50 w51 w52 w53 w54 w55 w56 w57 w58 w59 w60 w61 w62 w63 w64
+        w65 w66 w67 w68 w69 w70 w71 w72 w73 w74 w75 w76 w77 w78 w79 w80 w81 w82 w83 w84 w85
+        w86 w87 w88 w89 w90 w91 w92 w93 w94 w95 w96 w97 w98 w99
+    }
+
+    #[test]
+    fn a_state_with_200_reducer_fields_reduces_overwrites_and_reads_back() {
+        let mut state = Wide::default();
+        state.apply(Wide::update().add_a0(1).add_a63(2).add_a64(3).add_a199(4));
+        state.apply(Wide::update().add_a199(5).set_w99(Some(7)));
+        assert_eq!((state.a0, state.a63, state.a64, state.a199), (1, 2, 3, 9));
+        assert_eq!(state.w99, Some(7));
+        // An overwrite of a field past the first 64 bits: replaces, then later adds land on it.
+        let update = Wide::update()
+            .overwrite_a150(40)
+            .overwrite_a64(0)
+            .then(Wide::update().add_a150(2));
+        let json = serde_json::to_value(&update).unwrap();
+        assert_eq!(json["$overwrite"], serde_json::json!(["a64", "a150"]));
+        let read: WideUpdate = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&read).unwrap(), json);
+        state.apply(read);
+        assert_eq!((state.a64, state.a150, state.a199), (0, 42, 9));
+        let error = serde_json::from_value::<WideUpdate>(serde_json::json!({"$overwrite": ["w1"]}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("`w1`, which is not a reducer field of `Wide`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn merges_of_a_state_with_200_reducer_fields_find_their_conflicts() {
+        let left = Wide::update().add_a199(1).overwrite_a100(5).set_w0(Some(1));
+        let right = Wide::update().add_a199(2).add_a100(1).set_w1(Some(2));
+        assert_eq!(left.conflict(&right), None);
+        let merged = left.clone().merge(right.clone()).unwrap();
+        let mut state = Wide::default();
+        state.apply(merged);
+        assert_eq!(
+            (state.a100, state.a199, state.w0, state.w1),
+            (6, 3, Some(1), Some(2))
+        );
+        let both_overwrite = Wide::update().overwrite_a100(1);
+        let conflict = left.conflict(&both_overwrite).unwrap();
+        assert_eq!((conflict.field(), conflict.is_overwrite()), ("a100", true));
+        let both_write = Wide::update().set_w0(Some(3));
+        let conflict = left.clone().merge(both_write).unwrap_err();
+        assert_eq!((conflict.field(), conflict.is_overwrite()), ("w0", false));
+    }
+
+    #[node]
+    fn first(_: &Wide) -> Command<Wide> {
+        Command::new(Wide::update().add_a199(1).overwrite_a130(10))
+    }
+
+    #[node]
+    fn second(_: &Wide) -> Command<Wide> {
+        Command::new(Wide::update().add_a199(2).add_a130(1).set_w50(Some(5)))
+    }
+
+    #[node]
+    fn third(_: &Wide) -> Command<Wide> {
+        Command::new(Wide::update().set_w50(Some(6)))
+    }
+
+    #[test]
+    fn a_fork_on_a_state_with_200_reducer_fields_merges_and_names_its_conflicts() {
+        let flow = flow! { [first, second]; };
+        let mut state = Wide::default();
+        block_on(flow.run(&mut state)).unwrap();
+        assert_eq!((state.a130, state.a199, state.w50), (11, 3, Some(5)));
+        let flow = flow! { [first, second, third]; };
+        let error = block_on(flow.run(&mut Wide::default())).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                Error::ParallelConflict {
+                    field: "w50",
+                    first: "second",
+                    second: "third",
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+    }
+}

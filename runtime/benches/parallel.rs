@@ -1,4 +1,5 @@
-//! Forks and concurrent batches against hand-written `join_all` code doing the same work.
+//! Forks and concurrent batches against hand-written `join_all` code doing the same work, and
+//! the merge of a fork's branches on a state of 8 fields against one of 200.
 //!
 //! Run with `cargo bench -p slateflow`. Nothing here waits, so both sides are polled to completion
 //! with a no-op waker (re-polled when a combinator yields), and the figures compare the runtime
@@ -235,14 +236,108 @@ fn concurrent_batch_of_1000() {
     );
 }
 
+/// A state of 8 fields, for the cost of merging a fork's branches.
+#[derive(SharedState, Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Small {
+    #[reducer(add)]
+    a: u64,
+    #[reducer(add)]
+    b: u64,
+    #[reducer(append)]
+    log: Vec<u64>,
+    #[reducer(append)]
+    seen: Vec<u64>,
+    x: Option<u64>,
+    y: Option<u64>,
+    z: u64,
+    name: String,
+}
+
+macro_rules! wide_state {
+    ($($add:ident)*; $($last:ident)*) => {
+        /// A state of 200 fields, 100 of them `add` reducers: more reducer fields than one word of
+        /// overwrite bits, and more fields than a fork's one-pass conflict check has bits for.
+        #[derive(SharedState, Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+        #[allow(dead_code)] // most fields are there to be many
+        struct Wide {
+            $(#[reducer(add)] $add: u64,)*
+            $($last: Option<u64>,)*
+        }
+    };
+}
+
+wide_state! {
+    a0 a1 a2 a3 a4 a5 a6 a7 a8 a9 a10 a11 a12 a13 a14 a15 a16 a17 a18 a19 a20 a21 a22 a23
+    a24 a25 a26 a27 a28 a29 a30 a31 a32 a33 a34 a35 a36 a37 a38 a39 a40 a41 a42 a43 a44 a45
+    a46 a47 a48 a49 a50 a51 a52 a53 a54 a55 a56 a57 a58 a59 a60 a61 a62 a63 a64 a65 a66 a67
+    a68 a69 a70 a71 a72 a73 a74 a75 a76 a77 a78 a79 a80 a81 a82 a83 a84 a85 a86 a87 a88 a89
+    a90 a91 a92 a93 a94 a95 a96 a97 a98 a99;
+    w0 w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 w12 w13 w14 w15 w16 w17 w18 w19 w20 w21 w22 w23
+    w24 w25 w26 w27 w28 w29 w30 w31 w32 w33 w34 w35 w36 w37 w38 w39 w40 w41 w42 w43 w44 w45
+    w46 w47 w48 w49 w50 w51 w52 w53 w54 w55 w56 w57 w58 w59 w60 w61 w62 w63 w64 w65 w66 w67
+    w68 w69 w70 w71 w72 w73 w74 w75 w76 w77 w78 w79 w80 w81 w82 w83 w84 w85 w86 w87 w88 w89
+    w90 w91 w92 w93 w94 w95 w96 w97 w98 w99
+}
+
+#[slateflow::node]
+fn small_left(_: &Small) -> Command<Small> {
+    Command::new(Small::update().add_a(1).set_x(Some(1)))
+}
+
+#[slateflow::node]
+fn small_right(_: &Small) -> Command<Small> {
+    Command::new(Small::update().add_a(2).set_y(Some(2)))
+}
+
+#[slateflow::node]
+fn wide_left(_: &Wide) -> Command<Wide> {
+    Command::new(Wide::update().add_a0(1).add_a99(1).set_w0(Some(1)))
+}
+
+#[slateflow::node]
+fn wide_right(_: &Wide) -> Command<Wide> {
+    Command::new(Wide::update().add_a0(2).set_w99(Some(2)))
+}
+
+/// A fork of two branches whose updates are checked for conflicts and merged, on a state of 8
+/// fields and on one of 200: what the merge costs as a state grows.
+fn merge_by_width() {
+    let (left, right) = (small_left, small_right);
+    let small = flow! { [left, right]; };
+    let (left, right) = (wide_left, wide_right);
+    let wide = flow! { [left, right]; };
+    let eight = median(21, 2_000, || {
+        let mut state = Small::default();
+        black_box(ready(small.run(&mut state)).unwrap());
+        assert_eq!(state.a, 3);
+    });
+    let two_hundred = median(21, 2_000, || {
+        let mut state = Wide::default();
+        black_box(ready(wide.run(&mut state)).unwrap());
+        assert_eq!(state.a0, 3);
+    });
+    println!(
+        "{:<40} 200 fields {:>8.2} ns/fork   8 fields {:>8.2} ns/fork   ratio {:>5.2}x",
+        "fork of 2 branches, merged",
+        two_hundred.as_secs_f64() * 1e9,
+        eight.as_secs_f64() * 1e9,
+        two_hundred.as_secs_f64() / eight.as_secs_f64()
+    );
+}
+
 /// Runs `variant` `runs` times and nothing else, for an instruction count (see
 /// `runtime/benches/instructions.sh`): `fork` or `fork-by-hand` (8,000 branches a run), `batch`
-/// or `batch-by-hand` (1,000 items a run).
+/// or `batch-by-hand` (1,000 items a run), `merge-8` or `merge-200` (one fork of two branches a
+/// run, on a state of 8 or 200 fields).
 fn count_instructions(variant: &str, runs: u32) {
     let params = Params::new();
     let forks = forks();
     let batch = Batch::items(NoopItems).concurrent(usize::MAX);
     let batch = flow! { batch; };
+    let (left, right) = (small_left, small_right);
+    let small = flow! { [left, right]; };
+    let (left, right) = (wide_left, wide_right);
+    let wide = flow! { [left, right]; };
     for _ in 0..runs {
         let mut counter = Counter::default();
         match variant {
@@ -254,7 +349,16 @@ fn count_instructions(variant: &str, runs: u32) {
                 black_box(ready(batch.run(&mut counter)).unwrap());
             }
             "batch-by-hand" => batch_by_hand(&params),
-            other => panic!("no variant `{other}`: fork, fork-by-hand, batch or batch-by-hand"),
+            "merge-8" => {
+                black_box(ready(small.run(&mut Small::default())).unwrap());
+            }
+            "merge-200" => {
+                black_box(ready(wide.run(&mut Wide::default())).unwrap());
+            }
+            other => panic!(
+                "no variant `{other}`: fork, fork-by-hand, batch, batch-by-hand, merge-8 or \
+                 merge-200"
+            ),
         }
     }
 }
@@ -276,8 +380,11 @@ fn main() {
             .skip(1)
             .find(|argument| !argument.starts_with("--"))
             .unwrap_or_default();
-        let scenarios: [(&str, fn()); 2] =
-            [("fork", fork_of_8), ("batch", concurrent_batch_of_1000)];
+        let scenarios: [(&str, fn()); 3] = [
+            ("fork", fork_of_8),
+            ("batch", concurrent_batch_of_1000),
+            ("merge", merge_by_width),
+        ];
         for (name, scenario) in scenarios {
             if name.contains(filter.as_str()) {
                 scenario();

@@ -130,6 +130,18 @@ fn overwrites_field() -> Ident {
     Ident::new(OVERWRITES_FIELD, Span::call_site())
 }
 
+/// The type of the update's overwrites: one bit per reducer field, in words of 64.
+fn overwrites_type(state: &State) -> TokenStream {
+    let krate = &state.crate_path;
+    let fields = state
+        .fields
+        .iter()
+        .filter(|field| !matches!(field.reducer, Reducer::LastWrite))
+        .count();
+    let words = proc_macro2::Literal::usize_unsuffixed(fields.div_ceil(64).max(1));
+    quote!(#krate::__private::Overwrites<#words>)
+}
+
 /// The field's position among the reducer fields: its bit in the update's overwrites.
 fn reducer_index(state: &State, field: &Field) -> Option<usize> {
     if matches!(field.reducer, Reducer::LastWrite) {
@@ -279,6 +291,7 @@ fn overwrites_slot(state: &State) -> TokenStream {
     ));
     let serialize_with = text(format!("{update_path}::__serialize_overwrites"));
     let deserialize_with = text(format!("{update_path}::__deserialize_overwrites"));
+    let overwrites_type = overwrites_type(state);
     quote! {
         /// Which reducer fields are overwritten rather than reduced (`overwrite_<field>`).
         #[doc(hidden)]
@@ -288,7 +301,7 @@ fn overwrites_slot(state: &State) -> TokenStream {
             serialize_with = #serialize_with,
             deserialize_with = #deserialize_with
         )]
-        #vis #field: #krate::__private::Overwrites,
+        #vis #field: #overwrites_type,
     }
 }
 
@@ -340,6 +353,7 @@ fn update_methods(state: &State) -> TokenStream {
     let overwrites = overwrites_field();
     let names = reducer_names(state);
     let state_name = name.to_string();
+    let overwrites_type = overwrites_type(state);
     quote! {
         #[allow(clippy::type_complexity)]
         impl #impl_generics #update #type_generics #where_clause {
@@ -353,7 +367,7 @@ fn update_methods(state: &State) -> TokenStream {
             }
 
             fn __serialize_overwrites<__S: #krate::__private::serde::Serializer>(
-                overwrites: &#krate::__private::Overwrites,
+                overwrites: &#overwrites_type,
                 serializer: __S,
             ) -> ::core::result::Result<__S::Ok, __S::Error> {
                 overwrites.write_names(&[#(#names),*], serializer)
@@ -361,8 +375,8 @@ fn update_methods(state: &State) -> TokenStream {
 
             fn __deserialize_overwrites<'de, __D: #krate::__private::serde::Deserializer<'de>>(
                 deserializer: __D,
-            ) -> ::core::result::Result<#krate::__private::Overwrites, __D::Error> {
-                #krate::__private::Overwrites::read_names(&[#(#names),*], #state_name, deserializer)
+            ) -> ::core::result::Result<#overwrites_type, __D::Error> {
+                <#overwrites_type>::read_names(&[#(#names),*], #state_name, deserializer)
             }
 
             /// Whether no field is written.

@@ -12,12 +12,7 @@ pub(crate) fn check(state: &State, errors: &mut Errors) -> bool {
     owned && conversation && overwrites
 }
 
-/// The most reducer fields a state may have: the update marks overwrites with one bit each
-/// (`__private::Overwrites::MAX_FIELDS`).
-const MAX_REDUCER_FIELDS: usize = 64;
-
-/// The update's hidden field must not collide with a state field, and its bit set holds one bit
-/// per reducer field.
+/// The update's hidden field must not collide with a state field.
 fn overwritable_fields(state: &State, errors: &mut Errors) -> bool {
     let mut fine = true;
     if let Some(field) = state
@@ -31,22 +26,6 @@ fn overwritable_fields(state: &State, errors: &mut Errors) -> bool {
                 "the field name `{}` is reserved: the generated update uses it to mark \
                  overwritten fields; rename this field",
                 super::expand::OVERWRITES_FIELD
-            ),
-        );
-        fine = false;
-    }
-    if let Some(field) = state
-        .fields
-        .iter()
-        .filter(|field| !matches!(field.reducer, Reducer::LastWrite))
-        .nth(MAX_REDUCER_FIELDS)
-    {
-        errors.at(
-            field.ident,
-            format!(
-                "a `SharedState` can have at most {MAX_REDUCER_FIELDS} fields with a reducer \
-                 (`add`, `append`, `with`), and this is one more: group some of them into a \
-                 struct in one field"
             ),
         );
         fine = false;

@@ -104,42 +104,47 @@ pub fn merge_reducer<T>(
 }
 
 /// The fields of an update that are overwrites, not reductions: bit `k` is the `k`-th reducer
-/// field (`add`, `append`, `with`) in declaration order.
+/// field (`add`, `append`, `with`) in declaration order, in `WORDS` words of 64 bits (the derive
+/// gives a state as many as its reducer fields need, one for up to 64).
 ///
 /// Serialized under [`OVERWRITE_KEY`](crate::state::OVERWRITE_KEY) as the list of the fields'
 /// names, beside their values: `{"history": [...], "$overwrite": ["history"]}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct Overwrites(u64);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Overwrites<const WORDS: usize>([u64; WORDS]);
 
-impl Overwrites {
+impl<const WORDS: usize> Default for Overwrites<WORDS> {
+    fn default() -> Self {
+        Self::NONE
+    }
+}
+
+impl<const WORDS: usize> Overwrites<WORDS> {
     /// No field overwritten.
-    pub const NONE: Self = Self(0);
-
-    /// The most reducer fields a state may have: one bit each.
-    pub const MAX_FIELDS: usize = 64;
+    pub const NONE: Self = Self([0; WORDS]);
 
     /// Whether the `index`-th reducer field is overwritten.
     #[inline]
     #[must_use]
     pub const fn has(self, index: usize) -> bool {
-        self.0 & (1 << index) != 0
+        self.0[index / 64] & (1 << (index % 64)) != 0
     }
 
     /// Marks the `index`-th reducer field as overwritten (`true`) or reduced (`false`).
     #[inline]
     pub fn put(&mut self, index: usize, overwrites: bool) {
+        let (word, bit) = (index / 64, 1 << (index % 64));
         if overwrites {
-            self.0 |= 1 << index;
+            self.0[word] |= bit;
         } else {
-            self.0 &= !(1 << index);
+            self.0[word] &= !bit;
         }
     }
 
     /// Whether no field is overwritten: the key is left out of the JSON.
     #[inline]
     #[must_use]
-    pub const fn is_none(&self) -> bool {
-        self.0 == 0
+    pub fn is_none(&self) -> bool {
+        self.0.iter().all(|word| *word == 0)
     }
 
     /// Writes the overwritten fields' names, given the reducer fields' names in order.
