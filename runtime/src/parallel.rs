@@ -82,7 +82,8 @@ type KeepFuture<'a, S> =
 /// may have failed on it and been killed before it could void them.
 ///
 /// # Errors
-/// The first branch error (or keeping's), or [`Error::ParallelConflict`].
+/// The first branch error (or keeping's, or voiding's), or [`Error::ParallelConflict`] or
+/// [`Error::ParallelOverwrite`].
 pub(crate) async fn join<S: SharedState, B: BranchRunner<S>, const N: usize>(
     runner: &B,
     branches: [BranchFuture<'_, S>; N],
