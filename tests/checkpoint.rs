@@ -313,7 +313,8 @@ fn a_stale_claim_is_taken_over_when_its_lease_lapses_and_its_late_writes_are_ref
         store.append(&mut claim, &record(1, "a")).await.unwrap();
         (store, claim)
     });
-    runtime().block_on(async {
+    let other_runtime = runtime();
+    let (other, other_claim) = other_runtime.block_on(async {
         let other = PostgresStore::connect(&url).await.unwrap();
         // While the lease holds, nobody else may claim.
         assert!(matches!(
@@ -326,6 +327,7 @@ fn a_stale_claim_is_taken_over_when_its_lease_lapses_and_its_late_writes_are_ref
             .await
             .expect("the lapsed lease is taken over");
         other.append(&mut claim, &record(2, "b")).await.unwrap();
+        (other, claim)
     });
     stale_runtime.block_on(async {
         // The stale worker wakes and writes what it computed meanwhile: refused, nothing written.
@@ -352,6 +354,26 @@ fn a_stale_claim_is_taken_over_when_its_lease_lapses_and_its_late_writes_are_ref
             RunStatus::Running,
             "the new holder's lease is live"
         );
+    });
+    // The new holder's process ends (its store and its connections go) without giving the claim
+    // up: the thread is free at once, though its lease has 15 s to run.
+    std::mem::forget(other_claim);
+    drop(other);
+    drop(other_runtime);
+    stale_runtime.block_on(async {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while stale.load("t", Records::All).await.unwrap().status != RunStatus::Interrupted {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a gone store's thread still reads as running"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut claim = stale
+            .claim("t")
+            .await
+            .expect("a gone store's claim is void");
+        stale.append(&mut claim, &record(3, "c")).await.unwrap();
     });
 }
 

@@ -4,7 +4,8 @@
 //! pause answered from another process is run on by a worker; a worker shutting down gives its
 //! unfinished threads up at once; an idle worker is woken by a submission; a worker runs up to its
 //! concurrency limit at once; a worker puts back the state's unsaved fields before each run; a
-//! cancelled thread is never run again; a worker set up wrong says so.
+//! cancelled thread is never run again; a worker set up wrong says so. A killed worker's threads
+//! are run on by another within a second, whatever the lease; a hung one's when its lease lapses.
 
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
@@ -168,6 +169,212 @@ fn four_workers_killed_at_random_finish_every_thread_exactly_once() {
     .parse()
     .unwrap();
     assert!(taken_over > 0, "no thread was taken over");
+}
+
+/// Kills of the takeover test, and the lease its workers hold: far longer than the test.
+const TAKEOVER_KILLS: usize = 50;
+const LONG_LEASE_MS: &str = "600000";
+
+fn start_leased_worker(url: &str) -> Child {
+    Command::new(BINARY)
+        .args(["work", url, "8", LONG_LEASE_MS])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The running `crawl` threads of database `name`: id, owner's process, claim and last step.
+fn crawls(name: &str) -> Vec<(String, u32, u64, u64)> {
+    sql(
+        name,
+        "SELECT id || ' ' || split_part(owner, ':', 2) || ' ' || claim || ' ' || last_step
+         FROM slateflow_threads WHERE phase = 'running' AND owner IS NOT NULL ORDER BY id",
+    )
+    .lines()
+    .map(|line| {
+        let fields: Vec<&str> = line.split(' ').collect();
+        (
+            fields[0].to_string(),
+            fields[1].parse().unwrap(),
+            fields[2].parse().unwrap(),
+            fields[3].parse().unwrap(),
+        )
+    })
+    .collect()
+}
+
+/// A thread's claim number and last step.
+fn claim_and_step(name: &str, thread: &str) -> (u64, u64) {
+    let row = sql(
+        name,
+        &format!("SELECT claim || ' ' || last_step FROM slateflow_threads WHERE id = '{thread}'"),
+    );
+    let (claim, step) = row.split_once(' ').unwrap();
+    (claim.parse().unwrap(), step.parse().unwrap())
+}
+
+#[test]
+fn a_killed_workers_threads_are_run_on_within_a_second_whatever_the_lease() {
+    let Some(url) = database("takeover") else {
+        return;
+    };
+    client(&["submit", &url, "crawl", "4"]);
+    let mut workers: Vec<Child> = (0..2).map(|_| start_leased_worker(&url)).collect();
+    let mut random = Random(0x2545_F491_4F6C_DD1D);
+    let mut takeovers: Vec<Duration> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while takeovers.len() < TAKEOVER_KILLS {
+        assert!(
+            Instant::now() < deadline,
+            "too few takeovers: {takeovers:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50 + random.below(250)));
+        // A worker that runs threads dies at a random instant of its steps.
+        let victim = usize::try_from(random.below(2)).unwrap();
+        let pid = workers[victim].id();
+        let owned: Vec<(String, u32, u64, u64)> = crawls("takeover")
+            .into_iter()
+            .filter(|thread| thread.1 == pid)
+            .collect();
+        if owned.is_empty() {
+            continue;
+        }
+        workers[victim].kill().unwrap(); // SIGKILL
+        let killed = Instant::now();
+        workers[victim].wait().unwrap();
+        // Each of its threads is claimed by the surviving worker, which then saves a step: timed
+        // from the kill to that step. (A worker that starts finds dead owners at once; the
+        // replacement starts after, so what is timed is the survivor noticing the death.)
+        let mut slowest = Duration::ZERO;
+        for (thread, _, claim, _) in owned {
+            let taken_at = loop {
+                let (now_claim, step) = claim_and_step("takeover", &thread);
+                if now_claim > claim {
+                    break step;
+                }
+                assert!(
+                    killed.elapsed() < Duration::from_secs(20),
+                    "thread `{thread}` was not taken over: it waits for the lease"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            };
+            while claim_and_step("takeover", &thread).1 <= taken_at {
+                assert!(
+                    killed.elapsed() < Duration::from_secs(20),
+                    "no step after takeover"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            slowest = slowest.max(killed.elapsed());
+        }
+        takeovers.push(slowest);
+        workers[victim] = start_leased_worker(&url);
+    }
+    takeovers.sort();
+    let median = takeovers[takeovers.len() / 2];
+    let worst = takeovers[takeovers.len() - 1];
+    eprintln!(
+        "{} kills: from SIGKILL to the first step of another worker, median {median:?}, \
+         90th percentile {:?}, worst {worst:?} (lease {LONG_LEASE_MS} ms)",
+        takeovers.len(),
+        takeovers[takeovers.len() * 9 / 10],
+    );
+    assert!(
+        median < Duration::from_millis(1500) && worst < Duration::from_secs(5),
+        "takeover took {takeovers:?}"
+    );
+
+    // Cancelled, the threads stop; each step was saved once, in order, and counted once.
+    for index in 0..4 {
+        client(&["cancel", &url, &format!("crawl-{index}")]);
+    }
+    for worker in workers {
+        let report = stop_worker(worker);
+        assert_eq!(report["failed"], serde_json::json!([]), "{report}");
+    }
+    for thread in report(&url) {
+        let steps = thread["steps"].as_array().unwrap();
+        let expected: Vec<u64> = (1..=steps.len() as u64).collect();
+        assert_eq!(thread["steps"], serde_json::json!(expected), "{thread}");
+        assert_eq!(thread["state"]["count"], steps.len(), "{thread}");
+        assert!(steps.len() > 20, "{thread}");
+    }
+}
+
+#[test]
+fn a_hung_workers_threads_are_taken_over_when_its_lease_lapses() {
+    let Some(url) = database("hung") else {
+        return;
+    };
+    let lease = Duration::from_millis(1500);
+    let start = || {
+        Command::new(BINARY)
+            .args(["work", &url, "8", &lease.as_millis().to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    client(&["submit", &url, "crawl", "1"]);
+    let mut hung = start();
+    wait_for("hung", "running", 1);
+    while claim_and_step("hung", "crawl-0").1 < 2 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let other = start();
+    // Stopped, not killed: its connections and its liveness lock stay; only the lease can tell.
+    let signal = |name: &str| {
+        let status = Command::new("kill")
+            .args([name, &hung.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    signal("-STOP");
+    let stopped = Instant::now();
+    let (claim, _) = claim_and_step("hung", "crawl-0");
+    while claim_and_step("hung", "crawl-0").0 == claim {
+        assert!(
+            stopped.elapsed() < Duration::from_secs(10),
+            "the hung worker's thread was never taken over"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let taken = stopped.elapsed();
+    // The lease was renewed at most a third of it before the stop.
+    assert!(
+        taken + Duration::from_millis(100) >= lease * 2 / 3,
+        "taken over after {taken:?}, before the lease of a live (hung) worker lapsed"
+    );
+    // Woken, the hung worker is refused its next write: the run is lost, not applied twice.
+    signal("-CONT");
+    client(&["cancel", &url, "crawl-0"]);
+    drop(hung.stdin.take());
+    let output = hung.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let report_of_hung: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        report_of_hung["lost"],
+        serde_json::json!(["crawl-0"]),
+        "{report_of_hung}"
+    );
+    let report_of_other = stop_worker(other);
+    assert_eq!(
+        report_of_other["failed"],
+        serde_json::json!([]),
+        "{report_of_other}"
+    );
+    let thread = &report(&url)[0];
+    let steps = thread["steps"].as_array().unwrap();
+    assert_eq!(
+        thread["steps"],
+        serde_json::json!((1..=steps.len() as u64).collect::<Vec<u64>>()),
+        "{thread}"
+    );
+    assert_eq!(thread["state"]["count"], steps.len(), "{thread}");
 }
 
 #[test]

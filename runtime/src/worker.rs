@@ -3,13 +3,20 @@
 //!
 //! A thread is runnable when it was submitted ([`Durable::submit`]), when every pause it waited
 //! at was answered ([`Durable::answer`], from any process), or when its last run stopped without
-//! ending: its worker shut down, or died and its lease lapsed. A [`Worker`] takes such threads
+//! ending: its worker shut down, died, or hung. A [`Worker`] takes such threads
 //! one at a time with `SELECT ... FOR UPDATE SKIP LOCKED` (workers never wait on each other nor
 //! take the same thread), runs up to its concurrency limit at once, and is woken by
 //! `LISTEN/NOTIFY` when a thread becomes runnable; it also looks every
 //! [`poll`](Worker::poll) interval, which finds threads whose lease lapsed. Each run resumes from
 //! the thread's last saved step, so a thread taken over from a dead worker applies no step twice,
 //! and the dead worker's late writes are refused by the store's fencing.
+//!
+//! A worker killed outright (SIGKILL, a crashed machine whose connections the server drops) gives
+//! up its threads at once: every store holds an advisory lock on a connection of its own for as
+//! long as it lives, and every worker looks twice a second for owners whose lock is free. A
+//! killed worker's threads are run on by another within about a second of its death, whatever
+//! the lease. The lease is the guard against a process that hangs with its connections open: its
+//! threads are taken over when it stops renewing them.
 //!
 //! This module owns the loop that takes and runs threads; it runs them through [`Durable`] and
 //! stores through [`PostgresStore`], and knows nothing of nodes.
@@ -31,6 +38,9 @@ use crate::durable::{Durable, Outcome};
 use crate::error::Error;
 use crate::flow::FlowGraph;
 use crate::state::SharedState;
+
+/// How often a worker looks for stores whose process died.
+const REAP_EVERY: Duration = Duration::from_millis(500);
 
 /// Takes runnable threads of the flows it knows from a [`PostgresStore`] and runs them, until its
 /// shutdown signal; see the [module documentation](self).
@@ -219,6 +229,8 @@ impl<'f> Worker<'f> {
         let mut report = WorkerReport::default();
         let mut running = FuturesUnordered::new();
         let mut shutdown = pin!(shutdown);
+        let mut reaping = tokio::time::interval(REAP_EVERY);
+        reaping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             while running.len() < self.concurrency {
                 match self.store.take_runnable(&names).await {
@@ -241,6 +253,11 @@ impl<'f> Worker<'f> {
                     report.count(thread, result);
                 }
                 () = listener.wake.notified() => {}
+                _ = reaping.tick() => {
+                    // The threads of dead workers are made runnable (and the workers woken);
+                    // an error is the database being away, which the next take reports.
+                    let _ = self.store.reap().await;
+                }
                 () = tokio::time::sleep(self.poll) => {}
             }
         }

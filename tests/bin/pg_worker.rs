@@ -2,13 +2,17 @@
 //! PostgreSQL database given by URL. Two flows:
 //! - `count`: 20 steps, each adding 1 to an `add`-reducer counter and appending its number, after
 //!   25 ms of (async) work: a step applied twice or skipped would show;
-//! - `review`: `draft`, then a pause before `publish` for a human's approval.
+//! - `review`: `draft`, then a pause before `publish` for a human's approval;
+//! - `crawl`: steps that never end, each adding 1 to a counter after 20 ms of work, until the
+//!   thread is cancelled.
 //!
 //! Commands (`<url>` first):
-//! - `work <url> <concurrency>`: a worker (lease 1 s, poll 100 ms) until its standard input
-//!   closes; then it shuts down gracefully and prints its report as JSON;
+//! - `work <url> <concurrency> [<lease ms>]`: a worker until its standard input closes; then it
+//!   shuts down gracefully and prints its report as JSON. Its lease is 1 s and its poll 100 ms,
+//!   or with a lease given, that lease and the default poll (half of it);
 //! - `submit <url> <flow> <count>`: submits threads `<flow>-0` ... of that flow;
 //! - `answer <url> <thread>`: answers every pause `thread` waits at, approving it;
+//! - `cancel <url> <thread>`: cancels the thread;
 //! - `report <url>`: prints every thread with its status, state and step numbers, as JSON lines.
 
 use std::io::Read;
@@ -58,6 +62,18 @@ fn publish(review: &Review) -> Result<Command<Review>, NodeError> {
     Ok(Command::new(Review::update().set_published(true)))
 }
 
+#[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+struct Crawl {
+    #[reducer(add)]
+    count: u64,
+}
+
+#[node(actions = ["again"])]
+async fn crawl(_: &Crawl) -> Command<Crawl> {
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    Command::new(Crawl::update().add_count(1)).with_action("again")
+}
+
 fn main() {
     let arguments: Vec<String> = std::env::args().skip(1).collect();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -71,12 +87,18 @@ async fn run(arguments: &[String]) {
     let [command, url, rest @ ..] = arguments else {
         panic!("usage: pg-worker <work|submit|answer|report> <url> ...");
     };
+    let lease = match (command.as_str(), rest) {
+        ("work", [_, lease]) => Some(Duration::from_millis(lease.parse().unwrap())),
+        _ => None,
+    };
     let store = PostgresStore::options()
-        .lease(Duration::from_secs(1))
+        .lease(lease.unwrap_or(Duration::from_secs(1)))
         .connect(url)
         .await
         .unwrap();
     let counting = flow! { tick - "again" >> tick; };
+    let crawling = flow! { crawl - "again" >> crawl; };
+    let crawls = crawling.durable(store.clone()).named("crawl");
     let reviewing = flow! { draft >> publish; };
     let count = counting.durable(store.clone()).named("count");
     let review = reviewing
@@ -84,12 +106,15 @@ async fn run(arguments: &[String]) {
         .named("review")
         .interrupt_before(&["publish"]);
     match (command.as_str(), rest) {
-        ("work", [concurrency]) => {
-            let worker = Worker::new(store.clone())
+        ("work", [concurrency, ..]) => {
+            let mut worker = Worker::new(store.clone())
                 .flow(count)
                 .flow(review)
-                .concurrency(concurrency.parse().unwrap())
-                .poll(Duration::from_millis(100));
+                .flow(crawls)
+                .concurrency(concurrency.parse().unwrap());
+            if lease.is_none() {
+                worker = worker.poll(Duration::from_millis(100));
+            }
             // Shuts down when the test closes the standard input.
             let closed = async {
                 tokio::task::spawn_blocking(|| {
@@ -116,6 +141,7 @@ async fn run(arguments: &[String]) {
                 match flow.as_str() {
                     "count" => count.submit(&thread, &Counter::default()).await.unwrap(),
                     "review" => review.submit(&thread, &Review::default()).await.unwrap(),
+                    "crawl" => crawls.submit(&thread, &Crawl::default()).await.unwrap(),
                     other => panic!("no flow `{other}`"),
                 }
             }
@@ -129,9 +155,17 @@ async fn run(arguments: &[String]) {
                 println!("{}", pause.key);
             }
         }
+        ("cancel", [thread]) => store.cancel(thread).await.unwrap(),
         ("report", []) => {
             for info in count.threads().await.unwrap() {
-                let history = store_history(&count, &review, &info.id).await;
+                let history = if info.id.starts_with("crawl") {
+                    (
+                        serde_json::to_value(crawls.state(&info.id).await.unwrap()).unwrap(),
+                        steps(&crawls.history(&info.id).await.unwrap()),
+                    )
+                } else {
+                    store_history(&count, &review, &info.id).await
+                };
                 let status = match &info.status {
                     RunStatus::Finished { .. } => "finished".to_string(),
                     other => format!("{other:?}"),
@@ -172,10 +206,14 @@ where
             review.history(thread).await.unwrap(),
         )
     };
-    let steps = history
+    (state, steps(&history))
+}
+
+/// The step numbers of a history's saved steps.
+fn steps(history: &[slateflow::checkpoint::StepRecord]) -> Vec<u64> {
+    history
         .iter()
         .filter(|record| record.kind == RecordKind::Step)
         .map(|record| record.step)
-        .collect();
-    (state, steps)
+        .collect()
 }

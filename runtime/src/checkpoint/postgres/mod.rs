@@ -11,7 +11,10 @@ use tokio::sync::Notify;
 use tokio_postgres::config::Host;
 use tokio_postgres::{Config, IsolationLevel, NoTls};
 
+mod alive;
 mod queue;
+
+use alive::{owner_gone, owner_key};
 
 pub(crate) use queue::CHANNEL;
 pub use queue::Taken;
@@ -90,7 +93,8 @@ impl Default for PostgresOptions {
 
 impl PostgresOptions {
     /// At most `size` connections at once (at least 1; 16 by default). Every call takes one for
-    /// the time of its query; a worker also keeps one more to listen for runnable threads.
+    /// the time of its query. Besides the pool, the store keeps one connection that holds its
+    /// liveness lock, and a worker one more to listen for runnable threads.
     #[must_use]
     pub fn pool_size(mut self, size: usize) -> Self {
         self.pool_size = size.max(1);
@@ -98,9 +102,9 @@ impl PostgresOptions {
     }
 
     /// How long a claim lasts unless renewed (15 s by default, at least 100 ms). The store renews
-    /// its claims every third of it; a claim whose process died or lost the database lapses after
+    /// its claims every third of it; a claim whose process hung or lost the database lapses after
     /// it, and the thread can then be claimed by another worker, whose claim refuses any late write
-    /// of the first.
+    /// of the first. (A process that dies needs no lease: its claims are void at once.)
     #[must_use]
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease.max(Duration::from_millis(100));
@@ -145,9 +149,16 @@ impl PostgresOptions {
             settling: tokio::sync::Mutex::new(()),
             held: AtomicUsize::new(0),
             wake: Arc::new(Notify::new()),
+            alive: Mutex::new(None),
         });
         let store = PostgresStore { inner };
         store.set_up().await?;
+        let alive = alive::hold(&store.inner).await?;
+        *store
+            .inner
+            .alive
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(alive);
         tokio::spawn(keep_leases(
             Arc::downgrade(&store.inner),
             Arc::clone(&store.inner.wake),
@@ -207,6 +218,18 @@ struct Inner {
     held: AtomicUsize,
     /// Wakes the lease keeper to give up dropped claims.
     wake: Arc<Notify>,
+    /// The connection that holds this store's liveness lock (see `alive`); `None` or closed
+    /// when it was lost, until the lease keeper holds it again.
+    alive: Mutex<Option<tokio_postgres::Client>>,
+}
+
+impl Inner {
+    /// A connection of its own, outside the pool, driven by a task of its own.
+    async fn connect_one(&self) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let (client, connection) = self.config.connect(NoTls).await?;
+        tokio::spawn(connection);
+        Ok(client)
+    }
 }
 
 impl fmt::Debug for PostgresStore {
@@ -476,13 +499,15 @@ impl CheckpointStore for PostgresStore {
         let client = self.client(thread).await?;
         let claimed = async {
             let statement = client
-                .prepare_cached(
+                .prepare_cached(concat!(
                     "UPDATE slateflow_threads
                      SET claim = claim + 1, owner = $2,
                          lease_until = now() + $3::BIGINT * INTERVAL '1 millisecond'
-                     WHERE id = $1 AND (owner IS NULL OR lease_until < now())
+                     WHERE id = $1 AND (owner IS NULL OR lease_until < now() OR ",
+                    owner_gone!(),
+                    ")
                      RETURNING claim, last_step",
-                )
+                ))
                 .await?;
             let row = client
                 .query_opt(
@@ -623,9 +648,12 @@ impl CheckpointStore for PostgresStore {
                 .await?;
             let row = transaction
                 .query_opt(
-                    "SELECT state_type, status, last_step,
-                            owner IS NOT NULL AND lease_until >= now()
-                     FROM slateflow_threads WHERE id = $1",
+                    concat!(
+                        "SELECT state_type, status, last_step,
+                                owner IS NOT NULL AND lease_until >= now() AND NOT ",
+                        owner_gone!(),
+                        " FROM slateflow_threads WHERE id = $1"
+                    ),
                     &[&thread],
                 )
                 .await?;
@@ -663,9 +691,12 @@ impl CheckpointStore for PostgresStore {
         let client = self.client("").await?;
         let rows = client
             .query(
-                "SELECT id, state_type, status, last_step, updated_ms,
-                        owner IS NOT NULL AND lease_until >= now()
-                 FROM slateflow_threads ORDER BY id COLLATE \"C\"",
+                concat!(
+                    "SELECT id, state_type, status, last_step, updated_ms,
+                            owner IS NOT NULL AND lease_until >= now() AND NOT ",
+                    owner_gone!(),
+                    " FROM slateflow_threads ORDER BY id COLLATE \"C\""
+                ),
                 &[],
             )
             .await

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use super::{Inner, PostgresClaim, PostgresStore, backend_error};
+use super::{Inner, PostgresClaim, PostgresStore, alive, backend_error, owner_gone, owner_key};
 use crate::checkpoint::{RunStatus, StoreError, check_thread_id, now_ms, status_json, to_i64};
 
 /// The channel workers listen on: a thread id is sent when it becomes runnable.
@@ -44,18 +44,20 @@ impl PostgresStore {
         let client = self.client("").await?;
         let row = async {
             let statement = client
-                .prepare_cached(
+                .prepare_cached(concat!(
                     "UPDATE slateflow_threads AS t
                      SET claim = t.claim + 1, owner = $2,
                          lease_until = now() + $3::BIGINT * INTERVAL '1 millisecond'
                      FROM (SELECT id FROM slateflow_threads
                            WHERE flow = ANY($1) AND phase IN ('queued', 'running')
-                             AND (owner IS NULL OR lease_until < now())
+                             AND (owner IS NULL OR lease_until < now() OR ",
+                    owner_gone!(),
+                    ")
                            ORDER BY updated_ms LIMIT 1
                            FOR UPDATE SKIP LOCKED) AS next
                      WHERE t.id = next.id
                      RETURNING t.id, t.flow, t.claim, t.last_step",
-                )
+                ))
                 .await?;
             client
                 .query_opt(
@@ -75,6 +77,13 @@ impl PostgresStore {
                 claim,
             }
         }))
+    }
+
+    /// Frees the claims of stores whose process died (their liveness lock is free): the threads
+    /// they were running become runnable at once, not when their leases lapse, and the workers
+    /// are woken. Returns how many threads were made runnable.
+    pub(crate) async fn reap(&self) -> Result<u64, StoreError> {
+        alive::reap(&self.inner).await
     }
 
     /// Cancels a thread from any process, whoever runs it: its status becomes
@@ -114,6 +123,7 @@ pub(super) async fn keep_leases(inner: Weak<Inner>, wake: Arc<Notify>, every: Du
         // Errors are left for the calls that need the database to report: a lease that cannot
         // be renewed lapses, and the fencing refuses this store's late writes.
         let _ = settle(&inner).await;
+        alive::keep(&inner).await;
         if inner.held.load(Ordering::Relaxed) > 0
             && let Ok(client) = inner.pool.get().await
         {
