@@ -1,5 +1,5 @@
 //! Real processes: a durable flow (`bin/durable-crash.rs`) is killed with SIGKILL at random
-//! instants and started again until it finishes, on the file store and on the SQLite store; each
+//! instants and started again until it finishes, on the file, SQLite and PostgreSQL stores; each
 //! time the final state must be exactly the state an uninterrupted run gives. Its counter uses the
 //! `add` reducer, so a step applied twice would show, and it logs every step number, so a step
 //! lost or repeated would show too. The scenarios: a chain of steps; steps that ask questions,
@@ -9,11 +9,15 @@
 //! whose finished runs must be kept, not executed again after a kill; and the same for the items
 //! of a kept batch node; and a fork whose merge fails in a buggy build, killed around that
 //! failure, then resumed by the fixed build, which must finish the thread (nothing of the failed
-//! merge is kept to fail it again). Then two workers race to resume one thread: one runs it, the
+//! merge is kept to fail it again). On PostgreSQL (a throw-away server) the chain and the failed
+//! merge are tried, each round a thread of its own in one database, restarted at once after each
+//! kill (the killed process's claim is void when its connections close). Then two workers race to resume one thread: one runs it, the
 //! other is refused and writes nothing.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_durable-crash");
@@ -53,17 +57,58 @@ fn expected(scenario: &str) -> serde_json::Value {
     state
 }
 
-/// Helpers shared by test files.
+/// Helpers shared by test files; each uses part of them.
+#[allow(dead_code)]
 mod support {
+    pub(crate) mod postgres;
     pub(crate) mod random;
 }
 
+use support::postgres;
 use support::random::Random;
 
+/// The binary on the store of `kind` at `path`. On PostgreSQL every run of a test shares the
+/// test's database, and the thread is named after `path`'s last part (`round-7`), so that each
+/// round has a thread of its own.
 fn command(kind: &str, path: &Path, scenario: &str) -> Command {
     let mut command = Command::new(BINARY);
-    command.args([kind, path.to_str().unwrap(), "crash", scenario]);
+    let thread = if kind == "postgres" {
+        command.env("SLATEFLOW_CRASH_DATABASE", database_url(&database_of(path)));
+        path.file_name().unwrap().to_str().unwrap()
+    } else {
+        "crash"
+    };
+    command.args([kind, path.to_str().unwrap(), thread, scenario]);
     command
+}
+
+/// The PostgreSQL databases of the tests, by name.
+static DATABASES: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
+
+/// Makes the PostgreSQL database of the test whose rounds go under `crash-postgres-<scenario>`;
+/// false when the test is skipped (no server could start, and CI does not require one).
+fn postgres_database(scenario: &str) -> bool {
+    let name = format!("crash-postgres-{scenario}");
+    let Some(url) = postgres::database(&name) else {
+        return false;
+    };
+    DATABASES.lock().unwrap().insert(name, url);
+    true
+}
+
+fn database_url(name: &str) -> String {
+    DATABASES.lock().unwrap()[name].clone()
+}
+
+/// The PostgreSQL database of a test whose rounds are under `path`'s parent (`crash-postgres-chain`).
+fn database_of(path: &Path) -> String {
+    path.parent()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string()
 }
 
 fn state_of(output: &Output) -> serde_json::Value {
@@ -163,7 +208,7 @@ fn survives_kills(kind: &str, scenario: &str, seed: u64) {
                  their kill, the last aimed below {} ms",
                 aim.window * 2
             );
-            std::fs::remove_dir_all(&path).unwrap();
+            forget(kind, &path);
         }
         // A second kill, on the resumed thread, lands only when the rest of the run is long
         // enough; one that does not land says nothing about a whole run's duration.
@@ -245,6 +290,20 @@ fn a_failed_merge_never_poisons_its_thread(kind: &str, seed: u64) {
     );
 }
 
+/// Removes the thread of a round, to start it afresh.
+fn forget(kind: &str, path: &Path) {
+    std::fs::remove_dir_all(path).unwrap();
+    if kind == "postgres" {
+        postgres::sql(
+            &database_of(path),
+            &format!(
+                "DELETE FROM slateflow_threads WHERE id = '{}'",
+                path.file_name().unwrap().to_str().unwrap()
+            ),
+        );
+    }
+}
+
 /// How many records the killed run left (the log's lines; a torn last one counts too).
 fn saved_records(kind: &str, path: &Path) -> usize {
     match kind {
@@ -255,6 +314,15 @@ fn saved_records(kind: &str, path: &Path) -> usize {
                 database.query_row("SELECT COUNT(*) FROM records", [], |row| row.get(0))
             })
             .unwrap_or(0),
+        "postgres" => postgres::sql(
+            &database_of(path),
+            &format!(
+                "SELECT COUNT(*) FROM slateflow_records WHERE thread = '{}'",
+                path.file_name().unwrap().to_str().unwrap()
+            ),
+        )
+        .parse()
+        .unwrap(),
         other => panic!("unknown store kind {other}"),
     }
 }
@@ -327,6 +395,20 @@ fn a_file_store_fork_whose_merge_failed_runs_again_once_fixed_across_sigkills() 
 #[test]
 fn a_sqlite_store_fork_whose_merge_failed_runs_again_once_fixed_across_sigkills() {
     a_failed_merge_never_poisons_its_thread("sqlite", 0x5EED_C0F1);
+}
+
+#[test]
+fn a_postgres_store_chain_survives_sigkill_at_random_instants() {
+    if postgres_database("chain") {
+        survives_kills("postgres", "chain", 0x3C6E_F372_FE94_F82B);
+    }
+}
+
+#[test]
+fn a_postgres_store_fork_whose_merge_failed_runs_again_once_fixed_across_sigkills() {
+    if postgres_database("conflict") {
+        a_failed_merge_never_poisons_its_thread("postgres", 0xA4_09_38_22);
+    }
 }
 
 #[test]

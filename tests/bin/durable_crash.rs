@@ -2,8 +2,11 @@
 //! SIGKILL at random instants, or start two of it at once, and run it again until the thread
 //! finishes.
 //!
-//! `durable-crash <file|sqlite> <store path> <thread> <scenario>` starts the thread, or resumes it
-//! when it exists, and prints the final state as JSON. Each step adds 1 to an `add`-reducer
+//! `durable-crash <file|sqlite|postgres> <store path> <thread> <scenario>` starts the thread, or
+//! resumes it when it exists, and prints the final state as JSON. With `postgres`, the store is
+//! the database at the URL in `SLATEFLOW_CRASH_DATABASE` (the path only holds `runs.log`), and a
+//! thread whose claim is held is waited for a few seconds: a killed process's claim is void once
+//! the server has seen its connections close, a moment after its death. Each step adds 1 to an `add`-reducer
 //! counter and appends its number: a step applied twice or skipped would show. Scenarios:
 //! - `chain`: 100 steps, then the end;
 //! - `questions`: every 10th step asks a question; the program answers each pending pause (again
@@ -27,7 +30,7 @@
 
 use serde::{Deserialize, Serialize};
 use slateflow::batch::{self, Batch, BatchNode};
-use slateflow::checkpoint::{CheckpointStore, FileStore, SqliteStore, StoreError};
+use slateflow::checkpoint::{CheckpointStore, FileStore, PostgresStore, SqliteStore, StoreError};
 use slateflow::durable::Outcome;
 use slateflow::{Command, Context, Error, NodeError, Params, SharedState, flow, node};
 
@@ -348,10 +351,10 @@ where
 fn main() {
     let arguments: Vec<String> = std::env::args().collect();
     let [_, kind, path, thread, scenario] = arguments.as_slice() else {
-        panic!("usage: durable-crash <file|sqlite> <store path> <thread> <scenario>");
+        panic!("usage: durable-crash <file|sqlite|postgres> <store path> <thread> <scenario>");
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
+        .enable_all()
         .build()
         .unwrap();
     let state = runtime.block_on(async {
@@ -361,6 +364,22 @@ fn main() {
                 std::fs::create_dir_all(path).unwrap();
                 let database = std::path::Path::new(path).join("runs.db");
                 run(SqliteStore::open(database).unwrap(), path, thread, scenario).await
+            }
+            "postgres" => {
+                std::fs::create_dir_all(path).unwrap();
+                let url = std::env::var("SLATEFLOW_CRASH_DATABASE").unwrap();
+                let store = PostgresStore::connect(&url).await.unwrap();
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+                loop {
+                    match run(store.clone(), path, thread, scenario).await {
+                        Err(Error::Store(StoreError::Claimed { .. }))
+                            if std::time::Instant::now() < deadline =>
+                        {
+                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        }
+                        other => break other,
+                    }
+                }
             }
             other => panic!("unknown store kind {other}"),
         }
