@@ -65,6 +65,61 @@ async fn keeps_the_contract(store: &impl CheckpointStore) {
     refuses_mistakes_and_deletes(store).await;
 }
 
+/// A cancel from `other` (another process, or this one) fences out the run that holds the
+/// thread's claim in `runner`; the thread reads as cancelled from then on.
+async fn cancels<S: CheckpointStore>(runner: &S, other: &S) {
+    let mut claim = runner
+        .create("epsilon", "Triage", &[start()])
+        .await
+        .unwrap();
+    runner
+        .append(&mut claim, &record(1, "classify"))
+        .await
+        .unwrap();
+    other.cancel("epsilon").await.unwrap();
+    let error = runner
+        .append(&mut claim, &record(2, "report"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Cancelled { thread } if thread == "epsilon"),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        "thread `epsilon` was cancelled: nothing more was written, and it is not run again \
+         (branch it to go on from a saved step)"
+    );
+    let finished = RunStatus::Finished {
+        action: "default".into(),
+    };
+    assert!(matches!(
+        runner.set_status(&mut claim, &finished).await,
+        Err(StoreError::Cancelled { .. })
+    ));
+    for store in [runner, other] {
+        let log = store.load("epsilon", Records::All).await.unwrap();
+        assert_eq!(log.status, RunStatus::Cancelled);
+        assert_eq!(
+            log.records,
+            [start(), record(1, "classify")],
+            "nothing after"
+        );
+    }
+    // Its runner gone, it still reads as cancelled; a second cancel changes nothing.
+    drop(claim);
+    other.cancel("epsilon").await.unwrap();
+    let threads = runner.threads().await.unwrap();
+    let epsilon = threads.iter().find(|info| info.id == "epsilon").unwrap();
+    assert_eq!(epsilon.status, RunStatus::Cancelled);
+    assert_eq!(epsilon.last_step, 1);
+    let error = other.cancel("zeta").await.unwrap_err();
+    assert!(
+        matches!(&error, StoreError::UnknownThread { thread } if thread == "zeta"),
+        "{error:?}"
+    );
+}
+
 /// Records and statuses, what reads see, one claim at a time, appends in order.
 async fn keeps_records_and_one_writer(store: &impl CheckpointStore) {
     // Records, statuses, and what reads see.
@@ -224,7 +279,9 @@ async fn refuses_mistakes_and_deletes(store: &impl CheckpointStore) {
 
 #[test]
 fn the_memory_store_keeps_the_contract() {
-    block_on(keeps_the_contract(&MemoryStore::new()));
+    let store = MemoryStore::new();
+    block_on(keeps_the_contract(&store));
+    block_on(cancels(&store, &store.clone()));
 }
 
 #[test]
@@ -236,6 +293,7 @@ fn the_file_store_keeps_the_contract_across_instances() {
     let log = block_on(reopened.load("alpha", Records::All)).unwrap();
     assert_eq!(log.records.len(), 6);
     assert_eq!(log.status, RunStatus::Interrupted);
+    block_on(cancels(&FileStore::open(&root).unwrap(), &reopened));
 }
 
 #[test]
@@ -252,6 +310,7 @@ fn the_sqlite_store_keeps_the_contract_across_connections() {
     let log = block_on(reopened.load("alpha", Records::All)).unwrap();
     assert_eq!(log.records.len(), 6);
     assert_eq!(log.status, RunStatus::Interrupted);
+    block_on(cancels(&SqliteStore::open(&path).unwrap(), &reopened));
 }
 
 #[test]
@@ -266,6 +325,8 @@ fn the_postgres_store_keeps_the_contract_across_connections() {
         let log = reopened.load("alpha", Records::All).await.unwrap();
         assert_eq!(log.records.len(), 6);
         assert_eq!(log.status, RunStatus::Interrupted);
+        let runner = PostgresStore::connect(&url).await.unwrap();
+        cancels(&runner, &reopened).await;
     });
 }
 
@@ -420,7 +481,7 @@ fn a_cancelled_thread_refuses_its_runner_and_is_never_taken_again() {
             .append(&mut runner, &record(1, "a"))
             .await
             .unwrap_err();
-        assert!(matches!(error, StoreError::Claimed { .. }), "{error}");
+        assert!(matches!(error, StoreError::Cancelled { .. }), "{error}");
         drop(runner);
         // A thread given up while running is taken again at once; a cancelled one never.
         let mut claim = second.claim;

@@ -1,6 +1,7 @@
 //! Durable runs: every step saved before the next begins; resume from the last saved step after a
 //! failure (nothing applied twice, no saved node run again), inside nested flows and after forks;
-//! pauses with a human's input; history, state at a step, branching; bad threads.
+//! pauses with a human's input; history, state at a step, branching; bad threads; a running
+//! thread cancelled from another handle, on every single-machine store.
 
 use serde::{Deserialize, Serialize};
 use slateflow::checkpoint::{CheckpointStore, FileStore, MemoryStore, RecordKind, RunStatus};
@@ -673,4 +674,92 @@ async fn blocking_durable_calls_inside_a_runtime_say_to_await_instead() {
             .contains("use `durable.start(thread, &mut state).await` there"),
         "{error}"
     );
+}
+
+/// Steps of the cancelled run: the third waits, after saying it is there, until told to go on.
+static REACHED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+static GO: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+#[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+struct Steps {
+    #[reducer(add)]
+    count: u64,
+}
+
+#[node(actions = ["again"])]
+async fn step(steps: &Steps) -> Command<Steps> {
+    if steps.count == 2 {
+        REACHED.notify_one();
+        GO.notified().await;
+    }
+    Command::new(Steps::update().add_count(1)).with_action("again")
+}
+
+/// Cancelled through `other` (another handle on the same store: another process, for the file
+/// and SQLite stores) while its third step runs, a run stops at its next write, keeps what it
+/// saved, and is never resumed.
+async fn a_running_thread_is_cancelled_through<S: CheckpointStore + 'static>(runner: S, other: S) {
+    let steps = flow! { step - "again" >> step; };
+    let durable = steps.durable(runner);
+    let cancelling = steps.durable(other);
+    let run = async {
+        let mut state = Steps::default();
+        durable.start("t", &mut state).await
+    };
+    let cancel = async {
+        REACHED.notified().await;
+        cancelling.cancel("t").await.unwrap();
+        GO.notify_one();
+    };
+    let (result, ()) = tokio::join!(run, cancel);
+    let error = result.unwrap_err();
+    assert!(
+        matches!(&error, Error::Store(slateflow::checkpoint::StoreError::Cancelled { thread }) if thread == "t"),
+        "{error:?}"
+    );
+    assert_eq!(cancelling.status("t").await.unwrap(), RunStatus::Cancelled);
+    let saved: Vec<u64> = cancelling
+        .history("t")
+        .await
+        .unwrap()
+        .iter()
+        .filter(|record| record.kind == RecordKind::Step)
+        .map(|record| record.step)
+        .collect();
+    assert_eq!(saved, [1, 2], "the steps before the cancel, none after");
+    assert_eq!(cancelling.state("t").await.unwrap().count, 2);
+    let error = durable.resume("t").await.unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "cannot resume thread `t` at step 2: the thread was cancelled; branch it to go on"
+    );
+    // Branched from a saved step, it goes on as a new thread.
+    cancelling.branch("t", 2, "t-again").await.unwrap();
+    assert_eq!(
+        cancelling.status("t-again").await.unwrap(),
+        RunStatus::Interrupted
+    );
+    assert_eq!(cancelling.state("t-again").await.unwrap().count, 2);
+}
+
+#[test]
+fn a_running_thread_is_cancelled_on_every_store() {
+    let memory = MemoryStore::new();
+    block_on(a_running_thread_is_cancelled_through(
+        memory.clone(),
+        memory,
+    ));
+    let root = std::env::temp_dir().join(format!("slateflow-cancel-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    block_on(a_running_thread_is_cancelled_through(
+        FileStore::open(root.join("files")).unwrap(),
+        FileStore::open(root.join("files")).unwrap(),
+    ));
+    std::fs::create_dir_all(&root).unwrap();
+    let database = root.join("runs.db");
+    block_on(a_running_thread_is_cancelled_through(
+        slateflow::checkpoint::SqliteStore::open(&database).unwrap(),
+        slateflow::checkpoint::SqliteStore::open(&database).unwrap(),
+    ));
+    std::fs::remove_dir_all(&root).unwrap();
 }

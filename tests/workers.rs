@@ -704,7 +704,7 @@ fn a_cancelled_thread_is_not_resumed_nor_updated() {
         let jobs = flow! { work; };
         let durable = jobs.durable(store.clone()).named("jobs");
         durable.submit("job-1", &Job::default()).await.unwrap();
-        store.cancel("job-1").await.unwrap();
+        durable.cancel("job-1").await.unwrap();
         assert_eq!(durable.status("job-1").await.unwrap(), RunStatus::Cancelled);
         let error = durable.resume("job-1").await.unwrap_err();
         assert_eq!(

@@ -344,7 +344,9 @@ impl WorkerReport {
         match result {
             Ok(Outcome::Finished(_)) => self.finished += 1,
             Ok(Outcome::Paused(_)) => self.paused += 1,
-            Err(Error::Store(StoreError::Claimed { .. })) => self.lost.push(thread),
+            Err(Error::Store(StoreError::Claimed { .. } | StoreError::Cancelled { .. })) => {
+                self.lost.push(thread);
+            }
             Err(error) => self.failed.push((thread, error.to_string())),
         }
     }

@@ -155,7 +155,7 @@ async fn run(arguments: &[String]) {
                 println!("{}", pause.key);
             }
         }
-        ("cancel", [thread]) => store.cancel(thread).await.unwrap(),
+        ("cancel", [thread]) => count.cancel(thread).await.unwrap(),
         ("report", []) => {
             for info in count.threads().await.unwrap() {
                 let history = if info.id.starts_with("crawl") {

@@ -19,6 +19,7 @@ const META: &str = "meta.json";
 const STATUS: &str = "status.json";
 const LOG: &str = "steps.log";
 const CLAIM: &str = "claim.lock";
+const CANCELLED: &str = "cancelled";
 /// The version of the format below.
 const FORMAT: u32 = 2;
 /// How much of the log a tail read takes at a time.
@@ -33,6 +34,7 @@ const ABANDONED: Duration = Duration::from_secs(60);
 /// <root>/<thread>/status.json   the run's status; replaced atomically
 /// <root>/<thread>/steps.log     one record per line: `<crc32 of the JSON, 8 hex> <s|-> <JSON>`
 /// <root>/<thread>/claim.lock    locked (flock) by the run that holds the thread's claim
+/// <root>/<thread>/cancelled     present once the thread is cancelled; empty
 /// ```
 /// A thread is made whole in a hidden folder, then renamed into place, so after a crash it exists
 /// with all its first records or not at all; the hidden folders a crash leaves are swept when the
@@ -49,6 +51,10 @@ const ABANDONED: Duration = Duration::from_secs(60);
 /// That step had not been saved, so its node runs again on resume. Damage anywhere else (a
 /// flipped byte, a broken line end between two records) is an error naming the byte where the
 /// record starts: the store never guesses and never drops a whole good record.
+///
+/// A cancel ([`CheckpointStore::cancel`]) cannot take the claim of the run it stops, so it leaves
+/// the `cancelled` file, which outranks `status.json` for readers and which the claim's holder
+/// looks for before each write (one `stat`, beside the write's flush).
 ///
 /// The store does its file operations in place, blocking the task briefly: one append and one
 /// flush per step.
@@ -402,7 +408,20 @@ fn read_status(thread: &str, dir: &Path) -> Result<RunStatus, StoreError> {
             what: STATUS.into(),
             reason: error.to_string(),
         })?;
+    if dir.join(CANCELLED).exists() {
+        return Ok(RunStatus::Cancelled);
+    }
     Ok(as_read(status, lock::is_held(&dir.join(CLAIM))))
+}
+
+/// Refuses the writes of a claim whose thread was cancelled since.
+fn fenced(claim: &FileClaim) -> Result<(), StoreError> {
+    if claim.dir.join(CANCELLED).exists() {
+        return Err(StoreError::Cancelled {
+            thread: claim.thread.clone(),
+        });
+    }
+    Ok(())
 }
 
 impl CheckpointStore for FileStore {
@@ -500,6 +519,7 @@ impl CheckpointStore for FileStore {
     async fn append(&self, claim: &mut FileClaim, record: &StepRecord) -> Result<(), StoreError> {
         check_order(&claim.thread, claim.last_step, record)?;
         let line = log_line(&claim.thread, record)?;
+        fenced(claim)?;
         claim
             .log
             .write_all(&line)
@@ -514,6 +534,7 @@ impl CheckpointStore for FileStore {
         claim: &mut FileClaim,
         status: &RunStatus,
     ) -> Result<(), StoreError> {
+        fenced(claim)?;
         replace_file(
             &claim.thread,
             &claim.dir,
@@ -574,6 +595,12 @@ impl CheckpointStore for FileStore {
             .map_err(|source| io(&claim.thread, "delete", &claim.dir, source))?;
         sync_dir(&claim.thread, &self.root)?;
         fs::remove_dir_all(&gone).map_err(|source| io(&claim.thread, "delete", &gone, source))
+    }
+
+    async fn cancel(&self, thread: &str) -> Result<(), StoreError> {
+        let dir = self.existing(thread)?;
+        read_meta(thread, &dir)?;
+        replace_file(thread, &dir, CANCELLED, b"")
     }
 }
 

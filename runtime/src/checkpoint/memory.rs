@@ -23,6 +23,8 @@ struct Thread {
     status: RunStatus,
     records: Vec<StepRecord>,
     claimed: bool,
+    /// Raised by every claim and by a cancel: a claim with another number is refused.
+    number: u64,
 }
 
 impl Thread {
@@ -36,11 +38,14 @@ impl Thread {
 pub struct MemoryClaim {
     threads: Arc<Mutex<BTreeMap<String, Thread>>>,
     thread: String,
+    number: u64,
 }
 
 impl Drop for MemoryClaim {
     fn drop(&mut self) {
-        if let Some(thread) = lock(&self.threads).get_mut(&self.thread) {
+        if let Some(thread) = lock(&self.threads).get_mut(&self.thread)
+            && thread.number == self.number
+        {
             thread.claimed = false;
         }
     }
@@ -67,6 +72,14 @@ impl MemoryStore {
             .ok_or_else(|| StoreError::UnknownThread {
                 thread: claim.thread.clone(),
             })?;
+        if thread.number != claim.number {
+            let thread_id = claim.thread.clone();
+            return Err(if thread.status == RunStatus::Cancelled {
+                StoreError::Cancelled { thread: thread_id }
+            } else {
+                StoreError::Claimed { thread: thread_id }
+            });
+        }
         action(thread)
     }
 }
@@ -98,11 +111,13 @@ impl CheckpointStore for MemoryStore {
                 status: RunStatus::Running,
                 records: records.to_vec(),
                 claimed: true,
+                number: 1,
             },
         );
         Ok(MemoryClaim {
             threads: Arc::clone(&self.threads),
             thread: thread.to_string(),
+            number: 1,
         })
     }
 
@@ -120,9 +135,11 @@ impl CheckpointStore for MemoryStore {
             });
         }
         saved.claimed = true;
+        saved.number += 1;
         Ok(MemoryClaim {
             threads: Arc::clone(&self.threads),
             thread: thread.to_string(),
+            number: saved.number,
         })
     }
 
@@ -185,7 +202,23 @@ impl CheckpointStore for MemoryStore {
     }
 
     async fn delete(&self, claim: MemoryClaim) -> Result<(), StoreError> {
+        self.claimed(&claim, |_| Ok(()))?;
         lock(&self.threads).remove(&claim.thread);
+        Ok(())
+    }
+
+    async fn cancel(&self, thread: &str) -> Result<(), StoreError> {
+        check_thread_id(thread)?;
+        let mut threads = lock(&self.threads);
+        let saved = threads
+            .get_mut(thread)
+            .ok_or_else(|| StoreError::UnknownThread {
+                thread: thread.to_string(),
+            })?;
+        saved.status = RunStatus::Cancelled;
+        // The runner's claim is void: its writes are refused, and its drop changes nothing.
+        saved.number += 1;
+        saved.claimed = false;
         Ok(())
     }
 }

@@ -18,9 +18,13 @@
 //! On one machine the claim is a lock the operating system releases when its process dies, so a
 //! thread whose run was killed can be resumed at once, and its status then reads
 //! [`RunStatus::Interrupted`] rather than [`RunStatus::Running`]; `PostgresStore`'s claims are
-//! leases that a dead process stops renewing, so its threads are free once the lease lapses.
+//! leases, void at once when the process that holds them dies, and lapsing when it hangs.
 //! Every append is checked against the last saved step under the
 //! claim ([`StoreError::OutOfOrder`]): a record never goes backwards.
+//!
+//! Any process may [cancel](CheckpointStore::cancel) a thread on any store: the run that holds
+//! its claim is refused at its next write ([`StoreError::Cancelled`]), and the thread is never
+//! run again.
 //!
 //! # What readers may do
 //! Reading a thread ([`CheckpointStore::load`], [`CheckpointStore::threads`]) never changes it: a
@@ -343,6 +347,16 @@ pub enum StoreError {
         /// The thread.
         thread: String,
     },
+    /// The thread was cancelled ([`CheckpointStore::cancel`]) while this run held its claim: the
+    /// run stops here, and no run resumes the thread.
+    #[error(
+        "thread `{thread}` was cancelled: nothing more was written, and it is not run again \
+         (branch it to go on from a saved step)"
+    )]
+    Cancelled {
+        /// The thread.
+        thread: String,
+    },
     /// An append that does not follow the thread's last saved step.
     #[error(
         "thread `{thread}`: a {kind} record for step {step} cannot follow the last saved step \
@@ -471,6 +485,17 @@ pub trait CheckpointStore: Send + Sync {
     /// # Errors
     /// The storage's error.
     fn delete(&self, claim: Self::Claim) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Cancels a thread, whoever runs it, from this process or any other: its status reads
+    /// [`RunStatus::Cancelled`] from then on, and a run that holds its claim is refused at its
+    /// next write ([`StoreError::Claimed`]; a write already under way when the cancel lands may
+    /// still be saved, none after it). Nothing saved is removed: the thread can be read and
+    /// branched, but no run resumes it and no worker takes it. Cancelling a cancelled thread
+    /// changes nothing.
+    ///
+    /// # Errors
+    /// [`StoreError::UnknownThread`], or the storage's error.
+    fn cancel(&self, thread: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference
@@ -499,16 +524,15 @@ fn check_order(thread: &str, last: u64, record: &StepRecord) -> Result<(), Store
     }
 }
 
-/// `Ok` when a write guarded by the claim changed its row; [`StoreError::Claimed`] when it did not
-/// (another worker claimed the thread since, or it was cancelled).
+/// The error of a write the claim's fencing refused: the thread was cancelled (its saved status,
+/// `status`, says so), or another run claimed it since.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-fn still_claimed(thread: &str, changed: bool) -> Result<(), StoreError> {
-    if changed {
-        Ok(())
+fn refused(thread: &str, status: Option<&str>) -> StoreError {
+    let thread = thread.to_string();
+    if status.is_some_and(|status| status == status_json(&RunStatus::Cancelled)) {
+        StoreError::Cancelled { thread }
     } else {
-        Err(StoreError::Claimed {
-            thread: thread.to_string(),
-        })
+        StoreError::Claimed { thread }
     }
 }
 

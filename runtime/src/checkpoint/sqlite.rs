@@ -7,8 +7,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::{
     CheckpointStore, Records, RunStatus, StepRecord, StoreError, ThreadInfo, ThreadLog, as_read,
-    check_new, check_order, check_thread_id, crc32, encode, io_error, lock, now_ms, status_json,
-    still_claimed, to_i64,
+    check_new, check_order, check_thread_id, crc32, encode, io_error, lock, now_ms, refused,
+    status_json, to_i64,
 };
 
 /// The schema's version, in SQLite's `user_version`.
@@ -184,6 +184,20 @@ impl SqliteStore {
         self.connection
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Why a write of `thread` was refused by its claim's fencing.
+    fn refused(connection: &Connection, thread: &str) -> StoreError {
+        let status: Option<String> = connection
+            .query_row(
+                "SELECT status FROM threads WHERE id = ?1",
+                [thread],
+                |row| row.get(0),
+            )
+            .optional()
+            .ok()
+            .flatten();
+        refused(thread, status.as_deref())
     }
 
     fn backend(&self, thread: &str, action: &'static str, error: rusqlite::Error) -> StoreError {
@@ -386,10 +400,8 @@ impl CheckpointStore for SqliteStore {
                 claim.last_step = record.step;
                 Ok(())
             }
-            // The claim moved on (another worker claimed the thread) or the step did.
-            Ok(false) => Err(StoreError::Claimed {
-                thread: claim.thread.clone(),
-            }),
+            // The claim moved on (another worker claimed the thread, or it was cancelled).
+            Ok(false) => Err(Self::refused(&connection, &claim.thread)),
             Err(error) => {
                 let _ = connection.execute_batch("ROLLBACK");
                 Err(self.backend(&claim.thread, "append to", error))
@@ -403,14 +415,18 @@ impl CheckpointStore for SqliteStore {
         status: &RunStatus,
     ) -> Result<(), StoreError> {
         let status = status_json(status);
-        let changed = self
-            .connection()
+        let connection = self.connection();
+        let changed = connection
             .prepare_cached("UPDATE threads SET status = ?1 WHERE id = ?2 AND claim = ?3")
             .and_then(|mut statement| {
                 statement.execute(params![status, claim.thread, claim.number])
             })
             .map_err(|error| self.backend(&claim.thread, "set the status of", error))?;
-        still_claimed(&claim.thread, changed == 1)
+        if changed == 1 {
+            Ok(())
+        } else {
+            Err(Self::refused(&connection, &claim.thread))
+        }
     }
 
     async fn load(&self, thread: &str, records: Records) -> Result<ThreadLog, StoreError> {
@@ -537,8 +553,29 @@ impl CheckpointStore for SqliteStore {
             let _ = connection.execute_batch("ROLLBACK");
             self.backend(&claim.thread, "delete", error)
         })?;
-        still_claimed(&claim.thread, deleted)?;
+        if !deleted {
+            return Err(Self::refused(&connection, &claim.thread));
+        }
         let _ = std::fs::remove_file(self.lock_path(&claim.thread));
         Ok(())
+    }
+
+    async fn cancel(&self, thread: &str) -> Result<(), StoreError> {
+        check_thread_id(thread)?;
+        let connection = self.connection();
+        // A new claim number: the runner's next write is refused.
+        let changed = connection
+            .prepare_cached("UPDATE threads SET status = ?2, claim = claim + 1 WHERE id = ?1")
+            .and_then(|mut statement| {
+                statement.execute(params![thread, status_json(&RunStatus::Cancelled)])
+            })
+            .map_err(|error| self.backend(thread, "cancel", error))?;
+        if changed == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::UnknownThread {
+                thread: thread.to_string(),
+            })
+        }
     }
 }

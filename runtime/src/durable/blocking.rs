@@ -165,6 +165,14 @@ where
         self.runtime.block_on(self.durable.history(thread))
     }
 
+    /// [`Durable::cancel`].
+    ///
+    /// # Errors
+    /// As [`Durable::cancel`].
+    pub fn cancel(&self, thread: &str) -> Result<(), Error> {
+        self.runtime.block_on(self.durable.cancel(thread))
+    }
+
     /// [`Durable::status`].
     ///
     /// # Errors

@@ -629,6 +629,44 @@ where
         Ok(self.store.threads().await?)
     }
 
+    /// Cancels a thread, whoever runs it, in this process or another: its run stops at its next
+    /// write (with [`StoreError::Cancelled`](crate::checkpoint::StoreError::Cancelled)), and the
+    /// thread is never run again: [`resume`](Self::resume) refuses it and no worker takes it. What
+    /// was saved stays, to read or to [`branch`](Self::branch) from. The same on every store.
+    ///
+    /// ```
+    /// use slateflow::checkpoint::{MemoryStore, RunStatus};
+    /// use slateflow::{Command, SharedState, flow, node};
+    /// # use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(SharedState, Default, Serialize, Deserialize)]
+    /// struct Ticket {
+    ///     approved: bool,
+    /// }
+    ///
+    /// #[node]
+    /// fn send(_: &Ticket) -> Command<Ticket> {
+    ///     Command::new(Ticket::update())
+    /// }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let approval = flow! { send; };
+    /// let durable = approval.durable(MemoryStore::new()).interrupt_before(&["send"]);
+    /// durable.start("t-1", &mut Ticket::default()).await?;
+    /// // Paused before `send`: nobody will approve it, so it is cancelled.
+    /// durable.cancel("t-1").await?;
+    /// assert_eq!(durable.status("t-1").await?, RunStatus::Cancelled);
+    /// assert!(durable.resume("t-1").await.is_err());
+    /// # Ok::<(), slateflow::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Store`]: an unknown thread, or the storage's error.
+    pub async fn cancel(&self, thread: &str) -> Result<(), Error> {
+        Ok(self.store.cancel(thread).await?)
+    }
+
     /// Deletes a thread that nobody runs, with everything saved for it.
     ///
     /// # Errors

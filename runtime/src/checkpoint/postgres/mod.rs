@@ -22,8 +22,8 @@ use queue::keep_leases;
 
 use super::{
     CheckpointStore, RecordKind, Records, RunStatus, StepRecord, StoreError, ThreadInfo, ThreadLog,
-    as_read, check_new, check_order, check_thread_id, crc32, encode, now_ms, status_json,
-    still_claimed, to_i64,
+    as_read, check_new, check_order, check_thread_id, crc32, encode, now_ms, refused, status_json,
+    to_i64,
 };
 
 /// The schema's version, in `slateflow_schema`.
@@ -580,7 +580,9 @@ impl CheckpointStore for PostgresStore {
         .await
         .map_err(|error| self.backend(&claim.thread, "append to", error))?;
         // Refused when another worker claimed the thread (the lease lapsed), or it was cancelled.
-        still_claimed(&claim.thread, appended == 1)?;
+        if appended != 1 {
+            return Err(self.refused(&client, &claim.thread).await);
+        }
         claim.last_step = record.step;
         Ok(())
     }
@@ -621,7 +623,11 @@ impl CheckpointStore for PostgresStore {
         }
         .await
         .map_err(|error| self.backend(&claim.thread, "set the status of", error))?;
-        still_claimed(&claim.thread, changed == 1)
+        if changed == 1 {
+            Ok(())
+        } else {
+            Err(self.refused(&client, &claim.thread).await)
+        }
     }
 
     async fn load(&self, thread: &str, records: Records) -> Result<ThreadLog, StoreError> {
@@ -724,11 +730,33 @@ impl CheckpointStore for PostgresStore {
             )
             .await
             .map_err(|error| self.backend(&claim.thread, "delete", error))?;
-        still_claimed(&claim.thread, deleted == 1)
+        if deleted == 1 {
+            Ok(())
+        } else {
+            Err(self.refused(&client, &claim.thread).await)
+        }
+    }
+
+    async fn cancel(&self, thread: &str) -> Result<(), StoreError> {
+        self.cancel_thread(thread).await
     }
 }
 
 impl PostgresStore {
+    /// Why a write of `thread` was refused by its claim's fencing.
+    async fn refused(&self, client: &tokio_postgres::Client, thread: &str) -> StoreError {
+        let status: Option<String> = client
+            .query_opt(
+                "SELECT status FROM slateflow_threads WHERE id = $1",
+                &[&thread],
+            )
+            .await
+            .ok()
+            .flatten()
+            .map(|row| row.get(0));
+        refused(thread, status.as_deref())
+    }
+
     /// The saved status, as a reader sees it.
     fn status(&self, thread: &str, text: &str, leased: bool) -> Result<RunStatus, StoreError> {
         let status: RunStatus =

@@ -86,13 +86,10 @@ impl PostgresStore {
         alive::reap(&self.inner).await
     }
 
-    /// Cancels a thread from any process, whoever runs it: its status becomes
-    /// [`RunStatus::Cancelled`] and its claim number moves on, so a worker running it is refused
-    /// at its next write ([`StoreError::Claimed`]) and no worker takes it again.
-    ///
-    /// # Errors
-    /// [`StoreError::UnknownThread`]; the database's error.
-    pub async fn cancel(&self, thread: &str) -> Result<(), StoreError> {
+    /// Cancels a thread ([`CheckpointStore::cancel`](crate::checkpoint::CheckpointStore::cancel)):
+    /// its claim number moves on, so a worker running it is refused at its next write, and its
+    /// phase becomes `cancelled`, so no worker takes it again.
+    pub(super) async fn cancel_thread(&self, thread: &str) -> Result<(), StoreError> {
         check_thread_id(thread)?;
         let status = status_json(&RunStatus::Cancelled);
         let client = self.client(thread).await?;
