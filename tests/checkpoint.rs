@@ -816,3 +816,89 @@ fn loading_from_the_last_snapshot_reads_only_the_end_of_a_long_log() {
     assert_eq!(log.last_step, 3_000);
     assert!(std::fs::metadata(log_path(&root)).unwrap().len() > 300_000);
 }
+
+/// Two threads of four steps (snapshots at steps 2 and 4); `damage` then changes a byte of step
+/// 1's record of thread `t`, which a resume never reads (it begins at the last snapshot), and
+/// says how the store names that record. `verify` finds it and names it; the other thread
+/// verifies whole; `verify_all` reports both.
+async fn verify_finds_damage_before_the_last_snapshot(
+    store: &impl CheckpointStore,
+    damage: impl FnOnce() -> String,
+) {
+    for thread in ["t", "u"] {
+        let mut claim = store.create(thread, "S", &[start()]).await.unwrap();
+        for step in 1..=4 {
+            store.append(&mut claim, &record(step, "a")).await.unwrap();
+        }
+    }
+    let damaged_record = &damage();
+    let tail = store.load("t", Records::SinceSnapshot).await.unwrap();
+    assert_eq!(tail.records.first().map(|record| record.step), Some(4));
+    let error = store.verify("t").await.unwrap_err();
+    assert_checksum_error(&error, damaged_record);
+    let verified = store.verify("u").await.unwrap();
+    assert_eq!(
+        (
+            verified.records,
+            verified.last_step,
+            verified.dropped_torn_record
+        ),
+        (5, 4, false)
+    );
+    let all = store.verify_all().await.unwrap();
+    assert!(!all.is_sound());
+    assert_eq!(all.sound, [verified]);
+    assert_eq!(all.damaged.len(), 1);
+    assert_checksum_error(&all.damaged[0], damaged_record);
+}
+
+#[test]
+fn verify_finds_damage_a_resume_would_not_read_in_a_file_store() {
+    let root = scratch("verify-file");
+    let store = FileStore::open(&root).unwrap();
+    let log = log_path(&root);
+    block_on(verify_finds_damage_before_the_last_snapshot(&store, || {
+        let text = std::fs::read_to_string(&log).unwrap();
+        std::fs::write(&log, text.replacen("\"count\":1", "\"count\":7", 1)).unwrap();
+        let offset = text.lines().next().unwrap().len() + 1;
+        format!("the record at byte {offset} of steps.log")
+    }));
+}
+
+#[test]
+fn verify_finds_damage_a_resume_would_not_read_in_a_sqlite_store() {
+    let root = scratch("verify-sqlite");
+    std::fs::create_dir_all(&root).unwrap();
+    let path = root.join("runs.db");
+    let store = SqliteStore::open(&path).unwrap();
+    block_on(verify_finds_damage_before_the_last_snapshot(&store, || {
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute(
+                "UPDATE records SET body = replace(body, '\"count\":1', '\"count\":7') \
+                 WHERE thread = 't' AND seq = 2",
+                [],
+            )
+            .unwrap();
+        format!("record 2 in `{}`", path.display())
+    }));
+}
+
+#[test]
+fn verify_finds_damage_a_resume_would_not_read_in_a_postgres_store() {
+    let Some(url) = database("verify") else {
+        return;
+    };
+    runtime().block_on(async {
+        let store = PostgresStore::connect(&url).await.unwrap();
+        verify_finds_damage_before_the_last_snapshot(&store, || {
+            sql(
+                "verify",
+                "UPDATE slateflow_records SET body = replace(body, '\"count\":1', \
+                 '\"count\":7') WHERE thread = 't' AND seq = 2",
+            );
+            format!("record 2 in slateflow_records of `{url}`")
+        })
+        .await;
+    });
+}

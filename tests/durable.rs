@@ -763,3 +763,43 @@ fn a_running_thread_is_cancelled_on_every_store() {
     ));
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+/// `verify` reads the whole history: an update saved before the last snapshot that no longer
+/// reads back as the state's update is named by its step, though the state (rebuilt from the
+/// snapshot) still loads.
+#[test]
+fn verify_names_a_saved_update_that_no_longer_reads_back_before_the_last_snapshot() {
+    block_on(async {
+        // The state type's name as threads are saved with it, from a thread run to learn it.
+        let store = MemoryStore::new();
+        let once = flow! { step; };
+        let durable = once.durable(store.clone());
+        durable.start("probe", &mut Steps::default()).await.unwrap();
+        let state_type = store.threads().await.unwrap()[0].state_type.clone();
+        let mut claim = store
+            .create(
+                "t",
+                &state_type,
+                &[slateflow::checkpoint::StepRecord::new(0, RecordKind::Start)
+                    .with_snapshot(serde_json::json!({ "count": 0 }))],
+            )
+            .await
+            .unwrap();
+        let mut bad = slateflow::checkpoint::StepRecord::new(0, RecordKind::Input);
+        bad.update = serde_json::json!({ "count": "seven" });
+        store.append(&mut claim, &bad).await.unwrap();
+        let snapshot = slateflow::checkpoint::StepRecord::new(1, RecordKind::Step)
+            .with_snapshot(serde_json::json!({ "count": 5 }));
+        store.append(&mut claim, &snapshot).await.unwrap();
+        drop(claim);
+        assert_eq!(durable.state("t").await.unwrap().count, 5);
+        let error = durable.verify("t").await.unwrap_err();
+        assert!(
+            matches!(&error, Error::Resume { thread, step: 0, reason }
+                if thread == "t" && reason.starts_with("the saved update does not read back")),
+            "{error:?}"
+        );
+        // The store's own check (checksums, order) finds nothing wrong.
+        assert_eq!(store.verify("t").await.unwrap().records, 3);
+    });
+}

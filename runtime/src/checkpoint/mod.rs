@@ -58,6 +58,7 @@ mod memory;
 mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod verify;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -73,6 +74,8 @@ pub(crate) use postgres::{CHANNEL, DatabaseError};
 pub use postgres::{PostgresClaim, PostgresOptions, PostgresStore, Taken};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
+pub(crate) use verify::history as verify_history;
+pub use verify::{Verification, Verified};
 
 /// One saved record of a thread.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -496,6 +499,41 @@ pub trait CheckpointStore: Send + Sync {
     /// # Errors
     /// [`StoreError::UnknownThread`], or the storage's error.
     fn cancel(&self, thread: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Reads a thread's whole history, changing nothing, and checks every record: its checksum,
+    /// that the history begins with the start record and its state, and that steps never go
+    /// backwards. A resume reads only from the last snapshot, so damage before it is found here
+    /// or not at all.
+    ///
+    /// ```
+    /// use slateflow::checkpoint::{CheckpointStore, MemoryStore, RecordKind, StepRecord};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryStore::new();
+    /// let start = StepRecord::new(0, RecordKind::Start).with_snapshot(serde_json::json!({}));
+    /// let mut claim = store.create("t-1", "Counter", &[start]).await?;
+    /// store.append(&mut claim, &StepRecord::new(1, RecordKind::Step)).await?;
+    /// let verified = store.verify("t-1").await?;
+    /// assert_eq!((verified.records, verified.last_step), (2, 1));
+    /// # Ok::<(), slateflow::checkpoint::StoreError>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] naming the first damaged record; [`StoreError::UnknownThread`];
+    /// the storage's error.
+    fn verify(&self, thread: &str) -> impl Future<Output = Result<Verified, StoreError>> + Send {
+        verify::thread(self, thread)
+    }
+
+    /// [`verify`](Self::verify)s every thread of the store, going on past damaged ones: the
+    /// threads found whole, and for each damaged thread the error naming its first damaged
+    /// record.
+    ///
+    /// # Errors
+    /// The storage's error when the threads cannot be listed or read at all.
+    fn verify_all(&self) -> impl Future<Output = Result<Verification, StoreError>> + Send {
+        verify::all(self)
+    }
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference

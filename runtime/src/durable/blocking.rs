@@ -165,6 +165,14 @@ where
         self.runtime.block_on(self.durable.history(thread))
     }
 
+    /// [`Durable::verify`].
+    ///
+    /// # Errors
+    /// As [`Durable::verify`].
+    pub fn verify(&self, thread: &str) -> Result<crate::checkpoint::Verified, Error> {
+        self.runtime.block_on(self.durable.verify(thread))
+    }
+
     /// [`Durable::cancel`].
     ///
     /// # Errors

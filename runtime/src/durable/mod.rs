@@ -89,7 +89,9 @@ use resume::{
     Entries, Resume, Waiting, json_len, paused_status, rebuild, snapshot, state_type, to_json,
 };
 
-use crate::checkpoint::{CheckpointStore, RecordKind, Records, RunStatus, StepRecord, ThreadLog};
+use crate::checkpoint::{
+    CheckpointStore, RecordKind, Records, RunStatus, StepRecord, ThreadLog, Verified,
+};
 pub use crate::checkpoint::{Pause, PauseWhen, ThreadInfo};
 use crate::error::Error;
 use crate::event::{Event, Observer};
@@ -618,6 +620,63 @@ where
             .load(thread, Records::SinceSnapshot)
             .await?
             .status)
+    }
+
+    /// Reads the thread's whole history and checks every record, as
+    /// [`CheckpointStore::verify`] does (checksums, order), and more: the thread was made for
+    /// this state type, and every saved state and update reads back as `S` and its update. A
+    /// resume reads only from the last snapshot; run this to find damage anywhere, before a
+    /// resume needs it, or after changing the state's type.
+    ///
+    /// ```
+    /// use slateflow::checkpoint::MemoryStore;
+    /// use slateflow::{Command, SharedState, flow, node};
+    /// # use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(SharedState, Default, Serialize, Deserialize)]
+    /// struct Counter {
+    ///     #[reducer(add)]
+    ///     count: u64,
+    /// }
+    ///
+    /// #[node]
+    /// fn count(_: &Counter) -> Command<Counter> {
+    ///     Command::new(Counter::update().add_count(1))
+    /// }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let durable = flow! { count; }.durable(MemoryStore::new());
+    /// durable.start("t-1", &mut Counter::default()).await?;
+    /// let verified = durable.verify("t-1").await?;
+    /// assert_eq!(verified.last_step, 1);
+    /// # Ok::<(), slateflow::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Store`] with [`StoreError::Corrupt`](crate::checkpoint::StoreError::Corrupt)
+    /// naming the first damaged record; [`Error::Resume`] naming the step of the first record
+    /// that does not read back as `S`, or a thread of another state type.
+    pub async fn verify(&self, thread: &str) -> Result<Verified, Error> {
+        let log = self.load(thread, Records::All).await?;
+        let verified = crate::checkpoint::verify_history(thread, &log)?;
+        for record in &log.records {
+            let bad = |what: &str, error: serde_json::Error| Error::Resume {
+                thread: thread.to_string(),
+                step: record.step,
+                reason: format!("the saved {what} does not read back: {error}"),
+            };
+            if let Some(snapshot) = &record.snapshot {
+                S::deserialize(snapshot).map_err(|error| bad("state", error))?;
+            }
+            // (A kept part's outcome may be a batch item's output, not an update: a resume
+            // reads it with the node that made it.)
+            if matches!(record.kind, RecordKind::Step | RecordKind::Input) {
+                <S::Update as serde::Deserialize>::deserialize(&record.update)
+                    .map_err(|error| bad("update", error))?;
+            }
+        }
+        Ok(verified)
     }
 
     /// Every thread in the store: id, status (with the keys of its pending pauses), last step and
