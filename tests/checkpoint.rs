@@ -63,6 +63,43 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
 async fn keeps_the_contract(store: &impl CheckpointStore) {
     keeps_records_and_one_writer(store).await;
     refuses_mistakes_and_deletes(store).await;
+    appends_many_in_one_write(store).await;
+}
+
+/// `append_all` saves its records in order, or none of them when one is out of order.
+async fn appends_many_in_one_write(store: &impl CheckpointStore) {
+    let mut claim = store.create("eta", "Triage", &[start()]).await.unwrap();
+    let three = [record(1, "a"), record(2, "b"), record(3, "c")];
+    store.append_all(&mut claim, &three).await.unwrap();
+    let error = store
+        .append_all(&mut claim, &[record(4, "d"), record(4, "again")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            StoreError::OutOfOrder {
+                step: 4,
+                last: 4,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    store.append(&mut claim, &record(4, "d")).await.unwrap();
+    let log = store.load("eta", Records::All).await.unwrap();
+    assert_eq!(log.last_step, 4);
+    assert_eq!(
+        log.records,
+        [
+            start(),
+            record(1, "a"),
+            record(2, "b"),
+            record(3, "c"),
+            record(4, "d")
+        ]
+    );
+    drop(claim);
 }
 
 /// A cancel from `other` (another process, or this one) fences out the run that holds the

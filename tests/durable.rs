@@ -803,3 +803,92 @@ fn verify_names_a_saved_update_that_no_longer_reads_back_before_the_last_snapsho
         assert_eq!(store.verify("t").await.unwrap().records, 3);
     });
 }
+
+/// The store the `watched` node looks at while it runs.
+static WATCHED: std::sync::Mutex<Option<MemoryStore>> = std::sync::Mutex::new(None);
+
+#[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+struct Watched {
+    #[reducer(add)]
+    count: u64,
+    /// For each step, the last step written when its node ran.
+    #[reducer(append)]
+    written_before: Vec<u64>,
+}
+
+/// Ten steps; each notes the last step the store holds as it runs; the seventh fails when the
+/// params say `fail`.
+#[node(actions = ["again", "done"])]
+async fn watched(state: &Watched, context: &Context<'_>) -> Result<Command<Watched>, NodeError> {
+    let store = WATCHED.lock().unwrap().clone().unwrap();
+    let written = store
+        .load("t", slateflow::checkpoint::Records::All)
+        .await?
+        .last_step;
+    if state.count == 6 && context.params().get_str("fail").is_some() {
+        return Err("the seventh step fails".into());
+    }
+    let action = if state.count + 1 < 10 {
+        "again"
+    } else {
+        "done"
+    };
+    Ok(
+        Command::new(Watched::update().add_count(1).push_written_before(written))
+            .with_action(action),
+    )
+}
+
+#[test]
+fn batched_durability_writes_steps_a_batch_at_a_time_and_everything_before_it_stops() {
+    use slateflow::durable::Durability;
+    let run = |durability: Durability, fail: bool| {
+        let store = MemoryStore::new();
+        *WATCHED.lock().unwrap() = Some(store.clone());
+        let params = if fail {
+            slateflow::Params::new().with("fail", "yes")
+        } else {
+            slateflow::Params::new()
+        };
+        let steps = flow! { watched - "again" >> watched; }.with_params(params);
+        let durable = steps.durable(store.clone()).durability(durability);
+        let mut state = Watched::default();
+        let result = block_on(durable.start("t", &mut state));
+        let saved = block_on(durable.state("t")).unwrap();
+        let last = block_on(store.load("t", slateflow::checkpoint::Records::All))
+            .unwrap()
+            .last_step;
+        (result.map(|_| ()), saved, last)
+    };
+    // Every step: each node sees the step before it written.
+    let (result, saved, last) = run(Durability::EveryStep, false);
+    result.unwrap();
+    assert_eq!(saved.written_before, (0..10).collect::<Vec<u64>>());
+    assert_eq!(last, 10);
+    // Four at a time: a node sees the last full write; the end writes the rest.
+    let (result, saved, last) = run(Durability::batched(4), false);
+    result.unwrap();
+    assert_eq!(saved.written_before, [0, 0, 0, 0, 4, 4, 4, 4, 8, 8]);
+    assert_eq!((saved.count, last), (10, 10));
+    // A failure writes the steps before it first: none is lost to the failure itself.
+    let (result, saved, last) = run(Durability::batched(4), true);
+    assert!(
+        matches!(result, Err(Error::NodeFailed { .. })),
+        "the seventh step fails: {result:?}"
+    );
+    assert_eq!(saved.written_before, [0, 0, 0, 0, 4, 4]);
+    assert_eq!((saved.count, last), (6, 6));
+    // A pause after a step is written with it, before the run stops, whatever the batch.
+    let store = MemoryStore::new();
+    *WATCHED.lock().unwrap() = Some(store.clone());
+    let steps = flow! { watched - "again" >> watched; };
+    let durable = steps
+        .durable(store.clone())
+        .durability(Durability::batched(4))
+        .interrupt_after(&["watched"]);
+    let outcome = block_on(durable.start("t", &mut Watched::default())).unwrap();
+    assert_eq!(outcome.pauses().len(), 1);
+    let log = block_on(store.load("t", slateflow::checkpoint::Records::All)).unwrap();
+    assert_eq!(log.last_step, 1);
+    assert_eq!(log.records.last().unwrap().pauses, outcome.pauses());
+}

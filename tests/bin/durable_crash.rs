@@ -8,7 +8,9 @@
 //! thread whose claim is held is waited for a few seconds: a killed process's claim is void once
 //! the server has seen its connections close, a moment after its death. Each step adds 1 to an `add`-reducer
 //! counter and appends its number: a step applied twice or skipped would show. Scenarios:
-//! - `chain`: 100 steps, then the end;
+//! - `chain`: 100 steps, then the end, each step logging its number to `<store path>/runs.log`
+//!   as its node runs; `chain-batched` is the same with steps written 8 at a time
+//!   (`Durability::batched(8)`);
 //! - `questions`: every 10th step asks a question; the program answers each pending pause (again
 //!   after a restart) with its key, and an answer counted twice would show;
 //! - `branch-questions`: a loop over a fork whose first branch is a nested flow; its node asks a
@@ -31,11 +33,13 @@
 use serde::{Deserialize, Serialize};
 use slateflow::batch::{self, Batch, BatchNode};
 use slateflow::checkpoint::{CheckpointStore, FileStore, PostgresStore, SqliteStore, StoreError};
-use slateflow::durable::Outcome;
+use slateflow::durable::{Durability, Outcome};
 use slateflow::{Command, Context, Error, NodeError, Params, SharedState, flow, node};
 
 /// Steps in a whole run.
 const STEPS: u64 = 100;
+/// Steps per write in `chain-batched`.
+const BATCHED: u32 = 8;
 
 #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
 struct Counter {
@@ -59,6 +63,19 @@ fn begin(_: &Counter) -> Command<Counter> {
 #[node(actions = ["again", "done"])]
 fn tick(counter: &Counter) -> Command<Counter> {
     tick_command(counter)
+}
+
+/// As `tick`, logging each step it runs to the `runs` file of its params first.
+#[node(actions = ["again", "done"])]
+fn logged(counter: &Counter, context: &Context<'_>) -> Result<Command<Counter>, NodeError> {
+    use std::io::Write;
+    let log = context.params().get_str("runs").unwrap_or_default();
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    writeln!(file, "{}", counter.count + 1)?;
+    Ok(tick_command(counter))
 }
 
 /// As `tick`, asking a question every tenth step.
@@ -225,7 +242,18 @@ async fn run<St: CheckpointStore + 'static>(
     let questions = flow! { begin >> ask; ask - "again" >> ask; };
     let limit = flow! { begin >> spin; spin - "again" >> spin; }.with_max_steps(STEPS + 1);
     match scenario {
-        "chain" => drive(&chain.durable(store).snapshot_every(10), thread).await,
+        "chain" | "chain-batched" => {
+            let log = std::path::Path::new(path).join("runs.log");
+            let counting = flow! { begin >> logged; logged - "again" >> logged; }
+                .with_params(Params::new().with("runs", log.to_str().unwrap()));
+            let durable = counting.durable(store).snapshot_every(10);
+            let durable = if scenario == "chain-batched" {
+                durable.durability(Durability::batched(BATCHED))
+            } else {
+                durable
+            };
+            drive(&durable, thread).await
+        }
         "paused" => {
             let durable = chain.durable(store).interrupt_after(&["begin"]);
             let mut state = Counter::default();

@@ -517,15 +517,30 @@ impl CheckpointStore for FileStore {
     }
 
     async fn append(&self, claim: &mut FileClaim, record: &StepRecord) -> Result<(), StoreError> {
-        check_order(&claim.thread, claim.last_step, record)?;
-        let line = log_line(&claim.thread, record)?;
+        self.append_all(claim, std::slice::from_ref(record)).await
+    }
+
+    /// One write and one flush for all of `records`: a crash leaves a first part of them whole
+    /// (and perhaps a torn line after it).
+    async fn append_all(
+        &self,
+        claim: &mut FileClaim,
+        records: &[StepRecord],
+    ) -> Result<(), StoreError> {
+        let mut last = claim.last_step;
+        let mut lines = Vec::new();
+        for record in records {
+            check_order(&claim.thread, last, record)?;
+            last = record.step;
+            lines.extend_from_slice(&log_line(&claim.thread, record)?);
+        }
         fenced(claim)?;
         claim
             .log
-            .write_all(&line)
+            .write_all(&lines)
             .and_then(|()| claim.log.sync_data())
             .map_err(|source| io(&claim.thread, "append to", &claim.dir.join(LOG), source))?;
-        claim.last_step = record.step;
+        claim.last_step = last;
         Ok(())
     }
 

@@ -151,6 +151,22 @@ impl CheckpointStore for MemoryStore {
         })
     }
 
+    async fn append_all(
+        &self,
+        claim: &mut MemoryClaim,
+        records: &[StepRecord],
+    ) -> Result<(), StoreError> {
+        self.claimed(claim, |thread| {
+            let mut last = thread.last_step();
+            for record in records {
+                check_order(&claim.thread, last, record)?;
+                last = record.step;
+            }
+            thread.records.extend_from_slice(records);
+            Ok(())
+        })
+    }
+
     async fn set_status(
         &self,
         claim: &mut MemoryClaim,

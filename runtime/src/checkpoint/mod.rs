@@ -456,6 +456,26 @@ pub trait CheckpointStore: Send + Sync {
         record: &StepRecord,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Appends `records` to the claimed thread, in order, as one write where the store can (one
+    /// flush, one transaction): after a crash the thread holds all of them, or a first part of
+    /// them, never a later record without an earlier one. By default, one
+    /// [`append`](Self::append) after another.
+    ///
+    /// # Errors
+    /// As [`append`](Self::append); on an error, a first part of `records` may have been saved.
+    fn append_all(
+        &self,
+        claim: &mut Self::Claim,
+        records: &[StepRecord],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async move {
+            for record in records {
+                self.append(claim, record).await?;
+            }
+            Ok(())
+        }
+    }
+
     /// Sets the claimed thread's status.
     ///
     /// # Errors

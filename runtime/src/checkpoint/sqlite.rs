@@ -225,14 +225,17 @@ impl SqliteStore {
         Ok(as_read(status, lock::is_held(&self.lock_path(thread))))
     }
 
-    /// Appends `record` and moves the thread's last step in one transaction, if the claim is
-    /// still the thread's and the last step is the one it knows.
+    /// Appends `records` (with their JSON, `bodies`) and moves the thread's last step in one
+    /// transaction, if the claim is still the thread's and the last step is the one it knows.
     fn insert(
         connection: &Connection,
         claim: &SqliteClaim,
-        record: &StepRecord,
-        body: &str,
+        records: &[StepRecord],
+        bodies: &[String],
     ) -> rusqlite::Result<bool> {
+        let Some(last) = records.last() else {
+            return Ok(true);
+        };
         connection.execute_batch("BEGIN IMMEDIATE")?;
         let moved = connection
             .prepare_cached(
@@ -240,8 +243,8 @@ impl SqliteStore {
                  WHERE id = ?3 AND claim = ?4 AND last_step = ?5",
             )?
             .execute(params![
-                to_i64(record.step),
-                to_i64(record.saved_at_ms),
+                to_i64(last.step),
+                to_i64(last.saved_at_ms),
                 claim.thread,
                 claim.number,
                 to_i64(claim.last_step),
@@ -250,19 +253,20 @@ impl SqliteStore {
             connection.execute_batch("ROLLBACK")?;
             return Ok(false);
         }
-        connection
-            .prepare_cached(
-                "INSERT INTO records (thread, seq, step, snapshot, crc, body) VALUES (?1,
-                     (SELECT COALESCE(MAX(seq), 0) + 1 FROM records WHERE thread = ?1),
-                     ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![
+        let mut insert = connection.prepare_cached(
+            "INSERT INTO records (thread, seq, step, snapshot, crc, body) VALUES (?1,
+                 (SELECT COALESCE(MAX(seq), 0) + 1 FROM records WHERE thread = ?1),
+                 ?2, ?3, ?4, ?5)",
+        )?;
+        for (record, body) in records.iter().zip(bodies) {
+            insert.execute(params![
                 claim.thread,
                 to_i64(record.step),
                 record.snapshot.is_some(),
                 crc32(body.as_bytes()),
                 body,
             ])?;
+        }
         connection.execute_batch("COMMIT")?;
         Ok(true)
     }
@@ -392,12 +396,26 @@ impl CheckpointStore for SqliteStore {
     }
 
     async fn append(&self, claim: &mut SqliteClaim, record: &StepRecord) -> Result<(), StoreError> {
-        check_order(&claim.thread, claim.last_step, record)?;
-        let body = encode(&claim.thread, record)?;
+        self.append_all(claim, std::slice::from_ref(record)).await
+    }
+
+    /// One transaction (one commit) for all of `records`.
+    async fn append_all(
+        &self,
+        claim: &mut SqliteClaim,
+        records: &[StepRecord],
+    ) -> Result<(), StoreError> {
+        let mut last = claim.last_step;
+        let mut bodies = Vec::with_capacity(records.len());
+        for record in records {
+            check_order(&claim.thread, last, record)?;
+            last = record.step;
+            bodies.push(encode(&claim.thread, record)?);
+        }
         let connection = self.connection();
-        match Self::insert(&connection, claim, record, &body) {
+        match Self::insert(&connection, claim, records, &bodies) {
             Ok(true) => {
-                claim.last_step = record.step;
+                claim.last_step = last;
                 Ok(())
             }
             // The claim moved on (another worker claimed the thread, or it was cancelled).

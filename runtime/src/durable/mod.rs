@@ -10,7 +10,9 @@
 //! saved since the last snapshot add up to as many bytes as that snapshot: snapshots never cost
 //! more than the updates, so storage grows linearly with what changed, and resuming reads and
 //! replays at most about a snapshot's worth of updates. [`Durable::snapshot_every`] adds one at
-//! least every `K` steps.
+//! least every `K` steps. [`Durable::durability`] trades that for throughput: steps written
+//! several at a time, in one write, a crash then taking back at most one write's worth (see
+//! [`Durability`] for the exact promise of each mode).
 //!
 //! - [`Durable::resume`] rebuilds the state from the last snapshot and the updates after it, then
 //!   continues from the last saved step: the saved step is never applied twice and its node never
@@ -71,6 +73,7 @@
 //! [`CheckpointStore`] and knows no storage format; stores know no nodes.
 
 mod blocking;
+mod durability;
 mod interrupts;
 mod parts;
 mod recorder;
@@ -83,6 +86,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use blocking::Blocking;
+pub use durability::Durability;
 use interrupts::Interrupts;
 use recorder::Recorder;
 use resume::{
@@ -166,6 +170,7 @@ pub struct Durable<'f, S, G, St> {
     name: String,
     store: Arc<St>,
     snapshot_every: Option<u64>,
+    durability: Durability,
     interrupts: Interrupts,
     /// The observer given to [`Flow::observe`], if the runs are watched.
     observer: Option<Box<dyn Observer + 'f>>,
@@ -245,6 +250,7 @@ where
             name: String::new(),
             store: Arc::new(store),
             snapshot_every: None,
+            durability: Durability::EveryStep,
             interrupts: Interrupts::default(),
             observer,
             restore: None,
@@ -271,6 +277,14 @@ where
     #[must_use]
     pub fn snapshot_every(mut self, steps: u64) -> Self {
         self.snapshot_every = Some(steps.max(1));
+        self
+    }
+
+    /// How often the runs write their steps: each before the next node starts (the default), or
+    /// several at a time, for throughput; see [`Durability`] for what a crash can take back.
+    #[must_use]
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
         self
     }
 
@@ -645,7 +659,8 @@ where
     /// }
     ///
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-    /// let durable = flow! { count; }.durable(MemoryStore::new());
+    /// let counting = flow! { count; };
+    /// let durable = counting.durable(MemoryStore::new());
     /// durable.start("t-1", &mut Counter::default()).await?;
     /// let verified = durable.verify("t-1").await?;
     /// assert_eq!(verified.last_step, 1);
@@ -823,6 +838,8 @@ where
             events: &watch,
             entries: resume.entries,
             snapshot_every: self.snapshot_every,
+            per_write: self.durability.steps(),
+            unsaved: std::sync::Mutex::new(Vec::new()),
             since_snapshot: 0,
             bytes_since_snapshot: 0,
             snapshot_bytes: resume.snapshot_bytes,
@@ -864,6 +881,14 @@ where
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
         let claim = &mut **recorder.claim.get_mut();
+        // Steps not yet written (batched durability) are written before the status.
+        let unsaved = std::mem::take(
+            recorder
+                .unsaved
+                .get_mut()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        Recorder::<S, St>::write(self.store.as_ref(), claim, thread, &watch, &unsaved).await?;
         let status = match &result {
             Ok(action) => RunStatus::Finished {
                 action: (*action).to_string(),
@@ -911,6 +936,7 @@ impl<S, G, St> std::fmt::Debug for Durable<'_, S, G, St> {
             .debug_struct("Durable")
             .field("name", &self.name)
             .field("snapshot_every", &self.snapshot_every)
+            .field("durability", &self.durability)
             .field("interrupts", &self.interrupts)
             .field("observed", &self.observer.is_some())
             .finish_non_exhaustive()

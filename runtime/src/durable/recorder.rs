@@ -32,6 +32,10 @@ pub(super) struct Recorder<'a, S, St: CheckpointStore> {
     pub(super) entries: Entries,
     /// A snapshot at least every this many steps, if set.
     pub(super) snapshot_every: Option<u64>,
+    /// Steps written at a time ([`Durability`](super::Durability)), and those committed but not
+    /// yet written: written before anything else is.
+    pub(super) per_write: usize,
+    pub(super) unsaved: std::sync::Mutex<Vec<StepRecord>>,
     pub(super) since_snapshot: u64,
     /// The JSON bytes of the updates saved since the last snapshot, and that snapshot's.
     pub(super) bytes_since_snapshot: usize,
@@ -111,9 +115,11 @@ impl<S: SharedState, St: CheckpointStore> Recorder<'_, S, St> {
         }))
     }
 
-    /// Appends `record` under the claim, which parts of a step share.
+    /// Appends `record` under the claim, which parts of a step share, after the steps not yet
+    /// written.
     async fn append_shared(&self, record: &StepRecord) -> Result<(), Error> {
         let mut claim = self.claim.lock().await;
+        self.write_unsaved(&mut claim).await?;
         self.store.append(&mut claim, record).await?;
         Ok(())
     }
@@ -195,6 +201,46 @@ impl<S: SharedState, St: CheckpointStore> Recorder<'_, S, St> {
             }
         }
         pauses
+    }
+}
+
+/// Writing steps, whatever the state.
+impl<S, St: CheckpointStore> Recorder<'_, S, St> {
+    /// Writes the steps committed and not yet written, if any.
+    async fn write_unsaved(&self, claim: &mut St::Claim) -> Result<(), Error> {
+        let unsaved = std::mem::take(
+            &mut *self
+                .unsaved
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        Self::write(self.store, claim, self.thread, self.events, &unsaved).await
+    }
+
+    /// Writes `records` (steps) in one write, then says so in the events.
+    pub(super) async fn write(
+        store: &St,
+        claim: &mut St::Claim,
+        thread: &str,
+        events: &dyn EventSink,
+        records: &[StepRecord],
+    ) -> Result<(), Error> {
+        match records {
+            [] => return Ok(()),
+            [record] => store.append(claim, record).await?,
+            _ => store.append_all(claim, records).await?,
+        }
+        if events.observed() {
+            for record in records {
+                events.send(&Event::StepSaved {
+                    thread,
+                    step: record.step,
+                    node: &record.node,
+                    action: &record.action,
+                });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -312,16 +358,35 @@ where
             snapshot,
             ..StepRecord::new(commit.step, RecordKind::Step)
         };
-        self.store.append(self.claim.get_mut(), &record).await?;
         self.kept.clear();
         self.paused.extend(record.pauses.iter().cloned());
-        if self.events.observed() {
-            self.events.send(&Event::StepSaved {
-                thread: self.thread,
-                step: commit.step,
-                node: &record.node,
-                action: &record.action,
-            });
+        let unsaved = self
+            .unsaved
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.per_write == 1 {
+            Self::write(
+                self.store,
+                self.claim.get_mut(),
+                self.thread,
+                self.events,
+                std::slice::from_ref(&record),
+            )
+            .await?;
+        } else {
+            unsaved.push(record);
+            // A pause is written before the run stops at it; the rest when a write is full.
+            if unsaved.len() >= self.per_write || !self.paused.is_empty() {
+                let unsaved = std::mem::take(unsaved);
+                Self::write(
+                    self.store,
+                    self.claim.get_mut(),
+                    self.thread,
+                    self.events,
+                    &unsaved,
+                )
+                .await?;
+            }
         }
         Ok(!self.paused.is_empty())
     }
@@ -450,6 +515,7 @@ impl<S, St: CheckpointStore> ItemJournal for Recorder<'_, S, St> {
                 ..StepRecord::new(at.step.saturating_sub(1), RecordKind::Kept)
             };
             let mut claim = self.claim.lock().await;
+            self.write_unsaved(&mut claim).await?;
             self.store.append(&mut claim, &record).await?;
             Ok(())
         })

@@ -451,6 +451,16 @@ struct NewThread<'a> {
     lease_ms: i64,
 }
 
+/// Appends a record if the claim is still the thread's and its last step is the one the claim
+/// knows, moving the thread on: one statement, so one transaction.
+const APPEND: &str = "WITH moved AS (
+         UPDATE slateflow_threads
+         SET last_step = $2, seq = seq + 1, updated_ms = $3
+         WHERE id = $1 AND claim = $4 AND last_step = $5
+         RETURNING seq)
+     INSERT INTO slateflow_records (thread, seq, step, snapshot, crc, body)
+     SELECT $1, seq, $2, $6, $7, $8 FROM moved";
+
 impl CheckpointStore for PostgresStore {
     type Claim = PostgresClaim;
 
@@ -550,17 +560,7 @@ impl CheckpointStore for PostgresStore {
         // One statement, so one transaction: the thread moves on and the record is saved only if
         // the claim is still the thread's and its last step is the one the claim knows.
         let appended = async {
-            let statement = client
-                .prepare_cached(
-                    "WITH moved AS (
-                         UPDATE slateflow_threads
-                         SET last_step = $2, seq = seq + 1, updated_ms = $3
-                         WHERE id = $1 AND claim = $4 AND last_step = $5
-                         RETURNING seq)
-                     INSERT INTO slateflow_records (thread, seq, step, snapshot, crc, body)
-                     SELECT $1, seq, $2, $6, $7, $8 FROM moved",
-                )
-                .await?;
+            let statement = client.prepare_cached(APPEND).await?;
             client
                 .execute(
                     &statement,
@@ -584,6 +584,61 @@ impl CheckpointStore for PostgresStore {
             return Err(self.refused(&client, &claim.thread).await);
         }
         claim.last_step = record.step;
+        Ok(())
+    }
+
+    /// One transaction (one commit) for all of `records`.
+    async fn append_all(
+        &self,
+        claim: &mut PostgresClaim,
+        records: &[StepRecord],
+    ) -> Result<(), StoreError> {
+        if let [record] = records {
+            return self.append(claim, record).await;
+        }
+        let mut last = claim.last_step;
+        let mut bodies = Vec::with_capacity(records.len());
+        for record in records {
+            check_order(&claim.thread, last, record)?;
+            last = record.step;
+            bodies.push(encode(&claim.thread, record)?);
+        }
+        let mut client = self.client(&claim.thread).await?;
+        let appended = async {
+            let transaction = client.transaction().await?;
+            let statement = transaction.prepare_cached(APPEND).await?;
+            let mut last = claim.last_step;
+            for (record, body) in records.iter().zip(&bodies) {
+                let changed = transaction
+                    .execute(
+                        &statement,
+                        &[
+                            &claim.thread,
+                            &to_i64(record.step),
+                            &to_i64(record.saved_at_ms),
+                            &claim.number,
+                            &to_i64(last),
+                            &record.snapshot.is_some(),
+                            &i64::from(crc32(body.as_bytes())),
+                            body,
+                        ],
+                    )
+                    .await?;
+                if changed != 1 {
+                    // Rolled back when dropped: nothing of the batch is saved.
+                    return Ok(false);
+                }
+                last = record.step;
+            }
+            transaction.commit().await?;
+            Ok::<_, tokio_postgres::Error>(true)
+        }
+        .await
+        .map_err(|error| self.backend(&claim.thread, "append to", error))?;
+        if !appended {
+            return Err(self.refused(&client, &claim.thread).await);
+        }
+        claim.last_step = last;
         Ok(())
     }
 
