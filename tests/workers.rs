@@ -724,3 +724,70 @@ fn a_cancelled_thread_is_not_resumed_nor_updated() {
         assert!(store.take_runnable(&["jobs"]).await.unwrap().is_none());
     });
 }
+
+#[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+struct Tally {
+    #[reducer(add)]
+    count: u64,
+}
+
+#[node(actions = ["again", "done"])]
+async fn tally(state: &Tally) -> slateflow::Command<Tally> {
+    // Yields, so that the worker's other runs and its lease keeper interleave with the writes.
+    tokio::task::yield_now().await;
+    let action = if state.count + 1 < 100 {
+        "again"
+    } else {
+        "done"
+    };
+    slateflow::Command::new(Tally::update().add_count(1)).with_action(action)
+}
+
+#[test]
+fn a_worker_runs_threads_whose_steps_are_written_in_batches() {
+    let Some(url) = database("batched") else {
+        return;
+    };
+    runtime().block_on(async {
+        // A short lease: its keeper renews the claims while the runs write.
+        let store = PostgresStore::options()
+            .lease(Duration::from_millis(300))
+            .connect(&url)
+            .await
+            .unwrap();
+        let tallies = flow! { tally - "again" >> tally; };
+        let durable = || {
+            tallies
+                .durable(store.clone())
+                .named("tally")
+                .durability(slateflow::durable::Durability::batched(16))
+        };
+        let client = durable();
+        for index in 0..32 {
+            client
+                .submit(&format!("tally-{index}"), &Tally::default())
+                .await
+                .unwrap();
+        }
+        let report = Worker::new(store.clone())
+            .flow(durable())
+            .run(async {
+                for index in 0..32 {
+                    until(&client, &format!("tally-{index}"), |status| {
+                        !matches!(status, RunStatus::Queued | RunStatus::Running)
+                    })
+                    .await;
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!(report.failed, Vec::<(String, String)>::new(), "{report:?}");
+        assert_eq!(report.finished, 32, "{report:?}");
+        for index in 0..32 {
+            let thread = format!("tally-{index}");
+            assert_eq!(client.state(&thread).await.unwrap().count, 100);
+            let verified = client.verify(&thread).await.unwrap();
+            assert_eq!((verified.last_step, verified.records), (100, 101));
+        }
+    });
+}

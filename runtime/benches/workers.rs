@@ -1,5 +1,6 @@
 //! Durable steps per second with 1, 2 and 4 workers sharing one PostgreSQL database, against the
-//! SQLite store in the same run.
+//! SQLite store in the same run, with each durability mode: every step written before the next
+//! (the default) and steps written 16 at a time (`Durability::batched(16)`).
 //!
 //! `cargo bench -p slateflow --features postgres,sqlite --bench workers` starts a throw-away
 //! PostgreSQL server that flushes every commit (Debian's `postgresql` package must be installed;
@@ -8,8 +9,8 @@
 //! writer); with PostgreSQL, by 1, 2 or 4 workers, each on a thread of its own with its own
 //! connection pool, as separate processes would be, running up to 8 threads at once. The time
 //! runs from the workers' start to the last saved record. Figures are steps per second and the
-//! ratio to SQLite; both are bound by the disk's flushes, so only the ratios carry over to
-//! another machine.
+//! ratio to SQLite writing every step; all are bound by the disk's flushes, so only the ratios
+//! carry over to another machine.
 
 #[allow(dead_code, unreachable_pub)]
 #[path = "../../tests/support/postgres.rs"]
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use postgres::runtime;
 use slateflow::checkpoint::{CheckpointStore, PostgresStore, SqliteStore};
+use slateflow::durable::Durability;
 use slateflow::worker::Worker;
 use support::{Counter, chain_of_100};
 
@@ -30,12 +32,14 @@ const THREADS: u32 = 32;
 const STEPS: u32 = 100;
 
 /// Steps per second of the SQLite store, one thread after another.
-fn sqlite() -> f64 {
+fn sqlite(durability: Durability) -> f64 {
     let root = std::env::temp_dir().join(format!("slateflow-bench-workers-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).unwrap();
     let chain = chain_of_100();
-    let durable = chain.durable(SqliteStore::open(root.join("runs.db")).unwrap());
+    let durable = chain
+        .durable(SqliteStore::open(root.join("runs.db")).unwrap())
+        .durability(durability);
     let runtime = runtime();
     let start = Instant::now();
     for thread in 0..THREADS {
@@ -51,9 +55,10 @@ fn sqlite() -> f64 {
 }
 
 /// Steps per second of `workers` workers on a fresh database.
-fn postgres(workers: usize) -> f64 {
-    let url = postgres::durable_database(&format!("bench-{workers}"))
-        .expect("the workers benchmark needs PostgreSQL");
+fn postgres(workers: usize, durability: Durability) -> f64 {
+    let url =
+        postgres::durable_database(&format!("bench-{}-{workers}", durability_name(durability)))
+            .expect("the workers benchmark needs PostgreSQL");
     let runtime = runtime();
     let store = runtime.block_on(PostgresStore::connect(&url)).unwrap();
     let chain = chain_of_100();
@@ -69,7 +74,7 @@ fn postgres(workers: usize) -> f64 {
     let handles: Vec<_> = (0..workers)
         .map(|_| {
             let (url, done) = (url.clone(), Arc::clone(&done));
-            std::thread::spawn(move || work(&url, &done))
+            std::thread::spawn(move || work(&url, &done, durability))
         })
         .collect();
     // Waits for every thread to finish, then reads when the last record was saved.
@@ -88,6 +93,14 @@ fn postgres(workers: usize) -> f64 {
                     .max()
                     .unwrap();
             }
+            if let Some(failed) = threads.iter().find(|thread| {
+                matches!(
+                    thread.status,
+                    slateflow::checkpoint::RunStatus::Failed { .. }
+                )
+            }) {
+                panic!("a run failed: {failed:?}");
+            }
             assert!(
                 start.elapsed() < Duration::from_secs(600),
                 "the workers never finished"
@@ -103,13 +116,18 @@ fn postgres(workers: usize) -> f64 {
 }
 
 /// One worker, until `done`.
-fn work(url: &str, done: &AtomicBool) {
+fn work(url: &str, done: &AtomicBool, durability: Durability) {
     let runtime = runtime();
     runtime.block_on(async {
         let store = PostgresStore::connect(url).await.unwrap();
         let chain = chain_of_100();
         let report = Worker::new(store.clone())
-            .flow(chain.durable(store.clone()).named("chain"))
+            .flow(
+                chain
+                    .durable(store.clone())
+                    .named("chain")
+                    .durability(durability),
+            )
             .concurrency(8)
             .poll(Duration::from_millis(50))
             .run(async {
@@ -136,14 +154,30 @@ fn main() {
         );
         return;
     }
-    let baseline = sqlite();
-    println!("SQLite store, one process              {baseline:>9.0} steps/s   1.00x");
-    for workers in [1, 2, 4] {
-        let steps = postgres(workers);
+    let mut baseline = None;
+    for durability in [Durability::EveryStep, Durability::batched(16)] {
+        let name = durability_name(durability);
+        let sqlite = sqlite(durability);
+        let baseline = *baseline.get_or_insert(sqlite);
         println!(
-            "PostgreSQL, {workers} worker{} (8 runs each)   {steps:>9.0} steps/s   {:.2}x",
-            if workers == 1 { " " } else { "s" },
-            steps / baseline
+            "{name:<11} SQLite store, one process              {sqlite:>9.0} steps/s   {:.2}x",
+            sqlite / baseline
         );
+        for workers in [1, 2, 4] {
+            let steps = postgres(workers, durability);
+            println!(
+                "{name:<11} PostgreSQL, {workers} worker{} (8 runs each)   {steps:>9.0} steps/s   \
+                 {:.2}x",
+                if workers == 1 { " " } else { "s" },
+                steps / baseline
+            );
+        }
+    }
+}
+
+fn durability_name(durability: Durability) -> &'static str {
+    match durability {
+        Durability::EveryStep => "every-step",
+        _ => "batched-16",
     }
 }

@@ -461,6 +461,19 @@ const APPEND: &str = "WITH moved AS (
      INSERT INTO slateflow_records (thread, seq, step, snapshot, crc, body)
      SELECT $1, seq, $2, $6, $7, $8 FROM moved";
 
+/// As [`APPEND`], for many records at once, given as arrays ($7 steps, $8 snapshot flags, $9
+/// checksums, $10 bodies, $6 of each): their sequence numbers follow the thread's.
+const APPEND_ALL: &str = "WITH moved AS (
+         UPDATE slateflow_threads
+         SET last_step = $2, seq = seq + $6, updated_ms = $3
+         WHERE id = $1 AND claim = $4 AND last_step = $5
+         RETURNING seq)
+     INSERT INTO slateflow_records (thread, seq, step, snapshot, crc, body)
+     SELECT $1, moved.seq - $6 + r.ord, r.step, r.snapshot, r.crc, r.body
+     FROM moved,
+          UNNEST($7::BIGINT[], $8::BOOLEAN[], $9::BIGINT[], $10::TEXT[])
+              WITH ORDINALITY AS r(step, snapshot, crc, body, ord)";
+
 impl CheckpointStore for PostgresStore {
     type Claim = PostgresClaim;
 
@@ -587,55 +600,58 @@ impl CheckpointStore for PostgresStore {
         Ok(())
     }
 
-    /// One transaction (one commit) for all of `records`.
+    /// One statement (one transaction, one round trip) for all of `records`: no transaction is
+    /// left open across awaits, holding the thread's row while the run is not polled.
     async fn append_all(
         &self,
         claim: &mut PostgresClaim,
         records: &[StepRecord],
     ) -> Result<(), StoreError> {
-        if let [record] = records {
-            return self.append(claim, record).await;
-        }
+        let last_record = match records {
+            [] => return Ok(()),
+            [record] => return self.append(claim, record).await,
+            [.., last] => last,
+        };
         let mut last = claim.last_step;
-        let mut bodies = Vec::with_capacity(records.len());
+        let (mut steps, mut snapshots, mut crcs, mut bodies) = (
+            Vec::with_capacity(records.len()),
+            Vec::with_capacity(records.len()),
+            Vec::with_capacity(records.len()),
+            Vec::with_capacity(records.len()),
+        );
         for record in records {
             check_order(&claim.thread, last, record)?;
             last = record.step;
-            bodies.push(encode(&claim.thread, record)?);
+            let body = encode(&claim.thread, record)?;
+            steps.push(to_i64(record.step));
+            snapshots.push(record.snapshot.is_some());
+            crcs.push(i64::from(crc32(body.as_bytes())));
+            bodies.push(body);
         }
-        let mut client = self.client(&claim.thread).await?;
+        let client = self.client(&claim.thread).await?;
         let appended = async {
-            let transaction = client.transaction().await?;
-            let statement = transaction.prepare_cached(APPEND).await?;
-            let mut last = claim.last_step;
-            for (record, body) in records.iter().zip(&bodies) {
-                let changed = transaction
-                    .execute(
-                        &statement,
-                        &[
-                            &claim.thread,
-                            &to_i64(record.step),
-                            &to_i64(record.saved_at_ms),
-                            &claim.number,
-                            &to_i64(last),
-                            &record.snapshot.is_some(),
-                            &i64::from(crc32(body.as_bytes())),
-                            body,
-                        ],
-                    )
-                    .await?;
-                if changed != 1 {
-                    // Rolled back when dropped: nothing of the batch is saved.
-                    return Ok(false);
-                }
-                last = record.step;
-            }
-            transaction.commit().await?;
-            Ok::<_, tokio_postgres::Error>(true)
+            let statement = client.prepare_cached(APPEND_ALL).await?;
+            client
+                .execute(
+                    &statement,
+                    &[
+                        &claim.thread,
+                        &to_i64(last_record.step),
+                        &to_i64(last_record.saved_at_ms),
+                        &claim.number,
+                        &to_i64(claim.last_step),
+                        &to_i64(records.len() as u64),
+                        &steps,
+                        &snapshots,
+                        &crcs,
+                        &bodies,
+                    ],
+                )
+                .await
         }
         .await
         .map_err(|error| self.backend(&claim.thread, "append to", error))?;
-        if !appended {
+        if appended != records.len() as u64 {
             return Err(self.refused(&client, &claim.thread).await);
         }
         claim.last_step = last;
