@@ -939,3 +939,110 @@ fn verify_finds_damage_a_resume_would_not_read_in_a_postgres_store() {
         .await;
     });
 }
+
+/// Whether each connection the store named `application` keeps is encrypted, as the server sees
+/// it.
+fn encrypted(application: &str) -> Vec<bool> {
+    sql(
+        "tls",
+        &format!(
+            "SELECT ssl FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+             WHERE application_name = '{application}'"
+        ),
+    )
+    .lines()
+    .map(|line| line == "t")
+    .collect()
+}
+
+#[test]
+fn postgres_connections_use_tls_as_the_sslmode_asks() {
+    let Some(url) = database("tls") else {
+        return;
+    };
+    let Some((ca, other_ca)) = support::postgres::certificates() else {
+        eprintln!("skipped: a server of your own (SLATEFLOW_TEST_POSTGRES) has no test authority");
+        return;
+    };
+    // The server's certificate names `localhost`; `url` reaches it by address.
+    let by_name = url.replace("127.0.0.1", "localhost");
+    let (ca, other_ca) = (ca.display().to_string(), other_ca.display().to_string());
+    runtime().block_on(async {
+        let connect = |url: String| async move { PostgresStore::connect(&url).await };
+        // Checked in full: the authority signed it, for the host connected to. A store works.
+        let store = connect(format!(
+            "{by_name}?sslmode=verify-full&sslrootcert={ca}&application_name=full"
+        ))
+        .await
+        .unwrap();
+        let mut claim = store.create("t", "S", &[start()]).await.unwrap();
+        store.append(&mut claim, &record(1, "a")).await.unwrap();
+        drop(claim);
+        assert_eq!(store.load("t", Records::All).await.unwrap().last_step, 1);
+        let sessions = encrypted("full");
+        assert!(
+            !sessions.is_empty() && sessions.iter().all(|&tls| tls),
+            "{sessions:?}"
+        );
+
+        // The certificate is not for the address: `verify-full` refuses, `verify-ca` does not.
+        let error = connect(format!("{url}?sslmode=verify-full&sslrootcert={ca}"))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("`postgres://slateflow@127.0.0.1")
+                && error.contains("certificate not valid for name"),
+            "{error}"
+        );
+        // (Each store is kept while the server is asked about its connections.)
+        let _ca_store = connect(format!(
+            "{url}?sslmode=verify-ca&sslrootcert={ca}&application_name=ca"
+        ))
+        .await
+        .unwrap();
+        assert_eq!(encrypted("ca").first(), Some(&true));
+
+        // Signed by an authority the client does not trust: refused, whatever the name.
+        let error = connect(format!(
+            "{by_name}?sslmode=verify-full&sslrootcert={other_ca}"
+        ))
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("UnknownIssuer"), "{error}");
+
+        // `require` encrypts without checking; `disable` does not encrypt; the default, `prefer`,
+        // encrypts when the server offers it, as this one does.
+        for (mode, application, tls) in [
+            ("sslmode=require&", "required", true),
+            ("sslmode=disable&", "disabled", false),
+            ("", "preferred", true),
+        ] {
+            let _store = connect(format!("{url}?{mode}application_name={application}"))
+                .await
+                .unwrap();
+            assert_eq!(encrypted(application).first(), Some(&tls), "{mode}");
+        }
+
+        // Mistakes say what is wrong.
+        let error = connect(format!("{url}?sslmode=verify")).await.unwrap_err();
+        assert!(
+            error.to_string().contains(
+                "sslmode `verify` is not one of disable, prefer, require, verify-ca, verify-full"
+            ),
+            "{error}"
+        );
+        let error = connect(format!(
+            "{url}?sslmode=verify-full&sslrootcert=/nowhere/ca.pem"
+        ))
+        .await
+        .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("cannot read sslrootcert `/nowhere/ca.pem`"),
+            "{error}"
+        );
+    });
+}

@@ -31,7 +31,7 @@ use futures_util::{StreamExt, stream};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
 use crate::checkpoint::{CHANNEL, DatabaseError, PostgresStore, StoreError, Taken};
 use crate::durable::{Durable, Outcome};
@@ -405,7 +405,8 @@ impl Listener {
             path: store.database().to_path_buf(),
             source: Box::new(DatabaseError::from(&error)),
         };
-        let (client, mut connection) = store.config().connect(NoTls).await.map_err(failed)?;
+        let (config, tls) = store.config();
+        let (client, mut connection) = config.connect(tls).await.map_err(failed)?;
         let wake = Arc::new(Notify::new());
         let woken = Arc::clone(&wake);
         tokio::spawn(async move {

@@ -7,6 +7,9 @@
 //! `SLATEFLOW_TEST_POSTGRES=postgres://user@host:port` uses a server of your own instead (the user
 //! must be allowed to create databases). When no server can be started, [`database`] says why and
 //! the test is skipped, unless `SLATEFLOW_REQUIRE_POSTGRES=1` is set (as CI does): then it fails.
+//!
+//! Our server speaks TLS (`ssl=on`) with a certificate for `localhost` made at its start by an
+//! authority made then too ([`certificates`]).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -20,6 +23,90 @@ pub(crate) struct Server {
     port: u16,
     user: String,
     bin: Option<PathBuf>,
+    /// The folder of the certificates the server's TLS uses (ours only).
+    certificates: Option<PathBuf>,
+}
+
+/// The authorities of the test server's TLS, made when it started: `ca.pem` signed its
+/// certificate (for the name `localhost`, not for `127.0.0.1`); `other-ca.pem` signed nothing it
+/// shows. `None` on a server of the developer's own.
+pub(crate) fn certificates() -> Option<(PathBuf, PathBuf)> {
+    let Some(Ok(server)) = SERVER.get() else {
+        panic!("no test server: call `database` first");
+    };
+    let dir = server.certificates.as_ref()?;
+    Some((dir.join("ca.pem"), dir.join("other-ca.pem")))
+}
+
+/// Makes two authorities and a certificate for `localhost` signed by the first, in `dir`, with
+/// the `openssl` program (which Debian's `postgresql` brings, through `ssl-cert`).
+fn make_certificates(dir: &Path) -> Result<(), String> {
+    let openssl = |args: &[&str]| {
+        run(
+            Command::new("openssl").current_dir(dir).args(args),
+            &format!("openssl {}", args[0]),
+        )
+    };
+    let key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    for ca in ["ca", "other-ca"] {
+        let (key_file, pem, subject) = (
+            format!("{ca}.key"),
+            format!("{ca}.pem"),
+            format!("/CN=slateflow test {ca}"),
+        );
+        let mut args = vec!["req", "-x509"];
+        args.extend(key);
+        args.extend([
+            "-keyout", &key_file, "-out", &pem, "-days", "2", "-subj", &subject,
+        ]);
+        openssl(&args)?;
+    }
+    let mut args = vec!["req"];
+    args.extend(key);
+    args.extend([
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    openssl(&args)?;
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n\
+         extendedKeyUsage=serverAuth\n",
+    )
+    .map_err(|error| format!("server.ext: {error}"))?;
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ])?;
+    // PostgreSQL refuses a key others can read.
+    std::fs::set_permissions(
+        dir.join("server.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .map_err(|error| format!("server.key: {error}"))
 }
 
 static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
@@ -109,10 +196,16 @@ fn start(fsync: bool) -> Result<Server, String> {
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).map_err(|error| format!("{}: {error}", root.display()))?;
     let data = root.join("data");
+    let certificates = root.join("certificates");
+    std::fs::create_dir_all(&certificates)
+        .map_err(|error| format!("{}: {error}", certificates.display()))?;
+    make_certificates(&certificates)?;
     let as_postgres = is_root();
     if as_postgres {
         run(
-            Command::new("chown").args(["postgres:postgres"]).arg(&root),
+            Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&root),
             "chown",
         )?;
     }
@@ -145,9 +238,12 @@ fn start(fsync: bool) -> Result<Server, String> {
     )?;
     let port = free_port()?;
     let options = format!(
-        "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync={} -c max_connections=200",
+        "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync={} -c max_connections=200 \
+         -c ssl=on -c ssl_cert_file={cert} -c ssl_key_file={key}",
         root.display(),
-        if fsync { "on" } else { "off" }
+        if fsync { "on" } else { "off" },
+        cert = certificates.join("server.pem").display(),
+        key = certificates.join("server.key").display(),
     );
     run(
         tool("pg_ctl")
@@ -165,6 +261,7 @@ fn start(fsync: bool) -> Result<Server, String> {
         port,
         user: user.into(),
         bin: Some(bin),
+        certificates: Some(certificates),
     })
 }
 
@@ -184,6 +281,7 @@ fn own_server(url: &str) -> Result<Server, String> {
             .map_err(|_| format!("SLATEFLOW_TEST_POSTGRES `{url}` has no valid port"))?,
         user: user.to_string(),
         bin: None,
+        certificates: None,
     })
 }
 

@@ -9,16 +9,18 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::sync::Notify;
 use tokio_postgres::config::Host;
-use tokio_postgres::{Config, IsolationLevel, NoTls};
+use tokio_postgres::{Config, IsolationLevel};
 
 mod alive;
 mod queue;
+mod tls;
 
 use alive::{owner_gone, owner_key};
 
 pub(crate) use queue::CHANNEL;
 pub use queue::Taken;
 use queue::keep_leases;
+pub(crate) use tls::Tls;
 
 use super::{
     CheckpointStore, RecordKind, Records, RunStatus, StepRecord, StoreError, ThreadInfo, ThreadLog,
@@ -119,18 +121,18 @@ impl PostgresOptions {
     /// be reached or the tables cannot be made; [`StoreError::Corrupt`] when the database holds
     /// another version of the tables.
     pub async fn connect(self, url: &str) -> Result<PostgresStore, StoreError> {
-        let config: Config = url.parse().map_err(|error| {
+        let (config, tls) = tls::read(url).map_err(|reason| {
             backend_error(
                 "",
                 "read the connection string",
                 std::path::Path::new("the PostgreSQL database"),
-                error,
+                DatabaseError(reason),
             )
         })?;
         let place = describe(&config);
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -142,6 +144,7 @@ impl PostgresOptions {
         let inner = Arc::new(Inner {
             pool,
             config,
+            tls,
             place,
             owner: owner_id(),
             lease_ms: i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX),
@@ -184,8 +187,11 @@ impl PostgresOptions {
 /// dropped in a live process is given up at once; a killed process's claims lapse after the
 /// lease ([`PostgresOptions::lease`]), and until then the thread reads as running.
 ///
-/// Connections are plain TCP or Unix sockets, without TLS: keep the database on a private
-/// network.
+/// Connections use TLS as the URL's `sslmode` asks (`disable`, `prefer` (the default),
+/// `require`, `verify-ca`, `verify-full`, with the authorities of `sslrootcert` or else
+/// Mozilla's), in Rust, without the system's OpenSSL: a managed database that requires TLS is
+/// reached with `?sslmode=verify-full&sslrootcert=/path/to/its-ca.pem`. `prefer` and `require`
+/// encrypt but do not check whose certificate it is; `verify-full` does.
 ///
 /// ```no_run
 /// use slateflow::checkpoint::{CheckpointStore, PostgresStore, RecordKind, Records, StepRecord};
@@ -205,6 +211,8 @@ pub struct PostgresStore {
 struct Inner {
     pool: Pool,
     config: Config,
+    /// Makes the TLS sessions the URL's `sslmode` asks for.
+    tls: Tls,
     /// Where the database is, for errors (no password).
     place: PathBuf,
     /// Names this store's claims in the table.
@@ -226,7 +234,7 @@ struct Inner {
 impl Inner {
     /// A connection of its own, outside the pool, driven by a task of its own.
     async fn connect_one(&self) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-        let (client, connection) = self.config.connect(NoTls).await?;
+        let (client, connection) = self.config.connect(self.tls.clone()).await?;
         tokio::spawn(connection);
         Ok(client)
     }
@@ -316,9 +324,9 @@ impl PostgresStore {
         Duration::from_millis(u64::try_from(self.inner.lease_ms).unwrap_or(0))
     }
 
-    /// The connection settings, for a connection of its own (a worker's `LISTEN`).
-    pub(crate) fn config(&self) -> &Config {
-        &self.inner.config
+    /// The connection settings and TLS, for a connection of its own (a worker's `LISTEN`).
+    pub(crate) fn config(&self) -> (&Config, Tls) {
+        (&self.inner.config, self.inner.tls.clone())
     }
 
     async fn client(&self, thread: &str) -> Result<deadpool_postgres::Object, StoreError> {
