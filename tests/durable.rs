@@ -544,15 +544,11 @@ fn a_batch_flow_is_saved_as_one_step_and_runs_again_whole_after_a_failure() {
         ["", "a", "batch"],
         "the batch's six inner steps are one record"
     );
-    // Its runs were kept as they finished, until the step was saved.
-    let kept: Vec<(&str, &str, u64)> = history
-        .iter()
-        .filter(|entry| entry.kind == RecordKind::Kept)
-        .map(|entry| (entry.node.as_str(), entry.key.as_str(), entry.steps))
-        .collect();
-    assert_eq!(
-        kept,
-        [("batch", "0", 2), ("batch", "1", 2), ("batch", "2", 2)]
+    // Its runs were kept as they finished, until the step was saved; then they were removed (the
+    // step's record holds their merged update).
+    assert!(
+        history.iter().all(|entry| entry.kind != RecordKind::Kept),
+        "{history:?}"
     );
     heal(test, "d");
     let (resumed, _) = block_on(durable.resume(test)).unwrap();

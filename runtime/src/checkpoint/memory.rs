@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::{
-    CheckpointStore, Records, RunStatus, StepRecord, StoreError, ThreadInfo, ThreadLog, as_read,
-    check_new, check_order, check_thread_id,
+    CheckpointStore, RecordKind, Records, RunStatus, StepRecord, StoreError, ThreadInfo, ThreadLog,
+    as_read, check_new, check_order, check_thread_id,
 };
 
 /// Keeps threads in memory: fast, and gone with the process. For tests.
@@ -163,6 +163,16 @@ impl CheckpointStore for MemoryStore {
                 last = record.step;
             }
             thread.records.extend_from_slice(records);
+            Ok(())
+        })
+    }
+
+    async fn compact(&self, claim: &mut MemoryClaim, step: u64) -> Result<(), StoreError> {
+        self.claimed(claim, |thread| {
+            thread.records.retain(|record| {
+                record.step >= step
+                    || !matches!(record.kind, RecordKind::Kept | RecordKind::Discard)
+            });
             Ok(())
         })
     }

@@ -476,6 +476,25 @@ pub trait CheckpointStore: Send + Sync {
         }
     }
 
+    /// Removes the claimed thread's [`Kept`](RecordKind::Kept) and
+    /// [`Discard`](RecordKind::Discard) records at steps before `step`: the parts kept for a step
+    /// that is saved since (its record holds their merged update) or that were voided. Nothing a
+    /// resume, a read of the state or [`verify`](Self::verify) needs is removed. By default
+    /// nothing is removed; the memory, SQLite and PostgreSQL stores remove them, the file store
+    /// keeps them (its log is only ever appended to).
+    ///
+    /// # Errors
+    /// The storage's error; [`StoreError::Claimed`] or [`StoreError::Cancelled`] for a claim that
+    /// is no longer the thread's.
+    fn compact(
+        &self,
+        claim: &mut Self::Claim,
+        step: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = (claim, step);
+        async { Ok(()) }
+    }
+
     /// Sets the claimed thread's status.
     ///
     /// # Errors

@@ -427,6 +427,21 @@ impl CheckpointStore for SqliteStore {
         }
     }
 
+    async fn compact(&self, claim: &mut SqliteClaim, step: u64) -> Result<(), StoreError> {
+        let connection = self.connection();
+        connection
+            .prepare_cached(
+                "DELETE FROM records WHERE thread = ?1 AND step < ?2
+                 AND json_extract(body, '$.kind') IN ('kept', 'discard')
+                 AND EXISTS (SELECT 1 FROM threads WHERE id = ?1 AND claim = ?3)",
+            )
+            .and_then(|mut statement| {
+                statement.execute(params![claim.thread, to_i64(step), claim.number])
+            })
+            .map_err(|error| self.backend(&claim.thread, "compact", error))?;
+        Ok(())
+    }
+
     async fn set_status(
         &self,
         claim: &mut SqliteClaim,

@@ -21,7 +21,8 @@
 //!   resumes.
 //! - A fork is saved as one step (its merged update), and so is a batch flow. Their parts are
 //!   kept as they finish, before the step is saved: each branch of a fork, each run of a batch
-//!   flow (sequential or concurrent) is saved as a [`RecordKind::Kept`] record. A resume after
+//!   flow (sequential or concurrent) is saved as a [`RecordKind::Kept`] record (removed once the
+//!   step is saved, by the stores that can: [`CheckpointStore::compact`]). A resume after
 //!   a failure or a crash inside the step runs only the parts that did not finish, then merges
 //!   all of them in written order and saves the step once, with the step numbers of an
 //!   uninterrupted run. An input at the step ([`Durable::update`], [`Durable::answer`])
@@ -840,6 +841,8 @@ where
             snapshot_every: self.snapshot_every,
             per_write: self.durability.steps(),
             unsaved: std::sync::Mutex::new(Vec::new()),
+            // A resumed thread may hold parts kept, or voided, by an earlier attempt.
+            compact_due: std::sync::atomic::AtomicBool::new(resume.steps > 0),
             since_snapshot: 0,
             bytes_since_snapshot: 0,
             snapshot_bytes: resume.snapshot_bytes,
@@ -888,7 +891,15 @@ where
                 .get_mut()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
-        Recorder::<S, St>::write(self.store.as_ref(), claim, thread, &watch, &unsaved).await?;
+        Recorder::<S, St>::write(
+            self.store.as_ref(),
+            claim,
+            thread,
+            &watch,
+            &unsaved,
+            &recorder.compact_due,
+        )
+        .await?;
         let status = match &result {
             Ok(action) => RunStatus::Finished {
                 action: (*action).to_string(),

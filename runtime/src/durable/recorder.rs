@@ -4,6 +4,7 @@
 //! the parts of a step (fork branches, batch flow runs, batch items) as they finish.
 
 use std::marker::PhantomData;
+use std::sync::atomic::Ordering::Relaxed;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -36,6 +37,9 @@ pub(super) struct Recorder<'a, S, St: CheckpointStore> {
     /// yet written: written before anything else is.
     pub(super) per_write: usize,
     pub(super) unsaved: std::sync::Mutex<Vec<StepRecord>>,
+    /// Kept or voided parts may be in the store at a step before the next one written: removed
+    /// once that step is written ([`CheckpointStore::compact`]).
+    pub(super) compact_due: std::sync::atomic::AtomicBool,
     pub(super) since_snapshot: u64,
     /// The JSON bytes of the updates saved since the last snapshot, and that snapshot's.
     pub(super) bytes_since_snapshot: usize,
@@ -121,6 +125,7 @@ impl<S: SharedState, St: CheckpointStore> Recorder<'_, S, St> {
         let mut claim = self.claim.lock().await;
         self.write_unsaved(&mut claim).await?;
         self.store.append(&mut claim, record).await?;
+        self.compact_due.store(true, Relaxed);
         Ok(())
     }
 
@@ -214,21 +219,36 @@ impl<S, St: CheckpointStore> Recorder<'_, S, St> {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
-        Self::write(self.store, claim, self.thread, self.events, &unsaved).await
+        Self::write(
+            self.store,
+            claim,
+            self.thread,
+            self.events,
+            &unsaved,
+            &self.compact_due,
+        )
+        .await
     }
 
-    /// Writes `records` (steps) in one write, then says so in the events.
+    /// Writes `records` (steps) in one write, then says so in the events; then removes the parts
+    /// kept for the steps written, when some may be in the store (`compact_due`).
     pub(super) async fn write(
         store: &St,
         claim: &mut St::Claim,
         thread: &str,
         events: &dyn EventSink,
         records: &[StepRecord],
+        compact_due: &std::sync::atomic::AtomicBool,
     ) -> Result<(), Error> {
         match records {
             [] => return Ok(()),
             [record] => store.append(claim, record).await?,
             _ => store.append_all(claim, records).await?,
+        }
+        if let Some(last) = records.last()
+            && compact_due.swap(false, Relaxed)
+        {
+            store.compact(claim, last.step).await?;
         }
         if events.observed() {
             for record in records {
@@ -371,6 +391,7 @@ where
                 self.thread,
                 self.events,
                 std::slice::from_ref(&record),
+                &self.compact_due,
             )
             .await?;
         } else {
@@ -384,6 +405,7 @@ where
                     self.thread,
                     self.events,
                     &unsaved,
+                    &self.compact_due,
                 )
                 .await?;
             }
@@ -517,6 +539,7 @@ impl<S, St: CheckpointStore> ItemJournal for Recorder<'_, S, St> {
             let mut claim = self.claim.lock().await;
             self.write_unsaved(&mut claim).await?;
             self.store.append(&mut claim, &record).await?;
+            self.compact_due.store(true, Relaxed);
             Ok(())
         })
     }

@@ -484,6 +484,22 @@ impl CheckpointStore for PostgresStore {
         Ok(())
     }
 
+    async fn compact(&self, claim: &mut PostgresClaim, step: u64) -> Result<(), StoreError> {
+        let client = self.client(&claim.thread).await?;
+        let statement = "DELETE FROM slateflow_records WHERE thread = $1 AND step < $2
+             AND (body::jsonb)->>'kind' IN ('kept', 'discard')
+             AND EXISTS (SELECT 1 FROM slateflow_threads WHERE id = $1 AND claim = $3)";
+        async {
+            let statement = client.prepare_cached(statement).await?;
+            client
+                .execute(&statement, &[&claim.thread, &to_i64(step), &claim.number])
+                .await
+        }
+        .await
+        .map_err(|error| self.backend(&claim.thread, "compact", error))?;
+        Ok(())
+    }
+
     async fn set_status(
         &self,
         claim: &mut PostgresClaim,
