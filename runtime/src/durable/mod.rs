@@ -824,19 +824,19 @@ where
         }
     }
 
-    async fn drive_with<W: Watch>(
-        &self,
-        watch: W,
-        mut claim: St::Claim,
-        thread: &str,
-        state: &mut S,
+    /// The journal of a run of `thread` under `claim`, going on from `resume`.
+    fn recorder<'a>(
+        &'a self,
+        claim: &'a mut St::Claim,
+        thread: &'a str,
+        watch: &'a dyn crate::event::EventSink,
         resume: Resume,
-    ) -> Result<Outcome, Error> {
-        let recorder = Recorder {
+    ) -> Recorder<'a, S, St> {
+        Recorder {
             store: &*self.store,
-            claim: tokio::sync::Mutex::new(&mut claim),
+            claim: tokio::sync::Mutex::new(claim),
             thread,
-            events: &watch,
+            events: watch,
             entries: resume.entries,
             snapshot_every: self.snapshot_every,
             per_write: self.durability.steps(),
@@ -855,8 +855,20 @@ where
             kept: resume.kept,
             in_place: None,
             state: PhantomData,
-        };
-        let mut run = Run::new(&watch, recorder, self.flow.params().clone(), resume.steps);
+        }
+    }
+
+    async fn drive_with<W: Watch>(
+        &self,
+        watch: W,
+        mut claim: St::Claim,
+        thread: &str,
+        state: &mut S,
+        resume: Resume,
+    ) -> Result<Outcome, Error> {
+        let steps_before = resume.steps;
+        let recorder = self.recorder(&mut claim, thread, &watch, resume);
+        let mut run = Run::new(&watch, recorder, self.flow.params().clone(), steps_before);
         run.count_limit_from(0);
         let result = run
             .run(self.flow, state, "", self.flow.max_steps())
