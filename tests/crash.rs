@@ -22,8 +22,10 @@ use std::time::{Duration, Instant};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_durable-crash");
 const STEPS: u64 = 100;
-/// Kill trials per store and scenario.
-const ROUNDS: u32 = 50;
+/// Kill trials per store and scenario: 50 in a soak (`SLATEFLOW_SOAK=1`, as CI runs), else 8.
+fn rounds() -> u32 {
+    support::soak::trials(50, 8)
+}
 /// Steps per write of the `chain-batched` scenario (as in the binary).
 const BATCHED: usize = 8;
 /// Runs of the batch scenario in flight at once (as in the binary).
@@ -64,6 +66,7 @@ fn expected(scenario: &str) -> serde_json::Value {
 mod support {
     pub(crate) mod postgres;
     pub(crate) mod random;
+    pub(crate) mod soak;
 }
 
 use support::postgres;
@@ -174,7 +177,7 @@ fn start_and_kill(mut command: Command, wait: Duration) -> bool {
     running
 }
 
-/// `ROUNDS` times: start the thread and kill it at a random instant, then sometimes start it
+/// [`rounds`] times: start the thread and kill it at a random instant, then sometimes start it
 /// again and kill it again, then run it to the end; the state must be the uninterrupted one.
 /// Every round's first kill lands mid-run: a fresh run that ended before it is deleted and tried
 /// again with the window narrowed.
@@ -194,7 +197,7 @@ fn survives_kills(kind: &str, scenario: &str, seed: u64) {
     };
     let mut random = Random(seed);
     let mut resumed_with_saved_steps = 0;
-    for round in 0..ROUNDS {
+    for round in 0..rounds() {
         let path = root.join(format!("round-{round}"));
         let mut kills = 0;
         for tried in 1.. {
@@ -258,12 +261,12 @@ fn survives_kills(kind: &str, scenario: &str, seed: u64) {
         }
     }
     assert!(
-        resumed_with_saved_steps >= ROUNDS / 3,
+        resumed_with_saved_steps >= rounds() / 3,
         "only {resumed_with_saved_steps} rounds resumed a thread with saved steps"
     );
 }
 
-/// `ROUNDS` times: the buggy build of the `conflict` loop runs and is killed at a random instant
+/// [`rounds`] times: the buggy build of the `conflict` loop runs and is killed at a random instant
 /// (before its fork's merge fails in round 50, while it fails, or after: the window is a whole
 /// failing run), sometimes twice; then the fixed build resumes the thread and must finish it with
 /// the uninterrupted state. A merge that failed keeps nothing of its branches, and outcomes kept
@@ -291,7 +294,7 @@ fn a_failed_merge_never_poisons_its_thread(kind: &str, seed: u64) {
     );
     let mut random = Random(seed);
     let mut killed = 0;
-    for round in 0..ROUNDS {
+    for round in 0..rounds() {
         let path = root.join(format!("round-{round}"));
         for _ in 0..=random.below(2) {
             let wait = Duration::from_millis(random.below(window + window / 4));
@@ -304,7 +307,7 @@ fn a_failed_merge_never_poisons_its_thread(kind: &str, seed: u64) {
         );
     }
     assert!(
-        killed >= ROUNDS / 2,
+        killed >= rounds() / 2,
         "only {killed} kills landed before the buggy runs ended"
     );
 }

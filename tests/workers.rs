@@ -23,6 +23,7 @@ use slateflow::{Error, NodeError, SharedState, flow, node};
 mod support {
     pub(crate) mod postgres;
     pub(crate) mod random;
+    pub(crate) mod soak;
 }
 
 use support::postgres::{database, runtime, sql};
@@ -171,8 +172,11 @@ fn four_workers_killed_at_random_finish_every_thread_exactly_once() {
     assert!(taken_over > 0, "no thread was taken over");
 }
 
-/// Kills of the takeover test, and the lease its workers hold: far longer than the test.
-const TAKEOVER_KILLS: usize = 50;
+/// Kills of the takeover test (50 in a soak, `SLATEFLOW_SOAK=1`, as CI runs; else 10), and the
+/// lease its workers hold: far longer than the test.
+fn takeover_kills() -> usize {
+    support::soak::trials(50, 10) as usize
+}
 const LONG_LEASE_MS: &str = "600000";
 
 fn start_leased_worker(url: &str) -> Child {
@@ -225,7 +229,7 @@ fn a_killed_workers_threads_are_run_on_within_a_second_whatever_the_lease() {
     let mut random = Random(0x2545_F491_4F6C_DD1D);
     let mut takeovers: Vec<Duration> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(300);
-    while takeovers.len() < TAKEOVER_KILLS {
+    while takeovers.len() < takeover_kills() {
         assert!(
             Instant::now() < deadline,
             "too few takeovers: {takeovers:?}"
