@@ -379,6 +379,8 @@
 //! Inside, the run's loop (`run`) owns steps, forks and composite steps and knows durability only
 //! through its journal; generated code reaches the runtime through one hidden module.
 #![forbid(unsafe_code)]
+// On docs.rs (nightly), each item behind a feature says which feature it needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 // Lets the crate's own documentation use the derive, whose output names `::slateflow`.
 extern crate self as slateflow;
