@@ -443,7 +443,7 @@ fn an_initial_state_from_json_names_the_field_path_of_a_mistake() {
         (r#"{"count": "two"}"#, "count"),
         (r#"{"log": ["x", 3]}"#, "log[1]"),
         (r#"{"approved": "yes"}"#, "approved"),
-        (r#"{"count": 1} trailing"#, "."),
+        (r#"{"count": 1, "log": []} trailing"#, "."),
     ];
     for (document, path) in cases {
         match slateflow::state::state_from_json::<Ledger>(document) {
@@ -887,4 +887,54 @@ fn batched_durability_writes_steps_a_batch_at_a_time_and_everything_before_it_st
     let log = block_on(store.load("t", slateflow::checkpoint::Records::All)).unwrap();
     assert_eq!(log.last_step, 1);
     assert_eq!(log.records.last().unwrap().pauses, outcome.pauses());
+}
+
+/// A state with a field that must be given.
+#[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+struct Named {
+    name: String,
+}
+
+/// A state that accepts keys it does not know, collecting them.
+#[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+struct Open {
+    #[serde(default)]
+    name: String,
+    #[serde(flatten)]
+    other: serde_json::Map<String, serde_json::Value>,
+}
+
+#[test]
+fn a_key_no_field_reads_is_an_error_naming_it_and_the_nearest_field() {
+    let message = |json: &str| match slateflow::state::state_from_json::<Ledger>(json) {
+        Err(Error::InvalidState { path, message }) => (path, message),
+        other => panic!("{json}: expected an invalid-state error, got {other:?}"),
+    };
+    assert_eq!(
+        message(r#"{"count": 2, "log": [], "cuont": 3}"#),
+        (
+            "cuont".to_string(),
+            "no field reads the key `cuont` (did you mean `count`?); to accept keys the state \
+             does not know, collect them in a field with `#[serde(flatten)]`"
+                .to_string()
+        )
+    );
+    let (path, text) = message(r#"{"count": 2, "log": [], "colour": "red"}"#);
+    assert_eq!(path, "colour");
+    assert!(
+        text.starts_with("no field reads the key `colour`;"),
+        "{text}"
+    );
+    // A field that must be given says how to let it be left out.
+    let error = slateflow::state::state_from_json::<Named>("{}").unwrap_err();
+    assert!(
+        error.to_string().contains(
+            "missing field `name` at line 1 column 2; a field that may be left out needs \
+             `#[serde(default)]`"
+        ),
+        "{error}"
+    );
+    // Collected with `#[serde(flatten)]`, unknown keys are accepted.
+    let open: Open = slateflow::state::state_from_json(r#"{"colour": "red"}"#).unwrap();
+    assert_eq!(open.other["colour"], "red");
 }

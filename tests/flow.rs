@@ -830,7 +830,9 @@ mod failures {
         assert_eq!(
             error.to_string(),
             "node `sneaky` returned the action \"elsewhere\" at step 2, which it does not declare \
-             (it declares \"default\"); add it to the node's `ACTIONS`"
+             (it declares \"default\"); declare it: `#[node(actions = [..., \"elsewhere\"])]` on a \
+             function, or in `ACTIONS` of an `impl Node` (a `node::from_fn` closure can only \
+             return \"default\")"
         );
         assert_eq!(error.node(), Some("sneaky"));
         assert_eq!(trace.visited, ["first"]);

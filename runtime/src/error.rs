@@ -60,7 +60,8 @@ pub enum Error {
     /// A node returned an action it does not declare in its `ACTIONS`.
     #[error(
         "node `{node}` returned the action \"{action}\" at step {step}, which it does not declare \
-         (it declares {}); add it to the node's `ACTIONS`",
+         (it declares {}); declare it: `#[node(actions = [..., \"{action}\"])]` on a function, or \
+         in `ACTIONS` of an `impl Node` (a `node::from_fn` closure can only return \"default\")",
         quoted_list(.declared)
     )]
     UndeclaredAction {

@@ -206,7 +206,10 @@ impl Field {
     }
 }
 
-/// Reads a state (an initial state, say) from JSON; an error names the field path.
+/// Reads a state (an initial state, say) from JSON; an error names the field path. A key that no
+/// field reads is an error naming it and the nearest field, not dropped in silence (a state that
+/// accepts unknown keys collects them in a field with `#[serde(flatten)]`); a missing field that
+/// may be left out needs `#[serde(default)]`, and the error says so.
 ///
 /// ```
 /// # use serde::{Deserialize, Serialize};
@@ -223,6 +226,14 @@ impl Field {
 /// let error = slateflow::state::state_from_json::<Doc>(r#"{"title": "t", "tags": ["a", 2]}"#)
 ///     .unwrap_err();
 /// assert!(error.to_string().starts_with("the state is not valid at `tags[1]`: invalid type"));
+/// // A key no field reads is a mistake too, never silently dropped.
+/// let error = slateflow::state::state_from_json::<Doc>(r#"{"titel": "t", "tags": []}"#)
+///     .unwrap_err();
+/// assert_eq!(
+///     error.to_string(),
+///     "the state is not valid at `.`: missing field `title` at line 1 column 26, and no field \
+///      reads the key `titel` (did you mean `title`?)"
+/// );
 /// # Ok::<(), slateflow::Error>(())
 /// ```
 ///
@@ -230,16 +241,56 @@ impl Field {
 /// [`Error::InvalidState`](crate::Error::InvalidState) with the path of the offending value.
 pub fn state_from_json<S: SharedState + DeserializeOwned>(json: &str) -> Result<S, crate::Error> {
     let mut document = serde_json::Deserializer::from_str(json);
-    let state: S = serde_path_to_error::deserialize(&mut document).map_err(|error| {
+    let mut unknown = Vec::new();
+    let read: Result<S, _> = {
+        let mut note = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+        serde_path_to_error::deserialize(serde_ignored::Deserializer::new(&mut document, &mut note))
+    };
+    // A key no field reads, and the nearest field's name: often the same mistake as a field
+    // reported missing.
+    let stray = unknown.first().map(|path| {
+        let key = path.rsplit('.').next().unwrap_or(path);
+        let nearest = if path.contains('.') {
+            None
+        } else {
+            nearest_field(S::FIELDS, key)
+        };
+        let hint = nearest.map_or_else(String::new, |field| format!(" (did you mean `{field}`?)"));
+        (
+            path.clone(),
+            format!("no field reads the key `{key}`{hint}"),
+        )
+    });
+    let state = read.map_err(|error| {
+        let mut message = error.inner().to_string();
+        if message.starts_with("missing field") {
+            if let Some((_, stray)) = &stray {
+                message = format!("{message}, and {stray}");
+            } else {
+                message.push_str(
+                    "; a field that may be left out needs `#[serde(default)]` (on the field, or \
+                     on the struct to start from its `Default`)",
+                );
+            }
+        }
         crate::Error::InvalidState {
             path: error.path().to_string(),
-            message: error.inner().to_string(),
+            message,
         }
     })?;
     document.end().map_err(|error| crate::Error::InvalidState {
         path: ".".into(),
         message: error.to_string(),
     })?;
+    if let Some((path, stray)) = stray {
+        return Err(crate::Error::InvalidState {
+            message: format!(
+                "{stray}; to accept keys the state does not know, collect them in a field with \
+                 `#[serde(flatten)]`"
+            ),
+            path,
+        });
+    }
     Ok(state)
 }
 
