@@ -8,7 +8,7 @@
 //! Run it with `cargo run -p slateflow-examples --example triage`.
 
 use serde::{Deserialize, Serialize};
-use slateflow::checkpoint::FileStore;
+use slateflow::checkpoint::{FileStore, RecordKind};
 use slateflow::durable::Outcome;
 use slateflow::{Command, Context, Node, NodeError, Retry, SharedState, flow, node};
 
@@ -218,14 +218,27 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("\nfinal state:\n{}", serde_json::to_string_pretty(&state)?);
     println!("\ngraph (Mermaid):\n{}", triage.mermaid());
-    println!("\nsaved steps:");
+    // A fork is saved as one record whose number is its last step: its two branches are steps 2
+    // and 3. Each branch's outcome was also kept as it finished (a `Kept` record), so that a crash
+    // inside the fork does not run a finished branch again; the file store keeps those records.
+    println!("\nsaved steps (a fork counts one step per branch; kept branch outcomes not shown):");
+    let mut previous = 0;
     for entry in durable.history(&thread)? {
+        if matches!(entry.kind, RecordKind::Kept | RecordKind::Discard) {
+            continue;
+        }
         let reason = entry
             .reason
             .map_or(String::new(), |reason| format!(" ({reason})"));
+        let steps = if entry.kind == RecordKind::Step && entry.step > previous + 1 {
+            format!("{}-{}", previous + 1, entry.step)
+        } else {
+            entry.step.to_string()
+        };
+        previous = entry.step;
         println!(
-            "  {:>3} {:?} {} {}{reason}",
-            entry.step, entry.kind, entry.node, entry.action
+            "  {steps:>5} {:?} {} {}{reason}",
+            entry.kind, entry.node, entry.action
         );
     }
     println!(

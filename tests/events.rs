@@ -503,7 +503,10 @@ async fn durable_runs_report_saved_steps_and_pauses() {
     );
     let last = recorder.events().pop().unwrap();
     assert_eq!(last.kind, "run_paused");
-    assert_eq!(last.text, "paused before finish (before:finish@2)");
+    assert_eq!(
+        last.text,
+        "paused before `finish` (answer `before:finish@2`)"
+    );
     assert_eq!(last.step, Some(2));
     assert_eq!(last.data["key"], "before:finish@2");
     assert_eq!(last.data["when"], "before");
@@ -550,7 +553,12 @@ async fn a_question_is_reported_with_its_key_and_payload() {
     assert_eq!(paused.len(), 1, "{paused:?}");
     assert_eq!(
         paused[0].text,
-        "paused with a question after confirm (asked:confirm@2)"
+        "`confirm` asks: Send \"hello\"? (answer `asked:confirm@2`)"
+    );
+    assert_eq!(
+        outcome.pauses()[0].question().as_deref(),
+        Some("Send \"hello\"?"),
+        "the question as text, not as JSON"
     );
     assert_eq!(paused[0].data["key"], outcome.pauses()[0].key.as_str());
     assert_eq!(paused[0].data["when"], "asked");

@@ -213,6 +213,15 @@ impl PauseWhen {
 /// use slateflow::checkpoint::{Pause, PauseWhen};
 /// let pause = Pause::new("review/pay", PauseWhen::Before, 3);
 /// assert_eq!(pause.key, "before:review/pay@3");
+/// assert_eq!(pause.to_string(), "paused before `review/pay` (answer `before:review/pay@3`)");
+///
+/// let mut asked = Pause::new("check", PauseWhen::Asked, 1);
+/// asked.asked = Some(serde_json::json!("Pay back 120 EUR?"));
+/// assert_eq!(asked.question().as_deref(), Some("Pay back 120 EUR?"));
+/// assert_eq!(
+///     asked.to_string(),
+///     "`check` asks: Pay back 120 EUR? (answer `asked:check@1`)"
+/// );
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pause {
@@ -241,6 +250,26 @@ impl Pause {
             step,
             asked: None,
         }
+    }
+
+    /// What the node asked, as text: a string as it is, anything else as compact JSON.
+    pub fn question(&self) -> Option<std::borrow::Cow<'_, str>> {
+        self.asked.as_ref().map(|asked| match asked {
+            Value::String(text) => std::borrow::Cow::Borrowed(text.as_str()),
+            other => std::borrow::Cow::Owned(other.to_string()),
+        })
+    }
+}
+
+/// For a person: the question, or where the run paused, and the key to answer it by.
+impl std::fmt::Display for Pause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.when, self.question()) {
+            (PauseWhen::Asked, Some(question)) => write!(f, "`{}` asks: {question}", self.node)?,
+            (PauseWhen::Before, _) => write!(f, "paused before `{}`", self.node)?,
+            _ => write!(f, "paused after `{}`", self.node)?,
+        }
+        write!(f, " (answer `{}`)", self.key)
     }
 }
 

@@ -31,7 +31,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::checkpoint::{Pause, PauseWhen};
+use crate::checkpoint::Pause;
 use crate::error::Error;
 
 /// Where something happened in a run: the node, the flows it is nested in, its step and, for a
@@ -309,14 +309,7 @@ impl fmt::Display for Event<'_> {
                     .join(", ")
             ),
             Self::StepSaved { step, node, .. } => write!(formatter, "step {step} of {node} saved"),
-            Self::RunPaused { pause } => {
-                let when = match pause.when {
-                    PauseWhen::Before => "before",
-                    PauseWhen::After => "after",
-                    PauseWhen::Asked => "with a question after",
-                };
-                write!(formatter, "paused {when} {} ({})", pause.node, pause.key)
-            }
+            Self::RunPaused { pause } => write!(formatter, "{pause}"),
             Self::RunFinished { action, steps } => {
                 write!(
                     formatter,
