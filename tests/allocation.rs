@@ -252,12 +252,22 @@ fn a_durable_step_makes_few_allocations() {
     let sqlite = allocations_per_durable_step(SqliteStore::open(database.join("runs.db")).unwrap());
     let memory = allocations_per_durable_step(MemoryStore::new());
     println!("allocations per durable step: file {file}, sqlite {sqlite}, memory {memory}");
-    for (store, per_step) in [("file", file), ("sqlite", sqlite), ("memory", memory)] {
+    // Each bound is the count measured (8, 9.25, 12 on Linux with this toolchain) with a little
+    // room: one more allocation on every step shows. (Writing steps through `append_all`, one
+    // record at a time, had added three a step on the file store.)
+    for (store, per_step, bound) in [
+        ("file", file, 8.5),
+        ("sqlite", sqlite, 9.75),
+        ("memory", memory, 12.5),
+    ] {
         assert!(
             per_step > 0.0,
             "{store}: a saved step serializes its update"
         );
-        assert!(per_step <= 16.0, "{store}: {per_step} allocations per step");
+        assert!(
+            per_step <= bound,
+            "{store}: {per_step} allocations per step, more than {bound}"
+        );
     }
     std::fs::remove_dir_all(&root).unwrap();
     std::fs::remove_dir_all(&database).unwrap();

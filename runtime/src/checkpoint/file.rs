@@ -91,6 +91,8 @@ struct Meta {
 pub struct FileClaim {
     thread: String,
     dir: PathBuf,
+    /// The thread's `cancelled` file, looked for before each write.
+    cancelled: PathBuf,
     log: File,
     last_step: u64,
     _lock: lock::Lock,
@@ -416,7 +418,7 @@ fn read_status(thread: &str, dir: &Path) -> Result<RunStatus, StoreError> {
 
 /// Refuses the writes of a claim whose thread was cancelled since.
 fn fenced(claim: &FileClaim) -> Result<(), StoreError> {
-    if claim.dir.join(CANCELLED).exists() {
+    if claim.cancelled.exists() {
         return Err(StoreError::Cancelled {
             thread: claim.thread.clone(),
         });
@@ -482,6 +484,7 @@ impl CheckpointStore for FileStore {
             .map_err(|source| io(thread, "open", &path, source))?;
         Ok(FileClaim {
             thread: thread.to_string(),
+            cancelled: dir.join(CANCELLED),
             dir,
             log,
             last_step,
@@ -509,6 +512,7 @@ impl CheckpointStore for FileStore {
         }
         Ok(FileClaim {
             thread: thread.to_string(),
+            cancelled: dir.join(CANCELLED),
             dir,
             log,
             last_step: records.last().map_or(0, |record| record.step),
@@ -517,7 +521,16 @@ impl CheckpointStore for FileStore {
     }
 
     async fn append(&self, claim: &mut FileClaim, record: &StepRecord) -> Result<(), StoreError> {
-        self.append_all(claim, std::slice::from_ref(record)).await
+        check_order(&claim.thread, claim.last_step, record)?;
+        let line = log_line(&claim.thread, record)?;
+        fenced(claim)?;
+        claim
+            .log
+            .write_all(&line)
+            .and_then(|()| claim.log.sync_data())
+            .map_err(|source| io(&claim.thread, "append to", &claim.dir.join(LOG), source))?;
+        claim.last_step = record.step;
+        Ok(())
     }
 
     /// One write and one flush for all of `records`: a crash leaves a first part of them whole

@@ -186,6 +186,31 @@ impl SqliteStore {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Inserts `records` (checked, with their JSON) under `claim` in one transaction.
+    fn insert_checked(
+        &self,
+        claim: &mut SqliteClaim,
+        records: &[StepRecord],
+        bodies: &[String],
+    ) -> Result<(), StoreError> {
+        let Some(last) = records.last().map(|record| record.step) else {
+            return Ok(());
+        };
+        let connection = self.connection();
+        match Self::insert(&connection, claim, records, bodies) {
+            Ok(true) => {
+                claim.last_step = last;
+                Ok(())
+            }
+            // The claim moved on (another worker claimed the thread, or it was cancelled).
+            Ok(false) => Err(Self::refused(&connection, &claim.thread)),
+            Err(error) => {
+                let _ = connection.execute_batch("ROLLBACK");
+                Err(self.backend(&claim.thread, "append to", error))
+            }
+        }
+    }
+
     /// Why a write of `thread` was refused by its claim's fencing.
     fn refused(connection: &Connection, thread: &str) -> StoreError {
         let status: Option<String> = connection
@@ -396,7 +421,13 @@ impl CheckpointStore for SqliteStore {
     }
 
     async fn append(&self, claim: &mut SqliteClaim, record: &StepRecord) -> Result<(), StoreError> {
-        self.append_all(claim, std::slice::from_ref(record)).await
+        check_order(&claim.thread, claim.last_step, record)?;
+        let body = encode(&claim.thread, record)?;
+        self.insert_checked(
+            claim,
+            std::slice::from_ref(record),
+            std::slice::from_ref(&body),
+        )
     }
 
     /// One transaction (one commit) for all of `records`.
@@ -412,19 +443,7 @@ impl CheckpointStore for SqliteStore {
             last = record.step;
             bodies.push(encode(&claim.thread, record)?);
         }
-        let connection = self.connection();
-        match Self::insert(&connection, claim, records, &bodies) {
-            Ok(true) => {
-                claim.last_step = last;
-                Ok(())
-            }
-            // The claim moved on (another worker claimed the thread, or it was cancelled).
-            Ok(false) => Err(Self::refused(&connection, &claim.thread)),
-            Err(error) => {
-                let _ = connection.execute_batch("ROLLBACK");
-                Err(self.backend(&claim.thread, "append to", error))
-            }
-        }
+        self.insert_checked(claim, records, &bodies)
     }
 
     async fn compact(&self, claim: &mut SqliteClaim, step: u64) -> Result<(), StoreError> {
