@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use slateflow::checkpoint::{
     CheckpointStore, FileStore, MemoryStore, PostgresStore, RecordKind, Records, RunStatus,
-    SqliteStore, StepRecord, StoreError,
+    SqliteStore, StepRecord, StoreError, ThreadLog,
 };
 
 /// Helpers shared by test files; each uses part of them.
@@ -1045,4 +1045,74 @@ fn postgres_connections_use_tls_as_the_sslmode_asks() {
             "{error}"
         );
     });
+}
+
+/// `compact` removes the kept and voided parts at the steps it is given, and nothing else.
+async fn compacts_only_the_parts_at_the_steps_given(store: &impl CheckpointStore) {
+    let part = |step: u64, kind: RecordKind| StepRecord {
+        node: "[b, c]".into(),
+        key: "0".into(),
+        ..StepRecord::new(step, kind)
+    };
+    let records = [
+        start(),
+        part(0, RecordKind::Kept),
+        record(1, "fork"),
+        part(1, RecordKind::Kept),
+        part(1, RecordKind::Discard),
+        record(2, "fork"),
+        part(2, RecordKind::Kept),
+    ];
+    let mut claim = store.create("theta", "S", &records[..1]).await.unwrap();
+    store.append_all(&mut claim, &records[1..]).await.unwrap();
+    let kinds = |log: &ThreadLog| {
+        log.records
+            .iter()
+            .map(|record| (record.step, record.kind))
+            .collect::<Vec<_>>()
+    };
+    store.compact(&mut claim, 1..2).await.unwrap();
+    let log = store.load("theta", Records::All).await.unwrap();
+    assert_eq!(
+        kinds(&log),
+        [
+            (0, RecordKind::Start),
+            (0, RecordKind::Kept),
+            (1, RecordKind::Step),
+            (2, RecordKind::Step),
+            (2, RecordKind::Kept),
+        ]
+    );
+    store.compact(&mut claim, 0..2).await.unwrap();
+    let log = store.load("theta", Records::All).await.unwrap();
+    assert_eq!(
+        kinds(&log),
+        [
+            (0, RecordKind::Start),
+            (1, RecordKind::Step),
+            (2, RecordKind::Step),
+            (2, RecordKind::Kept),
+        ]
+    );
+    // The thread goes on after its records were removed.
+    store.append(&mut claim, &record(3, "d")).await.unwrap();
+    assert_eq!(store.verify("theta").await.unwrap().last_step, 3);
+}
+
+#[test]
+fn compaction_removes_only_the_parts_at_the_steps_given() {
+    block_on(compacts_only_the_parts_at_the_steps_given(
+        &MemoryStore::new(),
+    ));
+    let root = scratch("compact-sqlite");
+    std::fs::create_dir_all(&root).unwrap();
+    block_on(compacts_only_the_parts_at_the_steps_given(
+        &SqliteStore::open(root.join("runs.db")).unwrap(),
+    ));
+    if let Some(url) = database("compact") {
+        runtime().block_on(async {
+            let store = PostgresStore::connect(&url).await.unwrap();
+            compacts_only_the_parts_at_the_steps_given(&store).await;
+        });
+    }
 }

@@ -167,12 +167,24 @@ impl CheckpointStore for MemoryStore {
         })
     }
 
-    async fn compact(&self, claim: &mut MemoryClaim, step: u64) -> Result<(), StoreError> {
+    async fn compact(
+        &self,
+        claim: &mut MemoryClaim,
+        steps: std::ops::Range<u64>,
+    ) -> Result<(), StoreError> {
         self.claimed(claim, |thread| {
-            thread.records.retain(|record| {
-                record.step >= step
-                    || !matches!(record.kind, RecordKind::Kept | RecordKind::Discard)
+            // Only the records at the last steps are looked at.
+            let start = thread
+                .records
+                .iter()
+                .rposition(|record| record.step < steps.start)
+                .map_or(0, |index| index + 1);
+            let mut tail = thread.records.split_off(start);
+            tail.retain(|record| {
+                !(steps.contains(&record.step)
+                    && matches!(record.kind, RecordKind::Kept | RecordKind::Discard))
             });
+            thread.records.append(&mut tail);
             Ok(())
         })
     }

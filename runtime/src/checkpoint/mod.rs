@@ -506,11 +506,12 @@ pub trait CheckpointStore: Send + Sync {
     }
 
     /// Removes the claimed thread's [`Kept`](RecordKind::Kept) and
-    /// [`Discard`](RecordKind::Discard) records at steps before `step`: the parts kept for a step
-    /// that is saved since (its record holds their merged update) or that were voided. Nothing a
-    /// resume, a read of the state or [`verify`](Self::verify) needs is removed. By default
-    /// nothing is removed; the memory, SQLite and PostgreSQL stores remove them, the file store
-    /// keeps them (its log is only ever appended to).
+    /// [`Discard`](RecordKind::Discard) records at the steps `steps` (a step after them is saved,
+    /// and its record holds their merged update, or they were voided). Nothing a resume, a read of
+    /// the state or [`verify`](Self::verify) needs is removed. The stores read only the records
+    /// at those steps (the last ones), not the thread's whole history. By default nothing is
+    /// removed; the memory, SQLite and PostgreSQL stores remove them, the file store keeps them
+    /// (its log is only ever appended to).
     ///
     /// # Errors
     /// The storage's error; [`StoreError::Claimed`] or [`StoreError::Cancelled`] for a claim that
@@ -518,9 +519,9 @@ pub trait CheckpointStore: Send + Sync {
     fn compact(
         &self,
         claim: &mut Self::Claim,
-        step: u64,
+        steps: std::ops::Range<u64>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        let _ = (claim, step);
+        let _ = (claim, steps);
         async { Ok(()) }
     }
 

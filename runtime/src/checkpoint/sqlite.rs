@@ -446,16 +446,29 @@ impl CheckpointStore for SqliteStore {
         self.insert_checked(claim, records, &bodies)
     }
 
-    async fn compact(&self, claim: &mut SqliteClaim, step: u64) -> Result<(), StoreError> {
+    async fn compact(
+        &self,
+        claim: &mut SqliteClaim,
+        steps: std::ops::Range<u64>,
+    ) -> Result<(), StoreError> {
         let connection = self.connection();
+        // The records after the last one before `steps`: found walking back from the end.
         connection
             .prepare_cached(
-                "DELETE FROM records WHERE thread = ?1 AND step < ?2
+                "DELETE FROM records WHERE thread = ?1
+                 AND seq > COALESCE((SELECT seq FROM records WHERE thread = ?1 AND step < ?2
+                                     ORDER BY seq DESC LIMIT 1), 0)
+                 AND step < ?3
                  AND json_extract(body, '$.kind') IN ('kept', 'discard')
-                 AND EXISTS (SELECT 1 FROM threads WHERE id = ?1 AND claim = ?3)",
+                 AND EXISTS (SELECT 1 FROM threads WHERE id = ?1 AND claim = ?4)",
             )
             .and_then(|mut statement| {
-                statement.execute(params![claim.thread, to_i64(step), claim.number])
+                statement.execute(params![
+                    claim.thread,
+                    to_i64(steps.start),
+                    to_i64(steps.end),
+                    claim.number
+                ])
             })
             .map_err(|error| self.backend(&claim.thread, "compact", error))?;
         Ok(())

@@ -841,8 +841,10 @@ where
             snapshot_every: self.snapshot_every,
             per_write: self.durability.steps(),
             unsaved: std::sync::Mutex::new(Vec::new()),
-            // A resumed thread may hold parts kept, or voided, by an earlier attempt.
+            // A resumed thread may hold parts kept, or voided, by an earlier attempt: at its last
+            // step, or at the one before when a crash fell between a step and its compaction.
             compact_due: std::sync::atomic::AtomicBool::new(resume.steps > 0),
+            compacted_to: std::sync::atomic::AtomicU64::new(resume.steps.saturating_sub(1)),
             since_snapshot: 0,
             bytes_since_snapshot: 0,
             snapshot_bytes: resume.snapshot_bytes,
@@ -909,7 +911,7 @@ where
             thread,
             &watch,
             &unsaved,
-            &recorder.compact_due,
+            (&recorder.compact_due, &recorder.compacted_to),
         )
         .await?;
         let status = match &result {

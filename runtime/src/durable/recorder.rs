@@ -5,6 +5,7 @@
 
 use std::marker::PhantomData;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -38,8 +39,10 @@ pub(super) struct Recorder<'a, S, St: CheckpointStore> {
     pub(super) per_write: usize,
     pub(super) unsaved: std::sync::Mutex<Vec<StepRecord>>,
     /// Kept or voided parts may be in the store at a step before the next one written: removed
-    /// once that step is written ([`CheckpointStore::compact`]).
-    pub(super) compact_due: std::sync::atomic::AtomicBool,
+    /// once that step is written ([`CheckpointStore::compact`]), from the step where the last
+    /// removal ended.
+    pub(super) compact_due: AtomicBool,
+    pub(super) compacted_to: AtomicU64,
     pub(super) since_snapshot: u64,
     /// The JSON bytes of the updates saved since the last snapshot, and that snapshot's.
     pub(super) bytes_since_snapshot: usize,
@@ -225,7 +228,7 @@ impl<S, St: CheckpointStore> Recorder<'_, S, St> {
             self.thread,
             self.events,
             &unsaved,
-            &self.compact_due,
+            (&self.compact_due, &self.compacted_to),
         )
         .await
     }
@@ -238,7 +241,7 @@ impl<S, St: CheckpointStore> Recorder<'_, S, St> {
         thread: &str,
         events: &dyn EventSink,
         records: &[StepRecord],
-        compact_due: &std::sync::atomic::AtomicBool,
+        (compact_due, compacted_to): (&AtomicBool, &AtomicU64),
     ) -> Result<(), Error> {
         match records {
             [] => return Ok(()),
@@ -248,7 +251,8 @@ impl<S, St: CheckpointStore> Recorder<'_, S, St> {
         if let Some(last) = records.last()
             && compact_due.swap(false, Relaxed)
         {
-            store.compact(claim, last.step).await?;
+            let from = compacted_to.swap(last.step, Relaxed);
+            store.compact(claim, from..last.step).await?;
         }
         if events.observed() {
             for record in records {
@@ -391,7 +395,7 @@ where
                 self.thread,
                 self.events,
                 std::slice::from_ref(&record),
-                &self.compact_due,
+                (&self.compact_due, &self.compacted_to),
             )
             .await?;
         } else {
@@ -405,7 +409,7 @@ where
                     self.thread,
                     self.events,
                     &unsaved,
-                    &self.compact_due,
+                    (&self.compact_due, &self.compacted_to),
                 )
                 .await?;
             }

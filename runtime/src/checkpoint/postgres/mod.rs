@@ -484,15 +484,31 @@ impl CheckpointStore for PostgresStore {
         Ok(())
     }
 
-    async fn compact(&self, claim: &mut PostgresClaim, step: u64) -> Result<(), StoreError> {
+    async fn compact(
+        &self,
+        claim: &mut PostgresClaim,
+        steps: std::ops::Range<u64>,
+    ) -> Result<(), StoreError> {
         let client = self.client(&claim.thread).await?;
-        let statement = "DELETE FROM slateflow_records WHERE thread = $1 AND step < $2
+        // The records after the last one before `steps`: found walking back from the end.
+        let statement = "DELETE FROM slateflow_records WHERE thread = $1
+             AND seq > COALESCE((SELECT seq FROM slateflow_records WHERE thread = $1 AND step < $2
+                                 ORDER BY seq DESC LIMIT 1), 0)
+             AND step < $3
              AND (body::jsonb)->>'kind' IN ('kept', 'discard')
-             AND EXISTS (SELECT 1 FROM slateflow_threads WHERE id = $1 AND claim = $3)";
+             AND EXISTS (SELECT 1 FROM slateflow_threads WHERE id = $1 AND claim = $4)";
         async {
             let statement = client.prepare_cached(statement).await?;
             client
-                .execute(&statement, &[&claim.thread, &to_i64(step), &claim.number])
+                .execute(
+                    &statement,
+                    &[
+                        &claim.thread,
+                        &to_i64(steps.start),
+                        &to_i64(steps.end),
+                        &claim.number,
+                    ],
+                )
                 .await
         }
         .await
