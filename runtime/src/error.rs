@@ -138,8 +138,8 @@ pub enum Error {
         before: bool,
     },
     /// A node asked for input ([`Command::ask`](crate::Command::ask)) where the run cannot pause:
-    /// a run that is not durable, or a fork or batch flow nested in a fork branch or a batch flow
-    /// (see `where_`).
+    /// a run that is not durable, or a batch flow's own `post` inside a fork branch or another
+    /// batch flow (see `where_`).
     #[error(
         "node `{node}` asked for input at step {step}, and this run cannot pause for it: {where_}"
     )]
@@ -152,8 +152,7 @@ pub enum Error {
         where_: &'static str,
     },
     /// An interrupt names a node the run cannot pause at: a name the flow does not have (a typo
-    /// would otherwise skip an approval), a nested flow rather than a node, or a node in a fork
-    /// or batch flow nested in a fork branch or a batch flow.
+    /// would otherwise skip an approval), or a nested flow rather than a node.
     #[error("cannot pause {when} `{name}`: {reason}")]
     Interrupt {
         /// `before` or `after`.

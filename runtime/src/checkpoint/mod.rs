@@ -122,6 +122,11 @@ pub struct StepRecord {
     /// For a kept result: how many node steps it ran (a nested flow's, or 1).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub steps: u64,
+    /// For a kept part that stopped at pauses: what the step it stopped in (a fork or batch
+    /// flow nested in the part) had kept of its own parts, finished or stopped, as records of
+    /// this same form, one level down. A resumed part goes on from them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<StepRecord>,
     /// The whole state after this record, when the durable run saved one here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<Value>,
@@ -144,6 +149,7 @@ impl StepRecord {
             key: String::new(),
             pauses: Vec::new(),
             steps: 0,
+            parts: Vec::new(),
             snapshot: None,
             saved_at_ms: now_ms(),
         }

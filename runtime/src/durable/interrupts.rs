@@ -1,6 +1,6 @@
 //! Interrupts: the nodes a durable run pauses before or after, named by their paths, checked
-//! against the flow's graph before a run starts (a name the flow does not have, or names a place
-//! a run cannot pause, is an error, never a skipped approval).
+//! against the flow's graph before a run starts (a name the flow does not have, or a nested flow
+//! rather than a node, is an error, never a skipped approval).
 
 use crate::error::Error;
 use crate::graph::Graph;
@@ -26,8 +26,8 @@ impl Interrupts {
     /// Checks every interrupt against the nodes of `graph`.
     ///
     /// # Errors
-    /// [`Error::Interrupt`] for the first name the flow does not have, or where a run cannot
-    /// pause.
+    /// [`Error::Interrupt`] for the first name the flow does not have, or that names a nested
+    /// flow.
     pub(super) fn check(&self, graph: &Graph) -> Result<(), Error> {
         if self.before.is_empty() && self.after.is_empty() {
             return Ok(());
@@ -48,19 +48,16 @@ impl Interrupts {
 enum Place {
     /// A node the run steps through (at any depth of nested flows, or a branch of a fork).
     Node,
-    /// A node inside a part of a step: in a flow nested in a fork branch, or in a batch flow's
-    /// sub-flow. The part pauses there, and the step once all parts are done.
+    /// A node inside a part of a step, at any depth: in a flow nested in a fork branch, or in a
+    /// batch flow's sub-flow, or in a fork or batch flow nested in those. The part pauses there,
+    /// and the step once all parts are done.
     Part,
     /// A nested flow (pause at one of its nodes instead).
     Flow,
-    /// Where a run cannot pause yet.
-    Inside(&'static str),
 }
 
-/// Every node path of `graph` under `prefix`, and whether a run can pause there.
+/// Every node path of `graph` under `prefix`, and where it sits.
 fn pausable(graph: &Graph, prefix: &str, place: Place, out: &mut Vec<(String, Place)>) {
-    const NESTED_PART: Place =
-        Place::Inside("a fork or batch flow inside a fork branch or a batch flow");
     for node in &graph.nodes {
         let path = if prefix.is_empty() {
             node.name.to_string()
@@ -72,23 +69,13 @@ fn pausable(graph: &Graph, prefix: &str, place: Place, out: &mut Vec<(String, Pl
             .iter()
             .any(|fork| fork.branches.contains(&node.name));
         match &node.flow {
-            None if in_branch && place == Place::Part => out.push((path, NESTED_PART)),
             None => out.push((path, place)),
             Some(inner) => {
-                out.push((
-                    path.clone(),
-                    if matches!(place, Place::Node | Place::Part) {
-                        Place::Flow
-                    } else {
-                        place
-                    },
-                ));
-                let parts = inner.batch || in_branch;
-                let inner_place = match place {
-                    Place::Inside(_) => place,
-                    Place::Part if parts => NESTED_PART,
-                    _ if parts => Place::Part,
-                    _ => place,
+                out.push((path.clone(), Place::Flow));
+                let inner_place = if inner.batch || in_branch {
+                    Place::Part
+                } else {
+                    place
                 };
                 pausable(inner, &path, inner_place, out);
             }
@@ -110,9 +97,6 @@ fn check_interrupt(
         Some((_, Place::Node | Place::Part)) => Ok(()),
         Some((_, Place::Flow)) => Err(problem(format!(
             "it is a nested flow; name one of its nodes (`{name}/...`)"
-        ))),
-        Some((_, Place::Inside(what))) => Err(problem(format!(
-            "it is inside {what}, where a run cannot pause yet"
         ))),
         None => {
             let nodes: Vec<&str> = places

@@ -53,8 +53,13 @@
 //!   part goes on from where it stood, on a state that holds the answers, and the step is saved
 //!   once. (A sequential batch flow's runs work on the state in place, so the state a paused
 //!   [`start`](Durable::start) leaves holds the finished runs and the paused one's progress.)
-//!   Forks or batch flows nested inside a part cannot pause yet (an interrupt there is an
-//!   [`Error::Interrupt`]; a question, an [`Error::InputRequested`]).
+//!   This holds at any depth: a fork or batch flow nested in a part keeps its own parts while
+//!   the part runs, and a part that stops inside one is kept with them (its record's
+//!   [`parts`](StepRecord::parts)), so that on resume nothing that finished runs again. The
+//!   keys then end with the part at each level, innermost first (`asked:mid/deep/ask@3#0#1`).
+//!   A merge that fails inside a part that had stopped voids what it kept of that step's parts,
+//!   as at the top, and a question already answered is not asked again when its part runs
+//!   again.
 //! - [`Durable::history`] lists a thread's records, [`Durable::state_at`] rebuilds the state at any
 //!   step, [`Durable::branch`] starts a new thread from an earlier step, [`Durable::threads`] lists
 //!   threads and [`Durable::delete`] removes one.
@@ -380,6 +385,7 @@ where
             passing: Vec::new(),
             snapshot_bytes,
             kept: Vec::new(),
+            answered: Vec::new(),
         };
         self.drive(claim, thread, state, resume).await
     }
@@ -502,6 +508,7 @@ where
                 .collect(),
             snapshot_bytes,
             kept: at.kept,
+            answered: at.answered,
         };
         let outcome = self.drive(claim, thread, &mut state, resume).await?;
         Ok((state, outcome))
@@ -686,10 +693,21 @@ where
                 S::deserialize(snapshot).map_err(|error| bad("state", error))?;
             }
             // (A kept part's outcome may be a batch item's output, not an update: a resume
-            // reads it with the node that made it.)
+            // reads it with the node that made it. The parts kept inside a part are parts of a
+            // fork or batch flow: updates.)
             if matches!(record.kind, RecordKind::Step | RecordKind::Input) {
                 <S::Update as serde::Deserialize>::deserialize(&record.update)
                     .map_err(|error| bad("update", error))?;
+            }
+            let mut inner: Vec<&StepRecord> = record.parts.iter().collect();
+            while let Some(part) = inner.pop() {
+                <S::Update as serde::Deserialize>::deserialize(&part.update).map_err(|error| {
+                    bad(
+                        &format!("update of the part `{}` kept inside it", part.node),
+                        error,
+                    )
+                })?;
+                inner.extend(&part.parts);
             }
         }
         Ok(verified)
@@ -850,12 +868,13 @@ where
             snapshot_bytes: resume.snapshot_bytes,
             interrupts: &self.interrupts,
             passing: resume.passing,
+            answered: resume.answered,
             paused: Vec::new(),
             part_paused: std::sync::Mutex::new(Vec::new()),
             pending: None,
             kept_at: resume.steps,
             kept: resume.kept,
-            in_place: None,
+            in_place: parts::InPlace::default(),
             state: PhantomData,
         }
     }

@@ -1,19 +1,29 @@
-//! Pauses inside the parts of a step: a node in a flow nested in a fork branch, or in a batch
-//! flow's sub-flow, pauses its part, which keeps what it had done and where it stood, and goes on
-//! from there when resumed.
+//! Pauses inside the parts of a step, at any depth: a node in a flow nested in a fork branch, in
+//! a batch flow's sub-flow, or in either of those nested again, pauses its part, which keeps what
+//! it had done and where it stood, and goes on from there when resumed.
 //!
-//! [`Stops`] is what a part keeps while it runs; [`Part`] is the journal of a part's run on its
-//! own copy of the state (the recorder keeps a [`Stops`] for a batch flow's run in place on the
-//! run's own state); [`Stopped`] is what is kept of a part that stopped.
+//! A part's journal has [`Level`]s: the part's own, then one for each batch flow run in place
+//! inside it. A level keeps the parts of its own steps (a fork's branches, a batch flow's runs) as
+//! they finish or stop, in memory: when the level itself stops, they are saved with it, in its
+//! record's [`parts`](StepRecord::parts), one level down; a resumed level reads them back. The
+//! thread's top level keeps its parts in the store instead (the recorder's).
+//!
+//! [`Stops`] is where a level pauses and goes on from; [`Part`] is the journal of a part's run on
+//! its own copy of the state; [`Stopped`] is what is kept of a part that stopped.
 
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
+use serde::Deserialize;
 use serde_json::Value;
 
-use super::interrupts::{Interrupts, join_path, pass};
-use super::resume::Entries;
+use super::interrupts::{Interrupts, join_path, pass, path_is};
+use super::resume::{Entries, to_json};
+use crate::checkpoint::{Pause, PauseWhen, RecordKind, StepRecord};
 use crate::error::Error;
 use crate::node::Node;
-use crate::node::dispatch::Stepped;
-use crate::run::{After, Entry, Here, Journal, NoJournal, PartOf, Progress, Run, Trail, Watch};
+use crate::node::dispatch::{Branch, Stepped};
+use crate::run::{After, Entry, Here, Journal, PartOf, Progress, Run, RunEnd, Trail, Watch};
 use crate::state::SharedState;
 
 /// A part of a step (a fork's branch, a batch flow's run) that stopped at pauses inside its own
@@ -32,6 +42,9 @@ pub(super) struct Stopped<S: SharedState> {
     pub(super) action: Option<String>,
     /// The pauses: where, when, and what a node asked.
     pub(super) pauses: Vec<PartPause>,
+    /// The parts of the step it stopped in (a fork or batch flow inside it), finished or
+    /// stopped.
+    pub(super) parts: Vec<StepRecord>,
 }
 
 /// A pause inside a part.
@@ -60,6 +73,9 @@ pub(super) struct Stops {
     pauses: Vec<PartPause>,
     /// The action of the node after which it paused.
     action: Option<&'static str>,
+    /// What the keys of its pauses end with: its part's index, then those of the parts around
+    /// it (`#1#0`).
+    suffix: String,
 }
 
 impl Stops {
@@ -114,10 +130,12 @@ impl Stops {
         false
     }
 
-    /// Whether the part pauses after the node `name` ran as step `step` with `action`.
+    /// Whether the part pauses after the node `name` ran as step `step` with `action`. A
+    /// question already `answered` (a part run again after its merge failed asks it again) is
+    /// not asked twice: the answer is in the state.
     pub(super) fn after(
         &mut self,
-        interrupts: &Interrupts,
+        (interrupts, answered): (&Interrupts, &[String]),
         flows: &[&'static str],
         name: &'static str,
         step: u64,
@@ -126,6 +144,12 @@ impl Stops {
     ) -> bool {
         if asked.is_none() && !interrupts.after(flows, name) {
             return false;
+        }
+        if asked.is_some() && !answered.is_empty() {
+            let key = Pause::new(join_path(flows, name), PauseWhen::Asked, step).key;
+            if answered.contains(&format!("{key}{}", self.suffix)) {
+                return false;
+            }
         }
         self.pauses.push(PartPause {
             node: join_path(flows, name),
@@ -143,6 +167,7 @@ impl Stops {
         update: S::Update,
         steps: u64,
         trail: &Trail,
+        parts: Vec<StepRecord>,
     ) -> Stopped<S> {
         let positions = trail
             .positions()
@@ -158,6 +183,7 @@ impl Stops {
             entered,
             action: self.action.map(str::to_string),
             pauses: std::mem::take(&mut self.pauses),
+            parts,
         }
     }
 
@@ -165,12 +191,12 @@ impl Stops {
     /// of a part says it.
     fn after_step(
         &mut self,
-        interrupts: &Interrupts,
+        asks: (&Interrupts, &[String]),
         here: Here<'_>,
         action: &'static str,
         asked: Option<&Value>,
     ) -> After {
-        if self.after(interrupts, here.flows, here.name, here.step, action, asked) {
+        if self.after(asks, here.flows, here.name, here.step, action, asked) {
             After::Pause
         } else {
             After::Apply
@@ -178,39 +204,497 @@ impl Stops {
     }
 }
 
-/// What a step does with a node's update inside a part, at the part's own level: pauses where
-/// its interrupts say or a node asks; deeper inside (a batch flow nested in the part), it cannot
-/// pause yet.
-pub(super) fn after_in_part(
-    stops: &mut Stops,
-    interrupts: &Interrupts,
-    here: Here<'_>,
-    action: &'static str,
-    asked: Option<&Value>,
-) -> After {
-    if here.composite == 0 {
-        stops.after_step(interrupts, here, action, asked)
-    } else if asked.is_some() {
-        After::CannotAsk
-    } else {
-        After::Apply
+impl Stops {
+    /// Whether the level pauses after the fork at `here`, whose `branches` (nodes) ran, some of
+    /// them asking `asked`: each asking branch, and each an interrupt names, pauses.
+    fn after_fork(
+        &mut self,
+        asks: (&Interrupts, &[String]),
+        here: Here<'_>,
+        branches: &'static [&'static str],
+        asked: &[(&'static str, Value)],
+    ) -> After {
+        let mut paused = false;
+        for branch in branches {
+            let question = asked
+                .iter()
+                .find(|(asking, _)| asking == branch)
+                .map(|(_, question)| question);
+            paused |= self.after(
+                asks,
+                here.flows,
+                branch,
+                here.step,
+                crate::graph::DEFAULT_ACTION,
+                question,
+            );
+        }
+        if paused { After::Pause } else { After::Apply }
+    }
+}
+
+/// One level of a part: the part's own flow, or a batch flow's run in place inside it. It pauses
+/// where the interrupts say (or a node asks), goes on from where it stopped, and keeps the parts
+/// of its own steps (a fork's branches, a batch flow's runs) in memory, to be saved with it if it
+/// stops in their step.
+#[derive(Debug, Default)]
+pub(super) struct Level {
+    pub(super) stops: Stops,
+    /// The parts of the step this level stopped in, as an earlier attempt kept them (each is
+    /// the record of a part, at that step).
+    kept: Vec<StepRecord>,
+    /// The parts kept in this attempt, finished or stopped: called from the parts, concurrently.
+    parts: Mutex<Vec<StepRecord>>,
+    /// The steps before the step a part of this level stopped in, if one did.
+    stopped_in: Mutex<Option<u64>>,
+    /// The record this level went on from, if any; and whether its parts changed since (a merge
+    /// inside it failed and voided some, or a part's own record changed), so that it is kept
+    /// again, changed, if its run fails.
+    original: Option<StepRecord>,
+    changed: AtomicBool,
+    /// The steps whose parts failed to merge: the container's path and the steps before it.
+    voided: Mutex<Vec<(String, u64)>>,
+}
+
+impl Level {
+    /// A level whose flow is entered at trail depth `base`, going on from `record` (a part that
+    /// stopped in an earlier attempt), if any: and what it had done then.
+    ///
+    /// # Errors
+    /// A kept update that does not read back.
+    pub(super) fn resuming<S: SharedState>(
+        thread: &str,
+        part: PartOf<'_>,
+        (base, around): (usize, &str),
+        record: Option<StepRecord>,
+    ) -> Result<(Self, Option<Progress<S>>), Error> {
+        let suffix = format!("#{}{around}", part.index);
+        let Some(record) = record else {
+            return Ok((
+                Self {
+                    stops: Stops {
+                        base,
+                        suffix,
+                        ..Stops::default()
+                    },
+                    ..Self::default()
+                },
+                None,
+            ));
+        };
+        let stopped = Stopped::<S> {
+            update: read_update::<S>(thread, part, &record, "progress")?,
+            steps: record.steps,
+            positions: record.position.clone(),
+            entered: record.entered.clone(),
+            action: (!record.action.is_empty()).then(|| record.action.clone()),
+            pauses: record
+                .pauses
+                .iter()
+                .map(|pause| PartPause {
+                    node: pause.node.clone(),
+                    step: pause.step,
+                    before: pause.when == PauseWhen::Before,
+                    asked: pause.asked.clone(),
+                })
+                .collect(),
+            parts: Vec::new(),
+        };
+        let (mut stops, progress) = Stops::resuming(base, Some(stopped));
+        stops.suffix = suffix;
+        Ok((
+            Self {
+                stops,
+                kept: record.parts.clone(),
+                original: Some(record),
+                ..Self::default()
+            },
+            progress,
+        ))
+    }
+
+    /// The record an earlier attempt kept for `part`, one of this level's: when it `stopped` at
+    /// pauses, or else when it finished.
+    pub(super) fn kept(&self, part: PartOf<'_>, stopped: bool) -> Option<&StepRecord> {
+        find_kept(&self.kept, part, stopped).filter(|record| !self.is_voided(record))
+    }
+
+    /// Whether `record` is of a step whose parts failed to merge.
+    fn is_voided(&self, record: &StepRecord) -> bool {
+        lock(&self.voided)
+            .iter()
+            .any(|(node, step)| record.step == *step && record.node == *node)
+    }
+
+    /// Keeps `record`, of a part of one of this level's steps; one that `stopped` at pauses
+    /// after `before` steps makes the level stop in that step.
+    pub(super) fn keep(&self, record: StepRecord, stopped: bool) {
+        if stopped {
+            *lock(&self.stopped_in) = Some(record.step);
+        }
+        lock(&self.parts).push(record);
+    }
+
+    /// A part of this level's that failed, whose record had to change (`record`, kept again):
+    /// this level's own record, if it has one, has to change too.
+    pub(super) fn keep_again(&self, record: StepRecord) {
+        self.changed.store(true, Relaxed);
+        lock(&self.parts).push(record);
+    }
+
+    /// The parts of `part`'s step failed to merge: nothing kept of them is used again.
+    pub(super) fn discard(&self, part: PartOf<'_>) {
+        let container = join_path(part.flows, part.container);
+        lock(&self.parts)
+            .retain(|record| !(record.step == part.before && record.node == container));
+        lock(&self.voided).push((container, part.before));
+        self.changed.store(true, Relaxed);
+    }
+
+    /// The parts to save with this level, which stopped: those of the step it stopped in, the
+    /// latest of each.
+    pub(super) fn stopped_parts(&mut self) -> Vec<StepRecord> {
+        let Some(before) = *lock(&self.stopped_in) else {
+            return Vec::new();
+        };
+        let kept = std::mem::take(&mut self.kept);
+        let new = std::mem::take(&mut *lock(&self.parts));
+        let kept = kept.into_iter().filter(|record| !self.is_voided(record));
+        latest(kept.chain(new).filter(|record| record.step == before))
+    }
+
+    /// When the run of this level failed: its record as it was when the run went on from it,
+    /// without the parts voided since, if any were (else the record stands as saved).
+    pub(super) fn failed(mut self) -> Option<StepRecord> {
+        if !self.changed.load(Relaxed) {
+            return None;
+        }
+        let mut record = self.original.take()?;
+        let at = record.parts.first().map(|part| part.step);
+        let new = std::mem::take(&mut *lock(&self.parts));
+        let kept = std::mem::take(&mut self.kept);
+        let kept = kept.into_iter().filter(|record| !self.is_voided(record));
+        record.parts = latest(kept.chain(new).filter(|part| Some(part.step) == at));
+        record.saved_at_ms = crate::checkpoint::now_ms();
+        Some(record)
+    }
+}
+
+/// A mutex's value, whether or not a part panicked while holding it (each change is whole).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// `records` with only the last of each part (node, key and step), in order.
+fn latest(records: impl Iterator<Item = StepRecord>) -> Vec<StepRecord> {
+    let mut out: Vec<StepRecord> = Vec::new();
+    for record in records {
+        out.retain(|earlier| {
+            (earlier.step, &earlier.node, &earlier.key) != (record.step, &record.node, &record.key)
+        });
+        out.push(record);
+    }
+    out
+}
+
+/// The last record in `records` kept for `part`, if it `stopped` at pauses (or else finished).
+pub(super) fn find_kept<'r>(
+    records: &'r [StepRecord],
+    part: PartOf<'_>,
+    stopped: bool,
+) -> Option<&'r StepRecord> {
+    let key = part.index.to_string();
+    records
+        .iter()
+        .rev()
+        .find(|record| {
+            record.step == part.before
+                && record.key == key
+                && path_is(&record.node, part.flows, part.container)
+        })
+        .filter(|record| record.pauses.is_empty() != stopped)
+}
+
+/// The update of `record`, kept for `part` (its `what`: outcome or progress), read back.
+///
+/// # Errors
+/// [`Error::Resume`] naming the part, when it does not read back.
+pub(super) fn read_update<S: SharedState>(
+    thread: &str,
+    part: PartOf<'_>,
+    record: &StepRecord,
+    what: &str,
+) -> Result<S::Update, Error> {
+    S::Update::deserialize(&record.update).map_err(|error| Error::Resume {
+        thread: thread.to_string(),
+        step: part.before,
+        reason: format!(
+            "the kept {what} of part {} of `{}` does not read back: {error}",
+            part.index, record.node
+        ),
+    })
+}
+
+/// The record of `part`, finished with `outcome`.
+///
+/// # Errors
+/// An update that does not serialize.
+pub(super) fn finished_record<S: SharedState>(
+    thread: &str,
+    part: PartOf<'_>,
+    outcome: &Branch<S>,
+) -> Result<StepRecord, Error> {
+    Ok(StepRecord {
+        node: join_path(part.flows, part.container),
+        key: part.index.to_string(),
+        action: outcome.action.to_string(),
+        update: to_json(thread, part.before, &outcome.update)?,
+        steps: outcome.steps,
+        ..StepRecord::new(part.before, RecordKind::Kept)
+    })
+}
+
+/// The record of `part`, which `stopped` at pauses: its update, steps, position and pauses, with
+/// those of the parts it stopped in, whose keys end with the part (the runs of a batch flow share
+/// their nodes' paths and steps).
+///
+/// # Errors
+/// An update that does not serialize.
+pub(super) fn stopped_record<S: SharedState>(
+    thread: &str,
+    part: PartOf<'_>,
+    stopped: Stopped<S>,
+) -> Result<StepRecord, Error> {
+    let own = stopped.pauses.into_iter().map(|part| {
+        let when = match (part.before, &part.asked) {
+            (true, _) => PauseWhen::Before,
+            (false, None) => PauseWhen::After,
+            (false, Some(_)) => PauseWhen::Asked,
+        };
+        let mut pause = Pause::new(part.node, when, part.step);
+        pause.asked = part.asked;
+        pause
+    });
+    let inner = stopped
+        .parts
+        .iter()
+        .flat_map(|record| record.pauses.iter().cloned());
+    let pauses = own
+        .chain(inner)
+        .map(|mut pause| {
+            pause.key = format!("{}#{}", pause.key, part.index);
+            pause
+        })
+        .collect();
+    Ok(StepRecord {
+        node: join_path(part.flows, part.container),
+        key: part.index.to_string(),
+        action: stopped.action.unwrap_or_default(),
+        position: stopped.positions,
+        entered: stopped.entered,
+        update: to_json(thread, part.before, &stopped.update)?,
+        steps: stopped.steps,
+        pauses,
+        parts: stopped.parts,
+        ..StepRecord::new(part.before, RecordKind::Kept)
+    })
+}
+
+/// The levels of batch flow runs in place, innermost last, as a journal steers them: level `i`
+/// is the run in place inside `i + 1` composite steps of the journal's own level.
+#[derive(Debug, Default)]
+pub(super) struct InPlace(pub(super) Vec<Level>);
+
+impl InPlace {
+    /// The level of a step inside `composite` composite steps, `composite` > 0.
+    fn at(&self, composite: u32) -> Option<&Level> {
+        self.0.get(usize::try_from(composite).ok()?.checked_sub(1)?)
+    }
+
+    fn at_mut(&mut self, composite: u32) -> Option<&mut Level> {
+        self.0
+            .get_mut(usize::try_from(composite).ok()?.checked_sub(1)?)
+    }
+
+    /// A flow is entered at trail depth `depth` inside `composite` composite steps: where the
+    /// run in place there goes on, if it stopped there.
+    pub(super) fn enter_flow(&mut self, depth: usize, steps: u64, composite: u32) -> Option<Entry> {
+        let level = self.at_mut(composite)?;
+        level.stops.enter_flow(depth, steps)
+    }
+
+    pub(super) fn pause_before(&mut self, interrupts: &Interrupts, here: Here<'_>) -> bool {
+        self.at_mut(here.composite).is_some_and(|level| {
+            level
+                .stops
+                .before(interrupts, here.flows, here.name, here.step)
+        })
+    }
+
+    pub(super) fn after(
+        &mut self,
+        asks: (&Interrupts, &[String]),
+        here: Here<'_>,
+        action: &'static str,
+        asked: Option<&Value>,
+    ) -> After {
+        match self.at_mut(here.composite) {
+            Some(level) => level.stops.after_step(asks, here, action, asked),
+            None if asked.is_some() => After::CannotAsk,
+            None => After::Apply,
+        }
+    }
+
+    pub(super) fn after_fork(
+        &mut self,
+        asks: (&Interrupts, &[String]),
+        here: Here<'_>,
+        branches: &'static [&'static str],
+        asked: &[(&'static str, Value)],
+    ) -> After {
+        match self.at_mut(here.composite) {
+            Some(level) => level.stops.after_fork(asks, here, branches, asked),
+            None if !asked.is_empty() => After::CannotAsk,
+            None => After::Apply,
+        }
+    }
+
+    /// The level that keeps `part`'s record: the run in place its container is in.
+    pub(super) fn keeper(&self, part: PartOf<'_>) -> Option<&Level> {
+        self.at(part.composite)
+    }
+
+    /// The suffix of the keys of the level that keeps `part`'s record, inside the level whose
+    /// suffix is `own`.
+    pub(super) fn suffix<'s>(&'s self, part: PartOf<'_>, own: &'s str) -> &'s str {
+        if part.composite == 0 {
+            own
+        } else {
+            self.at(part.composite)
+                .map_or(own, |level| level.stops.suffix.as_str())
+        }
+    }
+
+    /// `part`, a run in place, starts at trail depth `depth`, going on from `record`, inside
+    /// the level whose keys end with `around`.
+    ///
+    /// # Errors
+    /// A kept update that does not read back.
+    pub(super) fn start<S: SharedState>(
+        &mut self,
+        thread: &str,
+        part: PartOf<'_>,
+        (depth, around): (usize, &str),
+        record: Option<StepRecord>,
+    ) -> Result<Option<Progress<S>>, Error> {
+        let (level, progress) = Level::resuming::<S>(thread, part, (depth, around), record)?;
+        self.0.push(level);
+        Ok(progress)
+    }
+
+    /// `part`, the innermost run in place, ended: the record to keep for it in the level (or
+    /// store) around it, if any.
+    ///
+    /// # Errors
+    /// An update that does not serialize.
+    pub(super) fn finish<S: SharedState>(
+        &mut self,
+        thread: &str,
+        part: PartOf<'_>,
+        end: RunEnd,
+        update: S::Update,
+        steps: u64,
+        trail: &Trail,
+    ) -> Result<Option<StepRecord>, Error> {
+        let mut level = self.0.pop().unwrap_or_default();
+        Ok(match end {
+            RunEnd::Finished(action) => Some(finished_record(
+                thread,
+                part,
+                &Branch::<S>::new(action, update, steps),
+            )?),
+            RunEnd::Stopped => {
+                let parts = level.stopped_parts();
+                let stopped = level.stops.stopped::<S>(update, steps, trail, parts);
+                Some(stopped_record(thread, part, stopped)?)
+            }
+            RunEnd::Failed => level.failed(),
+        })
     }
 }
 
 /// The journal of a part's run on its own copy of the state, in a durable run: it pauses where
-/// the run's interrupts say (or a node asks), and goes on from where a stopped part stood.
-/// Nothing is committed: the run commits the part with its step.
+/// the run's interrupts say (or a node asks), goes on from where a stopped part stood, and keeps
+/// the parts of its own steps, at any depth. Nothing is committed: the run commits the part with
+/// its step.
 pub(super) struct Part<'p> {
     pub(super) thread: &'p str,
     pub(super) interrupts: &'p Interrupts,
-    pub(super) stops: Stops,
+    /// The keys of the pauses answered at the thread's step.
+    pub(super) answered: &'p [String],
+    /// The part's own level.
+    pub(super) own: Level,
+    /// The batch flow runs in place inside it.
+    pub(super) in_place: InPlace,
+}
+
+impl<'p> Part<'p> {
+    /// The journal of `part`, whose own flow is entered at trail depth `depth`, going on from
+    /// `record` if it stopped in an earlier attempt; inside the level whose keys end with
+    /// `around`.
+    ///
+    /// # Errors
+    /// A kept update that does not read back.
+    pub(super) fn new<S: SharedState>(
+        (thread, interrupts, answered): (&'p str, &'p Interrupts, &'p [String]),
+        part: PartOf<'_>,
+        (depth, around): (usize, &str),
+        record: Option<StepRecord>,
+    ) -> Result<(Self, Option<Progress<S>>), Error> {
+        let (own, progress) = Level::resuming::<S>(thread, part, (depth, around), record)?;
+        let journal = Self {
+            thread,
+            interrupts,
+            answered,
+            own,
+            in_place: InPlace::default(),
+        };
+        Ok((journal, progress))
+    }
+
+    /// The level that keeps `part`'s record.
+    fn keeper(&self, part: PartOf<'_>) -> Option<&Level> {
+        if part.composite == 0 {
+            Some(&self.own)
+        } else {
+            self.in_place.keeper(part)
+        }
+    }
+
+    /// The record the part stopped with, `update` applied in `steps` steps, `trail` where.
+    ///
+    /// # Errors
+    /// An update that does not serialize.
+    pub(super) fn stopped<S: SharedState>(
+        mut self,
+        part: PartOf<'_>,
+        update: S::Update,
+        steps: u64,
+        trail: &Trail,
+    ) -> Result<StepRecord, Error> {
+        let parts = self.own.stopped_parts();
+        let stopped = self.own.stops.stopped::<S>(update, steps, trail, parts);
+        stopped_record(self.thread, part, stopped)
+    }
 }
 
 impl<S: SharedState> Journal<S> for Part<'_> {
     const PAUSES: bool = true;
 
     type Part<'q>
-        = NoJournal<'q>
+        = Part<'q>
     where
         Self: 'q;
 
@@ -227,28 +711,164 @@ impl<S: SharedState> Journal<S> for Part<'_> {
         run.journaled_step(node, state, name)
     }
 
-    fn enter_flow(&mut self, depth: usize, steps: u64, _: u32) -> Option<Entry> {
-        self.stops.enter_flow(depth, steps)
+    fn enter_flow(&mut self, depth: usize, steps: u64, composite: u32) -> Option<Entry> {
+        let own = self.own.stops.enter_flow(depth, steps);
+        if composite == 0 {
+            own
+        } else {
+            self.in_place.enter_flow(depth, steps, composite)
+        }
     }
 
     fn pause_before(&mut self, here: Here<'_>) -> bool {
-        here.composite == 0
-            && self
+        if here.composite == 0 {
+            self.own
                 .stops
                 .before(self.interrupts, here.flows, here.name, here.step)
+        } else {
+            self.in_place.pause_before(self.interrupts, here)
+        }
     }
 
     fn after(&mut self, here: Here<'_>, action: &'static str, asked: Option<&Value>) -> After {
-        after_in_part(&mut self.stops, self.interrupts, here, action, asked)
+        if here.composite == 0 {
+            self.own
+                .stops
+                .after_step((self.interrupts, self.answered), here, action, asked)
+        } else {
+            self.in_place
+                .after((self.interrupts, self.answered), here, action, asked)
+        }
     }
 
-    /// A run on a copy inside a part (a fork or batch flow nested in it) cannot pause yet.
-    fn part(&self, _: PartOf<'_>, _: usize) -> Result<(NoJournal<'_>, Option<Progress<S>>), Error> {
-        Ok((
-            NoJournal {
-                thread: Some(self.thread),
-            },
-            None,
-        ))
+    fn after_fork(
+        &mut self,
+        here: Here<'_>,
+        branches: &'static [&'static str],
+        asked: &[(&'static str, Value)],
+    ) -> After {
+        if here.composite == 0 {
+            self.own
+                .stops
+                .after_fork((self.interrupts, self.answered), here, branches, asked)
+        } else {
+            self.in_place
+                .after_fork((self.interrupts, self.answered), here, branches, asked)
+        }
+    }
+
+    fn keeps(&self, _: Here<'_>) -> bool {
+        true
+    }
+
+    fn kept(&self, part: PartOf<'_>) -> Result<Option<(S::Update, u64, &str)>, Error> {
+        let Some(record) = self.keeper(part).and_then(|level| level.kept(part, false)) else {
+            return Ok(None);
+        };
+        let update = read_update::<S>(self.thread, part, record, "outcome")?;
+        Ok(Some((update, record.steps, record.action.as_str())))
+    }
+
+    async fn keep<'a>(&'a self, part: PartOf<'a>, outcome: Branch<S>) -> Result<Branch<S>, Error>
+    where
+        S: 'a,
+    {
+        if let Some(level) = self.keeper(part) {
+            level.keep(finished_record(self.thread, part, &outcome)?, false);
+        }
+        Ok(outcome)
+    }
+
+    async fn discard<'a>(&'a self, part: PartOf<'a>) -> Result<(), Error>
+    where
+        S: 'a,
+    {
+        if let Some(level) = self.keeper(part) {
+            level.discard(part);
+        }
+        Ok(())
+    }
+
+    fn part(
+        &self,
+        part: PartOf<'_>,
+        depth: usize,
+    ) -> Result<(Part<'_>, Option<Progress<S>>), Error> {
+        let record = self
+            .keeper(part)
+            .and_then(|level| level.kept(part, true))
+            .cloned();
+        let around = self.in_place.suffix(part, &self.own.stops.suffix);
+        Part::new::<S>(
+            (self.thread, self.interrupts, self.answered),
+            part,
+            (depth, around),
+            record,
+        )
+    }
+
+    async fn keep_stopped<'a>(
+        &'a self,
+        part: PartOf<'a>,
+        journal: Part<'a>,
+        update: S::Update,
+        steps: u64,
+        trail: &'a Trail,
+    ) -> Result<(), Error>
+    where
+        S: 'a,
+    {
+        let record = journal.stopped::<S>(part, update, steps, trail)?;
+        if let Some(level) = self.keeper(part) {
+            level.keep(record, true);
+        }
+        Ok(())
+    }
+
+    async fn part_failed<'a>(&'a self, part: PartOf<'a>, journal: Part<'a>) -> Result<(), Error>
+    where
+        S: 'a,
+    {
+        if let (Some(record), Some(level)) = (journal.own.failed(), self.keeper(part)) {
+            level.keep_again(record);
+        }
+        Ok(())
+    }
+
+    fn run_start(&mut self, part: PartOf<'_>, depth: usize) -> Result<Option<Progress<S>>, Error> {
+        let record = self
+            .keeper(part)
+            .and_then(|level| level.kept(part, true))
+            .cloned();
+        let around = self
+            .in_place
+            .suffix(part, &self.own.stops.suffix)
+            .to_string();
+        self.in_place
+            .start::<S>(self.thread, part, (depth, &around), record)
+    }
+
+    async fn run_finish<'a>(
+        &'a mut self,
+        part: PartOf<'a>,
+        end: RunEnd,
+        update: S::Update,
+        steps: u64,
+        trail: &'a Trail,
+    ) -> Result<S::Update, Error>
+    where
+        S: 'a,
+    {
+        let finished = matches!(end, RunEnd::Finished(_)).then(|| update.clone());
+        let record = self
+            .in_place
+            .finish::<S>(self.thread, part, end, update, steps, trail)?;
+        if let (Some(record), Some(level)) = (record, self.keeper(part)) {
+            match end {
+                RunEnd::Failed => level.keep_again(record),
+                _ => level.keep(record, end == RunEnd::Stopped),
+            }
+        }
+        Ok(finished.unwrap_or_default())
     }
 }

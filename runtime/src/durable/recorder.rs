@@ -7,18 +7,20 @@ use std::marker::PhantomData;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 use super::interrupts::{Interrupts, join_path, pass, path_is};
-use super::parts::{Part, PartPause, Stopped, Stops, after_in_part};
+use super::parts::{InPlace, Part, find_kept, finished_record, read_update};
 use super::resume::{Entries, json_len, snapshot, to_json};
 use crate::checkpoint::{CheckpointStore, Pause, PauseWhen, RecordKind, StepRecord};
 use crate::error::Error;
 use crate::event::{At, Event, EventSink};
 use crate::node::dispatch::{Branch, Stepped};
 use crate::node::{ItemJournal, KeepItem, Node};
-use crate::run::{After, Commit, Entry, Here, Journal, PartOf, Progress, Run, Trail, Watch};
+use crate::run::{
+    After, Commit, Entry, Here, Journal, PartOf, Progress, Run, RunEnd, Trail, Watch,
+};
 use crate::state::SharedState;
 
 /// The journal of a durable run: see the [module documentation](self).
@@ -50,6 +52,9 @@ pub(super) struct Recorder<'a, S, St: CheckpointStore> {
     pub(super) interrupts: &'a Interrupts,
     /// Nodes a resumed run goes past without pausing, and the steps before them.
     pub(super) passing: Vec<(String, u64)>,
+    /// The keys of the pauses answered at the thread's last step: a part run again asks no
+    /// question answered already.
+    pub(super) answered: Vec<String>,
     /// The pauses this run stopped at.
     pub(super) paused: Vec<Pause>,
     /// The pauses parts of a step (a fork's branches, a batch flow's runs) stopped at inside
@@ -61,65 +66,31 @@ pub(super) struct Recorder<'a, S, St: CheckpointStore> {
     /// resumed), kept by an earlier attempt of it; cleared by the first commit.
     pub(super) kept: Vec<StepRecord>,
     pub(super) kept_at: u64,
-    /// A batch flow's run in place under way, and where it pauses (or goes on from).
-    pub(super) in_place: Option<Stops>,
+    /// The batch flow runs in place under way (a batch flow's run in a batch flow's run, ...),
+    /// and where each pauses (or goes on from).
+    pub(super) in_place: InPlace,
     pub(super) state: PhantomData<fn(&S)>,
 }
 
 impl<S: SharedState, St: CheckpointStore> Recorder<'_, S, St> {
-    /// The last record kept for `part` by an earlier attempt of its step, with its update read
-    /// back: when the part `stopped` at pauses, or else when it finished, as asked.
-    fn kept_part(
-        &self,
-        part: PartOf<'_>,
-        stopped: bool,
-    ) -> Result<Option<(&StepRecord, S::Update)>, Error> {
+    /// The last record kept for `part` (of a step at the thread's top level) by an earlier attempt
+    /// of its step: when the part `stopped` at pauses, or else when it finished.
+    fn kept_part(&self, part: PartOf<'_>, stopped: bool) -> Option<&StepRecord> {
         if part.before != self.kept_at {
-            return Ok(None);
+            return None;
         }
-        let key = part.index.to_string();
-        let record =
-            self.kept.iter().rev().find(|record| {
-                record.key == key && path_is(&record.node, part.flows, part.container)
-            });
-        let Some(record) = record.filter(|record| record.pauses.is_empty() != stopped) else {
-            return Ok(None);
-        };
-        let update = S::Update::deserialize(&record.update).map_err(|error| Error::Resume {
-            thread: self.thread.to_string(),
-            step: part.before,
-            reason: format!(
-                "the kept {} of part {} of `{}` does not read back: {error}",
-                if stopped { "progress" } else { "outcome" },
-                part.index,
-                record.node
-            ),
-        })?;
-        Ok(Some((record, update)))
+        find_kept(&self.kept, part, stopped)
     }
 
-    /// Where `part` stopped at pauses in an earlier attempt of its step, if it did.
-    fn stopped_part(&self, part: PartOf<'_>) -> Result<Option<Stopped<S>>, Error> {
-        let Some((record, update)) = self.kept_part(part, true)? else {
-            return Ok(None);
-        };
-        Ok(Some(Stopped {
-            update,
-            steps: record.steps,
-            positions: record.position.clone(),
-            entered: record.entered.clone(),
-            action: (!record.action.is_empty()).then(|| record.action.clone()),
-            pauses: record
-                .pauses
-                .iter()
-                .map(|pause| PartPause {
-                    node: pause.node.clone(),
-                    step: pause.step,
-                    before: pause.when == PauseWhen::Before,
-                    asked: pause.asked.clone(),
-                })
-                .collect(),
-        }))
+    /// Where `part` stopped at pauses in an earlier attempt of its step, if it did: in the store
+    /// for a part of a top-level step, else in the level of the run in place its step is in.
+    fn stopped_part(&self, part: PartOf<'_>) -> Option<StepRecord> {
+        if part.composite == 0 {
+            self.kept_part(part, true).cloned()
+        } else {
+            let level = self.in_place.keeper(part)?;
+            level.kept(part, true).cloned()
+        }
     }
 
     /// Appends `record` under the claim, which parts of a step share, after the steps not yet
@@ -132,44 +103,32 @@ impl<S: SharedState, St: CheckpointStore> Recorder<'_, S, St> {
         Ok(())
     }
 
-    /// Keeps where `part` stopped at pauses: its update, steps, position and pauses, whose keys
-    /// end with the part (the runs of a batch flow share their nodes' paths and steps).
-    async fn keep_stopped_part(&self, part: PartOf<'_>, stopped: Stopped<S>) -> Result<(), Error>
-    where
-        S: Serialize,
-    {
-        let index = part.index;
-        let pauses: Vec<Pause> = stopped
-            .pauses
-            .into_iter()
-            .map(|part| {
-                let when = match (part.before, &part.asked) {
-                    (true, _) => PauseWhen::Before,
-                    (false, None) => PauseWhen::After,
-                    (false, Some(_)) => PauseWhen::Asked,
-                };
-                let mut pause = Pause::new(part.node, when, part.step);
-                pause.key = format!("{}#{index}", pause.key);
-                pause.asked = part.asked;
-                pause
-            })
-            .collect();
-        let record = StepRecord {
-            node: join_path(part.flows, part.container),
-            key: index.to_string(),
-            action: stopped.action.unwrap_or_default(),
-            position: stopped.positions,
-            entered: stopped.entered,
-            update: to_json(self.thread, part.before, &stopped.update)?,
-            steps: stopped.steps,
-            pauses,
-            ..StepRecord::new(part.before, RecordKind::Kept)
-        };
+    /// Keeps `record`, of a part that stopped at pauses (or, `stopped` false, of one whose
+    /// record had to change after it failed): in the store for a part of a top-level step, else
+    /// in the level of the run in place its step is in.
+    async fn keep_record(
+        &self,
+        part: PartOf<'_>,
+        record: StepRecord,
+        stopped: bool,
+    ) -> Result<(), Error> {
+        if part.composite > 0 {
+            if let Some(level) = self.in_place.keeper(part) {
+                if stopped {
+                    level.keep(record, true);
+                } else {
+                    level.keep_again(record);
+                }
+            }
+            return Ok(());
+        }
         self.append_shared(&record).await?;
-        self.part_paused
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend(record.pauses);
+        if stopped {
+            self.part_paused
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend(record.pauses);
+        }
         Ok(())
     }
 
@@ -297,47 +256,50 @@ where
 
     fn enter_flow(&mut self, depth: usize, steps: u64, composite: u32) -> Option<Entry> {
         let entry = self.entries.enter(depth, steps);
-        match &mut self.in_place {
+        if composite == 0 {
+            entry
+        } else {
             // A batch flow's run in place goes on from where it stopped.
-            Some(in_place) if composite == 1 => in_place.enter_flow(depth, steps).or(entry),
-            _ => entry,
+            self.in_place.enter_flow(depth, steps, composite).or(entry)
         }
     }
 
     fn pause_before(&mut self, here: Here<'_>) -> bool {
-        match (here.composite, &mut self.in_place) {
-            (0, _) => {
-                if pass(&mut self.passing, here.flows, here.name, here.step) {
-                    return false;
-                }
-                if self.interrupts.before(here.flows, here.name) {
-                    let node = join_path(here.flows, here.name);
-                    self.paused
-                        .push(Pause::new(node, PauseWhen::Before, here.step));
-                    return true;
-                }
-                false
-            }
-            (1, Some(stops)) => stops.before(self.interrupts, here.flows, here.name, here.step),
-            _ => false,
+        if here.composite > 0 {
+            return self.in_place.pause_before(self.interrupts, here);
         }
+        if pass(&mut self.passing, here.flows, here.name, here.step) {
+            return false;
+        }
+        if self.interrupts.before(here.flows, here.name) {
+            let node = join_path(here.flows, here.name);
+            self.paused
+                .push(Pause::new(node, PauseWhen::Before, here.step));
+            return true;
+        }
+        false
     }
 
     fn after(&mut self, here: Here<'_>, action: &'static str, asked: Option<&Value>) -> After {
-        match (here.composite, &mut self.in_place) {
-            (0, _) => After::Commit,
-            (1, Some(stops)) => after_in_part(
-                stops,
-                self.interrupts,
-                Here {
-                    composite: 0,
-                    ..here
-                },
-                action,
-                asked,
-            ),
-            _ if asked.is_some() => After::CannotAsk,
-            _ => After::Apply,
+        if here.composite == 0 {
+            After::Commit
+        } else {
+            self.in_place
+                .after((self.interrupts, &self.answered), here, action, asked)
+        }
+    }
+
+    fn after_fork(
+        &mut self,
+        here: Here<'_>,
+        branches: &'static [&'static str],
+        asked: &[(&'static str, Value)],
+    ) -> After {
+        if here.composite == 0 {
+            After::Commit
+        } else {
+            self.in_place
+                .after_fork((self.interrupts, &self.answered), here, branches, asked)
         }
     }
 
@@ -421,32 +383,48 @@ where
         here.composite == 0
     }
 
-    fn keeps(&self, here: Here<'_>) -> bool {
-        here.composite == 0
+    fn keeps(&self, _: Here<'_>) -> bool {
+        true
     }
 
     fn kept(&self, part: PartOf<'_>) -> Result<Option<(S::Update, u64, &str)>, Error> {
-        let kept = self.kept_part(part, false)?;
-        Ok(kept.map(|(record, update)| (update, record.steps, record.action.as_str())))
+        let record = if part.composite == 0 {
+            self.kept_part(part, false)
+        } else {
+            self.in_place
+                .keeper(part)
+                .and_then(|level| level.kept(part, false))
+        };
+        let Some(record) = record else {
+            return Ok(None);
+        };
+        let update = read_update::<S>(self.thread, part, record, "outcome")?;
+        Ok(Some((update, record.steps, record.action.as_str())))
     }
 
     async fn keep<'a>(&'a self, part: PartOf<'a>, outcome: Branch<S>) -> Result<Branch<S>, Error>
     where
         S: 'a,
     {
-        let record = StepRecord {
-            node: join_path(part.flows, part.container),
-            key: part.index.to_string(),
-            action: outcome.action.to_string(),
-            update: to_json(self.thread, part.before, &outcome.update)?,
-            steps: outcome.steps,
-            ..StepRecord::new(part.before, RecordKind::Kept)
-        };
-        self.append_shared(&record).await?;
+        let record = finished_record(self.thread, part, &outcome)?;
+        if part.composite == 0 {
+            self.append_shared(&record).await?;
+        } else if let Some(level) = self.in_place.keeper(part) {
+            level.keep(record, false);
+        }
         Ok(outcome)
     }
 
-    async fn discard<'a>(&'a self, part: PartOf<'a>) -> Result<(), Error> {
+    async fn discard<'a>(&'a self, part: PartOf<'a>) -> Result<(), Error>
+    where
+        S: 'a,
+    {
+        if part.composite > 0 {
+            if let Some(level) = self.in_place.keeper(part) {
+                level.discard(part);
+            }
+            return Ok(());
+        }
         let record = StepRecord {
             node: join_path(part.flows, part.container),
             ..StepRecord::new(part.before, RecordKind::Discard)
@@ -459,20 +437,20 @@ where
         part: PartOf<'_>,
         depth: usize,
     ) -> Result<(Part<'_>, Option<Progress<S>>), Error> {
-        let stopped = self.stopped_part(part)?;
-        let (stops, progress) = Stops::resuming(depth, stopped);
-        let journal = Part {
-            thread: self.thread,
-            interrupts: self.interrupts,
-            stops,
-        };
-        Ok((journal, progress))
+        let record = self.stopped_part(part);
+        let around = self.in_place.suffix(part, "");
+        Part::new::<S>(
+            (self.thread, self.interrupts, &self.answered),
+            part,
+            (depth, around),
+            record,
+        )
     }
 
     async fn keep_stopped<'a>(
         &'a self,
         part: PartOf<'a>,
-        mut journal: Part<'a>,
+        journal: Part<'a>,
         update: S::Update,
         steps: u64,
         trail: &'a Trail,
@@ -480,21 +458,31 @@ where
     where
         S: 'a,
     {
-        let stopped = journal.stops.stopped(update, steps, trail);
-        self.keep_stopped_part(part, stopped).await
+        let record = journal.stopped::<S>(part, update, steps, trail)?;
+        self.keep_record(part, record, true).await
+    }
+
+    async fn part_failed<'a>(&'a self, part: PartOf<'a>, journal: Part<'a>) -> Result<(), Error>
+    where
+        S: 'a,
+    {
+        match journal.own.failed() {
+            Some(record) => self.keep_record(part, record, false).await,
+            None => Ok(()),
+        }
     }
 
     fn run_start(&mut self, part: PartOf<'_>, depth: usize) -> Result<Option<Progress<S>>, Error> {
-        let stopped = self.stopped_part(part)?;
-        let (stops, progress) = Stops::resuming(depth, stopped);
-        self.in_place = Some(stops);
-        Ok(progress)
+        let record = self.stopped_part(part);
+        let around = self.in_place.suffix(part, "").to_string();
+        self.in_place
+            .start::<S>(self.thread, part, (depth, &around), record)
     }
 
     async fn run_finish<'a>(
         &'a mut self,
         part: PartOf<'a>,
-        action: Option<&'static str>,
+        end: RunEnd,
         update: S::Update,
         steps: u64,
         trail: &'a Trail,
@@ -502,14 +490,23 @@ where
     where
         S: 'a,
     {
-        let mut in_place = self.in_place.take().unwrap_or_default();
-        if let Some(action) = action {
-            let kept = self.keep(part, Branch::new(action, update, steps)).await?;
-            return Ok(kept.update);
+        let finished = matches!(end, RunEnd::Finished(_)).then(|| update.clone());
+        let record = self
+            .in_place
+            .finish::<S>(self.thread, part, end, update, steps, trail)?;
+        if let Some(record) = record {
+            match end {
+                RunEnd::Finished(_) if part.composite == 0 => self.append_shared(&record).await?,
+                RunEnd::Finished(_) => {
+                    if let Some(level) = self.in_place.keeper(part) {
+                        level.keep(record, false);
+                    }
+                }
+                RunEnd::Stopped => self.keep_record(part, record, true).await?,
+                RunEnd::Failed => self.keep_record(part, record, false).await?,
+            }
         }
-        let stopped = in_place.stopped(update, steps, trail);
-        self.keep_stopped_part(part, stopped).await?;
-        Ok(S::Update::default())
+        Ok(finished.unwrap_or_default())
     }
 
     fn items(&self, here: Here<'_>) -> Option<&dyn ItemJournal> {

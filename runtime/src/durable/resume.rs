@@ -135,8 +135,20 @@ impl Waiting {
                     }
                 }
                 RecordKind::Kept => {
-                    // A part that stopped at pauses inside its own flow: they wait like others.
-                    waiting.pending.extend(record.pauses.iter().cloned());
+                    // A part that stopped at pauses inside its own flow: they wait like others;
+                    // unless they were answered or gone past already (a part kept again,
+                    // changed, after a merge inside it failed).
+                    let gone = |pause: &Pause| {
+                        waiting.answered.contains(&pause.key)
+                            || waiting.passed.iter().any(|passed| passed.key == pause.key)
+                    };
+                    let new: Vec<Pause> = record
+                        .pauses
+                        .iter()
+                        .filter(|pause| !gone(pause))
+                        .cloned()
+                        .collect();
+                    waiting.pending.extend(new);
                     waiting.kept.push(record.clone());
                 }
                 RecordKind::Discard => {
@@ -166,6 +178,8 @@ pub(super) struct Resume {
     pub(super) snapshot_bytes: usize,
     /// Finished parts of the step after `steps`, kept by an earlier attempt of it.
     pub(super) kept: Vec<StepRecord>,
+    /// The keys of the pauses answered at step `steps`.
+    pub(super) answered: Vec<String>,
 }
 
 /// The length of `value` as compact JSON, counted without building the text.

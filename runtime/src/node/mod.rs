@@ -242,9 +242,8 @@ impl<S: SharedState> Command<S> {
     /// reads the answer from the state. A run that is not durable fails with
     /// [`Error::InputRequested`]. In a durable run a node may ask anywhere it runs: as a fork
     /// branch (the run pauses after the fork is saved, with every branch's question), and inside
-    /// a flow nested in a fork branch or a batch flow (the other branches or concurrent runs
-    /// finish first); not in a fork or batch flow nested in one of those, where a run cannot
-    /// pause yet.
+    /// a flow nested in a fork branch or a batch flow, at any depth (the other branches or
+    /// concurrent runs finish first).
     ///
     /// ```
     /// use slateflow::{Command, SharedState};

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use super::fork::resolve_kept;
 use super::step::{CANNOT_PAUSE, is_declared};
-use super::{BranchEnv, Journal, Notes, PartOf, Run, Trail, Watch};
+use super::{BranchEnv, Journal, Notes, PartOf, Run, RunEnd, Trail, Watch};
 use crate::error::{Error, Phase};
 use crate::event::Event;
 use crate::node::dispatch::{Composite, Stepped};
@@ -23,6 +23,17 @@ use crate::state::{SharedState, StateUpdate};
 impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
     /// Starts a composite step for the node `name`.
     pub(super) fn start_composite(&mut self, name: &'static str) -> Composite {
+        if J::PAUSES {
+            // A pause may stop it in the middle: the run is to stand before it again, and its
+            // updates are recorded apart until it ends.
+            let record = self.record.as_mut().map(std::mem::take);
+            self.opened.push(super::Opened {
+                steps: self.steps,
+                trail: self.trail,
+                composite: self.host.composite,
+                record,
+            });
+        }
         if self.record.is_none() && self.host.journal.commits(self.here(name, self.steps)) {
             // Committed as one: every update applied inside it is composed.
             self.record = Some(S::Update::default());
@@ -90,6 +101,7 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
             container: composite.name,
             before: composite.step - 1,
             index,
+            composite: self.host.composite - 1,
         };
         let kept = self.host.journal.kept(part)?;
         let kept = resolve_kept::<S>(kept, Some(N::ACTIONS), part.container, part.before, index)?;
@@ -105,6 +117,7 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
             .replace(S::Update::default())
             .unwrap_or_default();
         let steps_before = self.steps;
+        let mark = self.opened.len();
         if let Some((update, steps)) = self.host.journal.run_start(part, at.depth())? {
             // It stopped at pauses in an earlier run of the step: what it had done is applied
             // (and recorded), and it goes on from where it stood.
@@ -113,29 +126,30 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
         }
         let outcome = node.__run(self, state, composite.name).await;
         self.host.params = outer;
+        let end = match &outcome {
+            Ok(action) => RunEnd::Finished(action),
+            Err(error) if matches!(**error, Error::Paused { .. }) => {
+                // Steps inside it that stopped in the middle did not happen.
+                self.unwind(mark);
+                RunEnd::Stopped
+            }
+            Err(_) => RunEnd::Failed,
+        };
         let update = self.record.take().unwrap_or_default();
         let steps = self.steps - steps_before;
-        match outcome {
-            Ok(action) => {
-                let trail = self.trail;
-                let kept = self
-                    .host
-                    .journal
-                    .run_finish(part, Some(action), update, steps, &trail)
-                    .await?;
-                self.record = Some(before.then(kept));
-                Ok(action)
-            }
-            Err(error) if matches!(*error, Error::Paused { .. }) => {
-                let trail = self.trail;
-                self.host
-                    .journal
-                    .run_finish(part, None, update, steps, &trail)
-                    .await?;
-                Err(error)
-            }
-            Err(error) => Err(error),
-        }
+        let trail = self.trail;
+        let kept = self
+            .host
+            .journal
+            .run_finish(part, end, update, steps, &trail)
+            .await?;
+        // A run that stopped leaves the step in the middle: the run around it unwinds it.
+        self.record = Some(if outcome.is_ok() {
+            before.then(kept)
+        } else {
+            before
+        });
+        outcome
     }
 
     /// What runs the composite step's runs on copies of the state, kept as they finish when the
@@ -152,6 +166,7 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
                 .journal
                 .keeps(self.composite_here(composite))
                 .then_some((composite.name, composite.step - 1)),
+            composite: self.host.composite - 1,
         }
     }
 
@@ -180,6 +195,13 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
         self.node = name;
         self.apply(state, command.update);
         self.host.composite -= 1;
+        if J::PAUSES
+            && let Some(opened) = self.opened.pop()
+            && let Some(outer) = opened.record
+        {
+            let own = self.record.take().unwrap_or_default();
+            self.record = Some(outer.then(own));
+        }
         self.emit(&Event::NodeFinished {
             at: self.at(name, step),
             action: command.action,
@@ -213,7 +235,13 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
             return Err(Box::new(Error::InputRequested {
                 node: name,
                 step,
-                where_: CANNOT_PAUSE,
+                where_: if J::PAUSES {
+                    "a batch flow's own `post` asks only where its step is one of the thread's \
+                     own, not inside a fork branch or another batch flow; ask from a node of its \
+                     sub-flow instead"
+                } else {
+                    CANNOT_PAUSE
+                },
             }));
         }
         Ok(command.action)

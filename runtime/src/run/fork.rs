@@ -87,6 +87,7 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
                 .fork
                 .map_or(("", 0), |fork| (fork.name, fork.before + 1)),
             keeping,
+            composite: self.host.composite,
         }
     }
 
@@ -116,7 +117,7 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
         }
         let Branch { update, asked, .. } = joined;
         let here = Here::of(&self.trail, self.host.composite, fork.name, self.steps);
-        let paused = match self.host.journal.after(here, DEFAULT_ACTION, None) {
+        let paused = match self.host.journal.after_fork(here, fork.branches, &asked) {
             After::Commit => {
                 self.trail.rename(fork.name);
                 let notes = Notes {
@@ -130,9 +131,17 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
                 self.apply(state, update);
                 true
             }
-            After::Apply | After::CannotAsk => {
+            After::Apply => {
                 self.apply(state, update);
                 false
+            }
+            After::CannotAsk => {
+                let node = asked.first().map_or(fork.name, |(branch, _)| branch);
+                return Err(Error::InputRequested {
+                    node,
+                    step: self.steps,
+                    where_: CANNOT_PAUSE,
+                });
             }
         };
         if paused {
@@ -158,6 +167,8 @@ pub(crate) struct BranchEnv<'a, S, W, J> {
     pub(super) container: (&'static str, u64),
     /// When the parts are kept: the fork or batch flow, and the steps before its step.
     pub(super) keeping: Option<(&'static str, u64)>,
+    /// How many composite steps the fork or batch flow is inside.
+    pub(super) composite: u32,
 }
 
 impl<'a, S, W, J> BranchEnv<'a, S, W, J> {
@@ -168,6 +179,7 @@ impl<'a, S, W, J> BranchEnv<'a, S, W, J> {
             container,
             before,
             index,
+            composite: self.composite,
         }
     }
 }
@@ -364,7 +376,10 @@ impl<'a, S: SharedState, W: Watch, J: Journal<S>> BranchEnv<'a, S, W, J> {
                 run.steps - start,
             )),
             Ok(Err(error)) if matches!(*error, Error::Paused { .. }) => {
-                // The trail still holds where the pause happened, from the part's own flow down.
+                // The trail holds where the pause happened, from the part's own flow down; a fork
+                // or batch flow that stopped in its parts did not happen, and the part stands
+                // before it.
+                run.unwind(0);
                 let update = run.record.take().unwrap_or_default();
                 let steps = run.steps - start;
                 let trail = run.trail;
@@ -375,7 +390,13 @@ impl<'a, S: SharedState, W: Watch, J: Journal<S>> BranchEnv<'a, S, W, J> {
                     .await?;
                 Err(*error)
             }
-            Ok(Err(error)) => Err(*error),
+            Ok(Err(error)) => {
+                self.host
+                    .journal
+                    .part_failed(part, run.into_journal())
+                    .await?;
+                Err(*error)
+            }
             Err(payload) => Err(run.panic_error(payload)),
         }
     }

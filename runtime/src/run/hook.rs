@@ -104,13 +104,25 @@ pub(crate) enum After {
 }
 
 /// Part `index` of `container` (a fork, or a batch flow whose runs are its parts), nested in
-/// `flows`, whose step follows step `before`.
+/// `flows`, whose step follows step `before`, inside `composite` composite steps.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PartOf<'a> {
     pub(crate) flows: &'a [&'static str],
     pub(crate) container: &'static str,
     pub(crate) before: u64,
     pub(crate) index: usize,
+    pub(crate) composite: u32,
+}
+
+/// How a batch flow's run in place ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RunEnd {
+    /// With this action.
+    Finished(&'static str),
+    /// At pauses.
+    Stopped,
+    /// With an error.
+    Failed,
 }
 
 /// What a part had done when it stopped at pauses in an earlier run of its step: the composition
@@ -219,6 +231,22 @@ pub(crate) trait Journal<S: SharedState>: Send + Sync + Sized {
         }
     }
 
+    /// The fork at `here` joined its `branches`, the nodes among them that asked saying what
+    /// (`asked`): what to do with its merged update.
+    fn after_fork(
+        &mut self,
+        here: Here<'_>,
+        branches: &'static [&'static str],
+        asked: &[(&'static str, Value)],
+    ) -> After {
+        let _ = branches;
+        if asked.is_empty() {
+            self.after(here, crate::graph::DEFAULT_ACTION, None)
+        } else {
+            After::CannotAsk
+        }
+    }
+
     /// A step's update, before it is applied and consumed by a commit.
     ///
     /// # Errors
@@ -282,7 +310,10 @@ pub(crate) trait Journal<S: SharedState>: Send + Sync + Sized {
     fn discard<'a>(
         &'a self,
         part: PartOf<'a>,
-    ) -> impl Future<Output = Result<(), Error>> + Send + 'a {
+    ) -> impl Future<Output = Result<(), Error>> + Send + 'a
+    where
+        S: 'a,
+    {
         let _ = part;
         async { Ok(()) }
     }
@@ -317,6 +348,21 @@ pub(crate) trait Journal<S: SharedState>: Send + Sync + Sized {
         async { Ok(()) }
     }
 
+    /// `part`'s run on a copy failed (not at pauses); its journal, `journal`, says whether what
+    /// was kept of it has to change (a merge inside it failed after it had stopped in an
+    /// earlier attempt): then keep it again, changed, so that a resume does not fail the same way.
+    fn part_failed<'a>(
+        &'a self,
+        part: PartOf<'a>,
+        journal: Self::Part<'a>,
+    ) -> impl Future<Output = Result<(), Error>> + Send + 'a
+    where
+        S: 'a,
+    {
+        let _ = (part, journal);
+        async { Ok(()) }
+    }
+
     /// `part`, a batch flow's run in place on the state, starts at trail depth `depth`: what it
     /// had done when it stopped at pauses in an earlier run of its step.
     ///
@@ -327,13 +373,14 @@ pub(crate) trait Journal<S: SharedState>: Send + Sync + Sized {
         Ok(None)
     }
 
-    /// `part`, a batch flow's run in place, ended: finished with `action`, having applied
-    /// `update` in `steps` steps (keep its outcome), or stopped at pauses (`None`: keep where,
-    /// `trail` being where the pause happened).
+    /// `part`, a batch flow's run in place, ended, having applied `update` in `steps` steps:
+    /// finished (keep its outcome, and hand back its update), stopped at pauses (keep where,
+    /// `trail` being where the pause happened), or failed (see
+    /// [`part_failed`](Journal::part_failed)).
     fn run_finish<'a>(
         &'a mut self,
         part: PartOf<'a>,
-        action: Option<&'static str>,
+        end: RunEnd,
         update: S::Update,
         steps: u64,
         trail: &'a Trail,
@@ -341,7 +388,7 @@ pub(crate) trait Journal<S: SharedState>: Send + Sync + Sized {
     where
         S: 'a,
     {
-        let _ = (part, action, steps, trail);
+        let _ = (part, end, steps, trail);
         async { Ok(update) }
     }
 

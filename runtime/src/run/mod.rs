@@ -33,7 +33,7 @@ use std::time::Instant;
 pub(crate) use fork::BranchEnv;
 pub(crate) use hook::{
     After, Commit, Entry, Here, Journal, NoJournal, NoWatch, Notes, Observe, PartOf, Progress,
-    Watch,
+    RunEnd, Watch,
 };
 
 use crate::error::{Error, Phase};
@@ -108,6 +108,17 @@ impl Trail {
     }
 }
 
+/// A composite step under way in a run whose journal pauses: where the run stood before it, so
+/// that, when a pause stops the step in the middle, the run stands there again
+/// ([`Run::unwind`]).
+struct Opened<S: SharedState> {
+    steps: u64,
+    trail: Trail,
+    composite: u32,
+    /// The run's record before the step, whose own updates are recorded apart until it ends.
+    record: Option<S::Update>,
+}
+
 /// The fork a run is in the middle of.
 #[derive(Debug, Clone, Copy)]
 struct ForkAt {
@@ -173,6 +184,8 @@ pub(crate) struct Run<S: SharedState, W, J> {
     /// Where the outermost flow's step limit counts from, when not from where it is entered (a
     /// resumed thread counts from its start).
     limit_origin: Option<u64>,
+    /// The composite steps under way, outermost first, in a run whose journal pauses.
+    opened: Vec<Opened<S>>,
 }
 
 impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
@@ -195,6 +208,7 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
             fork: None,
             branch_of: None,
             limit_origin: None,
+            opened: Vec::new(),
         }
     }
 
@@ -202,6 +216,23 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
     /// from where this run enters it.
     pub(crate) fn count_limit_from(&mut self, origin: u64) {
         self.limit_origin = Some(origin);
+    }
+
+    /// The steps opened since `mark` composite steps were under way (composite steps, or a
+    /// fork) stopped at pauses inside their parts: they did not happen, and the run stands
+    /// before the outermost of them again: its steps, where it is, its record.
+    fn unwind(&mut self, mark: usize) {
+        if let Some(fork) = self.fork.take() {
+            self.steps = fork.before;
+        }
+        if self.opened.len() > mark
+            && let Some(outermost) = self.opened.drain(mark..).next()
+        {
+            self.steps = outermost.steps;
+            self.trail = outermost.trail;
+            self.host.composite = outermost.composite;
+            self.record = outermost.record;
+        }
     }
 
     /// Node steps started so far.

@@ -12,9 +12,7 @@ use crate::node::{Between, Command, Context, Node, RetriedBody, TimedOut, with_r
 use crate::state::SharedState;
 
 /// Why a run that cannot pause fails when a node asks for input.
-pub(super) const CANNOT_PAUSE: &str = "only a durable run (`flow.durable(store)`) pauses, and not \
-                                       in a fork or batch flow nested in a fork branch or a \
-                                       batch flow, yet";
+pub(super) const CANNOT_PAUSE: &str = "only a durable run (`flow.durable(store)`) pauses";
 
 /// Prep, exec (retried, timed out, with its fallback) and post of one node over a shared borrow
 /// of the state, in `context` (built by the caller, where the step's future keeps it once), with
