@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use slateflow::Context;
 use slateflow::batch::{self, Batch};
 use slateflow::checkpoint::{
-    CheckpointStore, FileStore, MemoryStore, RecordKind, RunStatus, SqliteStore,
+    CheckpointStore, FileStore, MemoryStore, PostgresStore, RecordKind, RunStatus, SqliteStore,
 };
 use slateflow::durable::Outcome;
 use slateflow::{Command, NodeError, Params, SharedState, flow, node};
@@ -19,6 +19,7 @@ use slateflow::{Command, NodeError, Params, SharedState, flow, node};
 /// Helpers shared by test files; each uses part of them.
 #[allow(dead_code)]
 mod support {
+    pub(crate) mod postgres;
     pub(crate) mod runs;
 }
 
@@ -99,7 +100,9 @@ fn scratch(name: &str) -> PathBuf {
 
 /// On `store`: a fork inside a fork branch's flow pauses before one of its branches, then after
 /// the other; the thread waits, and each resume goes on from the pause.
-fn a_fork_in_a_branch_flow_pauses_before_and_after_its_branches<St: CheckpointStore + 'static>(
+async fn a_fork_in_a_branch_flow_pauses_before_and_after_its_branches<
+    St: CheckpointStore + 'static,
+>(
     test: &'static str,
     store: St,
 ) {
@@ -109,11 +112,11 @@ fn a_fork_in_a_branch_flow_pauses_before_and_after_its_branches<St: CheckpointSt
         .durable(store)
         .interrupt_before(&["inner/b"])
         .interrupt_after(&["inner/c"]);
-    let first = block_on(durable.start(test, &mut Desk::default())).unwrap();
+    let first = durable.start(test, &mut Desk::default()).await.unwrap();
     // `a` is step 1; the branch flow `inner` (part 0 of the fork) stops before its own fork.
     assert_eq!(keys(&first), ["before:inner/b@1#0"]);
     assert_eq!(
-        block_on(durable.status(test)).unwrap(),
+        durable.status(test).await.unwrap(),
         RunStatus::Paused {
             pauses: keys(&first)
         }
@@ -123,41 +126,62 @@ fn a_fork_in_a_branch_flow_pauses_before_and_after_its_branches<St: CheckpointSt
         (0, 1)
     );
     // Its fork runs, and pauses after it for `c`.
-    let (_, second) = block_on(durable.resume(test)).unwrap();
+    let (_, second) = durable.resume(test).await.unwrap();
     assert_eq!(keys(&second), ["after:inner/c@3#0"]);
-    let (desk, last) = block_on(durable.resume(test)).unwrap();
+    let (desk, last) = durable.resume(test).await.unwrap();
     assert_eq!(last, Outcome::Finished("default".into()));
     assert_eq!(desk.log, ["a", "b", "c", "d", "e", "f"]);
     for node in ["a", "b", "c", "d", "e", "f"] {
         assert_eq!(ran(&format!("{test}/{node}")), 1, "{node}");
     }
-    assert_eq!(block_on(durable.state(test)).unwrap(), desk);
+    assert_eq!(durable.state(test).await.unwrap(), desk);
 }
 
 #[test]
 fn a_fork_in_a_branch_flow_pauses_on_the_memory_store() {
-    a_fork_in_a_branch_flow_pauses_before_and_after_its_branches(
-        "fork-in-branch-memory",
-        MemoryStore::new(),
+    block_on(
+        a_fork_in_a_branch_flow_pauses_before_and_after_its_branches(
+            "fork-in-branch-memory",
+            MemoryStore::new(),
+        ),
     );
 }
 
 #[test]
 fn a_fork_in_a_branch_flow_pauses_on_the_file_store() {
     let dir = scratch("fork-in-branch-file");
-    a_fork_in_a_branch_flow_pauses_before_and_after_its_branches(
-        "fork-in-branch-file",
-        FileStore::open(&dir).unwrap(),
+    block_on(
+        a_fork_in_a_branch_flow_pauses_before_and_after_its_branches(
+            "fork-in-branch-file",
+            FileStore::open(&dir).unwrap(),
+        ),
     );
 }
 
 #[test]
 fn a_fork_in_a_branch_flow_pauses_on_the_sqlite_store() {
     let dir = scratch("fork-in-branch-sqlite");
-    a_fork_in_a_branch_flow_pauses_before_and_after_its_branches(
-        "fork-in-branch-sqlite",
-        SqliteStore::open(dir.join("threads.db")).unwrap(),
+    block_on(
+        a_fork_in_a_branch_flow_pauses_before_and_after_its_branches(
+            "fork-in-branch-sqlite",
+            SqliteStore::open(dir.join("threads.db")).unwrap(),
+        ),
     );
+}
+
+#[test]
+fn a_fork_in_a_branch_flow_pauses_on_the_postgres_store() {
+    let Some(url) = support::postgres::database("nested_pauses") else {
+        return;
+    };
+    support::postgres::runtime().block_on(async {
+        let store = PostgresStore::connect(&url).await.unwrap();
+        a_fork_in_a_branch_flow_pauses_before_and_after_its_branches(
+            "fork-in-branch-postgres",
+            store,
+        )
+        .await;
+    });
 }
 
 #[test]
