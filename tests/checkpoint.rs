@@ -1116,3 +1116,84 @@ fn compaction_removes_only_the_parts_at_the_steps_given() {
         });
     }
 }
+
+/// The file store leaves the kept parts of saved steps out of every read at once, and writes its
+/// log again without them once they make up half of it: the log shrinks, the thread goes on
+/// appending to the new log, and a new claim reads it whole.
+#[test]
+fn the_file_store_writes_its_log_again_without_compacted_parts() {
+    let root = scratch("compact-file");
+    let store = FileStore::open(&root).unwrap();
+    let log = root.join("omega").join("steps.log");
+    // Each step keeps two parts of about 8 KiB before it is saved, as a fork's branches would.
+    let part = |step: u64, key: &str| StepRecord {
+        node: "[b, c]".into(),
+        key: key.into(),
+        update: serde_json::json!({ "log": ["x".repeat(8 * 1024)] }),
+        ..StepRecord::new(step, RecordKind::Kept)
+    };
+    block_on(async {
+        let mut claim = store.create("omega", "S", &[start()]).await.unwrap();
+        let mut sizes = Vec::new();
+        for step in 1..=20 {
+            store
+                .append(&mut claim, &part(step - 1, "0"))
+                .await
+                .unwrap();
+            store
+                .append(&mut claim, &part(step - 1, "1"))
+                .await
+                .unwrap();
+            // Before the step is saved, its parts are read (a resume needs them).
+            let read = store.load("omega", Records::All).await.unwrap();
+            let kept = read
+                .records
+                .iter()
+                .filter(|record| record.kind == RecordKind::Kept)
+                .count();
+            assert_eq!(kept, 2, "step {step}");
+            store
+                .append(&mut claim, &record(step, "fork"))
+                .await
+                .unwrap();
+            store.compact(&mut claim, step - 1..step).await.unwrap();
+            sizes.push(std::fs::metadata(&log).unwrap().len());
+            let read = store.load("omega", Records::All).await.unwrap();
+            assert!(
+                read.records
+                    .iter()
+                    .all(|record| record.kind != RecordKind::Kept),
+                "step {step}: the saved step's parts are left out"
+            );
+            assert_eq!(read.last_step, step);
+        }
+        // 40 parts of 8 KiB went through the log; it was written again whenever they made up
+        // half of it, so it never held much more than 64 KiB of them.
+        let largest = *sizes.iter().max().unwrap();
+        assert!(largest < 100 * 1024, "{sizes:?}");
+        assert!(
+            sizes.windows(2).any(|pair| pair[1] < pair[0]),
+            "the log shrank: {sizes:?}"
+        );
+        // Nothing but the parts is gone: every step reads back, in order, and verifies.
+        let verified = store.verify("omega").await.unwrap();
+        assert_eq!(verified.last_step, 20);
+        let steps: Vec<u64> = store
+            .load("omega", Records::All)
+            .await
+            .unwrap()
+            .records
+            .iter()
+            .map(|record| record.step)
+            .collect();
+        assert_eq!(steps, (0..=20).collect::<Vec<_>>());
+        // A rewrite that died before replacing the log leaves its file; the next claim drops it.
+        drop(claim);
+        let leftover = root.join("omega").join(".steps.log.compacted");
+        std::fs::write(&leftover, b"half a rewrite").unwrap();
+        let mut claim = store.claim("omega").await.unwrap();
+        assert!(!leftover.exists());
+        store.append(&mut claim, &record(21, "d")).await.unwrap();
+        assert_eq!(store.verify("omega").await.unwrap().last_step, 21);
+    });
+}

@@ -390,28 +390,22 @@ fn a_kept_batch_inside_a_batch_flow_keeps_nothing_of_its_own() {
     // runs instead.
     let test = "items-nested";
     let calls = Batch::items(Calls).kept();
-    let batch = Batch::flow(flow! { calls; }, three_items(test));
+    let batch = Batch::flow(flow! { calls >> e; }, three_items(test));
     let flow = flow! { batch; }.with_params(test_params(test));
-    // On the file store, which keeps what was kept after the step is saved (the others remove
-    // it), so that it can be read here.
-    let root = std::env::temp_dir().join(format!("slateflow-kept-nested-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let durable = flow.durable(slateflow::checkpoint::FileStore::open(&root).unwrap());
-    let (_, outcome) = {
-        let mut tally = Tally::default();
-        let outcome = block_on(durable.start(test, &mut tally)).unwrap();
-        (tally, outcome)
-    };
-    assert_eq!(outcome, Outcome::Finished("default".into()));
+    let durable = flow.durable(MemoryStore::new());
+    // The third run fails after its calls: the step is not saved, and what was kept stays.
+    fail(&format!("{test}/e#3"));
+    let error = block_on(durable.start(test, &mut Tally::default())).unwrap_err();
+    heal(&format!("{test}/e#3"));
+    assert!(error.to_string().contains("e#3 is failing"), "{error}");
     let kept = kept_records(&block_on(durable.history(test)).unwrap());
     assert_eq!(
         kept.iter()
-            .map(|(node, _, _)| node.as_str())
+            .map(|(node, key, _)| (node.as_str(), key.as_str()))
             .collect::<Vec<_>>(),
-        ["batch", "batch", "batch"],
-        "only the batch flow's runs"
+        [("batch", "0"), ("batch", "1")],
+        "only the batch flow's finished runs"
     );
-    std::fs::remove_dir_all(&root).unwrap();
 }
 
 /// The nodes (`test/node`) whose deployed code writes `approved`, a last-write-wins field: two
@@ -660,12 +654,11 @@ fn kept_outcomes_that_conflict_with_new_code_are_run_again() {
     assert_eq!(kinds[2..], [RecordKind::Step, RecordKind::Step]);
 }
 
-/// What a fork keeps while its step runs is removed once the step is saved, except on the file
-/// store (its log is only appended to): the state and a resume need none of it.
+/// What a fork keeps while its step runs is removed once the step is saved: the state and a
+/// resume need none of it.
 async fn kept_parts_are_removed_once_their_step_is_saved<St: CheckpointStore + 'static>(
     store: St,
     test: &str,
-    removed: bool,
 ) {
     let flow = flow! { a >> [b, c] >> d; }.with_params(test_params(test));
     let durable = flow.durable(store);
@@ -681,49 +674,34 @@ async fn kept_parts_are_removed_once_their_step_is_saved<St: CheckpointStore + '
     assert_eq!(resumed.count, 4, "a, b, c and d, once each");
     let history = durable.history(test).await.unwrap();
     let after = durable.verify(test).await.unwrap().records;
-    if removed {
-        assert!(kept_records(&history).is_empty(), "{history:?}");
-        // The start, `a`, the fork and `d`.
-        assert_eq!((before, after), (3, 4));
-    } else {
-        // `b`, and `c` kept as it finished on resume.
-        assert_eq!(
-            kept_records(&history),
-            [
-                ("[b, c]".to_string(), "0".to_string(), 1),
-                ("[b, c]".to_string(), "1".to_string(), 1)
-            ]
-        );
-        assert_eq!((before, after), (3, 6));
-    }
+    assert!(kept_records(&history).is_empty(), "{history:?}");
+    // The start, `a`, the fork and `d`.
+    assert_eq!((before, after), (3, 4));
     assert_eq!(durable.state(test).await.unwrap(), resumed);
 }
 
 #[test]
-fn kept_parts_are_removed_once_their_step_is_saved_on_every_store_but_the_file_store() {
+fn kept_parts_are_removed_once_their_step_is_saved_on_every_store() {
     let root = std::env::temp_dir().join(format!("slateflow-compact-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).unwrap();
     block_on(kept_parts_are_removed_once_their_step_is_saved(
         MemoryStore::new(),
         "compact-memory",
-        true,
     ));
     block_on(kept_parts_are_removed_once_their_step_is_saved(
         SqliteStore::open(root.join("runs.db")).unwrap(),
         "compact-sqlite",
-        true,
     ));
     block_on(kept_parts_are_removed_once_their_step_is_saved(
         FileStore::open(root.join("files")).unwrap(),
         "compact-file",
-        false,
     ));
     std::fs::remove_dir_all(&root).unwrap();
     if let Some(url) = support::postgres::database("kept_compact") {
         support::postgres::runtime().block_on(async {
             let store = PostgresStore::connect(&url).await.unwrap();
-            kept_parts_are_removed_once_their_step_is_saved(store, "compact-postgres", true).await;
+            kept_parts_are_removed_once_their_step_is_saved(store, "compact-postgres").await;
         });
     }
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CheckpointStore, Records, RunStatus, StepRecord, StoreError, ThreadInfo, ThreadLog, as_read,
-    check_new, check_order, check_thread_id, crc32, crc32_update, io_error as io, lock,
+    CheckpointStore, RecordKind, Records, RunStatus, StepRecord, StoreError, ThreadInfo, ThreadLog,
+    as_read, check_new, check_order, check_thread_id, crc32, crc32_update, io_error as io, lock,
     status_json,
 };
 
@@ -26,6 +26,10 @@ const FORMAT: u32 = 2;
 const CHUNK: u64 = 64 * 1024;
 /// How old a hidden folder of a thread being made must be before a sweep takes it for abandoned.
 const ABANDONED: Duration = Duration::from_secs(60);
+/// The log rewritten without its compacted records, before it replaces the log.
+const COMPACTED: &str = ".steps.log.compacted";
+/// The least bytes of compacted records that make the log worth rewriting.
+const REWRITE_AT_LEAST: u64 = 64 * 1024;
 
 /// The default checkpoint store: a directory, one folder per thread.
 ///
@@ -46,6 +50,13 @@ const ABANDONED: Duration = Duration::from_secs(60);
 /// A line's flag is `s` when its record holds a snapshot of the state, so that loading a thread
 /// reads the log backwards to its last snapshot and no further.
 ///
+/// Compaction ([`CheckpointStore::compact`]) leaves the log's lines as they are until the
+/// records it removes (kept parts of saved steps) make up half of the log and at least 64 KiB;
+/// then the claim's holder writes the log again without them, to a temporary file, flushed and
+/// renamed over the log. So the bytes written again are at most twice those removed, and the
+/// log is replaced whole or not at all. Until then, reads leave those records out: a thread's
+/// history is the same as on the other stores.
+///
 /// A crash in the middle of an append can leave a torn last line: its checksum (or its missing
 /// newline) gives it away. Readers leave it out and change nothing; the next claim cuts it off.
 /// That step had not been saved, so its node runs again on resume. Damage anywhere else (a
@@ -57,7 +68,7 @@ const ABANDONED: Duration = Duration::from_secs(60);
 /// looks for before each write (one `stat`, beside the write's flush).
 ///
 /// The store does its file operations in place, blocking the task briefly: one append and one
-/// flush per step.
+/// flush per step (and, now and then, the log written again, as above).
 ///
 /// ```
 /// use slateflow::checkpoint::{CheckpointStore, FileStore, RecordKind, Records, StepRecord};
@@ -95,7 +106,30 @@ pub struct FileClaim {
     cancelled: PathBuf,
     log: File,
     last_step: u64,
+    /// The log's length; the bytes of kept parts appended through this claim and not yet
+    /// compacted, and of those compacted but still in the log.
+    size: u64,
+    kept_bytes: u64,
+    compacted_bytes: u64,
     _lock: lock::Lock,
+}
+
+/// Whether `record` is a kept part (or a void of kept parts) of a step before `last_step`, which
+/// is saved: compacted away.
+fn compacted(record: &StepRecord, last_step: u64) -> bool {
+    matches!(record.kind, RecordKind::Kept | RecordKind::Discard) && record.step < last_step
+}
+
+/// `records` without what compaction removed: the kept parts of every step before the last
+/// one saved.
+fn without_compacted(mut records: Vec<StepRecord>) -> Vec<StepRecord> {
+    let last_step = records
+        .iter()
+        .rev()
+        .find(|record| record.kind == RecordKind::Step)
+        .map_or(0, |record| record.step);
+    records.retain(|record| !compacted(record, last_step));
+    records
 }
 
 impl FileStore {
@@ -378,6 +412,45 @@ fn read_log(
     parse_records(thread, &bytes, offset)
 }
 
+/// Writes the claimed log again without the kept parts of the steps before `last_step` (each
+/// other line as it was), then puts it in the log's place: flushed, renamed over it, the folder
+/// flushed, the claim's log reopened.
+fn rewrite_log(claim: &mut FileClaim, last_step: u64) -> Result<(), StoreError> {
+    let thread = claim.thread.clone();
+    let path = claim.dir.join(LOG);
+    let bytes = fs::read(&path).map_err(|source| io(&thread, "read", &path, source))?;
+    let mut kept = Vec::with_capacity(bytes.len() / 2);
+    let mut at = 0;
+    for line in bytes.split_inclusive(|&byte| byte == b'\n') {
+        let record = parse_line(line.strip_suffix(b"\n").unwrap_or(line)).map_err(|reason| {
+            StoreError::Corrupt {
+                thread: thread.clone(),
+                what: format!("the record at byte {at} of {LOG}"),
+                reason,
+            }
+        })?;
+        if !compacted(&record, last_step) {
+            kept.extend_from_slice(line);
+        }
+        at += line.len();
+    }
+    let temporary = claim.dir.join(COMPACTED);
+    let mut file =
+        File::create(&temporary).map_err(|source| io(&thread, "create", &temporary, source))?;
+    file.write_all(&kept)
+        .and_then(|()| file.sync_all())
+        .map_err(|source| io(&thread, "write", &temporary, source))?;
+    fs::rename(&temporary, &path).map_err(|source| io(&thread, "replace", &path, source))?;
+    sync_dir(&thread, &claim.dir)?;
+    claim.log = OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .map_err(|source| io(&thread, "open", &path, source))?;
+    claim.size = kept.len() as u64;
+    claim.compacted_bytes = 0;
+    Ok(())
+}
+
 fn read_meta(thread: &str, dir: &Path) -> Result<Meta, StoreError> {
     let path = dir.join(META);
     let bytes = fs::read(&path).map_err(|source| io(thread, "read", &path, source))?;
@@ -459,6 +532,7 @@ impl CheckpointStore for FileStore {
         for record in records {
             log.extend_from_slice(&log_line(thread, record)?);
         }
+        let log_bytes = log.len();
         replace_file(thread, &new, LOG, &log)?;
         let meta = serde_json::to_vec(&Meta {
             state_type: state_type.to_string(),
@@ -488,6 +562,9 @@ impl CheckpointStore for FileStore {
             dir,
             log,
             last_step,
+            size: u64::try_from(log_bytes).unwrap_or(u64::MAX),
+            kept_bytes: 0,
+            compacted_bytes: 0,
             _lock: lock,
         })
     }
@@ -510,12 +587,17 @@ impl CheckpointStore for FileStore {
                 .and_then(|()| log.sync_all())
                 .map_err(|source| io(thread, "cut the torn last record off", &path, source))?;
         }
+        // A compaction that died before replacing the log left its rewrite: the log stands.
+        let _ = fs::remove_file(dir.join(COMPACTED));
         Ok(FileClaim {
             thread: thread.to_string(),
             cancelled: dir.join(CANCELLED),
             dir,
             log,
             last_step: records.last().map_or(0, |record| record.step),
+            size: good_end,
+            kept_bytes: 0,
+            compacted_bytes: 0,
             _lock: lock,
         })
     }
@@ -530,6 +612,10 @@ impl CheckpointStore for FileStore {
             .and_then(|()| claim.log.sync_data())
             .map_err(|source| io(&claim.thread, "append to", &claim.dir.join(LOG), source))?;
         claim.last_step = record.step;
+        claim.size += line.len() as u64;
+        if matches!(record.kind, RecordKind::Kept | RecordKind::Discard) {
+            claim.kept_bytes += line.len() as u64;
+        }
         Ok(())
     }
 
@@ -542,10 +628,15 @@ impl CheckpointStore for FileStore {
     ) -> Result<(), StoreError> {
         let mut last = claim.last_step;
         let mut lines = Vec::new();
+        let mut kept_bytes = 0;
         for record in records {
             check_order(&claim.thread, last, record)?;
             last = record.step;
-            lines.extend_from_slice(&log_line(&claim.thread, record)?);
+            let line = log_line(&claim.thread, record)?;
+            if matches!(record.kind, RecordKind::Kept | RecordKind::Discard) {
+                kept_bytes += line.len() as u64;
+            }
+            lines.extend_from_slice(&line);
         }
         fenced(claim)?;
         claim
@@ -554,7 +645,28 @@ impl CheckpointStore for FileStore {
             .and_then(|()| claim.log.sync_data())
             .map_err(|source| io(&claim.thread, "append to", &claim.dir.join(LOG), source))?;
         claim.last_step = last;
+        claim.size += lines.len() as u64;
+        claim.kept_bytes += kept_bytes;
         Ok(())
+    }
+
+    /// Counts the kept parts appended through the claim as removed (a reader leaves them out
+    /// from now on); once they make up half of the log, writes it again without them. The parts
+    /// a crash left before this claim are removed by that rewrite too.
+    async fn compact(
+        &self,
+        claim: &mut FileClaim,
+        steps: std::ops::Range<u64>,
+    ) -> Result<(), StoreError> {
+        if steps.is_empty() {
+            return Ok(());
+        }
+        claim.compacted_bytes += std::mem::take(&mut claim.kept_bytes);
+        if claim.compacted_bytes < REWRITE_AT_LEAST || claim.compacted_bytes * 2 < claim.size {
+            return Ok(());
+        }
+        fenced(claim)?;
+        rewrite_log(claim, steps.end)
     }
 
     async fn set_status(
@@ -576,6 +688,7 @@ impl CheckpointStore for FileStore {
         let meta = read_meta(thread, &dir)?;
         let status = read_status(thread, &dir)?;
         let (records, _, dropped_torn_record) = read_log(thread, &dir, records)?;
+        let records = without_compacted(records);
         Ok(ThreadLog {
             state_type: meta.state_type,
             status,

@@ -516,8 +516,9 @@ pub trait CheckpointStore: Send + Sync {
     /// and its record holds their merged update, or they were voided). Nothing a resume, a read of
     /// the state or [`verify`](Self::verify) needs is removed. The stores read only the records
     /// at those steps (the last ones), not the thread's whole history. By default nothing is
-    /// removed; the memory, SQLite and PostgreSQL stores remove them, the file store keeps them
-    /// (its log is only ever appended to).
+    /// removed; the memory, SQLite and PostgreSQL stores remove them. The file store leaves the
+    /// kept parts of every saved step out of its reads, and removes them from its log in
+    /// batches, writing the log again once they make up half of it (see [`FileStore`]).
     ///
     /// # Errors
     /// The storage's error; [`StoreError::Claimed`] or [`StoreError::Cancelled`] for a claim that

@@ -22,7 +22,7 @@
 //! - A fork is saved as one step (its merged update), and so is a batch flow. Their parts are
 //!   kept as they finish, before the step is saved: each branch of a fork, each run of a batch
 //!   flow (sequential or concurrent) is saved as a [`RecordKind::Kept`] record (removed once the
-//!   step is saved, by the stores that can: [`CheckpointStore::compact`]). A resume after
+//!   step is saved: [`CheckpointStore::compact`]). A resume after
 //!   a failure or a crash inside the step runs only the parts that did not finish, then merges
 //!   all of them in written order and saves the step once, with the step numbers of an
 //!   uninterrupted run. An input at the step ([`Durable::update`], [`Durable::answer`])
