@@ -890,6 +890,30 @@ async fn verify_finds_damage_before_the_last_snapshot(
 }
 
 #[test]
+fn verify_all_reports_a_file_store_thread_whose_status_is_damaged_and_goes_on() {
+    let root = scratch("verify-status");
+    let store = FileStore::open(&root).unwrap();
+    block_on(async {
+        for thread in ["t", "u"] {
+            let mut claim = store.create(thread, "S", &[start()]).await.unwrap();
+            store.append(&mut claim, &record(1, "a")).await.unwrap();
+        }
+        std::fs::write(root.join("t").join("status.json"), b"{\"runn").unwrap();
+        // Listing the threads fails on it; verifying all of them names it and goes on.
+        assert!(store.threads().await.is_err());
+        let all = store.verify_all().await.unwrap();
+        assert_eq!(all.sound.len(), 1);
+        assert_eq!(all.sound[0].thread, "u");
+        assert_eq!(all.damaged.len(), 1);
+        let error = all.damaged[0].to_string();
+        assert!(
+            error.contains("status.json") && error.contains('t'),
+            "{error}"
+        );
+    });
+}
+
+#[test]
 fn verify_finds_damage_a_resume_would_not_read_in_a_file_store() {
     let root = scratch("verify-file");
     let store = FileStore::open(&root).unwrap();

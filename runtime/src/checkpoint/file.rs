@@ -698,6 +698,20 @@ impl CheckpointStore for FileStore {
         })
     }
 
+    /// Every thread's folder, whatever its status file holds: a damaged one is reported
+    /// with the rest, where [`threads`](CheckpointStore::threads) fails.
+    async fn verify_all(&self) -> Result<super::Verification, StoreError> {
+        let entries =
+            fs::read_dir(&self.root).map_err(|source| io("", "list", &self.root, source))?;
+        let mut ids: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter_map(|entry| entry.file_name().into_string().ok())
+            .filter(|id| check_thread_id(id).is_ok() && self.root.join(id).join(META).is_file())
+            .collect();
+        ids.sort();
+        super::verify::each(self, ids).await
+    }
+
     async fn threads(&self) -> Result<Vec<ThreadInfo>, StoreError> {
         let entries =
             fs::read_dir(&self.root).map_err(|source| io("", "list", &self.root, source))?;

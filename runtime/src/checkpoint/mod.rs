@@ -605,6 +605,9 @@ pub trait CheckpointStore: Send + Sync {
     /// threads found whole, and for each damaged thread the error naming its first damaged
     /// record.
     ///
+    /// A thread whose status cannot be read is damaged too: the file store, whose
+    /// [`threads`](Self::threads) fails on it, lists its threads' folders instead.
+    ///
     /// # Errors
     /// The storage's error when the threads cannot be listed or read at all.
     fn verify_all(&self) -> impl Future<Output = Result<Verification, StoreError>> + Send {

@@ -84,9 +84,18 @@ pub(crate) fn history(thread: &str, log: &ThreadLog) -> Result<Verified, StoreEr
 pub(super) async fn all<St: CheckpointStore + ?Sized>(
     store: &St,
 ) -> Result<Verification, StoreError> {
+    let ids = store.threads().await?.into_iter().map(|info| info.id);
+    each(store, ids).await
+}
+
+/// Verifies the threads `ids` of `store`, going on past damaged ones.
+pub(super) async fn each<St: CheckpointStore + ?Sized>(
+    store: &St,
+    ids: impl IntoIterator<Item = String>,
+) -> Result<Verification, StoreError> {
     let mut verification = Verification::default();
-    for info in store.threads().await? {
-        match thread(store, &info.id).await {
+    for id in ids {
+        match thread(store, &id).await {
             Ok(verified) => verification.sound.push(verified),
             Err(error @ (StoreError::Corrupt { .. } | StoreError::Io { .. })) => {
                 verification.damaged.push(error);
