@@ -426,15 +426,17 @@ pub use state::{Field, SharedState, StateUpdate, UpdateOf};
 /// Derives [`SharedState`] for a struct with named fields, and generates its update type.
 ///
 /// See the [crate documentation](crate) for a tour, and [`reducer`] for the field attributes:
-/// `#[reducer(add)]`, `#[reducer(append)]` and `#[reducer(with = path)]`; a field without one is
-/// last-write-wins.
+/// `#[reducer(add)]`, `#[reducer(append)]`, `#[reducer(queue)]` (on a [`reducer::Queue`]) and
+/// `#[reducer(with = path)]`; a field without one is last-write-wins.
 ///
 /// # What it generates
 /// For `struct Triage`, with the struct's visibility and generics:
 /// - `TriageUpdate`: one `Option` slot per field (`None`: not written), with chainable setters named
 ///   after the reducer: `set_<field>(value)` for last-write-wins fields, `add_<field>(increment)`,
-///   `push_<field>(item)`, `extend_<field>(items)` and `append_<field>(collection)` for append fields, `reduce_<field>(value)` for
-///   `with` fields; `new()`, `is_empty()`, `Default`, `Debug`, `Clone`, `Serialize`, `Deserialize`;
+///   `push_<field>(item)`, `extend_<field>(items)` and `append_<field>(collection)` for append
+///   fields, `push_<field>(item)`, `extend_<field>(items)` and `take_<field>(count)` for queue
+///   fields, `reduce_<field>(value)` for `with` fields, and `overwrite_<field>(value)` for every
+///   field with a reducer; `new()`, `is_empty()`, `Default`, `Debug`, `Clone`, `Serialize`, `Deserialize`;
 /// - `impl SharedState for Triage` and `impl StateUpdate for TriageUpdate`.
 ///
 /// Every field must be serializable, or marked `#[serde(skip)]`: updates are logged and checkpointed.

@@ -1,7 +1,8 @@
 //! The attributes `#[derive(SharedState)]` reads.
 //!
 //! ```text
-//! field attribute:      #[reducer(add)] | #[reducer(append)] | #[reducer(with = path)]
+//! field attribute:      #[reducer(add)] | #[reducer(append)] | #[reducer(queue)]
+//!                       | #[reducer(with = path)]
 //! container attribute:  #[slateflow(crate = path)]
 //!                       #[slateflow(conversation)] | #[slateflow(conversation(messages = f, histories = g))]
 //! ```
@@ -15,7 +16,8 @@ use syn::{Attribute, Ident, Meta, Token};
 
 use crate::errors::Errors;
 
-const REDUCER_FORMS: &str = "`#[reducer(add)]`, `#[reducer(append)]` or `#[reducer(with = path)]`";
+const REDUCER_FORMS: &str =
+    "`#[reducer(add)]`, `#[reducer(append)]`, `#[reducer(queue)]` or `#[reducer(with = path)]`";
 
 /// How writes to a field combine.
 #[cfg_attr(test, derive(Debug, PartialEq))]
@@ -23,6 +25,8 @@ pub(crate) enum Reducer {
     LastWrite,
     Add,
     Append,
+    /// A first-in, first-out `Queue`: appended to, and taken from at the front.
+    Queue,
     With(syn::ExprPath),
 }
 
@@ -86,7 +90,7 @@ fn parse_reducer(attr: &Attribute) -> syn::Result<Reducer> {
     })
 }
 
-/// `add` | `append` | `with = path`
+/// `add` | `append` | `queue` | `with = path`
 fn parse_reducer_word(input: ParseStream) -> syn::Result<Reducer> {
     if !input.peek(Ident) {
         if input.peek(syn::LitStr) {
@@ -100,6 +104,7 @@ fn parse_reducer_word(input: ParseStream) -> syn::Result<Reducer> {
     match word.to_string().as_str() {
         "add" => Ok(Reducer::Add),
         "append" => Ok(Reducer::Append),
+        "queue" => Ok(Reducer::Queue),
         "with" => parse_with(&word, input),
         other => Err(syn::Error::new(
             word.span(),
@@ -143,6 +148,7 @@ fn synonym_hint(word: &str) -> &'static str {
     match word {
         "sum" | "plus" | "increment" | "add_assign" => "; did you mean `add`?",
         "push" | "extend" | "concat" | "concatenate" | "list" => "; did you mean `append`?",
+        "fifo" | "deque" | "channel" | "inbox" | "mailbox" => "; did you mean `queue`?",
         "last" | "last_value" | "replace" | "overwrite" | "lww" => {
             "; last write wins is the default: remove the attribute"
         }

@@ -313,6 +313,9 @@ fn slot_meaning(reducer: &Reducer) -> String {
         Reducer::Append => {
             "the new items, appended after the existing ones (`#[reducer(append)]`).".into()
         }
+        Reducer::Queue => "what it takes from the front and pushes at the back, in order \
+                           (`#[reducer(queue)]`)."
+            .into(),
         Reducer::With(path) => format!(
             "a value combined with the current one by `{}` (`#[reducer(with = ...)]`).",
             tokens_text(path)
@@ -476,6 +479,58 @@ fn append_setters(state: &State, field: &Field, bound: &TokenStream) -> TokenStr
     }
 }
 
+/// The setters of a `queue` field: push one item, push many, take from the front.
+fn queue_setters(state: &State, field: &Field, bound: &TokenStream) -> TokenStream {
+    let krate = &state.crate_path;
+    let vis = &state.input.vis;
+    let ident = field.ident;
+    let ty = field.ty;
+    let name = field_name(field);
+    let push = format_ident!("push_{}", ident.unraw());
+    let extend = format_ident!("extend_{}", ident.unraw());
+    let take = format_ident!("take_{}", ident.unraw());
+    let push_doc = format!("Pushes one item at the back of `{name}` (`#[reducer(queue)]`).");
+    let extend_doc = format!("Pushes `items` at the back of `{name}`, in order.");
+    let take_doc = format!(
+        "Takes `count` items from the front of `{name}` (all it holds, if fewer), when the \
+         update is applied, after what the update does to it already. Read them from the state \
+         first. In a fork, two branches that take from `{name}` are a conflict."
+    );
+    let refusal = refusing_setter(state, field, "QueueFieldTakesItems");
+    quote! {
+        #refusal
+
+        #[doc = #push_doc]
+        #[must_use]
+        #vis fn #push(
+            mut self,
+            item: <#ty as #krate::__private::Append>::Item,
+        ) -> Self where #bound {
+            #krate::__private::push_item(&mut self.#ident, item);
+            self
+        }
+
+        #[doc = #extend_doc]
+        #[must_use]
+        #vis fn #extend(
+            mut self,
+            items: impl ::core::iter::IntoIterator<
+                Item = <#ty as #krate::__private::Append>::Item,
+            >,
+        ) -> Self where #bound {
+            #krate::__private::extend_items(&mut self.#ident, items);
+            self
+        }
+
+        #[doc = #take_doc]
+        #[must_use]
+        #vis fn #take(mut self, count: ::core::primitive::usize) -> Self where #bound {
+            #krate::__private::take_items(&mut self.#ident, count);
+            self
+        }
+    }
+}
+
 /// `overwrite_<field>` for a reducer field: replaces the value instead of reducing it.
 fn overwrite_setter(state: &State, field: &Field, index: usize) -> TokenStream {
     let vis = &state.input.vis;
@@ -508,6 +563,7 @@ fn reducer_attribute(reducer: &Reducer) -> String {
         Reducer::LastWrite => "last write wins".into(),
         Reducer::Add => "`#[reducer(add)]`".into(),
         Reducer::Append => "`#[reducer(append)]`".into(),
+        Reducer::Queue => "`#[reducer(queue)]`".into(),
         Reducer::With(path) => format!("`#[reducer(with = {})]`", tokens_text(path)),
     }
 }
@@ -563,6 +619,7 @@ fn reducing_setters(state: &State, field: &Field) -> TokenStream {
             }
         }
         Reducer::Append => append_setters(state, field, &bound),
+        Reducer::Queue => queue_setters(state, field, &bound),
         Reducer::With(path) => {
             let setter = format_ident!("reduce_{}", ident.unraw());
             let helper = with_helper(field);
@@ -596,6 +653,7 @@ fn reducer_bound(krate: &syn::Path, field: &Field) -> TokenStream {
     match field.reducer {
         Reducer::Add => quote_spanned!(span=> #ty: #krate::__private::Addable),
         Reducer::Append => quote_spanned!(span=> #ty: #krate::__private::Append),
+        Reducer::Queue => quote_spanned!(span=> #ty: #krate::__private::QueueField),
         Reducer::LastWrite | Reducer::With(_) => TokenStream::new(),
     }
 }
@@ -654,7 +712,7 @@ fn apply_slot(state: &State, field: &Field, value: &Ident) -> TokenStream {
     let Some((index, _, apply)) = reducer_parts(state, field) else {
         return quote!(self.#ident = #value;);
     };
-    let replace = if matches!(field.reducer, Reducer::Append) {
+    let replace = if matches!(field.reducer, Reducer::Append | Reducer::Queue) {
         quote!(#krate::__private::overwrite_collection(&mut self.#ident, #value);)
     } else {
         quote!(self.#ident = #value;)
@@ -687,7 +745,7 @@ fn reducer_fns(state: &State, field: &Field) -> Option<(TokenStream, TokenStream
             quote!(#krate::__private::add),
             quote!(#krate::__private::add),
         ),
-        Reducer::Append => (
+        Reducer::Append | Reducer::Queue => (
             quote!(#krate::__private::append),
             quote!(#krate::__private::append_to_state),
         ),
@@ -733,6 +791,7 @@ fn state_impl(state: &State) -> TokenStream {
             Reducer::LastWrite => quote!(LastWrite),
             Reducer::Add => quote!(Add),
             Reducer::Append => quote!(Append),
+            Reducer::Queue => quote!(Queue),
             Reducer::With(path) => {
                 let path = tokens_text(path);
                 quote!(With { path: #path })
@@ -792,6 +851,23 @@ fn conflict_checks(state: &State) -> Vec<TokenStream> {
                     return ::core::option::Option::Some(#krate::__private::MergeConflict::new(#name));
                 }
             },
+            Some(index) if matches!(field.reducer, Reducer::Queue) => quote! {
+                if self.#ident.is_some()
+                    && other.#ident.is_some()
+                    && (self.#overwrites.has(#index)
+                        || #krate::__private::contests(&self.#ident))
+                    && (other.#overwrites.has(#index)
+                        || #krate::__private::contests(&other.#ident))
+                {
+                    return ::core::option::Option::Some(
+                        if self.#overwrites.has(#index) && other.#overwrites.has(#index) {
+                            #krate::__private::MergeConflict::overwrite(#name)
+                        } else {
+                            #krate::__private::MergeConflict::new(#name)
+                        },
+                    );
+                }
+            },
             Some(index) => quote! {
                 if self.#ident.is_some()
                     && other.#ident.is_some()
@@ -820,6 +896,14 @@ fn contested_bits(state: &State) -> TokenStream {
         let ident = field.ident;
         let contested = match reducer_index(state, field) {
             None => quote!(self.#ident.is_some()),
+            Some(index) if matches!(field.reducer, Reducer::Queue) => {
+                let krate = &state.crate_path;
+                quote! {
+                    self.#ident.is_some()
+                        && (self.#overwrites.has(#index)
+                            || #krate::__private::contests(&self.#ident))
+                }
+            }
             Some(index) => quote!(self.#ident.is_some() && self.#overwrites.has(#index)),
         };
         quote! {

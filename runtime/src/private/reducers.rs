@@ -237,6 +237,35 @@ pub fn append_collection<C: Append>(slot: &mut Option<C>, new: C, overwrites: bo
     }
 }
 
+/// Takes `count` items from the front of a `queue` slot's queue, after what it does already.
+#[inline]
+pub fn take_items<Q: QueueField>(slot: &mut Option<Q>, count: usize) {
+    slot.get_or_insert_with(Q::default).take_front(count);
+}
+
+/// Whether a reducer slot's update contests its field in a fork ([`Append::contests`]).
+#[inline]
+pub fn contests<C: Append>(slot: &Option<C>) -> bool {
+    slot.as_ref().is_some_and(Append::contests)
+}
+
+/// The type of a `#[reducer(queue)]` field: a [`Queue`](crate::reducer::Queue).
+#[diagnostic::on_unimplemented(
+    message = "`#[reducer(queue)]` needs a `slateflow::reducer::Queue<T>`; `{Self}` is not one",
+    label = "not a `slateflow::reducer::Queue`",
+    note = "declare the field as `Queue<T>`, or use `#[reducer(append)]` for a collection that is only appended to"
+)]
+pub trait QueueField: Append {
+    /// Takes `count` items from the front, after what it does already.
+    fn take_front(&mut self, count: usize);
+}
+
+impl<T> QueueField for crate::reducer::Queue<T> {
+    fn take_front(&mut self, count: usize) {
+        self.take(count);
+    }
+}
+
 /// Adds many items to an `append` slot.
 #[inline]
 pub fn extend_items<C: Append>(slot: &mut Option<C>, items: impl IntoIterator<Item = C::Item>) {
@@ -267,6 +296,16 @@ pub trait AddFieldTakesIncrement {}
             `overwrite_<field>(list)`"
 )]
 pub trait AppendFieldTakesItems {}
+
+/// Implemented by nothing: what `set_<field>` of a `queue` field requires, so that calling it is
+/// an error that says what to call instead.
+#[diagnostic::on_unimplemented(
+    message = "a `queue` field takes what is pushed and taken, not the whole queue",
+    label = "this would be taken as the whole queue",
+    note = "call `push_<field>(item)` to push at the back and `take_<field>(count)` to take from \
+            the front; to replace the whole queue, call `overwrite_<field>(queue)`"
+)]
+pub trait QueueFieldTakesItems {}
 
 /// A field's value as template text; see [`SharedState::field_text`](crate::SharedState::field_text).
 pub fn field_text<T: Serialize + ?Sized>(value: &T) -> Option<String> {

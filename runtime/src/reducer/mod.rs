@@ -7,6 +7,7 @@
 //! | none | the new value | replaces the value (last write wins) | none |
 //! | `#[reducer(add)]` | an increment | `field += increment` | [`AddAssign`] (see [`Addable`]) |
 //! | `#[reducer(append)]` | the new items | appends them after the existing ones | [`Append`] |
+//! | `#[reducer(queue)]` | items taken from the front, items pushed at the back | takes, then pushes, in order | a [`Queue`] |
 //! | `#[reducer(with = path)]` | a value | calls `path(&mut field, value)` | `path: fn(&mut T, T)` |
 //!
 //! Every reducer field can also be replaced instead of reduced, with the update's
@@ -18,9 +19,14 @@
 //! (`f(f(x, a), b) == f(x, f(a, b))`), like `max`, a keyed map merge or a sum; two updates to the field
 //! are composed with the same function before they reach the state.
 //!
-//! This module owns the metadata enum and the [`Addable`] and [`Append`] traits. It does not know about nodes or flows.
+//! This module owns the metadata enum, the [`Addable`] and [`Append`] traits and the [`Queue`]
+//! type. It does not know about nodes or flows.
 
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, LinkedList, VecDeque};
+
+mod queue;
+
+pub use queue::Queue;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::ops::AddAssign;
@@ -34,6 +40,9 @@ pub enum Reducer {
     Add,
     /// `#[reducer(append)]`: a write is a collection of new items, appended in order.
     Append,
+    /// `#[reducer(queue)]`: a write pushes items at the back of a [`Queue`] and takes items from
+    /// its front, in order.
+    Queue,
     /// `#[reducer(with = path)]`: a write is combined with the value by a user function.
     With {
         /// The function's path as written in the attribute, e.g. `keep_max`.
@@ -47,6 +56,7 @@ impl fmt::Display for Reducer {
             Self::LastWrite => formatter.write_str("last write wins"),
             Self::Add => formatter.write_str("add"),
             Self::Append => formatter.write_str("append"),
+            Self::Queue => formatter.write_str("queue"),
             Self::With { path } => write!(formatter, "with `{path}`"),
         }
     }
@@ -104,6 +114,14 @@ pub trait Append: Default {
     /// applying resolves them. The law: applying `a` then `b` equals applying `a` appended with `b`.
     fn apply(&mut self, new: Self) {
         self.append(new);
+    }
+
+    /// Whether this update, as one branch's in a fork, may not be merged with another branch's
+    /// update that does the same: two such branches are a conflict that names the field. By
+    /// default never; a [`Queue`] update that takes from the front does (both branches would
+    /// have handled the same items).
+    fn contests(&self) -> bool {
+        false
     }
 }
 
