@@ -499,10 +499,12 @@ impl From<&Event<'_>> for OwnedEvent {
 }
 
 mod channel;
+mod progress;
 #[cfg(feature = "tracing")]
 mod tracing_observer;
 
 pub use channel::{EventSender, EventStream, channel};
+pub use progress::ProgressBar;
 #[cfg(feature = "tracing")]
 pub use tracing_observer::TracingObserver;
 
