@@ -4,11 +4,51 @@ use std::fmt;
 use std::time::Duration;
 
 /// What a node's steps return as an error: anything that implements [`std::error::Error`].
+///
+/// ```
+/// use slateflow::NodeError;
+///
+/// fn parse(text: &str) -> Result<u32, NodeError> {
+///     // Any error type converts with `?`; so does text.
+///     let number: u32 = text.trim().parse()?;
+///     if number == 0 {
+///         return Err("zero is not a valid amount".into());
+///     }
+///     Ok(number)
+/// }
+/// assert_eq!(parse(" 12 ").unwrap(), 12);
+/// assert_eq!(parse("0").unwrap_err().to_string(), "zero is not a valid amount");
+/// ```
 pub type NodeError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// An error of a run: which node, at which step, and what happened.
 ///
 /// When a step fails, nothing of that step is applied to the state; every earlier step stays applied.
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use slateflow::{Command, SharedState, flow, node};
+/// # #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// # struct Counter { #[reducer(add)] count: u32, label: String }
+/// # #[node]
+/// # fn count(_: &Counter) -> Command<Counter> { Command::new(Counter::update().add_count(1)) }
+/// use slateflow::{Error, NodeError, Phase};
+///
+/// #[node]
+/// fn fail(_: &Counter) -> Result<Command<Counter>, NodeError> {
+///     Err("the ledger is closed".into())
+/// }
+///
+/// let flow = flow! { count >> fail; };
+/// let error = flow.run_blocking(&mut Counter::default()).unwrap_err();
+/// // Each variant names what failed and where; its text says what to do.
+/// assert!(matches!(error, Error::NodeFailed { node: "fail", step: 2, phase: Phase::Post, .. }));
+/// assert_eq!(error.node(), Some("fail"));
+/// assert_eq!(
+///     error.to_string(),
+///     "node `fail` failed in `post` at step 2: the ledger is closed"
+/// );
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -257,6 +297,26 @@ impl Error {
 }
 
 /// One of a node's steps.
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use slateflow::{Command, SharedState, flow, node};
+/// # #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// # struct Counter { #[reducer(add)] count: u32, label: String }
+/// # #[node]
+/// # fn count(_: &Counter) -> Command<Counter> { Command::new(Counter::update().add_count(1)) }
+/// use slateflow::{Error, Phase};
+///
+/// #[node]
+/// fn panics(_: &Counter) -> Command<Counter> {
+///     panic!("a bug")
+/// }
+///
+/// let flow = flow! { panics; };
+/// let error = flow.run_blocking(&mut Counter::default()).unwrap_err();
+/// assert!(matches!(error, Error::Panic { phase: Phase::Post, .. }));
+/// assert_eq!(Phase::Exec.to_string(), "exec");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Phase {
@@ -312,6 +372,26 @@ fn quoted_list(items: &[&str]) -> String {
 /// Returned by [`StateUpdate::merge`](crate::StateUpdate::merge). Which value should win would depend
 /// on which branch finished first, so the merge refuses both, even when they are equal (LangGraph's
 /// rule). Write the field from one branch only, or give it a reducer that combines writes.
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use slateflow::{Command, SharedState, flow, node};
+/// # #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// # struct Counter { #[reducer(add)] count: u32, label: String }
+/// # #[node]
+/// # fn count(_: &Counter) -> Command<Counter> { Command::new(Counter::update().add_count(1)) }
+/// use slateflow::StateUpdate;
+///
+/// let left = Counter::update().set_label("a".into());
+/// let right = Counter::update().set_label("b".into());
+/// let conflict = left.merge(right).unwrap_err();
+/// assert_eq!(conflict.field(), "label");
+/// // Reducer fields merge: both increments count.
+/// let merged = Counter::update().add_count(1).merge(Counter::update().add_count(2)).unwrap();
+/// let mut counter = Counter::default();
+/// counter.apply(merged);
+/// assert_eq!(counter.count, 3);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MergeConflict {
     field: &'static str,

@@ -27,6 +27,20 @@ use crate::state::SharedState;
 pub use crate::node::dispatch::FlowGraph;
 
 /// The default step limit of a flow: it stops runaway cycles.
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use slateflow::{Command, SharedState, flow, node};
+/// # #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// # struct Counter { #[reducer(add)] count: u32, label: String }
+/// # #[node]
+/// # fn count(_: &Counter) -> Command<Counter> { Command::new(Counter::update().add_count(1)) }
+/// use slateflow::flow::DEFAULT_MAX_STEPS;
+///
+/// let flow = flow! { count; };
+/// assert_eq!(flow.max_steps(), DEFAULT_MAX_STEPS);
+/// assert_eq!(flow.with_max_steps(50).max_steps(), 50);
+/// ```
 pub const DEFAULT_MAX_STEPS: u64 = 10_000;
 
 /// A flow built by [`flow!`](crate::flow!): its nodes, their wiring, a step limit and params.
@@ -278,6 +292,29 @@ impl<S, G> std::fmt::Debug for Flow<S, G> {
 
 /// A flow whose runs send their events to an [`Observer`]: made by [`Flow::observe`]; its
 /// durable runs are [`durable`](Observed::durable)'s.
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use slateflow::{Command, SharedState, flow, node};
+/// # #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// # struct Counter { #[reducer(add)] count: u32, label: String }
+/// # #[node]
+/// # fn count(_: &Counter) -> Command<Counter> { Command::new(Counter::update().add_count(1)) }
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use slateflow::{Event, event};
+///
+/// let finished = AtomicUsize::new(0);
+/// let counting = event::from_fn(|event: &Event<'_>| {
+///     if let Event::NodeFinished { .. } = event {
+///         finished.fetch_add(1, Ordering::Relaxed);
+///     }
+/// });
+/// let flow = flow! { count; };
+/// let observed = flow.observe(counting); // an `Observed`: runs like the flow, with events
+/// observed.run_blocking(&mut Counter::default())?;
+/// assert_eq!(finished.load(Ordering::Relaxed), 1);
+/// # Ok::<(), slateflow::Error>(())
+/// ```
 pub struct Observed<'f, S, G, O> {
     flow: &'f Flow<S, G>,
     observer: O,

@@ -8,9 +8,40 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 /// The action a node returns when it does not choose one; `a >> b` wires it.
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use slateflow::{Command, SharedState, flow, node};
+/// # #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// # struct Counter { #[reducer(add)] count: u32, label: String }
+/// # #[node]
+/// # fn count(_: &Counter) -> Command<Counter> { Command::new(Counter::update().add_count(1)) }
+/// use slateflow::DEFAULT_ACTION;
+///
+/// let flow = flow! { count; };
+/// // A node that names no action follows "default", which `a >> b` wires.
+/// assert_eq!(flow.run_blocking(&mut Counter::default())?, DEFAULT_ACTION);
+/// # Ok::<(), slateflow::Error>(())
+/// ```
 pub const DEFAULT_ACTION: &str = "default";
 
 /// A flow's graph.
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use slateflow::{Command, SharedState, flow, node};
+/// # #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// # struct Counter { #[reducer(add)] count: u32, label: String }
+/// # #[node]
+/// # fn count(_: &Counter) -> Command<Counter> { Command::new(Counter::update().add_count(1)) }
+/// let (a, b, c) = (count, count, count);
+/// let graph = flow! { a >> [b, c]; }.graph();
+/// assert_eq!(graph.start, "a");
+/// assert_eq!(graph.nodes.iter().map(|node| node.name).collect::<Vec<_>>(), ["a", "b", "c"]);
+/// assert_eq!(graph.forks[0].branches, ["b", "c"]);
+/// assert!(graph.mermaid().starts_with("flowchart TD"));
+/// assert_eq!(serde_json::to_value(&graph).unwrap()["start"], "a");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Graph {
     /// The node a run starts from (or the fork, `[a, b]`).
@@ -34,6 +65,20 @@ pub struct Graph {
 }
 
 /// A node of a [`Graph`].
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use slateflow::{Command, SharedState, flow, node};
+/// # #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// # struct Counter { #[reducer(add)] count: u32, label: String }
+/// # #[node]
+/// # fn count(_: &Counter) -> Command<Counter> { Command::new(Counter::update().add_count(1)) }
+/// let inner = flow! { count; };
+/// let graph = flow! { inner; }.graph();
+/// let node = &graph.nodes[0];
+/// assert_eq!(node.name, "inner");
+/// assert_eq!(node.flow.as_ref().map(|inner| inner.nodes[0].name), Some("count"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GraphNode {
     /// Its name in the flow.
@@ -47,6 +92,18 @@ pub struct GraphNode {
 
 /// A fork of a [`Graph`]: branches that run concurrently on the same snapshot of the state, then
 /// merge. The edge leaving it (its `"default"` action) is the join.
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use slateflow::{Command, SharedState, flow, node};
+/// # #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// # struct Counter { #[reducer(add)] count: u32, label: String }
+/// # #[node]
+/// # fn count(_: &Counter) -> Command<Counter> { Command::new(Counter::update().add_count(1)) }
+/// let (b, c, d) = (count, count, count);
+/// let graph = flow! { [b, c] >> d; }.graph();
+/// assert_eq!((graph.forks[0].name, graph.forks[0].branches), ("[b, c]", &["b", "c"][..]));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Fork {
     /// `[b, c]`: how edges name the fork.
@@ -56,6 +113,19 @@ pub struct Fork {
 }
 
 /// An edge of a [`Graph`]: `from - "action" >> to`.
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use slateflow::{Command, SharedState, flow, node};
+/// # #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// # struct Counter { #[reducer(add)] count: u32, label: String }
+/// # #[node]
+/// # fn count(_: &Counter) -> Command<Counter> { Command::new(Counter::update().add_count(1)) }
+/// let (a, b) = (count, count);
+/// let graph = flow! { a >> b; }.graph();
+/// let edge = graph.edges[0];
+/// assert_eq!((edge.from, edge.action, edge.to), ("a", "default", "b"));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct Edge {
     /// The node the edge leaves.

@@ -425,6 +425,33 @@ pub use state::{Field, SharedState, StateUpdate, UpdateOf};
 
 /// Derives [`SharedState`] for a struct with named fields, and generates its update type.
 ///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use slateflow::{SharedState, StateUpdate};
+///
+/// #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// struct Ticket {
+///     text: String,              // last write wins
+///     #[reducer(add)]
+///     replies: u32,              // an update carries an increment
+///     #[reducer(append)]
+///     log: Vec<String>,          // an update carries new items
+/// }
+///
+/// fn main() -> Result<(), slateflow::MergeConflict> {
+///     let mut ticket = Ticket { text: "site is down".into(), ..Ticket::default() };
+///     // What a node returns: only what it writes, through the generated `TicketUpdate`.
+///     let update: TicketUpdate = Ticket::update().add_replies(1).push_log("acknowledged".into());
+///     ticket.apply(update);
+///     // Two branches' updates merge; a last-write-wins field written by both is a conflict.
+///     let a = Ticket::update().add_replies(1);
+///     let b = Ticket::update().add_replies(2).push_log("escalated".into());
+///     ticket.apply(a.merge(b)?);
+///     assert_eq!((ticket.replies, ticket.log.len()), (4, 2));
+///     Ok(())
+/// }
+/// ```
+///
 /// See the [crate documentation](crate) for a tour, and [`reducer`] for the field attributes:
 /// `#[reducer(add)]`, `#[reducer(append)]`, `#[reducer(queue)]` (on a [`reducer::Queue`]) and
 /// `#[reducer(with = path)]`; a field without one is last-write-wins.
@@ -462,6 +489,48 @@ pub mod prelude {
 }
 
 /// Wires nodes into a [`Flow`], checking the graph at compile time.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use slateflow::{Command, SharedState, flow, node};
+///
+/// #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// struct Draft {
+///     text: String,
+///     #[reducer(add)]
+///     revisions: u32,
+/// }
+///
+/// #[node]
+/// fn write(draft: &Draft) -> Command<Draft> {
+///     Command::new(Draft::update().set_text(format!("{} more", draft.text)).add_revisions(1))
+/// }
+///
+/// /// Sends the draft back until it has two revisions.
+/// #[node(actions = ["revise", "done"])]
+/// fn review(draft: &Draft) -> Command<Draft> {
+///     Command::goto(if draft.revisions < 2 { "revise" } else { "done" })
+/// }
+///
+/// #[node]
+/// fn publish(_: &Draft) -> Command<Draft> {
+///     Command::new(Draft::update())
+/// }
+///
+/// fn main() -> Result<(), slateflow::Error> {
+///     let flow = flow! {
+///         write >> review;
+///         review - "revise" >> write;   // a cycle
+///         review - "done" >> publish;
+///     };
+///     let mut draft = Draft { text: "draft".into(), ..Draft::default() };
+///     flow.run_blocking(&mut draft)?;
+///     assert_eq!((draft.text.as_str(), draft.revisions), ("draft more more", 2));
+///     Ok(())
+/// }
+/// ```
+///
+/// The grammar:
 ///
 /// ```text
 /// flow! {
@@ -551,6 +620,46 @@ macro_rules! prompt {
 
 /// Turns a function into a [`Node`]: `#[node]` or `#[node(actions = ["a", "b"])]`; on a `Node`
 /// impl, tells `cargo check` the node's actions.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use slateflow::{Command, Context, SharedState, flow, node};
+///
+/// #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// struct Ticket {
+///     text: String,
+///     team: Option<String>,
+/// }
+///
+/// /// Routes a ticket; the flow wires each action it declares.
+/// #[node(actions = ["urgent", "normal"])]
+/// fn triage(ticket: &Ticket, context: &Context<'_>) -> Command<Ticket> {
+///     let urgent = ticket.text.contains("down");
+///     let action = if urgent { "urgent" } else { "normal" };
+///     Command::goto(action).with_reason(format!("step {}: {}", context.step(), ticket.text))
+/// }
+///
+/// #[node]
+/// fn page(_: &Ticket) -> Command<Ticket> {
+///     Command::new(Ticket::update().set_team(Some("on-call".into())))
+/// }
+///
+/// #[node]
+/// async fn queue(_: &Ticket) -> Command<Ticket> {
+///     Command::new(Ticket::update().set_team(Some("support".into())))
+/// }
+///
+/// fn main() -> Result<(), slateflow::Error> {
+///     let flow = flow! {
+///         triage - "urgent" >> page;
+///         triage - "normal" >> queue;
+///     };
+///     let mut ticket = Ticket { text: "site is down".into(), ..Ticket::default() };
+///     flow.run_blocking(&mut ticket)?;
+///     assert_eq!(ticket.team.as_deref(), Some("on-call"));
+///     Ok(())
+/// }
+/// ```
 ///
 /// The function takes `&State` (and optionally `&Context<'_>` second), may be `async`, and returns
 /// `Command<State>`, or `Result<Command<State>, E>` for any `E` that converts into [`NodeError`]. It becomes a unit struct

@@ -48,6 +48,22 @@ use crate::state::{SharedState, StateUpdate};
 ///
 /// A nested flow in a branch runs on its own copy of the state, so a flow with a fork needs its
 /// state to be `Clone`. Plain nodes in branches only borrow it.
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use slateflow::{Command, SharedState, flow, node};
+/// # #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// # struct Counter { #[reducer(add)] count: u32, label: String }
+/// # #[node]
+/// # fn count(_: &Counter) -> Command<Counter> { Command::new(Counter::update().add_count(1)) }
+/// // `Counter` derives `Clone`, so a fork whose branch is a nested flow can copy it.
+/// let inner = flow! { count; };
+/// let flow = flow! { [inner, count]; };
+/// let mut counter = Counter::default();
+/// flow.run_blocking(&mut counter)?;
+/// assert_eq!(counter.count, 2);
+/// # Ok::<(), slateflow::Error>(())
+/// ```
 #[diagnostic::on_unimplemented(
     message = "a flow with parallel branches needs its state `{Self}` to be `Clone`",
     label = "this fork needs `{Self}: Clone`",

@@ -96,6 +96,27 @@ pub trait SharedState: Sized + Send + Sync {
 /// that holds only the written fields, keyed by their Rust names, plus the names of the overwritten
 /// reducer fields under [`OVERWRITE_KEY`] when there are any:
 /// `{"history": [...], "$overwrite": ["history"]}`. An unknown key is an error when it is read back.
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use slateflow::{Command, SharedState, flow, node};
+/// # #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// # struct Counter { #[reducer(add)] count: u32, label: String }
+/// # #[node]
+/// # fn count(_: &Counter) -> Command<Counter> { Command::new(Counter::update().add_count(1)) }
+/// use slateflow::StateUpdate;
+///
+/// let first = Counter::update().add_count(1).set_label("a".into());
+/// let second = Counter::update().add_count(2);
+/// // `then`: one after the other (a later write of a last-write-wins field wins).
+/// let both = first.clone().then(second.clone());
+/// let mut counter = Counter::default();
+/// counter.apply(both);
+/// assert_eq!((counter.count, counter.label.as_str()), (3, "a"));
+/// // `merge`: side by side, as a fork's branches; `is_empty`: nothing written.
+/// assert!(first.merge(second).is_ok());
+/// assert!(Counter::update().is_empty());
+/// ```
 pub trait StateUpdate: Default + Clone + Debug + Send + Serialize + DeserializeOwned {
     /// The state this update writes to.
     type State: SharedState<Update = Self>;
@@ -167,12 +188,58 @@ pub trait StateUpdate: Default + Clone + Debug + Send + Serialize + DeserializeO
 
 /// The key under which an update's JSON lists the reducer fields it overwrites rather than
 /// reduces. No field can be named so: `$` is not part of a Rust identifier.
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use slateflow::{Command, SharedState, flow, node};
+/// # #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// # struct Counter { #[reducer(add)] count: u32, label: String }
+/// # #[node]
+/// # fn count(_: &Counter) -> Command<Counter> { Command::new(Counter::update().add_count(1)) }
+/// use slateflow::state::OVERWRITE_KEY;
+///
+/// let update = Counter::update().overwrite_count(0);
+/// let json = serde_json::to_value(&update).unwrap();
+/// assert_eq!(json[OVERWRITE_KEY], serde_json::json!(["count"]));
+/// ```
 pub const OVERWRITE_KEY: &str = "$overwrite";
 
 /// The update type of the state `S`.
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use slateflow::{Command, SharedState, flow, node};
+/// # #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// # struct Counter { #[reducer(add)] count: u32, label: String }
+/// # #[node]
+/// # fn count(_: &Counter) -> Command<Counter> { Command::new(Counter::update().add_count(1)) }
+/// use slateflow::UpdateOf;
+///
+/// fn bump() -> UpdateOf<Counter> {
+///     Counter::update().add_count(1)
+/// }
+/// let mut counter = Counter::default();
+/// counter.apply(bump());
+/// assert_eq!(counter.count, 1);
+/// ```
 pub type UpdateOf<S> = <S as SharedState>::Update;
 
 /// What the schema records about one field of a [`SharedState`].
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use slateflow::{Command, SharedState, flow, node};
+/// # #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// # struct Counter { #[reducer(add)] count: u32, label: String }
+/// # #[node]
+/// # fn count(_: &Counter) -> Command<Counter> { Command::new(Counter::update().add_count(1)) }
+/// use slateflow::Reducer;
+///
+/// let fields = Counter::FIELDS;
+/// assert_eq!(fields[0].name(), "count");
+/// assert_eq!(fields[0].reducer(), Reducer::Add);
+/// assert_eq!(fields[1].type_name(), "String");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Field {
     name: &'static str,
@@ -312,6 +379,20 @@ pub const fn has_field<S: SharedState>(name: &str) -> bool {
 }
 
 /// The position of the field called `name` in `fields`; usable in `const` context.
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use slateflow::{Command, SharedState, flow, node};
+/// # #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// # struct Counter { #[reducer(add)] count: u32, label: String }
+/// # #[node]
+/// # fn count(_: &Counter) -> Command<Counter> { Command::new(Counter::update().add_count(1)) }
+/// use slateflow::state::field_index;
+///
+/// const LABEL: Option<usize> = field_index(Counter::FIELDS, "label");
+/// assert_eq!(LABEL, Some(1));
+/// assert_eq!(field_index(Counter::FIELDS, "missing"), None);
+/// ```
 pub const fn field_index(fields: &[Field], name: &str) -> Option<usize> {
     let mut index = 0;
     while index < fields.len() {

@@ -91,6 +91,14 @@ pub struct Worker<'f> {
 }
 
 /// What a worker did, returned when it stops.
+///
+/// ```
+/// use slateflow::worker::WorkerReport;
+///
+/// // What `Worker::run` returns when its shutdown future completes.
+/// let report = WorkerReport::default();
+/// assert_eq!((report.finished, report.paused), (0, 0));
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct WorkerReport {

@@ -330,6 +330,15 @@ impl ToolCall {
 }
 
 /// A tool call's arguments are not valid JSON. Shown to the model as a failed tool call.
+///
+/// ```
+/// use slateflow::agent::message::{ArgumentsError, ToolCall};
+///
+/// let call = ToolCall::new("call_1", "lookup", r#"{"ip": "10.0.0.5""#);
+/// let error: ArgumentsError = call.arguments().unwrap_err();
+/// assert_eq!(error.tool, "lookup");
+/// assert!(error.to_string().starts_with("the arguments of the call to `lookup` are not valid JSON"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the arguments of the call to `{tool}` are not valid JSON: {message}")]
 pub struct ArgumentsError {
@@ -398,6 +407,17 @@ impl<'de> Deserialize<'de> for ToolCall {
 }
 
 /// Removing or replacing a message by an id the conversation does not hold.
+///
+/// ```
+/// use slateflow::Append;
+/// use slateflow::agent::message::{Message, Messages, UnknownMessage};
+///
+/// let mut chat = Messages::new();
+/// chat.push_item(Message::human("hi").with_id("q1"));
+/// let error: UnknownMessage = chat.remove("q9").unwrap_err();
+/// assert_eq!((error.id.as_str(), error.verb), ("q9", "removed"));
+/// assert_eq!(error.known, ["q1"]);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("no message has the id `{id}`, so it cannot be {verb}{}", known_ids(.known))]
 pub struct UnknownMessage {

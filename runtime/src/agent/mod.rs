@@ -153,6 +153,22 @@ pub struct Agent<S, M> {
 }
 
 /// The most tool rounds an [`Agent`] runs by default before asking for a final answer.
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use slateflow::SharedState;
+/// # use slateflow::agent::message::{Histories, Message};
+/// # #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// # #[slateflow(conversation)]
+/// # struct Chat { #[reducer(append)] messages: Vec<Message>, #[reducer(append)] histories: Histories }
+/// use slateflow::agent::model::ScriptedModel;
+/// use slateflow::agent::{Agent, DEFAULT_TOOL_ROUNDS};
+///
+/// assert_eq!(DEFAULT_TOOL_ROUNDS, 8);
+/// // An agent that may call tools at most 3 times before it must answer.
+/// let agent: Agent<Chat, ScriptedModel> = Agent::new(ScriptedModel::new()).max_tool_rounds(3);
+/// # let _ = agent;
+/// ```
 pub const DEFAULT_TOOL_ROUNDS: u32 = 8;
 
 impl<S: Conversation, M: ChatModel> Agent<S, M> {
@@ -298,9 +314,47 @@ impl<S: Conversation, M: ChatModel> Agent<S, M> {
 
 /// The name of the [`Event::Custom`](crate::Event::Custom) events an [`Agent`] sends after each
 /// tool call: `{"id", "name", "is_error"}`.
+///
+/// ```
+/// use slateflow::Event;
+/// use slateflow::agent::TOOL_EVENT;
+///
+/// // An observer that logs every tool call an agent makes.
+/// let log_tools = slateflow::event::from_fn(|event: &Event<'_>| {
+///     if let Event::Custom { name, data, .. } = event
+///         && *name == TOOL_EVENT
+///     {
+///         println!("called {} ({})", data["name"], data["id"]);
+///     }
+/// });
+/// # let _ = log_tools;
+/// ```
 pub const TOOL_EVENT: &str = "tool";
 
 /// What an [`Agent`]'s `prep` hands to its model turn.
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use slateflow::{SharedState, Node, Context, Params};
+/// # use slateflow::agent::message::{Histories, Message};
+/// # #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// # #[slateflow(conversation)]
+/// # struct Chat { #[reducer(append)] messages: Vec<Message>, #[reducer(append)] histories: Histories }
+/// use slateflow::agent::model::ScriptedModel;
+/// use slateflow::agent::{Agent, Turn};
+///
+/// let agent = Agent::new(ScriptedModel::new()).system(slateflow::prompt!(Chat, "Be brief."));
+/// let chat = Chat { messages: vec![Message::human("Hi")], ..Chat::default() };
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// # let params = Params::new();
+/// # let context = Context::new(&params, "agent", 1);
+/// // What the agent's `prep` builds: its request, and the key of its own history.
+/// let turn: Turn = agent.prep(&chat, &context).await?;
+/// assert_eq!(turn.agent, "agent");
+/// assert_eq!(turn.request.messages.len(), 2); // the system prompt and the human's message
+/// # Ok::<(), slateflow::NodeError>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug, Clone)]
 pub struct Turn {
     /// The agent's path in the flow: the key of its history.

@@ -60,6 +60,20 @@ pub struct Prompt<S> {
 }
 
 /// A piece of a template.
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use slateflow::SharedState;
+/// # #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// # struct Ticket { customer: String }
+/// use slateflow::agent::template::{Part, Prompt};
+///
+/// let prompt = Prompt::<Ticket>::parse("Hello {customer}!").unwrap();
+/// assert_eq!(
+///     prompt.parts(),
+///     [Part::Text("Hello ".into()), Part::Field("customer".into()), Part::Text("!".into())]
+/// );
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Part {
     /// Text, with `{{` and `}}` already turned into single braces.
@@ -172,6 +186,18 @@ impl<S> fmt::Display for Prompt<S> {
 }
 
 /// A template that cannot be used with its state.
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use slateflow::SharedState;
+/// # #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// # struct Ticket { customer: String }
+/// use slateflow::agent::template::{Prompt, TemplateError};
+///
+/// let error = Prompt::<Ticket>::parse("Hello {custmer}!").unwrap_err();
+/// assert!(matches!(error, TemplateError::UnknownField { .. }));
+/// assert!(error.to_string().contains("the nearest field is `customer`"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TemplateError {

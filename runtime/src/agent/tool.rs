@@ -66,6 +66,24 @@ pub trait Tool: Send + Sync + 'static {
 }
 
 /// A tool made from a closure; see [`from_fn`].
+///
+/// ```
+/// use serde::Deserialize;
+/// use slateflow::agent::tool::{self, FnTool, Tool};
+///
+/// #[derive(Deserialize)]
+/// struct Sum { a: i64, b: i64 }
+///
+/// // The type `tool::from_fn` makes: a tool from a name, a description, a schema and a function.
+/// let add = tool::from_fn(
+///     "add",
+///     "Adds two numbers",
+///     serde_json::json!({"type": "object", "properties": {"a": {}, "b": {}}}),
+///     |args: Sum| async move { Ok(serde_json::json!(args.a + args.b)) },
+/// );
+/// assert_eq!(add.name(), "add");
+/// let _: &FnTool<_, Sum> = &add;
+/// ```
 pub struct FnTool<F, A> {
     name: String,
     description: String,

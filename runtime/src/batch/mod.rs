@@ -113,15 +113,121 @@ pub struct Batch<W> {
 }
 
 /// What [`Batch::items`] makes: a [`BatchNode`]'s items, as a node.
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use slateflow::batch::{self, Batch, BatchNode};
+/// # use slateflow::{Command, Context, NodeError, Params, SharedState, flow, node};
+/// # #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// # struct Words { texts: Vec<String>, #[reducer(add)] count: usize }
+/// # struct Count;
+/// # impl BatchNode<Words> for Count {
+/// #     type Item = String;
+/// #     type Output = usize;
+/// #     async fn prep(&self, words: &Words, _: &Context<'_>) -> Result<Vec<String>, NodeError> { Ok(words.texts.clone()) }
+/// #     async fn exec(&self, text: &String) -> Result<usize, NodeError> { Ok(text.split_whitespace().count()) }
+/// #     async fn post(&self, _: &Words, _: Vec<String>, counts: Vec<usize>, _: &Context<'_>) -> Result<Command<Words>, NodeError> {
+/// #         Ok(Command::new(Words::update().add_count(counts.iter().sum())))
+/// #     }
+/// # }
+/// # #[node]
+/// # fn count_one(words: &Words, context: &Context<'_>) -> Command<Words> {
+/// #     let index: usize = context.params().get("index").and_then(|v| v.as_u64()).unwrap_or(0) as usize;
+/// #     let text = words.texts.get(index).cloned().unwrap_or_default();
+/// #     Command::new(Words::update().add_count(text.split_whitespace().count()))
+/// # }
+/// # let texts = vec!["one two".to_string(), "three".to_string()];
+/// use slateflow::batch::Items;
+///
+/// // `Batch::items` makes an `Items`: the batch node's items one after another.
+/// let count: Batch<Items<Count>> = Batch::items(Count);
+/// let mut words = Words { texts, ..Words::default() };
+/// flow! { count; }.run_blocking(&mut words)?;
+/// assert_eq!(words.count, 3);
+/// # Ok::<(), slateflow::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct Items<B>(B);
 
 /// What [`Batch::kept`] makes: a [`BatchNode`]'s items, each output kept as it finishes in a
 /// durable run.
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use slateflow::batch::{self, Batch, BatchNode};
+/// # use slateflow::{Command, Context, NodeError, Params, SharedState, flow, node};
+/// # #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// # struct Words { texts: Vec<String>, #[reducer(add)] count: usize }
+/// # struct Count;
+/// # impl BatchNode<Words> for Count {
+/// #     type Item = String;
+/// #     type Output = usize;
+/// #     async fn prep(&self, words: &Words, _: &Context<'_>) -> Result<Vec<String>, NodeError> { Ok(words.texts.clone()) }
+/// #     async fn exec(&self, text: &String) -> Result<usize, NodeError> { Ok(text.split_whitespace().count()) }
+/// #     async fn post(&self, _: &Words, _: Vec<String>, counts: Vec<usize>, _: &Context<'_>) -> Result<Command<Words>, NodeError> {
+/// #         Ok(Command::new(Words::update().add_count(counts.iter().sum())))
+/// #     }
+/// # }
+/// # #[node]
+/// # fn count_one(words: &Words, context: &Context<'_>) -> Command<Words> {
+/// #     let index: usize = context.params().get("index").and_then(|v| v.as_u64()).unwrap_or(0) as usize;
+/// #     let text = words.texts.get(index).cloned().unwrap_or_default();
+/// #     Command::new(Words::update().add_count(text.split_whitespace().count()))
+/// # }
+/// # let texts = vec!["one two".to_string(), "three".to_string()];
+/// use slateflow::batch::KeptItems;
+/// use slateflow::checkpoint::MemoryStore;
+///
+/// // In a durable run, each item's output is kept as it finishes: a resume after a crash or a
+/// // failure calls only the items that did not finish.
+/// let count: Batch<KeptItems<Count>> = Batch::items(Count).kept();
+/// let flow = flow! { count; };
+/// let durable = flow.durable(MemoryStore::new());
+/// let mut words = Words { texts, ..Words::default() };
+/// durable.blocking()?.start("t-1", &mut words)?;
+/// assert_eq!(words.count, 3);
+/// # Ok::<(), slateflow::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct KeptItems<B>(B);
 
 /// What [`Batch::flow`] makes: a sub-flow run once per params item of a plan, in place.
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use slateflow::batch::{self, Batch, BatchNode};
+/// # use slateflow::{Command, Context, NodeError, Params, SharedState, flow, node};
+/// # #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// # struct Words { texts: Vec<String>, #[reducer(add)] count: usize }
+/// # struct Count;
+/// # impl BatchNode<Words> for Count {
+/// #     type Item = String;
+/// #     type Output = usize;
+/// #     async fn prep(&self, words: &Words, _: &Context<'_>) -> Result<Vec<String>, NodeError> { Ok(words.texts.clone()) }
+/// #     async fn exec(&self, text: &String) -> Result<usize, NodeError> { Ok(text.split_whitespace().count()) }
+/// #     async fn post(&self, _: &Words, _: Vec<String>, counts: Vec<usize>, _: &Context<'_>) -> Result<Command<Words>, NodeError> {
+/// #         Ok(Command::new(Words::update().add_count(counts.iter().sum())))
+/// #     }
+/// # }
+/// # #[node]
+/// # fn count_one(words: &Words, context: &Context<'_>) -> Command<Words> {
+/// #     let index: usize = context.params().get("index").and_then(|v| v.as_u64()).unwrap_or(0) as usize;
+/// #     let text = words.texts.get(index).cloned().unwrap_or_default();
+/// #     Command::new(Words::update().add_count(text.split_whitespace().count()))
+/// # }
+/// # let texts = vec!["one two".to_string(), "three".to_string()];
+/// use slateflow::batch::Runs;
+///
+/// // A sub-flow run once per params item, one after another, on the state in place.
+/// let per_text = batch::from_fn(|words: &Words| {
+///     (0..words.texts.len()).map(|index| Params::new().with("index", index)).collect()
+/// });
+/// let runs: Batch<Runs<_, _>> = Batch::flow(flow! { count_one; }, per_text);
+/// let mut words = Words { texts, ..Words::default() };
+/// flow! { runs; }.run_blocking(&mut words)?;
+/// assert_eq!(words.count, 3);
+/// # Ok::<(), slateflow::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct Runs<F, P> {
     flow: F,
@@ -130,6 +236,43 @@ pub struct Runs<F, P> {
 
 /// What `concurrent` makes of a batch flow ([`Batch::flow`]): its runs concurrent, each on its own copy
 /// of the state.
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use slateflow::batch::{self, Batch, BatchNode};
+/// # use slateflow::{Command, Context, NodeError, Params, SharedState, flow, node};
+/// # #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// # struct Words { texts: Vec<String>, #[reducer(add)] count: usize }
+/// # struct Count;
+/// # impl BatchNode<Words> for Count {
+/// #     type Item = String;
+/// #     type Output = usize;
+/// #     async fn prep(&self, words: &Words, _: &Context<'_>) -> Result<Vec<String>, NodeError> { Ok(words.texts.clone()) }
+/// #     async fn exec(&self, text: &String) -> Result<usize, NodeError> { Ok(text.split_whitespace().count()) }
+/// #     async fn post(&self, _: &Words, _: Vec<String>, counts: Vec<usize>, _: &Context<'_>) -> Result<Command<Words>, NodeError> {
+/// #         Ok(Command::new(Words::update().add_count(counts.iter().sum())))
+/// #     }
+/// # }
+/// # #[node]
+/// # fn count_one(words: &Words, context: &Context<'_>) -> Command<Words> {
+/// #     let index: usize = context.params().get("index").and_then(|v| v.as_u64()).unwrap_or(0) as usize;
+/// #     let text = words.texts.get(index).cloned().unwrap_or_default();
+/// #     Command::new(Words::update().add_count(text.split_whitespace().count()))
+/// # }
+/// # let texts = vec!["one two".to_string(), "three".to_string()];
+/// use slateflow::batch::ConcurrentRuns;
+///
+/// // The runs concurrently, up to 4 at a time, each on its own copy of the state; their updates
+/// // merge in the plan's order.
+/// let per_text = batch::from_fn(|words: &Words| {
+///     (0..words.texts.len()).map(|index| Params::new().with("index", index)).collect()
+/// });
+/// let runs: Batch<ConcurrentRuns<_, _>> = Batch::flow(flow! { count_one; }, per_text).concurrent(4);
+/// let mut words = Words { texts, ..Words::default() };
+/// flow! { runs; }.run_blocking(&mut words)?;
+/// assert_eq!(words.count, 3);
+/// # Ok::<(), slateflow::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct ConcurrentRuns<F, P> {
     flow: F,

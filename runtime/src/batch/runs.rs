@@ -105,6 +105,42 @@ pub struct BatchRun {
 
 /// A [`BatchPlan`] from a closure that maps the state to the list of params; its `post` does
 /// nothing. Made by [`from_fn`].
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use slateflow::batch::{self, Batch, BatchNode};
+/// # use slateflow::{Command, Context, NodeError, Params, SharedState, flow, node};
+/// # #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// # struct Words { texts: Vec<String>, #[reducer(add)] count: usize }
+/// # struct Count;
+/// # impl BatchNode<Words> for Count {
+/// #     type Item = String;
+/// #     type Output = usize;
+/// #     async fn prep(&self, words: &Words, _: &Context<'_>) -> Result<Vec<String>, NodeError> { Ok(words.texts.clone()) }
+/// #     async fn exec(&self, text: &String) -> Result<usize, NodeError> { Ok(text.split_whitespace().count()) }
+/// #     async fn post(&self, _: &Words, _: Vec<String>, counts: Vec<usize>, _: &Context<'_>) -> Result<Command<Words>, NodeError> {
+/// #         Ok(Command::new(Words::update().add_count(counts.iter().sum())))
+/// #     }
+/// # }
+/// # #[node]
+/// # fn count_one(words: &Words, context: &Context<'_>) -> Command<Words> {
+/// #     let index: usize = context.params().get("index").and_then(|v| v.as_u64()).unwrap_or(0) as usize;
+/// #     let text = words.texts.get(index).cloned().unwrap_or_default();
+/// #     Command::new(Words::update().add_count(text.split_whitespace().count()))
+/// # }
+/// # let texts = vec!["one two".to_string(), "three".to_string()];
+/// use slateflow::batch::{BatchPlan, FnPlan};
+///
+/// // `batch::from_fn` makes a plan from a closure: one params item per run.
+/// let plan: FnPlan<_> = batch::from_fn(|words: &Words| {
+///     (0..words.texts.len()).map(|index| Params::new().with("index", index)).collect()
+/// });
+/// let runs = Batch::flow(flow! { count_one; }, plan);
+/// let mut words = Words { texts, ..Words::default() };
+/// flow! { runs; }.run_blocking(&mut words)?;
+/// assert_eq!(words.count, 3);
+/// # Ok::<(), slateflow::Error>(())
+/// ```
 #[derive(Clone, Copy)]
 pub struct FnPlan<F> {
     function: F,

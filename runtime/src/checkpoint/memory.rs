@@ -12,6 +12,33 @@ use super::{
 ///
 /// Claims work as in the other stores: a second claim on a thread is refused until the first is
 /// dropped.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use slateflow::checkpoint::MemoryStore;
+/// use slateflow::{Command, SharedState, flow, node};
+///
+/// #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// struct Counter {
+///     #[reducer(add)]
+///     count: u32,
+/// }
+///
+/// #[node]
+/// fn count(_: &Counter) -> Command<Counter> {
+///     Command::new(Counter::update().add_count(1))
+/// }
+///
+/// // A store for tests: every thread lives as long as the store (clones share it).
+/// let store = MemoryStore::new();
+/// let flow = flow! { count; };
+/// let durable = flow.durable(store.clone());
+/// let durable = durable.blocking()?;
+/// durable.start("t-1", &mut Counter::default())?;
+/// assert_eq!(durable.state("t-1")?.count, 1);
+/// assert_eq!(durable.history("t-1")?.len(), 2); // the start and one step
+/// # Ok::<(), slateflow::Error>(())
+/// ```
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
     threads: Arc<Mutex<BTreeMap<String, Thread>>>,

@@ -78,6 +78,27 @@ pub(crate) use verify::history as verify_history;
 pub use verify::{Verification, Verified};
 
 /// One saved record of a thread.
+///
+/// ```
+/// use slateflow::checkpoint::{MemoryStore, RecordKind, StepRecord};
+/// # use serde::{Deserialize, Serialize};
+/// # use slateflow::{Command, SharedState, flow, node};
+/// # #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// # struct Counter { #[reducer(add)] count: u32 }
+/// # #[node]
+/// # fn count(_: &Counter) -> Command<Counter> { Command::new(Counter::update().add_count(1)) }
+///
+/// let flow = flow! { count; };
+/// let durable = flow.durable(MemoryStore::new());
+/// let durable = durable.blocking()?;
+/// durable.start("t-1", &mut Counter::default())?;
+/// let history: Vec<StepRecord> = durable.history("t-1")?;
+/// assert_eq!(history[0].kind, RecordKind::Start);
+/// let step = &history[1];
+/// assert_eq!((step.step, step.node.as_str(), step.action.as_str()), (1, "count", "default"));
+/// assert_eq!(step.update, serde_json::json!({ "count": 1 }));
+/// # Ok::<(), slateflow::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {
     /// The step number in the run: 0 for the initial state, then from 1. Records other than steps
@@ -164,6 +185,14 @@ impl StepRecord {
 }
 
 /// What a [`StepRecord`] records.
+///
+/// ```
+/// use slateflow::checkpoint::{RecordKind, StepRecord};
+///
+/// let step = StepRecord::new(3, RecordKind::Step);
+/// assert_eq!(serde_json::to_value(step.kind).unwrap(), "step");
+/// assert_eq!(serde_json::from_str::<RecordKind>(r#""kept""#).unwrap(), RecordKind::Kept);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RecordKind {
@@ -191,6 +220,15 @@ pub enum RecordKind {
 }
 
 /// When a pause happens, relative to its node.
+///
+/// ```
+/// use slateflow::checkpoint::{Pause, PauseWhen};
+///
+/// let pause = Pause::new("review", PauseWhen::After, 4);
+/// assert_eq!(pause.when, PauseWhen::After);
+/// assert_eq!(PauseWhen::After.as_str(), "after");
+/// assert_eq!(pause.key, "after:review@4");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PauseWhen {
@@ -280,6 +318,29 @@ impl std::fmt::Display for Pause {
 }
 
 /// Where a thread stands.
+///
+/// ```
+/// use slateflow::checkpoint::{MemoryStore, RunStatus};
+/// # use serde::{Deserialize, Serialize};
+/// # use slateflow::{Command, SharedState, flow, node};
+/// # #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// # struct Counter { #[reducer(add)] count: u32 }
+/// # #[node]
+/// # fn count(_: &Counter) -> Command<Counter> { Command::new(Counter::update().add_count(1)) }
+///
+/// let flow = flow! { count; };
+/// let durable = flow.durable(MemoryStore::new());
+/// let durable = durable.blocking()?;
+/// durable.start("t-1", &mut Counter::default())?;
+/// assert_eq!(durable.status("t-1")?, RunStatus::Finished { action: "default".into() });
+/// // In JSON, as a store saves it:
+/// let status = RunStatus::Paused { pauses: vec!["before:pay@1".into()] };
+/// assert_eq!(
+///     serde_json::to_string(&status).unwrap(),
+///     r#"{"status":"paused","pauses":["before:pay@1"]}"#
+/// );
+/// # Ok::<(), slateflow::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum RunStatus {
@@ -313,6 +374,22 @@ pub enum RunStatus {
 }
 
 /// Which records [`CheckpointStore::load`] reads.
+///
+/// ```
+/// use slateflow::checkpoint::{CheckpointStore, MemoryStore, RecordKind, Records, StepRecord};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = MemoryStore::new();
+/// let start = StepRecord::new(0, RecordKind::Start).with_snapshot(serde_json::json!({"n": 0}));
+/// let mut claim = store.create("t-1", "Counter", &[start]).await?;
+/// store.append(&mut claim, &StepRecord::new(1, RecordKind::Step)).await?;
+/// let snapshot = StepRecord::new(2, RecordKind::Step).with_snapshot(serde_json::json!({"n": 2}));
+/// store.append(&mut claim, &snapshot).await?;
+/// assert_eq!(store.load("t-1", Records::All).await?.records.len(), 3);
+/// // What a resume reads: from the last snapshot on.
+/// assert_eq!(store.load("t-1", Records::SinceSnapshot).await?.records.len(), 1);
+/// # Ok::<(), slateflow::checkpoint::StoreError>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Records {
     /// All of them, from the start.
@@ -322,6 +399,20 @@ pub enum Records {
 }
 
 /// Everything a store read about a thread.
+///
+/// ```
+/// use slateflow::checkpoint::{CheckpointStore, MemoryStore, RecordKind, Records, RunStatus, StepRecord};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = MemoryStore::new();
+/// let start = StepRecord::new(0, RecordKind::Start).with_snapshot(serde_json::json!({}));
+/// let mut claim = store.create("t-1", "Counter", &[start]).await?;
+/// store.append(&mut claim, &StepRecord::new(1, RecordKind::Step)).await?;
+/// let log = store.load("t-1", Records::All).await?;
+/// assert_eq!((log.state_type.as_str(), log.last_step, log.records.len()), ("Counter", 1, 2));
+/// assert_eq!(log.status, RunStatus::Running);
+/// # Ok::<(), slateflow::checkpoint::StoreError>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct ThreadLog {
     /// The state type the thread was created for (checked when it is loaded).
@@ -337,6 +428,18 @@ pub struct ThreadLog {
 }
 
 /// One line of [`CheckpointStore::threads`].
+///
+/// ```
+/// use slateflow::checkpoint::{CheckpointStore, MemoryStore, RecordKind, StepRecord};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = MemoryStore::new();
+/// let start = StepRecord::new(0, RecordKind::Start).with_snapshot(serde_json::json!({}));
+/// let _claim = store.create("t-1", "Counter", &[start]).await?;
+/// let threads = store.threads().await?;
+/// assert_eq!((threads[0].id.as_str(), threads[0].last_step), ("t-1", 0));
+/// # Ok::<(), slateflow::checkpoint::StoreError>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ThreadInfo {
     /// The thread's id.
@@ -352,6 +455,15 @@ pub struct ThreadInfo {
 }
 
 /// A store's errors: each names the thread and, where it applies, the record and the file.
+///
+/// ```
+/// use slateflow::checkpoint::{CheckpointStore, MemoryStore, Records, StoreError};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let error = MemoryStore::new().load("nobody", Records::All).await.unwrap_err();
+/// assert!(matches!(error, StoreError::UnknownThread { .. }));
+/// assert_eq!(error.to_string(), "unknown thread `nobody`: it was never started in this store");
+/// # });
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
@@ -455,6 +567,24 @@ pub enum StoreError {
 /// every store keeps: one writer per thread, appends in order, readers that change nothing.
 ///
 /// Appends must be durable when they return: a step is saved before the next node starts.
+///
+/// ```
+/// use slateflow::checkpoint::{CheckpointStore, MemoryStore, RecordKind, Records, StepRecord};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// // What a durable run does with a store, by hand: create a thread, claim it, append steps.
+/// let store = MemoryStore::new();
+/// let start = StepRecord::new(0, RecordKind::Start).with_snapshot(serde_json::json!({"n": 0}));
+/// let mut claim = store.create("t-1", "Counter", &[start]).await?;
+/// store.append(&mut claim, &StepRecord::new(1, RecordKind::Step)).await?;
+/// // One writer per thread: a second claim is refused while the first is held.
+/// assert!(store.claim("t-1").await.is_err());
+/// drop(claim);
+/// let claim = store.claim("t-1").await?;
+/// assert_eq!(store.load("t-1", Records::All).await?.last_step, 1);
+/// # drop(claim);
+/// # Ok::<(), slateflow::checkpoint::StoreError>(())
+/// # }).unwrap();
+/// ```
 pub trait CheckpointStore: Send + Sync {
     /// The right to write to one thread, held by one run at a time; dropping it gives the thread
     /// up (and so does the death of its process).
@@ -734,6 +864,14 @@ fn thread_prefix(thread: &str) -> String {
 ///
 /// # Errors
 /// [`StoreError::InvalidThreadId`].
+///
+/// ```
+/// use slateflow::checkpoint::check_thread_id;
+///
+/// assert!(check_thread_id("refund-42.v2").is_ok());
+/// assert!(check_thread_id("../etc").is_err());
+/// assert!(check_thread_id("").is_err());
+/// ```
 pub fn check_thread_id(thread: &str) -> Result<(), StoreError> {
     let valid = !thread.is_empty()
         && thread.len() <= 128
@@ -751,6 +889,14 @@ pub fn check_thread_id(thread: &str) -> Result<(), StoreError> {
 }
 
 /// Milliseconds since the Unix epoch, for [`StepRecord::saved_at_ms`].
+///
+/// ```
+/// use slateflow::checkpoint::{RecordKind, StepRecord, now_ms};
+///
+/// let before = now_ms();
+/// let record = StepRecord::new(1, RecordKind::Step);
+/// assert!(record.saved_at_ms >= before);
+/// ```
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

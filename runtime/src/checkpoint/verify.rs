@@ -5,6 +5,19 @@ use super::{CheckpointStore, RecordKind, Records, StoreError, ThreadLog};
 
 /// A thread read whole: every record's checksum matched, its records go forward from its start.
 /// What [`CheckpointStore::verify`] returns.
+///
+/// ```
+/// use slateflow::checkpoint::{CheckpointStore, MemoryStore, RecordKind, StepRecord};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = MemoryStore::new();
+/// let start = StepRecord::new(0, RecordKind::Start).with_snapshot(serde_json::json!({}));
+/// let mut claim = store.create("t-1", "Counter", &[start]).await?;
+/// store.append(&mut claim, &StepRecord::new(1, RecordKind::Step)).await?;
+/// let verified = store.verify("t-1").await?;
+/// assert_eq!((verified.records, verified.last_step, verified.dropped_torn_record), (2, 1, false));
+/// # Ok::<(), slateflow::checkpoint::StoreError>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Verified {
@@ -20,6 +33,21 @@ pub struct Verified {
 }
 
 /// Every thread of a store read whole: what [`CheckpointStore::verify_all`] returns.
+///
+/// ```
+/// use slateflow::checkpoint::{CheckpointStore, MemoryStore, RecordKind, StepRecord};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = MemoryStore::new();
+/// for thread in ["t-1", "t-2"] {
+///     let start = StepRecord::new(0, RecordKind::Start).with_snapshot(serde_json::json!({}));
+///     store.create(thread, "Counter", &[start]).await?;
+/// }
+/// let all = store.verify_all().await?;
+/// assert!(all.is_sound());
+/// assert_eq!(all.sound.len(), 2);
+/// # Ok::<(), slateflow::checkpoint::StoreError>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug, Default)]
 #[non_exhaustive]
 pub struct Verification {

@@ -110,6 +110,27 @@ use crate::run::{NoWatch, Observe, Run, Watch};
 use crate::state::SharedState;
 
 /// How a durable run ended for now.
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use slateflow::{Command, SharedState, flow, node};
+/// # #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// # struct Counter { #[reducer(add)] count: u32, label: String }
+/// # #[node]
+/// # fn count(_: &Counter) -> Command<Counter> { Command::new(Counter::update().add_count(1)) }
+/// use slateflow::checkpoint::MemoryStore;
+/// use slateflow::durable::Outcome;
+///
+/// let flow = flow! { count; };
+/// let durable = flow.durable(MemoryStore::new()).interrupt_before(&["count"]);
+/// let durable = durable.blocking()?;
+/// let outcome = durable.start("t-1", &mut Counter::default())?;
+/// assert_eq!(outcome.pauses()[0].node, "count");
+/// let (counter, outcome) = durable.resume("t-1")?;
+/// assert_eq!(outcome, Outcome::Finished("default".into()));
+/// assert_eq!(counter.count, 1);
+/// # Ok::<(), slateflow::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// The run ended with this action.

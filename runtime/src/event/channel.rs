@@ -39,6 +39,27 @@ pub fn channel(capacity: usize) -> (EventSender, EventStream) {
 }
 
 /// The observer half of [`channel`]: pass it to [`Flow::observe`](crate::Flow::observe).
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use slateflow::{Command, SharedState, flow, node};
+/// # #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// # struct Counter { #[reducer(add)] count: u32, label: String }
+/// # #[node]
+/// # fn count(_: &Counter) -> Command<Counter> { Command::new(Counter::update().add_count(1)) }
+/// use slateflow::event;
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// // A channel of 1: a run never waits for its reader, it drops what does not fit and counts it.
+/// let (sender, mut events) = event::channel(1);
+/// let flow = flow! { count; };
+/// let observed = flow.observe(sender);
+/// observed.run(&mut Counter::default()).await?;
+/// assert_eq!(events.recv().await.unwrap().kind, "run_started");
+/// assert_eq!(events.dropped(), 3);
+/// # Ok::<(), slateflow::Error>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug, Clone)]
 pub struct EventSender {
     sender: tokio::sync::mpsc::Sender<OwnedEvent>,
@@ -62,6 +83,29 @@ impl Observer for EventSender {
 
 /// The reader half of [`channel`]: a [`Stream`](futures_util::Stream) of events that ends when
 /// every [`EventSender`] is gone (the run is over and its flow dropped the observer).
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use slateflow::{Command, SharedState, flow, node};
+/// # #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// # struct Counter { #[reducer(add)] count: u32, label: String }
+/// # #[node]
+/// # fn count(_: &Counter) -> Command<Counter> { Command::new(Counter::update().add_count(1)) }
+/// use slateflow::event;
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let (sender, mut events) = event::channel(64);
+/// let flow = flow! { count; };
+/// flow.observe(sender).run(&mut Counter::default()).await?;
+/// // The run dropped its sender: the stream ends after the last event.
+/// let mut texts = Vec::new();
+/// while let Some(event) = events.recv().await {
+///     texts.push(event.text);
+/// }
+/// assert_eq!(texts.last().map(String::as_str), Some("run finished with \"default\" after 1 steps"));
+/// # Ok::<(), slateflow::Error>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug)]
 pub struct EventStream {
     receiver: tokio::sync::mpsc::Receiver<OwnedEvent>,

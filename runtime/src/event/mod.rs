@@ -36,6 +36,30 @@ use crate::error::Error;
 
 /// Where something happened in a run: the node, the flows it is nested in, its step and, for a
 /// branch of a fork, the fork.
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use slateflow::{Command, SharedState, flow, node};
+/// # #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// # struct Counter { #[reducer(add)] count: u32, label: String }
+/// # #[node]
+/// # fn count(_: &Counter) -> Command<Counter> { Command::new(Counter::update().add_count(1)) }
+/// use std::sync::Mutex;
+/// use slateflow::{Event, event};
+///
+/// let paths = Mutex::new(Vec::new());
+/// let record = event::from_fn(|event: &Event<'_>| {
+///     if let Some(at) = event.at() {
+///         paths.lock().unwrap().push(format!("{} at step {}", at.path(), at.step));
+///     }
+/// });
+/// let inner = flow! { count; };
+/// let flow = flow! { inner; };
+/// flow.observe(&record).run_blocking(&mut Counter::default())?;
+/// // Nested flows are named by their path.
+/// assert!(paths.lock().unwrap().contains(&"inner/count at step 1".to_string()));
+/// # Ok::<(), slateflow::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct At<'a> {
     /// The names of the nested flows the node runs in, outermost first (empty at the top level).
@@ -342,11 +366,52 @@ pub trait Observer: Send + Sync {
 }
 
 /// An observer made of a closure: `event::from_fn(|event| println!("{event}"))`.
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use slateflow::{Command, SharedState, flow, node};
+/// # #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// # struct Counter { #[reducer(add)] count: u32, label: String }
+/// # #[node]
+/// # fn count(_: &Counter) -> Command<Counter> { Command::new(Counter::update().add_count(1)) }
+/// use std::sync::atomic::{AtomicU32, Ordering};
+/// use slateflow::{Event, event};
+///
+/// let steps = AtomicU32::new(0);
+/// let counting = event::from_fn(|event: &Event<'_>| {
+///     if matches!(event, Event::NodeFinished { .. }) {
+///         steps.fetch_add(1, Ordering::Relaxed);
+///     }
+/// });
+/// let flow = flow! { count; };
+/// flow.observe(&counting).run_blocking(&mut Counter::default())?;
+/// assert_eq!(steps.load(Ordering::Relaxed), 1);
+/// # Ok::<(), slateflow::Error>(())
+/// ```
 pub fn from_fn<F: Fn(&Event<'_>) + Send + Sync>(function: F) -> FnObserver<F> {
     FnObserver(function)
 }
 
 /// The observer [`from_fn`] makes.
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use slateflow::{Command, SharedState, flow, node};
+/// # #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// # struct Counter { #[reducer(add)] count: u32, label: String }
+/// # #[node]
+/// # fn count(_: &Counter) -> Command<Counter> { Command::new(Counter::update().add_count(1)) }
+/// use slateflow::event::{self, FnObserver};
+/// use slateflow::Event;
+///
+/// // The type `event::from_fn` returns; name it to keep one in a struct.
+/// struct Traced<F> {
+///     observer: FnObserver<F>,
+/// }
+/// let traced = Traced { observer: event::from_fn(|event: &Event<'_>| println!("{event}")) };
+/// flow! { count; }.observe(&traced.observer).run_blocking(&mut Counter::default())?;
+/// # Ok::<(), slateflow::Error>(())
+/// ```
 #[derive(Clone, Copy)]
 pub struct FnObserver<F>(F);
 
@@ -407,6 +472,28 @@ impl<O: Observer + ?Sized> Observer for &O {
 }
 
 /// An [`Event`] that owns its data ([`Event::to_owned`]): what [`channel`] sends.
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use slateflow::{Command, SharedState, flow, node};
+/// # #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// # struct Counter { #[reducer(add)] count: u32, label: String }
+/// # #[node]
+/// # fn count(_: &Counter) -> Command<Counter> { Command::new(Counter::update().add_count(1)) }
+/// use slateflow::event::{self, OwnedEvent};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let (sender, mut events) = event::channel(64);
+/// let flow = flow! { count; };
+/// flow.observe(sender).run(&mut Counter::default()).await?;
+/// let mut kinds = Vec::new();
+/// while let Some(OwnedEvent { kind, .. }) = events.recv().await {
+///     kinds.push(kind);
+/// }
+/// assert_eq!(kinds, ["run_started", "node_started", "node_finished", "run_finished"]);
+/// # Ok::<(), slateflow::Error>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OwnedEvent {
     /// [`Event::kind`].

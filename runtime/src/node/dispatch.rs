@@ -62,6 +62,27 @@ pub type Stepped = Result<&'static str, Box<Error>>;
 /// "run the node at this position" and "where does this action lead".
 ///
 /// Positions number the flow's nodes in the order it names them, then its forks.
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use slateflow::{Command, SharedState, flow, node};
+/// # #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// # struct Counter { #[reducer(add)] count: u32, label: String }
+/// # #[node]
+/// # fn count(_: &Counter) -> Command<Counter> { Command::new(Counter::update().add_count(1)) }
+/// use slateflow::Flow;
+/// use slateflow::flow::FlowGraph;
+///
+/// /// Code that takes any flow over `Counter` names its graph type with `FlowGraph`.
+/// fn runs_twice<G: FlowGraph<Counter>>(flow: &Flow<Counter, G>) -> Result<u32, slateflow::Error> {
+///     let mut counter = Counter::default();
+///     flow.run_blocking(&mut counter)?;
+///     flow.run_blocking(&mut counter)?;
+///     Ok(counter.count)
+/// }
+/// assert_eq!(runs_twice(&flow! { count; })?, 2);
+/// # Ok::<(), slateflow::Error>(())
+/// ```
 pub trait FlowGraph<S: SharedState>: Send + Sync {
     /// The actions the flow can end with, computed at compile time.
     const TERMINAL: ActionSet;

@@ -192,6 +192,28 @@ pub trait Node<S: SharedState>: Send + Sync {
 }
 
 /// What a node's [`post`](Node::post) returns: the update to apply and the action to follow.
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use slateflow::{Command, SharedState, flow, node};
+/// # #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// # struct Counter { #[reducer(add)] count: u32, label: String }
+/// # #[node]
+/// # fn count(_: &Counter) -> Command<Counter> { Command::new(Counter::update().add_count(1)) }
+/// #[node(actions = ["more", "done"])]
+/// fn step(counter: &Counter) -> Command<Counter> {
+///     let action = if counter.count < 2 { "more" } else { "done" };
+///     Command::new(Counter::update().add_count(1))  // the update to apply
+///         .with_action(action)                        // where to go next
+///         .with_reason(format!("count is {}", counter.count)) // why, for events and history
+/// }
+///
+/// let flow = flow! { step - "more" >> step; };
+/// let mut counter = Counter::default();
+/// assert_eq!(flow.run_blocking(&mut counter)?, "done");
+/// assert_eq!(counter.count, 3);
+/// # Ok::<(), slateflow::Error>(())
+/// ```
 pub struct Command<S: SharedState> {
     /// The writes to apply to the state, through its reducers.
     pub update: S::Update,
@@ -310,6 +332,24 @@ where
 }
 
 /// The node [`from_fn`] makes.
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use slateflow::{Command, SharedState, flow, node};
+/// # #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// # struct Counter { #[reducer(add)] count: u32, label: String }
+/// # #[node]
+/// # fn count(_: &Counter) -> Command<Counter> { Command::new(Counter::update().add_count(1)) }
+/// use slateflow::node::{FnNode, from_fn};
+///
+/// // The type `node::from_fn` returns: a node from a closure over the state.
+/// let bump = from_fn(|_: &Counter| Ok(Command::new(Counter::update().add_count(5))));
+/// let _: &FnNode<_> = &bump;
+/// let mut counter = Counter::default();
+/// flow! { bump; }.run_blocking(&mut counter)?;
+/// assert_eq!(counter.count, 5);
+/// # Ok::<(), slateflow::Error>(())
+/// ```
 #[derive(Clone, Copy)]
 pub struct FnNode<F> {
     function: F,

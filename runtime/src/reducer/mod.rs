@@ -32,6 +32,22 @@ use std::hash::{BuildHasher, Hash};
 use std::ops::AddAssign;
 
 /// How writes to a field are combined, as recorded in the field metadata.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use slateflow::{Reducer, SharedState};
+///
+/// #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// struct Stats {
+///     name: String,
+///     #[reducer(add)]
+///     runs: u32,
+/// }
+///
+/// let reducers: Vec<Reducer> = Stats::FIELDS.iter().map(|field| field.reducer()).collect();
+/// assert_eq!(reducers, [Reducer::LastWrite, Reducer::Add]);
+/// assert_eq!(Reducer::Add.to_string(), "add");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reducer {
     /// The default: a write replaces the value. Two parallel writes are a conflict.
@@ -67,6 +83,27 @@ impl fmt::Display for Reducer {
 ///
 /// There is nothing to implement: it exists so that a type without `+=` gets an error that names the
 /// reducer.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use slateflow::{Addable, SharedState};
+///
+/// #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// struct Usage {
+///     #[reducer(add)]
+///     seconds: f64,                       // any type with `+=`
+///     #[reducer(add)]
+///     waited: std::time::Duration,
+/// }
+///
+/// let mut usage = Usage::default();
+/// usage.apply(Usage::update().add_seconds(1.5).add_waited(std::time::Duration::from_millis(200)));
+/// usage.apply(Usage::update().add_seconds(0.5));
+/// assert_eq!(usage.seconds, 2.0);
+/// let mut total = 1_u32;
+/// total.add_increment(2);
+/// assert_eq!(total, 3);
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`#[reducer(add)]` needs a type that supports `+=` with itself; `{Self}` does not",
     label = "`{Self}` does not implement `AddAssign<{Self}>`",
@@ -90,6 +127,39 @@ impl<T: AddAssign> Addable for T {
 /// Implemented for `Vec`, `VecDeque`, `LinkedList`, `BinaryHeap`, `String` (whose items are text
 /// chunks), `BTreeSet`, `HashSet`, `BTreeMap` and `HashMap` (whose items are key-value pairs; a key
 /// written again takes the new value). Implement it for your own collections.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use slateflow::{Append, SharedState};
+///
+/// /// A log that keeps its last three lines: a collection of your own.
+/// #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// struct Recent(Vec<String>);
+///
+/// impl Append for Recent {
+///     type Item = String;
+///
+///     fn append(&mut self, new: Self) {
+///         self.0.extend(new.0);
+///         let extra = self.0.len().saturating_sub(3);
+///         self.0.drain(..extra);
+///     }
+///
+///     fn push_item(&mut self, item: String) {
+///         self.append(Recent(vec![item]));
+///     }
+/// }
+///
+/// #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// struct Job {
+///     #[reducer(append)]
+///     log: Recent,
+/// }
+///
+/// let mut job = Job::default();
+/// job.apply(Job::update().extend_log(["a", "b", "c", "d"].map(String::from)));
+/// assert_eq!(job.log, Recent(vec!["b".into(), "c".into(), "d".into()]));
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`#[reducer(append)]` needs a collection that can be extended with its own items; `{Self}` is not one",
     label = "`{Self}` does not implement `slateflow::reducer::Append`",

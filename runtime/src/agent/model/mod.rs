@@ -27,9 +27,37 @@ pub use openai::OpenAi;
 
 /// The name of the [`Event::Custom`](crate::Event::Custom) events that carry a streamed reply's
 /// text deltas (the data is the text, a JSON string).
+///
+/// ```
+/// use slateflow::Event;
+/// use slateflow::agent::model::TOKEN_EVENT;
+///
+/// // An observer that prints a streaming model's tokens as they come.
+/// let print_tokens = slateflow::event::from_fn(|event: &Event<'_>| {
+///     if let Event::Custom { name, data, .. } = event
+///         && *name == TOKEN_EVENT
+///     {
+///         print!("{}", data.as_str().unwrap_or_default());
+///     }
+/// });
+/// # let _ = print_tokens;
+/// ```
 pub const TOKEN_EVENT: &str = "token";
 
 /// A tool the model may call: its name, what it does, and the JSON schema of its arguments.
+///
+/// ```
+/// use slateflow::agent::model::{ChatRequest, ToolSpec};
+/// use slateflow::agent::message::Message;
+///
+/// let spec = ToolSpec {
+///     name: "lookup_ip".into(),
+///     description: "Reputation of an IP address".into(),
+///     parameters: serde_json::json!({"type": "object", "properties": {"ip": {"type": "string"}}}),
+/// };
+/// let request = ChatRequest::new(vec![Message::human("Is 10.0.0.5 bad?")]).with_tools(vec![spec]);
+/// assert_eq!(request.tools[0].name, "lookup_ip");
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolSpec {
     /// The name the model calls it by.
@@ -70,6 +98,20 @@ pub struct ChatRequest {
 }
 
 /// The JSON schema a structured reply must follow.
+///
+/// ```
+/// use slateflow::agent::message::Message;
+/// use slateflow::agent::model::ChatRequest;
+///
+/// let schema = serde_json::json!({
+///     "type": "object",
+///     "properties": {"severity": {"enum": ["low", "high"]}},
+///     "required": ["severity"],
+/// });
+/// let request = ChatRequest::new(vec![Message::human("Rate this alert.")]).with_output("rating", schema);
+/// let output = request.output.as_ref().unwrap();
+/// assert_eq!(output.name, "rating");
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutputSchema {
     /// A name for the schema (OpenAI requires one).
@@ -120,6 +162,19 @@ impl ChatRequest {
 }
 
 /// A model's reply.
+///
+/// ```
+/// use slateflow::agent::message::Message;
+/// use slateflow::agent::model::{ChatModel, ChatRequest, ChatResponse, ScriptedModel};
+///
+/// let model = ScriptedModel::new().then(Ok(ChatResponse::new(Message::ai("Hello."))));
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let response = model.chat(&ChatRequest::new(vec![Message::human("Hi")])).await?;
+/// assert_eq!(response.text(), "Hello.");
+/// assert!(response.tool_calls().is_empty());
+/// # Ok::<(), slateflow::agent::ModelError>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatResponse {
     /// The reply: an ai message with text, tool calls or both.
@@ -133,6 +188,16 @@ pub struct ChatResponse {
 }
 
 /// Tokens a call used.
+///
+/// ```
+/// use slateflow::agent::message::Message;
+/// use slateflow::agent::model::{ChatResponse, Usage};
+///
+/// let mut response = ChatResponse::new(Message::ai("Hello."));
+/// response.usage = Some(Usage { prompt_tokens: 12, completion_tokens: 3 });
+/// let usage = response.usage.unwrap();
+/// assert_eq!(usage.prompt_tokens + usage.completion_tokens, 15);
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
     /// Tokens in the prompt.

@@ -115,6 +115,19 @@ impl fmt::Debug for PostgresStore {
 
 /// A claim on a thread of a [`PostgresStore`]: the thread's claim number, leased to this store.
 /// Dropping it gives the thread up.
+///
+/// ```no_run
+/// use slateflow::checkpoint::{CheckpointStore, PostgresStore, RecordKind, StepRecord};
+/// # async fn example() -> Result<(), slateflow::checkpoint::StoreError> {
+/// let store = PostgresStore::connect("postgres://postgres@127.0.0.1/postgres").await?;
+/// let start = StepRecord::new(0, RecordKind::Start).with_snapshot(serde_json::json!({}));
+/// // A claim is a lease on the thread, renewed while the store lives; another store's claim
+/// // is refused until this one is dropped (or its process dies).
+/// let mut claim = store.create("t-1", "Counter", &[start]).await?;
+/// store.append(&mut claim, &StepRecord::new(1, RecordKind::Step)).await?;
+/// drop(claim);
+/// # Ok(()) }
+/// ```
 pub struct PostgresClaim {
     thread: String,
     number: i64,

@@ -16,6 +16,17 @@ use crate::checkpoint::{RunStatus, StoreError, check_thread_id, now_ms, status_j
 pub(crate) const CHANNEL: &str = "slateflow_runnable";
 
 /// What a worker took: a runnable thread, its flow's name, and the claim.
+///
+/// ```no_run
+/// use slateflow::checkpoint::{CheckpointStore, PostgresStore};
+/// # async fn example() -> Result<(), slateflow::checkpoint::StoreError> {
+/// let store = PostgresStore::connect("postgres://postgres@127.0.0.1/postgres").await?;
+/// // What a worker does: take a runnable thread of a flow it knows, claimed.
+/// if let Some(taken) = store.take_runnable(&["refunds"]).await? {
+///     println!("{} ({}): resume it under {:?}", taken.thread, taken.flow, taken.claim);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Taken {
     /// The thread's id.
