@@ -27,6 +27,10 @@
 //! | [do all of that from synchronous code](#do-all-of-that-from-synchronous-code) | `durable.blocking()?`, then the same calls |
 //! | [let a model answer in a node](#let-a-model-answer-in-a-node) | `Agent::new(model)`, a node |
 //!
+//! Longer answers (messages between agents, map-reduce with a progress bar, approvals from a
+//! command line, a supervisor, a flow's document, clients kept across resumes) are in the
+//! [cookbook](_cookbook).
+//!
 //! Each row, as code:
 //!
 //! ### Declare the state
@@ -404,6 +408,10 @@ pub mod worker;
 
 #[cfg(doc)]
 pub mod example_generated;
+
+#[cfg(doc)]
+#[path = "cookbook.rs"]
+pub mod _cookbook;
 
 #[doc(hidden)]
 #[path = "private/mod.rs"]
