@@ -86,8 +86,9 @@ pub use retry::{Retry, RetryHint};
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a node over the state `{S}`",
     label = "this is not a `Node<{S}>`",
-    note = "every node of a flow works on the same state type; implement `Node<{S}>`, use \
-            `#[slateflow::node]` on a function, or wrap a closure with `slateflow::node::from_fn`"
+    note = "every node of a flow works on the one state type `{S}`: a `#[node]` function takes \
+            `&{S}` as its first argument, a hand-written node implements `Node<{S}>`, and a \
+            closure over `&{S}` becomes a node with `slateflow::node::from_fn`"
 )]
 pub trait Node<S: SharedState>: Send + Sync {
     /// What [`prep`](Node::prep) hands to [`exec`](Node::exec) and [`post`](Node::post).

@@ -95,8 +95,9 @@ impl<S, N: over::Never> BranchOf<S, over::Unreachable> for N {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a node over the state `{S}`",
     label = "this is not a `Node<{S}>`",
-    note = "every node of a flow works on the same state type; implement `Node<{S}>`, use \
-            `#[slateflow::node]` on a function, or wrap a closure with `slateflow::node::from_fn`"
+    note = "every node of a flow works on the one state type `{S}`: a `#[node]` function takes \
+            `&{S}` as its first argument, a hand-written node implements `Node<{S}>`, and a \
+            closure over `&{S}` becomes a node with `slateflow::node::from_fn`"
 )]
 pub trait NodeOver<S, M> {
     /// The node's own type.
