@@ -739,3 +739,45 @@ fn the_tracing_observer_makes_a_span_per_run_and_per_step() {
     assert!(messages.contains(&"step saved"), "{messages:?}");
     assert_eq!(messages.last(), Some(&"run finished"));
 }
+
+/// The step limit each run starts with, as `RunStarted` reports it to an observer and through a
+/// channel: the flow's own, for plain and durable runs (a resumed one says where it starts).
+#[tokio::test]
+async fn run_started_reports_the_real_step_limit_and_where_the_run_starts() {
+    let limits = Arc::new(Mutex::new(Vec::new()));
+    let seen = limits.clone();
+    let observer = event::from_fn(move |event: &slateflow::Event<'_>| {
+        if let slateflow::Event::RunStarted {
+            first_step,
+            max_steps,
+            ..
+        } = event
+        {
+            seen.lock().unwrap().push((*first_step, *max_steps));
+        }
+    });
+    let flow = flow! { handle >> finish; }.with_max_steps(7);
+    let watched = flow.observe(&observer);
+    watched.run(&mut Ticket::default()).await.unwrap();
+    let durable = flow
+        .observe(&observer)
+        .durable(MemoryStore::new())
+        .interrupt_before(&["finish"]);
+    durable
+        .start("limits", &mut Ticket::default())
+        .await
+        .unwrap();
+    durable.resume("limits").await.unwrap();
+    assert_eq!(*limits.lock().unwrap(), [(1, 7), (1, 7), (2, 7)]);
+
+    // Through a channel, the owned event carries them too.
+    let (sender, mut events) = event::channel(16);
+    flow.observe(sender)
+        .run(&mut Ticket::default())
+        .await
+        .unwrap();
+    let started = events.recv().await.unwrap();
+    assert_eq!(started.kind, "run_started");
+    assert_eq!(started.step, Some(1));
+    assert_eq!(started.data, json!({ "thread": null, "max_steps": 7 }));
+}

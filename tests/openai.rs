@@ -632,3 +632,44 @@ async fn a_blocking_run_inside_a_runtime_says_to_await_instead() {
     flow! { agent; }.run(&mut desk).await.unwrap();
     assert_eq!(desk.messages.len(), 2);
 }
+
+/// With default settings, an agent retries a rate limit and a server error, as the official
+/// SDKs do (twice), waiting what the endpoint asks; a bad request is not retried.
+#[tokio::test]
+async fn an_agent_with_default_settings_retries_rate_limits_and_server_errors() {
+    let server = Server::start(vec![
+        Recorded::json(429, r#"{"error": {"message": "slow down"}}"#)
+            .with_headers(&[("retry-after-ms", "10")]),
+        Recorded::json(503, r#"{"error": {"message": "overloaded"}}"#)
+            .with_headers(&[("retry-after-ms", "10")]),
+        Recorded::json(200, PLAIN),
+    ])
+    .await;
+    let agent = Agent::new(server.client());
+    let flow = flow! { agent; };
+    let mut desk = Desk {
+        messages: vec![Message::human("Hello?")],
+        ..Desk::default()
+    };
+    flow.run(&mut desk).await.unwrap();
+    assert_eq!(server.received().len(), 3);
+    assert_eq!(
+        desk.messages.last().unwrap().content(),
+        "Hello! How can I help?"
+    );
+
+    let server = Server::start(vec![
+        Recorded::json(400, r#"{"error": {"message": "bad request"}}"#),
+        Recorded::json(200, PLAIN),
+    ])
+    .await;
+    let agent = Agent::new(server.client());
+    let flow = flow! { agent; };
+    let error = flow.run(&mut desk.clone()).await.unwrap_err();
+    assert!(error.to_string().contains("bad request"), "{error}");
+    assert_eq!(
+        server.received().len(),
+        1,
+        "a bad request is not sent again"
+    );
+}

@@ -42,7 +42,7 @@ use crate::reducer::Append;
 /// assert_eq!(question.content(), "Is 10.0.0.5 on the block list?");
 /// # Ok::<(), serde_json::Error>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "role")]
 pub enum Message {
     /// Instructions for the model.
@@ -93,6 +93,73 @@ pub enum Message {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
     },
+}
+
+/// How a [`Message`] reads: OpenAI's shape, tagged by `role`. `LangChain`'s, tagged by `type`
+/// (`{"type": "human", "content": "hi"}`), is turned into it first.
+#[derive(Deserialize)]
+#[serde(remote = "Message", tag = "role")]
+enum MessageDef {
+    #[serde(rename = "system")]
+    System {
+        #[serde(deserialize_with = "content_text")]
+        content: String,
+        #[serde(default)]
+        id: Option<String>,
+    },
+    #[serde(rename = "user", alias = "human")]
+    Human {
+        #[serde(deserialize_with = "content_text")]
+        content: String,
+        #[serde(default)]
+        id: Option<String>,
+    },
+    #[serde(rename = "assistant", alias = "ai")]
+    Ai {
+        #[serde(default, deserialize_with = "content_text")]
+        content: String,
+        #[serde(default)]
+        tool_calls: Vec<ToolCall>,
+        #[serde(default)]
+        id: Option<String>,
+    },
+    #[serde(rename = "tool")]
+    Tool {
+        tool_call_id: String,
+        #[serde(deserialize_with = "content_text")]
+        content: String,
+        #[serde(default)]
+        is_error: bool,
+        #[serde(default)]
+        id: Option<String>,
+    },
+}
+
+impl<'de> Deserialize<'de> for Message {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut value = Value::deserialize(deserializer)?;
+        if let Value::Object(fields) = &mut value
+            && !fields.contains_key("role")
+            && let Some(kind) = fields.remove("type")
+        {
+            // LangChain's message dicts: `type` names the role, and a tool message's status
+            // says whether it failed.
+            if fields.get("status").and_then(Value::as_str) == Some("error") {
+                fields.insert("is_error".into(), Value::Bool(true));
+            }
+            fields.remove("status");
+            for unused in ["name", "additional_kwargs", "response_metadata", "example"] {
+                fields.remove(unused);
+            }
+            if let Some(Value::Array(calls)) = fields.get("tool_calls")
+                && calls.is_empty()
+            {
+                fields.remove("tool_calls");
+            }
+            fields.insert("role".into(), kind);
+        }
+        MessageDef::deserialize(value).map_err(D::Error::custom)
+    }
 }
 
 impl Message {
@@ -866,6 +933,40 @@ mod tests {
             serde_json::from_str(r#"{"remove_all": true, "messages": []}"#).unwrap();
         assert_eq!(clear, Messages::remove_all());
         assert!(serde_json::from_str::<Messages>(r#"{"drop": ["a"]}"#).is_err());
+    }
+
+    #[test]
+    fn messages_in_langchains_type_form_read_and_write_back_in_openais() {
+        let dicts = serde_json::json!([
+            {"type": "system", "content": "be brief", "additional_kwargs": {}, "id": null},
+            {"type": "human", "content": "is 10.0.0.5 bad?", "id": "h1", "example": false},
+            {"type": "ai", "content": "", "tool_calls": [
+                {"name": "lookup", "args": {"ip": "10.0.0.5"}, "id": "c1", "type": "tool_call"}
+            ], "response_metadata": {"finish_reason": "tool_calls"}},
+            {"type": "tool", "content": "blocked", "tool_call_id": "c1", "status": "error"},
+            {"type": "ai", "content": "It is blocked.", "tool_calls": []}
+        ]);
+        let read: Vec<Message> = serde_json::from_value(dicts).unwrap();
+        assert_eq!(read[0], Message::system("be brief"));
+        assert_eq!(read[1], Message::human("is 10.0.0.5 bad?").with_id("h1"));
+        assert_eq!(read[2].tool_calls()[0].name, "lookup");
+        assert_eq!(
+            read[2].tool_calls()[0].arguments().unwrap()["ip"],
+            "10.0.0.5"
+        );
+        assert!(
+            matches!(&read[3], Message::Tool { is_error: true, content, .. } if content == "blocked")
+        );
+        assert_eq!(read[4], Message::ai("It is blocked."));
+        // Written in OpenAI's shape, and read back the same.
+        let written = serde_json::to_value(&read).unwrap();
+        assert_eq!(written[1]["role"], "user");
+        let again: Vec<Message> = serde_json::from_value(written).unwrap();
+        assert_eq!(again, read);
+        // A dict with neither names what is missing.
+        let error =
+            serde_json::from_value::<Message>(serde_json::json!({"content": "hi"})).unwrap_err();
+        assert!(error.to_string().contains("role"), "{error}");
     }
 
     #[test]

@@ -152,6 +152,13 @@ pub struct Agent<S, M> {
     state: PhantomData<fn(&S)>,
 }
 
+/// An [`Agent`]'s retry policy for model calls unless told otherwise: see [`Agent::retry`].
+fn default_retry() -> Retry {
+    Retry::attempts(3)
+        .wait(std::time::Duration::from_millis(500))
+        .backoff(2.0, std::time::Duration::from_secs(8))
+}
+
 /// The most tool rounds an [`Agent`] runs by default before asking for a final answer.
 ///
 /// ```
@@ -180,7 +187,7 @@ impl<S: Conversation, M: ChatModel> Agent<S, M> {
             human: None,
             tools: Toolbox::new(),
             max_tool_rounds: DEFAULT_TOOL_ROUNDS,
-            retry: Retry::default(),
+            retry: default_retry(),
             state: PhantomData,
         }
     }
@@ -216,10 +223,13 @@ impl<S: Conversation, M: ChatModel> Agent<S, M> {
         self
     }
 
-    /// How each model call is retried and timed out (once, without a timeout, by default). The
-    /// agent retries each call on its own, so that a retry never runs tools a second time, and
-    /// reads the [`ModelError`]'s hints: only the errors that say so are retried, after at least
-    /// the wait the endpoint asked for.
+    /// How each model call is retried and timed out. By default, as the official OpenAI SDKs do:
+    /// up to two retries, waiting 0.5 s then 1 s (doubling, up to 8 s), without a timeout of its
+    /// own. The agent retries each call on its own, so that a retry never runs tools a second
+    /// time, and reads the [`ModelError`]'s hints: only the errors that say so are retried (a
+    /// rate limit, a server error, a dropped connection, a timeout; never a bad request), after
+    /// at least the wait the endpoint asked for (`Retry-After`). `Retry::attempts(1)` turns
+    /// retries off.
     #[must_use]
     pub fn retry(mut self, retry: Retry) -> Self {
         self.retry = retry;

@@ -501,7 +501,7 @@ pub struct OwnedEvent {
     /// The node's path (`outer/inner/node`), for events about a node or fork.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
-    /// The step, where the event has one.
+    /// The step, where the event has one (for `run_started`, the step it starts at).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub step: Option<u64>,
     /// For a branch of a fork: the fork.
@@ -516,8 +516,8 @@ pub struct OwnedEvent {
     /// For `batch_item_finished`: items finished so far and in all.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progress: Option<(usize, usize)>,
-    /// The custom event's name and data, the routing reason, the error, the pause (key, when, question),
-    /// as text or JSON.
+    /// The custom event's name and data, the routing reason, the error, the pause (key, when,
+    /// question), or a run's thread and step limit (`{"thread", "max_steps"}`), as text or JSON.
     #[serde(skip_serializing_if = "Value::is_null")]
     pub data: Value,
     /// The event as one line of text ([`Event`]'s `Display`).
@@ -579,7 +579,15 @@ impl From<&Event<'_>> for OwnedEvent {
                 owned.step = Some(*steps);
                 owned.data = Value::from(error.to_string());
             }
-            Event::RunStarted { .. } | Event::ForkStarted { .. } | Event::ForkJoined { .. } => {}
+            Event::RunStarted {
+                thread,
+                first_step,
+                max_steps,
+            } => {
+                owned.step = Some(*first_step);
+                owned.data = serde_json::json!({ "thread": thread, "max_steps": max_steps });
+            }
+            Event::ForkStarted { .. } | Event::ForkJoined { .. } => {}
         }
         owned
     }
