@@ -195,7 +195,12 @@ async fn keeps_records_and_one_writer(store: &impl CheckpointStore) {
     assert_eq!(tail.records, [record(2, "classify"), record(3, "classify")]);
     assert_eq!(tail.last_step, 3);
 
-    // One writer: the claim is held, so nobody else writes.
+    // One writer: while it runs, the claim is held, so nobody else writes. (A status that ends a
+    // run may give the claim up with it: the PostgreSQL store does.)
+    store
+        .set_status(&mut alpha, &RunStatus::Running)
+        .await
+        .unwrap();
     let error = store.claim("alpha").await.err().expect("a second claim");
     assert!(matches!(&error, StoreError::Claimed { thread } if thread == "alpha"));
     assert!(
@@ -364,6 +369,53 @@ fn the_postgres_store_keeps_the_contract_across_connections() {
         assert_eq!(log.status, RunStatus::Interrupted);
         let runner = PostgresStore::connect(&url).await.unwrap();
         cancels(&runner, &reopened).await;
+    });
+}
+
+/// A run's last status (paused, finished, queued ...) gives its PostgreSQL claim up in the same
+/// write: another process can claim the thread at once, before the runner drops its claim (an
+/// answer right after a pause met `Claimed` while the drop was given up in the background).
+/// Running keeps the claim; the old claim's writes are refused once another took the thread.
+#[test]
+fn a_postgres_claim_is_given_up_with_the_status_that_ends_a_run() {
+    let Some(url) = database("ends") else {
+        return;
+    };
+    runtime().block_on(async {
+        let runner = PostgresStore::connect(&url).await.unwrap();
+        let other = PostgresStore::connect(&url).await.unwrap();
+        let mut claim = runner.create("ends", "S", &[start()]).await.unwrap();
+        runner
+            .set_status(&mut claim, &RunStatus::Running)
+            .await
+            .unwrap();
+        assert!(
+            matches!(other.claim("ends").await, Err(StoreError::Claimed { .. })),
+            "running keeps the claim"
+        );
+        let paused = RunStatus::Paused {
+            pauses: vec!["before:b@1".into()],
+        };
+        runner.set_status(&mut claim, &paused).await.unwrap();
+        // The runner still holds its claim object; the thread is free all the same.
+        let mut answering = other.claim("ends").await.unwrap();
+        other
+            .append(&mut answering, &StepRecord::new(0, RecordKind::Input))
+            .await
+            .unwrap();
+        assert!(
+            runner.append(&mut claim, &record(1, "late")).await.is_err(),
+            "the old claim is fenced out"
+        );
+        drop(claim);
+        other
+            .set_status(&mut answering, &RunStatus::Queued)
+            .await
+            .unwrap();
+        assert_eq!(
+            other.load("ends", Records::All).await.unwrap().status,
+            RunStatus::Queued
+        );
     });
 }
 

@@ -662,7 +662,10 @@ pub trait CheckpointStore: Send + Sync {
         async { Ok(()) }
     }
 
-    /// Sets the claimed thread's status.
+    /// Sets the claimed thread's status. A status other than [`RunStatus::Running`] is the last
+    /// write of a run (or of an answer): a store may give the claim up with it, as the
+    /// PostgreSQL store does, so that an answer or a worker that reads the status can claim the
+    /// thread at once.
     ///
     /// # Errors
     /// The storage's error.

@@ -536,12 +536,19 @@ impl CheckpointStore for PostgresStore {
     ) -> Result<(), StoreError> {
         let text = status_json(status);
         let client = self.client(&claim.thread).await?;
-        // A queued thread wakes the workers when the change commits.
+        // A queued thread wakes the workers when the change commits. A status other than running
+        // is a run's (or an answer's) last write: the claim is given up with it, so that whoever
+        // reads the status can act on the thread at once (an answer right after a pause, a
+        // worker taking a thread just queued), before the dropped claim is given up. Running
+        // (re)takes the lease for the claim it still holds.
         let changed = async {
             let statement = client
                 .prepare_cached(
                     "WITH changed AS (
-                         UPDATE slateflow_threads SET status = $2, phase = $3
+                         UPDATE slateflow_threads SET status = $2, phase = $3,
+                             owner = CASE WHEN $3 = 'running' THEN $6 END,
+                             lease_until = CASE WHEN $3 = 'running'
+                                 THEN now() + $7::BIGINT * INTERVAL '1 millisecond' END
                          WHERE id = $1 AND claim = $4
                          RETURNING id),
                      woken AS (
@@ -558,6 +565,8 @@ impl CheckpointStore for PostgresStore {
                         &phase(status),
                         &claim.number,
                         &CHANNEL,
+                        &self.inner.owner,
+                        &self.inner.lease_ms,
                     ],
                 )
                 .await?;
