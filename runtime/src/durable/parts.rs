@@ -594,8 +594,9 @@ impl InPlace {
         Ok(progress)
     }
 
-    /// `part`, the innermost run in place, ended: the record to keep for it in the level (or
-    /// store) around it, if any.
+    /// `part`, the innermost run in place, ended, having applied `update` in `steps` steps: the
+    /// record to keep for it in the level (or store) around it, if any, and for a run that
+    /// finished, its update, handed back to be applied.
     ///
     /// # Errors
     /// An update that does not serialize.
@@ -607,20 +608,23 @@ impl InPlace {
         update: S::Update,
         steps: u64,
         trail: &Trail,
-    ) -> Result<Option<StepRecord>, Error> {
+    ) -> Result<(Option<StepRecord>, S::Update), Error> {
         let mut level = self.0.pop().unwrap_or_default();
         Ok(match end {
-            RunEnd::Finished(action) => Some(finished_record(
-                thread,
-                part,
-                &Branch::<S>::new(action, update, steps),
-            )?),
+            RunEnd::Finished(action) => {
+                let outcome = Branch::<S>::new(action, update, steps);
+                let record = finished_record(thread, part, &outcome)?;
+                (Some(record), outcome.update)
+            }
             RunEnd::Stopped => {
                 let parts = level.stopped_parts();
                 let stopped = level.stops.stopped::<S>(update, steps, trail, parts);
-                Some(stopped_record(thread, part, stopped)?)
+                (
+                    Some(stopped_record(thread, part, stopped)?),
+                    S::Update::default(),
+                )
             }
-            RunEnd::Failed => level.failed(),
+            RunEnd::Failed => (level.failed(), S::Update::default()),
         })
     }
 }
@@ -859,16 +863,15 @@ impl<S: SharedState> Journal<S> for Part<'_> {
     where
         S: 'a,
     {
-        let finished = matches!(end, RunEnd::Finished(_)).then(|| update.clone());
-        let record = self
-            .in_place
-            .finish::<S>(self.thread, part, end, update, steps, trail)?;
+        let (record, update) =
+            self.in_place
+                .finish::<S>(self.thread, part, end, update, steps, trail)?;
         if let (Some(record), Some(level)) = (record, self.keeper(part)) {
             match end {
                 RunEnd::Failed => level.keep_again(record),
                 _ => level.keep(record, end == RunEnd::Stopped),
             }
         }
-        Ok(finished.unwrap_or_default())
+        Ok(update)
     }
 }

@@ -490,10 +490,9 @@ where
     where
         S: 'a,
     {
-        let finished = matches!(end, RunEnd::Finished(_)).then(|| update.clone());
-        let record = self
-            .in_place
-            .finish::<S>(self.thread, part, end, update, steps, trail)?;
+        let (record, update) =
+            self.in_place
+                .finish::<S>(self.thread, part, end, update, steps, trail)?;
         if let Some(record) = record {
             match end {
                 RunEnd::Finished(_) if part.composite == 0 => self.append_shared(&record).await?,
@@ -506,7 +505,7 @@ where
                 RunEnd::Failed => self.keep_record(part, record, false).await?,
             }
         }
-        Ok(finished.unwrap_or_default())
+        Ok(update)
     }
 
     fn items(&self, here: Here<'_>) -> Option<&dyn ItemJournal> {
