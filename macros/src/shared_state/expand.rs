@@ -424,29 +424,21 @@ fn with_helper(field: &Field) -> Ident {
     format_ident!("__reduce_{}", field.ident.unraw())
 }
 
-/// The setters of an `append` field: one item, many items, a whole collection.
-fn append_setters(state: &State, field: &Field, bound: &TokenStream) -> TokenStream {
+/// `push_<field>(item)` and `extend_<field>(items)`, which an `append` and a `queue` field share,
+/// with their docs.
+fn item_setters(
+    state: &State,
+    field: &Field,
+    bound: &TokenStream,
+    (push_doc, extend_doc): (String, String),
+) -> TokenStream {
     let krate = &state.crate_path;
     let vis = &state.input.vis;
     let ident = field.ident;
     let ty = field.ty;
-    let name = field_name(field);
     let push = format_ident!("push_{}", ident.unraw());
     let extend = format_ident!("extend_{}", ident.unraw());
-    let push_doc = format!("Appends one item to `{name}` (`#[reducer(append)]`).");
-    let extend_doc = format!("Appends `items` to `{name}`, in order (`#[reducer(append)]`).");
-    let append = format_ident!("append_{}", ident.unraw());
-    let append_doc = format!(
-        "Appends the collection `new` to `{name}`, as the reducer appends (for \
-             collections whose updates carry edits as well as items, such as \
-             `slateflow::agent::message::Messages`)."
-    );
-    let refusal = refusing_setter(state, field, "AppendFieldTakesItems");
-    let overwrites = overwrites_field();
-    let index = reducer_index(state, field);
     quote! {
-        #refusal
-
         #[doc = #push_doc]
         #[must_use]
         #vis fn #push(
@@ -468,6 +460,37 @@ fn append_setters(state: &State, field: &Field, bound: &TokenStream) -> TokenStr
             #krate::__private::extend_items(&mut self.#ident, items);
             self
         }
+    }
+}
+
+/// The setters of an `append` field: one item, many items, a whole collection.
+fn append_setters(state: &State, field: &Field, bound: &TokenStream) -> TokenStream {
+    let krate = &state.crate_path;
+    let vis = &state.input.vis;
+    let ident = field.ident;
+    let ty = field.ty;
+    let name = field_name(field);
+    let items = item_setters(
+        state,
+        field,
+        bound,
+        (
+            format!("Appends one item to `{name}` (`#[reducer(append)]`)."),
+            format!("Appends `items` to `{name}`, in order (`#[reducer(append)]`)."),
+        ),
+    );
+    let append = format_ident!("append_{}", ident.unraw());
+    let append_doc = format!(
+        "Appends the collection `new` to `{name}`, as the reducer appends (for \
+             collections whose updates carry edits as well as items, such as \
+             `slateflow::agent::message::Messages`)."
+    );
+    let refusal = refusing_setter(state, field, "AppendFieldTakesItems");
+    let overwrites = overwrites_field();
+    let index = reducer_index(state, field);
+    quote! {
+        #refusal
+        #items
 
         #[doc = #append_doc]
         #[must_use]
@@ -484,13 +507,17 @@ fn queue_setters(state: &State, field: &Field, bound: &TokenStream) -> TokenStre
     let krate = &state.crate_path;
     let vis = &state.input.vis;
     let ident = field.ident;
-    let ty = field.ty;
     let name = field_name(field);
-    let push = format_ident!("push_{}", ident.unraw());
-    let extend = format_ident!("extend_{}", ident.unraw());
+    let items = item_setters(
+        state,
+        field,
+        bound,
+        (
+            format!("Pushes one item at the back of `{name}` (`#[reducer(queue)]`)."),
+            format!("Pushes `items` at the back of `{name}`, in order."),
+        ),
+    );
     let take = format_ident!("take_{}", ident.unraw());
-    let push_doc = format!("Pushes one item at the back of `{name}` (`#[reducer(queue)]`).");
-    let extend_doc = format!("Pushes `items` at the back of `{name}`, in order.");
     let take_doc = format!(
         "Takes `count` items from the front of `{name}` (all it holds, if fewer), when the \
          update is applied, after what the update does to it already. Read them from the state \
@@ -499,28 +526,7 @@ fn queue_setters(state: &State, field: &Field, bound: &TokenStream) -> TokenStre
     let refusal = refusing_setter(state, field, "QueueFieldTakesItems");
     quote! {
         #refusal
-
-        #[doc = #push_doc]
-        #[must_use]
-        #vis fn #push(
-            mut self,
-            item: <#ty as #krate::__private::Append>::Item,
-        ) -> Self where #bound {
-            #krate::__private::push_item(&mut self.#ident, item);
-            self
-        }
-
-        #[doc = #extend_doc]
-        #[must_use]
-        #vis fn #extend(
-            mut self,
-            items: impl ::core::iter::IntoIterator<
-                Item = <#ty as #krate::__private::Append>::Item,
-            >,
-        ) -> Self where #bound {
-            #krate::__private::extend_items(&mut self.#ident, items);
-            self
-        }
+        #items
 
         #[doc = #take_doc]
         #[must_use]
