@@ -895,7 +895,7 @@ where
             pending: None,
             kept_at: resume.steps,
             kept: resume.kept,
-            in_place: parts::InPlace::default(),
+            in_place: parts::Levels::in_place(),
             state: PhantomData,
         }
     }

@@ -2,11 +2,12 @@
 //! a batch flow's sub-flow, or in either of those nested again, pauses its part, which keeps what
 //! it had done and where it stood, and goes on from there when resumed.
 //!
-//! A part's journal has [`Level`]s: the part's own, then one for each batch flow run in place
-//! inside it. A level keeps the parts of its own steps (a fork's branches, a batch flow's runs) as
-//! they finish or stop, in memory: when the level itself stops, they are saved with it, in its
-//! record's [`parts`](StepRecord::parts), one level down; a resumed level reads them back. The
-//! thread's top level keeps its parts in the store instead (the recorder's).
+//! A part's journal has [`Levels`]: the part's own, then one for each batch flow run in place
+//! inside it. The recorder has the same for the runs in place of the thread's own steps, whose
+//! own level is the store. A level keeps the parts of its own steps (a fork's branches, a batch
+//! flow's runs) as they finish or stop, in memory: when the level itself stops, they are saved
+//! with it, in its record's [`parts`](StepRecord::parts), one level down; a resumed level reads
+//! them back.
 //!
 //! [`Stops`] is where a level pauses and goes on from; [`Part`] is the journal of a part's run on
 //! its own copy of the state; [`Stopped`] is what is kept of a part that stopped.
@@ -502,20 +503,42 @@ pub(super) fn stopped_record<S: SharedState>(
     })
 }
 
-/// The levels of batch flow runs in place, innermost last, as a journal steers them: level `i`
-/// is the run in place inside `i + 1` composite steps of the journal's own level.
-#[derive(Debug, Default)]
-pub(super) struct InPlace(pub(super) Vec<Level>);
+/// The levels a journal steers, outermost first: a part's own level (inside no composite step
+/// of its run), then one per batch flow run in place, each inside one more composite step. The
+/// recorder's first level is inside one composite step: the thread's own level is the store.
+#[derive(Debug)]
+pub(super) struct Levels {
+    levels: Vec<Level>,
+    /// How many composite steps the first level is inside.
+    first: u32,
+}
 
-impl InPlace {
-    /// The level of a step inside `composite` composite steps, `composite` > 0.
+impl Levels {
+    /// The levels of the runs in place of a thread's top level: none yet.
+    pub(super) const fn in_place() -> Self {
+        Self {
+            levels: Vec::new(),
+            first: 1,
+        }
+    }
+
+    /// The levels of a part, its own first.
+    fn of_part(own: Level) -> Self {
+        Self {
+            levels: vec![own],
+            first: 0,
+        }
+    }
+
+    /// The level of a step inside `composite` composite steps.
     fn at(&self, composite: u32) -> Option<&Level> {
-        self.0.get(usize::try_from(composite).ok()?.checked_sub(1)?)
+        let index = composite.checked_sub(self.first)?;
+        self.levels.get(usize::try_from(index).ok()?)
     }
 
     fn at_mut(&mut self, composite: u32) -> Option<&mut Level> {
-        self.0
-            .get_mut(usize::try_from(composite).ok()?.checked_sub(1)?)
+        let index = composite.checked_sub(self.first)?;
+        self.levels.get_mut(usize::try_from(index).ok()?)
     }
 
     /// A flow is entered at trail depth `depth` inside `composite` composite steps: where the
@@ -561,20 +584,32 @@ impl InPlace {
         }
     }
 
-    /// The level that keeps `part`'s record: the run in place its container is in.
+    /// The level that keeps `part`'s record: the one its container is in.
     pub(super) fn keeper(&self, part: PartOf<'_>) -> Option<&Level> {
         self.at(part.composite)
     }
 
-    /// The suffix of the keys of the level that keeps `part`'s record, inside the level whose
-    /// suffix is `own`.
-    pub(super) fn suffix<'s>(&'s self, part: PartOf<'_>, own: &'s str) -> &'s str {
-        if part.composite == 0 {
-            own
-        } else {
-            self.at(part.composite)
-                .map_or(own, |level| level.stops.suffix.as_str())
-        }
+    /// What the keys of the pauses of the level that keeps `part`'s record end with (nothing
+    /// at a thread's top level).
+    pub(super) fn suffix(&self, part: PartOf<'_>) -> String {
+        self.keeper(part)
+            .map_or_else(String::new, |level| level.stops.suffix.clone())
+    }
+
+    /// The record of the first level, a part's own, which stopped having applied `update` in
+    /// `steps` steps, `trail` where.
+    fn stopped<S: SharedState>(
+        mut self,
+        thread: &str,
+        part: PartOf<'_>,
+        update: S::Update,
+        steps: u64,
+        trail: &Trail,
+    ) -> Result<StepRecord, Error> {
+        let mut own = self.levels.swap_remove(0);
+        let parts = own.stopped_parts();
+        let stopped = own.stops.stopped::<S>(update, steps, trail, parts);
+        stopped_record(thread, part, stopped)
     }
 
     /// `part`, a run in place, starts at trail depth `depth`, going on from `record`, inside
@@ -590,7 +625,7 @@ impl InPlace {
         record: Option<StepRecord>,
     ) -> Result<Option<Progress<S>>, Error> {
         let (level, progress) = Level::resuming::<S>(thread, part, (depth, around), record)?;
-        self.0.push(level);
+        self.levels.push(level);
         Ok(progress)
     }
 
@@ -609,7 +644,7 @@ impl InPlace {
         steps: u64,
         trail: &Trail,
     ) -> Result<(Option<StepRecord>, S::Update), Error> {
-        let mut level = self.0.pop().unwrap_or_default();
+        let mut level = self.levels.pop().unwrap_or_default();
         Ok(match end {
             RunEnd::Finished(action) => {
                 let outcome = Branch::<S>::new(action, update, steps);
@@ -638,10 +673,8 @@ pub(super) struct Part<'p> {
     pub(super) interrupts: &'p Interrupts,
     /// The keys of the pauses answered at the thread's step.
     pub(super) answered: &'p [String],
-    /// The part's own level.
-    pub(super) own: Level,
-    /// The batch flow runs in place inside it.
-    pub(super) in_place: InPlace,
+    /// The part's own level, then the batch flow runs in place inside it.
+    levels: Levels,
 }
 
 impl<'p> Part<'p> {
@@ -662,19 +695,9 @@ impl<'p> Part<'p> {
             thread,
             interrupts,
             answered,
-            own,
-            in_place: InPlace::default(),
+            levels: Levels::of_part(own),
         };
         Ok((journal, progress))
-    }
-
-    /// The level that keeps `part`'s record.
-    fn keeper(&self, part: PartOf<'_>) -> Option<&Level> {
-        if part.composite == 0 {
-            Some(&self.own)
-        } else {
-            self.in_place.keeper(part)
-        }
     }
 
     /// The record the part stopped with, `update` applied in `steps` steps, `trail` where.
@@ -682,15 +705,20 @@ impl<'p> Part<'p> {
     /// # Errors
     /// An update that does not serialize.
     pub(super) fn stopped<S: SharedState>(
-        mut self,
+        self,
         part: PartOf<'_>,
         update: S::Update,
         steps: u64,
         trail: &Trail,
     ) -> Result<StepRecord, Error> {
-        let parts = self.own.stopped_parts();
-        let stopped = self.own.stops.stopped::<S>(update, steps, trail, parts);
-        stopped_record(self.thread, part, stopped)
+        self.levels
+            .stopped::<S>(self.thread, part, update, steps, trail)
+    }
+
+    /// When the part's run failed: its record, changed, if it has to be kept again (see
+    /// [`Level::failed`]).
+    pub(super) fn failed(mut self) -> Option<StepRecord> {
+        self.levels.levels.swap_remove(0).failed()
     }
 }
 
@@ -716,33 +744,16 @@ impl<S: SharedState> Journal<S> for Part<'_> {
     }
 
     fn enter_flow(&mut self, depth: usize, steps: u64, composite: u32) -> Option<Entry> {
-        let own = self.own.stops.enter_flow(depth, steps);
-        if composite == 0 {
-            own
-        } else {
-            self.in_place.enter_flow(depth, steps, composite)
-        }
+        self.levels.enter_flow(depth, steps, composite)
     }
 
     fn pause_before(&mut self, here: Here<'_>) -> bool {
-        if here.composite == 0 {
-            self.own
-                .stops
-                .before(self.interrupts, here.flows, here.name, here.step)
-        } else {
-            self.in_place.pause_before(self.interrupts, here)
-        }
+        self.levels.pause_before(self.interrupts, here)
     }
 
     fn after(&mut self, here: Here<'_>, action: &'static str, asked: Option<&Value>) -> After {
-        if here.composite == 0 {
-            self.own
-                .stops
-                .after_step((self.interrupts, self.answered), here, action, asked)
-        } else {
-            self.in_place
-                .after((self.interrupts, self.answered), here, action, asked)
-        }
+        self.levels
+            .after((self.interrupts, self.answered), here, action, asked)
     }
 
     fn after_fork(
@@ -751,14 +762,8 @@ impl<S: SharedState> Journal<S> for Part<'_> {
         branches: &'static [&'static str],
         asked: &[(&'static str, Value)],
     ) -> After {
-        if here.composite == 0 {
-            self.own
-                .stops
-                .after_fork((self.interrupts, self.answered), here, branches, asked)
-        } else {
-            self.in_place
-                .after_fork((self.interrupts, self.answered), here, branches, asked)
-        }
+        self.levels
+            .after_fork((self.interrupts, self.answered), here, branches, asked)
     }
 
     fn keeps(&self, _: Here<'_>) -> bool {
@@ -766,7 +771,11 @@ impl<S: SharedState> Journal<S> for Part<'_> {
     }
 
     fn kept(&self, part: PartOf<'_>) -> Result<Option<(S::Update, u64, &str)>, Error> {
-        let Some(record) = self.keeper(part).and_then(|level| level.kept(part, false)) else {
+        let Some(record) = self
+            .levels
+            .keeper(part)
+            .and_then(|level| level.kept(part, false))
+        else {
             return Ok(None);
         };
         let update = read_update::<S>(self.thread, part, record, "outcome")?;
@@ -777,7 +786,7 @@ impl<S: SharedState> Journal<S> for Part<'_> {
     where
         S: 'a,
     {
-        if let Some(level) = self.keeper(part) {
+        if let Some(level) = self.levels.keeper(part) {
             level.keep(finished_record(self.thread, part, &outcome)?, false);
         }
         Ok(outcome)
@@ -787,7 +796,7 @@ impl<S: SharedState> Journal<S> for Part<'_> {
     where
         S: 'a,
     {
-        if let Some(level) = self.keeper(part) {
+        if let Some(level) = self.levels.keeper(part) {
             level.discard(part);
         }
         Ok(())
@@ -799,14 +808,15 @@ impl<S: SharedState> Journal<S> for Part<'_> {
         depth: usize,
     ) -> Result<(Part<'_>, Option<Progress<S>>), Error> {
         let record = self
+            .levels
             .keeper(part)
             .and_then(|level| level.kept(part, true))
             .cloned();
-        let around = self.in_place.suffix(part, &self.own.stops.suffix);
+        let around = self.levels.suffix(part);
         Part::new::<S>(
             (self.thread, self.interrupts, self.answered),
             part,
-            (depth, around),
+            (depth, &around),
             record,
         )
     }
@@ -823,7 +833,7 @@ impl<S: SharedState> Journal<S> for Part<'_> {
         S: 'a,
     {
         let record = journal.stopped::<S>(part, update, steps, trail)?;
-        if let Some(level) = self.keeper(part) {
+        if let Some(level) = self.levels.keeper(part) {
             level.keep(record, true);
         }
         Ok(())
@@ -833,7 +843,7 @@ impl<S: SharedState> Journal<S> for Part<'_> {
     where
         S: 'a,
     {
-        if let (Some(record), Some(level)) = (journal.own.failed(), self.keeper(part)) {
+        if let (Some(record), Some(level)) = (journal.failed(), self.levels.keeper(part)) {
             level.keep_again(record);
         }
         Ok(())
@@ -841,14 +851,12 @@ impl<S: SharedState> Journal<S> for Part<'_> {
 
     fn run_start(&mut self, part: PartOf<'_>, depth: usize) -> Result<Option<Progress<S>>, Error> {
         let record = self
+            .levels
             .keeper(part)
             .and_then(|level| level.kept(part, true))
             .cloned();
-        let around = self
-            .in_place
-            .suffix(part, &self.own.stops.suffix)
-            .to_string();
-        self.in_place
+        let around = self.levels.suffix(part);
+        self.levels
             .start::<S>(self.thread, part, (depth, &around), record)
     }
 
@@ -864,9 +872,9 @@ impl<S: SharedState> Journal<S> for Part<'_> {
         S: 'a,
     {
         let (record, update) =
-            self.in_place
+            self.levels
                 .finish::<S>(self.thread, part, end, update, steps, trail)?;
-        if let (Some(record), Some(level)) = (record, self.keeper(part)) {
+        if let (Some(record), Some(level)) = (record, self.levels.keeper(part)) {
             match end {
                 RunEnd::Failed => level.keep_again(record),
                 _ => level.keep(record, end == RunEnd::Stopped),

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::interrupts::{Interrupts, join_path, pass, path_is};
-use super::parts::{InPlace, Part, find_kept, finished_record, read_update};
+use super::parts::{Levels, Part, find_kept, finished_record, read_update};
 use super::resume::{Entries, json_len, snapshot, to_json};
 use crate::checkpoint::{CheckpointStore, Pause, PauseWhen, RecordKind, StepRecord};
 use crate::error::Error;
@@ -68,7 +68,7 @@ pub(super) struct Recorder<'a, S, St: CheckpointStore> {
     pub(super) kept_at: u64,
     /// The batch flow runs in place under way (a batch flow's run in a batch flow's run, ...),
     /// and where each pauses (or goes on from).
-    pub(super) in_place: InPlace,
+    pub(super) in_place: Levels,
     pub(super) state: PhantomData<fn(&S)>,
 }
 
@@ -438,11 +438,11 @@ where
         depth: usize,
     ) -> Result<(Part<'_>, Option<Progress<S>>), Error> {
         let record = self.stopped_part(part);
-        let around = self.in_place.suffix(part, "");
+        let around = self.in_place.suffix(part);
         Part::new::<S>(
             (self.thread, self.interrupts, &self.answered),
             part,
-            (depth, around),
+            (depth, &around),
             record,
         )
     }
@@ -466,7 +466,7 @@ where
     where
         S: 'a,
     {
-        match journal.own.failed() {
+        match journal.failed() {
             Some(record) => self.keep_record(part, record, false).await,
             None => Ok(()),
         }
@@ -474,7 +474,7 @@ where
 
     fn run_start(&mut self, part: PartOf<'_>, depth: usize) -> Result<Option<Progress<S>>, Error> {
         let record = self.stopped_part(part);
-        let around = self.in_place.suffix(part, "").to_string();
+        let around = self.in_place.suffix(part);
         self.in_place
             .start::<S>(self.thread, part, (depth, &around), record)
     }
