@@ -24,7 +24,9 @@ use crate::checkpoint::{Pause, PauseWhen, RecordKind, StepRecord};
 use crate::error::Error;
 use crate::node::Node;
 use crate::node::dispatch::{Branch, Stepped};
-use crate::run::{After, Entry, Here, Journal, PartOf, Progress, Run, RunEnd, Trail, Watch};
+use crate::run::{
+    After, Entry, Here, Journal, Opened, PartOf, Progress, Run, RunEnd, Trail, Watch,
+};
 use crate::state::SharedState;
 
 /// A part of a step (a fork's branch, a batch flow's run) that stopped at pauses inside its own
@@ -729,6 +731,8 @@ impl<S: SharedState> Journal<S> for Part<'_> {
         = Part<'q>
     where
         Self: 'q;
+
+    type Open = Vec<Opened<S>>;
 
     fn thread(&self) -> Option<&str> {
         Some(self.thread)

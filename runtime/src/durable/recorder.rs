@@ -19,7 +19,7 @@ use crate::event::{At, Event, EventSink};
 use crate::node::dispatch::{Branch, Stepped};
 use crate::node::{ItemJournal, KeepItem, Node};
 use crate::run::{
-    After, Commit, Entry, Here, Journal, PartOf, Progress, Run, RunEnd, Trail, Watch,
+    After, Commit, Entry, Here, Journal, Opened, PartOf, Progress, Run, RunEnd, Trail, Watch,
 };
 use crate::state::SharedState;
 
@@ -240,6 +240,8 @@ where
         = Part<'p>
     where
         Self: 'p;
+
+    type Open = Vec<Opened<S>>;
 
     fn thread(&self) -> Option<&str> {
         Some(self.thread)

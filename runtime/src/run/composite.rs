@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use super::fork::resolve_kept;
 use super::step::{CANNOT_PAUSE, is_declared};
-use super::{BranchEnv, Journal, Notes, PartOf, Run, RunEnd, Trail, Watch};
+use super::{BranchEnv, Journal, Notes, OpenSteps, PartOf, Run, RunEnd, Trail, Watch};
 use crate::error::{Error, Phase};
 use crate::event::Event;
 use crate::node::dispatch::{Composite, Stepped};

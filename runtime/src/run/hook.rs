@@ -10,7 +10,7 @@ use std::future::Future;
 
 use serde_json::Value;
 
-use super::{Run, Trail};
+use super::{Opened, Run, Trail};
 use crate::error::Error;
 use crate::event::{Event, EventSink, Observer};
 use crate::node::dispatch::{Branch, Stepped};
@@ -189,6 +189,11 @@ pub(crate) trait Journal<S: SharedState>: Send + Sync + Sized {
     type Part<'p>: Journal<S>
     where
         Self: 'p;
+
+    /// Where the run keeps the composite steps under way, to stand before them again when a
+    /// pause stops one in the middle: a `Vec` for a journal that pauses, `()` for one that does
+    /// not.
+    type Open: OpenSteps<Opened<S>>;
 
     /// The durable thread, if any.
     fn thread(&self) -> Option<&str> {
@@ -399,6 +404,57 @@ pub(crate) trait Journal<S: SharedState>: Send + Sync + Sized {
     }
 }
 
+/// The composite steps under way in a run (see [`Journal::Open`]), outermost first.
+pub(crate) trait OpenSteps<T>: Default + Send {
+    /// A step starts.
+    fn push(&mut self, step: T);
+    /// The innermost step ends.
+    fn pop(&mut self) -> Option<T>;
+    /// How many are under way.
+    fn len(&self) -> usize;
+    /// The steps opened since `mark` were under way are gone; the outermost of them, if any.
+    fn outermost_since(&mut self, mark: usize) -> Option<T>;
+}
+
+/// A run that never pauses keeps nothing.
+impl<T> OpenSteps<T> for () {
+    fn push(&mut self, _: T) {}
+
+    fn pop(&mut self) -> Option<T> {
+        None
+    }
+
+    fn len(&self) -> usize {
+        0
+    }
+
+    fn outermost_since(&mut self, _: usize) -> Option<T> {
+        None
+    }
+}
+
+impl<T: Send> OpenSteps<T> for Vec<T> {
+    fn push(&mut self, step: T) {
+        Vec::push(self, step);
+    }
+
+    fn pop(&mut self) -> Option<T> {
+        Vec::pop(self)
+    }
+
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+
+    fn outermost_since(&mut self, mark: usize) -> Option<T> {
+        if self.len() > mark {
+            self.drain(mark..).next()
+        } else {
+            None
+        }
+    }
+}
+
 /// No journal: a plain run, or a run on a copy of the state whose outcome nobody keeps (it only
 /// knows the thread of the run it is part of).
 #[derive(Debug, Clone, Copy, Default)]
@@ -411,6 +467,8 @@ impl<'t, S: SharedState> Journal<S> for NoJournal<'t> {
         = NoJournal<'p>
     where
         't: 'p;
+
+    type Open = ();
 
     fn thread(&self) -> Option<&str> {
         self.thread

@@ -32,8 +32,8 @@ use std::time::Instant;
 
 pub(crate) use fork::BranchEnv;
 pub(crate) use hook::{
-    After, Commit, Entry, Here, Journal, NoJournal, NoWatch, Notes, Observe, PartOf, Progress,
-    RunEnd, Watch,
+    After, Commit, Entry, Here, Journal, NoJournal, NoWatch, Notes, Observe, OpenSteps, PartOf,
+    Progress, RunEnd, Watch,
 };
 
 use crate::error::{Error, Phase};
@@ -111,7 +111,7 @@ impl Trail {
 /// A composite step under way in a run whose journal pauses: where the run stood before it, so
 /// that, when a pause stops the step in the middle, the run stands there again
 /// ([`Run::unwind`]).
-struct Opened<S: SharedState> {
+pub(crate) struct Opened<S: SharedState> {
     steps: u64,
     trail: Trail,
     composite: u32,
@@ -166,7 +166,7 @@ impl<S: SharedState, W: Watch, J: Journal<S>> RunScope for Host<S, W, J> {
 }
 
 /// One run: what it carries from step to step, with its watch and its journal.
-pub(crate) struct Run<S: SharedState, W, J> {
+pub(crate) struct Run<S: SharedState, W, J: Journal<S>> {
     host: Host<S, W, J>,
     /// Node steps started so far (in a resumed run, counted from the thread's start).
     steps: u64,
@@ -184,8 +184,9 @@ pub(crate) struct Run<S: SharedState, W, J> {
     /// Where the outermost flow's step limit counts from, when not from where it is entered (a
     /// resumed thread counts from its start).
     limit_origin: Option<u64>,
-    /// The composite steps under way, outermost first, in a run whose journal pauses.
-    opened: Vec<Opened<S>>,
+    /// The composite steps under way, outermost first, in a run whose journal pauses; nothing
+    /// (`()`) in one whose journal does not, so that a plain run's future carries none of it.
+    opened: J::Open,
 }
 
 impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
@@ -208,7 +209,7 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
             fork: None,
             branch_of: None,
             limit_origin: None,
-            opened: Vec::new(),
+            opened: J::Open::default(),
         }
     }
 
@@ -225,9 +226,7 @@ impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
         if let Some(fork) = self.fork.take() {
             self.steps = fork.before;
         }
-        if self.opened.len() > mark
-            && let Some(outermost) = self.opened.drain(mark..).next()
-        {
+        if let Some(outermost) = self.opened.outermost_since(mark) {
             self.steps = outermost.steps;
             self.trail = outermost.trail;
             self.host.composite = outermost.composite;
