@@ -239,6 +239,33 @@ fn a_node_asks_a_question_and_does_not_run_again_after_the_answer() {
     );
 }
 
+/// A thread branched from a step whose question was answered goes on past it when resumed: the
+/// answer came with the branch, and nobody is left to answer it again. (It used to report the
+/// answered pause again and stand as paused: a worker, which runs no paused thread, left it there.)
+#[test]
+fn a_branch_from_an_answered_question_goes_on_past_it() {
+    let test = "branch-answered";
+    let flow = flow! { a >> ask >> b; }.with_params(params(test));
+    let durable = flow.durable(MemoryStore::new());
+    let outcome = block_on(durable.start(test, &mut Desk::default())).unwrap();
+    let key = outcome.pauses()[0].key.clone();
+    block_on(durable.answer(test, &key, answer("yes"))).unwrap();
+    block_on(durable.resume(test)).unwrap();
+    block_on(durable.branch(test, 2, "branch-answered-2")).unwrap();
+    assert_eq!(
+        block_on(durable.status("branch-answered-2")).unwrap(),
+        RunStatus::Interrupted
+    );
+    let (desk, outcome) = block_on(durable.resume("branch-answered-2")).unwrap();
+    assert_eq!(outcome, Outcome::Finished("default".into()));
+    assert_eq!(desk.log, ["a", "ask", "b"]);
+    assert_eq!(desk.answers, ["yes"]);
+    // Branched from before the question, it asks again.
+    block_on(durable.branch(test, 1, "branch-answered-1")).unwrap();
+    let (_, outcome) = block_on(durable.resume("branch-answered-1")).unwrap();
+    assert_eq!(outcome.pauses()[0].key, key);
+}
+
 #[test]
 fn a_question_where_the_run_cannot_pause_is_a_clear_error() {
     let mut desk = Desk::default();

@@ -481,8 +481,13 @@ where
         }
         let at = Waiting::at_end(&log.records);
         if !at.pending.is_empty() {
-            if !matches!(log.status, RunStatus::Paused { .. } | RunStatus::Queued) {
-                // Saved, but its run died before saying so: report it, run nothing.
+            let unanswered = at
+                .pending
+                .iter()
+                .any(|pause| !at.answered.contains(&pause.key));
+            if unanswered && !matches!(log.status, RunStatus::Paused { .. } | RunStatus::Queued) {
+                // Saved, but its run died before saying so: report it, run nothing. Pauses all
+                // answered (a branch from an answered step) wait for nobody: the run goes on.
                 let status = paused_status(&at.pending);
                 self.store.set_status(&mut claim, &status).await?;
                 return Ok((state, Outcome::Paused(at.pending)));
