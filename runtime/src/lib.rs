@@ -402,6 +402,8 @@ pub mod parallel;
 pub mod reducer;
 mod run;
 pub mod state;
+#[cfg(feature = "studio")]
+pub mod studio;
 mod text;
 #[cfg(feature = "postgres")]
 pub mod worker;

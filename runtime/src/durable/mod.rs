@@ -150,6 +150,26 @@ impl Outcome {
     }
 }
 
+/// The pauses a thread whose records end with `records` stopped at, read without the state's
+/// type: those not answered yet, and the keys of those answered (the thread goes past them when
+/// it resumes).
+#[cfg(feature = "studio")]
+pub(crate) fn pending_in(records: &[StepRecord]) -> (Vec<Pause>, Vec<String>) {
+    let Waiting {
+        mut pending,
+        answered,
+        ..
+    } = Waiting::at_end(records);
+    pending.retain(|pause| !answered.contains(&pause.key));
+    (pending, answered)
+}
+
+/// The name of the state type `S` as threads record it.
+#[cfg(feature = "studio")]
+pub(crate) fn state_type_of<S>() -> &'static str {
+    state_type::<S>()
+}
+
 /// A flow paired with a checkpoint store. Made by [`Flow::durable`].
 ///
 /// ```
@@ -391,6 +411,18 @@ where
         &self.store
     }
 
+    /// The store, shared: what a studio over this flow reads its threads from.
+    #[cfg(feature = "studio")]
+    pub(crate) fn shared_store(&self) -> Arc<St> {
+        Arc::clone(&self.store)
+    }
+
+    /// The flow's graph.
+    #[cfg(feature = "studio")]
+    pub(crate) fn graph(&self) -> crate::graph::Graph {
+        self.flow.graph()
+    }
+
     /// Starts a new thread from `state` (saved as step 0) and runs it until it ends or pauses.
     ///
     /// # Errors
@@ -400,15 +432,29 @@ where
     pub async fn start(&self, thread: &str, state: &mut S) -> Result<Outcome, Error> {
         self.check_interrupts()?;
         let (claim, snapshot_bytes) = self.create(thread, state).await?;
-        let resume = Resume {
-            steps: 0,
-            entries: Entries::default(),
-            passing: Vec::new(),
-            snapshot_bytes,
-            kept: Vec::new(),
-            answered: Vec::new(),
-        };
-        self.drive(claim, thread, state, resume).await
+        self.drive(claim, thread, state, Resume::at_start(snapshot_bytes))
+            .await
+    }
+
+    /// [`start`](Self::start) in two parts: the thread is created when this returns, and the
+    /// future returned runs it. A studio answers a start once its thread can be read.
+    #[cfg(feature = "studio")]
+    pub(crate) async fn create_then_run(
+        &self,
+        thread: String,
+        mut state: S,
+    ) -> Result<impl Future<Output = Result<Outcome, Error>> + Send + '_, Error>
+    where
+        S: Send,
+        S::Update: Send,
+        G: Sync,
+    {
+        self.check_interrupts()?;
+        let (claim, snapshot_bytes) = self.create(&thread, &state).await?;
+        Ok(async move {
+            self.drive(claim, &thread, &mut state, Resume::at_start(snapshot_bytes))
+                .await
+        })
     }
 
     /// Saves a new thread with `state` as its step 0 and runs nothing: it waits, as

@@ -182,6 +182,21 @@ pub(super) struct Resume {
     pub(super) answered: Vec<String>,
 }
 
+impl Resume {
+    /// Where a new thread's run starts: at its start record, whose snapshot is
+    /// `snapshot_bytes` long.
+    pub(super) fn at_start(snapshot_bytes: usize) -> Self {
+        Self {
+            steps: 0,
+            entries: Entries::default(),
+            passing: Vec::new(),
+            snapshot_bytes,
+            kept: Vec::new(),
+            answered: Vec::new(),
+        }
+    }
+}
+
 /// The length of `value` as compact JSON, counted without building the text.
 pub(super) fn json_len(value: &Value) -> usize {
     struct Count(usize);

@@ -1,0 +1,761 @@
+//! The studio's API over HTTP on 127.0.0.1, against every store: a thread started, watched,
+//! answered, branched with an edited state and cancelled through it; every kind of bad request
+//! refused with a 4xx that names what was wrong, leaving the thread as it was; a studio over a
+//! store alone; threads paged and filtered.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use slateflow::checkpoint::{CheckpointStore, FileStore, MemoryStore, PostgresStore, SqliteStore};
+use slateflow::studio::{Server, Studio, StudioError};
+use slateflow::{Command, SharedState, flow, node};
+
+/// Helpers shared by test files; each uses part of them.
+#[allow(dead_code)]
+mod support {
+    pub(crate) mod postgres;
+}
+
+/// A refund waiting for a person's approval.
+#[derive(SharedState, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+struct Refund {
+    amount: u32,
+    approved: Option<bool>,
+    #[reducer(append)]
+    log: Vec<String>,
+    /// Text typed by a customer: it may hold markup.
+    note: String,
+}
+
+#[node]
+fn check(refund: &Refund) -> Command<Refund> {
+    Command::new(Refund::update().push_log("check".into()))
+        .ask(format!("Pay back {} EUR?", refund.amount))
+}
+
+#[node(actions = ["pay", "refuse"])]
+fn decide(refund: &Refund) -> Command<Refund> {
+    let (action, reason) = if refund.approved == Some(true) {
+        ("pay", "a person approved it")
+    } else {
+        ("refuse", "nobody approved it")
+    };
+    Command::goto(action).with_reason(reason)
+}
+
+#[node]
+fn pay(refund: &Refund) -> Command<Refund> {
+    Command::new(Refund::update().push_log(format!("paid {}", refund.amount)))
+}
+
+#[node]
+fn refuse(_: &Refund) -> Command<Refund> {
+    Command::new(Refund::update().push_log("refused".into()))
+}
+
+macro_rules! refunds {
+    () => {
+        flow! {
+            check >> decide;
+            decide - "pay" >> pay;
+            decide - "refuse" >> refuse;
+        }
+    };
+}
+
+/// An HTTP client of one studio.
+#[derive(Clone)]
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+/// A response: its status, its body read as JSON, and its headers.
+struct Answer {
+    status: u16,
+    body: Value,
+    headers: reqwest::header::HeaderMap,
+}
+
+impl Answer {
+    /// The error the body names.
+    fn error(&self) -> &str {
+        self.body["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error in a {} answer: {}", self.status, self.body))
+    }
+}
+
+impl Client {
+    fn of<St: CheckpointStore + 'static>(server: &Server<'_, St>) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: format!("http://{}", server.local_addr()),
+            token: server.token().to_string(),
+        }
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.unwrap();
+        let body = serde_json::from_slice(&bytes).unwrap_or_else(|error| {
+            panic!(
+                "a {status} answer that is not JSON ({error}): {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        });
+        Answer {
+            status,
+            body,
+            headers,
+        }
+    }
+
+    async fn get(&self, path: &str) -> Answer {
+        self.send(self.http.get(format!("{}{path}", self.base)))
+            .await
+    }
+
+    /// A change, with the token.
+    async fn post(&self, path: &str, body: &Value) -> Answer {
+        self.post_raw(path, body.to_string()).await
+    }
+
+    async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> Answer {
+        self.send(
+            self.http
+                .post(format!("{}{path}", self.base))
+                .bearer_auth(&self.token)
+                .body(body),
+        )
+        .await
+    }
+
+    /// The thread, once its status is `status` (within ten seconds).
+    async fn wait(&self, thread: &str, status: &str) -> Value {
+        let mut seen = Value::Null;
+        for _ in 0..1000 {
+            let answer = self.get(&format!("/api/threads/{thread}")).await;
+            assert_eq!(answer.status, 200, "{}", answer.body);
+            if answer.body["status"] == status {
+                return answer.body;
+            }
+            seen = answer.body;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("thread `{thread}` never became {status}: {seen}");
+    }
+
+    async fn state(&self, thread: &str, step: Option<u64>) -> Value {
+        let query = step.map_or(String::new(), |step| format!("?step={step}"));
+        let answer = self
+            .get(&format!("/api/threads/{thread}/state{query}"))
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        answer.body["state"].clone()
+    }
+}
+
+const SCRIPT: &str = "<script>window.pwned = true</script>";
+
+/// A thread through its whole life over `store`: started from JSON, paused at a question, read,
+/// refused bad requests, answered from the page's origin, finished; then branched with an edited
+/// state, and from its start; then a third cancelled.
+async fn a_thread_runs_through_the_studio(store: impl CheckpointStore + 'static, test: &str) {
+    let flow = refunds!();
+    let server = Studio::of(flow.durable(store).named("refunds"))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let client = Client::of(&server);
+    let thread = format!("{test}-1");
+    server
+        .run_until(async {
+            hosted_flows_are_listed(&client).await;
+            a_thread_starts_and_waits(&client, &thread).await;
+            bad_reads_are_refused(&client, &thread).await;
+            bad_changes_are_refused(&client, &thread).await;
+            changes_need_the_token_or_the_page(&client, &thread).await;
+            the_answer_finishes_it(&client, &thread).await;
+            branches_go_on_from_earlier_steps(&client, &thread, test).await;
+            a_cancelled_thread_stays_cancelled(&client, test).await;
+        })
+        .await
+        .unwrap();
+}
+
+/// The hosted flow, its graph and its state's fields.
+async fn hosted_flows_are_listed(client: &Client) {
+    let flows = client.get("/api/flows").await;
+    assert_eq!(flows.status, 200);
+    let refunds = &flows.body["flows"][0];
+    assert_eq!(refunds["name"], "refunds");
+    let nodes: Vec<&str> = refunds["graph"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|node| node["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes, ["check", "decide", "pay", "refuse"]);
+    assert!(
+        refunds["graph"]["edges"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"from": "decide", "action": "pay", "to": "pay"}))
+    );
+    assert_eq!(
+        refunds["fields"][0],
+        json!({"name": "amount", "type": "u32"})
+    );
+}
+
+/// Started from JSON, a thread runs in the studio and waits at its question; its history and
+/// its state at each step read back.
+async fn a_thread_starts_and_waits(client: &Client, thread: &str) {
+    let started = client
+        .post(
+            "/api/threads",
+            &json!({
+                "flow": "refunds",
+                "thread": thread,
+                "state": { "amount": 120, "note": SCRIPT },
+            }),
+        )
+        .await;
+    assert_eq!(started.status, 202, "{}", started.body);
+    let paused = client.wait(thread, "paused").await;
+    assert_eq!(paused["flow"], "refunds");
+    assert_eq!(paused["hosted"], true);
+    assert_eq!(paused["pauses"][0]["key"], "asked:check@1");
+    assert_eq!(paused["pauses"][0]["asked"], "Pay back 120 EUR?");
+    assert_eq!(paused["runs"], json!({ "check": 1 }));
+    assert_eq!(paused["graph"]["start"], "check");
+
+    let history = client.get(&format!("/api/threads/{thread}/history")).await;
+    assert_eq!(history.status, 200);
+    let records = history.body["records"].as_array().unwrap();
+    assert_eq!(records[0]["kind"], "start");
+    assert_eq!(records[1]["kind"], "step");
+    assert_eq!(records[1]["node"], "check");
+    assert_eq!(records[1]["update"]["log"], json!(["check"]));
+    assert!(records[1]["took_ms"].is_u64());
+    // The state before and after the step; the markup in it comes back as the text it is.
+    let before = client.state(thread, Some(0)).await;
+    assert_eq!(
+        (before["amount"].clone(), before["log"].clone()),
+        (json!(120), json!([]))
+    );
+    assert_eq!(before["note"], SCRIPT);
+    assert_eq!(client.state(thread, None).await["log"], json!(["check"]));
+}
+
+/// Answered from the page (its origin, no token), the thread runs on to its end.
+async fn the_answer_finishes_it(client: &Client, thread: &str) {
+    let answered = client
+        .send(
+            client
+                .http
+                .post(format!("{}/api/threads/{thread}/answer", client.base))
+                .header("Origin", &client.base)
+                .body(json!({"key": "asked:check@1", "update": {"approved": true}}).to_string()),
+        )
+        .await;
+    assert_eq!(answered.status, 200, "{}", answered.body);
+    assert_eq!(answered.body["pauses_left"], 0);
+    let finished = client.wait(thread, "finished").await;
+    assert_eq!(finished["detail"], "default");
+    assert_eq!(
+        finished["runs"],
+        json!({ "check": 1, "decide": 1, "pay": 1 })
+    );
+    assert_eq!(
+        client.state(thread, None).await["log"],
+        json!(["check", "paid 120"])
+    );
+    let history = client
+        .get(&format!("/api/threads/{thread}/history?offset=0&limit=500"))
+        .await;
+    let reasons: Vec<&Value> = history.body["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|record| record["node"] == "decide")
+        .map(|record| &record["reason"])
+        .collect();
+    assert_eq!(reasons, [&json!("a person approved it")]);
+    let resumed = client
+        .post(&format!("/api/threads/{thread}/resume"), &json!({}))
+        .await;
+    assert_eq!(resumed.status, 409);
+    assert!(
+        resumed.error().contains("is finished"),
+        "{}",
+        resumed.error()
+    );
+}
+
+/// Branched from the answered question with a smaller amount and resumed, a new thread pays that
+/// amount; branched from the start, it asks again. The old thread is as it was.
+async fn branches_go_on_from_earlier_steps(client: &Client, thread: &str, test: &str) {
+    let branch = format!("{test}-1b");
+    let branched = client
+        .post(
+            &format!("/api/threads/{thread}/branch"),
+            &json!({"step": 1, "thread": branch, "update": {"amount": 30}}),
+        )
+        .await;
+    assert_eq!(branched.status, 201, "{}", branched.body);
+    let waiting = client.get(&format!("/api/threads/{branch}")).await.body;
+    assert_eq!(waiting["pauses"], json!([]));
+    assert_eq!(waiting["answered"], json!(["asked:check@1"]));
+    assert_eq!(client.state(&branch, None).await["amount"], 30);
+    let resumed = client
+        .post(&format!("/api/threads/{branch}/resume"), &json!({}))
+        .await;
+    assert_eq!(resumed.status, 202, "{}", resumed.body);
+    client.wait(&branch, "finished").await;
+    let branch_state = client.state(&branch, None).await;
+    assert_eq!(branch_state["log"], json!(["check", "paid 30"]));
+    assert_eq!(client.state(thread, None).await["amount"], 120);
+    // Branched from the start, it asks again; refused, it ends the other way.
+    let again = format!("{test}-1c");
+    let branched = client
+        .post(
+            &format!("/api/threads/{thread}/branch"),
+            &json!({"step": 0, "thread": again}),
+        )
+        .await;
+    assert_eq!(branched.status, 201, "{}", branched.body);
+    client
+        .post(&format!("/api/threads/{again}/resume"), &json!({}))
+        .await;
+    let asked = client.wait(&again, "paused").await;
+    assert_eq!(asked["pauses"][0]["key"], "asked:check@1");
+    let answered = client
+        .post(
+            &format!("/api/threads/{again}/answer"),
+            &json!({"key": "asked:check@1", "update": {"approved": false}}),
+        )
+        .await;
+    assert_eq!(answered.status, 200, "{}", answered.body);
+    client.wait(&again, "finished").await;
+    assert_eq!(
+        client.state(&again, None).await["log"],
+        json!(["check", "refused"])
+    );
+}
+
+/// A thread cancelled while it waits does not run again.
+async fn a_cancelled_thread_stays_cancelled(client: &Client, test: &str) {
+    let third = format!("{test}-3");
+    let started = client
+        .post(
+            "/api/threads",
+            &json!({"flow": "refunds", "thread": third, "state": {"amount": 5}}),
+        )
+        .await;
+    assert_eq!(started.status, 202);
+    client.wait(&third, "paused").await;
+    let cancelled = client
+        .post(&format!("/api/threads/{third}/cancel"), &json!({}))
+        .await;
+    assert_eq!(cancelled.status, 200, "{}", cancelled.body);
+    client.wait(&third, "cancelled").await;
+    let resumed = client
+        .post(&format!("/api/threads/{third}/resume"), &json!({}))
+        .await;
+    assert_eq!(resumed.status, 409);
+
+    let listed = client.get("/api/threads?status=finished").await;
+    assert_eq!(listed.body["total"], 3);
+}
+
+/// What a refused request should be: its status, and an error that says `says`.
+fn refused(answer: &Answer, status: u16, says: &str) {
+    assert_eq!(answer.status, status, "{}", answer.body);
+    assert!(
+        answer.error().contains(says),
+        "`{}` does not say `{says}`",
+        answer.error()
+    );
+}
+
+/// Bad reads get a 4xx whose error says what was wrong; the answers are JSON.
+async fn bad_reads_are_refused(client: &Client, thread: &str) {
+    refused(
+        &client.get("/api/threads/nobody").await,
+        404,
+        "unknown thread `nobody`",
+    );
+    refused(&client.get("/api/threads/..%2Fetc").await, 400, "`../etc`");
+    refused(
+        &client.get("/api/threads?limit=0").await,
+        400,
+        "`limit` must be from 1 to 500, not 0",
+    );
+    refused(
+        &client.get("/api/threads?status=sleeping").await,
+        400,
+        "unknown status `sleeping`",
+    );
+    refused(
+        &client
+            .get(&format!("/api/threads/{thread}/state?step=first"))
+            .await,
+        400,
+        "`step` must be a step number, not `first`",
+    );
+    refused(
+        &client
+            .get(&format!("/api/threads/{thread}/state?step=99"))
+            .await,
+        404,
+        "has no step 99",
+    );
+    // A request addressed to another name (DNS rebinding) is refused, reads included.
+    refused(
+        &client
+            .send(
+                client
+                    .http
+                    .get(format!("{}/api/threads", client.base))
+                    .header("Host", "evil.example"),
+            )
+            .await,
+        421,
+        "not to `evil.example`",
+    );
+    refused(
+        &client.get("/nowhere").await,
+        404,
+        "no such page: `/nowhere`",
+    );
+    // The answers are JSON, never sniffed as markup.
+    let answer = client.get(&format!("/api/threads/{thread}")).await;
+    assert_eq!(answer.headers["content-type"], "application/json");
+    assert_eq!(answer.headers["x-content-type-options"], "nosniff");
+    assert_eq!(answer.body["status"], "paused");
+    assert_eq!(answer.body["pauses"].as_array().unwrap().len(), 1);
+}
+
+/// Bad changes, on a thread waiting at its question: each gets a 4xx whose error says what was
+/// wrong, and the thread is as it was.
+async fn bad_changes_are_refused(client: &Client, thread: &str) {
+    let records = |answer: Answer| answer.body["total"].as_u64().unwrap();
+    let before = records(client.get(&format!("/api/threads/{thread}/history")).await);
+    refused(
+        &client
+            .post_raw("/api/threads", r#"{"flow": "refunds", "thread": "x""#)
+            .await,
+        400,
+        "the body is not JSON: EOF while parsing an object at line 1 column 33",
+    );
+    refused(
+        &client.post_raw("/api/threads", "[1]").await,
+        400,
+        "must be a JSON object",
+    );
+    refused(
+        &client
+            .post(
+                "/api/threads",
+                &json!({"flow": "nope", "thread": "x", "state": {}}),
+            )
+            .await,
+        404,
+        "no hosted flow is named `nope`; the hosted flows: `refunds`",
+    );
+    // A bad initial state names the path of the bad value, and starts no thread.
+    refused(
+        &client
+            .post(
+                "/api/threads",
+                &json!({"flow": "refunds", "thread": "bad-state", "state": {"amount": "lots"}}),
+            )
+            .await,
+        422,
+        "the state is not valid at `amount`: invalid type: string \"lots\", expected u32",
+    );
+    refused(
+        &client.get("/api/threads/bad-state").await,
+        404,
+        "unknown thread",
+    );
+    refused(
+        &client
+            .post(
+                "/api/threads",
+                &json!({"flow": "refunds", "thread": thread, "state": {}}),
+            )
+            .await,
+        409,
+        "already exists",
+    );
+    refused(
+        &client
+            .post(
+                &format!("/api/threads/{thread}/answer"),
+                &json!({"key": "asked:pay@9", "update": {}}),
+            )
+            .await,
+        409,
+        "waits at no pause `asked:pay@9`; it waits at `asked:check@1`",
+    );
+    refused(
+        &client
+            .post(
+                &format!("/api/threads/{thread}/answer"),
+                &json!({"key": "asked:check@1", "update": {"approved": "yes"}}),
+            )
+            .await,
+        422,
+        "the update is not valid at `approved`",
+    );
+    refused(
+        &client
+            .post(
+                &format!("/api/threads/{thread}/answer"),
+                &json!({"key": "asked:check@1"}),
+            )
+            .await,
+        400,
+        "the body has no `update`",
+    );
+    refused(
+        &client
+            .post(&format!("/api/threads/{thread}/explode"), &json!({}))
+            .await,
+        404,
+        "no such action on a thread: `explode`",
+    );
+    refused(
+        &client.post_raw("/api/threads", vec![b' '; 5 << 20]).await,
+        413,
+        "larger than 4 MiB",
+    );
+    let after = records(client.get(&format!("/api/threads/{thread}/history")).await);
+    assert_eq!(after, before, "a bad request wrote a record");
+}
+
+/// A path's wrong method is refused with the ones it takes; a change without the token, with a
+/// wrong one, or from another site's page is refused, and changes nothing.
+async fn changes_need_the_token_or_the_page(client: &Client, thread: &str) {
+    let wrong_method = client
+        .send(client.http.delete(format!("{}/api/threads", client.base)))
+        .await;
+    assert_eq!(wrong_method.headers["allow"], "GET, POST");
+    refused(&wrong_method, 405, "takes only GET, POST");
+    // Changes without the token, with a wrong one, or from another site's page are refused.
+    let cancel = format!("{}/api/threads/{thread}/cancel", client.base);
+    for request in [
+        client.http.post(&cancel),
+        client.http.post(&cancel).bearer_auth("guess"),
+        client
+            .http
+            .post(&cancel)
+            .header("Origin", "http://evil.example"),
+    ] {
+        refused(&client.send(request).await, 403, "needs the studio's token");
+    }
+    let answer = client.get(&format!("/api/threads/{thread}")).await;
+    assert_eq!(answer.body["status"], "paused");
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn scratch(test: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("slateflow-studio-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn a_thread_runs_through_the_studio_on_the_memory_store() {
+    runtime().block_on(a_thread_runs_through_the_studio(
+        MemoryStore::new(),
+        "memory",
+    ));
+}
+
+#[test]
+fn a_thread_runs_through_the_studio_on_the_file_store() {
+    let dir = scratch("file");
+    runtime().block_on(a_thread_runs_through_the_studio(
+        FileStore::open(&dir).unwrap(),
+        "file",
+    ));
+}
+
+#[test]
+fn a_thread_runs_through_the_studio_on_the_sqlite_store() {
+    let dir = scratch("sqlite");
+    runtime().block_on(a_thread_runs_through_the_studio(
+        SqliteStore::open(dir.join("threads.db")).unwrap(),
+        "sqlite",
+    ));
+}
+
+#[test]
+fn a_thread_runs_through_the_studio_on_the_postgres_store() {
+    let Some(url) = support::postgres::database("studio") else {
+        return;
+    };
+    support::postgres::runtime().block_on(async {
+        let store = PostgresStore::connect(&url).await.unwrap();
+        a_thread_runs_through_the_studio(store, "postgres").await;
+    });
+}
+
+/// A studio over a store alone lists and shows threads, their state where a snapshot was saved,
+/// and cancels them; it says why it cannot run or answer them.
+#[test]
+fn a_studio_over_a_store_alone_shows_threads_it_cannot_run() {
+    runtime().block_on(async {
+        let store = MemoryStore::new();
+        let flow = refunds!();
+        let durable = flow.durable(store.clone()).named("refunds");
+        durable
+            .start(
+                "alone",
+                &mut Refund {
+                    amount: 7,
+                    ..Refund::default()
+                },
+            )
+            .await
+            .unwrap();
+        let server = Studio::new(store).bind("127.0.0.1:0").await.unwrap();
+        let client = Client::of(&server);
+        server
+            .run_until(async {
+                assert_eq!(client.get("/api/flows").await.body, json!({"flows": []}));
+                let thread = client.get("/api/threads/alone").await.body;
+                assert_eq!(thread["hosted"], false);
+                assert_eq!(thread["flow"], "refunds");
+                assert_eq!(thread["graph"], Value::Null);
+                assert_eq!(thread["pauses"][0]["key"], "asked:check@1");
+                // Step 0 saved a snapshot; step 1 did not, and rebuilding it needs the flow.
+                assert_eq!(client.state("alone", Some(0)).await["amount"], 7);
+                let current = client.get("/api/threads/alone/state").await;
+                assert_eq!(current.status, 409);
+                assert!(current.error().contains("flow `refunds` is not hosted"));
+                let answered = client
+                    .post(
+                        "/api/threads/alone/answer",
+                        &json!({"key": "asked:check@1", "update": {"approved": true}}),
+                    )
+                    .await;
+                assert_eq!(answered.status, 409);
+                assert!(
+                    answered
+                        .error()
+                        .contains("belongs to a flow named `refunds` this studio does not host"),
+                    "{}",
+                    answered.error()
+                );
+                let cancelled = client.post("/api/threads/alone/cancel", &json!({})).await;
+                assert_eq!(cancelled.status, 200);
+                assert_eq!(
+                    client.get("/api/threads/alone").await.body["status"],
+                    "cancelled"
+                );
+            })
+            .await
+            .unwrap();
+    });
+}
+
+/// Threads come in pages, last written first, and filter by status.
+#[test]
+fn threads_are_paged_and_filtered() {
+    runtime().block_on(async {
+        let store = MemoryStore::new();
+        let flow = refunds!();
+        let durable = flow.durable(store.clone()).named("refunds");
+        for index in 0..120 {
+            if index == 119 {
+                // Written last: later than the others, whatever the clock's grain.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            durable
+                .start(&format!("page-{index:03}"), &mut Refund::default())
+                .await
+                .unwrap();
+        }
+        durable.cancel("page-000").await.unwrap();
+        let server = Studio::of(durable).bind("127.0.0.1:0").await.unwrap();
+        let client = Client::of(&server);
+        server
+            .run_until(async {
+                let first = client.get("/api/threads?limit=50").await.body;
+                assert_eq!(first["total"], 120);
+                assert_eq!(first["threads"].as_array().unwrap().len(), 50);
+                assert_eq!(first["threads"][0]["id"], "page-119");
+                let last = client.get("/api/threads?offset=100&limit=50").await.body;
+                assert_eq!(last["threads"].as_array().unwrap().len(), 20);
+                let paused = client
+                    .get("/api/threads?status=paused&limit=500")
+                    .await
+                    .body;
+                assert_eq!(paused["total"], 119);
+                assert!(
+                    paused["threads"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .all(|thread| thread["status"] == "paused" && thread["step"] == 1)
+                );
+                let cancelled = client.get("/api/threads?status=cancelled").await.body;
+                assert_eq!(cancelled["total"], 1);
+            })
+            .await
+            .unwrap();
+    });
+}
+
+/// Listening beyond the loopback needs a token; a token given is the one changes need.
+#[test]
+fn another_address_needs_a_token() {
+    runtime().block_on(async {
+        let flow = refunds!();
+        let error = Studio::of(flow.durable(MemoryStore::new()).named("refunds"))
+            .bind("0.0.0.0:0")
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(error, StudioError::TokenNeeded { .. }), "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains("give it a token with `Studio::token`")
+        );
+        let server = Studio::of(flow.durable(MemoryStore::new()).named("refunds"))
+            .token("s3cret-token")
+            .bind("127.0.0.1:0")
+            .await
+            .unwrap();
+        assert_eq!(server.token(), "s3cret-token");
+        let named_twice = Studio::of(flow.durable(MemoryStore::new()).named("refunds"))
+            .flow(flow.durable(MemoryStore::new()).named("refunds"))
+            .bind("127.0.0.1:0")
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            named_twice
+                .to_string()
+                .contains("two hosted flows are named `refunds`")
+        );
+    });
+}
