@@ -759,3 +759,292 @@ fn another_address_needs_a_token() {
         );
     });
 }
+
+/// The page in a real headless browser (Debian's `chromium`, driven through `chromedriver`): it
+/// opens the studio on a waiting thread, sees the graph and the question, answers it in the form
+/// and sees the thread finish. A state field holding markup shows as text and runs nothing. The
+/// screenshot it takes of the waiting thread is the README's (`SLATEFLOW_SCREENSHOT=path` writes
+/// it there; it is always written to the target folder).
+#[test]
+fn the_page_answers_a_pause_in_a_real_browser() {
+    let Some(driver) = browser::Driver::start() else {
+        return;
+    };
+    runtime().block_on(async {
+        let flow = refunds!();
+        let durable = flow.durable(MemoryStore::new()).named("refunds");
+        let mut refund = Refund {
+            amount: 120,
+            note: SCRIPT.into(),
+            ..Refund::default()
+        };
+        durable.start("refund-7", &mut refund).await.unwrap();
+        let server = Studio::of(durable).bind("127.0.0.1:0").await.unwrap();
+        let url = format!("{}#/threads/refund-7", server.url());
+        server
+            .run_until(async {
+                let page = driver.open(&url).await;
+                // The graph, the thread's status and its question.
+                page.wait_for("document.querySelectorAll('#graph g[data-node]').length === 4")
+                    .await;
+                page.wait_for("document.querySelector('#status [data-status]')?.dataset.status === 'paused'")
+                    .await;
+                let question = page.text("form.pause .question").await;
+                assert_eq!(question, "Pay back 120 EUR?");
+                page.wait_for("document.getElementById('state').textContent.includes('note')")
+                    .await;
+                // The markup in the state is text on the page, and ran nothing.
+                assert!(page.text("#state").await.contains(SCRIPT));
+                assert_eq!(page.script("return window.pwned === undefined").await, true);
+                let shot = page.screenshot().await;
+                assert_eq!(&shot[..8], b"\x89PNG\r\n\x1a\n");
+                let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+                std::fs::write(target.join("studio.png"), &shot).unwrap();
+                if let Some(path) = std::env::var_os("SLATEFLOW_SCREENSHOT") {
+                    std::fs::write(path, &shot).unwrap();
+                }
+                // Answered in the form, the thread runs to its end, and the page shows it.
+                page.clear_and_type("form.pause textarea", r#"{"approved": true}"#)
+                    .await;
+                page.click("form.pause button[type=submit]").await;
+                page.wait_for("document.querySelector('#status [data-status]')?.dataset.status === 'finished'")
+                    .await;
+                page.wait_for("document.getElementById('state').textContent.includes('paid 120')")
+                    .await;
+                assert_eq!(page.text("#graph g[data-node=pay] .badge").await, "×1");
+                page.close().await;
+            })
+            .await
+            .unwrap();
+    });
+}
+
+/// A WebDriver client of Debian's `chromedriver`, headless, over HTTP.
+mod browser {
+    use std::process::{Child, Command, Stdio};
+    use std::time::Duration;
+
+    use serde_json::{Value, json};
+
+    /// The key under which WebDriver names an element.
+    const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+    /// A `chromedriver` process, stopped when dropped.
+    pub(crate) struct Driver {
+        process: Child,
+        base: String,
+        http: reqwest::Client,
+    }
+
+    impl Drop for Driver {
+        fn drop(&mut self) {
+            let _ = self.process.kill();
+            let _ = self.process.wait();
+        }
+    }
+
+    /// One browser session on one page.
+    pub(crate) struct Page<'d> {
+        driver: &'d Driver,
+        session: String,
+    }
+
+    impl Driver {
+        /// Starts `chromedriver`; `None` (the test skipped, saying why) when it is not installed,
+        /// unless `SLATEFLOW_REQUIRE_BROWSER=1` (as CI sets): then the test fails.
+        pub(crate) fn start() -> Option<Self> {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let spawned = Command::new("chromedriver")
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn();
+            let process = match spawned {
+                Ok(process) => process,
+                Err(error) => {
+                    assert!(
+                        std::env::var_os("SLATEFLOW_REQUIRE_BROWSER").is_none(),
+                        "chromedriver cannot start: {error}"
+                    );
+                    eprintln!(
+                        "SKIPPED: chromedriver cannot start ({error}); install Debian's \
+                         `chromium` and `chromium-driver` to run the browser test"
+                    );
+                    return None;
+                }
+            };
+            Some(Self {
+                process,
+                base: format!("http://127.0.0.1:{port}"),
+                http: reqwest::Client::new(),
+            })
+        }
+
+        async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+            let mut request = self.http.request(method, format!("{}{path}", self.base));
+            if let Some(body) = body {
+                request = request
+                    .header("Content-Type", "application/json")
+                    .body(body.to_string());
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            let answer: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+            assert!(status.is_success(), "WebDriver {path}: {answer}");
+            answer["value"].clone()
+        }
+
+        /// A headless Chromium on `url`.
+        pub(crate) async fn open(&self, url: &str) -> Page<'_> {
+            // The driver listens a moment after it starts.
+            for _ in 0..200 {
+                let ready = self.http.get(format!("{}/status", self.base)).send().await;
+                if ready.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            let session = self
+                .call(
+                    reqwest::Method::POST,
+                    "/session",
+                    Some(json!({"capabilities": {"alwaysMatch": {
+                        "browserName": "chrome",
+                        "goog:chromeOptions": {
+                            "binary": "/usr/bin/chromium",
+                            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                                     "--disable-dev-shm-usage", "--window-size=1400,1000"],
+                        },
+                    }}})),
+                )
+                .await;
+            let page = Page {
+                driver: self,
+                session: session["sessionId"].as_str().unwrap().to_string(),
+            };
+            page.post("/url", json!({ "url": url })).await;
+            page
+        }
+    }
+
+    impl Page<'_> {
+        async fn post(&self, path: &str, body: Value) -> Value {
+            self.driver
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/session/{}{path}", self.session),
+                    Some(body),
+                )
+                .await
+        }
+
+        async fn element(&self, selector: &str) -> String {
+            let found = self
+                .post(
+                    "/element",
+                    json!({"using": "css selector", "value": selector}),
+                )
+                .await;
+            found[ELEMENT]
+                .as_str()
+                .unwrap_or_else(|| panic!("no element `{selector}`: {found}"))
+                .to_string()
+        }
+
+        /// Runs `script` in the page; its return value.
+        pub(crate) async fn script(&self, script: &str) -> Value {
+            self.post("/execute/sync", json!({"script": script, "args": []}))
+                .await
+        }
+
+        /// Waits (up to 15 seconds) until the JavaScript `condition` holds.
+        pub(crate) async fn wait_for(&self, condition: &str) {
+            for _ in 0..300 {
+                if self.script(&format!("return !!({condition})")).await == Value::Bool(true) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("the page never showed: {condition}");
+        }
+
+        /// The text of the first element `selector` matches.
+        pub(crate) async fn text(&self, selector: &str) -> String {
+            let element = self.element(selector).await;
+            self.driver
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/session/{}/element/{element}/text", self.session),
+                    None,
+                )
+                .await
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+
+        pub(crate) async fn clear_and_type(&self, selector: &str, text: &str) {
+            let element = self.element(selector).await;
+            self.post(&format!("/element/{element}/clear"), json!({}))
+                .await;
+            self.post(
+                &format!("/element/{element}/value"),
+                json!({ "text": text }),
+            )
+            .await;
+        }
+
+        pub(crate) async fn click(&self, selector: &str) {
+            let element = self.element(selector).await;
+            self.post(&format!("/element/{element}/click"), json!({}))
+                .await;
+        }
+
+        /// The page as a PNG.
+        pub(crate) async fn screenshot(&self) -> Vec<u8> {
+            let encoded = self
+                .driver
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/session/{}/screenshot", self.session),
+                    None,
+                )
+                .await;
+            decode_base64(encoded.as_str().unwrap())
+        }
+
+        pub(crate) async fn close(self) {
+            self.driver
+                .call(
+                    reqwest::Method::DELETE,
+                    &format!("/session/{}", self.session),
+                    None,
+                )
+                .await;
+        }
+    }
+
+    /// Standard base64, as WebDriver sends a screenshot.
+    fn decode_base64(text: &str) -> Vec<u8> {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut bytes = Vec::with_capacity(text.len() * 3 / 4);
+        let (mut buffer, mut bits) = (0u32, 0);
+        for symbol in text.bytes().filter(|&symbol| symbol != b'=') {
+            let value = ALPHABET
+                .iter()
+                .position(|&letter| letter == symbol)
+                .unwrap_or_else(|| panic!("`{}` is not base64", symbol as char));
+            buffer = (buffer << 6) | u32::try_from(value).unwrap();
+            bits += 6;
+            if bits >= 8 {
+                bits -= 8;
+                bytes.push(u8::try_from((buffer >> bits) & 0xff).unwrap());
+            }
+        }
+        bytes
+    }
+}
