@@ -1,5 +1,5 @@
 //! Checkpoint stores: the contract every store keeps (threads, records in order, one claim at a
-//! time, statuses, readers that change nothing, deletion), then what each store does with damaged
+//! time, statuses, readers that change nothing, deletion, saved flows), then what each store does with damaged
 //! storage: torn writes are left out by readers and cut off by the next claim, damage anywhere
 //! else is an error naming the record and the file, and nothing saved is ever dropped silently.
 
@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use slateflow::checkpoint::{
-    CheckpointStore, FileStore, MemoryStore, PostgresStore, RecordKind, Records, RunStatus,
-    SqliteStore, StepRecord, StoreError, ThreadLog,
+    CheckpointStore, FileStore, FlowField, FlowInfo, MemoryStore, PostgresStore, RecordKind,
+    Records, RunStatus, SqliteStore, StepRecord, StoreError, ThreadLog,
 };
 
 /// Helpers shared by test files; each uses part of them.
@@ -64,6 +64,44 @@ async fn keeps_the_contract(store: &impl CheckpointStore) {
     keeps_records_and_one_writer(store).await;
     refuses_mistakes_and_deletes(store).await;
     appends_many_in_one_write(store).await;
+    keeps_flows(store).await;
+}
+
+fn flow_info(name: &str, nodes: &[&str]) -> FlowInfo {
+    FlowInfo {
+        name: name.to_string(),
+        state_type: "Counter".into(),
+        graph: serde_json::json!({ "nodes": nodes }),
+        fields: vec![FlowField {
+            name: "count".into(),
+            type_name: "u32".into(),
+        }],
+        saved_at_ms: 1,
+    }
+}
+
+/// Flows are kept by name, sorted, any name; saving one again replaces it; none of them is a
+/// thread.
+async fn keeps_flows(store: &impl CheckpointStore) {
+    let threads = store.threads().await.unwrap().len();
+    store.save_flow(&flow_info("triage", &["a"])).await.unwrap();
+    store
+        .save_flow(&flow_info("claims / 2026", &["b"]))
+        .await
+        .unwrap();
+    store
+        .save_flow(&flow_info("triage", &["a", "c"]))
+        .await
+        .unwrap();
+    let flows = store.flows().await.unwrap();
+    assert_eq!(
+        flows,
+        [
+            flow_info("claims / 2026", &["b"]),
+            flow_info("triage", &["a", "c"])
+        ]
+    );
+    assert_eq!(store.threads().await.unwrap().len(), threads);
 }
 
 /// `append_all` saves its records in order, or none of them when one is out of order.
@@ -332,6 +370,7 @@ fn the_file_store_keeps_the_contract_across_instances() {
     block_on(keeps_the_contract(&FileStore::open(&root).unwrap()));
     // A new store on the same directory (a new process) reads the same.
     let reopened = FileStore::open(&root).unwrap();
+    assert_eq!(block_on(reopened.flows()).unwrap().len(), 2);
     let log = block_on(reopened.load("alpha", Records::All)).unwrap();
     assert_eq!(log.records.len(), 6);
     assert_eq!(log.status, RunStatus::Interrupted);
@@ -605,13 +644,21 @@ fn postgres_set_up_is_safe_to_race_and_refuses_other_versions() {
         for store in stores {
             store.unwrap();
         }
+        // A database of version 1 (before saved flows) is brought up to date.
+        sql(
+            "setup",
+            "DROP TABLE slateflow_flows; UPDATE slateflow_schema SET version = 1",
+        );
+        let store = PostgresStore::connect(&url).await.unwrap();
+        store.save_flow(&flow_info("triage", &["a"])).await.unwrap();
+        assert_eq!(store.flows().await.unwrap().len(), 1);
         sql("setup", "UPDATE slateflow_schema SET version = 9");
         let error = PostgresStore::connect(&url).await.unwrap_err().to_string();
         assert_eq!(
             error,
             format!(
                 "the slateflow_schema table of `{url}` is corrupt (it says version 9; this \
-                 version of slateflow uses version 1); nothing was loaded"
+                 version of slateflow uses version 2); nothing was loaded"
             )
         );
     });
@@ -705,6 +752,38 @@ fn sqlite_errors_name_the_file() {
         )),
         "{error}"
     );
+}
+
+/// A database of the schema before saved flows (version 2) is brought up to date when opened for
+/// writing, its threads kept; opened read-only, it reads as having no saved flow.
+#[test]
+fn a_sqlite_database_of_version_2_is_brought_up_to_date() {
+    let (store, path) = sqlite_thread("sqlite-version-2");
+    drop(store);
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    connection
+        .execute_batch("DROP TABLE flows; PRAGMA user_version = 2;")
+        .unwrap();
+    drop(connection);
+    let reader = SqliteStore::open_read_only(&path).unwrap();
+    assert_eq!(block_on(reader.flows()).unwrap(), []);
+    assert_eq!(block_on(reader.threads()).unwrap().len(), 1);
+    drop(reader);
+    let store = SqliteStore::open(&path).unwrap();
+    block_on(store.save_flow(&flow_info("triage", &["a"]))).unwrap();
+    assert_eq!(block_on(store.flows()).unwrap().len(), 1);
+    assert_eq!(
+        block_on(store.load("t", Records::All))
+            .unwrap()
+            .records
+            .len(),
+        3
+    );
+    let version: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, 3);
 }
 
 #[test]

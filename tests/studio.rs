@@ -617,8 +617,9 @@ fn a_thread_runs_through_the_studio_on_the_postgres_store() {
     });
 }
 
-/// A studio over a store alone lists and shows threads, their state where a snapshot was saved,
-/// and cancels them; it says why it cannot run or answer them.
+/// A studio over a store alone lists and shows threads, draws their flow from what the store
+/// kept of it, shows their state where a snapshot was saved, and cancels them; it says why it
+/// cannot run or answer them.
 #[test]
 fn a_studio_over_a_store_alone_shows_threads_it_cannot_run() {
     runtime().block_on(async {
@@ -639,11 +640,19 @@ fn a_studio_over_a_store_alone_shows_threads_it_cannot_run() {
         let client = Client::of(&server);
         server
             .run_until(async {
-                assert_eq!(client.get("/api/flows").await.body, json!({"flows": []}));
+                // The flow is not hosted, but the store kept its graph and fields.
+                let flows = client.get("/api/flows").await.body;
+                assert_eq!(flows["flows"][0]["name"], "refunds");
+                assert_eq!(flows["flows"][0]["hosted"], false);
+                assert_eq!(
+                    flows["flows"][0]["fields"][0],
+                    json!({"name": "amount", "type": "u32"})
+                );
                 let thread = client.get("/api/threads/alone").await.body;
                 assert_eq!(thread["hosted"], false);
                 assert_eq!(thread["flow"], "refunds");
-                assert_eq!(thread["graph"], Value::Null);
+                assert_eq!(thread["graph"]["start"], "check");
+                assert_eq!(thread["runs"], json!({ "check": 1 }));
                 assert_eq!(thread["pauses"][0]["key"], "asked:check@1");
                 // Step 0 saved a snapshot; step 1 did not, and rebuilding it needs the flow.
                 assert_eq!(client.state("alone", Some(0)).await["amount"], 7);
@@ -819,14 +828,14 @@ fn the_page_answers_a_pause_in_a_real_browser() {
     });
 }
 
-/// A WebDriver client of Debian's `chromedriver`, headless, over HTTP.
+/// A `WebDriver` client of Debian's `chromedriver`, headless, over HTTP.
 mod browser {
     use std::process::{Child, Command, Stdio};
     use std::time::Duration;
 
     use serde_json::{Value, json};
 
-    /// The key under which WebDriver names an element.
+    /// The key under which `WebDriver` names an element.
     const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
     /// A `chromedriver` process, stopped when dropped.
@@ -1028,7 +1037,7 @@ mod browser {
         }
     }
 
-    /// Standard base64, as WebDriver sends a screenshot.
+    /// Standard base64, as `WebDriver` sends a screenshot.
     fn decode_base64(text: &str) -> Vec<u8> {
         const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         let mut bytes = Vec::with_capacity(text.len() * 3 / 4);

@@ -10,9 +10,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CheckpointStore, RecordKind, Records, RunStatus, StepRecord, StoreError, ThreadInfo, ThreadLog,
-    as_read, check_new, check_order, check_thread_id, crc32, crc32_update, io_error as io, lock,
-    status_json,
+    CheckpointStore, FlowInfo, RecordKind, Records, RunStatus, StepRecord, StoreError, ThreadInfo,
+    ThreadLog, as_read, check_new, check_order, check_thread_id, crc32, crc32_update,
+    io_error as io, lock, status_json,
 };
 
 const META: &str = "meta.json";
@@ -30,6 +30,8 @@ const ABANDONED: Duration = Duration::from_secs(60);
 const COMPACTED: &str = ".steps.log.compacted";
 /// The least bytes of compacted records that make the log worth rewriting.
 const REWRITE_AT_LEAST: u64 = 64 * 1024;
+/// The folder of the saved flows, beside the threads (no thread's id starts with a dot).
+const FLOWS: &str = ".flows";
 
 /// The default checkpoint store: a directory, one folder per thread.
 ///
@@ -233,6 +235,22 @@ fn replace_file(thread: &str, dir: &Path, name: &str, bytes: &[u8]) -> Result<()
         .map_err(|source| io(thread, "write", &temporary, source))?;
     fs::rename(&temporary, &target).map_err(|source| io(thread, "replace", &target, source))?;
     sync_dir(thread, dir)
+}
+
+/// The file of the flow `name` in the flows' folder: letters, digits, `-` and `_` as they are,
+/// every other byte as `%XX`, so that any name is one file name.
+fn flow_file(name: &str) -> String {
+    use std::fmt::Write as _;
+    let mut file = String::with_capacity(name.len() + 5);
+    for byte in name.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_') {
+            file.push(char::from(byte));
+        } else {
+            let _ = write!(file, "%{byte:02X}");
+        }
+    }
+    file.push_str(".json");
+    file
 }
 
 /// Flushes a directory's entries (a rename or a new file) to disk.
@@ -750,6 +768,54 @@ impl CheckpointStore for FileStore {
             .map_err(|source| io(&claim.thread, "delete", &claim.dir, source))?;
         sync_dir(&claim.thread, &self.root)?;
         fs::remove_dir_all(&gone).map_err(|source| io(&claim.thread, "delete", &gone, source))
+    }
+
+    async fn save_flow(&self, flow: &FlowInfo) -> Result<(), StoreError> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let dir = self.root.join(FLOWS);
+        fs::create_dir_all(&dir).map_err(|source| io("", "create", &dir, source))?;
+        let bytes = serde_json::to_vec_pretty(flow).map_err(|error| StoreError::Corrupt {
+            thread: String::new(),
+            what: format!("the flow `{}`", flow.name),
+            reason: format!("it does not serialize: {error}"),
+        })?;
+        // A name of its own per writer: two processes may save one flow at once.
+        let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let temporary = dir.join(format!(".{}-{count}.tmp", std::process::id()));
+        let target = dir.join(flow_file(&flow.name));
+        let mut file =
+            File::create(&temporary).map_err(|source| io("", "create", &temporary, source))?;
+        file.write_all(&bytes)
+            .and_then(|()| file.sync_all())
+            .map_err(|source| io("", "write", &temporary, source))?;
+        fs::rename(&temporary, &target).map_err(|source| io("", "replace", &target, source))?;
+        sync_dir("", &dir)
+    }
+
+    async fn flows(&self) -> Result<Vec<FlowInfo>, StoreError> {
+        let dir = self.root.join(FLOWS);
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(io("", "list", &dir, source)),
+        };
+        let mut flows = Vec::new();
+        for entry in entries.filter_map(Result::ok) {
+            let path = entry.path();
+            if path.extension().is_none_or(|extension| extension != "json") {
+                continue;
+            }
+            let bytes = fs::read(&path).map_err(|source| io("", "read", &path, source))?;
+            let flow: FlowInfo =
+                serde_json::from_slice(&bytes).map_err(|error| StoreError::Corrupt {
+                    thread: String::new(),
+                    what: format!("the saved flow `{}`", path.display()),
+                    reason: format!("it does not read: {error}"),
+                })?;
+            flows.push(flow);
+        }
+        flows.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(flows)
     }
 
     async fn cancel(&self, thread: &str) -> Result<(), StoreError> {

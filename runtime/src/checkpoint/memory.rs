@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::{
-    CheckpointStore, RecordKind, Records, RunStatus, StepRecord, StoreError, ThreadInfo, ThreadLog,
-    as_read, check_new, check_order, check_thread_id,
+    CheckpointStore, FlowInfo, RecordKind, Records, RunStatus, StepRecord, StoreError, ThreadInfo,
+    ThreadLog, as_read, check_new, check_order, check_thread_id,
 };
 
 /// Keeps threads in memory: fast, and gone with the process. For tests.
@@ -42,6 +42,7 @@ use super::{
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
     threads: Arc<Mutex<BTreeMap<String, Thread>>>,
+    flows: Arc<Mutex<BTreeMap<String, FlowInfo>>>,
 }
 
 #[derive(Debug)]
@@ -270,6 +271,24 @@ impl CheckpointStore for MemoryStore {
         self.claimed(&claim, |_| Ok(()))?;
         lock(&self.threads).remove(&claim.thread);
         Ok(())
+    }
+
+    async fn save_flow(&self, flow: &FlowInfo) -> Result<(), StoreError> {
+        self.flows
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(flow.name.clone(), flow.clone());
+        Ok(())
+    }
+
+    async fn flows(&self) -> Result<Vec<FlowInfo>, StoreError> {
+        Ok(self
+            .flows
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect())
     }
 
     async fn cancel(&self, thread: &str) -> Result<(), StoreError> {

@@ -454,6 +454,63 @@ pub struct ThreadInfo {
     pub updated_at_ms: u64,
 }
 
+/// A flow as a store keeps it, so that a studio that did not start a thread can still draw its
+/// flow: its name, its state type, its graph and its state's fields. A durable run of a named
+/// flow ([`Durable::named`](crate::durable::Durable::named)) saves it once per process, at its
+/// first start or submit, replacing what was saved under that name before.
+///
+/// ```
+/// use slateflow::checkpoint::{CheckpointStore, MemoryStore};
+/// use slateflow::{Command, SharedState, flow, node};
+/// # use serde::{Deserialize, Serialize};
+///
+/// #[derive(SharedState, Default, Serialize, Deserialize)]
+/// struct Counter {
+///     #[reducer(add)]
+///     count: u32,
+/// }
+///
+/// #[node]
+/// fn count(_: &Counter) -> Command<Counter> {
+///     Command::new(Counter::update().add_count(1))
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = MemoryStore::new();
+/// let flow = flow! { count; };
+/// let durable = flow.durable(store.clone()).named("counting");
+/// durable.start("t-1", &mut Counter::default()).await?;
+/// let flows = store.flows().await?;
+/// assert_eq!(flows[0].name, "counting");
+/// assert_eq!(flows[0].graph["nodes"][0]["name"], "count");
+/// assert_eq!(flows[0].fields[0].type_name, "u32");
+/// # Ok::<(), slateflow::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlowInfo {
+    /// The name its threads are started with.
+    pub name: String,
+    /// The state type its threads are created for.
+    pub state_type: String,
+    /// Its [`Graph`](crate::graph::Graph), as JSON.
+    pub graph: Value,
+    /// Its state's fields.
+    pub fields: Vec<FlowField>,
+    /// When it was saved, in milliseconds since the Unix epoch.
+    pub saved_at_ms: u64,
+}
+
+/// A field of a [`FlowInfo`]'s state: its name and its type as written in the struct.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowField {
+    /// The field's name.
+    pub name: String,
+    /// Its type, as written: `Vec<String>`.
+    #[serde(rename = "type")]
+    pub type_name: String,
+}
+
 /// A store's errors: each names the thread and, where it applies, the record and the file.
 ///
 /// ```
@@ -697,6 +754,18 @@ pub trait CheckpointStore: Send + Sync {
     /// # Errors
     /// The storage's error.
     fn delete(&self, claim: Self::Claim) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Saves `flow` under its name, replacing what was saved under that name before.
+    ///
+    /// # Errors
+    /// The storage's error.
+    fn save_flow(&self, flow: &FlowInfo) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The flows saved, sorted by name.
+    ///
+    /// # Errors
+    /// The storage's error; [`StoreError::Corrupt`] naming a saved flow that does not read.
+    fn flows(&self) -> impl Future<Output = Result<Vec<FlowInfo>, StoreError>> + Send;
 
     /// Cancels a thread, whoever runs it, from this process or any other: its status reads
     /// [`RunStatus::Cancelled`] from then on, and a run that holds its claim is refused at its

@@ -6,13 +6,17 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::{
-    CheckpointStore, Records, RunStatus, StepRecord, StoreError, ThreadInfo, ThreadLog, as_read,
-    check_new, check_order, check_thread_id, crc32, encode, io_error, lock, now_ms, refused,
-    status_json, to_i64,
+    CheckpointStore, FlowInfo, Records, RunStatus, StepRecord, StoreError, ThreadInfo, ThreadLog,
+    as_read, check_new, check_order, check_thread_id, crc32, encode, io_error, lock, now_ms,
+    refused, status_json, to_i64,
 };
 
 /// The schema's version, in SQLite's `user_version`.
-const VERSION: i64 = 2;
+const VERSION: i64 = 3;
+
+/// What version 3 added to version 2: the saved flows. A database of version 2 is brought up to
+/// date when opened for writing; opened read-only, it reads as having no saved flow.
+const FLOWS_TABLE: &str = "CREATE TABLE flows (name TEXT PRIMARY KEY, body TEXT NOT NULL);";
 
 const SCHEMA: &str = "
     CREATE TABLE threads (
@@ -33,6 +37,7 @@ const SCHEMA: &str = "
         PRIMARY KEY (thread, seq)
     );
     CREATE INDEX snapshots ON records (thread, seq) WHERE snapshot = 1;
+    CREATE TABLE flows (name TEXT PRIMARY KEY, body TEXT NOT NULL);
 ";
 
 /// Keeps every thread in one SQLite database file: SQLite is compiled in (no system library), the
@@ -109,7 +114,7 @@ impl SqliteStore {
         .map_err(|error| backend("", "open the database", &path, error))?;
         let store = Self::with(path, connection)?;
         let version = store.version()?;
-        if version != VERSION {
+        if !(2..=VERSION).contains(&version) {
             return Err(store.wrong_version(version));
         }
         Ok(store)
@@ -158,12 +163,17 @@ impl SqliteStore {
                 [],
                 |row| row.get(0),
             )?;
-            if version == 0 && tables == 0 {
+            let mut found = (version != 0 || tables != 0).then_some(version);
+            if found.is_none() {
                 connection.execute_batch(SCHEMA)?;
                 connection.execute_batch(&format!("PRAGMA user_version = {VERSION}"))?;
+            } else if version == 2 {
+                connection.execute_batch(FLOWS_TABLE)?;
+                connection.execute_batch(&format!("PRAGMA user_version = {VERSION}"))?;
+                found = Some(VERSION);
             }
             connection.execute_batch("COMMIT")?;
-            Ok((version != 0 || tables != 0).then_some(version))
+            Ok(found)
         };
         match run() {
             Ok(Some(version)) if version != VERSION => Err(self.wrong_version(version)),
@@ -559,6 +569,47 @@ impl CheckpointStore for SqliteStore {
             last_step: u64::try_from(last_step).unwrap_or(0),
             dropped_torn_record: false,
         })
+    }
+
+    async fn save_flow(&self, flow: &FlowInfo) -> Result<(), StoreError> {
+        let body = serde_json::to_string(flow).map_err(|error| StoreError::Corrupt {
+            thread: String::new(),
+            what: format!("the flow `{}`", flow.name),
+            reason: format!("it does not serialize: {error}"),
+        })?;
+        self.connection()
+            .prepare_cached("INSERT OR REPLACE INTO flows (name, body) VALUES (?1, ?2)")
+            .and_then(|mut statement| statement.execute(rusqlite::params![flow.name, body]))
+            .map_err(|error| self.backend("", "save a flow in", error))?;
+        Ok(())
+    }
+
+    async fn flows(&self) -> Result<Vec<FlowInfo>, StoreError> {
+        // A database of version 2, opened read-only, has no table of flows.
+        if self.version()? < VERSION {
+            return Ok(Vec::new());
+        }
+        let connection = self.connection();
+        let mut statement = connection
+            .prepare_cached("SELECT name, body FROM flows ORDER BY name")
+            .map_err(|error| self.backend("", "list the flows of", error))?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })
+            .map_err(|error| self.backend("", "list the flows of", error))?;
+        let mut flows = Vec::new();
+        for row in rows {
+            let (name, body) = row.map_err(|error| self.backend("", "list the flows of", error))?;
+            flows.push(
+                serde_json::from_str(&body).map_err(|error| StoreError::Corrupt {
+                    thread: String::new(),
+                    what: format!("the saved flow `{name}` in `{}`", self.path.display()),
+                    reason: format!("it does not read: {error}"),
+                })?,
+            );
+        }
+        Ok(flows)
     }
 
     async fn threads(&self) -> Result<Vec<ThreadInfo>, StoreError> {

@@ -87,6 +87,7 @@ mod resume;
 
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -100,7 +101,8 @@ use resume::{
 };
 
 use crate::checkpoint::{
-    CheckpointStore, RecordKind, Records, RunStatus, StepRecord, ThreadLog, Verified,
+    CheckpointStore, FlowField, FlowInfo, RecordKind, Records, RunStatus, StepRecord, ThreadLog,
+    Verified,
 };
 pub use crate::checkpoint::{Pause, PauseWhen, ThreadInfo};
 use crate::error::Error;
@@ -223,6 +225,8 @@ pub struct Durable<'f, S, G, St> {
     observer: Option<Box<dyn Observer + 'f>>,
     /// What puts back a rebuilt state's unsaved fields.
     restore: Option<Restore<'f, S>>,
+    /// Whether this flow's description was saved to the store ([`FlowInfo`]).
+    flow_saved: AtomicBool,
 }
 
 /// What [`Durable::restore`] keeps.
@@ -301,6 +305,7 @@ where
             interrupts: Interrupts::default(),
             observer,
             restore: None,
+            flow_saved: AtomicBool::new(false),
         }
     }
 
@@ -471,8 +476,13 @@ where
         Ok(())
     }
 
-    /// Creates the thread with its start record, claimed; and the size of its snapshot.
+    /// Creates the thread with its start record, claimed; and the size of its snapshot. A named
+    /// flow's description is saved first, once.
     async fn create(&self, thread: &str, state: &S) -> Result<(St::Claim, usize), Error> {
+        if !self.name.is_empty() && !self.flow_saved.load(Ordering::Relaxed) {
+            self.store.save_flow(&self.flow_info()?).await?;
+            self.flow_saved.store(true, Ordering::Relaxed);
+        }
         let snapshot = snapshot(thread, 0, state)?;
         let snapshot_bytes = json_len(&snapshot);
         let mut first = StepRecord::new(0, RecordKind::Start).with_snapshot(snapshot);
@@ -874,6 +884,28 @@ where
             .await?;
         drop(claim);
         Ok(())
+    }
+
+    /// What the store keeps of this flow, for a studio that does not host it.
+    fn flow_info(&self) -> Result<FlowInfo, Error> {
+        let graph = serde_json::to_value(self.flow.graph()).map_err(|error| Error::Save {
+            thread: String::new(),
+            step: 0,
+            reason: format!("the flow's graph does not serialize: {error}"),
+        })?;
+        Ok(FlowInfo {
+            name: self.name.clone(),
+            state_type: state_type::<S>().to_string(),
+            graph,
+            fields: S::FIELDS
+                .iter()
+                .map(|field| FlowField {
+                    name: field.name().to_string(),
+                    type_name: field.type_name().to_string(),
+                })
+                .collect(),
+            saved_at_ms: crate::checkpoint::now_ms(),
+        })
     }
 
     async fn load(&self, thread: &str, records: Records) -> Result<ThreadLog, Error> {

@@ -128,7 +128,7 @@ impl<'s, St: CheckpointStore + 'static> Host<'s, '_, St> {
     pub(super) async fn api(&self, request: Request) -> Reply {
         let segments: Vec<&str> = request.segments.iter().map(String::as_str).collect();
         let answer = match (request.method, segments.as_slice()) {
-            (Method::Get, ["api", "flows"]) => Ok(self.flows()),
+            (Method::Get, ["api", "flows"]) => self.flows().await,
             (Method::Get, ["api", "threads"]) => self.threads(&request).await,
             (Method::Post, ["api", "threads"]) => self.start(&request).await,
             (Method::Get, ["api", "threads", thread]) => self.thread(thread).await,
@@ -156,9 +156,10 @@ impl<'s, St: CheckpointStore + 'static> Host<'s, '_, St> {
         answer.unwrap_or_else(|refusal| Reply::error(refusal.status, refusal.message))
     }
 
-    /// `GET /api/flows`: the hosted flows, their graphs and their states' fields.
-    fn flows(&self) -> Reply {
-        let flows: Vec<Value> = self
+    /// `GET /api/flows`: the hosted flows, their graphs and their states' fields; then the flows
+    /// the store keeps that this studio does not host (`"hosted": false`), drawn, not run.
+    async fn flows(&self) -> Answer {
+        let mut flows: Vec<Value> = self
             .studio
             .flows
             .iter()
@@ -173,10 +174,18 @@ impl<'s, St: CheckpointStore + 'static> Host<'s, '_, St> {
                     "state_type": flow.state_type(),
                     "graph": flow.graph(),
                     "fields": fields,
+                    "hosted": true,
                 })
             })
             .collect();
-        Reply::json(200, &json!({ "flows": flows }))
+        for saved in self.studio.store.flows().await? {
+            if self.studio.hosted(&saved.name, &saved.state_type).is_none() {
+                let mut flow = json!(saved);
+                flow["hosted"] = json!(false);
+                flows.push(flow);
+            }
+        }
+        Ok(Reply::json(200, &json!({ "flows": flows })))
     }
 
     /// `GET /api/threads?status=&offset=&limit=`: a page of the store's threads, last written
@@ -239,16 +248,32 @@ impl<'s, St: CheckpointStore + 'static> Host<'s, '_, St> {
             .filter(|record| record.kind == RecordKind::Start)
             .map_or("", |record| record.node.as_str());
         let hosted = self.studio.hosted(flow_name, &log.state_type);
-        let graph = hosted.map(Hosted::graph);
+        // The hosted flow's graph, or the one the store keeps for the thread's flow.
+        let graph = match hosted {
+            Some(flow) => Some(json!(flow.graph())),
+            None if flow_name.is_empty() => None,
+            None => self
+                .studio
+                .store
+                .flows()
+                .await?
+                .into_iter()
+                .find(|saved| saved.name == flow_name && saved.state_type == log.state_type)
+                .map(|saved| saved.graph),
+        };
+        let forks = graph
+            .as_ref()
+            .and_then(|graph| graph["forks"].as_array())
+            .map_or(&[][..], Vec::as_slice);
         let mut runs: BTreeMap<&str, u64> = BTreeMap::new();
         for record in &log.records {
             if record.kind == RecordKind::Step && !record.node.is_empty() {
                 let top = record.node.split('/').next().unwrap_or_default();
                 *runs.entry(top).or_default() += 1;
                 // A fork is saved as one step: each of its branches ran in it.
-                let forks = graph.iter().flat_map(|graph| &graph.forks);
-                for fork in forks.filter(|fork| fork.name == top) {
-                    for branch in fork.branches {
+                for fork in forks.iter().filter(|fork| fork["name"] == top) {
+                    let branches = fork["branches"].as_array().map_or(&[][..], Vec::as_slice);
+                    for branch in branches.iter().filter_map(Value::as_str) {
                         *runs.entry(branch).or_default() += 1;
                     }
                 }

@@ -25,9 +25,9 @@ pub use setup::PostgresOptions;
 pub(crate) use tls::Tls;
 
 use super::{
-    CheckpointStore, RecordKind, Records, RunStatus, StepRecord, StoreError, ThreadInfo, ThreadLog,
-    as_read, check_new, check_order, check_thread_id, crc32, encode, now_ms, refused, status_json,
-    to_i64,
+    CheckpointStore, FlowInfo, RecordKind, Records, RunStatus, StepRecord, StoreError, ThreadInfo,
+    ThreadLog, as_read, check_new, check_order, check_thread_id, crc32, encode, now_ms, refused,
+    status_json, to_i64,
 };
 
 /// Keeps every thread in a PostgreSQL database, so that processes on many machines share them:
@@ -667,6 +667,46 @@ impl CheckpointStore for PostgresStore {
                     state_type: row.get(1),
                     last_step: from_i64(row.get(3)),
                     updated_at_ms: from_i64(row.get(4)),
+                })
+            })
+            .collect()
+    }
+
+    async fn save_flow(&self, flow: &FlowInfo) -> Result<(), StoreError> {
+        let body = serde_json::to_string(flow).map_err(|error| StoreError::Corrupt {
+            thread: String::new(),
+            what: format!("the flow `{}`", flow.name),
+            reason: format!("it does not serialize: {error}"),
+        })?;
+        self.client("")
+            .await?
+            .execute(
+                "INSERT INTO slateflow_flows (name, body) VALUES ($1, $2)
+                 ON CONFLICT (name) DO UPDATE SET body = EXCLUDED.body",
+                &[&flow.name, &body],
+            )
+            .await
+            .map_err(|error| self.backend("", "save a flow", error))?;
+        Ok(())
+    }
+
+    async fn flows(&self) -> Result<Vec<FlowInfo>, StoreError> {
+        let rows = self
+            .client("")
+            .await?
+            .query(
+                "SELECT name, body FROM slateflow_flows ORDER BY name COLLATE \"C\"",
+                &[],
+            )
+            .await
+            .map_err(|error| self.backend("", "list the flows", error))?;
+        rows.into_iter()
+            .map(|row| {
+                let (name, body): (String, String) = (row.get(0), row.get(1));
+                serde_json::from_str(&body).map_err(|error| StoreError::Corrupt {
+                    thread: String::new(),
+                    what: format!("the saved flow `{name}`"),
+                    reason: format!("it does not read: {error}"),
                 })
             })
             .collect()

@@ -13,7 +13,12 @@ use super::{
 use crate::checkpoint::StoreError;
 
 /// The schema's version, in `slateflow_schema`.
-const VERSION: i32 = 1;
+const VERSION: i32 = 2;
+
+/// What version 2 added to version 1: the saved flows. A database of version 1 is brought up to
+/// date by the first store that connects.
+const FLOWS_TABLE: &str =
+    "CREATE TABLE slateflow_flows (name TEXT PRIMARY KEY, body TEXT NOT NULL);";
 
 /// Serializes concurrent set-ups of one database (`pg_advisory_xact_lock`): `slate` in ASCII.
 const SETUP_LOCK: i64 = 0x0073_6C61_7465;
@@ -47,6 +52,7 @@ const SCHEMA: &str = "
         PRIMARY KEY (thread, seq)
     );
     CREATE INDEX slateflow_records_snapshots ON slateflow_records (thread, seq) WHERE snapshot;
+    CREATE TABLE slateflow_flows (name TEXT PRIMARY KEY, body TEXT NOT NULL);
 ";
 
 /// How a [`PostgresStore`] connects: the pool's size and the claims' lease.
@@ -169,7 +175,7 @@ impl PostgresStore {
                     "CREATE TABLE IF NOT EXISTS slateflow_schema (version INTEGER NOT NULL)",
                 )
                 .await?;
-            let version: Option<i32> = transaction
+            let mut version: Option<i32> = transaction
                 .query_opt("SELECT version FROM slateflow_schema", &[])
                 .await?
                 .map(|row| row.get(0));
@@ -181,6 +187,12 @@ impl PostgresStore {
                         &[&VERSION],
                     )
                     .await?;
+            } else if version == Some(1) {
+                transaction.batch_execute(FLOWS_TABLE).await?;
+                transaction
+                    .execute("UPDATE slateflow_schema SET version = $1", &[&VERSION])
+                    .await?;
+                version = Some(VERSION);
             }
             transaction.commit().await?;
             Ok::<_, tokio_postgres::Error>(version)
