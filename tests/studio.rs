@@ -27,6 +27,8 @@ struct Refund {
     log: Vec<String>,
     /// Text typed by a customer: it may hold markup.
     note: String,
+    /// What the customer and the desk said.
+    chat: Vec<slateflow::agent::Message>,
 }
 
 #[node]
@@ -256,6 +258,17 @@ async fn a_thread_starts_and_waits(client: &Client, thread: &str) {
 
 /// Answered from the page (its origin, no token), the thread runs on to its end.
 async fn the_answer_finishes_it(client: &Client, thread: &str) {
+    // Its event stream says where it stands at once, and each change as it comes.
+    let mut events = client
+        .http
+        .get(format!("{}/api/threads/{thread}/events", client.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.headers()["content-type"], "text/event-stream");
+    let first = next_event(&mut events).await;
+    assert!(first.starts_with("event: changed\ndata: {"), "{first}");
+    assert!(first.contains(r#""status":"paused""#), "{first}");
     let answered = client
         .send(
             client
@@ -267,6 +280,18 @@ async fn the_answer_finishes_it(client: &Client, thread: &str) {
         .await;
     assert_eq!(answered.status, 200, "{}", answered.body);
     assert_eq!(answered.body["pauses_left"], 0);
+    let mut seen = Vec::new();
+    while !seen
+        .last()
+        .is_some_and(|event: &String| event.contains(r#""status":"finished""#))
+    {
+        seen.push(next_event(&mut events).await);
+    }
+    assert!(
+        seen.iter().all(|event| event.starts_with("event: changed")),
+        "{seen:?}"
+    );
+    drop(events);
     let finished = client.wait(thread, "finished").await;
     assert_eq!(finished["detail"], "default");
     assert_eq!(
@@ -375,6 +400,16 @@ async fn a_cancelled_thread_stays_cancelled(client: &Client, test: &str) {
     assert_eq!(listed.body["total"], 3);
 }
 
+/// The next event of a stream (within ten seconds).
+async fn next_event(events: &mut reqwest::Response) -> String {
+    let chunk = tokio::time::timeout(Duration::from_secs(10), events.chunk())
+        .await
+        .expect("an event within ten seconds")
+        .unwrap()
+        .expect("the stream goes on");
+    String::from_utf8(chunk.to_vec()).unwrap()
+}
+
 /// What a refused request should be: its status, and an error that says `says`.
 fn refused(answer: &Answer, status: u16, says: &str) {
     assert_eq!(answer.status, status, "{}", answer.body);
@@ -389,6 +424,11 @@ fn refused(answer: &Answer, status: u16, says: &str) {
 async fn bad_reads_are_refused(client: &Client, thread: &str) {
     refused(
         &client.get("/api/threads/nobody").await,
+        404,
+        "unknown thread `nobody`",
+    );
+    refused(
+        &client.get("/api/threads/nobody/events").await,
         404,
         "unknown thread `nobody`",
     );
@@ -673,6 +713,36 @@ fn a_studio_over_a_store_alone_shows_threads_it_cannot_run() {
                     "{}",
                     answered.error()
                 );
+                // A waiting thread is not queued for workers; a branch of it, interrupted, is.
+                let queued = client.post("/api/threads/alone/queue", &json!({})).await;
+                refused(
+                    &queued,
+                    409,
+                    "cannot be queued: it waits for an answer first",
+                );
+                let branched = client
+                    .post(
+                        "/api/threads/alone/branch",
+                        &json!({"step": 0, "thread": "alone-again"}),
+                    )
+                    .await;
+                assert_eq!(branched.status, 201, "{}", branched.body);
+                let status = |thread: &'static str| {
+                    let client = client.clone();
+                    async move {
+                        client.get(&format!("/api/threads/{thread}")).await.body["status"].clone()
+                    }
+                };
+                assert_eq!(status("alone-again").await, "interrupted");
+                let queued = client
+                    .post("/api/threads/alone-again/queue", &json!({}))
+                    .await;
+                assert_eq!(queued.status, 200, "{}", queued.body);
+                assert_eq!(status("alone-again").await, "queued");
+                let again = client
+                    .post("/api/threads/alone-again/queue", &json!({}))
+                    .await;
+                refused(&again, 409, "it is queued already");
                 let cancelled = client.post("/api/threads/alone/cancel", &json!({})).await;
                 assert_eq!(cancelled.status, 200);
                 assert_eq!(
@@ -785,11 +855,16 @@ fn the_page_answers_a_pause_in_a_real_browser() {
         let mut refund = Refund {
             amount: 120,
             note: SCRIPT.into(),
+            chat: vec![
+                slateflow::agent::Message::human("The blender broke in a week."),
+                slateflow::agent::Message::ai("Sorry! I asked for a refund of 120 EUR."),
+            ],
             ..Refund::default()
         };
         durable.start("refund-7", &mut refund).await.unwrap();
         let server = Studio::of(durable).bind("127.0.0.1:0").await.unwrap();
         let url = format!("{}#/threads/refund-7", server.url());
+        let client = Client::of(&server);
         server
             .run_until(async {
                 let page = driver.open(&url).await;
@@ -802,6 +877,10 @@ fn the_page_answers_a_pause_in_a_real_browser() {
                 assert_eq!(question, "Pay back 120 EUR?");
                 page.wait_for("document.getElementById('state').textContent.includes('note')")
                     .await;
+                // The conversation in the state is drawn as a chat.
+                page.wait_for("document.querySelectorAll('.chat .message').length === 2")
+                    .await;
+                assert!(page.text(".chat .message").await.contains("The blender broke"));
                 // The markup in the state is text on the page, and ran nothing.
                 assert!(page.text("#state").await.contains(SCRIPT));
                 assert_eq!(page.script("return window.pwned === undefined").await, true);
@@ -821,6 +900,26 @@ fn the_page_answers_a_pause_in_a_real_browser() {
                 page.wait_for("document.getElementById('state').textContent.includes('paid 120')")
                     .await;
                 assert_eq!(page.text("#graph g[data-node=pay] .badge").await, "×1");
+                // A thread changed by someone else (a script here) changes on the page by itself.
+                let started = client
+                    .post(
+                        "/api/threads",
+                        &json!({"flow": "refunds", "thread": "refund-8", "state": {"amount": 9}}),
+                    )
+                    .await;
+                assert_eq!(started.status, 202);
+                client.wait("refund-8", "paused").await;
+                page.script("location.hash = '#/threads/refund-8'").await;
+                page.wait_for("document.getElementById('thread-id')?.textContent === 'refund-8'")
+                    .await;
+                page.wait_for("document.querySelector('#status [data-status]')?.dataset.status === 'paused'")
+                    .await;
+                let cancelled = client
+                    .post("/api/threads/refund-8/cancel", &json!({}))
+                    .await;
+                assert_eq!(cancelled.status, 200);
+                page.wait_for("document.querySelector('#status [data-status]')?.dataset.status === 'cancelled'")
+                    .await;
                 page.close().await;
             })
             .await
@@ -926,7 +1025,7 @@ mod browser {
                         "goog:chromeOptions": {
                             "binary": "/usr/bin/chromium",
                             "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                                     "--disable-dev-shm-usage", "--window-size=1400,1000"],
+                                     "--disable-dev-shm-usage", "--window-size=1400,1250"],
                         },
                     }}})),
                 )

@@ -3,6 +3,8 @@
 //! [`http`](super::http) room turns requests into [`Request`] and [`Reply`] into responses).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -48,7 +50,17 @@ pub(super) struct Reply {
     pub(super) body: Vec<u8>,
     /// The methods a path allows, for a 405.
     pub(super) allow: Option<&'static str>,
+    /// For an event stream, its events, sent as they come, after `body`.
+    pub(super) events: Option<Events>,
 }
+
+/// The server-sent events of a stream, each whole (`event: ...\ndata: ...\n\n`).
+pub(super) type Events = std::pin::Pin<Box<dyn futures_util::Stream<Item = String> + Send>>;
+
+/// How often an event stream reads its thread again.
+const WATCH_EVERY: Duration = Duration::from_millis(250);
+/// After how many quiet reads an event stream sends a comment, so that proxies keep it open.
+const QUIET_READS: u32 = 60;
 
 impl Reply {
     pub(super) fn json(status: u16, value: &impl Serialize) -> Self {
@@ -57,6 +69,7 @@ impl Reply {
             content_type: "application/json",
             body: serde_json::to_vec(value).unwrap_or_else(|_| b"null".to_vec()),
             allow: None,
+            events: None,
         }
     }
 
@@ -71,6 +84,7 @@ impl Reply {
             content_type: "text/html; charset=utf-8",
             body: html.as_bytes().to_vec(),
             allow: None,
+            events: None,
         }
     }
 
@@ -138,11 +152,12 @@ impl<'s, St: CheckpointStore + 'static> Host<'s, '_, St> {
             (Method::Get, ["api", "threads", thread, "state"]) => {
                 self.state(thread, &request).await
             }
+            (Method::Get, ["api", "threads", thread, "events"]) => self.events(thread).await,
             (Method::Post, ["api", "threads", thread, action]) => {
                 self.act(thread, action, &request).await
             }
             (_, ["api", "flows" | "threads"]) => return Reply::not_allowed(allowed(&segments)),
-            (_, ["api", "threads", _, "history" | "state"] | ["api", "threads", _]) => {
+            (_, ["api", "threads", _, "history" | "state" | "events"] | ["api", "threads", _]) => {
                 return Reply::not_allowed("GET");
             }
             _ => Err(Refusal::new(
@@ -387,6 +402,36 @@ impl<'s, St: CheckpointStore + 'static> Host<'s, '_, St> {
         }
     }
 
+    /// `GET /api/threads/{id}/events`: server-sent events, `changed` with the thread's status,
+    /// last step and last write (`{"status", "step", "updated_at_ms"}`) at once and whenever
+    /// they change, whoever runs it: this studio, or a worker elsewhere (read through the
+    /// store, four times a second); `gone` when the thread is deleted.
+    async fn events(&self, thread: &str) -> Answer {
+        check_thread_id(thread)?;
+        let store = Arc::clone(&self.studio.store);
+        // An unknown thread is a 404 now, not an empty stream.
+        store.load(thread, Records::SinceSnapshot).await?;
+        let watch = Watch {
+            store,
+            thread: thread.to_string(),
+            last: None,
+            quiet: 0,
+        };
+        let events = futures_util::stream::unfold(Some(watch), |watch| async move {
+            let mut watch = watch?;
+            let event = watch.next().await;
+            let done = event.starts_with("event: gone");
+            Some((event, (!done).then_some(watch)))
+        });
+        Ok(Reply {
+            status: 200,
+            content_type: "text/event-stream",
+            body: Vec::new(),
+            allow: None,
+            events: Some(Box::pin(events)),
+        })
+    }
+
     /// `POST /api/threads` with `{"flow", "thread", "state"}`: starts a thread of a hosted flow,
     /// run by the studio.
     async fn start(&self, request: &Request) -> Answer {
@@ -424,12 +469,15 @@ impl<'s, St: CheckpointStore + 'static> Host<'s, '_, St> {
 
     /// `POST /api/threads/{id}/{answer | update | resume | cancel | branch}`.
     async fn act(&self, thread: &str, action: &str, request: &Request) -> Answer {
-        if !matches!(action, "answer" | "update" | "resume" | "cancel" | "branch") {
+        if !matches!(
+            action,
+            "answer" | "update" | "resume" | "queue" | "cancel" | "branch"
+        ) {
             return Err(Refusal::new(
                 404,
                 format!(
                     "no such action on a thread: `{action}`; the actions are `answer`, `update`, \
-                     `resume`, `cancel` and `branch`"
+                     `resume`, `queue`, `cancel` and `branch`"
                 ),
             ));
         }
@@ -444,6 +492,7 @@ impl<'s, St: CheckpointStore + 'static> Host<'s, '_, St> {
                 ))
             }
             "branch" => self.branch(thread, request).await,
+            "queue" => self.queue(thread).await,
             _ => self.change(thread, action, request).await,
         }
     }
@@ -543,6 +592,33 @@ impl<'s, St: CheckpointStore + 'static> Host<'s, '_, St> {
         }
     }
 
+    /// `POST /api/threads/{id}/queue`: marks a thread that stopped (interrupted, failed, or
+    /// paused with every pause answered) as queued, for a worker to take.
+    async fn queue(&self, thread: &str) -> Answer {
+        let store = &self.studio.store;
+        let log = store.load(thread, Records::SinceSnapshot).await?;
+        let (pending, _) = pending_in(&log.records);
+        let refusal = match &log.status {
+            RunStatus::Interrupted | RunStatus::Failed { .. } => None,
+            RunStatus::Paused { .. } if pending.is_empty() => None,
+            RunStatus::Paused { .. } => Some("it waits for an answer first".to_string()),
+            RunStatus::Queued => Some("it is queued already".to_string()),
+            status => Some(format!("it is {}", status_name(status))),
+        };
+        if let Some(why) = refusal {
+            return Err(Refusal::new(
+                409,
+                format!("thread `{thread}` cannot be queued: {why}"),
+            ));
+        }
+        let mut claim = store.claim(thread).await?;
+        store.set_status(&mut claim, &RunStatus::Queued).await?;
+        Ok(Reply::json(
+            200,
+            &json!({ "thread": thread, "queued": true }),
+        ))
+    }
+
     /// `POST /api/threads/{id}/branch` with `{"step", "thread", "update"?}`: a new thread from
     /// the old one as it was after `step`, with an update saved as an input (its state edited),
     /// left to be resumed.
@@ -554,14 +630,17 @@ impl<'s, St: CheckpointStore + 'static> Host<'s, '_, St> {
             Refusal::new(400, "the body needs `step`: the step number to branch from")
         })?;
         let update = body.get("update").filter(|update| !update.is_null());
-        let flow = self.hosted_for(thread).await?;
         // The update is read before anything is written: a bad one leaves no new thread behind.
-        let input = update
-            .map(|update| {
-                flow.update(new_thread.to_string(), update)
-                    .map_err(as_update)
-            })
-            .transpose()?;
+        // Reading it needs the flow; a branch without one does not.
+        let input = match update {
+            Some(update) => Some(
+                self.hosted_for(thread)
+                    .await?
+                    .update(new_thread.to_string(), update)
+                    .map_err(as_update)?,
+            ),
+            None => None,
+        };
         let log = self.studio.store.load(thread, Records::All).await?;
         if step > log.last_step {
             return Err(Refusal::new(
@@ -640,6 +719,53 @@ impl<'s, St: CheckpointStore + 'static> Host<'s, '_, St> {
                 "a change needs the studio's token (`Authorization: Bearer <token>`) or a request \
                  from the studio's own page",
             ))
+        }
+    }
+}
+
+/// What an event stream watches: a thread, and what it last said of it.
+struct Watch<St> {
+    store: Arc<St>,
+    thread: String,
+    last: Option<String>,
+    quiet: u32,
+}
+
+impl<St: CheckpointStore> Watch<St> {
+    /// The next event: at once the first time, then when the thread changes (or a comment
+    /// after a quiet while).
+    async fn next(&mut self) -> String {
+        loop {
+            if self.last.is_some() {
+                tokio::time::sleep(WATCH_EVERY).await;
+            }
+            let seen = match self.store.load(&self.thread, Records::SinceSnapshot).await {
+                Ok(log) => json!({
+                    "status": status_name(&log.status),
+                    "step": log.last_step,
+                    "updated_at_ms": log.records.last().map_or(0, |record| record.saved_at_ms),
+                })
+                .to_string(),
+                Err(StoreError::UnknownThread { .. }) => {
+                    return format!(
+                        "event: gone\ndata: {}\n\n",
+                        json!({ "thread": self.thread })
+                    );
+                }
+                // A store that cannot be read now (a database away) may be read at the next look.
+                Err(error) => json!({ "error": error.to_string() }).to_string(),
+            };
+            if self.last.as_ref() != Some(&seen) {
+                self.quiet = 0;
+                let event = format!("event: changed\ndata: {seen}\n\n");
+                self.last = Some(seen);
+                return event;
+            }
+            self.quiet += 1;
+            if self.quiet >= QUIET_READS {
+                self.quiet = 0;
+                return ": still watching\n\n".into();
+            }
         }
     }
 }

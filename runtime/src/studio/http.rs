@@ -8,8 +8,9 @@ use std::pin::pin;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::{Bytes, Incoming};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use hyper::body::{Bytes, Frame, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -23,6 +24,9 @@ use crate::checkpoint::CheckpointStore;
 
 /// The page, with its script and style: every asset is in the binary.
 const PAGE: &str = include_str!("page.html");
+
+/// A response's body: whole, or a stream of events.
+type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 /// The largest request body read (an initial state, an update).
 const MAX_BODY: usize = 4 << 20;
@@ -68,7 +72,7 @@ impl<'s, St: CheckpointStore + 'static> Host<'s, '_, St> {
     }
 
     /// Checks and answers one request.
-    async fn respond(&self, request: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
+    async fn respond(&self, request: hyper::Request<Incoming>) -> hyper::Response<Body> {
         let reply = match self.read(request).await {
             Ok(request) if request.segments.first().map(String::as_str) == Some("api") => {
                 self.api(request).await
@@ -188,8 +192,15 @@ fn is_page(segments: &[String]) -> bool {
     }
 }
 
-fn response(reply: Reply) -> hyper::Response<Full<Bytes>> {
-    let mut response = hyper::Response::new(Full::new(Bytes::from(reply.body)));
+fn response(reply: Reply) -> hyper::Response<Body> {
+    let body = match reply.events {
+        None => Full::new(Bytes::from(reply.body)).boxed_unsync(),
+        Some(events) => StreamBody::new(
+            events.map(|event| Ok::<_, Infallible>(Frame::data(Bytes::from(event)))),
+        )
+        .boxed_unsync(),
+    };
+    let mut response = hyper::Response::new(body);
     *response.status_mut() =
         hyper::StatusCode::from_u16(reply.status).unwrap_or(hyper::StatusCode::OK);
     let headers = response.headers_mut();

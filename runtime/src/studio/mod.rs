@@ -5,8 +5,9 @@
 //! one thread at a time: its timeline (node, action, routing reason, time, the update), the whole
 //! state after any step, how often each node ran and where the run stands, and the pauses it waits
 //! at, each with a form to answer it. From the page a person starts a thread of a hosted flow from
-//! an initial state typed as JSON, answers pauses, edits a thread's state, resumes, cancels, and
-//! branches a new thread from an earlier step with an edited state.
+//! an initial state typed as JSON, answers pauses, edits a thread's state, resumes, queues a stopped
+//! thread again for workers, cancels, and branches a new thread from an earlier step with an
+//! edited state.
 //!
 //! ```no_run
 //! use serde::{Deserialize, Serialize};
@@ -49,8 +50,10 @@
 //! its state at the steps that saved a snapshot, and cancels and branches threads.
 //!
 //! Runs the studio starts or resumes share its task: they are polled with its connections, not
-//! spawned, so the flows need not be `'static`. Threads that workers run elsewhere are followed
-//! through the store: the page reads it again every second while a thread runs.
+//! spawned, so the flows need not be `'static`. It needs a tokio runtime with IO and timers
+//! (`#[tokio::main]`, or a builder's `enable_all`). The page follows the open thread through
+//! its event stream, whoever runs it: this studio, or workers elsewhere, read through the store
+//! four times a second.
 //!
 //! # Safe by default
 //! The studio listens where it is told; on an address other than a loopback one it needs a token
@@ -73,11 +76,13 @@
 //! | list threads (by status, paged) | `curl '127.0.0.1:7878/api/threads?status=paused&offset=0&limit=50'` |
 //! | see a thread: status, pauses, node counts, graph | `curl 127.0.0.1:7878/api/threads/refund-1` |
 //! | read its timeline (paged) | `curl '127.0.0.1:7878/api/threads/refund-1/history?offset=0&limit=100'` |
+//! | follow it as it changes (server-sent events) | `curl -N 127.0.0.1:7878/api/threads/refund-1/events` |
 //! | read its state after step 3 (the current one without `step`) | `curl '127.0.0.1:7878/api/threads/refund-1/state?step=3'` |
 //! | start a thread of a hosted flow | `curl -H "Authorization: Bearer $TOKEN" -d '{"flow": "refunds", "thread": "refund-2", "state": {"amount": 40}}' 127.0.0.1:7878/api/threads` |
 //! | answer a pause (and resume when none is left) | `curl -H "Authorization: Bearer $TOKEN" -d '{"key": "asked:check@1", "update": {"approved": true}}' 127.0.0.1:7878/api/threads/refund-1/answer` |
 //! | edit a thread's state (saved as an input) | `curl -H "Authorization: Bearer $TOKEN" -d '{"update": {"amount": 50}}' 127.0.0.1:7878/api/threads/refund-1/update` |
-//! | resume a thread | `curl -H "Authorization: Bearer $TOKEN" -X POST 127.0.0.1:7878/api/threads/refund-1/resume` |
+//! | resume a thread (in the studio) | `curl -H "Authorization: Bearer $TOKEN" -X POST 127.0.0.1:7878/api/threads/refund-1/resume` |
+//! | queue a stopped thread again, for workers | `curl -H "Authorization: Bearer $TOKEN" -X POST 127.0.0.1:7878/api/threads/refund-1/queue` |
 //! | cancel a thread | `curl -H "Authorization: Bearer $TOKEN" -X POST 127.0.0.1:7878/api/threads/refund-1/cancel` |
 //! | branch a new thread from step 1, edited | `curl -H "Authorization: Bearer $TOKEN" -d '{"step": 1, "thread": "refund-1b", "update": {"amount": 10}}' 127.0.0.1:7878/api/threads/refund-1/branch` |
 //!
