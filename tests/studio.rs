@@ -788,13 +788,11 @@ fn threads_are_paged_and_filtered() {
                     .await
                     .body;
                 assert_eq!(paused["total"], 119);
-                assert!(
-                    paused["threads"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .all(|thread| thread["status"] == "paused" && thread["step"] == 1)
-                );
+                assert!(paused["threads"].as_array().unwrap().iter().all(
+                    |thread| thread["status"] == "paused"
+                        && thread["step"] == 1
+                        && thread["pauses"] == 1
+                ));
                 let cancelled = client.get("/api/threads?status=cancelled").await.body;
                 assert_eq!(cancelled["total"], 1);
             })

@@ -236,11 +236,16 @@ impl<'s, St: CheckpointStore + 'static> Host<'s, '_, St> {
             .skip(offset)
             .take(limit)
             .map(|thread| {
+                let pauses = match &thread.status {
+                    RunStatus::Paused { pauses } => pauses.len(),
+                    _ => 0,
+                };
                 let mut line = json!({
                     "id": thread.id,
                     "state_type": thread.state_type,
                     "step": thread.last_step,
                     "updated_at_ms": thread.updated_at_ms,
+                    "pauses": pauses,
                 });
                 status_fields(&mut line, &thread.status);
                 line
