@@ -860,15 +860,23 @@ fn the_page_answers_a_pause_in_a_real_browser() {
             ..Refund::default()
         };
         durable.start("refund-7", &mut refund).await.unwrap();
-        let server = Studio::of(durable).bind("127.0.0.1:0").await.unwrap();
+        let (inner, outer) = (flow! { pay >> refuse; }, check);
+        let nested = flow! { outer >> inner; };
+        let server = Studio::of(durable)
+            .flow(nested.durable(MemoryStore::new()).named("nested"))
+            .bind("127.0.0.1:0")
+            .await
+            .unwrap();
         let url = format!("{}#/threads/refund-7", server.url());
         let client = Client::of(&server);
         server
             .run_until(async {
                 let page = driver.open(&url).await;
                 // The graph, the thread's status and its question.
-                page.wait_for("document.querySelectorAll('#graph g[data-node]').length === 4")
-                    .await;
+                page.wait_for(
+                    "document.querySelectorAll('#graph svg')[0]?.querySelectorAll('g[data-node]').length === 4",
+                )
+                .await;
                 page.wait_for("document.querySelector('#status [data-status]')?.dataset.status === 'paused'")
                     .await;
                 let question = page.text("form.pause .question").await;
@@ -889,14 +897,18 @@ fn the_page_answers_a_pause_in_a_real_browser() {
                 if let Some(path) = std::env::var_os("SLATEFLOW_SCREENSHOT") {
                     std::fs::write(path, &shot).unwrap();
                 }
-                // Answered in the form, the thread runs to its end, and the page shows it.
-                page.clear_and_type("form.pause textarea", r#"{"approved": true}"#)
+                // Answered in the form (a choice for the flag, a text for the note, no JSON typed),
+                // the thread runs to its end, and the page shows it.
+                page.click("form.pause select[name=approved] option[value=true]")
+                    .await;
+                page.clear_and_type("form.pause input[name=note]", "approved by phone")
                     .await;
                 page.click("form.pause button[type=submit]").await;
                 page.wait_for("document.querySelector('#status [data-status]')?.dataset.status === 'finished'")
                     .await;
                 page.wait_for("document.getElementById('state').textContent.includes('paid 120')")
                     .await;
+                assert!(page.text("#state").await.contains(r#""note": "approved by phone""#));
                 assert_eq!(page.text("#graph g[data-node=pay] .badge").await, "×1");
                 // A thread changed by someone else (a script here) changes on the page by itself.
                 let started = client
@@ -918,6 +930,12 @@ fn the_page_answers_a_pause_in_a_real_browser() {
                 assert_eq!(cancelled.status, 200);
                 page.wait_for("document.querySelector('#status [data-status]')?.dataset.status === 'cancelled'")
                     .await;
+                // A flow nested in another is drawn in a group of its own.
+                page.script("location.hash = '#/flows/nested'").await;
+                page.wait_for(
+                    "document.querySelector('#graph .nested-graph[data-flow=inner] g[data-node=refuse]')",
+                )
+                .await;
                 page.close().await;
             })
             .await

@@ -1,10 +1,11 @@
 //! The studio: a local web page where a person sees a store's threads and steers them (feature
 //! `studio`).
 //!
-//! It shows each hosted flow as a picture, the store's threads (filtered by status, paged), and
-//! one thread at a time: its timeline (node, action, routing reason, time, the update), the whole
-//! state after any step, how often each node ran and where the run stands, and the pauses it waits
-//! at, each with a form to answer it. From the page a person starts a thread of a hosted flow from
+//! It shows each hosted flow as a picture (forks and joins, nested flows in groups of their own),
+//! the store's threads (filtered by status, paged), and one thread at a time: its timeline (node,
+//! action, routing reason, time, the update), the whole state after any step (its conversations
+//! drawn as chats), how often each node ran and where the run stands, and the pauses it waits at,
+//! each with a form to answer it (an input per plain field, JSON for the rest). From the page a person starts a thread of a hosted flow from
 //! an initial state typed as JSON, answers pauses, edits a thread's state, resumes, queues a stopped
 //! thread again for workers, cancels, and branches a new thread from an earlier step with an
 //! edited state.
