@@ -280,17 +280,37 @@ async fn the_answer_finishes_it(client: &Client, thread: &str) {
         .await;
     assert_eq!(answered.status, 200, "{}", answered.body);
     assert_eq!(answered.body["pauses_left"], 0);
-    let mut seen = Vec::new();
-    while !seen
-        .last()
-        .is_some_and(|event: &String| event.contains(r#""status":"finished""#))
-    {
-        seen.push(next_event(&mut events).await);
+    // The run the answer made sends its events as they happen; the store's changes come too.
+    let mut seen: Vec<String> = Vec::new();
+    while !seen.iter().any(|event| {
+        event.starts_with("event: changed") && event.contains(r#""status":"finished""#)
+    }) {
+        let chunk = next_event(&mut events).await;
+        seen.extend(chunk.split_terminator("\n\n").map(str::to_string));
     }
-    assert!(
-        seen.iter().all(|event| event.starts_with("event: changed")),
-        "{seen:?}"
-    );
+    let run: Vec<Value> = seen
+        .iter()
+        .filter_map(|event| event.strip_prefix("event: run\ndata: "))
+        .map(|data| serde_json::from_str(data).unwrap())
+        .collect();
+    let kinds: Vec<(&str, &str)> = run
+        .iter()
+        .map(|event| {
+            (
+                event["kind"].as_str().unwrap(),
+                event["node"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    for expected in [
+        ("node_started", "decide"),
+        ("node_finished", "decide"),
+        ("node_started", "pay"),
+        ("step_saved", "pay"),
+        ("run_finished", ""),
+    ] {
+        assert!(kinds.contains(&expected), "no {expected:?} in {kinds:?}");
+    }
     drop(events);
     let finished = client.wait(thread, "finished").await;
     assert_eq!(finished["detail"], "default");
@@ -909,6 +929,9 @@ fn the_page_answers_a_pause_in_a_real_browser() {
                 page.wait_for("document.getElementById('state').textContent.includes('paid 120')")
                     .await;
                 assert!(page.text("#state").await.contains(r#""note": "approved by phone""#));
+                // The run's events showed on the page as they happened.
+                page.wait_for("[...document.querySelectorAll('#live li')].some(li => li.textContent.includes('pay'))")
+                    .await;
                 assert_eq!(page.text("#graph g[data-node=pay] .badge").await, "×1");
                 // A thread changed by someone else (a script here) changes on the page by itself.
                 let started = client

@@ -373,6 +373,29 @@ pub enum RunStatus {
     Cancelled,
 }
 
+impl RunStatus {
+    /// The status's name, as its JSON says it: `running`, `queued`, `interrupted`, `paused`,
+    /// `finished`, `failed` or `cancelled`.
+    ///
+    /// ```
+    /// use slateflow::checkpoint::RunStatus;
+    ///
+    /// assert_eq!(RunStatus::Paused { pauses: vec![] }.name(), "paused");
+    /// assert_eq!(RunStatus::Finished { action: "done".into() }.name(), "finished");
+    /// ```
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Queued => "queued",
+            Self::Interrupted => "interrupted",
+            Self::Paused { .. } => "paused",
+            Self::Finished { .. } => "finished",
+            Self::Failed { .. } => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
 /// Which records [`CheckpointStore::load`] reads.
 ///
 /// ```

@@ -152,6 +152,16 @@ impl Outcome {
     }
 }
 
+/// Two observers of one run: the flow's, then one for this run alone.
+struct Both<'a>(&'a dyn Observer, &'a dyn Observer);
+
+impl Observer for Both<'_> {
+    fn on_event(&self, event: &Event<'_>) {
+        self.0.on_event(event);
+        self.1.on_event(event);
+    }
+}
+
 /// The pauses a thread whose records end with `records` stopped at, read without the state's
 /// type: those not answered yet, and the keys of those answered (the thread goes past them when
 /// it resumes).
@@ -437,17 +447,19 @@ where
     pub async fn start(&self, thread: &str, state: &mut S) -> Result<Outcome, Error> {
         self.check_interrupts()?;
         let (claim, snapshot_bytes) = self.create(thread, state).await?;
-        self.drive(claim, thread, state, Resume::at_start(snapshot_bytes))
+        self.drive(claim, thread, state, Resume::at_start(snapshot_bytes), None)
             .await
     }
 
     /// [`start`](Self::start) in two parts: the thread is created when this returns, and the
-    /// future returned runs it. A studio answers a start once its thread can be read.
+    /// future returned runs it, its events going to `also` as well as to the flow's observer. A
+    /// studio answers a start once its thread can be read, and shows the run as it goes.
     #[cfg(feature = "studio")]
     pub(crate) async fn create_then_run(
         &self,
         thread: String,
         mut state: S,
+        also: Arc<dyn Observer>,
     ) -> Result<impl Future<Output = Result<Outcome, Error>> + Send + '_, Error>
     where
         S: Send,
@@ -457,9 +469,22 @@ where
         self.check_interrupts()?;
         let (claim, snapshot_bytes) = self.create(&thread, &state).await?;
         Ok(async move {
-            self.drive(claim, &thread, &mut state, Resume::at_start(snapshot_bytes))
+            let resume = Resume::at_start(snapshot_bytes);
+            self.drive(claim, &thread, &mut state, resume, Some(&*also))
                 .await
         })
+    }
+
+    /// [`resume`](Self::resume), its events going to `also` as well as to the flow's observer.
+    #[cfg(feature = "studio")]
+    pub(crate) async fn resume_watched(
+        &self,
+        thread: &str,
+        also: &dyn Observer,
+    ) -> Result<(S, Outcome), Error> {
+        self.check_interrupts()?;
+        let claim = self.store.claim(thread).await?;
+        self.resume_claimed_with(claim, thread, Some(also)).await
     }
 
     /// Saves a new thread with `state` as its step 0 and runs nothing: it waits, as
@@ -514,8 +539,18 @@ where
     /// Resumes a thread whose claim the caller took (a worker).
     pub(crate) async fn resume_claimed(
         &self,
+        claim: St::Claim,
+        thread: &str,
+    ) -> Result<(S, Outcome), Error> {
+        self.resume_claimed_with(claim, thread, None).await
+    }
+
+    /// [`resume_claimed`](Self::resume_claimed), its events going to `also` too, if given.
+    async fn resume_claimed_with(
+        &self,
         mut claim: St::Claim,
         thread: &str,
+        also: Option<&dyn Observer>,
     ) -> Result<(S, Outcome), Error> {
         let log = self.load(thread, Records::SinceSnapshot).await?;
         let mut state = rebuild::<S>(thread, &log.records, u64::MAX)?;
@@ -592,7 +627,7 @@ where
             kept: at.kept,
             answered: at.answered,
         };
-        let outcome = self.drive(claim, thread, &mut state, resume).await?;
+        let outcome = self.drive(claim, thread, &mut state, resume, also).await?;
         Ok((state, outcome))
     }
 
@@ -929,20 +964,27 @@ where
         self.interrupts.check(&self.flow.graph())
     }
 
-    /// Runs to the end or a pause, with or without the observer, then saves the status.
+    /// Runs to the end or a pause, with or without the observer (and `also`, for this run),
+    /// then saves the status.
     async fn drive(
         &self,
         claim: St::Claim,
         thread: &str,
         state: &mut S,
         resume: Resume,
+        also: Option<&dyn Observer>,
     ) -> Result<Outcome, Error> {
-        match self.observer.as_deref() {
-            Some(observer) => {
+        match (self.observer.as_deref(), also) {
+            (Some(observer), Some(also)) => {
+                let both = Both(observer, also);
+                self.drive_with(Observe(&both), claim, thread, state, resume)
+                    .await
+            }
+            (Some(observer), None) | (None, Some(observer)) => {
                 self.drive_with(Observe(observer), claim, thread, state, resume)
                     .await
             }
-            None => self.drive_with(NoWatch, claim, thread, state, resume).await,
+            (None, None) => self.drive_with(NoWatch, claim, thread, state, resume).await,
         }
     }
 

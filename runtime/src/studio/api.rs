@@ -4,13 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::Host;
 use super::hosted::Hosted;
+use super::live::{self, Events};
 use crate::checkpoint::{
     CheckpointStore, Pause, RecordKind, Records, RunStatus, StepRecord, StoreError, check_thread_id,
 };
@@ -53,14 +53,6 @@ pub(super) struct Reply {
     /// For an event stream, its events, sent as they come, after `body`.
     pub(super) events: Option<Events>,
 }
-
-/// The server-sent events of a stream, each whole (`event: ...\ndata: ...\n\n`).
-pub(super) type Events = std::pin::Pin<Box<dyn futures_util::Stream<Item = String> + Send>>;
-
-/// How often an event stream reads its thread again.
-const WATCH_EVERY: Duration = Duration::from_millis(250);
-/// After how many quiet reads an event stream sends a comment, so that proxies keep it open.
-const QUIET_READS: u32 = 60;
 
 impl Reply {
     pub(super) fn json(status: u16, value: &impl Serialize) -> Self {
@@ -223,7 +215,7 @@ impl<'s, St: CheckpointStore + 'static> Host<'s, '_, St> {
                     ),
                 ));
             }
-            threads.retain(|thread| status_name(&thread.status) == status);
+            threads.retain(|thread| thread.status.name() == status);
         }
         threads.sort_by(|a, b| {
             b.updated_at_ms
@@ -407,33 +399,18 @@ impl<'s, St: CheckpointStore + 'static> Host<'s, '_, St> {
         }
     }
 
-    /// `GET /api/threads/{id}/events`: server-sent events, `changed` with the thread's status,
-    /// last step and last write (`{"status", "step", "updated_at_ms"}`) at once and whenever
-    /// they change, whoever runs it: this studio, or a worker elsewhere (read through the
-    /// store, four times a second); `gone` when the thread is deleted.
+    /// `GET /api/threads/{id}/events`: server-sent events; see [`live`](super::live).
     async fn events(&self, thread: &str) -> Answer {
         check_thread_id(thread)?;
         let store = Arc::clone(&self.studio.store);
         // An unknown thread is a 404 now, not an empty stream.
         store.load(thread, Records::SinceSnapshot).await?;
-        let watch = Watch {
-            store,
-            thread: thread.to_string(),
-            last: None,
-            quiet: 0,
-        };
-        let events = futures_util::stream::unfold(Some(watch), |watch| async move {
-            let mut watch = watch?;
-            let event = watch.next().await;
-            let done = event.starts_with("event: gone");
-            Some((event, (!done).then_some(watch)))
-        });
         Ok(Reply {
             status: 200,
             content_type: "text/event-stream",
             body: Vec::new(),
             allow: None,
-            events: Some(Box::pin(events)),
+            events: Some(live::events(store, thread, self.live.subscribe())),
         })
     }
 
@@ -464,7 +441,9 @@ impl<'s, St: CheckpointStore + 'static> Host<'s, '_, St> {
             })?;
         // The thread is created before the answer, so that it can be read at once; a thread of
         // that id already there is refused here.
-        let run = flow.start(thread.to_string(), state)?.await?;
+        let run = flow
+            .start(thread.to_string(), state, self.relay(thread))?
+            .await?;
         self.run(thread, run);
         Ok(Reply::json(
             202,
@@ -556,7 +535,7 @@ impl<'s, St: CheckpointStore + 'static> Host<'s, '_, St> {
                     .await?;
                 let left = pending.len() - 1;
                 if resume && left == 0 {
-                    self.run(thread, flow.resume(thread.to_string()));
+                    self.run(thread, flow.resume(thread.to_string(), self.relay(thread)));
                 }
                 Ok(Reply::json(
                     200,
@@ -584,11 +563,11 @@ impl<'s, St: CheckpointStore + 'static> Host<'s, '_, St> {
                         409,
                         format!(
                             "thread `{thread}` is {}: it does not run again; branch it to go on",
-                            status_name(&log.status)
+                            log.status.name()
                         ),
                     ));
                 }
-                self.run(thread, flow.resume(thread.to_string()));
+                self.run(thread, flow.resume(thread.to_string(), self.relay(thread)));
                 Ok(Reply::json(
                     202,
                     &json!({ "thread": thread, "running": true }),
@@ -608,7 +587,7 @@ impl<'s, St: CheckpointStore + 'static> Host<'s, '_, St> {
             RunStatus::Paused { .. } if pending.is_empty() => None,
             RunStatus::Paused { .. } => Some("it waits for an answer first".to_string()),
             RunStatus::Queued => Some("it is queued already".to_string()),
-            status => Some(format!("it is {}", status_name(status))),
+            status => Some(format!("it is {}", status.name())),
         };
         if let Some(why) = refusal {
             return Err(Refusal::new(
@@ -728,53 +707,6 @@ impl<'s, St: CheckpointStore + 'static> Host<'s, '_, St> {
     }
 }
 
-/// What an event stream watches: a thread, and what it last said of it.
-struct Watch<St> {
-    store: Arc<St>,
-    thread: String,
-    last: Option<String>,
-    quiet: u32,
-}
-
-impl<St: CheckpointStore> Watch<St> {
-    /// The next event: at once the first time, then when the thread changes (or a comment
-    /// after a quiet while).
-    async fn next(&mut self) -> String {
-        loop {
-            if self.last.is_some() {
-                tokio::time::sleep(WATCH_EVERY).await;
-            }
-            let seen = match self.store.load(&self.thread, Records::SinceSnapshot).await {
-                Ok(log) => json!({
-                    "status": status_name(&log.status),
-                    "step": log.last_step,
-                    "updated_at_ms": log.records.last().map_or(0, |record| record.saved_at_ms),
-                })
-                .to_string(),
-                Err(StoreError::UnknownThread { .. }) => {
-                    return format!(
-                        "event: gone\ndata: {}\n\n",
-                        json!({ "thread": self.thread })
-                    );
-                }
-                // A store that cannot be read now (a database away) may be read at the next look.
-                Err(error) => json!({ "error": error.to_string() }).to_string(),
-            };
-            if self.last.as_ref() != Some(&seen) {
-                self.quiet = 0;
-                let event = format!("event: changed\ndata: {seen}\n\n");
-                self.last = Some(seen);
-                return event;
-            }
-            self.quiet += 1;
-            if self.quiet >= QUIET_READS {
-                self.quiet = 0;
-                return ": still watching\n\n".into();
-            }
-        }
-    }
-}
-
 /// The statuses a thread list filters by.
 const STATUSES: [&str; 7] = [
     "running",
@@ -786,17 +718,6 @@ const STATUSES: [&str; 7] = [
     "cancelled",
 ];
 
-fn status_name(status: &RunStatus) -> &'static str {
-    match status {
-        RunStatus::Running => "running",
-        RunStatus::Queued => "queued",
-        RunStatus::Interrupted => "interrupted",
-        RunStatus::Paused { .. } => "paused",
-        RunStatus::Finished { .. } => "finished",
-        RunStatus::Failed { .. } => "failed",
-        RunStatus::Cancelled => "cancelled",
-    }
-}
 
 /// Writes `status` (its name) and `detail` (the action it finished with, or its error) into
 /// `view`.
@@ -806,7 +727,7 @@ fn status_fields(view: &mut Value, status: &RunStatus) {
         RunStatus::Failed { error } => Some(error.clone()),
         _ => None,
     };
-    view["status"] = json!(status_name(status));
+    view["status"] = json!(status.name());
     view["detail"] = json!(detail);
 }
 

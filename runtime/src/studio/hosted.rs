@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -11,6 +12,7 @@ use serde_json::Value;
 use crate::checkpoint::CheckpointStore;
 use crate::durable::{Durable, Outcome, state_type_of};
 use crate::error::Error;
+use crate::event::Observer;
 use crate::flow::FlowGraph;
 use crate::graph::Graph;
 use crate::state::{SharedState, state_from_json};
@@ -36,8 +38,14 @@ pub(super) trait Hosted: Send + Sync {
     fn state(&self, thread: String, step: Option<u64>) -> Boxed<'_, Value>;
 
     /// Reads `state` as the flow's state (an error names the path of a bad value), then returns
-    /// what creates `thread` from it, which returns the run of the thread.
-    fn start(&self, thread: String, state: &Value) -> Result<Boxed<'_, Boxed<'_, Outcome>>, Error>;
+    /// what creates `thread` from it, which returns the run of the thread, its events sent to
+    /// `also` too.
+    fn start(
+        &self,
+        thread: String,
+        state: &Value,
+        also: Arc<dyn Observer>,
+    ) -> Result<Boxed<'_, Boxed<'_, Outcome>>, Error>;
 
     /// Reads `update` as the state's update, then returns what answers the pause `key`.
     fn answer(&self, thread: String, key: String, update: &Value) -> Result<Boxed<'_, ()>, Error>;
@@ -45,8 +53,8 @@ pub(super) trait Hosted: Send + Sync {
     /// Reads `update` as the state's update, then returns what saves it as an input.
     fn update(&self, thread: String, update: &Value) -> Result<Boxed<'_, ()>, Error>;
 
-    /// The run that resumes `thread`.
-    fn resume(&self, thread: String) -> Boxed<'_, Outcome>;
+    /// The run that resumes `thread`, its events sent to `also` too.
+    fn resume(&self, thread: String, also: Arc<dyn Observer>) -> Boxed<'_, Outcome>;
 }
 
 impl<S, G, St> Hosted for Durable<'_, S, G, St>
@@ -89,10 +97,15 @@ where
         })
     }
 
-    fn start(&self, thread: String, state: &Value) -> Result<Boxed<'_, Boxed<'_, Outcome>>, Error> {
+    fn start(
+        &self,
+        thread: String,
+        state: &Value,
+        also: Arc<dyn Observer>,
+    ) -> Result<Boxed<'_, Boxed<'_, Outcome>>, Error> {
         let state: S = state_from_json(&state.to_string())?;
         Ok(Box::pin(async move {
-            let run = self.create_then_run(thread, state).await?;
+            let run = self.create_then_run(thread, state, also).await?;
             Ok(Box::pin(run) as Boxed<'_, Outcome>)
         }))
     }
@@ -111,9 +124,9 @@ where
         }))
     }
 
-    fn resume(&self, thread: String) -> Boxed<'_, Outcome> {
+    fn resume(&self, thread: String, also: Arc<dyn Observer>) -> Boxed<'_, Outcome> {
         Box::pin(async move {
-            let (_, outcome) = Durable::resume(self, &thread).await?;
+            let (_, outcome) = self.resume_watched(&thread, &*also).await?;
             Ok(outcome)
         })
     }

@@ -53,8 +53,9 @@
 //! Runs the studio starts or resumes share its task: they are polled with its connections, not
 //! spawned, so the flows need not be `'static`. It needs a tokio runtime with IO and timers
 //! (`#[tokio::main]`, or a builder's `enable_all`). The page follows the open thread through
-//! its event stream, whoever runs it: this studio, or workers elsewhere, read through the store
-//! four times a second.
+//! its event stream: the events of the runs this studio makes as they happen (the node running
+//! now, a log), and the thread's saved changes whoever makes them (this studio, or workers
+//! elsewhere), read through the store four times a second.
 //!
 //! # Safe by default
 //! The studio listens where it is told; on an address other than a loopback one it needs a token
@@ -77,7 +78,7 @@
 //! | list threads (by status, paged) | `curl '127.0.0.1:7878/api/threads?status=paused&offset=0&limit=50'` |
 //! | see a thread: status, pauses, node counts, graph | `curl 127.0.0.1:7878/api/threads/refund-1` |
 //! | read its timeline (paged) | `curl '127.0.0.1:7878/api/threads/refund-1/history?offset=0&limit=100'` |
-//! | follow it as it changes (server-sent events) | `curl -N 127.0.0.1:7878/api/threads/refund-1/events` |
+//! | follow it as it changes (server-sent events: `changed`, `run`, `gone`) | `curl -N 127.0.0.1:7878/api/threads/refund-1/events` |
 //! | read its state after step 3 (the current one without `step`) | `curl '127.0.0.1:7878/api/threads/refund-1/state?step=3'` |
 //! | start a thread of a hosted flow | `curl -H "Authorization: Bearer $TOKEN" -d '{"flow": "refunds", "thread": "refund-2", "state": {"amount": 40}}' 127.0.0.1:7878/api/threads` |
 //! | answer a pause (and resume when none is left) | `curl -H "Authorization: Bearer $TOKEN" -d '{"key": "asked:check@1", "update": {"approved": true}}' 127.0.0.1:7878/api/threads/refund-1/answer` |
@@ -94,6 +95,7 @@
 mod api;
 mod hosted;
 mod http;
+mod live;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -103,11 +105,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::net::{TcpListener, ToSocketAddrs};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 
 use crate::checkpoint::CheckpointStore;
 use crate::durable::{Durable, Outcome};
 use crate::error::Error;
+use crate::event::Observer;
 use crate::flow::FlowGraph;
 use crate::state::SharedState;
 use hosted::{Boxed, Hosted};
@@ -297,9 +300,11 @@ impl<St: CheckpointStore + 'static> Server<'_, St> {
     /// As [`run`](Self::run).
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), StudioError> {
         let (runs, started) = mpsc::unbounded_channel();
+        let (live, _) = broadcast::channel(live::BACKLOG);
         let host = Host {
             studio: &self.studio,
             runs,
+            live,
             running: Mutex::default(),
             errors: Mutex::default(),
             token: &self.token,
@@ -315,6 +320,8 @@ struct Host<'s, 'f, St> {
     studio: &'s Studio<'f, St>,
     /// Where a request hands the runs it starts, to be polled with the connections.
     runs: mpsc::UnboundedSender<RunFuture<'s>>,
+    /// Where the events of those runs go, for the streams that follow their threads.
+    live: broadcast::Sender<live::RunEvent>,
     /// The threads this studio runs now.
     running: Mutex<HashSet<String>>,
     /// The last error of a run this studio made that ended in one, by thread.
@@ -334,6 +341,15 @@ impl<'s, St> Host<'s, '_, St> {
             thread: thread.to_string(),
             run,
         });
+    }
+
+    /// The observer of a run of `thread` that this studio makes: it relays the run's events to
+    /// the streams that follow the thread.
+    fn relay(&self, thread: &str) -> Arc<dyn Observer> {
+        Arc::new(live::Relay {
+            thread: thread.to_string(),
+            sender: self.live.clone(),
+        })
     }
 
     /// Records the end of a run.
