@@ -23,11 +23,10 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use slateflow::checkpoint::{CheckpointStore, FileStore, MemoryStore, Records};
 use slateflow::durable::Outcome;
-use slateflow::{Command, SharedState, flow, node};
-use support::{Counter, chain_of_100};
+use slateflow::flow;
+use support::{Counter, Ticks, chain_of_100, tick};
 
 /// Counts the heap in use, and the most in use since [`Heap::reset_peak`].
 struct Heap;
@@ -86,24 +85,6 @@ unsafe impl GlobalAlloc for Heap {
 
 #[global_allocator]
 static ALLOCATOR: Heap = Heap;
-
-/// The state of the long thread: a count, and where to stop.
-#[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
-struct Ticks {
-    #[reducer(add)]
-    ticks: u64,
-    until: u64,
-}
-
-#[node(actions = ["again", "done"])]
-fn tick(ticks: &Ticks) -> Command<Ticks> {
-    let action = if ticks.ticks + 1 < ticks.until {
-        "again"
-    } else {
-        "done"
-    };
-    Command::new(Ticks::update().add_ticks(1)).with_action(action)
-}
 
 static THREADS: AtomicU64 = AtomicU64::new(0);
 

@@ -7,35 +7,19 @@
 //! store's: a file or SQLite store adds its read of the records to both sides. Figures are medians
 //! in milliseconds, with the ratio to the direct read.
 
+mod support;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use slateflow::checkpoint::{CheckpointStore, MemoryStore, RecordKind, Records, StepRecord};
+use slateflow::flow;
 use slateflow::studio::Studio;
-use slateflow::{Command, SharedState, flow, node};
+use support::{Ticks, tick};
 
 const THREADS: usize = 10_000;
 const STEPS: u64 = 10_000;
-
-/// The long thread's state: a count, and where to stop.
-#[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
-struct Ticks {
-    #[reducer(add)]
-    ticks: u64,
-    until: u64,
-}
-
-#[node(actions = ["again", "done"])]
-fn tick(ticks: &Ticks) -> Command<Ticks> {
-    let action = if ticks.ticks + 1 < ticks.until {
-        "again"
-    } else {
-        "done"
-    };
-    Command::new(Ticks::update().add_ticks(1)).with_action(action)
-}
 
 /// The median time of one call of `run`, over `samples` calls.
 fn median(samples: usize, mut run: impl FnMut()) -> Duration {

@@ -34,7 +34,7 @@ use tokio::sync::Notify;
 use tokio_postgres::AsyncMessage;
 
 use crate::checkpoint::{CHANNEL, DatabaseError, PostgresStore, StoreError, Taken};
-use crate::durable::{Durable, Outcome};
+use crate::durable::{Durable, Outcome, ThreadRun};
 use crate::error::Error;
 use crate::flow::FlowGraph;
 use crate::state::SharedState;
@@ -279,7 +279,7 @@ impl<'f> Worker<'f> {
         if drained.is_err() {
             report.released = running
                 .iter()
-                .map(|run: &RunFuture<'_>| run.thread.clone())
+                .map(|run: &ThreadRun<'_>| run.thread.clone())
                 .collect();
         }
         drop(running);
@@ -314,36 +314,16 @@ impl<'f> Worker<'f> {
         Ok(names)
     }
 
-    fn start(&self, taken: Taken) -> RunFuture<'_> {
+    fn start(&self, taken: Taken) -> ThreadRun<'_> {
         let flow = self
             .flows
             .iter()
             .find(|flow| flow.name() == taken.flow)
             .expect("only threads of known flows are taken");
-        RunFuture {
+        ThreadRun {
             thread: taken.thread.clone(),
             run: flow.run(taken),
         }
-    }
-}
-
-/// A run in flight, with its thread for the report.
-struct RunFuture<'a> {
-    thread: String,
-    run: Pin<Box<dyn Future<Output = Result<Outcome, Error>> + Send + 'a>>,
-}
-
-impl Future for RunFuture<'_> {
-    type Output = (String, Result<Outcome, Error>);
-
-    fn poll(
-        mut self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        self.run
-            .as_mut()
-            .poll(cx)
-            .map(|result| (self.thread.clone(), result))
     }
 }
 

@@ -127,6 +127,7 @@ async fn sqlite(file: &str, options: Options) -> Result<(), String> {
 }
 
 #[cfg(not(feature = "sqlite"))]
+#[allow(clippy::unused_async)] // the same signature as the one with the store
 async fn sqlite(_: &str, _: Options) -> Result<(), String> {
     Err(
         "this slateflow-studio was built without the SQLite store: install it with \
@@ -144,6 +145,7 @@ async fn postgres(options: Options) -> Result<(), String> {
 }
 
 #[cfg(not(feature = "postgres"))]
+#[allow(clippy::unused_async)] // the same signature as the one with the store
 async fn postgres(_: Options) -> Result<(), String> {
     Err(
         "this slateflow-studio was built without the PostgreSQL store: install it with \

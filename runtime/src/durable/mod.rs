@@ -152,6 +152,60 @@ impl Outcome {
     }
 }
 
+/// A run of a thread in flight, as a worker or a studio polls it with others: the run, and its
+/// thread, handed back with the outcome.
+#[cfg(any(feature = "postgres", feature = "studio"))]
+pub(crate) struct ThreadRun<'a> {
+    pub(crate) thread: String,
+    pub(crate) run: std::pin::Pin<Box<dyn Future<Output = Result<Outcome, Error>> + Send + 'a>>,
+}
+
+#[cfg(any(feature = "postgres", feature = "studio"))]
+impl Future for ThreadRun<'_> {
+    type Output = (String, Result<Outcome, Error>);
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        self.run
+            .as_mut()
+            .poll(cx)
+            .map(|result| (self.thread.clone(), result))
+    }
+}
+
+/// Creates `new_thread` in `store` from `log`, the whole history of `thread`, as it was after
+/// step `step` ([`Durable::branch`]), whatever its state type.
+pub(crate) async fn branch_log<St: CheckpointStore>(
+    store: &St,
+    thread: &str,
+    log: ThreadLog,
+    step: u64,
+    new_thread: &str,
+) -> Result<(), Error> {
+    let records: Vec<StepRecord> = log
+        .records
+        .into_iter()
+        .filter(|record| {
+            record.step < step
+                || (record.step == step
+                    && !matches!(record.kind, RecordKind::Pause | RecordKind::Resume))
+        })
+        .collect();
+    if records.is_empty() {
+        return Err(Error::Resume {
+            thread: thread.to_string(),
+            step,
+            reason: "the thread has no records to branch from".into(),
+        });
+    }
+    // Created claimed and released at once: the new thread reads as interrupted, to resume.
+    let claim = store.create(new_thread, &log.state_type, &records).await?;
+    drop(claim);
+    Ok(())
+}
+
 /// Two observers of one run: the flow's, then one for this run alone.
 struct Both<'a>(&'a dyn Observer, &'a dyn Observer);
 
@@ -896,29 +950,7 @@ where
     /// As [`resume`](Self::resume); [`Error::Store`] when `new_thread` exists.
     pub async fn branch(&self, thread: &str, step: u64, new_thread: &str) -> Result<(), Error> {
         let log = self.load(thread, Records::All).await?;
-        let records: Vec<StepRecord> = log
-            .records
-            .into_iter()
-            .filter(|record| {
-                record.step < step
-                    || (record.step == step
-                        && !matches!(record.kind, RecordKind::Pause | RecordKind::Resume))
-            })
-            .collect();
-        if records.is_empty() {
-            return Err(Error::Resume {
-                thread: thread.to_string(),
-                step,
-                reason: "the thread has no records to branch from".into(),
-            });
-        }
-        // Created claimed and released at once: the new thread reads as interrupted, to resume.
-        let claim = self
-            .store
-            .create(new_thread, &log.state_type, &records)
-            .await?;
-        drop(claim);
-        Ok(())
+        branch_log(&*self.store, thread, log, step, new_thread).await
     }
 
     /// What the store keeps of this flow, for a studio that does not host it.

@@ -14,7 +14,7 @@ use super::live::{self, Events};
 use crate::checkpoint::{
     CheckpointStore, Pause, RecordKind, Records, RunStatus, StepRecord, StoreError, check_thread_id,
 };
-use crate::durable::pending_in;
+use crate::durable::{branch_log, pending_in};
 use crate::error::Error;
 
 /// The most threads or steps one page of a list holds.
@@ -635,21 +635,7 @@ impl<'s, St: CheckpointStore + 'static> Host<'s, '_, St> {
                 ),
             ));
         }
-        let records: Vec<StepRecord> = log
-            .records
-            .into_iter()
-            .filter(|record| {
-                record.step < step
-                    || (record.step == step
-                        && !matches!(record.kind, RecordKind::Pause | RecordKind::Resume))
-            })
-            .collect();
-        let claim = self
-            .studio
-            .store
-            .create(new_thread, &log.state_type, &records)
-            .await?;
-        drop(claim);
+        branch_log(&*self.studio.store, thread, log, step, new_thread).await?;
         if let Some(input) = input {
             input.await?;
         }
@@ -717,7 +703,6 @@ const STATUSES: [&str; 7] = [
     "failed",
     "cancelled",
 ];
-
 
 /// Writes `status` (its name) and `detail` (the action it finished with, or its error) into
 /// `view`.

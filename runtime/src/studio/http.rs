@@ -18,9 +18,10 @@ use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
+use super::Host;
 use super::api::{Method, Reply, Request};
-use super::{Host, RunFuture};
 use crate::checkpoint::CheckpointStore;
+use crate::durable::ThreadRun;
 
 /// The page, with its script and style: every asset is in the binary.
 const PAGE: &str = include_str!("page.html");
@@ -36,7 +37,7 @@ impl<'s, St: CheckpointStore + 'static> Host<'s, '_, St> {
     pub(super) async fn serve(
         &self,
         listener: &TcpListener,
-        mut started: mpsc::UnboundedReceiver<RunFuture<'s>>,
+        mut started: mpsc::UnboundedReceiver<ThreadRun<'s>>,
         shutdown: impl Future<Output = ()>,
     ) {
         let mut shutdown = pin!(shutdown);

@@ -108,7 +108,7 @@ use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::checkpoint::CheckpointStore;
-use crate::durable::{Durable, Outcome};
+use crate::durable::{Durable, Outcome, ThreadRun};
 use crate::error::Error;
 use crate::event::Observer;
 use crate::flow::FlowGraph;
@@ -319,7 +319,7 @@ impl<St: CheckpointStore + 'static> Server<'_, St> {
 struct Host<'s, 'f, St> {
     studio: &'s Studio<'f, St>,
     /// Where a request hands the runs it starts, to be polled with the connections.
-    runs: mpsc::UnboundedSender<RunFuture<'s>>,
+    runs: mpsc::UnboundedSender<ThreadRun<'s>>,
     /// Where the events of those runs go, for the streams that follow their threads.
     live: broadcast::Sender<live::RunEvent>,
     /// The threads this studio runs now.
@@ -337,7 +337,7 @@ impl<'s, St> Host<'s, '_, St> {
         lock(&self.running).insert(thread.to_string());
         lock(&self.errors).remove(thread);
         // The loop outlives every request; a send fails only once it has stopped.
-        let _ = self.runs.send(RunFuture {
+        let _ = self.runs.send(ThreadRun {
             thread: thread.to_string(),
             run,
         });
@@ -366,26 +366,6 @@ impl<'s, St> Host<'s, '_, St> {
 
     fn run_error(&self, thread: &str) -> Option<String> {
         lock(&self.errors).get(thread).cloned()
-    }
-}
-
-/// A run in flight, with its thread.
-struct RunFuture<'a> {
-    thread: String,
-    run: Boxed<'a, Outcome>,
-}
-
-impl Future for RunFuture<'_> {
-    type Output = (String, Result<Outcome, Error>);
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        self.run
-            .as_mut()
-            .poll(cx)
-            .map(|result| (self.thread.clone(), result))
     }
 }
 
