@@ -679,3 +679,196 @@ async fn a_function_node_times_out_each_attempt() {
         other => panic!("{other:?}"),
     }
 }
+
+/// What the effect tools did: each call, by tool and idempotency key, in order.
+#[derive(Default)]
+struct Effects {
+    calls: Mutex<Vec<(String, String)>>,
+    /// `pay` panics once, after its effect, as a process killed during the call would stop.
+    stop_pay_once: std::sync::atomic::AtomicBool,
+}
+
+impl Effects {
+    fn count(&self, tool: &str) -> usize {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(name, _)| name == tool)
+            .count()
+    }
+}
+
+/// A tool with an effect, recorded with its key: `lookup` (no effect elsewhere: repeatable) or
+/// `pay` (repeatable only when told).
+struct Effect {
+    name: &'static str,
+    effects: Arc<Effects>,
+    repeatable: bool,
+}
+
+impl tool::Tool for Effect {
+    type Args = serde_json::Value;
+    type Output = String;
+
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn description(&self) -> &'static str {
+        "An effect"
+    }
+
+    fn parameters(&self) -> serde_json::Value {
+        json!({"type": "object"})
+    }
+
+    async fn call(&self, _: serde_json::Value) -> Result<String, NodeError> {
+        Err("call `call_keyed`".into())
+    }
+
+    async fn call_keyed(&self, _: serde_json::Value, key: &str) -> Result<String, NodeError> {
+        self.effects
+            .calls
+            .lock()
+            .unwrap()
+            .push((self.name.to_string(), key.to_string()));
+        if self.name == "pay"
+            && self
+                .effects
+                .stop_pay_once
+                .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            panic!("the process stops during the payment");
+        }
+        Ok(format!("{} done", self.name))
+    }
+
+    fn repeatable(&self) -> bool {
+        self.repeatable
+    }
+}
+
+/// A model that calls `lookup` and `pay` once, then answers with what the tools said; its
+/// answer fails once with a non-retryable error when `fail_answer` is set.
+fn effect_model(fail_answer: Arc<std::sync::atomic::AtomicBool>) -> Arc<ScriptedModel> {
+    Arc::new(ScriptedModel::from_fn(move |request| {
+        let answers: Vec<&str> = request
+            .messages
+            .iter()
+            .filter(|message| matches!(message, Message::Tool { .. }))
+            .map(Message::content)
+            .collect();
+        if answers.is_empty() {
+            return Ok(ChatResponse::new(Message::ai_calling(
+                "",
+                vec![
+                    ToolCall::new("c1", "lookup", "{}"),
+                    ToolCall::new("c2", "pay", "{}"),
+                ],
+            )));
+        }
+        if fail_answer.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Err(ModelError::status(400, "the answer failed"));
+        }
+        Ok(ChatResponse::new(Message::ai(answers.join(" | "))))
+    }))
+}
+
+fn effect_tools(effects: &Arc<Effects>, pay_repeatable: bool) -> Toolbox {
+    Toolbox::new()
+        .with(Effect {
+            name: "lookup",
+            effects: effects.clone(),
+            repeatable: true,
+        })
+        .with(Effect {
+            name: "pay",
+            effects: effects.clone(),
+            repeatable: pay_repeatable,
+        })
+}
+
+/// A durable turn whose answer fails after both tools ran: resumed, it goes on from the kept
+/// reply and tool answers, calling neither tool again, and the model only for the answer.
+#[test]
+fn a_resumed_turn_runs_no_finished_tool_call_or_model_call_again() {
+    let effects = Arc::new(Effects::default());
+    let fail_answer = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let model = effect_model(fail_answer);
+    let agent = Agent::new(model.clone())
+        .tools(effect_tools(&effects, false))
+        .retry(Retry::attempts(1));
+    let flow = flow! { agent; };
+    let durable = flow.durable(MemoryStore::new());
+    let error = block_on(durable.start("kept-calls", &mut alert())).unwrap_err();
+    assert!(error.to_string().contains("the answer failed"), "{error}");
+    assert_eq!((effects.count("lookup"), effects.count("pay")), (1, 1));
+    assert_eq!(model.requests().len(), 2);
+
+    let (state, outcome) = block_on(durable.resume("kept-calls")).unwrap();
+    assert_eq!(outcome, Outcome::Finished("default".into()));
+    assert_eq!((effects.count("lookup"), effects.count("pay")), (1, 1));
+    assert_eq!(model.requests().len(), 3, "only the answer was asked again");
+    assert_eq!(
+        state.messages.last().unwrap().content(),
+        "lookup done | pay done"
+    );
+    // Each call had the key of its thread, step and call, the same in both attempts.
+    let keys: Vec<String> = effects
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, key)| key.clone())
+        .collect();
+    assert_eq!(keys, ["kept-calls/1/c1", "kept-calls/1/c2"]);
+}
+
+/// A run that stops during a call that is not repeatable does not run it again: the model is
+/// told it may or may not have happened. A repeatable one runs again, with the same key.
+#[test]
+fn a_call_cut_short_runs_again_only_when_its_tool_is_repeatable() {
+    for repeatable in [false, true] {
+        let effects = Arc::new(Effects::default());
+        effects
+            .stop_pay_once
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let model = effect_model(Arc::new(std::sync::atomic::AtomicBool::new(false)));
+        let agent = Agent::new(model.clone()).tools(effect_tools(&effects, repeatable));
+        let flow = flow! { agent; };
+        let durable = flow.durable(MemoryStore::new());
+        let thread = format!("cut-short-{repeatable}");
+        let error = block_on(durable.start(&thread, &mut alert())).unwrap_err();
+        assert!(matches!(error, Error::Panic { .. }), "{error}");
+        let (state, _) = block_on(durable.resume(&thread)).unwrap();
+        assert_eq!(
+            effects.count("lookup"),
+            1,
+            "a finished call is not run again"
+        );
+        let answer = state.messages.last().unwrap().content().to_string();
+        if repeatable {
+            assert_eq!(effects.count("pay"), 2);
+            assert_eq!(answer, "lookup done | pay done");
+            let keys: Vec<String> = effects
+                .calls
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(_, key)| key.clone())
+                .collect();
+            assert_eq!(keys[1], keys[2], "the call ran again under its key");
+        } else {
+            assert_eq!(
+                effects.count("pay"),
+                1,
+                "a call that may have happened is not run again"
+            );
+            assert!(
+                answer.contains("the call to `pay` may or may not have happened"),
+                "{answer}"
+            );
+        }
+    }
+}

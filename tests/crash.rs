@@ -9,8 +9,9 @@
 //! whose finished runs must be kept, not executed again after a kill; and the same for the items
 //! of a kept batch node; and a fork whose merge fails in a buggy build, killed around that
 //! failure, then resumed by the fixed build, which must finish the thread (nothing of the failed
-//! merge is kept to fail it again). On PostgreSQL (a throw-away server) the chain and the failed
-//! merge are tried, each round a thread of its own in one database, restarted at once after each
+//! merge is kept to fail it again); and an agent whose tools have effects, killed during its turns,
+//! which must run no tool call that is not repeatable twice and lose no turn. On PostgreSQL (a throw-away server) the chain and the failed
+//! merge and the agent are tried, each round a thread of its own in one database, restarted at once after each
 //! kill (the killed process's claim is void when its connections close). Then two workers race to resume one thread: one runs it, the
 //! other is refused and writes nothing.
 
@@ -186,9 +187,12 @@ fn survives_kills(kind: &str, scenario: &str, seed: u64) {
     let _ = std::fs::remove_dir_all(&root);
     // How long a whole run takes here, to aim the first kills inside it.
     let started = Instant::now();
-    assert_eq!(
-        finish(kind, &root.join("timing"), scenario),
-        expected(scenario)
+    holds(
+        kind,
+        scenario,
+        &root.join("timing"),
+        &finish(kind, &root.join("timing"), scenario),
+        "the uninterrupted run",
     );
     let mut aim = Aim {
         window: u64::try_from(started.elapsed().as_millis())
@@ -225,10 +229,12 @@ fn survives_kills(kind: &str, scenario: &str, seed: u64) {
         if saved_records(kind, &path) > 1 {
             resumed_with_saved_steps += 1;
         }
-        assert_eq!(
-            finish(kind, &path, scenario),
-            expected(scenario),
-            "{kind} store, {scenario}, round {round}"
+        holds(
+            kind,
+            scenario,
+            &path,
+            &finish(kind, &path, scenario),
+            &format!("round {round}"),
         );
         if let Some(per_kill) = match scenario {
             "chain" => Some(1),
@@ -264,6 +270,64 @@ fn survives_kills(kind: &str, scenario: &str, seed: u64) {
         resumed_with_saved_steps >= rounds() / 3,
         "only {resumed_with_saved_steps} rounds resumed a thread with saved steps"
     );
+}
+
+/// Checks a finished thread of `scenario`: the state an uninterrupted run gives; for `agent`,
+/// whose answers depend on where a kill fell, what must hold wherever it fell.
+fn holds(kind: &str, scenario: &str, path: &Path, state: &serde_json::Value, round: &str) {
+    if scenario == "agent" {
+        tool_calls_held(kind, path, state, round);
+    } else {
+        assert_eq!(
+            state,
+            &expected(scenario),
+            "{kind} store, {scenario}, {round}"
+        );
+    }
+}
+
+/// The `agent` scenario's thread, whatever its kills: ten turns, each answered once from both
+/// tools in order; `pay` (not repeatable) ran at most once per key, and the turn that says it was
+/// paid ran it exactly once; a payment the model was told may not have happened ran at most once
+/// too. `lookup` (repeatable) ran at least once per turn.
+fn tool_calls_held(kind: &str, path: &Path, state: &serde_json::Value, round: &str) {
+    let context = format!("{kind} store, agent, {round}");
+    assert_eq!(state["turns"], 10, "{context}");
+    let answers: Vec<&str> = state["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|message| message["role"] == "assistant")
+        .map(|message| message["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(answers.len(), 10, "{context}: {answers:?}");
+    let log = std::fs::read_to_string(path.join("runs.log")).unwrap_or_default();
+    let calls = |tool: &str, turn: usize| {
+        let id = format!("/{}{turn}", &tool[..1]);
+        log.lines()
+            .filter(|line| line.starts_with(&format!("{tool} ")) && line.ends_with(&id))
+            .count()
+    };
+    for (index, answer) in answers.iter().enumerate() {
+        let turn = index + 1;
+        let prefix = format!("turn {turn}: lookup done | ");
+        assert!(answer.starts_with(&prefix), "{context}: {answer}");
+        let paid = &answer[prefix.len()..];
+        let pays = calls("pay", turn);
+        if paid == "pay done" {
+            assert_eq!(pays, 1, "{context}: turn {turn} paid {pays} times");
+        } else {
+            assert!(
+                paid.contains("the call to `pay` may or may not have happened"),
+                "{context}: {answer}"
+            );
+            assert!(pays <= 1, "{context}: turn {turn} paid {pays} times");
+        }
+        assert!(
+            calls("lookup", turn) >= 1,
+            "{context}: turn {turn} never looked up"
+        );
+    }
 }
 
 /// [`rounds`] times: the buggy build of the `conflict` loop runs and is killed at a random instant
@@ -447,6 +511,23 @@ fn a_postgres_store_chain_written_in_batches_survives_sigkill_at_random_instants
 fn a_postgres_store_fork_whose_merge_failed_runs_again_once_fixed_across_sigkills() {
     if postgres_database("conflict") {
         a_failed_merge_never_poisons_its_thread("postgres", 0xA4_09_38_22);
+    }
+}
+
+#[test]
+fn a_file_store_agent_runs_no_tool_call_twice_across_sigkills() {
+    survives_kills("file", "agent", 0x0B5E_55ED_F00D_CAFE);
+}
+
+#[test]
+fn a_sqlite_store_agent_runs_no_tool_call_twice_across_sigkills() {
+    survives_kills("sqlite", "agent", 0x7EA5_E1F0_0D15_EA5E);
+}
+
+#[test]
+fn a_postgres_store_agent_runs_no_tool_call_twice_across_sigkills() {
+    if postgres_database("agent") {
+        survives_kills("postgres", "agent", 0x5AFE_CA11_0123_4567);
     }
 }
 

@@ -28,9 +28,17 @@
 //! - `items`: the same with a kept batch node (`Batch::items(..).concurrent(..).kept()`) of 100 items: each
 //!   item's `exec` logs to `runs.log`, so a kept item executed again shows.
 //!
+//! - `agent`: ten turns of an agent whose model calls two tools each turn, `lookup` (repeatable)
+//!   and `pay` (not); each call logs `<tool> <idempotency key>` to `runs.log` when its effect
+//!   happens, so a call run twice shows. Prints the conversation's state instead of the counter.
+//!
 //! Exits with 3 when another process holds the thread's claim.
 
 use serde::{Deserialize, Serialize};
+use slateflow::agent::message::{Histories, Message, ToolCall};
+use slateflow::agent::model::{ChatResponse, ScriptedModel};
+use slateflow::agent::tool::{Tool, Toolbox};
+use slateflow::agent::{Agent, Conversation};
 use slateflow::batch::{self, Batch, BatchNode};
 use slateflow::checkpoint::{CheckpointStore, FileStore, PostgresStore, SqliteStore, StoreError};
 use slateflow::durable::{Durability, Outcome};
@@ -376,6 +384,172 @@ where
     Ok(())
 }
 
+/// The `agent` scenario's state: a conversation, and the turns taken.
+#[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+struct Desk {
+    #[reducer(add)]
+    turns: u64,
+    #[reducer(append)]
+    messages: Vec<Message>,
+    #[reducer(append)]
+    histories: Histories,
+}
+
+impl Conversation for Desk {
+    fn messages(&self) -> &[Message] {
+        &self.messages
+    }
+    fn histories(&self) -> &Histories {
+        &self.histories
+    }
+    fn record(messages: Vec<Message>, histories: Histories) -> DeskUpdate {
+        Desk::update()
+            .extend_messages(messages)
+            .append_histories(histories)
+    }
+}
+
+/// Turns of the `agent` scenario.
+const TURNS: u64 = 10;
+
+/// Counts a turn and asks for the next, until the last.
+#[node(actions = ["again", "done"])]
+fn next_turn(desk: &Desk) -> Command<Desk> {
+    let turn = desk.turns + 1;
+    let update = Desk::update().add_turns(1);
+    if turn < TURNS {
+        let asking =
+            Message::human(format!("turn {}", turn + 1)).with_id(format!("turn-{}", turn + 1));
+        Command::new(update.push_messages(asking)).with_action("again")
+    } else {
+        Command::new(update).with_action("done")
+    }
+}
+
+/// A tool whose effect is a line in `runs.log`, written with its key and flushed, a millisecond
+/// after it starts and a millisecond before it ends, so that kills land on both sides of it.
+struct Effect {
+    name: &'static str,
+    log: std::path::PathBuf,
+}
+
+impl Tool for Effect {
+    type Args = serde_json::Value;
+    type Output = String;
+
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn description(&self) -> &'static str {
+        "An effect"
+    }
+
+    fn parameters(&self) -> serde_json::Value {
+        serde_json::json!({"type": "object"})
+    }
+
+    async fn call(&self, _: serde_json::Value) -> Result<String, NodeError> {
+        Err("call `call_keyed`".into())
+    }
+
+    async fn call_keyed(&self, _: serde_json::Value, key: &str) -> Result<String, NodeError> {
+        use std::io::Write;
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        writeln!(file, "{} {key}", self.name)?;
+        file.sync_data()?;
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        Ok(format!("{} done", self.name))
+    }
+
+    fn repeatable(&self) -> bool {
+        self.name == "lookup"
+    }
+}
+
+/// The model: for the turn the latest human message names, it calls both tools, then answers
+/// with what they said.
+fn desk_model() -> ScriptedModel {
+    ScriptedModel::from_fn(|request| {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        let asked = request
+            .messages
+            .iter()
+            .rposition(|message| matches!(message, Message::Human { .. }))
+            .unwrap();
+        let turn = request.messages[asked]
+            .content()
+            .trim_start_matches("turn ")
+            .to_string();
+        let answers: Vec<&str> = request.messages[asked..]
+            .iter()
+            .filter(|message| matches!(message, Message::Tool { .. }))
+            .map(Message::content)
+            .collect();
+        Ok(ChatResponse::new(if answers.is_empty() {
+            Message::ai_calling(
+                "",
+                vec![
+                    ToolCall::new(format!("l{turn}"), "lookup", "{}"),
+                    ToolCall::new(format!("p{turn}"), "pay", "{}"),
+                ],
+            )
+        } else {
+            Message::ai(format!("turn {turn}: {}", answers.join(" | ")))
+        }))
+    })
+}
+
+async fn run_agent<St: CheckpointStore + 'static>(
+    store: St,
+    path: &str,
+    thread: &str,
+) -> Result<Desk, Error> {
+    let log = std::path::Path::new(path).join("runs.log");
+    let tools = Toolbox::new()
+        .with(Effect {
+            name: "lookup",
+            log: log.clone(),
+        })
+        .with(Effect { name: "pay", log });
+    let desk = Agent::new(desk_model()).tools(tools);
+    let turns = flow! { desk >> next_turn; next_turn - "again" >> desk; };
+    let durable = turns.durable(store);
+    if durable
+        .threads()
+        .await?
+        .iter()
+        .any(|info| info.id == thread)
+    {
+        return Ok(durable.resume(thread).await?.0);
+    }
+    let mut state = Desk {
+        messages: vec![Message::human("turn 1").with_id("turn-1")],
+        ..Desk::default()
+    };
+    durable.start(thread, &mut state).await?;
+    Ok(state)
+}
+
+/// The scenario's final state, as JSON.
+async fn run_any<St: CheckpointStore + 'static>(
+    store: St,
+    path: &str,
+    thread: &str,
+    scenario: &str,
+) -> Result<serde_json::Value, Error> {
+    let state = if scenario == "agent" {
+        serde_json::to_value(run_agent(store, path, thread).await?)
+    } else {
+        serde_json::to_value(run(store, path, thread, scenario).await?)
+    };
+    Ok(state.unwrap())
+}
+
 fn main() {
     let arguments: Vec<String> = std::env::args().collect();
     let [_, kind, path, thread, scenario] = arguments.as_slice() else {
@@ -387,11 +561,11 @@ fn main() {
         .unwrap();
     let state = runtime.block_on(async {
         match kind.as_str() {
-            "file" => run(FileStore::open(path).unwrap(), path, thread, scenario).await,
+            "file" => run_any(FileStore::open(path).unwrap(), path, thread, scenario).await,
             "sqlite" => {
                 std::fs::create_dir_all(path).unwrap();
                 let database = std::path::Path::new(path).join("runs.db");
-                run(SqliteStore::open(database).unwrap(), path, thread, scenario).await
+                run_any(SqliteStore::open(database).unwrap(), path, thread, scenario).await
             }
             "postgres" => {
                 std::fs::create_dir_all(path).unwrap();
@@ -399,7 +573,7 @@ fn main() {
                 let store = PostgresStore::connect(&url).await.unwrap();
                 let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
                 loop {
-                    match run(store.clone(), path, thread, scenario).await {
+                    match run_any(store.clone(), path, thread, scenario).await {
                         Err(Error::Store(StoreError::Claimed { .. }))
                             if std::time::Instant::now() < deadline =>
                         {

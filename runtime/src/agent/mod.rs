@@ -13,8 +13,19 @@
 //! 3. the global messages gain the final answer; the agent's own history gains the turn: its
 //!    replies and tool results (only its own turns, never other agents').
 //!
+//! # Tool effects once
+//! In a durable run, a turn keeps each model reply and each tool answer as it comes, and records
+//! each tool call as started before it runs. A turn run again after a crash (or a failure) goes
+//! on from what it kept: no model call whose reply was kept is made again, and no tool call whose
+//! answer was kept runs again. A call that started but whose answer was not kept (the crash fell
+//! during it) runs again only if its tool is [`repeatable`](Tool::repeatable) (it has no effects,
+//! or passes on its idempotency key, [`Tool::call_keyed`]: `thread/step/call id`, the same
+//! across retries and resumes); otherwise the model is told that the call may or may not have
+//! happened, never a silent second run. (A turn inside a fork's branch or a batch flow's run is
+//! not kept call by call: it runs again whole.)
+//!
 //! This module builds on the state, nodes, messages, templates, models and tools; it knows nothing
-//! of how runs are executed or saved.
+//! of how runs are executed or saved, beyond the step's journal a node's context offers.
 
 pub mod message;
 pub mod model;
@@ -31,10 +42,13 @@ pub use tool::{Tool, Toolbox};
 use std::fmt;
 use std::marker::PhantomData;
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::error::NodeError;
-use crate::node::{Between, Command, Context, Node, Retry, with_retries};
+use crate::event::At;
+use crate::node::{Between, Command, Context, ItemJournal, Node, Retry, with_retries};
 use crate::state::SharedState;
 use model::TOKEN_EVENT;
 
@@ -265,12 +279,15 @@ impl<S: Conversation, M: ChatModel> Agent<S, M> {
             .map_err(|(error, _)| error)
     }
 
-    /// The model's turn: calls, tool rounds, and the messages it produced, in order.
+    /// The model's turn: calls, tool rounds, and the messages it produced, in order. In a
+    /// durable step, each model reply and each tool result is kept as it comes (see
+    /// [`Calls`]), and a turn run again after a crash goes on from them.
     async fn turn(
         &self,
         turn: &Turn,
         context: Option<&Context<'_>>,
     ) -> Result<Vec<Message>, NodeError> {
+        let calls_kept = Calls::of(context);
         let mut request = turn.request.clone();
         let first = request.messages.len();
         request.tools = self.tools.specs();
@@ -280,7 +297,14 @@ impl<S: Conversation, M: ChatModel> Agent<S, M> {
             if !offer_tools {
                 request.tools.clear();
             }
-            let reply = self.call(&request, context).await?.message;
+            let reply_key = format!("reply:{rounds}");
+            let reply = if let Some(reply) = calls_kept.kept(&reply_key) {
+                reply
+            } else {
+                let reply = self.call(&request, context).await?.message;
+                calls_kept.keep(reply_key, &reply).await?;
+                reply
+            };
             let calls = reply.tool_calls().to_vec();
             request.messages.push(reply);
             if calls.is_empty() {
@@ -300,14 +324,7 @@ impl<S: Conversation, M: ChatModel> Agent<S, M> {
                 .into());
             }
             for call in &calls {
-                let answer = self.tools.call(call).await;
-                if let Some(context) = context.filter(|context| context.is_observed()) {
-                    let is_error = matches!(answer, Message::Tool { is_error: true, .. });
-                    context.emit(
-                        TOOL_EVENT,
-                        &json!({"id": call.id, "name": call.name, "is_error": is_error}),
-                    );
-                }
+                let answer = self.answer(call, rounds, &calls_kept, context).await?;
                 request.messages.push(answer);
             }
             rounds += 1;
@@ -319,6 +336,98 @@ impl<S: Conversation, M: ChatModel> Agent<S, M> {
             }
         }
         Ok(request.messages.split_off(first))
+    }
+
+    /// The answer to one tool call of round `round`: kept by an earlier attempt of the step, or
+    /// run now (recorded as started first, its answer kept after). A call that started in an
+    /// attempt that stopped before its answer was kept runs again only if its tool is
+    /// repeatable; otherwise the model is told it may or may not have happened.
+    async fn answer(
+        &self,
+        call: &ToolCall,
+        round: u32,
+        calls_kept: &Calls<'_>,
+        context: Option<&Context<'_>>,
+    ) -> Result<Message, NodeError> {
+        let answer_key = format!("call:{round}:{}", call.id);
+        if let Some(answer) = calls_kept.kept(&answer_key) {
+            return Ok(answer);
+        }
+        let started_key = format!("started:{round}:{}", call.id);
+        let answer = if calls_kept.kept::<bool>(&started_key).is_some()
+            && !self.tools.is_repeatable(&call.name)
+        {
+            Message::tool_error(
+                &call.id,
+                format!(
+                    "the call to `{}` may or may not have happened: the run stopped while it ran, \
+                     and it was not run again, since the tool is not marked repeatable; find out \
+                     whether it took effect before calling it again",
+                    call.name
+                ),
+            )
+        } else {
+            calls_kept.keep(started_key, &true).await?;
+            let answer = self
+                .tools
+                .call_keyed(call, &idempotency_key(context, &call.id))
+                .await;
+            if let Some(context) = context.filter(|context| context.is_observed()) {
+                let is_error = matches!(answer, Message::Tool { is_error: true, .. });
+                context.emit(
+                    TOOL_EVENT,
+                    &json!({"id": call.id, "name": call.name, "is_error": is_error}),
+                );
+            }
+            answer
+        };
+        calls_kept.keep(answer_key, &answer).await?;
+        Ok(answer)
+    }
+}
+
+/// A tool call's idempotency key: `thread/step/call id` in a durable run, the same across retries
+/// and resumes; `node@step/call id` otherwise.
+fn idempotency_key(context: Option<&Context<'_>>, call: &str) -> String {
+    match context {
+        Some(context) => match context.thread() {
+            Some(thread) => format!("{thread}/{}/{call}", context.step()),
+            None => format!("{}@{}/{call}", context.at().path(), context.step()),
+        },
+        None => call.to_string(),
+    }
+}
+
+/// Where a turn keeps its model replies and tool answers while its step is not saved: the
+/// step's journal in a durable run saved step by step (none elsewhere: a fork's branch, a plain
+/// run), each under its own key (`reply:<round>`, `started:<round>:<call>`,
+/// `call:<round>:<call>`).
+struct Calls<'a> {
+    journal: Option<(&'a dyn ItemJournal, At<'a>)>,
+}
+
+impl<'a> Calls<'a> {
+    fn of(context: Option<&'a Context<'a>>) -> Self {
+        Self {
+            journal: context.and_then(|context| Some((context.item_journal()?, context.at()))),
+        }
+    }
+
+    /// What was kept under `key`, when it reads back as `T`.
+    fn kept<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+        let (journal, at) = self.journal.as_ref()?;
+        serde_json::from_value(journal.kept_item(at, key)?).ok()
+    }
+
+    /// Keeps `value` under `key`, when there is a journal.
+    async fn keep(&self, key: String, value: &impl Serialize) -> Result<(), NodeError> {
+        let Some((journal, at)) = self.journal.as_ref() else {
+            return Ok(());
+        };
+        let value = serde_json::to_value(value)
+            .map_err(|error| format!("`{key}` of the turn does not serialize: {error}"))?;
+        journal.keep_item(*at, key, value).await?;
+        Ok(())
     }
 }
 

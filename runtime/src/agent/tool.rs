@@ -63,6 +63,28 @@ pub trait Tool: Send + Sync + 'static {
         &self,
         args: Self::Args,
     ) -> impl Future<Output = Result<Self::Output, NodeError>> + Send;
+
+    /// Runs the tool with the call's idempotency key: `thread/step/call id` in a durable run,
+    /// the same across retries and resumes (`node@step/call id` otherwise). A tool that changes
+    /// another system passes it along (as an `Idempotency-Key` header, a unique column), so that
+    /// a call run twice has its effect once; such a tool says so with
+    /// [`repeatable`](Self::repeatable). By default, [`call`](Self::call), without the key.
+    fn call_keyed(
+        &self,
+        args: Self::Args,
+        key: &str,
+    ) -> impl Future<Output = Result<Self::Output, NodeError>> + Send {
+        let _ = key;
+        self.call(args)
+    }
+
+    /// Whether a call may be run again when a durable run stopped during it (a crash, a kill)
+    /// and its result was not saved: true for a tool without effects (a lookup) or one that
+    /// uses its key ([`call_keyed`](Self::call_keyed)). False by default: the call is not run
+    /// again, and the model is told that it may or may not have happened.
+    fn repeatable(&self) -> bool {
+        false
+    }
 }
 
 /// A tool made from a closure; see [`from_fn`].
@@ -89,7 +111,18 @@ pub struct FnTool<F, A> {
     description: String,
     parameters: Value,
     function: F,
+    repeatable: bool,
     args: std::marker::PhantomData<fn(A)>,
+}
+
+impl<F, A> FnTool<F, A> {
+    /// Marks the tool safe to run again when a durable run stopped during a call of it (it has
+    /// no effects, or its effects are idempotent): see [`Tool::repeatable`].
+    #[must_use]
+    pub fn repeatable(mut self) -> Self {
+        self.repeatable = true;
+        self
+    }
 }
 
 /// A tool from a name, a description, an argument schema and an async closure.
@@ -128,6 +161,7 @@ where
         description: description.into(),
         parameters,
         function,
+        repeatable: false,
         args: std::marker::PhantomData,
     }
 }
@@ -157,6 +191,10 @@ where
     fn call(&self, args: A) -> impl Future<Output = Result<O, NodeError>> + Send {
         (self.function)(args)
     }
+
+    fn repeatable(&self) -> bool {
+        self.repeatable
+    }
 }
 
 impl<F, A> fmt::Debug for FnTool<F, A> {
@@ -175,7 +213,8 @@ type Answer<'a> = Pin<Box<dyn Future<Output = Message> + Send + 'a>>;
 trait AnyTool: Send + Sync {
     fn spec(&self) -> ToolSpec;
     fn name(&self) -> &str;
-    fn answer<'a>(&'a self, call: &'a ToolCall) -> Answer<'a>;
+    fn repeatable(&self) -> bool;
+    fn answer<'a>(&'a self, call: &'a ToolCall, key: &'a str) -> Answer<'a>;
 }
 
 impl<T: Tool> AnyTool for T {
@@ -191,7 +230,11 @@ impl<T: Tool> AnyTool for T {
         Tool::name(self)
     }
 
-    fn answer<'a>(&'a self, call: &'a ToolCall) -> Answer<'a> {
+    fn repeatable(&self) -> bool {
+        Tool::repeatable(self)
+    }
+
+    fn answer<'a>(&'a self, call: &'a ToolCall, key: &'a str) -> Answer<'a> {
         Box::pin(async move {
             let arguments = match call.arguments() {
                 Ok(arguments) => arguments,
@@ -211,7 +254,7 @@ impl<T: Tool> AnyTool for T {
                     );
                 }
             };
-            match self.call(args).await {
+            match self.call_keyed(args, key).await {
                 Ok(output) => match serde_json::to_value(&output) {
                     Ok(Value::String(text)) => Message::tool(&call.id, text),
                     Ok(value) => Message::tool(&call.id, value.to_string()),
@@ -301,10 +344,56 @@ impl Toolbox {
     }
 
     /// Runs one call and answers it with a tool message: the output, or (with `is_error`) what
-    /// went wrong.
+    /// went wrong. Its idempotency key is the call's id; an agent calls
+    /// [`call_keyed`](Self::call_keyed) with one that holds the thread and step.
     pub async fn call(&self, call: &ToolCall) -> Message {
+        self.call_keyed(call, &call.id).await
+    }
+
+    /// Whether the tool `name` may be run again after a run stopped during a call of it
+    /// ([`Tool::repeatable`]); true for a name no tool has (its call only says so).
+    pub fn is_repeatable(&self, name: &str) -> bool {
+        self.get(name).is_none_or(AnyTool::repeatable)
+    }
+
+    /// As [`call`](Self::call), with the call's idempotency `key` (see [`Tool::call_keyed`]).
+    ///
+    /// ```
+    /// use serde_json::{Value, json};
+    /// use slateflow::NodeError;
+    /// use slateflow::agent::message::ToolCall;
+    /// use slateflow::agent::tool::{Tool, Toolbox};
+    ///
+    /// /// Sends a payment once per key, however often it is called.
+    /// struct Pay;
+    ///
+    /// impl Tool for Pay {
+    ///     type Args = Value;
+    ///     type Output = String;
+    ///     fn name(&self) -> &str { "pay" }
+    ///     fn description(&self) -> &str { "Pays an invoice" }
+    ///     fn parameters(&self) -> Value { json!({"type": "object"}) }
+    ///     async fn call(&self, _: Value) -> Result<String, NodeError> {
+    ///         Err("pay needs its key".into())
+    ///     }
+    ///     async fn call_keyed(&self, args: Value, key: &str) -> Result<String, NodeError> {
+    ///         // A real tool sends `key` as its payment provider's idempotency key.
+    ///         Ok(format!("paid {} (key {key})", args["invoice"]))
+    ///     }
+    ///     fn repeatable(&self) -> bool { true } // the key makes a second call harmless
+    /// }
+    ///
+    /// let tools = Toolbox::new().with(Pay);
+    /// assert!(tools.is_repeatable("pay"));
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let call = ToolCall::new("c1", "pay", r#"{"invoice": 7}"#);
+    /// let answer = tools.call_keyed(&call, "refunds-1/3/c1").await;
+    /// assert_eq!(answer.content(), "paid 7 (key refunds-1/3/c1)");
+    /// # });
+    /// ```
+    pub async fn call_keyed(&self, call: &ToolCall, key: &str) -> Message {
         match self.get(&call.name) {
-            Some(tool) => tool.answer(call).await,
+            Some(tool) => tool.answer(call, key).await,
             None => Message::tool_error(
                 &call.id,
                 format!(

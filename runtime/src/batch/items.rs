@@ -364,7 +364,9 @@ impl<T: Serialize + DeserializeOwned> Keeper<T> for KeepThrough<'_> {
     /// The kept output, when it was kept for the same item and still reads back as `T`;
     /// otherwise the item runs again.
     fn kept(&self, index: usize) -> Option<T> {
-        let kept = self.journal.kept_item(&self.context.at(), index)?;
+        let kept = self
+            .journal
+            .kept_item(&self.context.at(), &index.to_string())?;
         let kept: KeptItem<T> = serde_json::from_value(kept).ok()?;
         (kept.item == self.fingerprints[index]).then_some(kept.output)
     }
@@ -379,7 +381,7 @@ impl<T: Serialize + DeserializeOwned> Keeper<T> for KeepThrough<'_> {
         });
         async move {
             self.journal
-                .keep_item(self.context.at(), index, kept?)
+                .keep_item(self.context.at(), index.to_string(), kept?)
                 .await?;
             Ok(())
         }

@@ -515,14 +515,14 @@ where
     }
 }
 
-/// A kept batch's items, in a durable step saved on its own.
+/// What the parts of a step kept (a kept batch's items, an agent's calls), in a durable step
+/// saved on its own.
 impl<S, St: CheckpointStore> ItemJournal for Recorder<'_, S, St> {
-    fn kept_item(&self, at: &At<'_>, index: usize) -> Option<Value> {
+    fn kept_item(&self, at: &At<'_>, key: &str) -> Option<Value> {
         let before = at.step.checked_sub(1)?;
         if before != self.kept_at || self.kept.is_empty() {
             return None;
         }
-        let key = index.to_string();
         self.kept
             .iter()
             .rev()
@@ -530,11 +530,11 @@ impl<S, St: CheckpointStore> ItemJournal for Recorder<'_, S, St> {
             .map(|record| record.update.clone())
     }
 
-    fn keep_item<'a>(&'a self, at: At<'a>, index: usize, output: Value) -> KeepItem<'a> {
+    fn keep_item<'a>(&'a self, at: At<'a>, key: String, output: Value) -> KeepItem<'a> {
         Box::pin(async move {
             let record = StepRecord {
                 node: join_path(at.flows, at.node),
-                key: index.to_string(),
+                key,
                 update: output,
                 ..StepRecord::new(at.step.saturating_sub(1), RecordKind::Kept)
             };

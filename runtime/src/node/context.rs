@@ -57,7 +57,8 @@ pub(crate) trait RunScope: Sync {
     /// Where the run's events go.
     fn events(&self) -> &dyn EventSink;
 
-    /// Where the batch node at `at` keeps its items' outputs, when its step keeps them.
+    /// Where the node at `at` keeps what the parts of its step produced, when its step keeps
+    /// them.
     fn items(&self, at: &At<'_>) -> Option<&dyn ItemJournal>;
 }
 
@@ -80,16 +81,16 @@ impl RunScope for Params {
     }
 }
 
-/// Where a batch node keeps its items' outputs until its step is saved: the journal of a durable
-/// run, reached by the step's [`Context`]. Store writes, never events.
+/// Where a node keeps what parts of its step produced until the step is saved (a batch node its
+/// items' outputs, an agent its model replies and tool results), each under a key of its own:
+/// the journal of a durable run, reached by the step's [`Context`]. Store writes, never events.
 pub(crate) trait ItemJournal: Sync {
-    /// The output (JSON) of item `index` of the batch node at `at`, kept by an earlier attempt
-    /// of its step.
-    fn kept_item(&self, at: &At<'_>, index: usize) -> Option<Value>;
+    /// What the node at `at` kept under `key` in an earlier attempt of its step.
+    fn kept_item(&self, at: &At<'_>, key: &str) -> Option<Value>;
 
-    /// Keeps the output (JSON) of item `index` of the batch node at `at` until its step is saved.
-    /// Called from the items, concurrently.
-    fn keep_item<'a>(&'a self, at: At<'a>, index: usize, output: Value) -> KeepItem<'a>;
+    /// Keeps `output` (JSON) under `key` for the node at `at` until its step is saved. Called
+    /// from the items of a batch, concurrently.
+    fn keep_item<'a>(&'a self, at: At<'a>, key: String, output: Value) -> KeepItem<'a>;
 }
 
 /// What [`ItemJournal::keep_item`] returns: boxed, since the journal is a `dyn` (one box per kept
@@ -234,8 +235,8 @@ impl<'a> Context<'a> {
         }
     }
 
-    /// Where this step keeps a batch's items, when it keeps them (a durable step saved on its
-    /// own).
+    /// Where this step keeps what its parts produced (a batch's items, an agent's calls), when
+    /// it keeps them (a durable step saved on its own).
     pub(crate) fn item_journal(&self) -> Option<&'a dyn ItemJournal> {
         self.run.items(&self.at)
     }
