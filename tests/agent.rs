@@ -872,3 +872,70 @@ fn a_call_cut_short_runs_again_only_when_its_tool_is_repeatable() {
         }
     }
 }
+
+/// A conversation whose messages can be corrected by id.
+#[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+struct Editable {
+    #[reducer(append)]
+    messages: Messages,
+    #[reducer(append)]
+    histories: Histories,
+    #[reducer(add)]
+    corrections: u32,
+}
+
+impl Conversation for Editable {
+    fn messages(&self) -> &[Message] {
+        &self.messages
+    }
+    fn histories(&self) -> &Histories {
+        &self.histories
+    }
+    fn record(messages: Vec<Message>, histories: Histories) -> EditableUpdate {
+        Editable::update()
+            .append_messages(messages.into())
+            .append_histories(histories)
+    }
+}
+
+/// An answer corrected in the conversation (replaced by its id) reaches the agent that wrote it:
+/// its next turn reads the corrected text, not its own original from its history.
+#[test]
+fn a_corrected_answer_reaches_the_agent_that_wrote_it() {
+    #[node(actions = ["again", "done"])]
+    fn correct(chat: &Editable) -> Result<Command<Editable>, NodeError> {
+        if chat.corrections > 0 {
+            return Ok(Command::goto("done"));
+        }
+        let answer = chat.messages.last().unwrap();
+        let fixed = Message::ai("Classification: phishing").with_id(answer.id().unwrap());
+        let edit = chat.messages.replace(fixed)?;
+        let next = Message::human("Look again.").with_id("again");
+        Ok(Command::new(
+            Editable::update()
+                .append_messages(edit)
+                .push_messages(next)
+                .add_corrections(1),
+        )
+        .with_action("again"))
+    }
+    let model = Arc::new(
+        ScriptedModel::new()
+            .reply("Classification: intrusion")
+            .reply("Still phishing."),
+    );
+    let classify = Agent::new(model.clone());
+    let flow = flow! { classify >> correct; correct - "again" >> classify; };
+    let mut chat = Editable {
+        messages: vec![Message::human("An alert").with_id("alert")].into(),
+        ..Editable::default()
+    };
+    flow.run_blocking(&mut chat).unwrap();
+    let requests = model.requests();
+    let second: Vec<&str> = requests[1].messages.iter().map(Message::content).collect();
+    assert_eq!(
+        second,
+        ["Classification: phishing", "Look again."],
+        "the agent read its corrected answer"
+    );
+}

@@ -325,7 +325,7 @@ fn tool_calls_held(kind: &str, path: &Path, state: &serde_json::Value, round: &s
         }
         assert!(
             calls("lookup", turn) >= 1,
-            "{context}: turn {turn} never looked up"
+            "{context}: turn {turn} never looked up; the calls:\n{log}\nthe state: {state}"
         );
     }
 }

@@ -460,7 +460,8 @@ impl Tool for Effect {
             .create(true)
             .append(true)
             .open(&self.log)?;
-        writeln!(file, "{} {key}", self.name)?;
+        // One write of the whole line: a kill cannot leave half of it for the next to join.
+        file.write_all(format!("{} {key}\n", self.name).as_bytes())?;
         file.sync_data()?;
         std::thread::sleep(std::time::Duration::from_millis(1));
         Ok(format!("{} done", self.name))

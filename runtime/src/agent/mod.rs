@@ -39,6 +39,7 @@ pub use model::{ChatModel, ChatRequest, ChatResponse, ModelError, ScriptedModel}
 pub use template::Prompt;
 pub use tool::{Tool, Toolbox};
 
+use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -494,7 +495,15 @@ impl<S: Conversation, M: ChatModel> Node<S> for Agent<S, M> {
         if let Some(system) = &self.system {
             messages.push(Message::system(system.render(state)));
         }
-        messages.extend(own.iter().cloned());
+        // A message of its own that the conversation holds corrected (replaced by id) is read
+        // as corrected: the agent builds on what the conversation says it said.
+        let corrected = corrections(own, state.messages());
+        messages.extend(own.iter().map(|message| {
+            message
+                .id()
+                .and_then(|id| corrected.get(id))
+                .map_or_else(|| message.clone(), |&global| global.clone())
+        }));
         if let Some(latest) = state.messages().last() {
             let own_answer =
                 latest.id().is_some() && own.last().and_then(Message::id) == latest.id();
@@ -547,6 +556,26 @@ impl<S: Conversation, M: ChatModel> Node<S> for Agent<S, M> {
             Histories::of(turn.agent, produced),
         )))
     }
+}
+
+/// The global messages that share an id with a message of `own` but differ from it: what the
+/// conversation corrected of the agent's messages, by id.
+fn corrections<'m>(own: &[Message], global: &'m [Message]) -> HashMap<&'m str, &'m Message> {
+    let ids: HashMap<&str, &Message> = own
+        .iter()
+        .filter_map(|message| Some((message.id()?, message)))
+        .collect();
+    if ids.is_empty() {
+        return HashMap::new();
+    }
+    global
+        .iter()
+        .filter_map(|message| {
+            let id = message.id()?;
+            let original = ids.get(id)?;
+            (*original != message).then_some((id, message))
+        })
+        .collect()
 }
 
 /// The latest global message as this agent's input: another agent's answer becomes a human
