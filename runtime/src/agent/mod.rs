@@ -355,9 +355,9 @@ impl<S: Conversation, M: ChatModel> Agent<S, M> {
             return Ok(answer);
         }
         let started_key = format!("started:{round}:{}", call.id);
-        let answer = if calls_kept.kept::<bool>(&started_key).is_some()
-            && !self.tools.is_repeatable(&call.name)
-        {
+        // A repeatable call runs again whenever its answer was not kept: it needs no mark.
+        let repeatable = self.tools.is_repeatable(&call.name);
+        let answer = if !repeatable && calls_kept.kept::<bool>(&started_key).is_some() {
             Message::tool_error(
                 &call.id,
                 format!(
@@ -368,7 +368,9 @@ impl<S: Conversation, M: ChatModel> Agent<S, M> {
                 ),
             )
         } else {
-            calls_kept.keep(started_key, &true).await?;
+            if !repeatable {
+                calls_kept.keep(started_key, &true).await?;
+            }
             let answer = self
                 .tools
                 .call_keyed(call, &idempotency_key(context, &call.id))
@@ -401,8 +403,8 @@ fn idempotency_key(context: Option<&Context<'_>>, call: &str) -> String {
 
 /// Where a turn keeps its model replies and tool answers while its step is not saved: the
 /// step's journal in a durable run saved step by step (none elsewhere: a fork's branch, a plain
-/// run), each under its own key (`reply:<round>`, `started:<round>:<call>`,
-/// `call:<round>:<call>`).
+/// run), each under its own key (`reply:<round>`, `call:<round>:<call>`, and
+/// `started:<round>:<call>` before a call that is not repeatable).
 struct Calls<'a> {
     journal: Option<(&'a dyn ItemJournal, At<'a>)>,
 }
