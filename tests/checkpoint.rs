@@ -102,6 +102,20 @@ async fn keeps_flows(store: &impl CheckpointStore) {
         ]
     );
     assert_eq!(store.threads().await.unwrap().len(), threads);
+    // A thread names the flow its start record names.
+    let mut named = start();
+    named.node = "triage".into();
+    let claim = store.create("flowed", "Counter", &[named]).await.unwrap();
+    drop(claim);
+    let listed = store.threads().await.unwrap();
+    let flowed = listed.iter().find(|thread| thread.id == "flowed").unwrap();
+    assert_eq!(flowed.flow, "triage");
+    assert!(
+        listed
+            .iter()
+            .filter(|thread| thread.id != "flowed")
+            .all(|thread| thread.flow.is_empty())
+    );
 }
 
 /// `append_all` saves its records in order, or none of them when one is out of order.
@@ -762,12 +776,15 @@ fn a_sqlite_database_of_version_2_is_brought_up_to_date() {
     drop(store);
     let connection = rusqlite::Connection::open(&path).unwrap();
     connection
-        .execute_batch("DROP TABLE flows; PRAGMA user_version = 2;")
+        .execute_batch(
+            "DROP TABLE flows; ALTER TABLE threads DROP COLUMN flow; PRAGMA user_version = 2;",
+        )
         .unwrap();
     drop(connection);
     let reader = SqliteStore::open_read_only(&path).unwrap();
     assert_eq!(block_on(reader.flows()).unwrap(), []);
-    assert_eq!(block_on(reader.threads()).unwrap().len(), 1);
+    let threads = block_on(reader.threads()).unwrap();
+    assert_eq!((threads.len(), threads[0].flow.as_str()), (1, ""));
     drop(reader);
     let store = SqliteStore::open(&path).unwrap();
     block_on(store.save_flow(&flow_info("triage", &["a"]))).unwrap();
@@ -779,6 +796,7 @@ fn a_sqlite_database_of_version_2_is_brought_up_to_date() {
             .len(),
         3
     );
+    assert_eq!(block_on(store.threads()).unwrap()[0].flow, "");
     let version: i64 = rusqlite::Connection::open(&path)
         .unwrap()
         .query_row("PRAGMA user_version", [], |row| row.get(0))

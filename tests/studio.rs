@@ -812,6 +812,7 @@ fn threads_are_paged_and_filtered() {
                     |thread| thread["status"] == "paused"
                         && thread["step"] == 1
                         && thread["pauses"] == 1
+                        && thread["flow"] == "refunds"
                 ));
                 let cancelled = client.get("/api/threads?status=cancelled").await.body;
                 assert_eq!(cancelled["total"], 1);

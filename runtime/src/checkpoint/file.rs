@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     CheckpointStore, FlowInfo, RecordKind, Records, RunStatus, StepRecord, StoreError, ThreadInfo,
-    ThreadLog, as_read, check_new, check_order, check_thread_id, crc32, crc32_update,
+    ThreadLog, as_read, check_new, check_order, check_thread_id, crc32, crc32_update, flow_of,
     io_error as io, lock, status_json,
 };
 
@@ -96,6 +96,9 @@ pub struct FileStore {
 struct Meta {
     state_type: String,
     format: u32,
+    /// The flow named by the start record (absent in threads made before it was kept here).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    flow: String,
 }
 
 /// A claim on a thread of a [`FileStore`]: the locked claim file and the open log. Dropping it
@@ -555,6 +558,7 @@ impl CheckpointStore for FileStore {
         let meta = serde_json::to_vec(&Meta {
             state_type: state_type.to_string(),
             format: FORMAT,
+            flow: flow_of(records).to_string(),
         })
         .unwrap_or_default();
         replace_file(thread, &new, META, &meta)?;
@@ -752,6 +756,7 @@ impl CheckpointStore for FileStore {
             threads.push(ThreadInfo {
                 id,
                 state_type: meta.state_type,
+                flow: meta.flow,
                 status,
                 last_step: last.as_ref().map_or(0, |record| record.step),
                 updated_at_ms: last.map_or(0, |record| record.saved_at_ms),

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::{
     CheckpointStore, FlowInfo, RecordKind, Records, RunStatus, StepRecord, StoreError, ThreadInfo,
-    ThreadLog, as_read, check_new, check_order, check_thread_id,
+    ThreadLog, as_read, check_new, check_order, check_thread_id, flow_of,
 };
 
 /// Keeps threads in memory: fast, and gone with the process. For tests.
@@ -260,6 +260,7 @@ impl CheckpointStore for MemoryStore {
             .map(|(id, thread)| ThreadInfo {
                 id: id.clone(),
                 state_type: thread.state_type.clone(),
+                flow: flow_of(&thread.records).to_string(),
                 status: status(thread),
                 last_step: thread.last_step(),
                 updated_at_ms: thread.records.last().map_or(0, |record| record.saved_at_ms),

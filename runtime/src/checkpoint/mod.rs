@@ -460,6 +460,7 @@ pub struct ThreadLog {
 /// let _claim = store.create("t-1", "Counter", &[start]).await?;
 /// let threads = store.threads().await?;
 /// assert_eq!((threads[0].id.as_str(), threads[0].last_step), ("t-1", 0));
+/// assert_eq!(threads[0].flow, ""); // its start record names no flow
 /// # Ok::<(), slateflow::checkpoint::StoreError>(())
 /// # }).unwrap();
 /// ```
@@ -469,6 +470,10 @@ pub struct ThreadInfo {
     pub id: String,
     /// The state type it was created for.
     pub state_type: String,
+    /// The name of the flow it was started with ([`Durable::named`]); empty when it had none.
+    ///
+    /// [`Durable::named`]: crate::durable::Durable::named
+    pub flow: String,
     /// Where it stands.
     pub status: RunStatus,
     /// The step number of its last record.
@@ -843,6 +848,14 @@ pub trait CheckpointStore: Send + Sync {
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference
 const fn is_zero(value: &u64) -> bool {
     *value == 0
+}
+
+/// The flow named by a new thread's start record (the first of `records`): empty when none.
+fn flow_of(records: &[StepRecord]) -> &str {
+    records
+        .first()
+        .filter(|record| record.kind == RecordKind::Start)
+        .map_or("", |record| record.node.as_str())
 }
 
 /// Checks that `record` may follow `last` (the thread's last saved step).

@@ -7,16 +7,20 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::{
     CheckpointStore, FlowInfo, Records, RunStatus, StepRecord, StoreError, ThreadInfo, ThreadLog,
-    as_read, check_new, check_order, check_thread_id, crc32, encode, io_error, lock, now_ms,
-    refused, status_json, to_i64,
+    as_read, check_new, check_order, check_thread_id, crc32, encode, flow_of, io_error, lock,
+    now_ms, refused, status_json, to_i64,
 };
 
 /// The schema's version, in SQLite's `user_version`.
 const VERSION: i64 = 3;
 
-/// What version 3 added to version 2: the saved flows. A database of version 2 is brought up to
-/// date when opened for writing; opened read-only, it reads as having no saved flow.
-const FLOWS_TABLE: &str = "CREATE TABLE flows (name TEXT PRIMARY KEY, body TEXT NOT NULL);";
+/// What version 3 added to version 2: the saved flows, and each thread's flow. A database of
+/// version 2 is brought up to date when opened for writing; opened read-only, it reads as having
+/// no saved flow, and threads without one.
+const VERSION_3: &str = "
+    CREATE TABLE flows (name TEXT PRIMARY KEY, body TEXT NOT NULL);
+    ALTER TABLE threads ADD COLUMN flow TEXT NOT NULL DEFAULT '';
+";
 
 const SCHEMA: &str = "
     CREATE TABLE threads (
@@ -25,7 +29,8 @@ const SCHEMA: &str = "
         status TEXT NOT NULL,
         last_step INTEGER NOT NULL,
         claim INTEGER NOT NULL,
-        updated_ms INTEGER NOT NULL
+        updated_ms INTEGER NOT NULL,
+        flow TEXT NOT NULL DEFAULT ''
     );
     CREATE TABLE records (
         thread TEXT NOT NULL REFERENCES threads(id),
@@ -168,7 +173,7 @@ impl SqliteStore {
                 connection.execute_batch(SCHEMA)?;
                 connection.execute_batch(&format!("PRAGMA user_version = {VERSION}"))?;
             } else if version == 2 {
-                connection.execute_batch(FLOWS_TABLE)?;
+                connection.execute_batch(VERSION_3)?;
                 connection.execute_batch(&format!("PRAGMA user_version = {VERSION}"))?;
                 found = Some(VERSION);
             }
@@ -346,14 +351,15 @@ impl CheckpointStore for SqliteStore {
                 return Ok(false);
             }
             connection.execute(
-                "INSERT INTO threads (id, state_type, status, last_step, claim, updated_ms)
-                 VALUES (?1, ?2, ?3, ?4, 1, ?5)",
+                "INSERT INTO threads (id, state_type, status, last_step, claim, updated_ms, flow)
+                 VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6)",
                 params![
                     thread,
                     state_type,
                     status,
                     to_i64(last_step),
-                    to_i64(now_ms())
+                    to_i64(now_ms()),
+                    flow_of(records)
                 ],
             )?;
             for (seq, (record, body)) in records.iter().zip(&bodies).enumerate() {
@@ -613,11 +619,15 @@ impl CheckpointStore for SqliteStore {
     }
 
     async fn threads(&self) -> Result<Vec<ThreadInfo>, StoreError> {
+        // A database of version 2, opened read-only, keeps no thread's flow.
+        let query = if self.version()? < VERSION {
+            "SELECT id, state_type, status, last_step, updated_ms, '' FROM threads ORDER BY id"
+        } else {
+            "SELECT id, state_type, status, last_step, updated_ms, flow FROM threads ORDER BY id"
+        };
         let connection = self.connection();
         let mut statement = connection
-            .prepare_cached(
-                "SELECT id, state_type, status, last_step, updated_ms FROM threads ORDER BY id",
-            )
+            .prepare_cached(query)
             .map_err(|error| self.backend("", "list threads", error))?;
         let rows = statement
             .query_map([], |row| {
@@ -627,17 +637,19 @@ impl CheckpointStore for SqliteStore {
                     row.get::<_, String>(2)?,
                     row.get::<_, i64>(3)?,
                     row.get::<_, i64>(4)?,
+                    row.get::<_, String>(5)?,
                 ))
             })
             .map_err(|error| self.backend("", "list threads", error))?;
         let mut threads = Vec::new();
         for row in rows {
-            let (id, state_type, status, last_step, updated) =
+            let (id, state_type, status, last_step, updated, flow) =
                 row.map_err(|error| self.backend("", "list threads", error))?;
             threads.push(ThreadInfo {
                 status: self.status(&id, &status)?,
                 id,
                 state_type,
+                flow,
                 last_step: u64::try_from(last_step).unwrap_or(0),
                 updated_at_ms: u64::try_from(updated).unwrap_or(0),
             });

@@ -234,6 +234,7 @@ impl<'s, St: CheckpointStore + 'static> Host<'s, '_, St> {
                 };
                 let mut line = json!({
                     "id": thread.id,
+                    "flow": thread.flow,
                     "state_type": thread.state_type,
                     "step": thread.last_step,
                     "updated_at_ms": thread.updated_at_ms,

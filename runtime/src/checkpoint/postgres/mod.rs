@@ -652,7 +652,7 @@ impl CheckpointStore for PostgresStore {
                     "SELECT id, state_type, status, last_step, updated_ms,
                             owner IS NOT NULL AND lease_until >= now() AND NOT ",
                     owner_gone!(),
-                    " FROM slateflow_threads ORDER BY id COLLATE \"C\""
+                    ", flow FROM slateflow_threads ORDER BY id COLLATE \"C\""
                 ),
                 &[],
             )
@@ -665,6 +665,7 @@ impl CheckpointStore for PostgresStore {
                     status: self.status(&id, row.get(2), row.get(5))?,
                     id,
                     state_type: row.get(1),
+                    flow: row.get(6),
                     last_step: from_i64(row.get(3)),
                     updated_at_ms: from_i64(row.get(4)),
                 })
