@@ -605,6 +605,9 @@ async fn bad_changes_are_refused(client: &Client, thread: &str) {
 /// A path's wrong method is refused with the ones it takes; a change without the token, with a
 /// wrong one, or from another site's page is refused, and changes nothing.
 async fn changes_need_the_token_or_the_page(client: &Client, thread: &str) {
+    let read_of_a_change = client.get(&format!("/api/threads/{thread}/answer")).await;
+    assert_eq!(read_of_a_change.headers["allow"], "POST");
+    refused(&read_of_a_change, 405, "takes only POST");
     let wrong_method = client
         .send(client.http.delete(format!("{}/api/threads", client.base)))
         .await;

@@ -152,6 +152,8 @@ impl<'s, St: CheckpointStore + 'static> Host<'s, '_, St> {
             (_, ["api", "threads", _, "history" | "state" | "events"] | ["api", "threads", _]) => {
                 return Reply::not_allowed("GET");
             }
+            // A thread's actions are changes.
+            (_, ["api", "threads", _, _]) => return Reply::not_allowed("POST"),
             _ => Err(Refusal::new(
                 404,
                 format!(
