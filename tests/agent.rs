@@ -875,6 +875,7 @@ fn a_call_cut_short_runs_again_only_when_its_tool_is_repeatable() {
 
 /// A conversation whose messages can be corrected by id.
 #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+#[slateflow(conversation)]
 struct Editable {
     #[reducer(append)]
     messages: Messages,
@@ -882,20 +883,6 @@ struct Editable {
     histories: Histories,
     #[reducer(add)]
     corrections: u32,
-}
-
-impl Conversation for Editable {
-    fn messages(&self) -> &[Message] {
-        &self.messages
-    }
-    fn histories(&self) -> &Histories {
-        &self.histories
-    }
-    fn record(messages: Vec<Message>, histories: Histories) -> EditableUpdate {
-        Editable::update()
-            .append_messages(messages.into())
-            .append_histories(histories)
-    }
 }
 
 /// An answer corrected in the conversation (replaced by its id) reaches the agent that wrote it:

@@ -21,12 +21,12 @@ mod support;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use slateflow::checkpoint::{CheckpointStore, FileStore, MemoryStore, Records};
 use slateflow::durable::Outcome;
 use slateflow::flow;
-use support::{Counter, Ticks, chain_of_100, tick};
+use support::{Counter, Ticks, chain_of_100, median, tick};
 
 /// Counts the heap in use, and the most in use since [`Heap::reset_peak`].
 struct Heap;
@@ -87,19 +87,6 @@ unsafe impl GlobalAlloc for Heap {
 static ALLOCATOR: Heap = Heap;
 
 static THREADS: AtomicU64 = AtomicU64::new(0);
-
-/// The median time of one call of `run`, over `samples` calls.
-fn median(samples: usize, mut run: impl FnMut()) -> Duration {
-    let mut times: Vec<Duration> = (0..samples)
-        .map(|_| {
-            let start = Instant::now();
-            run();
-            start.elapsed()
-        })
-        .collect();
-    times.sort();
-    times[samples / 2]
-}
 
 fn per_step(time: Duration) -> f64 {
     time.as_secs_f64() * 1e6 / 100.0

@@ -11,28 +11,15 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use slateflow::checkpoint::{CheckpointStore, MemoryStore, RecordKind, Records, StepRecord};
 use slateflow::flow;
 use slateflow::studio::Studio;
-use support::{Ticks, tick};
+use support::{Ticks, median, tick};
 
 const THREADS: usize = 10_000;
 const STEPS: u64 = 10_000;
-
-/// The median time of one call of `run`, over `samples` calls.
-fn median(samples: usize, mut run: impl FnMut()) -> Duration {
-    let mut times: Vec<Duration> = (0..samples)
-        .map(|_| {
-            let start = Instant::now();
-            run();
-            start.elapsed()
-        })
-        .collect();
-    times.sort();
-    times[samples / 2]
-}
 
 /// A plain HTTP/1.1 GET; the body's length, after checking the status.
 fn get(address: SocketAddr, path: &str) -> usize {

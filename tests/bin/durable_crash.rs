@@ -35,10 +35,10 @@
 //! Exits with 3 when another process holds the thread's claim.
 
 use serde::{Deserialize, Serialize};
+use slateflow::agent::Agent;
 use slateflow::agent::message::{Histories, Message, ToolCall};
 use slateflow::agent::model::{ChatResponse, ScriptedModel};
 use slateflow::agent::tool::{Tool, Toolbox};
-use slateflow::agent::{Agent, Conversation};
 use slateflow::batch::{self, Batch, BatchNode};
 use slateflow::checkpoint::{CheckpointStore, FileStore, PostgresStore, SqliteStore, StoreError};
 use slateflow::durable::{Durability, Outcome};
@@ -386,6 +386,7 @@ where
 
 /// The `agent` scenario's state: a conversation, and the turns taken.
 #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+#[slateflow(conversation)]
 struct Desk {
     #[reducer(add)]
     turns: u64,
@@ -393,20 +394,6 @@ struct Desk {
     messages: Vec<Message>,
     #[reducer(append)]
     histories: Histories,
-}
-
-impl Conversation for Desk {
-    fn messages(&self) -> &[Message] {
-        &self.messages
-    }
-    fn histories(&self) -> &Histories {
-        &self.histories
-    }
-    fn record(messages: Vec<Message>, histories: Histories) -> DeskUpdate {
-        Desk::update()
-            .extend_messages(messages)
-            .append_histories(histories)
-    }
 }
 
 /// Turns of the `agent` scenario.

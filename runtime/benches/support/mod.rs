@@ -1,6 +1,9 @@
 //! What the benchmarks share: a counter state, a no-op node and a 100-node chain of them; a
-//! state that counts ticks to a limit, and its node. Each bench uses part of it.
+//! state that counts ticks to a limit, and its node; the median of timed calls. Each bench uses
+//! part of it.
 #![allow(dead_code)]
+
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use slateflow::{Command, Context, Flow, Node, NodeError, SharedState, flow, node};
@@ -160,4 +163,17 @@ pub(crate) fn tick(ticks: &Ticks) -> Command<Ticks> {
         "done"
     };
     Command::new(Ticks::update().add_ticks(1)).with_action(action)
+}
+
+/// The median time of one call of `run`, over `samples` calls.
+pub(crate) fn median(samples: usize, mut run: impl FnMut()) -> Duration {
+    let mut times: Vec<Duration> = (0..samples)
+        .map(|_| {
+            let start = Instant::now();
+            run();
+            start.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[samples / 2]
 }
