@@ -825,7 +825,8 @@ fn threads_are_paged_and_filtered() {
     });
 }
 
-/// Listening beyond the loopback needs a token; a token given is the one changes need.
+/// Listening beyond the loopback needs a token, and then every request needs it; a token given
+/// is the one changes need.
 #[test]
 fn another_address_needs_a_token() {
     runtime().block_on(async {
@@ -841,6 +842,44 @@ fn another_address_needs_a_token() {
                 .to_string()
                 .contains("give it a token with `Studio::token`")
         );
+        // With a token, beyond the loopback: any name reaches it, and every request needs the
+        // token, reads and the page included.
+        let wide = Studio::of(flow.durable(MemoryStore::new()).named("refunds"))
+            .token("wide-token")
+            .bind("0.0.0.0:0")
+            .await
+            .unwrap();
+        let base = format!("http://127.0.0.1:{}", wide.local_addr().port());
+        let http = reqwest::Client::new();
+        wide.run_until(async {
+            let status = |request: reqwest::RequestBuilder| async move {
+                request.send().await.unwrap().status().as_u16()
+            };
+            let threads = format!("{base}/api/threads");
+            assert_eq!(status(http.get(&threads)).await, 401);
+            assert_eq!(status(http.get(&threads).bearer_auth("guess")).await, 401);
+            assert_eq!(
+                status(http.get(&threads).bearer_auth("wide-token")).await,
+                200
+            );
+            assert_eq!(
+                status(http.get(format!("{threads}?token=wide-token"))).await,
+                200
+            );
+            assert_eq!(status(http.get(format!("{base}/"))).await, 401);
+            assert_eq!(
+                status(http.get(format!("{base}/?token=wide-token"))).await,
+                200
+            );
+            // Addressed by another name, as on a network.
+            let named = http
+                .get(&threads)
+                .header("Host", "studio.internal:7878")
+                .bearer_auth("wide-token");
+            assert_eq!(status(named).await, 200);
+        })
+        .await
+        .unwrap();
         let server = Studio::of(flow.durable(MemoryStore::new()).named("refunds"))
             .token("s3cret-token")
             .bind("127.0.0.1:0")
@@ -1124,35 +1163,59 @@ mod browser {
         }
 
         /// The text of the first element `selector` matches.
+        /// The text of the first element `selector` matches, read in one call: the page draws
+        /// a thread again as it changes, so an element found in one call may be gone by the next.
         pub(crate) async fn text(&self, selector: &str) -> String {
-            let element = self.element(selector).await;
-            self.driver
-                .call(
-                    reqwest::Method::GET,
-                    &format!("/session/{}/element/{element}/text", self.session),
-                    None,
-                )
-                .await
-                .as_str()
-                .unwrap()
-                .to_string()
+            let selector = serde_json::to_string(selector).unwrap();
+            self.script(&format!(
+                "const e = document.querySelector({selector}); return e ? (e.innerText ?? e.textContent) : null"
+            ))
+            .await
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {selector}"))
+            .to_string()
+        }
+
+        /// Runs `act` on the element `selector` matches, finding it again when the page drew it
+        /// anew in between.
+        async fn on_element(&self, selector: &str, act: &[(&str, Value)]) {
+            'found: for _ in 0..20 {
+                let element = self.element(selector).await;
+                for (action, body) in act {
+                    let path = format!("/session/{}/element/{element}/{action}", self.session);
+                    let response = self
+                        .driver
+                        .http
+                        .post(format!("{}{path}", self.driver.base))
+                        .header("Content-Type", "application/json")
+                        .body(body.to_string())
+                        .send()
+                        .await
+                        .unwrap();
+                    if !response.status().is_success() {
+                        let answer = response.text().await.unwrap();
+                        assert!(
+                            answer.contains("stale element"),
+                            "WebDriver {path}: {answer}"
+                        );
+                        continue 'found;
+                    }
+                }
+                return;
+            }
+            panic!("the element {selector} kept being drawn anew");
         }
 
         pub(crate) async fn clear_and_type(&self, selector: &str, text: &str) {
-            let element = self.element(selector).await;
-            self.post(&format!("/element/{element}/clear"), json!({}))
-                .await;
-            self.post(
-                &format!("/element/{element}/value"),
-                json!({ "text": text }),
+            self.on_element(
+                selector,
+                &[("clear", json!({})), ("value", json!({ "text": text }))],
             )
             .await;
         }
 
         pub(crate) async fn click(&self, selector: &str) {
-            let element = self.element(selector).await;
-            self.post(&format!("/element/{element}/click"), json!({}))
-                .await;
+            self.on_element(selector, &[("click", json!({}))]).await;
         }
 
         /// The page as a PNG.

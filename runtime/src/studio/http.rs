@@ -95,6 +95,11 @@ impl<'s, St: CheckpointStore + 'static> Host<'s, '_, St> {
 
     /// Reads a request: its host checked, its path and query split, its body read (up to
     /// [`MAX_BODY`]), and whether it may change anything.
+    ///
+    /// On a loopback address, a request must be addressed to the studio (its `Host`), and a
+    /// change needs the token or the page's own origin. Beyond the loopback, where any name may
+    /// reach it, every request needs the token: `Authorization: Bearer <token>`, or `token=` in
+    /// the query (the page's address, and its event streams, which cannot send a header).
     async fn read(&self, request: hyper::Request<Incoming>) -> Result<Request, Reply> {
         let (parts, body) = request.into_parts();
         let host = parts
@@ -102,7 +107,7 @@ impl<'s, St: CheckpointStore + 'static> Host<'s, '_, St> {
             .get(header::HOST)
             .and_then(|host| host.to_str().ok())
             .unwrap_or_default();
-        if !self.hosts.iter().any(|own| own.eq_ignore_ascii_case(host)) {
+        if !self.hosts.is_empty() && !self.hosts.iter().any(|own| own.eq_ignore_ascii_case(host)) {
             return Err(Reply::error(
                 421,
                 format!(
@@ -138,7 +143,15 @@ impl<'s, St: CheckpointStore + 'static> Host<'s, '_, St> {
             })
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| Reply::error(400, "the query is not valid UTF-8"))?;
-        let may_change = self.may_change(&parts.headers);
+        let token = self.token_given(&parts.headers, &query);
+        if self.hosts.is_empty() && token != Some(true) {
+            return Err(Reply::error(
+                401,
+                "this studio listens beyond the loopback: every request needs its token, as \
+                 `Authorization: Bearer <token>` or `?token=<token>` on the page's address",
+            ));
+        }
+        let may_change = token.unwrap_or_else(|| self.from_the_page(&parts.headers, host));
         let body = Limited::new(body, MAX_BODY)
             .collect()
             .await
@@ -163,23 +176,38 @@ impl<'s, St: CheckpointStore + 'static> Host<'s, '_, St> {
         })
     }
 
-    /// Whether a request may change threads: it carries the token, or comes from the studio's
-    /// own page (its `Origin` is the studio's).
-    fn may_change(&self, headers: &HeaderMap) -> bool {
+    /// Whether the request carries the token (`None` when it carries none): in its
+    /// `Authorization` header, or as `token` in its query.
+    fn token_given(&self, headers: &HeaderMap, query: &[(String, String)]) -> Option<bool> {
         let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "));
-        if let Some(given) = bearer {
-            return same_text(given.trim(), self.token);
-        }
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim);
+        let given = bearer.or_else(|| {
+            query
+                .iter()
+                .find(|(key, _)| key == "token")
+                .map(|(_, value)| value.as_str())
+        })?;
+        Some(same_text(given, self.token))
+    }
+
+    /// Whether the request comes from the studio's own page: its `Origin` is the studio's
+    /// (on a loopback address, one of its names; beyond, the `Host` it was sent to).
+    fn from_the_page(&self, headers: &HeaderMap, host: &str) -> bool {
         let origin = headers
             .get(header::ORIGIN)
-            .and_then(|value| value.to_str().ok());
+            .and_then(|value| value.to_str().ok())
+            .and_then(|origin| origin.strip_prefix("http://"));
         origin.is_some_and(|origin| {
-            origin
-                .strip_prefix("http://")
-                .is_some_and(|host| self.hosts.iter().any(|own| own.eq_ignore_ascii_case(host)))
+            if self.hosts.is_empty() {
+                origin.eq_ignore_ascii_case(host)
+            } else {
+                self.hosts
+                    .iter()
+                    .any(|own| own.eq_ignore_ascii_case(origin))
+            }
         })
     }
 }

@@ -61,10 +61,11 @@
 //! The studio listens where it is told; on an address other than a loopback one it needs a token
 //! ([`Studio::token`]). Every change (a `POST`) needs that token, as `Authorization: Bearer
 //! <token>`, or must come from the studio's own page (its `Origin` is the studio's). Without a
-//! token given, the studio makes one at random ([`Server::token`]), for scripts. A request whose
-//! `Host` is not the studio's own address (`127.0.0.1`, `localhost`, or the address it was bound
-//! to) is refused, so that another site cannot reach it through a name that resolves to the
-//! loopback address. The page renders every value from a state as text, never as markup. A
+//! token given, the studio makes one at random ([`Server::token`]), for scripts. On a loopback
+//! address, a request whose `Host` is not the studio's own (`127.0.0.1`, `localhost`, or the
+//! address it was bound to) is refused, so that another site cannot reach it through a name that
+//! resolves to the loopback address. Beyond the loopback, every request, reads included, needs
+//! the token: open the page as `http://<host>:<port>/?token=<token>`. The page renders every value from a state as text, never as markup. A
 //! malformed request gets a 4xx answer, `{"error": "..."}`, that says what was wrong, and changes
 //! nothing.
 //!
@@ -327,7 +328,7 @@ struct Host<'s, 'f, St> {
     /// The last error of a run this studio made that ended in one, by thread.
     errors: Mutex<HashMap<String, String>>,
     token: &'s str,
-    /// The `Host` headers a request may carry.
+    /// The `Host` headers a request may carry; empty beyond the loopback (any, with the token).
     hosts: Vec<String>,
 }
 
@@ -373,18 +374,19 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The `Host` headers that name the studio itself.
+/// The `Host` headers that name the studio itself, on a loopback address; none beyond it, where
+/// any name may reach it (and every request needs the token instead).
 fn own_hosts(local: SocketAddr) -> Vec<String> {
-    let port = local.port();
-    let mut hosts = vec![local.to_string()];
-    if local.ip().is_loopback() {
-        hosts.extend([
-            format!("127.0.0.1:{port}"),
-            format!("localhost:{port}"),
-            format!("[::1]:{port}"),
-        ]);
+    if !local.ip().is_loopback() {
+        return Vec::new();
     }
-    hosts
+    let port = local.port();
+    vec![
+        local.to_string(),
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("[::1]:{port}"),
+    ]
 }
 
 /// A token nobody can guess: 128 bits from the standard library's randomly seeded hasher (seeded
