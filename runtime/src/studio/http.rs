@@ -151,7 +151,7 @@ impl<'s, St: CheckpointStore + 'static> Host<'s, '_, St> {
                  `Authorization: Bearer <token>` or `?token=<token>` on the page's address",
             ));
         }
-        let may_change = token.unwrap_or_else(|| self.from_the_page(&parts.headers, host));
+        let may_change = token.unwrap_or_else(|| self.sent_by_the_page(&parts.headers, host));
         let body = Limited::new(body, MAX_BODY)
             .collect()
             .await
@@ -195,7 +195,7 @@ impl<'s, St: CheckpointStore + 'static> Host<'s, '_, St> {
 
     /// Whether the request comes from the studio's own page: its `Origin` is the studio's
     /// (on a loopback address, one of its names; beyond, the `Host` it was sent to).
-    fn from_the_page(&self, headers: &HeaderMap, host: &str) -> bool {
+    fn sent_by_the_page(&self, headers: &HeaderMap, host: &str) -> bool {
         let origin = headers
             .get(header::ORIGIN)
             .and_then(|value| value.to_str().ok())
