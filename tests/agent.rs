@@ -689,6 +689,16 @@ struct Effects {
 }
 
 impl Effects {
+    /// The keys of the calls, in order.
+    fn keys(&self) -> Vec<String> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, key)| key.clone())
+            .collect()
+    }
+
     fn count(&self, tool: &str) -> usize {
         self.calls
             .lock()
@@ -815,13 +825,7 @@ fn a_resumed_turn_runs_no_finished_tool_call_or_model_call_again() {
         "lookup done | pay done"
     );
     // Each call had the key of its thread, step and call, the same in both attempts.
-    let keys: Vec<String> = effects
-        .calls
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(_, key)| key.clone())
-        .collect();
+    let keys = effects.keys();
     assert_eq!(keys, ["kept-calls/1/c1", "kept-calls/1/c2"]);
 }
 
@@ -851,13 +855,7 @@ fn a_call_cut_short_runs_again_only_when_its_tool_is_repeatable() {
         if repeatable {
             assert_eq!(effects.count("pay"), 2);
             assert_eq!(answer, "lookup done | pay done");
-            let keys: Vec<String> = effects
-                .calls
-                .lock()
-                .unwrap()
-                .iter()
-                .map(|(_, key)| key.clone())
-                .collect();
+            let keys = effects.keys();
             assert_eq!(keys[1], keys[2], "the call ran again under its key");
         } else {
             assert_eq!(

@@ -779,18 +779,14 @@ impl CheckpointStore for FileStore {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let dir = self.root.join(FLOWS);
         fs::create_dir_all(&dir).map_err(|source| io("", "create", &dir, source))?;
-        let bytes = serde_json::to_vec_pretty(flow).map_err(|error| StoreError::Corrupt {
-            thread: String::new(),
-            what: format!("the flow `{}`", flow.name),
-            reason: format!("it does not serialize: {error}"),
-        })?;
+        let bytes = flow.to_json()?;
         // A name of its own per writer: two processes may save one flow at once.
         let count = COUNTER.fetch_add(1, Ordering::Relaxed);
         let temporary = dir.join(format!(".{}-{count}.tmp", std::process::id()));
         let target = dir.join(flow_file(&flow.name));
         let mut file =
             File::create(&temporary).map_err(|source| io("", "create", &temporary, source))?;
-        file.write_all(&bytes)
+        file.write_all(bytes.as_bytes())
             .and_then(|()| file.sync_all())
             .map_err(|source| io("", "write", &temporary, source))?;
         fs::rename(&temporary, &target).map_err(|source| io("", "replace", &target, source))?;
@@ -811,13 +807,9 @@ impl CheckpointStore for FileStore {
                 continue;
             }
             let bytes = fs::read(&path).map_err(|source| io("", "read", &path, source))?;
-            let flow: FlowInfo =
-                serde_json::from_slice(&bytes).map_err(|error| StoreError::Corrupt {
-                    thread: String::new(),
-                    what: format!("the saved flow `{}`", path.display()),
-                    reason: format!("it does not read: {error}"),
-                })?;
-            flows.push(flow);
+            flows.push(FlowInfo::from_json(&bytes, || {
+                format!("the saved flow `{}`", path.display())
+            })?);
         }
         flows.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(flows)

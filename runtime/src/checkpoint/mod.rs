@@ -529,6 +529,29 @@ pub struct FlowInfo {
     pub saved_at_ms: u64,
 }
 
+impl FlowInfo {
+    /// The JSON text a store keeps.
+    pub(crate) fn to_json(&self) -> Result<String, StoreError> {
+        serde_json::to_string(self).map_err(|error| StoreError::Corrupt {
+            thread: String::new(),
+            what: format!("the flow `{}`", self.name),
+            reason: format!("it does not serialize: {error}"),
+        })
+    }
+
+    /// Reads back what a store kept; an error names `what` it read (`the saved flow ...`).
+    pub(crate) fn from_json(
+        text: &[u8],
+        what: impl FnOnce() -> String,
+    ) -> Result<Self, StoreError> {
+        serde_json::from_slice(text).map_err(|error| StoreError::Corrupt {
+            thread: String::new(),
+            what: what(),
+            reason: format!("it does not read: {error}"),
+        })
+    }
+}
+
 /// A field of a [`FlowInfo`]'s state: its name and its type as written in the struct.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowField {

@@ -578,11 +578,7 @@ impl CheckpointStore for SqliteStore {
     }
 
     async fn save_flow(&self, flow: &FlowInfo) -> Result<(), StoreError> {
-        let body = serde_json::to_string(flow).map_err(|error| StoreError::Corrupt {
-            thread: String::new(),
-            what: format!("the flow `{}`", flow.name),
-            reason: format!("it does not serialize: {error}"),
-        })?;
+        let body = flow.to_json()?;
         self.connection()
             .prepare_cached("INSERT OR REPLACE INTO flows (name, body) VALUES (?1, ?2)")
             .and_then(|mut statement| statement.execute(rusqlite::params![flow.name, body]))
@@ -607,13 +603,9 @@ impl CheckpointStore for SqliteStore {
         let mut flows = Vec::new();
         for row in rows {
             let (name, body) = row.map_err(|error| self.backend("", "list the flows of", error))?;
-            flows.push(
-                serde_json::from_str(&body).map_err(|error| StoreError::Corrupt {
-                    thread: String::new(),
-                    what: format!("the saved flow `{name}` in `{}`", self.path.display()),
-                    reason: format!("it does not read: {error}"),
-                })?,
-            );
+            flows.push(FlowInfo::from_json(body.as_bytes(), || {
+                format!("the saved flow `{name}` in `{}`", self.path.display())
+            })?);
         }
         Ok(flows)
     }

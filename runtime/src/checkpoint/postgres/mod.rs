@@ -674,11 +674,7 @@ impl CheckpointStore for PostgresStore {
     }
 
     async fn save_flow(&self, flow: &FlowInfo) -> Result<(), StoreError> {
-        let body = serde_json::to_string(flow).map_err(|error| StoreError::Corrupt {
-            thread: String::new(),
-            what: format!("the flow `{}`", flow.name),
-            reason: format!("it does not serialize: {error}"),
-        })?;
+        let body = flow.to_json()?;
         self.client("")
             .await?
             .execute(
@@ -704,11 +700,7 @@ impl CheckpointStore for PostgresStore {
         rows.into_iter()
             .map(|row| {
                 let (name, body): (String, String) = (row.get(0), row.get(1));
-                serde_json::from_str(&body).map_err(|error| StoreError::Corrupt {
-                    thread: String::new(),
-                    what: format!("the saved flow `{name}`"),
-                    reason: format!("it does not read: {error}"),
-                })
+                FlowInfo::from_json(body.as_bytes(), || format!("the saved flow `{name}`"))
             })
             .collect()
     }
