@@ -20,10 +20,14 @@ pub(crate) fn expand(state: &State) -> TokenStream {
     let update_impl = update_impl(state);
     let conversation_impl = conversation_impl(state);
     let guards = crate::spans::local_guards(&local_names(state));
+    let checks = reducer_checks(state);
     quote! {
         #update_type
         const _: () = {
             #guards
+            const _: () = {
+                #checks
+            };
             #update_methods
             #state_impl
             #update_impl
@@ -588,7 +592,7 @@ fn reducing_setters(state: &State, field: &Field) -> TokenStream {
     let ident = field.ident;
     let ty = field.ty;
     let name = field_name(field);
-    let bound = reducer_bound(krate, field);
+    let bound = reducer_bound(state, field);
     match &field.reducer {
         Reducer::LastWrite => {
             let setter = format_ident!("set_{}", ident.unraw());
@@ -650,18 +654,73 @@ fn reducing_setters(state: &State, field: &Field) -> TokenStream {
     }
 }
 
+/// The trait a field's reducer needs of its type, with one of its methods (for
+/// [`reducer_checks`]); `None` when it needs none.
+fn reducer_trait(field: &Field) -> Option<(&'static str, &'static str)> {
+    match field.reducer {
+        Reducer::Add => Some(("Addable", "add_increment")),
+        Reducer::Append => Some(("Append", "append")),
+        Reducer::Queue => Some(("QueueField", "take_front")),
+        Reducer::LastWrite | Reducer::With(_) => None,
+    }
+}
+
 /// The bound a field's reducer puts on its type, spanned at the type; empty when there is none.
-fn reducer_bound(krate: &syn::Path, field: &Field) -> TokenStream {
+///
+/// A bound on a type that names none of the struct's parameters (`u64: Append`) is written
+/// higher-ranked (`for<'__r> u64: Append`): rustc checks such a bound where the impl is used,
+/// not where it is written, so a type that fails it is reported once, by [`reducer_checks`],
+/// rather than at every impl and setter with "see issue #48214" (trivial bounds). The bodies
+/// still rely on it.
+fn reducer_bound(state: &State, field: &Field) -> TokenStream {
+    let Some((name, _)) = reducer_trait(field) else {
+        return TokenStream::new();
+    };
     let ty = field.ty;
     let span = ty_span(field);
     // Every token of the bound carries the type's span: rustc points at the bound's path.
-    let krate = crate::spans::respan(krate.to_token_stream(), span);
-    match field.reducer {
-        Reducer::Add => quote_spanned!(span=> #ty: #krate::__private::Addable),
-        Reducer::Append => quote_spanned!(span=> #ty: #krate::__private::Append),
-        Reducer::Queue => quote_spanned!(span=> #ty: #krate::__private::QueueField),
-        Reducer::LastWrite | Reducer::With(_) => TokenStream::new(),
+    let krate = crate::spans::respan(state.crate_path.to_token_stream(), span);
+    let bound = Ident::new(name, span);
+    if names_a_parameter(state, ty) {
+        quote_spanned!(span=> #ty: #krate::__private::#bound)
+    } else {
+        quote_spanned!(span=> for<'__r> #ty: #krate::__private::#bound)
     }
+}
+
+/// One check per field whose reducer needs a trait of a type that names none of the struct's
+/// parameters: a path to one of the trait's methods, which fails at the field's type with the
+/// trait's own message when the type lacks it.
+fn reducer_checks(state: &State) -> TokenStream {
+    let checks = state.fields.iter().filter_map(|field| {
+        let (name, method) = reducer_trait(field)?;
+        if names_a_parameter(state, field.ty) {
+            return None;
+        }
+        let (ty, span) = (field.ty, ty_span(field));
+        let krate = crate::spans::respan(state.crate_path.to_token_stream(), span);
+        let (bound, method) = (Ident::new(name, span), Ident::new(method, span));
+        Some(quote_spanned!(span=> let _ = <#ty as #krate::__private::#bound>::#method;))
+    });
+    quote!(#(#checks)*)
+}
+
+/// Whether `ty` names one of the struct's type parameters.
+fn names_a_parameter(state: &State, ty: &syn::Type) -> bool {
+    fn names(tokens: TokenStream, parameters: &[&Ident]) -> bool {
+        tokens.into_iter().any(|token| match token {
+            proc_macro2::TokenTree::Ident(ident) => parameters.contains(&&ident),
+            proc_macro2::TokenTree::Group(group) => names(group.stream(), parameters),
+            _ => false,
+        })
+    }
+    let parameters: Vec<&Ident> = state
+        .input
+        .generics
+        .type_params()
+        .map(|parameter| &parameter.ident)
+        .collect();
+    !parameters.is_empty() && names(ty.to_token_stream(), &parameters)
 }
 
 /// The where-clause of a trait impl: the struct's own predicates plus every reducer bound.
@@ -678,7 +737,7 @@ fn where_with_reducer_bounds(state: &State) -> TokenStream {
     let bounds = state
         .fields
         .iter()
-        .map(|field| reducer_bound(krate, field))
+        .map(|field| reducer_bound(state, field))
         .filter(|bound| !bound.is_empty());
     // With type parameters, the update meets `StateUpdate`'s supertraits, and `field_text` can
     // serialize the fields, only for some arguments: say which.
@@ -1112,7 +1171,8 @@ mod tests {
         }
         assert!(text.contains("pub struct TriageUpdate"));
         assert!(text.contains("\"type\""), "metadata uses the unraw name");
-        assert!(text.contains("u64 : :: slateflow :: __private :: Addable"));
+        assert!(text.contains("for < '__r > u64 : :: slateflow :: __private :: Addable"));
+        assert!(text.contains("< u64 as :: slateflow :: __private :: Addable > :: add_increment"));
         assert!(text.contains("Vec < String > : :: slateflow :: __private :: Append"));
     }
 
