@@ -1,5 +1,6 @@
 //! The OpenAI-compatible client against a real HTTP server on 127.0.0.1 (hyper), serving
-//! recorded responses: plain, streamed, tool calls, error statuses, malformed bodies, a stall.
+//! canned responses: plain, streamed, tool calls, error statuses, malformed bodies, a stall; and
+//! its exchanges recorded to a file and replayed offline.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -24,9 +25,9 @@ use slateflow::{SharedState, flow};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-/// One recorded response: status, content type, body chunks, and what to wait for first.
+/// One canned response: status, content type, body chunks, and what to wait for first.
 #[derive(Clone)]
-struct Recorded {
+struct Canned {
     status: u16,
     content_type: &'static str,
     chunks: Vec<String>,
@@ -41,7 +42,7 @@ struct Recorded {
 /// Response headers, as names and values.
 type Headers<'a> = &'a [(&'a str, &'a str)];
 
-impl Recorded {
+impl Canned {
     fn json(status: u16, body: &str) -> Self {
         Self {
             status,
@@ -91,7 +92,7 @@ struct Server {
 }
 
 impl Server {
-    async fn start(responses: Vec<Recorded>) -> Self {
+    async fn start(responses: Vec<Canned>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/v1", listener.local_addr().unwrap());
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -121,7 +122,7 @@ impl Server {
                             });
                             let next = queue.lock().unwrap().next();
                             let recorded = next.unwrap_or_else(|| {
-                                Recorded::json(500, r#"{"error": {"message": "no response left"}}"#)
+                                Canned::json(500, r#"{"error": {"message": "no response left"}}"#)
                             });
                             Ok::<_, hyper::Error>(respond(recorded).await)
                         }
@@ -146,7 +147,7 @@ impl Server {
     }
 }
 
-async fn respond(recorded: Recorded) -> Response<BoxBody<Bytes, Infallible>> {
+async fn respond(recorded: Canned) -> Response<BoxBody<Bytes, Infallible>> {
     tokio::time::sleep(recorded.stall).await;
     let body = match recorded.gate {
         None => Full::new(Bytes::from(recorded.chunks.concat())).boxed(),
@@ -218,7 +219,7 @@ const TOOL_CALLS: &str = r#"{
 
 #[tokio::test]
 async fn a_plain_reply_is_read_and_the_request_is_in_the_openai_shape() {
-    let server = Server::start(vec![Recorded::json(200, PLAIN)]).await;
+    let server = Server::start(vec![Canned::json(200, PLAIN)]).await;
     let request = ask("Hi")
         .with_tools(vec![ToolSpec {
             name: "lookup_ip".into(),
@@ -252,7 +253,7 @@ async fn a_plain_reply_is_read_and_the_request_is_in_the_openai_shape() {
 
 #[tokio::test]
 async fn tool_calls_are_read_with_their_arguments() {
-    let server = Server::start(vec![Recorded::json(200, TOOL_CALLS)]).await;
+    let server = Server::start(vec![Canned::json(200, TOOL_CALLS)]).await;
     let reply = server.client().chat(&ask("Check 10.0.0.5")).await.unwrap();
     assert_eq!(reply.text(), "");
     assert_eq!(
@@ -268,7 +269,7 @@ async fn tool_calls_are_read_with_their_arguments() {
 #[tokio::test]
 async fn a_stream_hands_on_each_delta_as_it_arrives() {
     let gate = Arc::new(Notify::new());
-    let mut recorded = Recorded::events(&[
+    let mut recorded = Canned::events(&[
         r#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#,
         r#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":null}]}"#,
         r#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"lo!"},"finish_reason":null}]}"#,
@@ -303,7 +304,7 @@ async fn a_stream_hands_on_each_delta_as_it_arrives() {
 
 #[tokio::test]
 async fn streamed_tool_calls_are_put_together_from_their_pieces() {
-    let server = Server::start(vec![Recorded::events(&[
+    let server = Server::start(vec![Canned::events(&[
         r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"call_a","type":"function","function":{"name":"lookup_ip","arguments":""}}]}}]}"#,
         r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"ip\":"}}]}}]}"#,
         r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"call_b","type":"function","function":{"name":"whois","arguments":"{}"}}]}}]}"#,
@@ -327,7 +328,7 @@ async fn streamed_tool_calls_are_put_together_from_their_pieces() {
 }
 
 /// The errors of a plain call and of a streamed one, each answered with `recorded`.
-async fn errors_of(recorded: Recorded) -> [ModelError; 2] {
+async fn errors_of(recorded: Canned) -> [ModelError; 2] {
     let server = Server::start(vec![recorded.clone(), recorded]).await;
     let client = server.client();
     [
@@ -340,7 +341,7 @@ async fn errors_of(recorded: Recorded) -> [ModelError; 2] {
 async fn error_statuses_say_whether_to_retry() {
     let cases = [
         (
-            Recorded::json(
+            Canned::json(
                 429,
                 r#"{"error": {"message": "Rate limit reached for gpt-4o-mini", "type": "requests", "code": "rate_limit_exceeded"}}"#,
             ),
@@ -348,12 +349,12 @@ async fn error_statuses_say_whether_to_retry() {
             "answered 429: Rate limit reached for gpt-4o-mini (retryable)",
         ),
         (
-            Recorded::json(503, "upstream connect error"),
+            Canned::json(503, "upstream connect error"),
             true,
             "answered 503: upstream connect error (retryable)",
         ),
         (
-            Recorded::json(
+            Canned::json(
                 400,
                 r#"{"error": {"message": "Invalid value for 'temperature'", "type": "invalid_request_error"}}"#,
             ),
@@ -361,7 +362,7 @@ async fn error_statuses_say_whether_to_retry() {
             "answered 400: Invalid value for 'temperature' (not retried",
         ),
         (
-            Recorded::json(
+            Canned::json(
                 401,
                 r#"{"error": {"message": "Incorrect API key provided"}}"#,
             ),
@@ -408,7 +409,7 @@ async fn the_wait_an_error_answer_asks_for_is_read_from_its_headers() {
     ];
     for (headers, expected) in cases {
         let recorded =
-            Recorded::json(429, r#"{"error": {"message": "slow down"}}"#).with_headers(headers);
+            Canned::json(429, r#"{"error": {"message": "slow down"}}"#).with_headers(headers);
         for error in errors_of(recorded).await {
             let read = error.retry_after();
             if *headers == [("retry-after", ahead.as_str())] {
@@ -434,22 +435,22 @@ async fn the_wait_an_error_answer_asks_for_is_read_from_its_headers() {
 async fn malformed_bodies_are_invalid_responses_that_quote_the_body() {
     let cases = [
         (
-            Recorded::json(200, "<html>gateway</html>"),
+            Canned::json(200, "<html>gateway</html>"),
             false,
             "the body is not JSON",
         ),
         (
-            Recorded::json(200, r#"{"choices": []}"#),
+            Canned::json(200, r#"{"choices": []}"#),
             false,
             "it has no `choices[0]`",
         ),
         (
-            Recorded::json(200, r#"{"choices": [{"message": {"content": 7}}]}"#),
+            Canned::json(200, r#"{"choices": [{"message": {"content": 7}}]}"#),
             false,
             "`choices[0].message.content` is 7, not text",
         ),
         (
-            Recorded::events(&[
+            Canned::events(&[
                 r#"{"choices":[{"index":0,"delta":{"content":"Hi"}}]}"#,
                 "{oops",
             ]),
@@ -457,7 +458,7 @@ async fn malformed_bodies_are_invalid_responses_that_quote_the_body() {
             "a streamed event is not JSON",
         ),
         (
-            Recorded::events(&[r#"{"error":{"message":"The server had an error"}}"#]),
+            Canned::events(&[r#"{"error":{"message":"The server had an error"}}"#]),
             true,
             "the endpoint sent an error in the stream: The server had an error",
         ),
@@ -481,7 +482,7 @@ async fn malformed_bodies_are_invalid_responses_that_quote_the_body() {
 
 #[tokio::test]
 async fn a_cut_stream_a_stall_and_a_closed_port_are_retryable() {
-    let cut = Recorded::events(&[r#"{"choices":[{"index":0,"delta":{"content":"Hi"}}]}"#]);
+    let cut = Canned::events(&[r#"{"choices":[{"index":0,"delta":{"content":"Hi"}}]}"#]);
     let server = Server::start(vec![cut]).await;
     let error = server
         .client()
@@ -495,7 +496,7 @@ async fn a_cut_stream_a_stall_and_a_closed_port_are_retryable() {
     );
     assert!(error.is_retryable());
 
-    let mut stall = Recorded::json(200, PLAIN);
+    let mut stall = Canned::json(200, PLAIN);
     stall.stall = Duration::from_secs(5);
     let server = Server::start(vec![stall]).await;
     let client = server.client().with_timeout(Duration::from_millis(200));
@@ -533,9 +534,9 @@ struct Desk {
 #[tokio::test]
 async fn an_agent_over_http_streams_tokens_as_events_and_retries_a_rate_limit() {
     let server = Server::start(vec![
-        Recorded::json(429, r#"{"error": {"message": "slow down"}}"#)
+        Canned::json(429, r#"{"error": {"message": "slow down"}}"#)
             .with_headers(&[("retry-after-ms", "20")]),
-        Recorded::events(&[
+        Canned::events(&[
             r#"{"choices":[{"index":0,"delta":{"content":"Blocked "}}]}"#,
             r#"{"choices":[{"index":0,"delta":{"content":"IP."},"finish_reason":"stop"}]}"#,
             "[DONE]",
@@ -582,7 +583,7 @@ async fn an_agent_over_http_streams_tokens_as_events_and_retries_a_rate_limit() 
 fn a_blocking_run_calls_the_model_over_http() {
     // The server runs on a runtime of its own, on its own threads, while this one blocks.
     let serving = tokio::runtime::Runtime::new().unwrap();
-    let server = serving.block_on(Server::start(vec![Recorded::json(200, PLAIN)]));
+    let server = serving.block_on(Server::start(vec![Canned::json(200, PLAIN)]));
     let agent = Agent::new(server.client());
     let flow = flow! { agent; };
     let mut desk = Desk {
@@ -623,7 +624,7 @@ async fn a_blocking_run_inside_a_runtime_says_to_await_instead() {
          from `tokio::task::spawn_blocking`"
     );
     // The async form works in the same place.
-    let server = Server::start(vec![Recorded::json(200, PLAIN)]).await;
+    let server = Server::start(vec![Canned::json(200, PLAIN)]).await;
     let agent = Agent::new(server.client());
     let mut desk = Desk {
         messages: vec![Message::human("Hello?")],
@@ -638,11 +639,11 @@ async fn a_blocking_run_inside_a_runtime_says_to_await_instead() {
 #[tokio::test]
 async fn an_agent_with_default_settings_retries_rate_limits_and_server_errors() {
     let server = Server::start(vec![
-        Recorded::json(429, r#"{"error": {"message": "slow down"}}"#)
+        Canned::json(429, r#"{"error": {"message": "slow down"}}"#)
             .with_headers(&[("retry-after-ms", "10")]),
-        Recorded::json(503, r#"{"error": {"message": "overloaded"}}"#)
+        Canned::json(503, r#"{"error": {"message": "overloaded"}}"#)
             .with_headers(&[("retry-after-ms", "10")]),
-        Recorded::json(200, PLAIN),
+        Canned::json(200, PLAIN),
     ])
     .await;
     let agent = Agent::new(server.client());
@@ -659,8 +660,8 @@ async fn an_agent_with_default_settings_retries_rate_limits_and_server_errors() 
     );
 
     let server = Server::start(vec![
-        Recorded::json(400, r#"{"error": {"message": "bad request"}}"#),
-        Recorded::json(200, PLAIN),
+        Canned::json(400, r#"{"error": {"message": "bad request"}}"#),
+        Canned::json(200, PLAIN),
     ])
     .await;
     let agent = Agent::new(server.client());
@@ -671,5 +672,126 @@ async fn an_agent_with_default_settings_retries_rate_limits_and_server_errors() 
         server.received().len(),
         1,
         "a bad request is not sent again"
+    );
+}
+
+/// A tool-calling response with one call of `lookup_ip`.
+const ONE_LOOKUP: &str = r#"{
+  "choices": [{
+    "index": 0,
+    "message": {
+      "role": "assistant",
+      "content": null,
+      "tool_calls": [
+        {"id": "call_a", "type": "function", "function": {"name": "lookup_ip", "arguments": "{\"ip\":\"10.0.0.5\"}"}}
+      ]
+    },
+    "finish_reason": "tool_calls"
+  }]
+}"#;
+
+/// An agent with a tool, whose model is `model`, asked whether 10.0.0.5 is bad: its answer.
+async fn triage_with<M: ChatModel>(
+    model: M,
+    system: &'static str,
+) -> Result<Desk, slateflow::Error> {
+    use slateflow::agent::Toolbox;
+    use slateflow::agent::tool;
+    #[derive(Deserialize)]
+    struct Ip {
+        ip: String,
+    }
+    let lookup = tool::from_fn(
+        "lookup_ip",
+        "Reputation of an IP address",
+        json!({"type": "object", "properties": {"ip": {"type": "string"}}}),
+        |args: Ip| async move { Ok(json!({"ip": args.ip, "blocked": true})) },
+    );
+    let agent = Agent::new(model)
+        .system(slateflow::agent::Prompt::parse(system).unwrap())
+        .tools(Toolbox::new().with(lookup));
+    let mut desk = Desk {
+        messages: vec![Message::human("Is 10.0.0.5 bad?")],
+        ..Desk::default()
+    };
+    flow! { agent; }.run(&mut desk).await?;
+    Ok(desk)
+}
+
+/// A real model's exchanges (the client against the server) recorded to a file, then replayed
+/// with no server at all: the same conversation, every exchange used. A changed prompt fails at
+/// its first request, with the file, the place and both texts.
+#[tokio::test]
+async fn a_recorded_agent_replays_offline_and_a_changed_prompt_says_where() {
+    use slateflow::agent::model::Recorded as Recording;
+    let folder = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("openai-recording");
+    let _ = std::fs::remove_dir_all(&folder);
+    let path = folder.join("recordings").join("triage.jsonl");
+    let server = Server::start(vec![
+        Canned::json(200, ONE_LOOKUP),
+        Canned::json(200, PLAIN),
+    ])
+    .await;
+    let recorded = triage_with(
+        Recording::record(server.client(), &path).unwrap(),
+        "Be brief.",
+    )
+    .await
+    .unwrap();
+    assert_eq!(server.received().len(), 2);
+    let lines = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(lines.lines().count(), 2, "one line per exchange:\n{lines}");
+
+    // Replayed: the client is never made, and nothing listens.
+    let replay = Arc::new(
+        Recording::replay_or_record(&path, || -> Result<OpenAi, ModelError> {
+            panic!("a replay makes no model")
+        })
+        .unwrap(),
+    );
+    assert!(replay.is_replay());
+    let replayed = triage_with(replay.clone(), "Be brief.").await.unwrap();
+    assert_eq!(replayed.messages, recorded.messages);
+    assert_eq!(replayed.histories, recorded.histories);
+    assert_eq!(replay.remaining(), 0);
+    assert_eq!(server.received().len(), 2, "the server saw nothing more");
+
+    let error = triage_with(Recording::replay(&path).unwrap(), "Be thorough.")
+        .await
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.contains("request 1 to the model is not in the recording"),
+        "{text}"
+    );
+    assert!(text.contains("triage.jsonl"), "{text}");
+    assert!(
+        text.contains(r#"at `messages[0].content` its next exchange (line 1) has "Be brief." where this request has "Be thorough.""#),
+        "{text}"
+    );
+    assert!(
+        text.contains("(not retryable)"),
+        "a replay that left the recording is not retried: {text}"
+    );
+
+    // A cut or edited file is refused when opened, naming the line.
+    std::fs::write(
+        &path,
+        format!("{}\n{{\"request\": 1", lines.lines().next().unwrap()),
+    )
+    .unwrap();
+    let error = Recording::replay(&path).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("line 2 of the model recording"),
+        "{error}"
+    );
+    let missing = Recording::replay(folder.join("none.jsonl")).unwrap_err();
+    assert!(
+        missing
+            .to_string()
+            .starts_with("cannot read the model recording"),
+        "{missing}"
     );
 }

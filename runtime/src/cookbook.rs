@@ -8,6 +8,7 @@
 //! - [Route among agents with a supervisor](#route-among-agents-with-a-supervisor)
 //! - [Read a flow's document and its initial state](#read-a-flows-document-and-its-initial-state)
 //! - [Keep a client or a channel in the state across resumes](#keep-a-client-or-a-channel-in-the-state-across-resumes)
+//! - [Test an agent program offline, on a real model's replies](#test-an-agent-program-offline-on-a-real-models-replies)
 //!
 //! # Pass messages between agents
 //!
@@ -305,6 +306,49 @@
 //!     // The resumed run's state was read back: the client is put back before it goes on.
 //!     let (job, _) = durable.resume("j-1")?;
 //!     assert!(job.used.iter().all(|used| used == "https://api.example"));
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Test an agent program offline, on a real model's replies
+//!
+//! [`Recorded`](crate::agent::model::Recorded) wraps a model: the first run (with a key and a
+//! network) records each exchange to a file; every later run replays it, with no network and no
+//! key, and fails at the first request that the recording does not hold (the prompt or the
+//! program changed), saying where it differs. Keep the file with the tests; delete it to record
+//! again. (Here a scripted model stands in for the real one, to stay offline.)
+//!
+//! ```
+//! use serde::{Deserialize, Serialize};
+//! use slateflow::agent::Agent;
+//! use slateflow::agent::message::{Histories, Message};
+//! use slateflow::agent::model::{Recorded, ScriptedModel};
+//! use slateflow::{SharedState, flow};
+//!
+//! #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+//! #[slateflow(conversation)]
+//! struct Chat {
+//!     #[reducer(append)]
+//!     messages: Vec<Message>,
+//!     #[reducer(append)]
+//!     histories: Histories,
+//! }
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let path = std::env::temp_dir().join(format!("cookbook-{}.jsonl", std::process::id()));
+//!     # let _ = std::fs::remove_file(&path);
+//!     let mut answers = Vec::new();
+//!     for _ in 0..2 {
+//!         // In a real test: `Recorded::replay_or_record(path, OpenAi::from_env)?`.
+//!         let model = Recorded::replay_or_record(&path, || Ok(ScriptedModel::new().reply("Hi!")))?;
+//!         let agent = Agent::new(model);
+//!         let mut chat = Chat { messages: vec![Message::human("Hello")], ..Chat::default() };
+//!         flow! { agent; }.run_blocking(&mut chat)?;
+//!         answers.push(chat.messages[1].content().to_string());
+//!     }
+//!     // The first run recorded (the scripted model had one reply); the second replayed.
+//!     assert_eq!(answers, ["Hi!", "Hi!"]);
+//!     # std::fs::remove_file(&path)?;
 //!     Ok(())
 //! }
 //! ```

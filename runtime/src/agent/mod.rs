@@ -35,7 +35,7 @@ pub mod tool;
 pub use message::{Histories, Message, Messages, ToolCall};
 #[cfg(feature = "openai")]
 pub use model::OpenAi;
-pub use model::{ChatModel, ChatRequest, ChatResponse, ModelError, ScriptedModel};
+pub use model::{ChatModel, ChatRequest, ChatResponse, ModelError, Recorded, ScriptedModel};
 pub use template::Prompt;
 pub use tool::{Tool, Toolbox};
 

@@ -1,7 +1,7 @@
 //! Chat models: the [`ChatModel`] trait, what goes in ([`ChatRequest`]) and what comes back
-//! ([`ChatResponse`]), and [`ScriptedModel`], which answers from a script for tests and offline
-//! examples. The OpenAI-compatible HTTP client is `OpenAi` (feature
-//! `openai`).
+//! ([`ChatResponse`]), [`ScriptedModel`], which answers from a script for tests and offline
+//! examples, and [`Recorded`], which records a real model's exchanges to a file and replays them
+//! offline. The OpenAI-compatible HTTP client is `OpenAi` (feature `openai`).
 //!
 //! A model is called from a node's `exec`, the step that is retried: a [`ModelError`] says whether
 //! another attempt may help, and the node's [`Retry`](crate::Retry) policy reads that.
@@ -17,8 +17,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 mod error;
+mod record;
 use crate::agent::message::{Message, ToolCall};
 pub use error::ModelError;
+pub use record::{Offline, Recorded, RecordingError};
 
 #[cfg(feature = "openai")]
 mod openai;
