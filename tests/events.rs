@@ -601,9 +601,17 @@ async fn a_ui_reads_the_channel_while_the_run_goes_on() {
 
 /// A `tracing` subscriber that records spans (name, parent, fields) and events (parent, fields).
 #[derive(Default)]
-struct Spans {
+struct Traced {
     spans: Mutex<Vec<SpanRecord>>,
     events: Mutex<Vec<EventRecord>>,
+    /// The spans entered, innermost last: the parent of what is logged without one named.
+    entered: Mutex<Vec<u64>>,
+}
+
+impl Traced {
+    fn current(&self) -> Option<u64> {
+        self.entered.lock().unwrap().last().copied()
+    }
 }
 
 /// An event's parent span and fields.
@@ -639,7 +647,7 @@ impl tracing::field::Visit for Fields<'_> {
     }
 }
 
-impl tracing::Subscriber for &'static Spans {
+impl tracing::Subscriber for &'static Traced {
     fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
         true
     }
@@ -650,7 +658,10 @@ impl tracing::Subscriber for &'static Spans {
         let mut spans = self.spans.lock().unwrap();
         spans.push(SpanRecord {
             name: attributes.metadata().name(),
-            parent: attributes.parent().map(tracing::span::Id::into_u64),
+            parent: attributes
+                .parent()
+                .map(tracing::span::Id::into_u64)
+                .or_else(|| attributes.is_contextual().then(|| self.current()).flatten()),
             fields,
         });
         tracing::span::Id::from_u64(spans.len() as u64)
@@ -667,18 +678,148 @@ impl tracing::Subscriber for &'static Spans {
     fn event(&self, event: &tracing::Event<'_>) {
         let mut fields = Vec::new();
         event.record(&mut Fields(&mut fields));
-        let parent = event.parent().map(tracing::span::Id::into_u64);
+        let parent = event
+            .parent()
+            .map(tracing::span::Id::into_u64)
+            .or_else(|| event.is_contextual().then(|| self.current()).flatten());
         self.events.lock().unwrap().push((parent, fields));
     }
 
-    fn enter(&self, _: &tracing::span::Id) {}
+    fn enter(&self, span: &tracing::span::Id) {
+        self.entered.lock().unwrap().push(span.into_u64());
+    }
 
-    fn exit(&self, _: &tracing::span::Id) {}
+    fn exit(&self, span: &tracing::span::Id) {
+        let mut entered = self.entered.lock().unwrap();
+        assert_eq!(
+            entered.pop(),
+            Some(span.into_u64()),
+            "spans exit innermost first"
+        );
+    }
+}
+
+/// Logs with `tracing` in each of its phases, waiting in `exec` between two logs, and fails its
+/// first attempt.
+struct Chatty {
+    calls: Mutex<u32>,
+}
+
+impl Node<Ticket> for Chatty {
+    type Prep = ();
+    type Exec = ();
+
+    fn retry(&self) -> Retry {
+        Retry::attempts(2).wait(Duration::from_millis(5))
+    }
+
+    async fn prep(&self, _: &Ticket, _: &Context<'_>) -> Result<(), NodeError> {
+        tracing::info!("chatty prep");
+        Ok(())
+    }
+
+    async fn exec(&self, (): &()) -> Result<(), NodeError> {
+        tracing::info!("chatty exec before");
+        tokio::task::yield_now().await;
+        tracing::info!("chatty exec after");
+        let mut calls = self.calls.lock().unwrap();
+        *calls += 1;
+        if *calls == 1 {
+            return Err("first attempt fails".into());
+        }
+        Ok(())
+    }
+
+    async fn post(
+        &self,
+        _: &Ticket,
+        (): (),
+        (): (),
+        _: &Context<'_>,
+    ) -> Result<Command<Ticket>, NodeError> {
+        tracing::info!("chatty post");
+        Ok(Command::new(Ticket::update()))
+    }
+}
+
+/// What a node logs with `tracing` nests in its step's span, in every phase, across a wait and
+/// a retry; what the next node logs nests in its own; nothing outside a run is in one.
+#[test]
+fn a_nodes_own_logs_nest_in_its_step_span() {
+    let spans: &'static Traced = Box::leak(Box::default());
+    let (first, second) = (
+        Chatty {
+            calls: Mutex::new(0),
+        },
+        Chatty {
+            calls: Mutex::new(0),
+        },
+    );
+    let flow = flow! { first >> second; };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    tracing::subscriber::with_default(spans, || {
+        runtime
+            .block_on(
+                flow.observe(event::TracingObserver::new())
+                    .run(&mut Ticket::default()),
+            )
+            .unwrap();
+        tracing::info!("after the run");
+    });
+    let recorded = spans.spans.lock().unwrap().clone();
+    let step_of = |node: &str| {
+        recorded
+            .iter()
+            .position(|span| span.name == "slateflow.step" && span.field("node") == Some(node))
+            .map(|index| index as u64 + 1)
+            .unwrap()
+    };
+    let (first_span, second_span) = (step_of("first"), step_of("second"));
+    let events = spans.events.lock().unwrap().clone();
+    let parents_of = |message: &str| -> Vec<Option<u64>> {
+        events
+            .iter()
+            .filter(|(_, fields)| {
+                fields
+                    .iter()
+                    .any(|(name, value)| name == "message" && value == message)
+            })
+            .map(|(parent, _)| *parent)
+            .collect()
+    };
+    let both = vec![Some(first_span), Some(second_span)];
+    assert_eq!(parents_of("chatty prep"), both);
+    let twice = vec![
+        Some(first_span),
+        Some(first_span),
+        Some(second_span),
+        Some(second_span),
+    ];
+    assert_eq!(
+        parents_of("chatty exec before"),
+        twice,
+        "each attempt, in its step"
+    );
+    assert_eq!(
+        parents_of("chatty exec after"),
+        twice,
+        "after the wait as before it"
+    );
+    assert_eq!(parents_of("chatty post"), both);
+    assert_eq!(parents_of("after the run"), [None]);
+    assert!(
+        spans.entered.lock().unwrap().is_empty(),
+        "every span entered was left"
+    );
 }
 
 #[test]
 fn the_tracing_observer_makes_a_span_per_run_and_per_step() {
-    let spans: &'static Spans = Box::leak(Box::default());
+    let spans: &'static Traced = Box::leak(Box::default());
     let writer = Flaky {
         failures: 1,
         calls: Mutex::new(0),

@@ -106,7 +106,7 @@ use crate::checkpoint::{
 };
 pub use crate::checkpoint::{Pause, PauseWhen, ThreadInfo};
 use crate::error::Error;
-use crate::event::{Event, Observer};
+use crate::event::{At, Event, Observer};
 use crate::flow::{Flow, FlowGraph, Observed};
 use crate::run::{NoWatch, Observe, Run, Watch};
 use crate::state::SharedState;
@@ -213,6 +213,10 @@ impl Observer for Both<'_> {
     fn on_event(&self, event: &Event<'_>) {
         self.0.on_event(event);
         self.1.on_event(event);
+    }
+
+    fn in_step(&self, at: &At<'_>, work: &mut dyn FnMut()) {
+        self.0.in_step(at, &mut || self.1.in_step(at, work));
     }
 }
 

@@ -363,6 +363,35 @@ impl fmt::Display for Event<'_> {
 pub trait Observer: Send + Sync {
     /// One event.
     fn on_event(&self, event: &Event<'_>);
+
+    /// Runs `work`, a piece of the node step at `at` (one poll of its `prep`, `exec` or `post`),
+    /// inside whatever this observer keeps for that step. The `TracingObserver` (feature `tracing`) enters the step's
+    /// span here, so that what the node logs with `tracing`, and what its clients log, nests in
+    /// the step's span. The default runs `work` as it is.
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    /// use slateflow::event::{At, Event, Observer};
+    ///
+    /// thread_local!(static STEP: Cell<u64> = const { Cell::new(0) });
+    ///
+    /// /// Makes the running step's number readable from the node's own code.
+    /// struct CurrentStep;
+    ///
+    /// impl Observer for CurrentStep {
+    ///     fn on_event(&self, _: &Event<'_>) {}
+    ///
+    ///     fn in_step(&self, at: &At<'_>, work: &mut dyn FnMut()) {
+    ///         let before = STEP.replace(at.step);
+    ///         work();
+    ///         STEP.set(before);
+    ///     }
+    /// }
+    /// ```
+    fn in_step(&self, at: &At<'_>, work: &mut dyn FnMut()) {
+        let _ = at;
+        work();
+    }
 }
 
 /// An observer made of a closure: `event::from_fn(|event| println!("{event}"))`.
@@ -432,12 +461,18 @@ impl<O: Observer + ?Sized> Observer for Arc<O> {
     fn on_event(&self, event: &Event<'_>) {
         (**self).on_event(event);
     }
+    fn in_step(&self, at: &At<'_>, work: &mut dyn FnMut()) {
+        (**self).in_step(at, work);
+    }
 }
 
 /// A boxed observer, chosen at run time.
 impl<O: Observer + ?Sized> Observer for Box<O> {
     fn on_event(&self, event: &Event<'_>) {
         (**self).on_event(event);
+    }
+    fn in_step(&self, at: &At<'_>, work: &mut dyn FnMut()) {
+        (**self).in_step(at, work);
     }
 }
 
@@ -468,6 +503,9 @@ pub(crate) static NO_SINK: NoSink = NoSink;
 impl<O: Observer + ?Sized> Observer for &O {
     fn on_event(&self, event: &Event<'_>) {
         (**self).on_event(event);
+    }
+    fn in_step(&self, at: &At<'_>, work: &mut dyn FnMut()) {
+        (**self).in_step(at, work);
     }
 }
 

@@ -5,13 +5,15 @@ use std::sync::Mutex;
 
 use tracing::{Level, Span, field};
 
-use super::{Event, Observer};
+use super::{At, Event, Observer};
 
 /// Turns a run's events into `tracing` spans and events (feature `tracing`): a `slateflow.run`
 /// span per run (field `thread`, as the conversation id of the OpenTelemetry `GenAI`
 /// conventions), a `slateflow.step` span per node step inside it (fields `node`, `step`,
 /// `attempt`, `action`, `reason`), and an event for each retry, custom event, flow end without
-/// an edge, saved step and pause. Use one observer per run.
+/// an edge, saved step and pause. The step's span is entered while the node's code runs, so
+/// that what the node logs with `tracing` (and what its HTTP client logs) nests in it. Use one
+/// observer per run.
 ///
 /// ```
 /// # #[cfg(feature = "tracing")] {
@@ -50,6 +52,11 @@ impl TracingObserver {
 }
 
 impl Observer for TracingObserver {
+    /// Enters the step's span around each poll of the node's code: its own logs nest in it.
+    fn in_step(&self, at: &At<'_>, work: &mut dyn FnMut()) {
+        self.step_span(at.step, at.node).in_scope(work);
+    }
+
     fn on_event(&self, event: &Event<'_>) {
         match event {
             Event::RunStarted {

@@ -6,7 +6,9 @@
 //! journal has one that records, the durable run's, which lives in `durable/` and which this
 //! module does not know. Store writes go through the journal only, never through the events.
 
-use std::future::Future;
+use std::future::{Future, poll_fn};
+use std::pin::pin;
+use std::task::Poll;
 
 use serde_json::Value;
 
@@ -14,7 +16,7 @@ use super::{Opened, Run, Trail};
 use crate::error::Error;
 use crate::event::{Event, EventSink, Observer};
 use crate::node::dispatch::{Branch, Stepped};
-use crate::node::{ItemJournal, Node};
+use crate::node::{Context, ItemJournal, Node};
 use crate::state::SharedState;
 
 /// The observing side of a run: where its events go. Free when nobody watches.
@@ -25,6 +27,18 @@ pub(crate) trait Watch: Send + Sync {
     /// One event.
     fn event(&self, event: &Event<'_>) {
         let _ = event;
+    }
+
+    /// `future`, a piece of the node step `context` is for, run inside what the observer keeps
+    /// for that step at each poll ([`Observer::in_step`]). Unwatched, `future` itself: a plain
+    /// step's future is not made larger.
+    fn within<'w, F: Future + Send + 'w>(
+        &'w self,
+        context: &'w Context<'_>,
+        future: F,
+    ) -> impl Future<Output = F::Output> + Send + 'w {
+        let _ = context;
+        future
     }
 }
 
@@ -55,6 +69,22 @@ impl<O: Observer> Watch for Observe<O> {
     fn event(&self, event: &Event<'_>) {
         self.0.on_event(event);
     }
+
+    async fn within<'w, F: Future + Send + 'w>(
+        &'w self,
+        context: &'w Context<'_>,
+        future: F,
+    ) -> F::Output {
+        let mut future = pin!(future);
+        let at = context.at();
+        poll_fn(|waker| {
+            let mut polled = Poll::Pending;
+            self.0
+                .in_step(&at, &mut || polled = future.as_mut().poll(waker));
+            polled
+        })
+        .await
+    }
 }
 
 /// A run on a copy of the state (a nested flow in a fork's branch) sends its events to the run
@@ -64,6 +94,14 @@ impl<W: Watch> Watch for &W {
 
     fn event(&self, event: &Event<'_>) {
         (**self).event(event);
+    }
+
+    fn within<'w, F: Future + Send + 'w>(
+        &'w self,
+        context: &'w Context<'_>,
+        future: F,
+    ) -> impl Future<Output = F::Output> + Send + 'w {
+        (**self).within(context, future)
     }
 }
 

@@ -16,7 +16,8 @@ pub(super) const CANNOT_PAUSE: &str = "only a durable run (`flow.durable(store)`
 
 /// Prep, exec (retried, timed out, with its fallback) and post of one node over a shared borrow
 /// of the state, in `context` (built by the caller, where the step's future keeps it once), with
-/// its events; the phase it is in is recorded in `phase`. The command's action is checked against
+/// its events, each polled within what the watch keeps for the step ([`Watch::within`]); the
+/// phase it is in is recorded in `phase`. The command's action is checked against
 /// the node's. Its errors return from the function it is written in.
 ///
 /// A macro, not an `async fn`: written into a step's (or a fork branch's) own `async fn`, it adds
@@ -36,14 +37,20 @@ macro_rules! node_command {
                 attempt: 1,
             });
         }
-        let prep = match $node.prep(&*$state, $context).await {
+        let prep = match $watch
+            .within($context, $node.prep(&*$state, $context))
+            .await
+        {
             Ok(prep) => prep,
             Err(source) => return Err(failed($context, Phase::Prep, 1, source).into()),
         };
         $phase.set(Phase::Exec);
         let exec = if $node.retry().is_single_attempt() {
             // The common case: one attempt, without the retry loop's timers.
-            match $node.exec_with(&prep, $context).await {
+            match $watch
+                .within($context, $node.exec_with(&prep, $context))
+                .await
+            {
                 Ok(exec) => Ok((exec, 1)),
                 Err(error) => Err(Some(error)),
             }
@@ -53,19 +60,22 @@ macro_rules! node_command {
         let (exec, attempts) = match exec {
             Ok(done) => done,
             Err(failed_once) => {
-                Box::pin(exec_rare::<_, $N, $W>(
+                let rare = Box::pin(exec_rare::<_, $N, $W>(
                     $node,
                     &prep,
                     failed_once,
                     $context,
                     $phase,
                     $watch,
-                ))
-                .await?
+                ));
+                $watch.within($context, rare).await?
             }
         };
         $phase.set(Phase::Post);
-        let command = match $node.post(&*$state, prep, exec, $context).await {
+        let command = match $watch
+            .within($context, $node.post(&*$state, prep, exec, $context))
+            .await
+        {
             Ok(command) => command,
             Err(source) => return Err(post_failed($context, source).into()),
         };
