@@ -251,6 +251,34 @@ async fn a_plain_reply_is_read_and_the_request_is_in_the_openai_shape() {
     assert_eq!(body.get("stream"), None);
 }
 
+/// A question with an image goes as OpenAI's list of parts; a tool's output with an image goes
+/// as its text (the endpoint takes no images from tools).
+#[tokio::test]
+async fn a_question_with_an_image_is_sent_as_its_parts() {
+    use slateflow::agent::message::ContentPart;
+    let server = Server::start(vec![Canned::json(200, PLAIN)]).await;
+    let question = Message::human_parts(vec![
+        ContentPart::text("What is this?"),
+        ContentPart::image_url("data:image/png;base64,iVBOR"),
+    ]);
+    let chart: Message = serde_json::from_value(json!({
+        "role": "tool", "tool_call_id": "c1",
+        "content": [{"type": "text", "text": "a chart"}, {"type": "image_url", "image_url": {"url": "u"}}]
+    }))
+    .unwrap();
+    let request = ChatRequest::new(vec![question, chart]);
+    server.client().chat(&request).await.unwrap();
+    let body = &server.received()[0].body;
+    assert_eq!(
+        body["messages"][0],
+        json!({"role": "user", "content": [
+            {"type": "text", "text": "What is this?"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBOR"}}
+        ]})
+    );
+    assert_eq!(body["messages"][1]["content"], "a chart");
+}
+
 #[tokio::test]
 async fn tool_calls_are_read_with_their_arguments() {
     let server = Server::start(vec![Canned::json(200, TOOL_CALLS)]).await;

@@ -42,85 +42,80 @@ use crate::reducer::Append;
 /// assert_eq!(question.content(), "Is 10.0.0.5 on the block list?");
 /// # Ok::<(), serde_json::Error>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "role")]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Message {
     /// Instructions for the model.
-    #[serde(rename = "system")]
     System {
         /// The text.
-        #[serde(deserialize_with = "content_text")]
         content: String,
         /// The message's id, if it has one.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
     },
     /// What a person (or the application, speaking for one) says.
-    #[serde(rename = "user", alias = "human")]
     Human {
-        /// The text.
-        #[serde(deserialize_with = "content_text")]
+        /// The text (of the text parts, joined, when the message has [`parts`](Message::parts)).
         content: String,
+        /// The content's parts, in order, when one of them is not text (an image): empty for a
+        /// message of text alone. See [`Message::human_parts`].
+        parts: Vec<ContentPart>,
         /// The message's id, if it has one.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
     },
     /// What a model says: text, tool calls, or both.
-    #[serde(rename = "assistant", alias = "ai")]
     Ai {
         /// The text (empty when the model only calls tools).
-        #[serde(default, deserialize_with = "content_text")]
         content: String,
         /// The tools the model asks to call, in order.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
         tool_calls: Vec<ToolCall>,
         /// The message's id, if it has one.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
     },
     /// The result of one tool call, for the model to read.
-    #[serde(rename = "tool")]
     Tool {
         /// The id of the [`ToolCall`] this answers.
         tool_call_id: String,
-        /// The tool's output, or what went wrong.
-        #[serde(deserialize_with = "content_text")]
+        /// The tool's output, or what went wrong (the text parts, joined, when it has
+        /// [`parts`](Message::parts)).
         content: String,
+        /// The output's parts, in order, when one of them is not text: empty for text alone.
+        parts: Vec<ContentPart>,
         /// Whether the call failed (the content then says why).
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         is_error: bool,
         /// The message's id, if it has one.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
     },
 }
 
-/// How a [`Message`] reads: OpenAI's shape, tagged by `role`. `LangChain`'s, tagged by `type`
-/// (`{"type": "human", "content": "hi"}`), is turned into it first.
-#[derive(Deserialize)]
+/// How a [`Message`] is written and read: OpenAI's shape, tagged by `role`. `LangChain`'s,
+/// tagged by `type` (`{"type": "human", "content": "hi"}`), is turned into it first. A message
+/// with [`parts`](Message::parts) is written with its parts as its content (OpenAI's list form),
+/// as it was read.
+#[derive(Serialize, Deserialize)]
 #[serde(remote = "Message", tag = "role")]
 enum MessageDef {
     #[serde(rename = "system")]
     System {
         #[serde(deserialize_with = "content_text")]
         content: String,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
     },
     #[serde(rename = "user", alias = "human")]
     Human {
         #[serde(deserialize_with = "content_text")]
         content: String,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        parts: Vec<ContentPart>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
     },
     #[serde(rename = "assistant", alias = "ai")]
     Ai {
         #[serde(default, deserialize_with = "content_text")]
         content: String,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
         tool_calls: Vec<ToolCall>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
     },
     #[serde(rename = "tool")]
@@ -128,11 +123,101 @@ enum MessageDef {
         tool_call_id: String,
         #[serde(deserialize_with = "content_text")]
         content: String,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        parts: Vec<ContentPart>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         is_error: bool,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
     },
+}
+
+impl Serialize for Message {
+    fn serialize<Z: Serializer>(&self, serializer: Z) -> Result<Z::Ok, Z::Error> {
+        if self.parts().is_empty() {
+            return MessageDef::serialize(self, serializer);
+        }
+        // The parts are the content, in OpenAI's list form.
+        let mut value = MessageDef::serialize(self, serde_json::value::Serializer)
+            .map_err(<Z::Error as serde::ser::Error>::custom)?;
+        if let Value::Object(fields) = &mut value
+            && let Some(parts) = fields.remove("parts")
+        {
+            fields.insert("content".into(), parts);
+        }
+        value.serialize(serializer)
+    }
+}
+
+/// One part of a message's content, in OpenAI's form: `{"type": "text", "text": ...}`,
+/// `{"type": "image_url", "image_url": {"url": ...}}`, or any other part a model or a tool
+/// uses (`LangChain`'s `{"type": "image", ...}` blocks too), kept as it was read.
+///
+/// ```
+/// use slateflow::agent::message::{ContentPart, Message};
+///
+/// let question = Message::human_parts(vec![
+///     ContentPart::text("What is in this picture?"),
+///     ContentPart::image_url("https://example.com/cat.png"),
+/// ]);
+/// assert_eq!(question.content(), "What is in this picture?");
+/// assert_eq!(question.parts()[1].kind(), "image_url");
+///
+/// // Written in OpenAI's list form, and read back the same.
+/// let json = serde_json::to_value(&question)?;
+/// assert_eq!(json["content"][1]["image_url"]["url"], "https://example.com/cat.png");
+/// assert_eq!(serde_json::from_value::<Message>(json)?, question);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ContentPart(Value);
+
+impl ContentPart {
+    /// A text part.
+    pub fn text(text: impl Into<String>) -> Self {
+        Self(serde_json::json!({"type": "text", "text": text.into()}))
+    }
+
+    /// An image by its URL (a `data:` URL holds the image itself).
+    pub fn image_url(url: impl Into<String>) -> Self {
+        Self(serde_json::json!({"type": "image_url", "image_url": {"url": url.into()}}))
+    }
+
+    /// A part of any other kind, as its JSON object (with its `type`).
+    ///
+    /// # Errors
+    /// The JSON, handed back, when it is not an object with a text `type`.
+    pub fn from_json(part: Value) -> Result<Self, Value> {
+        if part.get("type").is_some_and(Value::is_string) {
+            Ok(Self(part))
+        } else {
+            Err(part)
+        }
+    }
+
+    /// Its kind: `text`, `image_url`, ...
+    pub fn kind(&self) -> &str {
+        self.0
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+
+    /// Its text, for a text part.
+    pub fn as_text(&self) -> Option<&str> {
+        self.0.get("text").and_then(Value::as_str)
+    }
+
+    /// The part as JSON, as a model receives it.
+    pub fn as_json(&self) -> &Value {
+        &self.0
+    }
+}
+
+/// The text of `parts`' text parts, joined.
+fn text_of(parts: &[ContentPart]) -> String {
+    parts.iter().filter_map(ContentPart::as_text).collect()
 }
 
 impl<'de> Deserialize<'de> for Message {
@@ -158,6 +243,25 @@ impl<'de> Deserialize<'de> for Message {
             }
             fields.insert("role".into(), kind);
         }
+        // A human or tool message whose content has a part that is not text keeps its parts.
+        if let Value::Object(fields) = &mut value
+            && matches!(
+                fields.get("role").and_then(Value::as_str),
+                Some("user" | "human" | "tool")
+            )
+            && let Some(Value::Array(parts)) = fields.get("content")
+            && parts
+                .iter()
+                .any(|part| !part.get("text").is_some_and(Value::is_string))
+        {
+            let parts = parts.clone();
+            let text: String = parts
+                .iter()
+                .filter_map(|part| part.get("text").and_then(Value::as_str))
+                .collect();
+            fields.insert("content".into(), Value::String(text));
+            fields.insert("parts".into(), Value::Array(parts));
+        }
         MessageDef::deserialize(value).map_err(D::Error::custom)
     }
 }
@@ -175,6 +279,21 @@ impl Message {
     pub fn human(content: impl Into<String>) -> Self {
         Self::Human {
             content: content.into(),
+            parts: Vec::new(),
+            id: None,
+        }
+    }
+
+    /// What a person says in parts, some not text (an image with a question): its
+    /// [`content`](Message::content) is the text parts, joined.
+    pub fn human_parts(parts: Vec<ContentPart>) -> Self {
+        Self::Human {
+            content: text_of(&parts),
+            parts: if parts.iter().all(|part| part.kind() == "text") {
+                Vec::new()
+            } else {
+                parts
+            },
             id: None,
         }
     }
@@ -198,6 +317,7 @@ impl Message {
         Self::Tool {
             tool_call_id: tool_call_id.into(),
             content: content.into(),
+            parts: Vec::new(),
             is_error: false,
             id: None,
         }
@@ -209,6 +329,7 @@ impl Message {
         Self::Tool {
             tool_call_id: tool_call_id.into(),
             content: content.into(),
+            parts: Vec::new(),
             is_error: true,
             id: None,
         }
@@ -260,6 +381,15 @@ impl Message {
         }
     }
 
+    /// The parts of a human or tool message whose content is not text alone (an image); empty
+    /// for text, and for the other roles.
+    pub fn parts(&self) -> &[ContentPart] {
+        match self {
+            Self::Human { parts, .. } | Self::Tool { parts, .. } => parts,
+            _ => &[],
+        }
+    }
+
     /// The tool calls of an ai message; empty for the others.
     pub fn tool_calls(&self) -> &[ToolCall] {
         match self {
@@ -288,6 +418,9 @@ impl fmt::Display for Message {
         formatter.write_str(":")?;
         if !self.content().is_empty() {
             write!(formatter, " {}", self.content())?;
+        }
+        for part in self.parts().iter().filter(|part| part.as_text().is_none()) {
+            write!(formatter, " [{}]", part.kind())?;
         }
         for call in self.tool_calls() {
             write!(formatter, " [{}({})]", call.name, call.arguments)?;
@@ -328,7 +461,8 @@ fn content_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D:
                     Some(piece) => text.push_str(piece),
                     None => {
                         return Err(D::Error::custom(format!(
-                            "a content part without text: {part}"
+                            "a content part without text: {part} (only human and tool messages \
+                             hold parts that are not text)"
                         )));
                     }
                 }
@@ -967,6 +1101,49 @@ mod tests {
         let error =
             serde_json::from_value::<Message>(serde_json::json!({"content": "hi"})).unwrap_err();
         assert!(error.to_string().contains("role"), "{error}");
+    }
+
+    #[test]
+    fn parts_that_are_not_text_read_and_write_back_as_they_were() {
+        let image = serde_json::json!({"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBOR", "detail": "low"}});
+        let block =
+            serde_json::json!({"type": "image", "source_type": "url", "url": "https://x/y.png"});
+        let dicts = serde_json::json!([
+            {"role": "user", "content": [{"type": "text", "text": "What is "}, image, {"type": "text", "text": "this?"}]},
+            {"type": "human", "content": [block, {"type": "text", "text": "and this?"}], "id": "h2"},
+            {"role": "tool", "tool_call_id": "c1", "content": [{"type": "text", "text": "a chart"}, image]}
+        ]);
+        let read: Vec<Message> = serde_json::from_value(dicts.clone()).unwrap();
+        assert_eq!(read[0].content(), "What is this?", "the text parts, joined");
+        let kinds: Vec<&str> = read[0].parts().iter().map(ContentPart::kind).collect();
+        assert_eq!(kinds, ["text", "image_url", "text"]);
+        assert_eq!(read[0].parts()[1].as_json(), &image);
+        assert_eq!(read[1].parts()[0].as_json(), &block);
+        assert_eq!(read[1].id(), Some("h2"));
+        assert_eq!(read[2].content(), "a chart");
+        assert_eq!(read[2].parts().len(), 2);
+        assert_eq!(read[0].to_string(), "user: What is this? [image_url]");
+        // Written back in OpenAI's list form: the parts exactly, and read back the same.
+        let written = serde_json::to_value(&read).unwrap();
+        assert_eq!(written[0]["content"], dicts[0]["content"]);
+        assert_eq!(written[1]["content"], dicts[1]["content"]);
+        assert_eq!(written[1]["role"], "user");
+        assert!(written[0].get("parts").is_none());
+        let again: Vec<Message> = serde_json::from_value(written).unwrap();
+        assert_eq!(again, read);
+        // Text parts alone are text.
+        let text = Message::human_parts(vec![ContentPart::text("a"), ContentPart::text("b")]);
+        assert_eq!(text, Message::human("ab"));
+        // Other roles hold text only, and say so.
+        let error = serde_json::from_value::<Message>(
+            serde_json::json!({"role": "system", "content": [image]}),
+        )
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("only human and tool messages"),
+            "{error}"
+        );
+        assert!(ContentPart::from_json(serde_json::json!({"url": "x"})).is_err());
     }
 
     #[test]

@@ -307,11 +307,16 @@ impl ChatModel for OpenAi {
     }
 }
 
-/// A message in the OpenAI wire format: no ids, and a failed tool call says so in its text.
+/// A message in the OpenAI wire format: no ids, and a failed tool call says so in its text. A
+/// tool's output goes as its text (the endpoint takes no images from tools).
 fn wire_message(message: &Message) -> Value {
     match message {
         Message::System { content, .. } => json!({"role": "system", "content": content}),
-        Message::Human { content, .. } => json!({"role": "user", "content": content}),
+        Message::Human { content, parts, .. } if parts.is_empty() => {
+            json!({"role": "user", "content": content})
+        }
+        // A question with an image: the parts, in OpenAI's list form.
+        Message::Human { parts, .. } => json!({"role": "user", "content": parts}),
         Message::Ai {
             content,
             tool_calls,
