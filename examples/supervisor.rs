@@ -1,9 +1,15 @@
-//! Recipe: a supervisor that routes among agents.
+//! Recipe: a supervisor that hands the work off among three agents.
 //!
-//! A supervisor (a model answering in structured JSON) reads the conversation and names the next
-//! agent, and why; the flow routes on its answer, with the reason kept in the history and the
-//! events. Each agent (`agent::Agent`) adds its turn to the shared conversation and returns to
-//! the supervisor, until the supervisor says `finish`. A step limit bounds the loop.
+//! The supervisor is an `Agent` that routes (`.routes::<Team>()`): its model hands the work on by
+//! calling the `route` tool with one of the team's actions and a reason. The flow follows the
+//! action; the reason is the step's routing reason (in events and durable history) and is kept in
+//! the state's `routing_reason`, which each worker's prompt reads (`{routing_reason}`). Each
+//! agent adds its answer to the shared conversation and returns to the supervisor, until it
+//! routes to `finish`. The state's `counters` add up each agent's turns and model calls. A step
+//! limit bounds the loop.
+//!
+//! Each agent prompts from its own turns and the latest message of the conversation, so the
+//! supervisor reads the report of the agent it sent.
 //!
 //! Offline: a `ScriptedModel` plays every model, answering from what each request holds.
 //!
@@ -15,88 +21,34 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use slateflow::agent::Agent;
-use slateflow::agent::message::{Histories, Message};
-use slateflow::agent::model::{ChatModel, ChatRequest, ChatResponse, ScriptedModel};
+use slateflow::agent::message::{Histories, Message, ToolCall};
+use slateflow::agent::model::{ChatResponse, ScriptedModel};
+use slateflow::agent::{Agent, Counters, ROUTE_TOOL};
 use slateflow::event::{self, Event};
-use slateflow::{Command, Context, Node, NodeError, SharedState, flow, prompt};
+use slateflow::{SharedState, flow, prompt};
 
 #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
-#[slateflow(conversation)]
-struct Team {
+#[slateflow(conversation(routing_reason, counters))]
+struct Desk {
     task: String,
-    /// The supervisor's last choice.
-    next: String,
     #[reducer(append)]
     messages: Vec<Message>,
     #[reducer(append)]
     histories: Histories,
+    /// Why the supervisor chose the last route.
+    routing_reason: String,
+    /// Each agent's turns, model calls and tool calls.
+    #[reducer(append)]
+    counters: Counters,
 }
 
-/// What the supervisor answers.
-#[derive(Debug, Deserialize)]
-struct Choice {
-    next: String,
-    reason: String,
+slateflow::routes! {
+    /// Where the supervisor sends the work next.
+    struct Team = ["research", "write", "review", "finish"];
 }
 
-/// Names the next agent from the conversation so far.
-struct Supervisor<M> {
-    model: Arc<M>,
-}
-
-impl<M: ChatModel> Node<Team> for Supervisor<M> {
-    type Prep = ChatRequest;
-    type Exec = Choice;
-    const ACTIONS: &'static [&'static str] = &["researcher", "writer", "finish"];
-
-    async fn prep(&self, team: &Team, _: &Context<'_>) -> Result<ChatRequest, NodeError> {
-        let mut messages = vec![Message::system(format!(
-            "You supervise a researcher and a writer on this task: {}. Name who acts next, or \
-             finish.",
-            team.task
-        ))];
-        messages.extend(team.messages.iter().cloned());
-        let schema = json!({
-            "type": "object",
-            "properties": {
-                "next": {"enum": ["researcher", "writer", "finish"]},
-                "reason": {"type": "string"},
-            },
-            "required": ["next", "reason"],
-        });
-        Ok(ChatRequest::new(messages).with_output("choice", schema))
-    }
-
-    async fn exec(&self, request: &ChatRequest) -> Result<Choice, NodeError> {
-        Ok(self.model.chat_into(request).await?)
-    }
-
-    async fn post(
-        &self,
-        _: &Team,
-        _: ChatRequest,
-        choice: Choice,
-        _: &Context<'_>,
-    ) -> Result<Command<Team>, NodeError> {
-        let action = Self::ACTIONS
-            .iter()
-            .copied()
-            .find(|action| *action == choice.next)
-            .ok_or_else(|| {
-                format!(
-                    "the supervisor named `{}`, who is not on the team",
-                    choice.next
-                )
-            })?;
-        Ok(Command::new(Team::update().set_next(choice.next))
-            .with_action(action)
-            .with_reason(choice.reason))
-    }
-}
-
-/// The offline stand-in for the models: the supervisor sends the researcher first, then the
-/// writer, then finishes; the agents answer their part.
+/// The offline stand-in for the models: the supervisor sends the work to the researcher, the
+/// writer and the reviewer in turn, then finishes; each agent answers its part.
 fn scripted() -> ScriptedModel {
     ScriptedModel::from_fn(|request| {
         let system = request
@@ -104,48 +56,70 @@ fn scripted() -> ScriptedModel {
             .first()
             .map(Message::content)
             .unwrap_or_default();
-        let said = |who: &str| {
-            request
-                .messages
-                .iter()
-                .any(|message| message.content().starts_with(who))
-        };
-        let reply = if system.contains("You supervise") {
-            let (next, reason) = if !said("Research:") {
-                ("researcher", "nothing is known yet")
-            } else if !said("Draft:") {
-                ("writer", "the research is in; it needs writing up")
+        // An agent sees its own turns and the latest message of the conversation: the
+        // supervisor, the report of the agent it sent.
+        let latest = request
+            .messages
+            .last()
+            .map(Message::content)
+            .unwrap_or_default();
+        let reply = if system.starts_with("You lead") {
+            let (to, reason) = if latest.starts_with("Research:") {
+                ("write", "the research is in; it needs writing up")
+            } else if latest.starts_with("Draft:") {
+                ("review", "a draft is ready for a second pair of eyes")
+            } else if latest.starts_with("Review:") {
+                ("finish", "the reviewed draft answers the task")
             } else {
-                ("finish", "the draft answers the task")
+                ("research", "nothing is known yet")
             };
-            json!({ "next": next, "reason": reason }).to_string()
-        } else if system.contains("researcher") {
-            "Research: refunds over 100 EUR need a second approval; 83% are paid within 5 days."
-                .to_string()
+            let call = ToolCall::new(
+                format!("route-{to}"),
+                ROUTE_TOOL,
+                json!({"to": to, "reason": reason}).to_string(),
+            );
+            Message::ai_calling("", vec![call])
+        } else if system.starts_with("You are the researcher") {
+            Message::ai(
+                "Research: refunds over 100 EUR need a second approval; 83% are paid within 5 days.",
+            )
+        } else if system.starts_with("You are the writer") {
+            Message::ai(
+                "Draft: Most refunds are paid within 5 days; over 100 EUR, a second person approves.",
+            )
         } else {
-            "Draft: Most refunds are paid within 5 days; over 100 EUR, a second person approves."
-                .to_string()
+            Message::ai("Review: accurate and short; ship it.")
         };
-        Ok(ChatResponse::new(Message::ai(reply)))
+        Ok(ChatResponse::new(reply))
     })
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let model = Arc::new(scripted());
-    let supervisor = Supervisor {
-        model: model.clone(),
-    };
-    let researcher = Agent::new(model.clone()).system(prompt!(
-        Team,
-        "You are the researcher. Find the facts for: {task}. Start with `Research:`."
+    let supervisor = Agent::new(model.clone())
+        .system(prompt!(
+            Desk,
+            "You lead a researcher, a writer and a reviewer on this task: {task}. Hand the work \
+             to whoever should act next, or finish."
+        ))
+        .routes::<Team>();
+    let research = Agent::new(model.clone()).system(prompt!(
+        Desk,
+        "You are the researcher. Find the facts for: {task}. You were asked because \
+         {routing_reason}. Start with `Research:`."
     ));
-    let writer = Agent::new(model).system(prompt!(
-        Team,
-        "You are the writer. Write the answer to: {task}, from the research. Start with `Draft:`."
+    let write = Agent::new(model.clone()).system(prompt!(
+        Desk,
+        "You are the writer. Answer: {task}, from the research. Start with `Draft:`."
+    ));
+    let review = Agent::new(model).system(prompt!(
+        Desk,
+        "You are the reviewer. Check the draft against the research. Start with `Review:`."
     ));
     let flow = flow! {
-        supervisor - "researcher" >> researcher >> supervisor;
-        supervisor - "writer" >> writer >> supervisor;
+        supervisor - "research" >> research >> supervisor;
+        supervisor - "write" >> write >> supervisor;
+        supervisor - "review" >> review >> supervisor;
     }
     .with_max_steps(20);
 
@@ -160,14 +134,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!("step {}: {} -> {action} ({reason})", at.step, at.node);
         }
     });
-    let mut team = Team {
+    let mut desk = Desk {
         task: "how long do refunds take".into(),
-        ..Team::default()
+        ..Desk::default()
     };
-    let action = flow.observe(trace).run_blocking(&mut team)?;
-    println!("ended with \"{action}\"; the conversation:");
-    for message in &team.messages {
+    let action = flow.observe(trace).run_blocking(&mut desk)?;
+    println!("ended with \"{action}\" because {}", desk.routing_reason);
+    println!("the conversation:");
+    for message in &desk.messages {
         println!("  {}", message.content());
     }
+    println!("the work:");
+    for (agent, counts) in desk.counters.iter() {
+        println!(
+            "  {agent}: {} turns, {} model calls",
+            counts.turns, counts.model_calls
+        );
+    }
+    assert_eq!(action, "finish");
+    assert_eq!(desk.counters.get("supervisor").turns, 4);
     Ok(())
 }

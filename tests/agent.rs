@@ -924,3 +924,202 @@ fn a_corrected_answer_reaches_the_agent_that_wrote_it() {
         "the agent read its corrected answer"
     );
 }
+
+mod handoffs {
+    use super::*;
+    use slateflow::agent::{Counters, ROUTE_TOOL};
+
+    /// A desk that keeps why its supervisor routed and how much each agent did.
+    #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+    #[slateflow(conversation(routing_reason, counters = work))]
+    struct Desk {
+        #[reducer(append)]
+        messages: Vec<Message>,
+        #[reducer(append)]
+        histories: Histories,
+        routing_reason: Option<String>,
+        #[reducer(append)]
+        work: Counters,
+    }
+
+    slateflow::routes! {
+        /// Where the supervisor sends the work.
+        struct Team = ["research", "write", "finish"];
+    }
+
+    fn route(id: &str, to: &str, reason: &str) -> ToolCall {
+        ToolCall::new(
+            id,
+            ROUTE_TOOL,
+            json!({"to": to, "reason": reason}).to_string(),
+        )
+    }
+
+    /// A supervisor hands off to a researcher and a writer in turn, each of which hands back;
+    /// the reason is in the state for the worker's prompt, the counts add up per agent, and a
+    /// wrong route and an answer without a route are sent back to the model.
+    #[test]
+    fn a_supervisor_routes_among_agents_with_its_reasons_in_the_state() {
+        let supervisor_model = Arc::new(
+            ScriptedModel::new()
+                // A route that does not exist is refused, with the choices.
+                .call_tools(vec![route("r1", "publish", "ship it")])
+                .call_tools(vec![route("r2", "research", "we need sources first")])
+                // Text without a route: the model is asked to route.
+                .reply("The research looks good.")
+                .call_tools(vec![route("r3", "write", "sources are in")])
+                .call_tools(vec![route(
+                    "r4",
+                    "finish",
+                    "the draft answers the question",
+                )]),
+        );
+        let worker_model = Arc::new(
+            ScriptedModel::new()
+                .reply("Three sources say yes.")
+                .reply("Draft: yes, with three sources."),
+        );
+        let supervisor = Agent::new(supervisor_model.clone())
+            .system(prompt!(Desk, "Lead the team."))
+            .routes::<Team>();
+        let research = Agent::new(worker_model.clone()).system(prompt!(
+            Desk,
+            "Research. You were asked because: {routing_reason}"
+        ));
+        let write = Agent::new(worker_model.clone()).system(prompt!(
+            Desk,
+            "Write. You were asked because: {routing_reason}"
+        ));
+        let flow = flow! {
+            supervisor - "research" >> research;
+            supervisor - "write" >> write;
+            research >> supervisor;
+            write >> supervisor;
+        };
+        let recorder = Arc::new(Recorder::default());
+        let mut desk = Desk {
+            messages: vec![Message::human("Is the claim true?")],
+            ..Desk::default()
+        };
+        let ended = flow
+            .observe(recorder.clone())
+            .run_blocking(&mut desk)
+            .unwrap();
+        assert_eq!(ended, "finish");
+        assert_eq!(
+            desk.routing_reason.as_deref(),
+            Some("the draft answers the question")
+        );
+
+        // The workers read the reason their supervisor gave.
+        let worker_requests = worker_model.requests();
+        assert_eq!(
+            worker_requests[0].messages[0].content(),
+            "Research. You were asked because: we need sources first"
+        );
+        assert_eq!(
+            worker_requests[1].messages[0].content(),
+            "Write. You were asked because: sources are in"
+        );
+        // The researcher's input is the question: the supervisor's routing turn added nothing
+        // to the conversation.
+        assert_eq!(
+            worker_requests[0].messages[1].content(),
+            "Is the claim true?"
+        );
+        let said: Vec<&str> = desk.messages.iter().map(Message::content).collect();
+        assert_eq!(
+            said,
+            [
+                "Is the claim true?",
+                "Three sources say yes.",
+                "Draft: yes, with three sources."
+            ]
+        );
+
+        // The supervisor was offered the route, told what was wrong, and asked to route.
+        supervisor_was_sent_back(&supervisor_model.requests());
+
+        // Counts per agent: turns, model replies.
+        let supervisor_work = desk.work.get("supervisor");
+        assert_eq!((supervisor_work.turns, supervisor_work.model_calls), (3, 5));
+        assert_eq!(supervisor_work.tool_calls, 0, "routes are not tool calls");
+        assert_eq!(desk.work.get("research").turns, 1);
+        assert_eq!(desk.work.get("write").model_calls, 1);
+
+        // The route's reason is the step's routing reason, for observers too.
+        let reasons: Vec<String> = recorder
+            .of_kind("node_finished")
+            .iter()
+            .filter(|event| event.node.as_deref() == Some("supervisor"))
+            .map(|event| event.data.as_str().unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                "we need sources first",
+                "sources are in",
+                "the draft answers the question"
+            ]
+        );
+    }
+
+    /// The supervisor's requests: the route offered with its actions, a wrong route refused
+    /// with the choices, and an answer without a route sent back.
+    fn supervisor_was_sent_back(asked: &[slateflow::agent::ChatRequest]) {
+        assert_eq!(asked[0].tools.last().unwrap().name, ROUTE_TOOL);
+        assert_eq!(
+            asked[0].tools.last().unwrap().parameters["properties"]["to"]["enum"],
+            json!(["research", "write", "finish"])
+        );
+        let refusal = &asked[1].messages.last().unwrap();
+        assert!(
+            matches!(refusal, Message::Tool { is_error: true, .. }),
+            "{refusal:?}"
+        );
+        assert!(
+            refusal.content().contains(
+                "no route \"publish\"; `to` is one of \"research\", \"write\", \"finish\""
+            ),
+            "{refusal}"
+        );
+        assert!(
+            asked[3]
+                .messages
+                .last()
+                .unwrap()
+                .content()
+                .contains("Hand the work on now"),
+            "{:?}",
+            asked[3].messages.last()
+        );
+    }
+
+    /// A routing model that never routes fails the node when its rounds are used up, naming the
+    /// routes.
+    #[test]
+    fn a_model_that_never_routes_fails_with_the_routes() {
+        let model = ScriptedModel::from_fn(|_| Ok(ChatResponse::new(Message::ai("Hmm."))));
+        let supervisor = Agent::new(model).max_tool_rounds(2).routes::<Team>();
+        let (research, write) = (
+            Agent::new(ScriptedModel::new()),
+            Agent::new(ScriptedModel::new()),
+        );
+        let flow = flow! {
+            supervisor - "research" >> research;
+            supervisor - "write" >> write;
+        };
+        let error = flow.run_blocking(&mut Desk::default()).unwrap_err();
+        let text = error.to_string();
+        assert!(
+            text.contains(
+                "answered without handing the work on (by calling `route`) after 2 rounds"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("\"research\", \"write\", \"finish\""),
+            "{text}"
+        );
+    }
+}

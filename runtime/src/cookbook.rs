@@ -176,8 +176,10 @@
 //!
 //! A supervisor node names the next agent as its action, with the reason why
 //! ([`Command::with_reason`](crate::Command::with_reason), kept in events and durable history);
-//! each agent goes back to it. With a model, the supervisor asks for structured output
-//! (`examples/supervisor.rs`); here it decides from the state. A step limit bounds the loop.
+//! each agent goes back to it. With a model, the supervisor is an agent that routes
+//! ([`Agent::routes`](crate::agent::Agent::routes): its model picks the action and says why, kept
+//! in the state's `routing_reason`; `examples/supervisor.rs`); here it decides from the state. A
+//! step limit bounds the loop.
 //!
 //! ```
 //! use serde::{Deserialize, Serialize};

@@ -2,6 +2,21 @@
 //! field lookup, by the compile-time checks `flow!` and `prompt!` generate, and by the runtime's
 //! "did you mean" suggestions. Knows nothing else.
 
+/// The key of `action` in `DeclaresAction<S, KEY>`: its 64-bit FNV-1a hash, as the macros
+/// compute it (`macros/src/actions.rs`), for impls written by `routes!` and by hand.
+pub const fn action_key(action: &str) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let bytes = action.as_bytes();
+    let mut hash = OFFSET;
+    let mut index = 0;
+    while index < bytes.len() {
+        hash = (hash ^ bytes[index] as u64).wrapping_mul(PRIME);
+        index += 1;
+    }
+    hash
+}
+
 /// `==` on strings, which `const fn` cannot call yet.
 pub const fn str_eq(left: &str, right: &str) -> bool {
     let (left, right) = (left.as_bytes(), right.as_bytes());
@@ -188,5 +203,20 @@ impl ConstText {
             Ok(text) => text,
             Err(_) => "",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::action_key;
+
+    #[test]
+    fn action_keys_are_the_published_fnv_1a_values() {
+        // Usable in a const generic argument, as `routes!` uses it.
+        const DEFAULT: u64 = action_key("default");
+        // As the macros compute them: the offset basis for "", and FNV-1a 64 of "a".
+        assert_eq!(action_key(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(action_key("a"), 0xaf63_dc4c_8601_ec8c);
+        assert_ne!(DEFAULT, action_key("defaulT"));
     }
 }

@@ -5,6 +5,7 @@
 //!                       | #[reducer(with = path)]
 //! container attribute:  #[slateflow(crate = path)]
 //!                       #[slateflow(conversation)] | #[slateflow(conversation(messages = f, histories = g))]
+//!                       #[slateflow(conversation(routing_reason [= f], counters [= g]))]
 //! ```
 //! It also looks at `#[serde(skip)]` (and `skip_serializing`, `skip_deserializing`) on fields, so that
 //! update slots skip the same fields serde skips.
@@ -181,6 +182,10 @@ impl Container {
 pub(crate) struct Conversation {
     pub(crate) messages: Ident,
     pub(crate) histories: Ident,
+    /// The field an agent's turn writes its routing reason to, when named.
+    pub(crate) routing_reason: Option<Ident>,
+    /// The field an agent's turn adds its counts to, when named.
+    pub(crate) counters: Option<Ident>,
     pub(crate) at: Ident,
 }
 
@@ -202,18 +207,34 @@ pub(crate) fn container(attrs: &[Attribute], errors: &mut Errors) -> Container {
                 let at = meta.path.require_ident()?.clone();
                 let mut messages = Ident::new("messages", at.span());
                 let mut histories = Ident::new("histories", at.span());
+                let (mut routing_reason, mut counters) = (None, None);
                 if meta.input.peek(syn::token::Paren) {
                     meta.parse_nested_meta(|field| {
+                        // `routing_reason` alone names the field of that name.
+                        let named = |word: &str| -> syn::Result<Ident> {
+                            if field.input.peek(Token![=]) {
+                                field.value()?.parse()
+                            } else {
+                                Ok(Ident::new(word, field.path.segments[0].ident.span()))
+                            }
+                        };
                         if field.path.is_ident("messages") {
                             messages = field.value()?.parse()?;
                             Ok(())
                         } else if field.path.is_ident("histories") {
                             histories = field.value()?.parse()?;
                             Ok(())
+                        } else if field.path.is_ident("routing_reason") {
+                            routing_reason = Some(named("routing_reason")?);
+                            Ok(())
+                        } else if field.path.is_ident("counters") {
+                            counters = Some(named("counters")?);
+                            Ok(())
                         } else {
                             Err(field.error(
-                                "`conversation` names two fields: `conversation(messages = \
-                                 field, histories = field)`",
+                                "`conversation` names its fields: `conversation(messages = \
+                                 field, histories = field)`, and to keep what agents' turns \
+                                 did, `routing_reason [= field]` and `counters [= field]`",
                             ))
                         }
                     })?;
@@ -221,6 +242,8 @@ pub(crate) fn container(attrs: &[Attribute], errors: &mut Errors) -> Container {
                 container.conversation = Some(Conversation {
                     messages,
                     histories,
+                    routing_reason,
+                    counters,
                     at,
                 });
                 Ok(())

@@ -64,6 +64,7 @@ fn conversation_impl(state: &State) -> TokenStream {
     let read_histories = quote_spanned!(histories.span()=> &self.#histories);
     let record_messages = quote_spanned!(messages.span()=> .#extend(messages));
     let record_histories = quote_spanned!(histories.span()=> .#append(histories));
+    let record_turn = record_turn(state, conversation, &at_type);
     quote! {
         #[automatically_derived]
         impl #impl_generics #krate::__private::Conversation for #name #type_generics #where_clause {
@@ -83,6 +84,55 @@ fn conversation_impl(state: &State) -> TokenStream {
                     #record_messages
                     #record_histories
             }
+
+            #record_turn
+        }
+    }
+}
+
+/// `Conversation::record_turn` for a state that keeps its agents' routing reason or counts: the
+/// turn's messages, then the reason (only of a turn that routed) and the counts.
+fn record_turn(
+    state: &State,
+    conversation: &crate::shared_state::attr::Conversation,
+    at_type: &dyn Fn(&Ident) -> Ident,
+) -> TokenStream {
+    if conversation.routing_reason.is_none() && conversation.counters.is_none() {
+        return TokenStream::new();
+    }
+    let krate = &state.crate_path;
+    let reason = conversation.routing_reason.as_ref().map(|field| {
+        let field = at_type(field);
+        let set = format_ident!("set_{}", field.unraw(), span = field.span());
+        quote_spanned! {field.span()=>
+            let update = match &turn.reason {
+                ::core::option::Option::Some(reason) => {
+                    update.#set(::core::convert::Into::into(::core::clone::Clone::clone(reason)))
+                }
+                ::core::option::Option::None => update,
+            };
+        }
+    });
+    let counters = conversation.counters.as_ref().map(|field| {
+        let field = at_type(field);
+        let append = format_ident!("append_{}", field.unraw(), span = field.span());
+        quote_spanned! {field.span()=>
+            let update = update.#append(#krate::__private::Counters::of(
+                ::core::clone::Clone::clone(&turn.agent),
+                turn.counts(),
+            ));
+        }
+    });
+    quote! {
+        fn record_turn(
+            messages: ::std::vec::Vec<#krate::__private::ChatMessage>,
+            histories: #krate::__private::Histories,
+            turn: &#krate::__private::TurnSummary,
+        ) -> <Self as #krate::__private::SharedState>::Update {
+            let update = <Self as #krate::__private::Conversation>::record(messages, histories);
+            #reason
+            #counters
+            update
         }
     }
 }
@@ -103,6 +153,8 @@ fn local_names(state: &State) -> Vec<Ident> {
         "other",
         "messages",
         "histories",
+        "turn",
+        "reason",
         "overwrites",
         "overwritten",
         "slot",

@@ -74,6 +74,43 @@ fn conversation_fields(state: &State, errors: &mut Errors) -> bool {
             Some(_) => {}
         }
     }
+    let kept = [
+        (
+            conversation.routing_reason.as_ref(),
+            "routing_reason",
+            "the routing reason, which each turn overwrites: leave it without a reducer",
+        ),
+        (
+            conversation.counters.as_ref(),
+            "counters",
+            "the agents' counts (`Counters`), which each turn adds to: give it \
+             `#[reducer(append)]`",
+        ),
+    ];
+    for (name, option, needs) in kept {
+        let Some(name) = name else { continue };
+        let wanted = |reducer: &Reducer| match option {
+            "counters" => matches!(reducer, Reducer::Append),
+            _ => matches!(reducer, Reducer::LastWrite),
+        };
+        match state.fields.iter().find(|field| field.ident == name) {
+            None => {
+                found = false;
+                errors.at(
+                    name,
+                    format_args!(
+                        "`conversation({option})` names the field `{name}`, which the state does \
+                         not have; add it, or name another: `{option} = field`"
+                    ),
+                );
+            }
+            Some(field) if !wanted(&field.reducer) => {
+                found = false;
+                errors.at(field.ident, format_args!("`{name}` holds {needs}"));
+            }
+            Some(_) => {}
+        }
+    }
     found
 }
 

@@ -29,6 +29,7 @@
 
 pub mod message;
 pub mod model;
+mod route;
 pub mod template;
 pub mod tool;
 
@@ -36,6 +37,7 @@ pub use message::{Histories, Message, Messages, ToolCall};
 #[cfg(feature = "openai")]
 pub use model::OpenAi;
 pub use model::{ChatModel, ChatRequest, ChatResponse, ModelError, Recorded, ScriptedModel};
+pub use route::{AgentCounts, Answer, Counters, ROUTE_TOOL, Routes, TurnSummary};
 pub use template::Prompt;
 pub use tool::{Tool, Toolbox};
 
@@ -49,6 +51,8 @@ use serde_json::json;
 
 use crate::error::NodeError;
 use crate::event::At;
+use crate::graph::DEFAULT_ACTION;
+use crate::node::actions::{DeclaresAction, StaticActions};
 use crate::node::{Between, Command, Context, ItemJournal, Node, Retry, with_retries};
 use crate::state::SharedState;
 use model::TOKEN_EVENT;
@@ -116,6 +120,19 @@ pub trait Conversation: SharedState {
     /// An update that appends `messages` to the global messages and `histories` to the agents'
     /// histories.
     fn record(messages: Vec<Message>, histories: Histories) -> Self::Update;
+
+    /// The update of an agent's turn: [`record`](Conversation::record), and, for a state that
+    /// keeps them, the turn's routing reason and counts (`#[slateflow(conversation(
+    /// routing_reason, counters))]` writes them to those fields; see [`Counters`]). The default
+    /// keeps neither.
+    fn record_turn(
+        messages: Vec<Message>,
+        histories: Histories,
+        turn: &TurnSummary,
+    ) -> Self::Update {
+        let _ = turn;
+        Self::record(messages, histories)
+    }
 }
 
 /// A node that prompts a chat model, runs the tools it calls, and records the conversation.
@@ -157,14 +174,14 @@ pub trait Conversation: SharedState {
 /// assert_eq!(state.histories.get("investigate").len(), 1);
 /// # Ok::<(), slateflow::Error>(())
 /// ```
-pub struct Agent<S, M> {
+pub struct Agent<S, M, R = Answer> {
     model: M,
     system: Option<Prompt<S>>,
     human: Option<Prompt<S>>,
     tools: Toolbox,
     max_tool_rounds: u32,
     retry: Retry,
-    state: PhantomData<fn(&S)>,
+    state: PhantomData<fn(&S) -> R>,
 }
 
 /// An [`Agent`]'s retry policy for model calls unless told otherwise: see [`Agent::retry`].
@@ -206,6 +223,75 @@ impl<S: Conversation, M: ChatModel> Agent<S, M> {
             state: PhantomData,
         }
     }
+}
+
+impl<S: Conversation, M: ChatModel, R: Routes> Agent<S, M, R> {
+    /// An agent that routes: its turn ends when its model hands the work on by calling the tool
+    /// [`ROUTE_TOOL`] with one of `T`'s actions (declared with [`routes!`](crate::routes)) and a
+    /// reason; its step ends with that action, the reason is the step's routing reason, and a
+    /// state that keeps one (`#[slateflow(conversation(routing_reason))]`) gets it in that
+    /// field, for later nodes and `{routing_reason}` in their prompts. A turn that routes adds
+    /// nothing to the global messages (its own history keeps the turn). A model that answers
+    /// without routing is asked to route (unless `"default"` is one of the actions, which a
+    /// plain answer then takes).
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use slateflow::{Command, SharedState, flow, node};
+    /// # use slateflow::agent::message::{Histories, Message, ToolCall};
+    /// use slateflow::agent::Agent;
+    /// use slateflow::agent::model::ScriptedModel;
+    ///
+    /// #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+    /// #[slateflow(conversation(routing_reason))]
+    /// struct Desk {
+    ///     #[reducer(append)] messages: Vec<Message>,
+    ///     #[reducer(append)] histories: Histories,
+    ///     routing_reason: String,
+    /// }
+    /// # #[node] fn escalate(_: &Desk) -> Command<Desk> { Command::default() }
+    /// # #[node] fn close(_: &Desk) -> Command<Desk> { Command::default() }
+    ///
+    /// slateflow::routes! { struct Triage = ["escalate", "close"]; }
+    ///
+    /// let model = ScriptedModel::new().call_tools(vec![ToolCall::new(
+    ///     "c1", "route", r#"{"to": "escalate", "reason": "root login from a new country"}"#,
+    /// )]);
+    /// let triage = Agent::new(model).routes::<Triage>();
+    /// let flow = flow! {
+    ///     triage - "escalate" >> escalate;
+    ///     triage - "close" >> close;
+    /// };
+    /// let mut desk = Desk { messages: vec![Message::human("Root login from Laos")], ..Desk::default() };
+    /// flow.run_blocking(&mut desk)?;
+    /// assert_eq!(desk.routing_reason, "root login from a new country");
+    /// # Ok::<(), slateflow::Error>(())
+    /// ```
+    ///
+    /// # Panics
+    /// When the agent's tools already hold one named [`ROUTE_TOOL`].
+    #[must_use]
+    pub fn routes<T: Routes>(self) -> Agent<S, M, T> {
+        assert!(
+            T::ACTIONS == ["default"] || self.tools.names().all(|name| name != ROUTE_TOOL),
+            "the agent's tools already hold one named `{ROUTE_TOOL}`, which a routing agent's \
+             model calls to hand the work on: rename that tool"
+        );
+        Agent {
+            model: self.model,
+            system: self.system,
+            human: self.human,
+            tools: self.tools,
+            max_tool_rounds: self.max_tool_rounds,
+            retry: self.retry,
+            state: PhantomData,
+        }
+    }
+
+    /// Whether this agent routes (its actions are not `"default"` alone).
+    fn routing() -> bool {
+        R::ACTIONS != ["default"]
+    }
 
     /// The system prompt, rendered from the state on every turn.
     #[must_use]
@@ -223,8 +309,16 @@ impl<S: Conversation, M: ChatModel> Agent<S, M> {
     }
 
     /// The tools the model may call.
+    ///
+    /// # Panics
+    /// For a routing agent, when `tools` holds one named [`ROUTE_TOOL`].
     #[must_use]
     pub fn tools(mut self, tools: Toolbox) -> Self {
+        assert!(
+            !Self::routing() || tools.names().all(|name| name != ROUTE_TOOL),
+            "the tools hold one named `{ROUTE_TOOL}`, which a routing agent's model calls to \
+             hand the work on: rename that tool"
+        );
         self.tools = tools;
         self
     }
@@ -280,23 +374,38 @@ impl<S: Conversation, M: ChatModel> Agent<S, M> {
             .map_err(|(error, _)| error)
     }
 
-    /// The model's turn: calls, tool rounds, and the messages it produced, in order. In a
-    /// durable step, each model reply and each tool result is kept as it comes (see
-    /// [`Calls`]), and a turn run again after a crash goes on from them.
+    /// The model's turn: calls, tool rounds, and the messages it produced, in order, with the
+    /// action it ends with. In a durable step, each model reply and each tool result is kept as
+    /// it comes (see [`Calls`]), and a turn run again after a crash goes on from them.
     async fn turn(
         &self,
         turn: &Turn,
         context: Option<&Context<'_>>,
-    ) -> Result<Vec<Message>, NodeError> {
+    ) -> Result<TurnOutcome, NodeError> {
         let calls_kept = Calls::of(context);
         let mut request = turn.request.clone();
         let first = request.messages.len();
-        request.tools = self.tools.specs();
+        let specs = self.tools.specs();
+        let routing = Self::routing();
+        let mut outcome = TurnOutcome {
+            messages: Vec::new(),
+            action: DEFAULT_ACTION,
+            reason: None,
+            model_calls: 0,
+            tool_calls: 0,
+            tool_rounds: 0,
+        };
+        // Rounds the turn went on for: of tool calls, or of asking a routing model to route.
         let mut rounds = 0;
         loop {
             let offer_tools = !self.tools.is_empty() && rounds < self.max_tool_rounds;
-            if !offer_tools {
-                request.tools.clear();
+            request.tools = if offer_tools {
+                specs.clone()
+            } else {
+                Vec::new()
+            };
+            if routing {
+                request.tools.push(route::route_spec(R::ACTIONS));
             }
             let reply_key = format!("reply:{rounds}");
             let reply = if let Some(reply) = calls_kept.kept(&reply_key) {
@@ -306,37 +415,109 @@ impl<S: Conversation, M: ChatModel> Agent<S, M> {
                 calls_kept.keep(reply_key, &reply).await?;
                 reply
             };
+            outcome.model_calls += 1;
             let calls = reply.tool_calls().to_vec();
             request.messages.push(reply);
             if calls.is_empty() {
-                break;
-            }
-            if !offer_tools {
-                return Err(format!(
-                    "the model called {} after its {} rounds of tool calls were used up and no \
-                     tools were offered; raise `max_tool_rounds` or tell the model to answer",
-                    calls
-                        .iter()
-                        .map(|call| format!("`{}`", call.name))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    self.max_tool_rounds
-                )
-                .into());
-            }
-            for call in &calls {
-                let answer = self.answer(call, rounds, &calls_kept, context).await?;
-                request.messages.push(answer);
+                if !routing || R::ACTIONS.contains(&DEFAULT_ACTION) {
+                    break;
+                }
+                if rounds >= self.max_tool_rounds {
+                    return Err(format!(
+                        "the model answered without handing the work on (by calling \
+                         `{ROUTE_TOOL}`) after {rounds} rounds; tell it to choose one of {}",
+                        quoted(R::ACTIONS)
+                    )
+                    .into());
+                }
+                request.messages.push(Message::human(format!(
+                    "Hand the work on now: call `{ROUTE_TOOL}` with `to` one of {} and your \
+                     reason.",
+                    quoted(R::ACTIONS)
+                )));
+            } else {
+                let routed = self
+                    .answer_round(
+                        &calls,
+                        rounds,
+                        &calls_kept,
+                        context,
+                        &mut request,
+                        &mut outcome,
+                    )
+                    .await?;
+                if routed {
+                    break;
+                }
             }
             rounds += 1;
             if rounds == self.max_tool_rounds {
-                request.messages.push(Message::human(format!(
-                    "You have used all {rounds} rounds of tool calls. Answer now with what you \
-                     know, without calling tools."
-                )));
+                request.messages.push(Message::human(if routing {
+                    format!(
+                        "You have used all {rounds} rounds. Hand the work on now: call \
+                         `{ROUTE_TOOL}`, without calling other tools."
+                    )
+                } else {
+                    format!(
+                        "You have used all {rounds} rounds of tool calls. Answer now with what \
+                         you know, without calling tools."
+                    )
+                }));
             }
         }
-        Ok(request.messages.split_off(first))
+        outcome.messages = request.messages.split_off(first);
+        Ok(outcome)
+    }
+
+    /// Answers the calls of one reply, in order, each with a tool message pushed to `request`:
+    /// the route (for a routing agent: the first valid one ends the turn, and says true), and the
+    /// tools' calls (a round of them).
+    async fn answer_round(
+        &self,
+        calls: &[ToolCall],
+        round: u32,
+        calls_kept: &Calls<'_>,
+        context: Option<&Context<'_>>,
+        request: &mut ChatRequest,
+        outcome: &mut TurnOutcome,
+    ) -> Result<bool, NodeError> {
+        let routing = Self::routing();
+        let is_route = |call: &ToolCall| routing && call.name == ROUTE_TOOL;
+        if round >= self.max_tool_rounds
+            && let Some(call) = calls.iter().find(|call| !is_route(call))
+        {
+            return Err(format!(
+                "the model called `{}` after its {} rounds of tool calls were used up and no \
+                 tools were offered; raise `max_tool_rounds` or tell the model to answer",
+                call.name, self.max_tool_rounds
+            )
+            .into());
+        }
+        let mut routed = false;
+        for call in calls {
+            let answer = if is_route(call) {
+                match route::read_route(&call.arguments, R::ACTIONS) {
+                    Ok(_) if routed => {
+                        Message::tool_error(&call.id, "only the first route is taken")
+                    }
+                    Ok((action, reason)) => {
+                        routed = true;
+                        outcome.action = action;
+                        outcome.reason = Some(reason);
+                        Message::tool(&call.id, format!("Handed on to \"{action}\"."))
+                    }
+                    Err(refusal) => Message::tool_error(&call.id, refusal),
+                }
+            } else {
+                outcome.tool_calls += 1;
+                self.answer(call, round, calls_kept, context).await?
+            };
+            request.messages.push(answer);
+        }
+        if calls.iter().any(|call| !is_route(call)) {
+            outcome.tool_rounds += 1;
+        }
+        Ok(routed)
     }
 
     /// The answer to one tool call of round `round`: kept by an earlier attempt of the step, or
@@ -485,10 +666,58 @@ pub struct Turn {
     pub request: ChatRequest,
 }
 
-#[slateflow_macros::node(crate = crate)]
-impl<S: Conversation, M: ChatModel> Node<S> for Agent<S, M> {
+/// What an agent's turn produced: its messages, in order, the action it ends with, and its
+/// counts (the `Exec` of an [`Agent`]).
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use slateflow::{SharedState, Node, Context, Params};
+/// # use slateflow::agent::message::{Histories, Message};
+/// # #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+/// # #[slateflow(conversation)]
+/// # struct Chat { #[reducer(append)] messages: Vec<Message>, #[reducer(append)] histories: Histories }
+/// use slateflow::agent::model::ScriptedModel;
+/// use slateflow::agent::{Agent, TurnOutcome};
+///
+/// let agent = Agent::new(ScriptedModel::new().reply("Hello."));
+/// let chat = Chat { messages: vec![Message::human("Hi")], ..Chat::default() };
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// # let params = Params::new();
+/// # let context = Context::new(&params, "agent", 1);
+/// let turn = agent.prep(&chat, &context).await?;
+/// let outcome: TurnOutcome = agent.exec(&turn).await?;
+/// assert_eq!((outcome.action, outcome.model_calls), ("default", 1));
+/// assert_eq!(outcome.messages, [Message::ai("Hello.")]);
+/// # Ok::<(), slateflow::NodeError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct TurnOutcome {
+    /// The messages the turn produced: replies, tool answers, and what the agent told the
+    /// model.
+    pub messages: Vec<Message>,
+    /// The action the step ends with: the route chosen, or `"default"`.
+    pub action: &'static str,
+    /// Why the model chose its route, when it routed.
+    pub reason: Option<String>,
+    /// Model replies used.
+    pub model_calls: u32,
+    /// Tool calls answered (not the route).
+    pub tool_calls: u32,
+    /// Rounds of tool calls.
+    pub tool_rounds: u32,
+}
+
+/// The actions of a routing agent are its routes' (`cargo check` reads them through its routes'
+/// impls, as it reads a `#[node]`'s).
+impl<S, M, R: StaticActions<S>> StaticActions<S> for Agent<S, M, R> {}
+#[diagnostic::do_not_recommend]
+impl<S, M, R: DeclaresAction<S, KEY>, const KEY: u64> DeclaresAction<S, KEY> for Agent<S, M, R> {}
+
+impl<S: Conversation, M: ChatModel, R: Routes> Node<S> for Agent<S, M, R> {
     type Prep = Turn;
-    type Exec = Vec<Message>;
+    type Exec = TurnOutcome;
+    const ACTIONS: &'static [&'static str] = R::ACTIONS;
 
     async fn prep(&self, state: &S, context: &Context<'_>) -> Result<Turn, NodeError> {
         let agent = context.at().path();
@@ -522,7 +751,7 @@ impl<S: Conversation, M: ChatModel> Node<S> for Agent<S, M> {
         })
     }
 
-    async fn exec(&self, turn: &Turn) -> Result<Vec<Message>, NodeError> {
+    async fn exec(&self, turn: &Turn) -> Result<TurnOutcome, NodeError> {
         self.turn(turn, None).await
     }
 
@@ -530,7 +759,7 @@ impl<S: Conversation, M: ChatModel> Node<S> for Agent<S, M> {
         &self,
         turn: &Turn,
         context: &Context<'_>,
-    ) -> Result<Vec<Message>, NodeError> {
+    ) -> Result<TurnOutcome, NodeError> {
         self.turn(turn, Some(context)).await
     }
 
@@ -538,25 +767,48 @@ impl<S: Conversation, M: ChatModel> Node<S> for Agent<S, M> {
         &self,
         _: &S,
         turn: Turn,
-        mut produced: Vec<Message>,
+        outcome: TurnOutcome,
         context: &Context<'_>,
     ) -> Result<Command<S>, NodeError> {
+        let TurnOutcome {
+            messages: mut produced,
+            action,
+            reason,
+            model_calls,
+            tool_calls,
+            tool_rounds,
+        } = outcome;
         // The human message that closes the tool rounds is the agent's own doing; it stays in its
         // history so that the replies around it make sense there.
         for (index, message) in produced.iter_mut().enumerate() {
             message.ensure_id(context, index);
         }
-        let answer = produced
-            .iter()
-            .rev()
-            .find(|message| matches!(message, Message::Ai { .. }))
-            .cloned()
-            .into_iter()
-            .collect();
-        Ok(Command::new(S::record(
-            answer,
-            Histories::of(turn.agent, produced),
-        )))
+        // A turn that routed hands the work on: its history keeps it, the conversation does not.
+        let answer = if reason.is_some() {
+            Vec::new()
+        } else {
+            produced
+                .iter()
+                .rev()
+                .find(|message| matches!(message, Message::Ai { .. }))
+                .cloned()
+                .into_iter()
+                .collect()
+        };
+        let summary = TurnSummary {
+            agent: turn.agent,
+            action,
+            reason,
+            model_calls,
+            tool_calls,
+            tool_rounds,
+        };
+        let histories = Histories::of(summary.agent.clone(), produced);
+        let command = Command::new(S::record_turn(answer, histories, &summary)).with_action(action);
+        Ok(match summary.reason {
+            Some(reason) => command.with_reason(reason),
+            None => command,
+        })
     }
 }
 
@@ -595,7 +847,16 @@ fn as_input(message: &Message) -> Message {
     }
 }
 
-impl<S, M: fmt::Debug> fmt::Debug for Agent<S, M> {
+/// Actions as a list for the model: `"a", "b"`.
+fn quoted(actions: &[&str]) -> String {
+    actions
+        .iter()
+        .map(|action| format!("\"{action}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl<S, M: fmt::Debug, R> fmt::Debug for Agent<S, M, R> {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter
             .debug_struct("Agent")

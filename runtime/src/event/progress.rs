@@ -14,7 +14,7 @@ use super::{Event, Observer};
 ///
 /// The bar is redrawn in place (`\r`) on each finished item and ends its line when the last one
 /// finishes. Other events are not drawn; to log them too, observe with a channel
-/// ([`channel`](super::channel)) or [`TracingObserver`](super::TracingObserver) instead, or
+/// ([`channel`](super::channel)) or `TracingObserver` (feature `tracing`) instead, or
 /// combine observers in your own.
 ///
 /// ```

@@ -24,7 +24,8 @@ use super::dispatch::StateType;
     message = "the node `{Self}` does not declare this action",
     label = "`{Self}` never returns this action",
     note = "wire one of the actions the node declares (`a >> b` wires \"default\"), or add this \
-            one to them: `#[node(actions = [...])]` on a function, `ACTIONS` in an impl"
+            one to them: `#[node(actions = [...])]` on a function, `ACTIONS` in an impl, the \
+            list in `routes!` for a routing agent"
 )]
 pub trait DeclaresAction<S, const KEY: u64> {}
 

@@ -21,9 +21,9 @@ pub use reducers::*;
 pub use serde;
 pub use slateflow_macros::{flow_impl, prompt_impl};
 
-pub use crate::agent::Conversation;
 pub use crate::agent::message::{Histories, Message as ChatMessage};
 pub use crate::agent::template::{Part as PromptPart, Prompt};
+pub use crate::agent::{Conversation, Counters, TurnSummary};
 pub use crate::error::Error;
 pub use crate::error::MergeConflict;
 pub use crate::flow::{Flow, FlowGraph};
@@ -37,7 +37,7 @@ pub use crate::parallel::ForkState;
 pub use crate::reducer::{Addable, Append, Reducer};
 pub use crate::state::{Field, SharedState, StateUpdate};
 pub use crate::text::{
-    ActionSet, MAX_FLOW_ACTIONS, declares, first_unwired, str_eq, terminal_actions,
+    ActionSet, MAX_FLOW_ACTIONS, action_key, declares, first_unwired, str_eq, terminal_actions,
     terminal_actions_in,
 };
 
