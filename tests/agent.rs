@@ -1123,3 +1123,166 @@ mod handoffs {
         );
     }
 }
+
+mod approval {
+    use super::*;
+    use slateflow::agent::Approval;
+    use slateflow::durable::Pause;
+
+    /// Records each call of `pay` with its arguments.
+    fn pay_tool(paid: Arc<Mutex<Vec<serde_json::Value>>>) -> Toolbox {
+        Toolbox::new()
+            .with(tool::from_fn(
+                "lookup",
+                "Looks an invoice up",
+                json!({"type": "object"}),
+                |_: serde_json::Value| async move { Ok("invoice 7: 120 EUR") },
+            ))
+            .with(
+                tool::from_fn(
+                    "pay",
+                    "Pays an invoice",
+                    json!({"type": "object", "properties": {"amount": {"type": "integer"}}}),
+                    move |args: serde_json::Value| {
+                        let paid = paid.clone();
+                        async move {
+                            paid.lock().unwrap().push(args.clone());
+                            Ok(format!("paid {}", args["amount"]))
+                        }
+                    },
+                )
+                .needs_approval(),
+            )
+    }
+
+    /// A model that looks the invoice up and pays it in one round, then answers with what the
+    /// tools said.
+    fn clerk_model() -> Arc<ScriptedModel> {
+        Arc::new(ScriptedModel::from_fn(|request| {
+            let answers: Vec<&str> = request
+                .messages
+                .iter()
+                .filter(|message| matches!(message, Message::Tool { .. }))
+                .map(Message::content)
+                .collect();
+            if answers.is_empty() {
+                return Ok(ChatResponse::new(Message::ai_calling(
+                    "",
+                    vec![
+                        ToolCall::new("c1", "lookup", "{}"),
+                        ToolCall::new("c2", "pay", r#"{"amount": 120}"#),
+                    ],
+                )));
+            }
+            Ok(ChatResponse::new(Message::ai(answers.join(" | "))))
+        }))
+    }
+
+    /// Runs the clerk durably until it asks, replies `decision`, resumes: the paid calls, the
+    /// model's requests and the final answer.
+    fn decide(thread: &str, decision: &Approval) -> (Vec<serde_json::Value>, usize, String, Pause) {
+        let paid = Arc::new(Mutex::new(Vec::new()));
+        let model = clerk_model();
+        let clerk = Agent::new(model.clone()).tools(pay_tool(paid.clone()));
+        let flow = flow! { clerk; };
+        let durable = flow.durable(MemoryStore::new());
+        let outcome = block_on(durable.start(thread, &mut alert())).unwrap();
+        let [pause] = outcome.pauses() else {
+            panic!("the clerk asks before paying: {outcome:?}")
+        };
+        assert!(
+            paid.lock().unwrap().is_empty(),
+            "nothing paid before the reply"
+        );
+        block_on(durable.reply(thread, &pause.key, decision)).unwrap();
+        let (triage, outcome) = block_on(durable.resume(thread)).unwrap();
+        assert_eq!(outcome, Outcome::Finished("default".into()));
+        let answer = triage.messages.last().unwrap().content().to_string();
+        let paid = paid.lock().unwrap().clone();
+        (paid, model.requests().len(), answer, pause.clone())
+    }
+
+    /// Approved, the call runs once as the model made it; the model is not asked again for the
+    /// reply it gave before the pause, and the lookup that ran before it does not run again.
+    #[test]
+    fn an_approved_call_runs_once_after_the_reply() {
+        let (paid, requests, answer, pause) = decide("approve", &Approval::Approve);
+        assert_eq!(paid, [json!({"amount": 120})]);
+        assert_eq!(
+            requests, 2,
+            "the tool-calling reply was kept across the pause"
+        );
+        assert_eq!(answer, "invoice 7: 120 EUR | paid 120");
+        let asked = pause.asked.unwrap();
+        assert_eq!(asked["tool"], "pay");
+        assert_eq!(asked["arguments"], json!({"amount": 120}));
+        assert_eq!(asked["call_id"], "c2");
+        assert!(pause.key.ends_with("approve:0:c2"), "{}", pause.key);
+    }
+
+    /// Edited, it runs with the person's arguments, and the model reads that they changed.
+    #[test]
+    fn an_edited_call_runs_with_the_new_arguments_and_the_model_is_told() {
+        let edit = Approval::Edit {
+            arguments: json!({"amount": 100}),
+        };
+        let (paid, _, answer, _) = decide("edit", &edit);
+        assert_eq!(paid, [json!({"amount": 100})]);
+        assert!(
+            answer.contains(
+                r#"(a person changed the arguments to {"amount":100} before the call ran) paid 100"#
+            ),
+            "{answer}"
+        );
+    }
+
+    /// Rejected, it does not run, and the model reads why.
+    #[test]
+    fn a_rejected_call_does_not_run_and_the_model_reads_why() {
+        let reject = Approval::Reject {
+            message: "over this month's budget".into(),
+        };
+        let (paid, _, answer, _) = decide("reject", &reject);
+        assert!(paid.is_empty());
+        assert!(
+            answer.contains("a person rejected this call: over this month's budget"),
+            "{answer}"
+        );
+    }
+
+    /// Without a durable run, a call that needs approval fails the node, saying why.
+    #[test]
+    fn a_plain_run_cannot_ask_for_approval() {
+        let clerk = Agent::new(clerk_model()).tools(pay_tool(Arc::default()));
+        let error = flow! { clerk; }.run_blocking(&mut alert()).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("only a durable run's step saved on its own can do"),
+            "{error}"
+        );
+    }
+}
+
+/// An agent with tools as a branch of a fork in a durable run: it runs (its step keeps nothing,
+/// since a branch is not saved on its own; it used to fail writing what it kept).
+#[test]
+fn an_agent_with_tools_runs_in_a_durable_forks_branch() {
+    let effects = Arc::new(Effects::default());
+    let model = effect_model(Arc::default());
+    let agent = Agent::new(model.clone()).tools(effect_tools(&effects, true));
+    #[node]
+    fn other(_: &Triage) -> Command<Triage> {
+        Command::default()
+    }
+    #[node]
+    fn first(_: &Triage) -> Command<Triage> {
+        Command::default()
+    }
+    // A step before the fork: the branches' steps are past the last one saved.
+    let flow = flow! { first >> [other, agent]; };
+    let durable = flow.durable(MemoryStore::new());
+    let outcome = block_on(durable.start("fork-agent", &mut alert())).unwrap();
+    assert_eq!(outcome, Outcome::Finished("default".into()));
+    assert_eq!((effects.count("lookup"), effects.count("pay")), (1, 1));
+}

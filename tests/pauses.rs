@@ -918,3 +918,120 @@ fn history_keeps_the_routing_reason_and_threads_can_be_listed_and_deleted() {
         .collect();
     assert_eq!(ids, ["two"]);
 }
+
+/// Asks two questions inside its step, counting each run of the step: what the person replied
+/// goes in the state.
+#[node]
+async fn vet(_: &Desk, context: &Context<'_>) -> Result<Command<Desk>, slateflow::NodeError> {
+    let update = visit(context, "vet");
+    let first: String = context
+        .interrupt("first", serde_json::json!({ "question": "Which team?" }))
+        .await?;
+    let second: u64 = context
+        .interrupt("second", serde_json::json!({ "question": "How many?" }))
+        .await?;
+    Ok(Command::new(
+        update.push_answers(first).push_answers(second.to_string()),
+    ))
+}
+
+/// A node asks inside its step: the run pauses there, unsaved; each reply is kept, the step runs
+/// again from its start and reads it; two questions pause twice; the state holds the step once.
+/// On the memory, file and SQLite stores.
+#[test]
+fn a_node_asks_inside_its_step_and_reads_each_reply_when_it_runs_again() {
+    let root = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pauses-interrupt");
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    interrupted_on("interrupt-memory", MemoryStore::new());
+    interrupted_on(
+        "interrupt-file",
+        slateflow::checkpoint::FileStore::open(root.join("file")).unwrap(),
+    );
+    interrupted_on(
+        "interrupt-sqlite",
+        slateflow::checkpoint::SqliteStore::open(root.join("runs.db")).unwrap(),
+    );
+}
+
+fn interrupted_on<St: CheckpointStore + 'static>(test: &'static str, store: St) {
+    let flow = flow! { a >> vet >> b; }.with_params(params(test));
+    let durable = flow.durable(store);
+    let outcome = block_on(durable.start(test, &mut Desk::default())).unwrap();
+    let pauses = outcome.pauses().to_vec();
+    assert_eq!(pauses.len(), 1, "{outcome:?}");
+    assert_eq!(pauses[0].key, "asked:vet@1:first");
+    assert_eq!(pauses[0].when, PauseWhen::Asked);
+    assert_eq!(
+        pauses[0].asked,
+        Some(serde_json::json!({ "question": "Which team?" }))
+    );
+    // The step did not happen: the state stands after `a`.
+    assert_eq!(block_on(durable.state(test)).unwrap().log, ["a"]);
+    assert_eq!(
+        block_on(durable.pending(test)).unwrap(),
+        pauses,
+        "the pause waits with the thread"
+    );
+
+    // A question asked inside a step takes a reply, not an update; and a reply of the wrong
+    // type is refused by the node when it reads it.
+    let error = block_on(durable.answer(test, &pauses[0].key, answer("x"))).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("reply with `reply(thread, key, value)`"),
+        "{error}"
+    );
+    block_on(durable.reply(test, &pauses[0].key, &"blue team")).unwrap();
+    let again = block_on(durable.reply(test, &pauses[0].key, &"red team")).unwrap_err();
+    assert!(again.to_string().contains("answered already"), "{again}");
+
+    let (_, outcome) = block_on(durable.resume(test)).unwrap();
+    let second = outcome.pauses().to_vec();
+    assert_eq!(second.len(), 1, "{outcome:?}");
+    assert_eq!(second[0].key, "asked:vet@1:second");
+    block_on(durable.reply(test, &second[0].key, &"three")).unwrap();
+    let error = block_on(durable.resume(test)).unwrap_err();
+    assert!(
+        error.to_string().contains(
+            "the reply to `second` does not read as `u64`: invalid type: string \"three\""
+        ),
+        "{error}"
+    );
+    // A reply its node could not read may be replied again; the last one counts.
+    block_on(durable.reply(test, &second[0].key, &3)).unwrap();
+    let (desk, outcome) = block_on(durable.resume(test)).unwrap();
+    assert_eq!(outcome, Outcome::Finished("default".into()));
+    assert_eq!(desk.log, ["a", "vet", "b"], "the step is in the state once");
+    assert_eq!(desk.answers, ["blue team", "3"]);
+    assert_eq!(
+        ran(&format!("{test}/vet")),
+        4,
+        "asked, asked, failed to read, done"
+    );
+    assert_eq!(ran(&format!("{test}/a")), 1);
+}
+
+/// Where a run cannot pause inside a step (a plain run, a fork's branch), asking there fails the
+/// step, saying what to do.
+#[test]
+fn a_question_inside_a_step_where_the_run_cannot_pause_says_so() {
+    let plain = flow! { a >> vet; };
+    let error = plain.run_blocking(&mut Desk::default()).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("which only a durable run's step saved on its own can do"),
+        "{error}"
+    );
+    let forked = flow! { a >> [b, vet]; };
+    let durable = forked.durable(MemoryStore::new());
+    let error = block_on(durable.start("interrupt-fork", &mut Desk::default())).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("not a plain run, a fork's branch"),
+        "{error}"
+    );
+}

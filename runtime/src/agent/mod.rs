@@ -535,6 +535,25 @@ impl<S: Conversation, M: ChatModel, R: Routes> Agent<S, M, R> {
         if let Some(answer) = calls_kept.kept(&answer_key) {
             return Ok(answer);
         }
+        // A call that needs approval waits for a person's decision first.
+        let mut edited = None;
+        if self.tools.needs_approval(&call.name) {
+            match approval(call, round, context).await? {
+                Approval::Approve => {}
+                Approval::Edit { arguments } => {
+                    edited = Some(ToolCall::new(&call.id, &call.name, arguments.to_string()));
+                }
+                Approval::Reject { message } => {
+                    let answer = Message::tool_error(
+                        &call.id,
+                        format!("a person rejected this call: {message}"),
+                    );
+                    calls_kept.keep(answer_key, &answer).await?;
+                    return Ok(answer);
+                }
+            }
+        }
+        let call = edited.as_ref().unwrap_or(call);
         let started_key = format!("started:{round}:{}", call.id);
         // A repeatable call runs again whenever its answer was not kept: it needs no mark.
         let repeatable = self.tools.is_repeatable(&call.name);
@@ -565,9 +584,97 @@ impl<S: Conversation, M: ChatModel, R: Routes> Agent<S, M, R> {
             }
             answer
         };
+        let answer = match (edited.as_ref(), answer) {
+            // The model learns that its call ran with other arguments.
+            (
+                Some(edited),
+                Message::Tool {
+                    tool_call_id,
+                    content,
+                    parts,
+                    is_error,
+                    id,
+                },
+            ) => Message::Tool {
+                tool_call_id,
+                content: format!(
+                    "(a person changed the arguments to {} before the call ran) {content}",
+                    edited.arguments
+                ),
+                parts,
+                is_error,
+                id,
+            },
+            (_, answer) => answer,
+        };
         calls_kept.keep(answer_key, &answer).await?;
         Ok(answer)
     }
+}
+
+/// A person's decision on a tool call that waits for approval ([`Tool::needs_approval`]): the
+/// reply to its pause, given with [`Durable::reply`](crate::durable::Durable::reply). In JSON,
+/// `{"decision": "approve"}`, `{"decision": "edit", "arguments": {...}}` or
+/// `{"decision": "reject", "message": "..."}`.
+///
+/// The pause's question ([`Pause::asked`](crate::checkpoint::Pause::asked)) is
+/// `{"question", "tool", "arguments", "call_id", "agent"}`; its key ends with
+/// `approve:<round>:<call id>`. An agent asks for one call at a time, in order; a reply that
+/// edits or rejects is what the model then reads.
+///
+/// ```
+/// use slateflow::agent::Approval;
+///
+/// let edit: Approval = serde_json::from_str(r#"{"decision": "edit", "arguments": {"amount": 50}}"#)?;
+/// assert_eq!(edit, Approval::Edit { arguments: serde_json::json!({"amount": 50}) });
+/// let reject = serde_json::to_value(Approval::Reject { message: "not this month".into() })?;
+/// assert_eq!(reject["decision"], "reject");
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Approval {
+    /// Run the call as the model made it.
+    Approve,
+    /// Run it with these arguments instead (the model is told).
+    Edit {
+        /// The arguments to run it with.
+        arguments: serde_json::Value,
+    },
+    /// Do not run it: the model reads that a person rejected it, and why.
+    Reject {
+        /// Why, for the model.
+        message: String,
+    },
+}
+
+/// The decision on `call`, a call of a tool that needs approval: asked inside the step
+/// ([`Context::interrupt`]), which pauses the run until a person replies.
+async fn approval(
+    call: &ToolCall,
+    round: u32,
+    context: Option<&Context<'_>>,
+) -> Result<Approval, NodeError> {
+    let context = context.ok_or_else(|| {
+        format!(
+            "`{}` needs approval, which only a run can ask for (the agent's `exec` was called \
+             directly)",
+            call.name
+        )
+    })?;
+    let arguments = call
+        .arguments()
+        .unwrap_or_else(|_| serde_json::Value::String(call.arguments.clone()));
+    let question = json!({
+        "question": format!("Run `{}` with these arguments?", call.name),
+        "tool": call.name,
+        "arguments": arguments,
+        "call_id": call.id,
+        "agent": context.at().path(),
+    });
+    context
+        .interrupt(&format!("approve:{round}:{}", call.id), question)
+        .await
 }
 
 /// A tool call's idempotency key: `thread/step/call id` in a durable run, the same across retries

@@ -85,6 +85,14 @@ pub trait Tool: Send + Sync + 'static {
     fn repeatable(&self) -> bool {
         false
     }
+
+    /// Whether a person approves each call before it runs: an [`Agent`](crate::agent::Agent)
+    /// pauses its durable run with the call as the question, and runs it, runs it with edited
+    /// arguments, or tells the model it was rejected, as the reply says
+    /// ([`Approval`](crate::agent::Approval)). False by default.
+    fn needs_approval(&self) -> bool {
+        false
+    }
 }
 
 /// A tool made from a closure; see [`from_fn`].
@@ -112,6 +120,7 @@ pub struct FnTool<F, A> {
     parameters: Value,
     function: F,
     repeatable: bool,
+    needs_approval: bool,
     args: std::marker::PhantomData<fn(A)>,
 }
 
@@ -121,6 +130,27 @@ impl<F, A> FnTool<F, A> {
     #[must_use]
     pub fn repeatable(mut self) -> Self {
         self.repeatable = true;
+        self
+    }
+
+    /// Marks the tool as one whose every call a person approves first: see
+    /// [`Tool::needs_approval`].
+    ///
+    /// ```
+    /// use slateflow::agent::tool::{self, Tool};
+    ///
+    /// let pay = tool::from_fn(
+    ///     "pay",
+    ///     "Pays an invoice",
+    ///     serde_json::json!({"type": "object"}),
+    ///     |_: serde_json::Value| async move { Ok("paid") },
+    /// )
+    /// .needs_approval();
+    /// assert!(pay.needs_approval());
+    /// ```
+    #[must_use]
+    pub fn needs_approval(mut self) -> Self {
+        self.needs_approval = true;
         self
     }
 }
@@ -162,6 +192,7 @@ where
         parameters,
         function,
         repeatable: false,
+        needs_approval: false,
         args: std::marker::PhantomData,
     }
 }
@@ -195,6 +226,10 @@ where
     fn repeatable(&self) -> bool {
         self.repeatable
     }
+
+    fn needs_approval(&self) -> bool {
+        self.needs_approval
+    }
 }
 
 impl<F, A> fmt::Debug for FnTool<F, A> {
@@ -214,6 +249,7 @@ trait AnyTool: Send + Sync {
     fn spec(&self) -> ToolSpec;
     fn name(&self) -> &str;
     fn repeatable(&self) -> bool;
+    fn needs_approval(&self) -> bool;
     fn answer<'a>(&'a self, call: &'a ToolCall, key: &'a str) -> Answer<'a>;
 }
 
@@ -232,6 +268,10 @@ impl<T: Tool> AnyTool for T {
 
     fn repeatable(&self) -> bool {
         Tool::repeatable(self)
+    }
+
+    fn needs_approval(&self) -> bool {
+        Tool::needs_approval(self)
     }
 
     fn answer<'a>(&'a self, call: &'a ToolCall, key: &'a str) -> Answer<'a> {
@@ -354,6 +394,12 @@ impl Toolbox {
     /// ([`Tool::repeatable`]); true for a name no tool has (its call only says so).
     pub fn is_repeatable(&self, name: &str) -> bool {
         self.get(name).is_none_or(AnyTool::repeatable)
+    }
+
+    /// Whether a person approves each call of the tool `name` before it runs
+    /// ([`Tool::needs_approval`]); false for a name no tool has.
+    pub fn needs_approval(&self, name: &str) -> bool {
+        self.get(name).is_some_and(AnyTool::needs_approval)
     }
 
     /// As [`call`](Self::call), with the call's idempotency `key` (see [`Tool::call_keyed`]).

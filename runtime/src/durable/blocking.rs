@@ -125,6 +125,20 @@ where
             .block_on(self.durable.answer(thread, key, update))
     }
 
+    /// [`Durable::reply`].
+    ///
+    /// # Errors
+    /// As [`Durable::reply`].
+    pub fn reply(
+        &self,
+        thread: &str,
+        key: &str,
+        reply: &impl serde::Serialize,
+    ) -> Result<(), Error> {
+        self.runtime
+            .block_on(self.durable.reply(thread, key, reply))
+    }
+
     /// [`Durable::update`].
     ///
     /// # Errors

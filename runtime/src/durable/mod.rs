@@ -206,6 +206,12 @@ pub(crate) async fn branch_log<St: CheckpointStore>(
     Ok(())
 }
 
+/// What answers a pause: an update to the state, or a reply to a question asked inside a step.
+enum Answering<U> {
+    Update(U),
+    Reply(serde_json::Value),
+}
+
 /// Two observers of one run: the flow's, then one for this run alone.
 struct Both<'a>(&'a dyn Observer, &'a dyn Observer);
 
@@ -693,12 +699,51 @@ where
     /// input record, applied through the reducers when the thread resumes, and listed in its
     /// history. Each pause takes one answer, however often it was reported. Once every pending
     /// pause of the thread is answered, its status becomes [`RunStatus::Queued`]: a worker takes
-    /// it, or anyone resumes it.
+    /// it, or anyone resumes it. A question asked inside a step
+    /// ([`Context::interrupt`](crate::Context::interrupt)) takes a [`reply`](Self::reply)
+    /// instead.
     ///
     /// # Errors
     /// [`Error::Resume`] when no pause with that key is waiting (the message lists those that
-    /// are) or it was answered already; [`Error::Store`], including a thread another worker runs.
+    /// are), it was answered already, or it was asked inside a step; [`Error::Store`], including
+    /// a thread another worker runs.
     pub async fn answer(&self, thread: &str, key: &str, update: S::Update) -> Result<(), Error> {
+        self.answer_pause(thread, key, Answering::Update(update))
+            .await
+    }
+
+    /// Replies `reply` to the question `key` that a node asked inside its step
+    /// ([`Context::interrupt`](crate::Context::interrupt); an agent's tool call waiting for
+    /// approval, [`Approval`](crate::agent::Approval)): kept beside the question, and returned
+    /// to the node when the thread resumes and its step runs again. The reply counts as the
+    /// pause's answer: once every pending pause is answered, the thread is
+    /// [`Queued`](RunStatus::Queued).
+    ///
+    /// # Errors
+    /// As [`answer`](Self::answer); [`Error::Resume`] also when the pause waits for an update
+    /// (asked after a step, with [`Command::ask`](crate::Command::ask)) or `reply` is not JSON.
+    pub async fn reply(
+        &self,
+        thread: &str,
+        key: &str,
+        reply: &impl Serialize,
+    ) -> Result<(), Error> {
+        let reply = serde_json::to_value(reply).map_err(|error| Error::Resume {
+            thread: thread.to_string(),
+            step: 0,
+            reason: format!("the reply to `{key}` is not JSON: {error}"),
+        })?;
+        self.answer_pause(thread, key, Answering::Reply(reply))
+            .await
+    }
+
+    /// Answers the pause `key`: see [`answer`](Self::answer) and [`reply`](Self::reply).
+    async fn answer_pause(
+        &self,
+        thread: &str,
+        key: &str,
+        answering: Answering<S::Update>,
+    ) -> Result<(), Error> {
         let mut claim = self.store.claim(thread).await?;
         let log = self.load(thread, Records::SinceSnapshot).await?;
         let at = Waiting::at_end(&log.records);
@@ -712,7 +757,19 @@ where
                 .iter()
                 .all(|pause| pause.key == also || at.answered.contains(&pause.key))
         };
-        if at.answered.iter().any(|answered| answered == key) {
+        // The question asked inside a step, when the pause is one: its node reads the reply.
+        let inside = at.kept.iter().find_map(|kept| {
+            let asked = kept.key.strip_prefix("ask:")?;
+            kept.pauses
+                .iter()
+                .any(|pause| pause.key == key)
+                .then_some((kept.node.as_str(), asked))
+        });
+        // A reply that its node could not read failed the thread: it may be replied again.
+        let reply_again = inside.is_some()
+            && matches!(answering, Answering::Reply(_))
+            && matches!(log.status, RunStatus::Failed { .. });
+        if at.answered.iter().any(|answered| answered == key) && !reply_again {
             if all_answered(key) && matches!(log.status, RunStatus::Paused { .. }) {
                 // Answered, and the process died before queueing it: queue it now.
                 self.store
@@ -723,7 +780,7 @@ where
                 "pause `{key}` was answered already; an answer counts once"
             )));
         }
-        if !at.pending.iter().any(|pause| pause.key == key) {
+        if !reply_again && !at.pending.iter().any(|pause| pause.key == key) {
             let waiting: Vec<&str> = at.pending.iter().map(|pause| pause.key.as_str()).collect();
             return Err(refuse(format!(
                 "no pause `{key}` is waiting; {}",
@@ -735,8 +792,36 @@ where
             )));
         }
         let mut input = StepRecord::new(log.last_step, RecordKind::Input);
-        input.update = to_json(thread, log.last_step, &update)?;
         input.key = key.to_string();
+        match (answering, inside) {
+            (Answering::Update(update), None) => {
+                input.update = to_json(thread, log.last_step, &update)?;
+            }
+            (Answering::Reply(reply), Some((node, asked))) => {
+                // The reply first: a crash before the input leaves the pause waiting, to be
+                // replied again (the last reply counts).
+                let kept = StepRecord {
+                    node: node.to_string(),
+                    key: crate::node::reply_key(asked),
+                    update: reply,
+                    ..StepRecord::new(log.last_step, RecordKind::Kept)
+                };
+                self.store.append(&mut claim, &kept).await?;
+                input.update = to_json(thread, log.last_step, &S::Update::default())?;
+            }
+            (Answering::Update(_), Some((node, _))) => {
+                return Err(refuse(format!(
+                    "pause `{key}` is a question `{node}` asked inside its step, which reads the \
+                     reply itself: reply with `reply(thread, key, value)`"
+                )));
+            }
+            (Answering::Reply(_), None) => {
+                return Err(refuse(format!(
+                    "pause `{key}` waits for an update to the state, not a reply: answer it \
+                     with `answer(thread, key, update)`"
+                )));
+            }
+        }
         self.store.append(&mut claim, &input).await?;
         if all_answered(key) && matches!(log.status, RunStatus::Paused { .. }) {
             // Ready to go on: a worker takes it now.

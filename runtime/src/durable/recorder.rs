@@ -17,7 +17,7 @@ use crate::checkpoint::{CheckpointStore, Pause, PauseWhen, RecordKind, StepRecor
 use crate::error::Error;
 use crate::event::{At, Event, EventSink};
 use crate::node::dispatch::{Branch, Stepped};
-use crate::node::{ItemJournal, KeepItem, Node};
+use crate::node::{ItemJournal, KeepItem, Node, ask_key};
 use crate::run::{
     After, Commit, Entry, Here, Journal, Opened, PartOf, Progress, Run, RunEnd, Trail, Watch,
 };
@@ -93,16 +93,6 @@ impl<S: SharedState, St: CheckpointStore> Recorder<'_, S, St> {
         }
     }
 
-    /// Appends `record` under the claim, which parts of a step share, after the steps not yet
-    /// written.
-    async fn append_shared(&self, record: &StepRecord) -> Result<(), Error> {
-        let mut claim = self.claim.lock().await;
-        self.write_unsaved(&mut claim).await?;
-        self.store.append(&mut claim, record).await?;
-        self.compact_due.store(true, Relaxed);
-        Ok(())
-    }
-
     /// Keeps `record`, of a part that stopped at pauses (or, `stopped` false, of one whose
     /// record had to change after it failed): in the store for a part of a top-level step, else
     /// in the level of the run in place its step is in.
@@ -173,6 +163,16 @@ impl<S: SharedState, St: CheckpointStore> Recorder<'_, S, St> {
 
 /// Writing steps, whatever the state.
 impl<S, St: CheckpointStore> Recorder<'_, S, St> {
+    /// Appends `record` under the claim, which parts of a step share, after the steps not yet
+    /// written; kept or voided parts are then due to be compacted away.
+    async fn append_shared(&self, record: &StepRecord) -> Result<(), Error> {
+        let mut claim = self.claim.lock().await;
+        self.write_unsaved(&mut claim).await?;
+        self.store.append(&mut claim, record).await?;
+        self.compact_due.store(true, Relaxed);
+        Ok(())
+    }
+
     /// Writes the steps committed and not yet written, if any.
     async fn write_unsaved(&self, claim: &mut St::Claim) -> Result<(), Error> {
         let unsaved = std::mem::take(
@@ -538,10 +538,31 @@ impl<S, St: CheckpointStore> ItemJournal for Recorder<'_, S, St> {
                 update: output,
                 ..StepRecord::new(at.step.saturating_sub(1), RecordKind::Kept)
             };
-            let mut claim = self.claim.lock().await;
-            self.write_unsaved(&mut claim).await?;
-            self.store.append(&mut claim, &record).await?;
-            self.compact_due.store(true, Relaxed);
+            self.append_shared(&record).await
+        })
+    }
+
+    fn ask_item<'a>(&'a self, at: At<'a>, key: &'a str, question: Value) -> KeepItem<'a> {
+        Box::pin(async move {
+            let node = join_path(at.flows, at.node);
+            let before = at.step.saturating_sub(1);
+            let mut pause = Pause::new(node.clone(), PauseWhen::Asked, before);
+            pause.key = format!("{}:{key}", pause.key);
+            pause.asked = Some(question.clone());
+            // The question is kept with its pause, as a part that stopped to ask is: the pause
+            // waits with the thread, and the reply, kept beside it, survives the answer.
+            let record = StepRecord {
+                node,
+                key: ask_key(key),
+                update: question,
+                pauses: vec![pause.clone()],
+                ..StepRecord::new(before, RecordKind::Kept)
+            };
+            self.append_shared(&record).await?;
+            self.part_paused
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(pause);
             Ok(())
         })
     }

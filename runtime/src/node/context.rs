@@ -91,6 +91,22 @@ pub(crate) trait ItemJournal: Sync {
     /// Keeps `output` (JSON) under `key` for the node at `at` until its step is saved. Called
     /// from the items of a batch, concurrently.
     fn keep_item<'a>(&'a self, at: At<'a>, key: String, output: Value) -> KeepItem<'a>;
+
+    /// Keeps `question` under `key` for the node at `at`, as a pause that waits for a reply:
+    /// [`Context::interrupt`]. The run then stops at the step, unsaved.
+    fn ask_item<'a>(&'a self, at: At<'a>, key: &'a str, question: Value) -> KeepItem<'a>;
+}
+
+/// The error a step's code returns (through [`Context::interrupt`]) when it has asked a question
+/// and stops until the reply comes: the run pauses at the step instead of failing it. Never
+/// retried.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the step stopped to ask `{key}` and waits for the reply; a node that catches this error \
+     must return it (with `?`) for its run to pause"
+)]
+pub(crate) struct Interrupted {
+    pub(crate) key: String,
 }
 
 /// What [`ItemJournal::keep_item`] returns: boxed, since the journal is a `dyn` (one box per kept
@@ -240,6 +256,93 @@ impl<'a> Context<'a> {
     pub(crate) fn item_journal(&self) -> Option<&'a dyn ItemJournal> {
         self.run.items(&self.at)
     }
+
+    /// Asks a person `question` from inside the step, and returns their reply: the step's run
+    /// pauses here, unsaved, with a pause whose [`key`](crate::checkpoint::Pause::key) names
+    /// `key` and whose [`asked`](crate::checkpoint::Pause::asked) is `question`; the reply comes
+    /// with [`Durable::reply`](crate::durable::Durable::reply) (any JSON, read as `T`), and when
+    /// the thread resumes, the node's step runs again from its start and this call returns the
+    /// reply at once. Return its error with `?`: that is what pauses the run.
+    ///
+    /// Code before the call runs again on resume: keep what must not be repeated before it (an
+    /// agent keeps its model replies), or ask first. Each question of a step has its own `key`.
+    /// Only a durable run's step saved on its own can pause inside (not a plain run, a fork's
+    /// branch or a batch flow's run); elsewhere the call fails the step, saying so. (To ask
+    /// after a step instead, with the reply written to the state, see
+    /// [`Command::ask`](crate::Command::ask).)
+    ///
+    /// ```
+    /// use serde::{Deserialize, Serialize};
+    /// use slateflow::checkpoint::MemoryStore;
+    /// use slateflow::durable::Outcome;
+    /// use slateflow::{Command, Context, NodeError, SharedState, flow, node};
+    ///
+    /// #[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+    /// struct Refund { amount: u32, paid: bool }
+    ///
+    /// #[node]
+    /// async fn pay(refund: &Refund, context: &Context<'_>) -> Result<Command<Refund>, NodeError> {
+    ///     let question = serde_json::json!({ "question": "Pay this refund?", "amount": refund.amount });
+    ///     let approved: bool = context.interrupt("approve", question).await?;
+    ///     Ok(Command::new(Refund::update().set_paid(approved)))
+    /// }
+    ///
+    /// # fn main() -> Result<(), slateflow::Error> {
+    /// let flow = flow! { pay; };
+    /// let durable = flow.durable(MemoryStore::new()).blocking()?;
+    /// let outcome = durable.start("r-1", &mut Refund { amount: 120, paid: false })?;
+    /// let Outcome::Paused(pauses) = outcome else { panic!("it asks first") };
+    /// assert_eq!(pauses[0].asked.as_ref().unwrap()["amount"], 120);
+    ///
+    /// durable.reply("r-1", &pauses[0].key, &true)?;
+    /// let (refund, _) = durable.resume("r-1")?;
+    /// assert!(refund.paid);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// The pause (for `?`), when no reply has come yet; a failure that says why when the run
+    /// cannot pause here, when `question` is not JSON, or when the reply does not read as `T`.
+    pub async fn interrupt<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+        question: impl serde::Serialize,
+    ) -> Result<T, super::NodeError> {
+        let Some(journal) = self.item_journal() else {
+            return Err(format!(
+                "`{}` asked `{key}` inside its step, which only a durable run's step saved on its \
+                 own can do (not a plain run, a fork's branch or a batch flow's run): run the \
+                 flow durably, or ask after the step with `Command::ask`",
+                self.at.path()
+            )
+            .into());
+        };
+        if let Some(reply) = journal.kept_item(&self.at, &reply_key(key)) {
+            return serde_json::from_value(reply.clone()).map_err(|error| {
+                format!(
+                    "the reply to `{key}` does not read as `{}`: {error}; the reply was {reply}",
+                    std::any::type_name::<T>()
+                )
+                .into()
+            });
+        }
+        let question = serde_json::to_value(question)
+            .map_err(|error| format!("the question `{key}` is not JSON: {error}"))?;
+        journal.ask_item(self.at, key, question).await?;
+        Err(Box::new(Interrupted {
+            key: key.to_string(),
+        }))
+    }
+}
+
+/// The key under which a step keeps its question `key`.
+pub(crate) fn ask_key(key: &str) -> String {
+    format!("ask:{key}")
+}
+
+/// The key under which a step keeps the reply to its question `key`.
+pub(crate) fn reply_key(key: &str) -> String {
+    format!("reply:{key}")
 }
 
 impl std::fmt::Debug for Context<'_> {

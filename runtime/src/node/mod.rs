@@ -30,7 +30,7 @@ use crate::state::SharedState;
 pub use crate::error::NodeError;
 pub use crate::graph::DEFAULT_ACTION;
 pub use context::Context;
-pub(crate) use context::{ItemJournal, KeepItem, Limit, RunScope};
+pub(crate) use context::{Interrupted, ItemJournal, KeepItem, Limit, RunScope, ask_key, reply_key};
 pub use params::Params;
 pub(crate) use retry::{Between, RetriedBody, TimedOut, with_retries};
 pub use retry::{Retry, RetryHint};

@@ -401,7 +401,11 @@ where
             Ok(exec) => return Ok((exec, attempt)),
             Err(error) => error,
         };
-        if attempt >= retry.max_attempts() || !(error.is::<TimedOut>() || retry.retries(&error)) {
+        // A step that stopped to ask a question is not retried: it pauses.
+        if attempt >= retry.max_attempts()
+            || error.is::<super::Interrupted>()
+            || !(error.is::<TimedOut>() || retry.retries(&error))
+        {
             return Err((error, attempt));
         }
         let wait = retry.wait_for(attempt, &error);

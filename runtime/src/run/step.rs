@@ -8,7 +8,9 @@ use super::{After, Here, Journal, Notes, Run, Watch};
 use crate::error::{Error, NodeError, Phase};
 use crate::event::Event;
 use crate::node::dispatch::{PhaseCell, Stepped};
-use crate::node::{Between, Command, Context, Node, RetriedBody, TimedOut, with_retries};
+use crate::node::{
+    Between, Command, Context, Interrupted, Node, RetriedBody, TimedOut, with_retries,
+};
 use crate::state::SharedState;
 
 /// Why a run that cannot pause fails when a node asks for input.
@@ -261,7 +263,8 @@ pub(super) async fn exec_rare<S: SharedState, N: Node<S>, W: Watch>(
     }
 }
 
-/// The error of a node step's `prep` (or, with `attempts`, `exec`) that failed with `source`.
+/// The error of a node step's `prep` (or, with `attempts`, `exec`) that failed with `source`;
+/// or the pause of one that stopped to ask a question inside ([`Context::interrupt`]).
 #[cold]
 #[inline(never)]
 pub(super) fn failed(
@@ -270,6 +273,13 @@ pub(super) fn failed(
     attempts: u32,
     source: NodeError,
 ) -> Error {
+    if source.is::<Interrupted>() {
+        return Error::Paused {
+            node: context.node(),
+            step: context.step(),
+            before: false,
+        };
+    }
     Error::NodeFailed {
         node: context.node(),
         step: context.step(),
