@@ -795,3 +795,54 @@ fn a_worker_runs_threads_whose_steps_are_written_in_batches() {
         }
     });
 }
+
+#[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+struct Vetted {
+    approved: bool,
+}
+
+/// Asks inside its step whether to approve.
+#[node]
+async fn vet(
+    _: &Vetted,
+    context: &slateflow::Context<'_>,
+) -> Result<slateflow::Command<Vetted>, NodeError> {
+    let approved: bool = context
+        .interrupt("approve", serde_json::json!({ "question": "Approve?" }))
+        .await?;
+    Ok(slateflow::Command::new(
+        Vetted::update().set_approved(approved),
+    ))
+}
+
+/// A question a node asked inside its step, on a worker, replied from another client: the
+/// thread is queued by the reply, and a worker runs the step again with it.
+#[test]
+fn a_question_inside_a_step_replied_by_another_client_is_run_on_by_a_worker() {
+    let Some(url) = database("inside") else {
+        return;
+    };
+    runtime().block_on(async {
+        let store = PostgresStore::connect(&url).await.unwrap();
+        let vetting = flow! { vet; };
+        let client = vetting.durable(store.clone()).named("vetting");
+        client.submit("v-1", &Vetted::default()).await.unwrap();
+        let report = Worker::new(store.clone())
+            .flow(vetting.durable(store.clone()).named("vetting"))
+            .run(async {
+                until(&client, "v-1", |status| {
+                    matches!(status, RunStatus::Paused { .. })
+                })
+                .await;
+                let pauses = client.pending("v-1").await.unwrap();
+                assert_eq!(pauses.len(), 1, "{pauses:?}");
+                assert!(pauses[0].key.ends_with(":approve"), "{pauses:?}");
+                client.reply("v-1", &pauses[0].key, &true).await.unwrap();
+                until(&client, "v-1", is_finished).await;
+            })
+            .await
+            .unwrap();
+        assert_eq!((report.paused, report.finished), (1, 1), "{report:?}");
+        assert!(client.state("v-1").await.unwrap().approved);
+    });
+}

@@ -240,33 +240,48 @@ impl<'f> Worker<'f> {
         let mut reaping = tokio::time::interval(REAP_EVERY);
         reaping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            while running.len() < self.concurrency {
-                match self.store.take_runnable(&names).await {
-                    Ok(Some(taken)) => running.push(self.start(taken)),
-                    Ok(None) => break,
-                    // The database is away: look again at the next poll.
-                    Err(error) => {
-                        report.take_errors += 1;
-                        #[cfg(feature = "tracing")]
-                        tracing::warn!(%error, "a worker could not look for runnable threads");
-                        #[cfg(not(feature = "tracing"))]
-                        let _ = error;
-                        break;
+            // The worker's own work races `shutdown` at every await, taking threads included: a
+            // shutdown future that uses the same store (a reply from the same process) may wait
+            // on what the worker's next call waits on, and must be polled meanwhile.
+            let work = async {
+                let mut take_errors = 0;
+                while running.len() < self.concurrency {
+                    match self.store.take_runnable(&names).await {
+                        Ok(Some(taken)) => running.push(self.start(taken)),
+                        Ok(None) => break,
+                        // The database is away: look again at the next poll.
+                        Err(error) => {
+                            take_errors += 1;
+                            #[cfg(feature = "tracing")]
+                            tracing::warn!(%error, "a worker could not look for runnable threads");
+                            #[cfg(not(feature = "tracing"))]
+                            let _ = error;
+                            break;
+                        }
                     }
                 }
-            }
+                let finished = tokio::select! {
+                    Some(finished) = running.next(), if !running.is_empty() => Some(finished),
+                    () = listener.wake.notified() => None,
+                    _ = reaping.tick() => {
+                        // The threads of dead workers are made runnable (and the workers
+                        // woken); an error is the database being away, which the next take
+                        // reports.
+                        let _ = self.store.reap().await;
+                        None
+                    }
+                    () = tokio::time::sleep(self.poll) => None,
+                };
+                (take_errors, finished)
+            };
             tokio::select! {
                 () = &mut shutdown => break,
-                Some((thread, result)) = running.next(), if !running.is_empty() => {
-                    report.count(thread, result);
+                (take_errors, finished) = work => {
+                    report.take_errors += take_errors;
+                    if let Some((thread, result)) = finished {
+                        report.count(thread, result);
+                    }
                 }
-                () = listener.wake.notified() => {}
-                _ = reaping.tick() => {
-                    // The threads of dead workers are made runnable (and the workers woken);
-                    // an error is the database being away, which the next take reports.
-                    let _ = self.store.reap().await;
-                }
-                () = tokio::time::sleep(self.poll) => {}
             }
         }
         // Shutting down: no new threads; the runs in flight get the grace period.
