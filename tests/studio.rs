@@ -1009,6 +1009,110 @@ fn the_page_answers_a_pause_in_a_real_browser() {
     });
 }
 
+/// A desk whose clerk agent pays invoices, each payment approved by a person first.
+#[derive(SharedState, Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+#[slateflow(conversation)]
+struct Desk {
+    #[reducer(append)]
+    messages: Vec<slateflow::agent::Message>,
+    #[reducer(append)]
+    histories: slateflow::agent::Histories,
+}
+
+/// The clerk: its model calls `pay` once, then reports what the tool said.
+fn clerk() -> slateflow::agent::Agent<Desk, slateflow::agent::ScriptedModel> {
+    use slateflow::agent::message::{Message, ToolCall};
+    use slateflow::agent::model::{ChatResponse, ScriptedModel};
+    use slateflow::agent::tool::{self, Toolbox};
+    let model = ScriptedModel::from_fn(|request| {
+        let paid: Vec<&str> = request
+            .messages
+            .iter()
+            .filter(|message| matches!(message, Message::Tool { .. }))
+            .map(Message::content)
+            .collect();
+        Ok(ChatResponse::new(if paid.is_empty() {
+            Message::ai_calling("", vec![ToolCall::new("c1", "pay", r#"{"amount": 120}"#)])
+        } else {
+            Message::ai(paid.join(" "))
+        }))
+    });
+    let payment = tool::from_fn(
+        "pay",
+        "Pays an invoice",
+        json!({"type": "object", "properties": {"amount": {"type": "integer"}}}),
+        |args: Value| async move { Ok(format!("paid {}", args["amount"])) },
+    )
+    .needs_approval();
+    slateflow::agent::Agent::new(model).tools(Toolbox::new().with(payment))
+}
+
+/// A tool call waiting for approval, over HTTP: the thread says its pause takes a reply; an
+/// update is refused; an edit is replied and the thread runs on with it. Then, in a real browser
+/// when there is one, another is approved with the page's button.
+#[test]
+fn a_tool_call_waiting_for_approval_is_replied_over_http_and_on_the_page() {
+    runtime().block_on(async {
+        let clerk = clerk();
+        let flow = flow! { clerk; };
+        let server = Studio::of(flow.durable(MemoryStore::new()).named("desk"))
+            .bind("127.0.0.1:0")
+            .await
+            .unwrap();
+        let client = Client::of(&server);
+        let url = server.url().clone();
+        server
+            .run_until(async {
+                let start = |thread: &str| {
+                    json!({"flow": "desk", "thread": thread, "state": {
+                        "messages": [{"role": "user", "content": "Pay invoice 7."}]
+                    }})
+                };
+                let started = client.post("/api/threads", &start("invoice-7")).await;
+                assert_eq!(started.status, 202, "{}", started.body);
+                let thread = client.wait("invoice-7", "paused").await;
+                let pause = &thread["pauses"][0];
+                let key = pause["key"].as_str().unwrap();
+                assert_eq!(thread["inside"], json!([key]), "{thread}");
+                assert_eq!(pause["asked"]["tool"], "pay");
+                assert_eq!(pause["asked"]["arguments"], json!({"amount": 120}));
+
+                let path = "/api/threads/invoice-7/answer";
+                let update = client.post(path, &json!({"key": key, "update": {}})).await;
+                refused(&update, 422, "send `reply` (any JSON), not `update`");
+                let edit = json!({"decision": "edit", "arguments": {"amount": 100}});
+                let replied = client.post(path, &json!({"key": key, "reply": edit})).await;
+                assert_eq!(replied.status, 200, "{}", replied.body);
+                client.wait("invoice-7", "finished").await;
+                let state = client.state("invoice-7", None).await;
+                let said = state["messages"][1]["content"].as_str().unwrap();
+                assert!(said.ends_with("paid 100"), "{said}");
+
+                let Some(driver) = browser::Driver::start() else {
+                    return;
+                };
+                let started = client.post("/api/threads", &start("invoice-8")).await;
+                assert_eq!(started.status, 202, "{}", started.body);
+                client.wait("invoice-8", "paused").await;
+                let page = driver
+                    .open(&format!("{url}#/threads/invoice-8"))
+                    .await;
+                page.wait_for("document.querySelector('form.approval button.approve')")
+                    .await;
+                assert!(page.text("form.approval .question").await.contains("wants to call pay"));
+                page.click("form.approval button.approve").await;
+                page.wait_for("document.querySelector('#status [data-status]')?.dataset.status === 'finished'")
+                    .await;
+                page.wait_for("document.getElementById('state').textContent.includes('paid 120')")
+                    .await;
+                page.close().await;
+            })
+            .await
+            .unwrap();
+    });
+}
+
 /// A `WebDriver` client of Debian's `chromedriver`, headless, over HTTP.
 mod browser {
     use std::process::{Child, Command, Stdio};

@@ -240,6 +240,18 @@ pub(crate) fn pending_in(records: &[StepRecord]) -> (Vec<Pause>, Vec<String>) {
     (pending, answered)
 }
 
+/// The keys of the pauses at the end of `records` that were asked inside a step
+/// ([`Context::interrupt`](crate::Context::interrupt)): answered with a reply, not an update.
+#[cfg(feature = "studio")]
+pub(crate) fn asked_inside(records: &[StepRecord]) -> Vec<String> {
+    Waiting::at_end(records)
+        .kept
+        .iter()
+        .filter(|kept| kept.key.starts_with("ask:"))
+        .flat_map(|kept| kept.pauses.iter().map(|pause| pause.key.clone()))
+        .collect()
+}
+
 /// The name of the state type `S` as threads record it.
 #[cfg(feature = "studio")]
 pub(crate) fn state_type_of<S>() -> &'static str {

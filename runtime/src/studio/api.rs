@@ -12,9 +12,10 @@ use super::Host;
 use super::hosted::Hosted;
 use super::live::{self, Events};
 use crate::checkpoint::{
-    CheckpointStore, Pause, RecordKind, Records, RunStatus, StepRecord, StoreError, check_thread_id,
+    CheckpointStore, Pause, RecordKind, Records, RunStatus, StepRecord, StoreError, ThreadLog,
+    check_thread_id,
 };
-use crate::durable::{branch_log, pending_in};
+use crate::durable::{asked_inside, branch_log, pending_in};
 use crate::error::Error;
 
 /// The most threads or steps one page of a list holds.
@@ -311,6 +312,8 @@ impl<'s, St: CheckpointStore + 'static> Host<'s, '_, St> {
             "records": log.records.len(),
             "pauses": pauses,
             "answered": answered,
+            // The pauses asked inside a step, which take a reply (any JSON) rather than an update.
+            "inside": asked_inside(&log.records),
             "runs": runs,
             "last_node": last_node,
             "running_here": self.is_running(thread),
@@ -484,8 +487,9 @@ impl<'s, St: CheckpointStore + 'static> Host<'s, '_, St> {
         }
     }
 
-    /// `answer` (`{"key", "update", "resume"?}`), `update` (`{"update"}`) and `resume` (`{}`),
-    /// which need the thread's flow hosted.
+    /// `answer` (`{"key", "update", "resume"?}`, or `{"key", "reply", "resume"?}` for a question
+    /// asked inside a step), `update` (`{"update"}`) and `resume` (`{}`), which need the thread's
+    /// flow hosted.
     async fn change(&self, thread: &str, action: &str, request: &Request) -> Answer {
         let body = if action == "resume" && request.body.is_empty() {
             json!({})
@@ -510,46 +514,7 @@ impl<'s, St: CheckpointStore + 'static> Host<'s, '_, St> {
             Some(_) => return Err(Refusal::new(400, "`resume` must be true or false")),
         };
         match action {
-            "answer" => {
-                let key = text_field(&body, "key")?;
-                let (pending, _) = pending_in(&log.records);
-                if !pending.iter().any(|pause| pause.key == key) {
-                    let keys: Vec<String> = pending
-                        .iter()
-                        .map(|pause| format!("`{}`", pause.key))
-                        .collect();
-                    return Err(Refusal::new(
-                        409,
-                        if keys.is_empty() {
-                            format!(
-                                "thread `{thread}` waits at no pause, so none has the key `{key}`"
-                            )
-                        } else {
-                            format!(
-                                "thread `{thread}` waits at no pause `{key}`; it waits at {}",
-                                keys.join(", ")
-                            )
-                        },
-                    ));
-                }
-                let update = update_field(&body)?;
-                flow.answer(thread.to_string(), key.to_string(), update)
-                    .map_err(as_update)?
-                    .await?;
-                let left = pending.len() - 1;
-                if resume && left == 0 {
-                    self.run(thread, flow.resume(thread.to_string(), self.relay(thread)));
-                }
-                Ok(Reply::json(
-                    200,
-                    &json!({
-                        "thread": thread,
-                        "answered": key,
-                        "pauses_left": left,
-                        "running": resume && left == 0,
-                    }),
-                ))
-            }
+            "answer" => self.answer(thread, &log, flow, &body, resume).await,
             "update" => {
                 let update = update_field(&body)?;
                 flow.update(thread.to_string(), update)
@@ -577,6 +542,81 @@ impl<'s, St: CheckpointStore + 'static> Host<'s, '_, St> {
                 ))
             }
         }
+    }
+
+    /// `answer`: the pause `key` answered with an update, or replied to (a question asked inside
+    /// a step); the thread resumes here when none is left and `resume` is true.
+    async fn answer(
+        &self,
+        thread: &str,
+        log: &ThreadLog,
+        flow: &'s dyn Hosted,
+        body: &Value,
+        resume: bool,
+    ) -> Answer {
+        let key = text_field(body, "key")?;
+        let (pending, _) = pending_in(&log.records);
+        if !pending.iter().any(|pause| pause.key == key) {
+            let keys: Vec<String> = pending
+                .iter()
+                .map(|pause| format!("`{}`", pause.key))
+                .collect();
+            return Err(Refusal::new(
+                409,
+                if keys.is_empty() {
+                    format!("thread `{thread}` waits at no pause, so none has the key `{key}`")
+                } else {
+                    format!(
+                        "thread `{thread}` waits at no pause `{key}`; it waits at {}",
+                        keys.join(", ")
+                    )
+                },
+            ));
+        }
+        let inside = asked_inside(&log.records).iter().any(|asked| asked == key);
+        match (inside, body.get("reply")) {
+            (true, Some(reply)) => {
+                flow.reply(thread.to_string(), key.to_string(), reply.clone())
+                    .await?;
+            }
+            (true, None) => {
+                return Err(Refusal::new(
+                    422,
+                    format!(
+                        "pause `{key}` was asked inside a step, whose node reads the \
+                         reply: send `reply` (any JSON), not `update`"
+                    ),
+                ));
+            }
+            (false, Some(_)) => {
+                return Err(Refusal::new(
+                    422,
+                    format!(
+                        "pause `{key}` waits for an update to the state: send `update`, \
+                         not `reply`"
+                    ),
+                ));
+            }
+            (false, None) => {
+                let update = update_field(body)?;
+                flow.answer(thread.to_string(), key.to_string(), update)
+                    .map_err(as_update)?
+                    .await?;
+            }
+        }
+        let left = pending.len() - 1;
+        if resume && left == 0 {
+            self.run(thread, flow.resume(thread.to_string(), self.relay(thread)));
+        }
+        Ok(Reply::json(
+            200,
+            &json!({
+                "thread": thread,
+                "answered": key,
+                "pauses_left": left,
+                "running": resume && left == 0,
+            }),
+        ))
     }
 
     /// `POST /api/threads/{id}/queue`: marks a thread that stopped (interrupted, failed, or

@@ -50,6 +50,9 @@ pub(super) trait Hosted: Send + Sync {
     /// Reads `update` as the state's update, then returns what answers the pause `key`.
     fn answer(&self, thread: String, key: String, update: &Value) -> Result<Boxed<'_, ()>, Error>;
 
+    /// Saves `reply` as the reply to the question `key` asked inside a step.
+    fn reply(&self, thread: String, key: String, reply: Value) -> Boxed<'_, ()>;
+
     /// Reads `update` as the state's update, then returns what saves it as an input.
     fn update(&self, thread: String, update: &Value) -> Result<Boxed<'_, ()>, Error>;
 
@@ -115,6 +118,10 @@ where
         Ok(Box::pin(async move {
             Durable::answer(self, &thread, &key, update).await
         }))
+    }
+
+    fn reply(&self, thread: String, key: String, reply: Value) -> Boxed<'_, ()> {
+        Box::pin(async move { Durable::reply(self, &thread, &key, &reply).await })
     }
 
     fn update(&self, thread: String, update: &Value) -> Result<Boxed<'_, ()>, Error> {

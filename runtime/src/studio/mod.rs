@@ -83,6 +83,7 @@
 //! | read its state after step 3 (the current one without `step`) | `curl '127.0.0.1:7878/api/threads/refund-1/state?step=3'` |
 //! | start a thread of a hosted flow | `curl -H "Authorization: Bearer $TOKEN" -d '{"flow": "refunds", "thread": "refund-2", "state": {"amount": 40}}' 127.0.0.1:7878/api/threads` |
 //! | answer a pause (and resume when none is left) | `curl -H "Authorization: Bearer $TOKEN" -d '{"key": "asked:check@1", "update": {"approved": true}}' 127.0.0.1:7878/api/threads/refund-1/answer` |
+//! | reply to a question asked inside a step (an agent's tool call waiting for approval) | `curl -H "Authorization: Bearer $TOKEN" -d '{"key": "asked:clerk@0:approve:0:c2", "reply": {"decision": "approve"}}' 127.0.0.1:7878/api/threads/invoice-7/answer` |
 //! | edit a thread's state (saved as an input) | `curl -H "Authorization: Bearer $TOKEN" -d '{"update": {"amount": 50}}' 127.0.0.1:7878/api/threads/refund-1/update` |
 //! | resume a thread (in the studio) | `curl -H "Authorization: Bearer $TOKEN" -X POST 127.0.0.1:7878/api/threads/refund-1/resume` |
 //! | queue a stopped thread again, for workers | `curl -H "Authorization: Bearer $TOKEN" -X POST 127.0.0.1:7878/api/threads/refund-1/queue` |
