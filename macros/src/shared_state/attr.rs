@@ -402,10 +402,22 @@ mod tests {
             ),
             ("chat".into(), "agents".into())
         );
+        assert!(conversation.routing_reason.is_none() && conversation.counters.is_none());
+        // What agents' turns did: a field of the option's name, or the one named.
+        let attrs: Vec<Attribute> =
+            vec![parse_quote!(#[slateflow(conversation(routing_reason, counters = work))])];
+        let conversation = container(&attrs, &mut errors).conversation.unwrap();
+        assert_eq!(
+            (
+                conversation.routing_reason.map(|field| field.to_string()),
+                conversation.counters.map(|field| field.to_string())
+            ),
+            (Some("routing_reason".into()), Some("work".into()))
+        );
         assert!(errors.is_empty());
         let attrs: Vec<Attribute> = vec![parse_quote!(#[slateflow(conversation(log = x))])];
         container(&attrs, &mut errors);
-        assert!(errors.messages()[0].contains("`conversation` names two fields"));
+        assert!(errors.messages()[0].contains("`conversation` names its fields"));
     }
 
     #[test]
