@@ -374,8 +374,9 @@
 //! - [`durable`]: durable runs: save, resume, pause, history; [`checkpoint`]: the stores;
 //! - `worker` (feature `postgres`): workers on many machines that run the threads of one
 //!   PostgreSQL database;
-//! - [`agent`]: messages, `{field}` templates (checked by [`prompt!`]), chat models, tools and the
-//!   [`Agent`](agent::Agent) node;
+//! - [`agent`]: messages, `{field}` templates (checked by [`prompt!`]), chat models (recorded and
+//!   replayed offline), tools (approved by a person when they must be; an MCP server's, with
+//!   feature `mcp`) and the [`Agent`](agent::Agent) node, which may route;
 //! - [`error`]: the errors;
 //! - `example_generated` (in the documentation only): what the derive generates for an example
 //!   state.

@@ -27,6 +27,8 @@
 //! This module builds on the state, nodes, messages, templates, models and tools; it knows nothing
 //! of how runs are executed or saved, beyond the step's journal a node's context offers.
 
+#[cfg(feature = "mcp")]
+pub mod mcp;
 pub mod message;
 pub mod model;
 mod route;

@@ -146,7 +146,7 @@ impl<F, A> FnTool<F, A> {
     ///     |_: serde_json::Value| async move { Ok("paid") },
     /// )
     /// .needs_approval();
-    /// assert!(pay.needs_approval());
+    /// assert!(Tool::needs_approval(&pay));
     /// ```
     #[must_use]
     pub fn needs_approval(mut self) -> Self {
@@ -358,6 +358,33 @@ impl Toolbox {
             Tool::name(&tool)
         );
         self.tools.push(Box::new(tool));
+        self
+    }
+
+    /// This toolbox with every tool of `other` added after its own.
+    ///
+    /// ```
+    /// use slateflow::agent::tool::{self, Toolbox};
+    ///
+    /// let echo = |name: &'static str| {
+    ///     tool::from_fn(name, "Echoes", serde_json::json!({}), |text: String| async move { Ok(text) })
+    /// };
+    /// let tools = Toolbox::new().with(echo("a")).and(Toolbox::new().with(echo("b")));
+    /// assert_eq!(tools.names().collect::<Vec<_>>(), ["a", "b"]);
+    /// ```
+    ///
+    /// # Panics
+    /// When both have a tool of one name: the model could not tell them apart.
+    #[must_use]
+    pub fn and(mut self, other: Toolbox) -> Self {
+        for tool in other.tools {
+            assert!(
+                self.get(tool.name()).is_none(),
+                "the toolbox already has a tool named `{}`; give each tool its own name",
+                tool.name()
+            );
+            self.tools.push(tool);
+        }
         self
     }
 
