@@ -1,7 +1,7 @@
 //! The agent layer's own cost: one `Agent` turn on a model that answers at once (so only the
 //! framework's work is timed: building the prompt from the state, the turn, recording it), at 10,
 //! 100, 1,000 and 10,000 messages of the agent's history; and what one tool call adds. When
-//! LangGraph is installed (`pip install langgraph`), its prebuilt ReAct agent on a fake model is
+//! LangGraph is installed (`pip install langgraph`), its prebuilt `ReAct` agent on a fake model is
 //! timed the same way in the same run (`benches/langgraph_react.py`), as the peer.
 //!
 //! `cargo bench -p slateflow --bench agent`. Each figure is the median of many single turns, each
@@ -79,7 +79,7 @@ fn turn<M: ChatModel>(agent: &Agent<Chat, M>, state: &Chat, samples: usize) -> D
     times[samples / 2]
 }
 
-/// LangGraph's prebuilt ReAct agent on a fake model, the same turns: microseconds a turn at each
+/// LangGraph's prebuilt `ReAct` agent on a fake model, the same turns: microseconds a turn at each
 /// length, with and without a tool call; `None` when LangGraph is not installed.
 fn langgraph() -> Option<Vec<(usize, f64, f64)>> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/langgraph_react.py");
@@ -102,9 +102,12 @@ fn langgraph() -> Option<Vec<(usize, f64, f64)>> {
 }
 
 fn main() {
-    let noop = tool::from_fn("noop", "Does nothing", json!({"type": "object"}), |_: serde_json::Value| async move {
-        Ok("done")
-    });
+    let noop = tool::from_fn(
+        "noop",
+        "Does nothing",
+        json!({"type": "object"}),
+        |_: serde_json::Value| async move { Ok("done") },
+    );
     let plain = Agent::new(AtOnce { tool: false });
     let with_tool = Agent::new(AtOnce { tool: true }).tools(Toolbox::new().with(noop));
     // `cargo test --benches` runs this once, small, as a smoke test.
@@ -128,7 +131,10 @@ fn main() {
         let against = peer
             .as_ref()
             .and_then(|rows| rows.iter().find(|row| row.0 == length))
-            .map_or_else(|| "-".to_string(), |row| format!("{:.0}x faster", row.1 / us(alone)));
+            .map_or_else(
+                || "-".to_string(),
+                |row| format!("{:.0}x faster", row.1 / us(alone)),
+            );
         println!(
             "{length:>8}  {:>12.1}  {:>14.1}  {:>11.1}x  {against:>14}",
             us(alone),
@@ -138,7 +144,10 @@ fn main() {
     }
     if let Some(rows) = peer {
         for (length, turn, tool) in rows {
-            println!("LangGraph {length:>8}: a turn {turn:.0} us, a tool call {:.0} us", tool - turn);
+            println!(
+                "LangGraph {length:>8}: a turn {turn:.0} us, a tool call {:.0} us",
+                tool - turn
+            );
         }
     }
 }
