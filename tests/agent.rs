@@ -1250,6 +1250,42 @@ mod approval {
         );
     }
 
+    /// The clerk as a branch of a durable fork: it asks, and replied, it goes on from its kept
+    /// reply; the other branch is not run again.
+    #[test]
+    fn a_call_in_a_fork_branch_waits_for_approval_too() {
+        let paid = Arc::new(Mutex::new(Vec::new()));
+        let model = clerk_model();
+        let clerk = Agent::new(model.clone()).tools(pay_tool(paid.clone()));
+        let others = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let counted = others.clone();
+        let other = slateflow::node::from_fn(move |_: &Triage| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(Command::default())
+        });
+        #[node]
+        fn first(_: &Triage) -> Command<Triage> {
+            Command::default()
+        }
+        let flow = flow! { first >> [other, clerk]; };
+        let durable = flow.durable(MemoryStore::new());
+        let outcome = block_on(durable.start("fork-approve", &mut alert())).unwrap();
+        let [pause] = outcome.pauses() else {
+            panic!("{outcome:?}")
+        };
+        assert!(paid.lock().unwrap().is_empty());
+        block_on(durable.reply("fork-approve", &pause.key, &Approval::Approve)).unwrap();
+        let (_, outcome) = block_on(durable.resume("fork-approve")).unwrap();
+        assert_eq!(outcome, Outcome::Finished("default".into()));
+        assert_eq!(*paid.lock().unwrap(), [json!({"amount": 120})]);
+        assert_eq!(
+            model.requests().len(),
+            2,
+            "the reply before the pause was kept"
+        );
+        assert_eq!(others.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
     /// Without a durable run, a call that needs approval fails the node, saying why.
     #[test]
     fn a_plain_run_cannot_ask_for_approval() {
@@ -1258,14 +1294,14 @@ mod approval {
         assert!(
             error
                 .to_string()
-                .contains("only a durable run's step saved on its own can do"),
+                .contains("which only a durable run's steps can do"),
             "{error}"
         );
     }
 }
 
-/// An agent with tools as a branch of a fork in a durable run: it runs (its step keeps nothing,
-/// since a branch is not saved on its own; it used to fail writing what it kept).
+/// An agent with tools as a branch of a fork in a durable run: it runs (what its turn keeps goes
+/// with the fork's parts; it used to fail, writing it at a step the thread had not reached).
 #[test]
 fn an_agent_with_tools_runs_in_a_durable_forks_branch() {
     let effects = Arc::new(Effects::default());

@@ -1013,7 +1013,7 @@ fn interrupted_on<St: CheckpointStore + 'static>(test: &'static str, store: St) 
     assert_eq!(ran(&format!("{test}/a")), 1);
 }
 
-/// Where a run cannot pause inside a step (a plain run, a fork's branch), asking there fails the
+/// Where a run cannot pause inside a step (a plain run, forked or not), asking there fails the
 /// step, saying what to do.
 #[test]
 fn a_question_inside_a_step_where_the_run_cannot_pause_says_so() {
@@ -1022,16 +1022,41 @@ fn a_question_inside_a_step_where_the_run_cannot_pause_says_so() {
     assert!(
         error
             .to_string()
-            .contains("which only a durable run's step saved on its own can do"),
+            .contains("which only a durable run's steps can do"),
         "{error}"
     );
     let forked = flow! { a >> [b, vet]; };
-    let durable = forked.durable(MemoryStore::new());
-    let error = block_on(durable.start("interrupt-fork", &mut Desk::default())).unwrap_err();
+    let error = forked.run_blocking(&mut Desk::default()).unwrap_err();
     assert!(
-        error
-            .to_string()
-            .contains("not a plain run, a fork's branch"),
+        error.to_string().contains("only a durable run's step"),
         "{error}"
     );
+}
+
+/// A branch of a fork asks inside its step: the run pauses, the other branch's outcome kept;
+/// replied, only the asking branch runs again, and the fork is saved once, with both.
+#[test]
+fn a_fork_branch_asks_inside_its_step_and_the_other_branch_does_not_run_again() {
+    let test = "interrupt-fork";
+    let forked = flow! { a >> [b, vet]; }.with_params(params(test));
+    let durable = forked.durable(MemoryStore::new());
+    let outcome = block_on(durable.start(test, &mut Desk::default())).unwrap();
+    let [first] = outcome.pauses() else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(first.key, "asked:vet@1:first");
+    block_on(durable.reply(test, &first.key, &"blue team")).unwrap();
+    let (_, outcome) = block_on(durable.resume(test)).unwrap();
+    let [second] = outcome.pauses() else {
+        panic!("{outcome:?}")
+    };
+    block_on(durable.reply(test, &second.key, &2)).unwrap();
+    let (desk, outcome) = block_on(durable.resume(test)).unwrap();
+    assert_eq!(outcome, Outcome::Finished("default".into()));
+    assert_eq!(desk.answers, ["blue team", "2"]);
+    let mut log = desk.log.clone();
+    log.sort();
+    assert_eq!(log, ["a", "b", "vet"]);
+    assert_eq!(ran(&format!("{test}/b")), 1, "the finished branch was kept");
+    assert_eq!(ran(&format!("{test}/vet")), 3);
 }

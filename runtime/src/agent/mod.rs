@@ -21,8 +21,9 @@
 //! during it) runs again only if its tool is [`repeatable`](Tool::repeatable) (it has no effects,
 //! or passes on its idempotency key, [`Tool::call_keyed`]: `thread/step/call id`, the same
 //! across retries and resumes); otherwise the model is told that the call may or may not have
-//! happened, never a silent second run. (A turn inside a fork's branch or a batch flow's run is
-//! not kept call by call: it runs again whole.)
+//! happened, never a silent second run. A turn that is a fork's branch keeps its calls with the
+//! fork's parts; one inside a batch flow's run or a flow nested in a branch is not kept call by
+//! call: it runs again whole.
 //!
 //! This module builds on the state, nodes, messages, templates, models and tools; it knows nothing
 //! of how runs are executed or saved, beyond the step's journal a node's context offers.
@@ -692,8 +693,8 @@ fn idempotency_key(context: Option<&Context<'_>>, call: &str) -> String {
 }
 
 /// Where a turn keeps its model replies and tool answers while its step is not saved: the
-/// step's journal in a durable run saved step by step (none elsewhere: a fork's branch, a plain
-/// run), each under its own key (`reply:<round>`, `call:<round>:<call>`, and
+/// step's journal in a durable run (a step saved on its own, or a fork's branch, kept with the
+/// fork's parts; none elsewhere), each under its own key (`reply:<round>`, `call:<round>:<call>`, and
 /// `started:<round>:<call>` before a call that is not repeatable).
 struct Calls<'a> {
     journal: Option<(&'a dyn ItemJournal, At<'a>)>,

@@ -266,10 +266,11 @@ impl<'a> Context<'a> {
     ///
     /// Code before the call runs again on resume: keep what must not be repeated before it (an
     /// agent keeps its model replies), or ask first. Each question of a step has its own `key`.
-    /// Only a durable run's step saved on its own can pause inside (not a plain run, a fork's
-    /// branch or a batch flow's run); elsewhere the call fails the step, saying so. (To ask
-    /// after a step instead, with the reply written to the state, see
-    /// [`Command::ask`](crate::Command::ask).)
+    /// Only a durable run's steps can pause inside: a step saved on its own, or a fork's branch
+    /// (the fork's other branches finish, and are kept; replied, only the asking branch runs
+    /// again). Elsewhere (a plain run, a step inside a batch flow's run or a flow nested in a
+    /// branch) the call fails the step, saying so. (To ask after a step instead, with the reply
+    /// written to the state, see [`Command::ask`](crate::Command::ask).)
     ///
     /// ```
     /// use serde::{Deserialize, Serialize};
@@ -310,9 +311,10 @@ impl<'a> Context<'a> {
     ) -> Result<T, super::NodeError> {
         let Some(journal) = self.item_journal() else {
             return Err(format!(
-                "`{}` asked `{key}` inside its step, which only a durable run's step saved on its \
-                 own can do (not a plain run, a fork's branch or a batch flow's run): run the \
-                 flow durably, or ask after the step with `Command::ask`",
+                "`{}` asked `{key}` inside its step, which only a durable run's steps can do (a \
+                 step saved on its own, or a fork's branch; not a plain run, nor a step inside a \
+                 batch flow's run or a flow nested in a branch): run the flow durably, or ask \
+                 after the step with `Command::ask`",
                 self.at.path()
             )
             .into());

@@ -16,7 +16,7 @@ use crate::error::{Error, Phase};
 use crate::event::{At, Event};
 use crate::graph::DEFAULT_ACTION;
 use crate::node::dispatch::{Branch, BranchRunner, PhaseCell};
-use crate::node::{Command, Context, Limit, Node, Params};
+use crate::node::{Command, Context, ItemJournal, KeepItem, Limit, Node, Params, RunScope};
 use crate::state::SharedState;
 
 impl<S: SharedState, W: Watch, J: Journal<S>> Run<S, W, J> {
@@ -184,6 +184,76 @@ impl<'a, S, W, J> BranchEnv<'a, S, W, J> {
     }
 }
 
+/// What the step of a branch of a kept fork reads from its run: the run's, except that what
+/// it keeps goes with the fork's parts, at the step before the fork (a branch's own step number
+/// is past the last one saved).
+struct BranchScope<'a, S, W, J> {
+    host: &'a Host<S, W, J>,
+    before: u64,
+}
+
+impl<S: SharedState, W: Watch, J: Journal<S>> BranchScope<'_, S, W, J> {
+    /// `at`, as the fork's step: what the journal keeps for the fork's parts.
+    fn as_fork_step<'b>(&self, at: &At<'b>) -> At<'b> {
+        At {
+            step: self.before + 1,
+            ..*at
+        }
+    }
+
+    fn journal(&self, at: &At<'_>) -> Option<&dyn ItemJournal> {
+        self.host.journal.items(Here {
+            flows: at.flows,
+            name: at.node,
+            step: self.before,
+            composite: self.host.composite,
+        })
+    }
+}
+
+impl<S: SharedState, W: Watch, J: Journal<S>> RunScope for BranchScope<'_, S, W, J> {
+    fn params(&self) -> &Params {
+        self.host.params()
+    }
+
+    fn thread(&self) -> Option<&str> {
+        self.host.thread()
+    }
+
+    fn events(&self) -> &dyn crate::event::EventSink {
+        self.host.events()
+    }
+
+    fn items(&self, at: &At<'_>) -> Option<&dyn ItemJournal> {
+        self.journal(at).map(|_| self as &dyn ItemJournal)
+    }
+}
+
+impl<S: SharedState, W: Watch, J: Journal<S>> ItemJournal for BranchScope<'_, S, W, J> {
+    fn kept_item(&self, at: &At<'_>, key: &str) -> Option<serde_json::Value> {
+        self.journal(at)?.kept_item(&self.as_fork_step(at), key)
+    }
+
+    fn keep_item<'a>(&'a self, at: At<'a>, key: String, output: serde_json::Value) -> KeepItem<'a> {
+        match self.journal(&at) {
+            Some(journal) => journal.keep_item(self.as_fork_step(&at), key, output),
+            None => Box::pin(std::future::ready(Ok(()))),
+        }
+    }
+
+    fn ask_item<'a>(
+        &'a self,
+        at: At<'a>,
+        key: &'a str,
+        question: serde_json::Value,
+    ) -> KeepItem<'a> {
+        match self.journal(&at) {
+            Some(journal) => journal.ask_item(self.as_fork_step(&at), key, question),
+            None => Box::pin(std::future::ready(Ok(()))),
+        }
+    }
+}
+
 impl<S: SharedState, W: Watch, J: Journal<S>> BranchRunner<S> for BranchEnv<'_, S, W, J> {
     /// The node's steps are written into this future, with no panic guard of its own: the
     /// fork's join catches each branch's panics, naming it with the phase kept in `phase`.
@@ -202,7 +272,20 @@ impl<S: SharedState, W: Watch, J: Journal<S>> BranchRunner<S> for BranchEnv<'_, 
             step,
             fork: Some(self.fork),
         };
-        let context = Context::in_run(self.host, at, self.limit, Some(&body_attempts));
+        // A branch of a kept fork keeps what its step produces (an agent's replies, a question
+        // asked inside) with the fork's parts, at the step before the fork.
+        let kept_scope;
+        let scope: &dyn RunScope = match self.keeping {
+            Some((_, before)) if !self.fork.is_empty() => {
+                kept_scope = BranchScope {
+                    host: self.host,
+                    before,
+                };
+                &kept_scope
+            }
+            _ => self.host,
+        };
+        let context = Context::in_run(scope, at, self.limit, Some(&body_attempts));
         let watch = &self.host.watch;
         let Command {
             action,

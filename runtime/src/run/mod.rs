@@ -155,8 +155,8 @@ impl<S: SharedState, W: Watch, J: Journal<S>> RunScope for Host<S, W, J> {
     }
 
     fn items(&self, at: &At<'_>) -> Option<&dyn ItemJournal> {
-        // A fork's branch is not saved on its own: what its step keeps would be written at a
-        // step the thread has not reached, so it keeps nothing (it runs again whole).
+        // A fork's branch is not saved on its own: what its step keeps goes with the fork's parts
+        // (`fork::BranchScope`); a context of one that reaches here keeps nothing.
         if at.fork.is_some() {
             return None;
         }
