@@ -274,16 +274,19 @@ impl<S: SharedState, W: Watch, J: Journal<S>> BranchRunner<S> for BranchEnv<'_, 
         };
         // A branch of a kept fork keeps what its step produces (an agent's replies, a question
         // asked inside) with the fork's parts, at the step before the fork.
+        // (Decided at compile time for a journal that never keeps: a plain fork pays nothing.)
         let kept_scope;
-        let scope: &dyn RunScope = match self.keeping {
-            Some((_, before)) if !self.fork.is_empty() => {
-                kept_scope = BranchScope {
-                    host: self.host,
-                    before,
-                };
-                &kept_scope
-            }
-            _ => self.host,
+        let scope: &dyn RunScope = if J::PAUSES
+            && let Some((_, before)) = self.keeping
+            && !self.fork.is_empty()
+        {
+            kept_scope = BranchScope {
+                host: self.host,
+                before,
+            };
+            &kept_scope
+        } else {
+            self.host
         };
         let context = Context::in_run(scope, at, self.limit, Some(&body_attempts));
         let watch = &self.host.watch;
