@@ -759,9 +759,12 @@ impl tool::Tool for Effect {
     }
 }
 
-/// A model that calls `lookup` and `pay` once, then answers with what the tools said; its
-/// answer fails once with a non-retryable error when `fail_answer` is set.
-fn effect_model(fail_answer: Arc<std::sync::atomic::AtomicBool>) -> Arc<ScriptedModel> {
+/// A model that makes `calls` in its first reply, then answers with what the tools said (joined
+/// by ` | `), unless `answer` fails first.
+fn calls_then_reports(
+    calls: Vec<ToolCall>,
+    answer: impl Fn() -> Result<(), ModelError> + Send + Sync + 'static,
+) -> Arc<ScriptedModel> {
     Arc::new(ScriptedModel::from_fn(move |request| {
         let answers: Vec<&str> = request
             .messages
@@ -770,19 +773,26 @@ fn effect_model(fail_answer: Arc<std::sync::atomic::AtomicBool>) -> Arc<Scripted
             .map(Message::content)
             .collect();
         if answers.is_empty() {
-            return Ok(ChatResponse::new(Message::ai_calling(
-                "",
-                vec![
-                    ToolCall::new("c1", "lookup", "{}"),
-                    ToolCall::new("c2", "pay", "{}"),
-                ],
-            )));
+            return Ok(ChatResponse::new(Message::ai_calling("", calls.clone())));
         }
+        answer()?;
+        Ok(ChatResponse::new(Message::ai(answers.join(" | "))))
+    }))
+}
+
+/// A model that calls `lookup` and `pay` once, then answers with what the tools said; its
+/// answer fails once with a non-retryable error when `fail_answer` is set.
+fn effect_model(fail_answer: Arc<std::sync::atomic::AtomicBool>) -> Arc<ScriptedModel> {
+    let calls = vec![
+        ToolCall::new("c1", "lookup", "{}"),
+        ToolCall::new("c2", "pay", "{}"),
+    ];
+    calls_then_reports(calls, move || {
         if fail_answer.swap(false, std::sync::atomic::Ordering::SeqCst) {
             return Err(ModelError::status(400, "the answer failed"));
         }
-        Ok(ChatResponse::new(Message::ai(answers.join(" | "))))
-    }))
+        Ok(())
+    })
 }
 
 fn effect_tools(effects: &Arc<Effects>, pay_repeatable: bool) -> Toolbox {
@@ -1158,24 +1168,11 @@ mod approval {
     /// A model that looks the invoice up and pays it in one round, then answers with what the
     /// tools said.
     fn clerk_model() -> Arc<ScriptedModel> {
-        Arc::new(ScriptedModel::from_fn(|request| {
-            let answers: Vec<&str> = request
-                .messages
-                .iter()
-                .filter(|message| matches!(message, Message::Tool { .. }))
-                .map(Message::content)
-                .collect();
-            if answers.is_empty() {
-                return Ok(ChatResponse::new(Message::ai_calling(
-                    "",
-                    vec![
-                        ToolCall::new("c1", "lookup", "{}"),
-                        ToolCall::new("c2", "pay", r#"{"amount": 120}"#),
-                    ],
-                )));
-            }
-            Ok(ChatResponse::new(Message::ai(answers.join(" | "))))
-        }))
+        let calls = vec![
+            ToolCall::new("c1", "lookup", "{}"),
+            ToolCall::new("c2", "pay", r#"{"amount": 120}"#),
+        ];
+        calls_then_reports(calls, || Ok(()))
     }
 
     /// Runs the clerk durably until it asks, replies `decision`, resumes: the paid calls, the
