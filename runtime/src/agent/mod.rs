@@ -388,8 +388,12 @@ impl<S: Conversation, M: ChatModel, R: Routes> Agent<S, M, R> {
         let calls_kept = Calls::of(context);
         let mut request = turn.request.clone();
         let first = request.messages.len();
-        let specs = self.tools.specs();
         let routing = Self::routing();
+        // The tools are offered as they are until the rounds run out; then only the route.
+        request.tools = self.tools.specs();
+        if routing {
+            request.tools.push(route::route_spec(R::ACTIONS));
+        }
         let mut outcome = TurnOutcome {
             messages: Vec::new(),
             action: DEFAULT_ACTION,
@@ -401,14 +405,10 @@ impl<S: Conversation, M: ChatModel, R: Routes> Agent<S, M, R> {
         // Rounds the turn went on for: of tool calls, or of asking a routing model to route.
         let mut rounds = 0;
         loop {
-            let offer_tools = !self.tools.is_empty() && rounds < self.max_tool_rounds;
-            request.tools = if offer_tools {
-                specs.clone()
-            } else {
-                Vec::new()
-            };
-            if routing {
-                request.tools.push(route::route_spec(R::ACTIONS));
+            if rounds == self.max_tool_rounds {
+                request
+                    .tools
+                    .retain(|tool| routing && tool.name == ROUTE_TOOL);
             }
             let reply_key = format!("reply:{rounds}");
             let reply = if let Some(reply) = calls_kept.kept(&reply_key) {
@@ -433,11 +433,14 @@ impl<S: Conversation, M: ChatModel, R: Routes> Agent<S, M, R> {
                     )
                     .into());
                 }
-                request.messages.push(Message::human(format!(
-                    "Hand the work on now: call `{ROUTE_TOOL}` with `to` one of {} and your \
-                     reason.",
-                    quoted(R::ACTIONS)
-                )));
+                // (In the last round, the message that ends the rounds says it.)
+                if rounds + 1 < self.max_tool_rounds {
+                    request.messages.push(Message::human(format!(
+                        "Hand the work on now: call `{ROUTE_TOOL}` with `to` one of {} and \
+                         your reason.",
+                        quoted(R::ACTIONS)
+                    )));
+                }
             } else {
                 let routed = self
                     .answer_round(
